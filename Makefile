@@ -1,0 +1,36 @@
+# The two commands from the README:
+#   make demo   the daemon against the built-in Sinqro simulator, virtual printer and panel
+#   make test   install everything the tests need, then lint, type-check and run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test venv system-deps lint check bench clean
+
+$(BIN)/edged: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/edged
+
+demo: venv
+	$(BIN)/edged demo
+
+system-deps:
+	scripts/install-test-deps
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: system-deps venv lint
+	$(BIN)/pytest
+
+bench: venv
+	benchmarks/run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-state artifacts

@@ -1,0 +1,3 @@
+"""edged: the restaurant order box daemon."""
+
+__version__ = "0.1.0"

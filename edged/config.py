@@ -1,0 +1,241 @@
+"""The daemon's configuration: one TOML file, drop-ins, and the web page's saved settings.
+
+Load order (later wins, tables merge key by key):
+
+1. the main file, e.g. ``/etc/edged/edged.toml``;
+2. drop-ins ``/etc/edged/edged.toml.d/*.toml`` in name order (vendor and fleet overrides);
+3. ``settings.toml`` in the state directory, written atomically by the web setup page.
+
+Every key is checked by :func:`edged.configtools.build`; see ``config/edged.example.toml``
+for the documented list.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edged.bridges.settings import MqttConfig, SerialConfig
+from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.panel.settings import PanelConfig
+from edged.printing.settings import PrinterConfig
+from edged.web.settings import WebConfig
+
+PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
+# The docs do not give the websocket address; see docs/sinqro-assumptions.md.
+PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
+WEB_SETTINGS_FILE = "settings.toml"
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """The box itself."""
+
+    name: str = field(default="edged", metadata=opt(doc="Name shown on tickets and the page"))
+    state_dir: str = field(
+        default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
+    )
+    language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
+
+
+@dataclass(frozen=True)
+class SinqroConfig:
+    """The link to the Sinqro cloud."""
+
+    server_token: str = field(
+        metadata=opt(env="EDGED_SERVER_TOKEN", secret=True, doc="x-api-server-access-token")
+    )
+    user_token: str = field(
+        default="",
+        metadata=opt(env="EDGED_USER_TOKEN", secret=True, doc="x-api-user-access-token"),
+    )
+    selling_point_id: int = field(default=0, metadata=opt(minimum=0, doc="0: not chosen yet"))
+    base_url: str = PRODUCTION_API
+    websocket_url: str = PRODUCTION_WEBSOCKET
+    poll_interval: float = field(default=60.0, metadata=opt(minimum=1, maximum=3600))
+    status_refresh_interval: float = field(default=60.0, metadata=opt(minimum=1, maximum=3600))
+    request_timeout: float = field(default=10.0, metadata=opt(minimum=0.1, maximum=120))
+    reconnect_min: float = field(default=1.0, metadata=opt(minimum=0.01, maximum=600))
+    reconnect_max: float = field(default=60.0, metadata=opt(minimum=0.01, maximum=3600))
+    ping_interval: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
+    ping_timeout: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
+    max_frame_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+
+    def check(self) -> None:
+        for key in ("base_url", "websocket_url"):
+            value = getattr(self, key)
+            scheme = ("http://", "https://") if key == "base_url" else ("ws://", "wss://")
+            if not value.startswith(scheme):
+                raise ValueError(f"{key}: must start with {' or '.join(scheme)}")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max: must not be below reconnect_min")
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """The SQLite journal."""
+
+    path: str = field(default="edged.sqlite3", metadata=opt(doc="Relative to box.state_dir"))
+    retention_days: int = field(default=30, metadata=opt(minimum=1, maximum=3650))
+
+
+@dataclass(frozen=True)
+class OrdersConfig:
+    """How decisions are taken."""
+
+    auto_accept: bool = False
+    auto_accept_delay: int = field(default=0, metadata=opt(minimum=0, maximum=240))
+    default_delay: int = field(
+        default=0, metadata=opt(minimum=0, maximum=240, doc="ACCEPT short press, minutes")
+    )
+    long_press_delay: int = field(
+        default=15, metadata=opt(minimum=0, maximum=240, doc="ACCEPT long press, minutes")
+    )
+    cancel_comment: str = field(
+        default="Cancelled by the restaurant", metadata=opt(doc="Sent with a CANCEL button press")
+    )
+    retry_max: float = field(default=30.0, metadata=opt(minimum=0.1, maximum=600))
+
+    def check(self) -> None:
+        if not self.cancel_comment.strip():
+            raise ValueError("cancel_comment: Sinqro requires a cancellation comment")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Logging (stderr; under systemd it lands in the journal)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    sinqro: SinqroConfig
+    box: BoxConfig = field(default_factory=BoxConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    printers: list[PrinterConfig] = field(default_factory=list)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    serial: SerialConfig = field(default_factory=SerialConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    # Where this config came from; not a config key.
+    source: str = field(default="", init=False, compare=False)
+
+    def check(self) -> None:
+        names = [p.name for p in self.printers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"printers: duplicate printer name {name!r}")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.box.state_dir)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / self.journal.path
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse one TOML file; syntax errors become :class:`ConfigError` naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
+def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, dict[str, Any]]]:
+    """The parsed files that make up the config, in load order."""
+    out = [(path, read_toml(path))]
+    dropin_dir = path.with_name(path.name + ".d")
+    if dropin_dir.is_dir():
+        out += [(p, read_toml(p)) for p in sorted(dropin_dir.glob("*.toml"))]
+    if with_web_settings:
+        merged: dict[str, Any] = {}
+        for _, doc in out:
+            merged = merge(merged, doc)
+        state_dir = Path(str(merged.get("box", {}).get("state_dir", BoxConfig.state_dir)))
+        if not state_dir.is_absolute():
+            state_dir = path.parent / state_dir
+        web = state_dir / WEB_SETTINGS_FILE
+        if web.is_file():
+            out.append((web, read_toml(web)))
+    return out
+
+
+def _has_key(doc: dict[str, Any], dotted: str) -> bool:
+    node: Any = doc
+    for part in dotted.replace("]", "").replace("[", ".").split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
+    """Validate merged layers; an error names the file that holds the offending key."""
+    merged: dict[str, Any] = {}
+    for _, doc in stack:
+        merged = merge(merged, doc)
+    main = str(stack[0][0])
+    try:
+        config = build(Config, merged, file=main)
+    except ConfigError as exc:
+        culprit = next((str(p) for p, doc in reversed(stack) if _has_key(doc, exc.key)), main)
+        raise ConfigError(culprit, exc.key, exc.problem) from None
+    # A relative state_dir is relative to the main file, so a config works from any cwd.
+    state_dir = Path(config.box.state_dir)
+    if not state_dir.is_absolute():
+        state_dir = (stack[0][0].parent / state_dir).resolve()
+        object.__setattr__(config.box, "state_dir", str(state_dir))
+    object.__setattr__(config, "source", main)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], *, with_web_settings: bool = True) -> Config:
+    """Load and validate the configuration rooted at ``path``."""
+    return from_layers(layers(Path(path), with_web_settings=with_web_settings))
+
+
+def save_web_settings(config: Config, changes: dict[str, Any]) -> Config:
+    """Validate ``changes`` on top of the current config and save them atomically.
+
+    ``changes`` is a partial TOML-shaped document (e.g. ``{"orders": {"auto_accept": True}}``).
+    It is merged into the state directory's ``settings.toml``; the whole result is validated
+    before anything is written, so a bad value leaves the file as it was.
+    Returns the new config. Raises :class:`ConfigError` naming the key on a bad value.
+    """
+    path = config.state_dir / WEB_SETTINGS_FILE
+    stack = layers(Path(config.source), with_web_settings=False)
+    current = read_toml(path) if path.is_file() else {}
+    updated = merge(current, changes)
+    new = from_layers([*stack, (path, updated)])
+    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write("# Written by the edged web page; edit with the page or delete to reset.\n")
+        fh.write(dump_toml(updated))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return new

@@ -1,0 +1,243 @@
+"""Strict, typed configuration building blocks.
+
+Every config section is a frozen dataclass. :func:`build` turns a parsed TOML table into
+that dataclass and refuses anything it does not understand: an unknown key, a wrong type,
+a value out of range or a missing required value raises :class:`ConfigError` naming the
+file, the dotted key and what was expected. The same function validates web forms, so a
+setting is checked by one piece of code whichever way it arrives.
+
+Field options go in ``dataclasses.field(metadata=opt(...))``:
+
+* ``minimum`` / ``maximum``: numeric bounds (inclusive);
+* ``env``: name of an environment variable that may supply the value (secrets);
+* ``secret``: never shown back (web forms, ``edged check-config`` output);
+* ``doc``: one-line description, used by the web setup forms.
+
+A section class may define ``check(self) -> None`` that raises ``ValueError("key: why")``
+for rules that span several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable. ``str()`` reads as ``FILE: KEY: problem``."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+
+
+def opt(
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    env: str | None = None,
+    secret: bool = False,
+    doc: str = "",
+) -> dict[str, Any]:
+    """Metadata for a config field (see module docstring)."""
+    return {"minimum": minimum, "maximum": maximum, "env": env, "secret": secret, "doc": doc}
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        (inner,) = get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if tp is type(None):
+        return "nothing"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for option in get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _convert(value, option, key, file)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp) and type(value) is type(get_args(tp)[0]):
+            return value
+        raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (inner,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+        return [_convert(v, inner, f"{key}[{i}]", file) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(file, key, f"expected a table, got {value!r}")
+        return build(typing.cast(type[Any], tp), value, file=file, where=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise ConfigError(file, key, f"expected a finite number, got {value!r}")
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported config type {tp!r} for {key}")
+    raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def build(cls: type[T], data: Mapping[str, Any], *, file: str, where: str = "") -> T:
+    """Build the dataclass ``cls`` from ``data``, strictly.
+
+    ``where`` is the dotted path of this table inside the file, used in messages.
+    Raises :class:`ConfigError` on the first problem found.
+    """
+    assert dataclasses.is_dataclass(cls)
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+    def dotted(name: str) -> str:
+        return f"{where}.{name}" if where else name
+
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(file, dotted(str(key)), f"unknown key (known keys here: {known})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        meta = f.metadata
+        key = dotted(name)
+        if name in data:
+            raw = data[name]
+        elif meta.get("env") and os.environ.get(meta["env"]) is not None:
+            raw = os.environ[meta["env"]]
+        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            continue
+        else:
+            hint = f" (or set ${meta['env']})" if meta.get("env") else ""
+            raise ConfigError(file, key, f"missing required value: {_type_name(hints[name])}{hint}")
+        value = _convert(raw, hints[name], key, file)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lo, hi = meta.get("minimum"), meta.get("maximum")
+            if lo is not None and value < lo:
+                raise ConfigError(file, key, f"must be at least {lo}, got {value!r}")
+            if hi is not None and value > hi:
+                raise ConfigError(file, key, f"must be at most {hi}, got {value!r}")
+        values[name] = value
+    obj = cls(**values)
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ValueError as exc:
+            sub, _, problem = str(exc).partition(": ")
+            if problem:
+                raise ConfigError(file, dotted(sub), problem) from None
+            raise ConfigError(file, where, str(exc)) from None
+    return obj
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge two parsed TOML documents; tables merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_plain(obj: Any, *, hide_secrets: bool = True) -> Any:
+    """A config dataclass back to plain dicts and lists; secrets become ``"***"`` when set."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if hide_secrets and f.metadata.get("secret") and value:
+                out[f.name] = "***"
+            else:
+                out[f.name] = to_plain(value, hide_secrets=hide_secrets)
+        return out
+    if isinstance(obj, list):
+        return [to_plain(v, hide_secrets=hide_secrets) for v in obj]
+    return obj
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = "".join(
+            c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value
+        )
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(doc: Mapping[str, Any]) -> str:
+    """Write a parsed-TOML-shaped document (tables, arrays of tables, scalars, lists)."""
+    lines: list[str] = []
+
+    def emit(table: Mapping[str, Any], path: str) -> None:
+        scalars = {k: v for k, v in table.items() if v is not None and not _is_table_like(v)}
+        for key, value in scalars.items():
+            lines.append(f"{_key(key)} = {_toml_value(value)}")
+        for key, value in table.items():
+            sub = f"{path}.{_key(key)}" if path else _key(key)
+            if isinstance(value, Mapping):
+                lines.append("")
+                lines.append(f"[{sub}]")
+                emit(value, sub)
+            elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+                for item in value:
+                    lines.append("")
+                    lines.append(f"[[{sub}]]")
+                    emit(item, sub)
+
+    emit(doc, "")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _is_table_like(value: Any) -> bool:
+    return isinstance(value, Mapping) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
+    )
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)

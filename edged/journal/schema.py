@@ -1,0 +1,65 @@
+"""Journal schema, migrated by ``PRAGMA user_version``.
+
+Each entry of :data:`MIGRATIONS` moves the database from version ``n - 1`` to ``n`` inside
+one transaction. Never edit a migration that has shipped: append a new one.
+Version numbers reserved per package so parallel work does not collide:
+1 core (orders, events, cursors, outbox, kv), 2 printing, 3 bridges, 4 web.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE orders (
+        id              INTEGER PRIMARY KEY,          -- Sinqro order id
+        type            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        is_final        INTEGER NOT NULL,
+        code            TEXT NOT NULL,
+        execution_time  TEXT NOT NULL,
+        payload         TEXT NOT NULL,                -- latest full JSON from Sinqro
+        first_seen      REAL NOT NULL,                -- unix time the box first stored it
+        updated         REAL NOT NULL,
+        acknowledged    INTEGER NOT NULL DEFAULT 0    -- staff silenced its alert
+    );
+    CREATE INDEX orders_open ON orders (is_final, first_seen);
+    CREATE INDEX orders_updated ON orders (updated);
+
+    CREATE TABLE events (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after pruning
+        ts        REAL NOT NULL,
+        kind      TEXT NOT NULL,
+        order_id  INTEGER,
+        data      TEXT NOT NULL
+    );
+    CREATE INDEX events_order ON events (order_id);
+
+    CREATE TABLE cursors (
+        consumer  TEXT PRIMARY KEY,
+        seq       INTEGER NOT NULL
+    );
+
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        key         TEXT UNIQUE,                      -- idempotency key from the requester
+        order_id    INTEGER NOT NULL,
+        kind        TEXT NOT NULL,                    -- accept | cancel | status
+        params      TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created     REAL NOT NULL,
+        updated     REAL NOT NULL,
+        error_code  TEXT,
+        error       TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (state, id);
+
+    CREATE TABLE kv (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    """,
+}
+
+LATEST = max(MIGRATIONS)

@@ -1,0 +1,430 @@
+"""The order flow: notifications into the journal, staff decisions into the outbox.
+
+:class:`OrderDesk` is the one door for decisions. The buttons, the web page, the MQTT and
+serial bridges and the CLI all call it; it validates the request against the journal and
+writes it to the outbox. It never calls Sinqro itself.
+
+:class:`OutboxSender` drains the outbox: it fetches fresh action tokens when it needs them,
+posts with retry and backoff, and records each outcome as a ``command.done`` or
+``command.failed`` event together with the order Sinqro returned. A command caught mid-send
+by a crash or a timeout is never blindly sent again: the sender first reads the order and
+closes the command if its effect is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edged.config import OrdersConfig
+from edged.journal import events as ev
+from edged.journal.events import Event
+from edged.journal.store import Command, Journal, StoredOrder, UpsertResult
+from edged.pairing import Pairing
+from edged.sinqro import errors
+from edged.sinqro.api import SinqroApi
+from edged.sinqro.errors import SinqroError
+from edged.sinqro.models import (
+    CANCELLED_STATUSES,
+    SETTABLE_STATUSES,
+    WAITING,
+    Order,
+    OrderAction,
+)
+from edged.state import BoxState
+
+log = logging.getLogger(__name__)
+
+MAX_COMMENT = 500
+
+
+class CommandRefused(ValueError):
+    """A decision that cannot be taken (unknown order, already decided, no comment...).
+
+    ``code`` is a stable word for bridges and the web page (see docs/bridge-protocol.md).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended, as far as the caller waited.
+
+    ``queued`` means Sinqro has not answered yet (offline, or slower than the wait): the
+    command is safe in the outbox and will be delivered.
+    """
+
+    command_id: int
+    state: Literal["done", "failed", "queued"]
+    code: str = ""
+    message: str = ""
+    status: str = ""
+
+
+class OrderDesk:
+    """Entry point for order notifications and for every staff decision."""
+
+    def __init__(self, journal: Journal, state: BoxState, config: OrdersConfig) -> None:
+        self.journal = journal
+        self.state = state
+        self.config = config
+        self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
+        journal.add_listener(self._on_events)
+
+    # -- orders coming in ------------------------------------------------------------------
+
+    async def ingest(self, order: Order, source: str) -> UpsertResult:
+        """Store an order seen by websocket, poll or reconciliation.
+
+        Auto-accept is keyed by order id, so a duplicate or a restart never accepts twice.
+        """
+        result = await self.journal.upsert_order(order)
+        if result.new:
+            log.info("order %s (%s, %s) stored from %s", order.id, order.type, order.code, source)
+        elif result.status_changed:
+            log.info("order %s is now %s (from %s)", order.id, order.status, source)
+        if result.new and order.status == WAITING and self.config.auto_accept:
+            delay = self.config.auto_accept_delay or None
+            await self.journal.enqueue_command(
+                order.id, "accept", {"delay": delay}, source="auto", key=f"auto-accept:{order.id}"
+            )
+        if result.new or result.status_changed:
+            await self.refresh_counts()
+        return result
+
+    async def refresh_counts(self) -> None:
+        counts = await self.journal.counts()
+        self.state.set("waiting_orders", counts["waiting_orders"])
+        self.state.set("queued_commands", counts["queued_commands"])
+
+    async def oldest_waiting(self) -> StoredOrder | None:
+        """The order the physical buttons act on."""
+        waiting = await self.journal.waiting_orders()
+        return waiting[0] if waiting else None
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def _decidable(self, order_id: int) -> StoredOrder:
+        order = await self.journal.get_order(order_id)
+        if order is None:
+            raise CommandRefused("UNKNOWN_ORDER", f"order {order_id} is not in the journal")
+        if order.is_final:
+            raise CommandRefused("ORDER_FINAL", f"order {order_id} is already {order.status}")
+        return order
+
+    async def accept(
+        self, order_id: int, delay: int | None = None, *, source: str, key: str | None = None
+    ) -> Command:
+        """Queue an accept; ``delay`` in minutes picks Sinqro's matching delayed action."""
+        order = await self._decidable(order_id)
+        if order.status != WAITING:
+            raise CommandRefused("NOT_WAITING", f"order {order_id} is {order.status}, not waiting")
+        if delay is not None and not 0 <= delay <= 240:
+            raise CommandRefused("BAD_DELAY", "delay must be between 0 and 240 minutes")
+        return await self._enqueue(order_id, "accept", {"delay": delay or None}, source, key)
+
+    async def cancel(
+        self, order_id: int, comment: str, *, source: str, key: str | None = None
+    ) -> Command:
+        """Queue a cancel; Sinqro requires a comment (ORDER_CANCELLATION_COMMENT_IS_REQUIRED)."""
+        comment = (comment or "").strip()
+        if not comment:
+            raise CommandRefused(
+                errors.ORDER_CANCELLATION_COMMENT_IS_REQUIRED, "a cancellation comment is required"
+            )
+        if len(comment) > MAX_COMMENT:
+            raise CommandRefused("BAD_COMMENT", f"comment longer than {MAX_COMMENT} characters")
+        await self._decidable(order_id)
+        return await self._enqueue(order_id, "cancel", {"comment": comment}, source, key)
+
+    async def set_status(
+        self, order_id: int, status: str, *, reason: str = "", source: str, key: str | None = None
+    ) -> Command:
+        """Queue a status change by ``orderStatusTypeCode`` (preparation, ready, ...)."""
+        if status not in SETTABLE_STATUSES:
+            raise CommandRefused(
+                "BAD_STATUS", f"status must be one of {', '.join(SETTABLE_STATUSES)}"
+            )
+        reason = (reason or "").strip()
+        if status == "cancelled_by_sp" and not reason:
+            raise CommandRefused(
+                errors.ORDER_CANCELLATION_COMMENT_IS_REQUIRED, "cancelled_by_sp needs a reason"
+            )
+        if len(reason) > MAX_COMMENT:
+            raise CommandRefused("BAD_COMMENT", f"reason longer than {MAX_COMMENT} characters")
+        await self._decidable(order_id)
+        params = {"status": status, "reason": reason}
+        return await self._enqueue(order_id, "status", params, source, key)
+
+    async def push_catalog(
+        self, catalog: dict[str, Any], *, source: str, key: str | None = None
+    ) -> Command:
+        """Queue a bulk catalog push (``PATCH .../menus/collectionRaw``); validated by caller."""
+        return await self._enqueue(0, "catalog", {"catalog": catalog}, source, key)
+
+    async def acknowledge(self, order_id: int | None, *, source: str) -> list[int]:
+        """Silence the alert of one order, or of every waiting order when ``order_id`` is None.
+        Local only: Sinqro is not told. Returns the order ids acknowledged."""
+        if order_id is not None:
+            if await self.journal.get_order(order_id) is None:
+                raise CommandRefused("UNKNOWN_ORDER", f"order {order_id} is not in the journal")
+            ids = [order_id]
+        else:
+            ids = [o.id for o in await self.journal.waiting_orders() if not o.acknowledged]
+        return [i for i in ids if await self.journal.acknowledge(i, source)]
+
+    async def _enqueue(
+        self, order_id: int, kind: str, params: dict[str, Any], source: str, key: str | None
+    ) -> Command:
+        command, created = await self.journal.enqueue_command(
+            order_id, kind, params, source=source, key=key
+        )
+        if created:
+            log.info("command %d queued: %s order %s from %s", command.id, kind, order_id, source)
+            self.state.set("queued_commands", self.state.get("queued_commands", 0) + 1)
+        return command
+
+    # -- results ---------------------------------------------------------------------------
+
+    async def wait(self, command_id: int, timeout: float) -> Outcome:
+        """Wait up to ``timeout`` seconds for a command's outcome."""
+        command = await self.journal.get_command(command_id)
+        if command is None:
+            raise CommandRefused("UNKNOWN_COMMAND", f"no command {command_id}")
+        if command.state in ("done", "failed"):
+            return _outcome(command)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(command_id, []).append(future)
+        try:
+            # Re-check: the outcome may have landed while we registered.
+            command = await self.journal.get_command(command_id)
+            if command is not None and command.state in ("done", "failed"):
+                return _outcome(command)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return Outcome(command_id, "queued")
+        finally:
+            waiters = self._waiters.get(command_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(command_id, None)
+
+    def _on_events(self, new_events: list[Event]) -> None:
+        for event in new_events:
+            if event.kind not in (ev.COMMAND_DONE, ev.COMMAND_FAILED):
+                continue
+            command_id = int(event.data.get("command_id", 0))
+            if event.kind == ev.COMMAND_DONE:
+                outcome = Outcome(command_id, "done", status=event.data.get("status") or "")
+            else:
+                outcome = Outcome(
+                    command_id,
+                    "failed",
+                    code=str(event.data.get("code", "")),
+                    message=str(event.data.get("message", "")),
+                )
+            for future in self._waiters.pop(command_id, []):
+                if not future.done():
+                    future.set_result(outcome)
+
+
+def _outcome(command: Command) -> Outcome:
+    if command.state == "done":
+        return Outcome(command.id, "done")
+    if command.state == "failed":
+        return Outcome(command.id, "failed", command.error_code or "", command.error or "")
+    return Outcome(command.id, "queued")
+
+
+def effect_present(command: Command, order: Order) -> bool | None:
+    """Is the command's effect already visible on ``order``?
+
+    True: done (do not send again). False: still to do. None: moot, the order moved on
+    in a way that makes the command impossible (e.g. accept after the client cancelled).
+    """
+    if command.kind == "accept":
+        if order.status == WAITING:
+            return False
+        return None if order.status in CANCELLED_STATUSES else True
+    if command.kind == "cancel":
+        if order.status in CANCELLED_STATUSES:
+            return True
+        return None if order.is_final else False
+    if command.kind == "status":
+        target = command.params.get("status")
+        if order.status == target:
+            return True
+        return None if order.is_final else False
+    return False
+
+
+def pick_action(actions: list[OrderAction], kind: str, delay: int | None) -> OrderAction | None:
+    """The action token for ``kind`` (ACCEPT/CANCEL); for a delayed accept, the one whose
+    ``delayMinutes`` matches, else the plain one."""
+    matching = [a for a in actions if a.action_type == kind]
+    if kind == "ACCEPT" and delay:
+        for action in matching:
+            if action.delay_minutes is not None and int(action.delay_minutes) == delay:
+                return action
+        return None
+    plain = [a for a in matching if not a.delay_minutes]
+    return (plain or matching or [None])[0]
+
+
+class OutboxSender:
+    """Delivers outbox commands to Sinqro, one at a time, in order."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        api: SinqroApi,
+        state: BoxState,
+        config: OrdersConfig,
+        pairing: Callable[[], Pairing],
+    ) -> None:
+        self.journal = journal
+        self.api = api
+        self.state = state
+        self.config = config
+        self.pairing = pairing
+        self._wake = asyncio.Event()
+        self._backoff = 0.0
+        self.sent = 0
+        self.failed = 0
+        journal.add_listener(self._on_events)
+
+    def _on_events(self, new_events: list[Event]) -> None:
+        if any(e.kind == ev.COMMAND_QUEUED for e in new_events):
+            self._wake.set()
+
+    def kick(self) -> None:
+        """Try now (the link came back, the box was paired...)."""
+        self._backoff = 0.0
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain the outbox forever."""
+        while True:
+            self._wake.clear()
+            pending = await self.journal.pending_commands()
+            self.state.set("queued_commands", len(pending))
+            blocked = False
+            for command in pending:
+                if not self.pairing().paired:
+                    blocked = True
+                    break
+                if not await self._deliver(command):
+                    blocked = True
+                    break
+            if blocked:
+                delay = self._next_backoff()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+            elif not pending:
+                # The journal watcher also wakes us for commands written by the CLI.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                if not self._wake.is_set():
+                    continue
+
+    def _next_backoff(self) -> float:
+        self._backoff = min(self.config.retry_max, max(0.5, self._backoff * 2))
+        return self._backoff * random.uniform(0.8, 1.2)
+
+    async def _deliver(self, command: Command) -> bool:
+        """Try one command. False when delivery must pause (offline, token refused)."""
+        try:
+            if command.attempts > 0 and command.kind != "catalog":
+                # It may have reached Sinqro before the crash or timeout: look first.
+                current = await self.api.get_order(command.order_id)
+                present = effect_present(command, current)
+                if present is True:
+                    log.info("command %d was already applied; closing it", command.id)
+                    await self._finish(command, ok=True, order=current)
+                    return True
+                if present is None:
+                    await self._finish(
+                        command,
+                        ok=False,
+                        order=current,
+                        code="ORDER_MOVED_ON",
+                        message=f"order is {current.status}",
+                    )
+                    return True
+            await self.journal.mark_sending(command.id)
+            order = await self._send(command)
+        except SinqroError as exc:
+            if exc.transient or exc.code == errors.UNAUTHORIZED:
+                log.warning("command %d not delivered yet: %s", command.id, exc)
+                await self.journal.requeue_command(command.id, str(exc))
+                return False
+            log.warning("command %d refused by Sinqro: %s", command.id, exc)
+            await self._finish(command, ok=False, code=exc.code, message=exc.message)
+            return True
+        self._backoff = 0.0
+        await self._finish(command, ok=True, order=order)
+        return True
+
+    async def _send(self, command: Command) -> Order | None:
+        params = command.params
+        if command.kind in ("accept", "cancel"):
+            kind = "ACCEPT" if command.kind == "accept" else "CANCEL"
+            delay = params.get("delay") if command.kind == "accept" else None
+            actions = await self.api.order_actions(command.order_id, delay_minutes=delay)
+            action = pick_action(actions, kind, delay)
+            if action is None:
+                raise SinqroError(
+                    errors.NO_MATCHING_ACTION,
+                    f"Sinqro offers no {kind} action"
+                    + (f" with a {delay} minute delay" if delay else ""),
+                )
+            comment = params.get("comment") if command.kind == "cancel" else None
+            return await self.api.post_action(
+                command.order_id, action.token, cancellation_comment=comment
+            )
+        if command.kind == "status":
+            return await self.api.set_status(
+                self.pairing().selling_point_id,
+                command.order_id,
+                params["status"],
+                cancellation_reason=params.get("reason") or None,
+            )
+        if command.kind == "catalog":
+            await self.api.patch_menu_collection_raw(
+                self.pairing().selling_point_id, params["catalog"]
+            )
+            return None
+        raise SinqroError("BAD_COMMAND", f"unknown command kind {command.kind!r}")
+
+    async def _finish(
+        self,
+        command: Command,
+        *,
+        ok: bool,
+        order: Order | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        if ok:
+            self.sent += 1
+            log.info("command %d (%s order %s) done", command.id, command.kind, command.order_id)
+        else:
+            self.failed += 1
+        await self.journal.finish_command(
+            command, ok=ok, order=order, error_code=code, error=message
+        )
+        counts = await self.journal.counts()
+        self.state.set("queued_commands", counts["queued_commands"])
+        self.state.set("waiting_orders", counts["waiting_orders"])

@@ -1,0 +1,96 @@
+"""Live, volatile state of the box: link, printers, panel, bridges.
+
+The journal holds what must survive a restart; this holds what is only true *now* (is the
+websocket up, is the printer out of paper, is the LED blinking). Producers call
+:meth:`BoxState.set`; the web page, the LED and the bridges watch it.
+
+Keys in use (values are JSON-friendly):
+
+===================  ==========================================================================
+``link``             ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
+                     | ``not_paired``
+``link.detail``      human text for the state above
+``link.reconnects``  int, websocket reconnects since start
+``queued_commands``  int, outbox entries waiting for Sinqro
+``waiting_orders``   int, orders waiting for a decision
+``printer.NAME``     ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
+``panel.led``        LED state name (see README, LED table)
+``panel.buzzer``     buzzer pattern name or ``quiet``
+``bridge.mqtt``      ``disabled`` | ``connecting`` | ``online`` | ``offline``
+``bridge.serial``    ``disabled`` | ``online`` | ``offline``
+===================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Watcher = Callable[[str, Any], None]
+
+
+class BoxState:
+    """A small observable dict. Not thread-safe: use it from the event loop."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {
+            "link": "starting",
+            "link.detail": "",
+            "link.reconnects": 0,
+            "queued_commands": 0,
+            "waiting_orders": 0,
+        }
+        self._version = 0
+        self._changed: asyncio.Event | None = None
+        self._watchers: list[Watcher] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set ``key``; watchers run synchronously, only when the value really changed."""
+        if self._values.get(key, _MISSING) == value:
+            return
+        self._values[key] = value
+        self._version += 1
+        if self._changed is not None:
+            changed, self._changed = self._changed, None
+            changed.set()
+        for watcher in list(self._watchers):
+            try:
+                watcher(key, value)
+            except Exception:
+                log.exception("state watcher failed for %s", key)
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def printers(self) -> dict[str, dict[str, Any]]:
+        return {k[8:]: v for k, v in self._values.items() if k.startswith("printer.")}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def watch(self, fn: Watcher) -> None:
+        """Call ``fn(key, value)`` after every change."""
+        self._watchers.append(fn)
+
+    async def wait_changed(self, version: int, timeout: float | None = None) -> int:
+        """Wait until the state moved past ``version``; returns the new version."""
+        while self._version <= version:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
+            except TimeoutError:
+                break
+        return self._version
+
+
+_MISSING = object()

@@ -19,6 +19,8 @@ from typing import Any
 # printer.health   {printer, state, detail}                  a printer's health changed
 # print.done       {printer, job_id, kind, reprint}          a ticket left for the printer
 # print.failed     {printer, job_id, kind, reason}           a ticket could not be printed
+# print.requested  {kind: reprint|test|text, order_id?, printer?, lines?, source}
+#                                                            CLI, web, panel or bridge asks to print
 # link.paired      {selling_point_id}                        the box was paired (web)
 # link.unpaired    {}                                        the box was logged out
 ORDER_NEW = "order.new"
@@ -30,6 +32,7 @@ COMMAND_FAILED = "command.failed"
 PRINTER_HEALTH = "printer.health"
 PRINT_DONE = "print.done"
 PRINT_FAILED = "print.failed"
+PRINT_REQUESTED = "print.requested"
 LINK_PAIRED = "link.paired"
 LINK_UNPAIRED = "link.unpaired"
 

@@ -60,6 +60,29 @@ MIGRATIONS: dict[int, str] = {
         value  TEXT NOT NULL
     );
     """,
+    2: """
+    -- printing: one row per ticket to print, recorded in the same transaction as the
+    -- spooler's cursor advance, before anything is sent.
+    CREATE TABLE print_jobs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        printer     TEXT NOT NULL,                    -- printer whose queue holds the job
+        origin      TEXT NOT NULL,                    -- printer it was planned for (failover)
+        kind        TEXT NOT NULL,                    -- order reprint cancel status test text
+        order_id    INTEGER,
+        event_seq   INTEGER NOT NULL,                 -- journal event that asked for it
+        params      TEXT NOT NULL,                    -- JSON: status, lines, source...
+        state       TEXT NOT NULL
+                    CHECK (state IN ('queued', 'sending', 'done', 'failed', 'skipped')),
+        reprint     INTEGER NOT NULL DEFAULT 0,       -- an earlier send may have printed it
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created     REAL NOT NULL,
+        updated     REAL NOT NULL,
+        error       TEXT,
+        UNIQUE (origin, event_seq, kind)
+    );
+    CREATE INDEX print_jobs_queue ON print_jobs (printer, state, id);
+    CREATE INDEX print_jobs_order ON print_jobs (order_id, origin);
+    """,
 }
 
 LATEST = max(MIGRATIONS)

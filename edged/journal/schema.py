@@ -83,6 +83,25 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX print_jobs_queue ON print_jobs (printer, state, id);
     CREATE INDEX print_jobs_order ON print_jobs (order_id, origin);
     """,
+    3: """
+    -- bridges: commands received from POS terminals (MQTT, serial), by the terminal's own
+    -- command id, so a repeated command is applied once and answered with the same result.
+    CREATE TABLE bridge_commands (
+        bridge       TEXT NOT NULL,                   -- mqtt | serial
+        request_id   TEXT NOT NULL,                   -- the terminal's command id
+        name         TEXT NOT NULL,                   -- accept, cancel, status, reprint, ...
+        digest       TEXT NOT NULL,                   -- hash of the request, to spot id reuse
+        command_id   INTEGER,                         -- outbox id for commands sent to Sinqro
+        response     TEXT NOT NULL,                   -- JSON of the first answer
+        final        TEXT,                            -- JSON of the answer once Sinqro replied
+        reply_to     TEXT,                            -- where the final answer goes (MQTT topic)
+        correlation  BLOB,                            -- MQTT 5 correlation data of the request
+        created      REAL NOT NULL,
+        PRIMARY KEY (bridge, request_id)
+    );
+    CREATE INDEX bridge_commands_command ON bridge_commands (command_id);
+    CREATE INDEX bridge_commands_created ON bridge_commands (created);
+    """,
 }
 
 LATEST = max(MIGRATIONS)

@@ -47,6 +47,8 @@ class Faults:
     fail_always: bool = False
     fail_status: int = 500
     stall: bool = False  # half-open: no notifications, no pongs
+    mute: bool = False  # no notifications, pongs still answered
+    garble_count: int = 0  # answer the next N API requests with 200 and a non-JSON body
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,8 @@ class Faults:
             "failAlways": self.fail_always,
             "failStatus": self.fail_status,
             "stall": self.stall,
+            "mute": self.mute,
+            "garbleCount": self.garble_count,
         }
 
 
@@ -127,6 +131,10 @@ class Simulator:
     @property
     def websocket_url(self) -> str:
         return f"ws://{self.host}:{self.port}{endpoints.API_PREFIX}{endpoints.WEBSOCKET_PATH}"
+
+    @property
+    def _ws_path(self) -> str:
+        return endpoints.API_PREFIX + endpoints.WEBSOCKET_PATH
 
     @property
     def admin_url(self) -> str:
@@ -292,6 +300,14 @@ class Simulator:
         """Half-open link: sockets stay open, but no notification and no pong is sent."""
         self.faults.stall = on
 
+    def mute_notifications(self, on: bool = True) -> None:
+        """Stop pushing notifications; the sockets stay healthy (pings answered)."""
+        self.faults.mute = on
+
+    def garble_responses(self, count: int = 1) -> None:
+        """Answer the next ``count`` API requests with 200 and a body that is not JSON."""
+        self.faults.garble_count = count
+
     def clear_faults(self) -> None:
         self.faults = Faults()
 
@@ -321,8 +337,8 @@ class Simulator:
     async def _writer(self, client: _Client) -> None:
         while True:
             text = await client.queue.get()
-            if self.faults.stall:
-                continue  # half-open: the cloud "sent" it into a dead link
+            if self.faults.stall or self.faults.mute:
+                continue  # the cloud "sent" it into a dead link
             try:
                 await client.ws.send_str(text)
             except (ConnectionError, RuntimeError):
@@ -348,6 +364,9 @@ class Simulator:
             faults.fail_count = max(0, faults.fail_count - 1)
             status = faults.fail_status
             return _json(error_body("INTERNAL_ERROR", "Simulated failure", status), status)
+        if faults.garble_count > 0 and request.path != self._ws_path:
+            faults.garble_count -= 1
+            return web.Response(status=200, text="<html>gateway says hi</html>")
         try:
             return await handler(request)
         except CloudError as exc:
@@ -604,6 +623,10 @@ class Simulator:
                 f.fail_status = int(body["failStatus"])
             if "stall" in body:
                 f.stall = bool(body["stall"])
+            if "mute" in body:
+                f.mute = bool(body["mute"])
+            if "garbleCount" in body:
+                f.garble_count = int(body["garbleCount"])
         except (TypeError, ValueError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return _json(f.to_json())

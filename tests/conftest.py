@@ -1,0 +1,66 @@
+"""Shared fixtures: a real Sinqro simulator on a free port, and a config pointing at it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from edged.config import SinqroConfig
+from edged.simulator.server import Simulator
+
+
+async def eventually(
+    condition: Callable[[], Any | Awaitable[Any]],
+    *,
+    within: float = 5.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
+    """Poll ``condition`` (plain or async) until it returns something truthy; bounded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def make_sinqro_config(sim: Simulator, **overrides: Any) -> SinqroConfig:
+    """A SinqroConfig for ``sim`` with intervals short enough for tests."""
+    values: dict[str, Any] = {
+        "server_token": sim.server_token,
+        "user_token": sim.user_token,
+        "selling_point_id": sim.selling_point_id,
+        "base_url": sim.base_url,
+        "websocket_url": sim.websocket_url,
+        "poll_interval": 0.3,
+        "status_refresh_interval": 0.3,
+        "request_timeout": 2.0,
+        "reconnect_min": 0.05,
+        "reconnect_max": 0.3,
+        "ping_interval": 0.5,
+        "ping_timeout": 0.5,
+        "max_frame_bytes": 64 * 1024,
+    }
+    values.update(overrides)
+    return SinqroConfig(**values)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """A started simulator on a free localhost port."""
+    async with Simulator(host="127.0.0.1", port=0, seed=1234) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sinqro_config(sim: Simulator) -> SinqroConfig:
+    return make_sinqro_config(sim)

@@ -1,0 +1,411 @@
+"""MQTT bridge: order events out to POS terminals, their commands in, through a broker.
+
+Topic tree (``<base>`` is ``<topic_prefix>/<box id>``, e.g. ``edged/shop-1``; the full
+reference with payloads is docs/bridge-protocol.md):
+
+=================================  ==========================================================
+``<base>/status``                  ``online`` / ``offline``, retained; ``offline`` is also
+                                   the last will, and is published on a clean stop
+``<base>/events/<kind>``           journal events as JSON, QoS 1, ``id`` = journal seq
+``<base>/cmd/<name>``              commands in (QoS 1; retained messages are ignored)
+``<base>/response/<id>``           responses for terminals without MQTT 5 (and for MQTT 5
+                                   requests that carry no ResponseTopic)
+``<base>/errors``                  responses to commands too broken to name an id
+``<base>/state/<key>``             live box state, retained (waiting_orders, link, ...)
+=================================  ==========================================================
+
+Delivery comes from the durable journal cursor ``bridge.mqtt``, moved only after the broker
+acknowledged (PUBACK) every message of a batch: after a broker outage or a restart the
+terminals get every event they have not seen, in order, possibly some twice (drop by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import ssl
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edged.bridges.protocol import (
+    CommandHandler,
+    FinalResponse,
+    Response,
+    dumps,
+    encode_event,
+)
+from edged.bridges.settings import MqttConfig
+from edged.journal.events import Event
+from edged.journal.store import Journal, JournalError
+from edged.orders import OrderDesk
+from edged.state import BoxState
+
+log = logging.getLogger(__name__)
+
+CURSOR = "bridge.mqtt"
+BATCH = 64
+SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# BoxState keys mirrored under <base>/state/, and their topic names.
+STATE_KEYS = {
+    "waiting_orders": "waiting_orders",
+    "queued_commands": "queued_commands",
+    "link": "link",
+    "panel.led": "led",
+    "panel.buzzer": "buzzer",
+}
+
+
+def topic_id(name: str) -> str:
+    """A box or printer name made safe as one topic level (``Pizza Roma`` -> ``pizza-roma``)."""
+    cleaned = _UNSAFE.sub("-", name.strip().lower()).strip("-.")
+    return cleaned[:64] or "box"
+
+
+def _correlation_id(data: bytes | None) -> str | None:
+    """A request id from MQTT 5 CorrelationData, when the JSON carries none."""
+    if not data:
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return data.hex()[:64]
+    return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+class MqttBridge:
+    """Bridge between the journal/OrderDesk and an MQTT broker. Run :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        journal: Journal,
+        desk: OrderDesk,
+        state: BoxState,
+        *,
+        box_id: str,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.state = state
+        self.box_id = topic_id(config.box_id or box_id)
+        self.base = f"{config.topic_prefix}/{self.box_id}"
+        self.handler = CommandHandler(
+            journal,
+            desk,
+            bridge="mqtt",
+            max_command_bytes=config.max_command_bytes,
+            max_catalog_bytes=config.max_catalog_bytes,
+        )
+        self._v5 = config.protocol == "5"
+        self._cursor = 0
+        self._wake = asyncio.Event()
+        self._state_dirty: set[str] = set()
+        self._state_wake = asyncio.Event()
+        self._discovered: set[str] = set()
+        self.published = 0
+        self.reconnects = 0
+        journal.add_listener(self._on_events)
+        state.watch(self._on_state)
+
+    # -- topics ----------------------------------------------------------------------------
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.base}/status"
+
+    def event_topic(self, kind: str) -> str:
+        return f"{self.base}/events/{kind}"
+
+    def response_topic(self, request_id: str | None) -> str:
+        return f"{self.base}/response/{request_id}" if request_id else f"{self.base}/errors"
+
+    def state_topic(self, key: str) -> str | None:
+        if key in STATE_KEYS:
+            return f"{self.base}/state/{STATE_KEYS[key]}"
+        if key.startswith("printer."):
+            return f"{self.base}/state/printer/{topic_id(key[8:])}"
+        return None
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def _on_events(self, events: list[Event]) -> None:
+        self._wake.set()
+
+    def _on_state(self, key: str, value: Any) -> None:
+        if self.state_topic(key) is not None:
+            self._state_dirty.add(key)
+            self._state_wake.set()
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        tls_context: ssl.SSLContext | None = None
+        if cfg.tls:
+            # ssl.create_default_context verifies the certificate and the host name.
+            tls_context = ssl.create_default_context(cafile=cfg.ca_file or None)
+            if cfg.cert_file:
+                tls_context.load_cert_chain(cfg.cert_file, cfg.key_file)
+            if cfg.tls_insecure:
+                tls_context.check_hostname = False
+        properties: Properties | None = None
+        if self._v5:
+            properties = _properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=cfg.client_id or f"edged-{self.box_id}",
+            username=cfg.username or None,
+            password=cfg.password or None,
+            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            # A persistent session: commands sent while we were away wait at the broker.
+            clean_session=None if self._v5 else False,
+            clean_start=False if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            keepalive=cfg.keepalive,
+            timeout=cfg.publish_timeout,
+            tls_context=tls_context,
+            max_queued_incoming_messages=1000,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected and keep terminals in sync, until cancelled."""
+        self.state.set("bridge.mqtt", "connecting")
+        cursor = await self.journal.get_cursor(CURSOR)
+        if cursor is None:
+            # First run: start at the end of the journal, not with weeks of history.
+            cursor = self.journal.last_seq
+            await self.journal.set_cursor(CURSOR, cursor)
+        self._cursor = cursor
+        with contextlib.suppress(JournalError):
+            await self.handler.prune()
+        delay = self.config.reconnect_min
+        try:
+            while True:
+                try:
+                    client = self._client()
+                    async with client:
+                        log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
+                        delay = self.config.reconnect_min
+                        await self._session(client)
+                except aiomqtt.MqttError as exc:
+                    log.warning("mqtt bridge: %s: %s", self.config.url, exc)
+                except JournalError as exc:
+                    log.error("mqtt bridge: journal: %s", exc)
+                self.state.set("bridge.mqtt", "offline")
+                self.reconnects += 1
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(self.config.reconnect_max, delay * 2)
+        finally:
+            self.state.set("bridge.mqtt", "offline")
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        try:
+            await self._connected(client)
+        except asyncio.CancelledError:
+            # Clean stop: say so, since a clean DISCONNECT discards the last will.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            raise
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        await client.publish(self.status_topic, b"online", qos=1, retain=True)
+        topic = f"{self.base}/cmd/+"
+        if self._v5:
+            # retainHandling=2: the broker does not even offer us retained commands.
+            await client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
+        else:
+            await client.subscribe(topic, qos=1)
+        self._discovered.clear()
+        self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+        if self.config.homeassistant:
+            self._state_dirty.update(("waiting_orders", "link", "panel.led", "panel.buzzer"))
+        self._state_wake.set()
+        self.state.set("bridge.mqtt", "online")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._pump(client), name="mqtt-events")
+                group.create_task(self._listen(client), name="mqtt-commands")
+                group.create_task(self._mirror_state(client), name="mqtt-state")
+        except* aiomqtt.MqttError as errors:
+            raise errors.exceptions[0] from None
+        except* JournalError as errors:
+            raise errors.exceptions[0] from None
+
+    # -- events out ------------------------------------------------------------------------
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            events = await self.journal.read_events(self._cursor, limit=BATCH)
+            if not events:
+                with contextlib.suppress(TimeoutError):
+                    # The timeout catches commits made by other processes (the CLI).
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                continue
+            sends: list[tuple[str, bytes, Properties | None]] = []
+            for event in events:
+                message = await encode_event(
+                    event, self.journal, full_payload=self.config.full_payload
+                )
+                if message is not None:
+                    sends.append((self.event_topic(event.kind), dumps(message), None))
+                for final in await self.handler.finals([event]):
+                    sends.append(self._response_message(final))
+            if sends:
+                # All in flight at once (paho sends them in this order); the cursor moves
+                # only when every one is acknowledged.
+                async with asyncio.TaskGroup() as group:
+                    for topic, payload, props in sends:
+                        group.create_task(
+                            client.publish(topic, payload, qos=1, properties=props),
+                            name="mqtt-publish",
+                        )
+                self.published += len(sends)
+            await self.journal.set_cursor(CURSOR, events[-1].seq)
+            self._cursor = events[-1].seq
+
+    def _response_message(self, final: FinalResponse) -> tuple[str, bytes, Properties | None]:
+        return self._reply(final.response, final.reply_to, final.correlation)
+
+    def _reply(
+        self, response: Response, reply_to: str | None, correlation: bytes | None
+    ) -> tuple[str, bytes, Properties | None]:
+        props: Properties | None = None
+        if self._v5 and correlation:
+            props = _properties(PacketTypes.PUBLISH)
+            props.CorrelationData = correlation
+        topic = reply_to or self.response_topic(response.request_id)
+        return topic, dumps(response.to_dict()), props
+
+    # -- commands in -----------------------------------------------------------------------
+
+    def _safe_reply_topic(self, topic: Any) -> str | None:
+        """A requester's ResponseTopic, unless it could spoof or flood our own tree."""
+        if not isinstance(topic, str) or not topic or len(topic) > 256:
+            return None
+        if "+" in topic or "#" in topic or "\x00" in topic:
+            return None
+        if topic.startswith(self.base + "/") and not topic.startswith(self.base + "/response/"):
+            return None
+        return topic
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        prefix = f"{self.base}/cmd/"
+        async for message in client.messages:
+            topic = message.topic.value
+            if not topic.startswith(prefix):
+                continue
+            if message.retain:
+                # A retained command would be replayed on every reconnect: never apply one.
+                log.warning("mqtt bridge: ignoring retained command on %s", topic)
+                continue
+            payload = message.payload
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = str(payload).encode()
+            props = message.properties
+            correlation: bytes | None = None
+            reply_to: str | None = None
+            if props is not None:
+                raw = getattr(props, "CorrelationData", None)
+                correlation = bytes(raw) if raw else None
+                reply_to = self._safe_reply_topic(getattr(props, "ResponseTopic", None))
+            response = await self.handler.handle(
+                bytes(payload),
+                name=topic[len(prefix) :],
+                request_id=_correlation_id(correlation),
+                reply_to=reply_to,
+                correlation=correlation,
+            )
+            out_topic, body, out_props = self._reply(response, reply_to, correlation)
+            await client.publish(out_topic, body, qos=1, properties=out_props)
+
+    # -- state out (and Home Assistant discovery) ------------------------------------------
+
+    async def _mirror_state(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._state_wake.wait()
+            self._state_wake.clear()
+            keys, self._state_dirty = sorted(self._state_dirty), set()
+            for key in keys:
+                topic = self.state_topic(key)
+                if topic is None:
+                    continue
+                if self.config.homeassistant and key not in self._discovered:
+                    await self._discover(client, key)
+                value = self.state.get(key)
+                if value is None:
+                    continue  # not known yet (no panel, no printer report)
+                payload = value if isinstance(value, str) else dumps(value)
+                await client.publish(topic, payload, qos=1, retain=True)
+
+    def _device(self) -> dict[str, Any]:
+        return {
+            "identifiers": [f"edged_{self.box_id}"],
+            "name": f"edged {self.box_id}",
+            "manufacturer": "edged",
+            "model": "order box",
+        }
+
+    def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """Home Assistant discovery topic and config for one state key (None: no entity)."""
+        topic = self.state_topic(key)
+        if topic is None:
+            return None
+        node = re.sub(r"[^A-Za-z0-9_-]", "_", f"edged_{self.box_id}")
+        if key.startswith("printer."):
+            object_id = "printer_" + re.sub(r"[^A-Za-z0-9_-]", "_", key[8:])
+            name = f"Printer {key[8:]}"
+        else:
+            object_id = STATE_KEYS[key]
+            name = {
+                "waiting_orders": "Waiting orders",
+                "queued_commands": "Queued commands",
+                "link": "Cloud link",
+                "led": "LED",
+                "buzzer": "Buzzer",
+            }[object_id]
+        config: dict[str, Any] = {
+            "name": name,
+            "unique_id": f"{node}_{object_id}",
+            "object_id": f"{node}_{object_id}",
+            "state_topic": topic,
+            "availability_topic": self.status_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": self._device(),
+        }
+        if object_id in ("waiting_orders", "queued_commands"):
+            config["state_class"] = "measurement"
+            config["icon"] = "mdi:receipt-text-clock"
+        if key.startswith("printer."):
+            config["value_template"] = "{{ value_json.state }}"
+            config["json_attributes_topic"] = topic
+            config["icon"] = "mdi:printer-pos"
+        prefix = self.config.homeassistant_prefix
+        return f"{prefix}/sensor/{node}/{object_id}/config", config
+
+    async def _discover(self, client: aiomqtt.Client, key: str) -> None:
+        found = self.discovery(key)
+        if found is None:
+            return
+        topic, config = found
+        await client.publish(topic, dumps(config), qos=1, retain=True)
+        self._discovered.add(key)

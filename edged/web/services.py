@@ -1,0 +1,149 @@
+"""What the web page needs from the rest of the daemon, handed over by the composition root.
+
+The page never reaches into other packages by itself: everything it reads or changes comes
+through :class:`WebServices`. Optional pieces (printer spooler, panel) are duck-typed
+Protocols, so a box without them, a test or the demo can leave them out.
+
+Callables may be plain functions or coroutines functions where noted; the server awaits
+whatever is awaitable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from edged.config import Config
+from edged.journal.store import Command, Journal
+from edged.pairing import Pairing
+from edged.sinqro.models import OrderAction, SellingPoint
+from edged.state import BoxState
+
+if TYPE_CHECKING:
+    from edged.orders import Outcome
+
+
+class DeskLike(Protocol):
+    """The order desk (:class:`edged.orders.OrderDesk`): the one door for decisions."""
+
+    async def accept(
+        self, order_id: int, delay: int | None = None, *, source: str, key: str | None = None
+    ) -> Command: ...
+
+    async def cancel(
+        self, order_id: int, comment: str, *, source: str, key: str | None = None
+    ) -> Command: ...
+
+    async def set_status(
+        self, order_id: int, status: str, *, reason: str = "", source: str, key: str | None = None
+    ) -> Command: ...
+
+    async def acknowledge(self, order_id: int | None, *, source: str) -> list[int]: ...
+
+    async def wait(self, command_id: int, timeout: float) -> Outcome: ...  # noqa: ASYNC109
+
+
+class SpoolerLike(Protocol):
+    """The printer spooler; each method may return a value or an awaitable."""
+
+    def request_text(self, lines: list[str], *, source: str) -> Any: ...
+
+    def request_test_print(self, name: str, *, source: str) -> Any: ...
+
+    def request_reprint(self, order_id: int, printer: str | None = None, *, source: str) -> Any: ...
+
+
+class PanelLike(Protocol):
+    """The panel; only the demo's virtual panel offers presses from the page."""
+
+    def virtual_press(self, button: Literal["accept", "cancel", "both"], seconds: float) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One Prometheus sample. ``kind`` is ``counter`` or ``gauge``; a counter's name should
+    end in ``_total``. Samples sharing a name share one HELP/TYPE header."""
+
+    name: str
+    value: float
+    help: str = ""
+    kind: Literal["counter", "gauge"] = "gauge"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WebServices:
+    """Everything the page uses. Build it in the composition root.
+
+    * ``pairing``: current :class:`Pairing` (never shown with its token);
+    * ``login(username, password)``: Sinqro login (doc 000); keeps the new user token aside
+      and returns the user's selling points; raises ``SinqroError`` (``LOGIN_ERROR``...);
+    * ``choose_selling_point(id)``: pairs the box with that selling point (one of those
+      ``login`` returned), using the token from ``login``;
+    * ``logout()``: disconnects the box from Sinqro (doc 000 Logout) and forgets the pairing;
+    * ``order_actions(order_id)``: Sinqro's current actions for an order (doc 003);
+    * ``config()``: the config in force; ``apply_settings(changes)``: validate, save and
+      apply a partial TOML-shaped change (raises ``ConfigError`` naming the key);
+    * ``metrics()``: extra samples for ``/metrics`` (outbox, spooler, link latencies...);
+    * ``demo``: the demo shows the setup code in the log; never set it on a real box;
+    * ``mdns_name``: e.g. ``edged-1a2b.local``; ``None`` derives it from the host name.
+    """
+
+    box_name: str
+    journal: Journal
+    state: BoxState
+    desk: DeskLike
+    pairing: Callable[[], Pairing]
+    login: Callable[[str, str], Awaitable[Sequence[SellingPoint]]]
+    choose_selling_point: Callable[[int], Awaitable[object]]
+    logout: Callable[[], Awaitable[None]]
+    order_actions: Callable[[int], Awaitable[Sequence[OrderAction]]]
+    config: Callable[[], Config]
+    apply_settings: Callable[[dict[str, Any]], Awaitable[Config]]
+    spooler: SpoolerLike | None = None
+    panel: PanelLike | None = None
+    metrics: Callable[[], Sequence[Metric]] | None = None
+    demo: bool = False
+    mdns_name: str | None = None
+
+    @classmethod
+    def from_app(cls, app: Any) -> WebServices:
+        """Services from the composition root (:class:`edged.app.App`), read duck-typed so
+        this module does not import it. Optional parts (spooler, panel) may be ``None``."""
+
+        def metrics() -> list[Metric]:
+            out: list[Metric] = []
+            sender = getattr(app, "sender", None)
+            api = getattr(app, "api", None)
+            for obj, attr, name, doc in (
+                (sender, "sent", "edged_commands_sent_total", "Commands Sinqro took"),
+                (sender, "failed", "edged_commands_failed_total", "Commands Sinqro refused"),
+                (api, "calls", "edged_sinqro_requests_total", "REST calls to Sinqro"),
+                (api, "failures", "edged_sinqro_failures_total", "REST calls that failed"),
+            ):
+                value = getattr(obj, attr, None)
+                if isinstance(value, (int, float)):
+                    out.append(Metric(name, float(value), doc, "counter"))
+            extra = getattr(app, "metrics", None)
+            if callable(extra):
+                out += list(extra())
+            return out
+
+        return cls(
+            box_name=app.config.box.name,
+            journal=app.journal,
+            state=app.state,
+            desk=app.desk,
+            pairing=app.current_pairing,
+            login=app.login,
+            choose_selling_point=app.choose_selling_point,
+            logout=app.logout,
+            order_actions=app.order_actions,
+            config=lambda: app.config,
+            apply_settings=app.apply_settings,
+            spooler=getattr(app, "spooler", None),
+            panel=getattr(app, "panel", None),
+            metrics=metrics,
+            demo=bool(getattr(app, "demo", False)),
+        )

@@ -64,7 +64,7 @@ class Faults:
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class _Client:
     ws: web.WebSocketResponse
     selling_point_id: int

@@ -197,7 +197,9 @@ def parse_command(
     """
     size = len(payload)
     known = name is None or name in COMMANDS
-    limit = max_catalog_bytes if name in (None, "catalog") else max_bytes
+    # Decode up to the catalog bound even for small commands, so an oversized command can
+    # still be answered under its own id.
+    limit = max(max_bytes, max_catalog_bytes)
     if size > limit:
         raise BadRequest(TOO_LARGE, f"{size} bytes (limit {limit})", request_id, name)
     try:

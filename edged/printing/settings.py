@@ -167,10 +167,13 @@ class PrinterConfig:
         from edged.printing import codepages
 
         try:
+            codepages.get_profile(self.profile)
+        except ValueError as exc:
+            raise ValueError(f"profile: {exc}") from None
+        try:
             codepages.resolve(self.profile, self.code_page)
         except ValueError as exc:
-            key = "profile" if "profile" in str(exc) else "code_page"
-            raise ValueError(f"{key}: {exc}") from None
+            raise ValueError(f"code_page: {exc}") from None
 
     @property
     def parsed_uri(self) -> PrinterUri:

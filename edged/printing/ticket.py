@@ -272,6 +272,9 @@ def clean_paragraphs(value: Any, limit: int = MAX_FIELD) -> list[str]:
 
 def clean_url(value: Any) -> str:
     """A tracking link safe for a QR code: http(s), printable ASCII only."""
+    # A link with control characters in it was mangled on the way: drop it, don't guess.
+    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]+", value.strip()):
+        return ""
     text = clean(value, MAX_URL)
     if not re.fullmatch(r"https?://[\x21-\x7e]+", text):
         return ""
@@ -662,7 +665,7 @@ def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
     return b.build("status", order.id)
 
 
-def test_ticket(
+def printer_test_ticket(
     printer: str, box_name: str, code_page: str, opts: TicketOptions, at: datetime
 ) -> Ticket:
     """A page that shows the printer works: accents, euro, width, big type, QR."""

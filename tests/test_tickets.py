@@ -1,0 +1,316 @@
+"""Tickets of the five documented orders, decoded back from the printer bytes.
+
+Golden files in tests/golden/ hold the decoded text with styles; regenerate them with
+``EDGED_REGEN_GOLDEN=1 pytest tests/test_tickets.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from escpos_decoder import Decoded, decode
+
+from edged.configtools import ConfigError, build
+from edged.printing import codepages
+from edged.printing.escpos import EncoderSettings, encode, encode_text
+from edged.printing.settings import PrinterConfig, parse_uri
+from edged.printing.ticket import (
+    TicketOptions,
+    cancel_slip,
+    order_ticket,
+    printer_test_ticket,
+    status_slip,
+    text_ticket,
+)
+from edged.sinqro.models import Order, parse_order
+
+EXAMPLES = Path(__file__).parent.parent / "edged" / "simulator" / "data" / "examples.json"
+GOLDEN = Path(__file__).parent / "golden"
+REGEN = os.environ.get("EDGED_REGEN_GOLDEN") == "1"
+KINDS = ("delivery", "collection", "reservation", "insitu", "inside")
+HOSTILE = "Sin\x1bp\x00\x19\xfacebolla\x1dV\x00\x1bt\x00\x10\x14\x01\x00\x05\x9b\u202e\x7f fin"
+
+
+def example(kind: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(EXAMPLES.read_text("utf-8"))[kind]
+    return copy.deepcopy(data)
+
+
+def settings(profile: str = "default", paper: int = 80) -> EncoderSettings:
+    return EncoderSettings(codepages.resolve(profile), codepages.get_profile(profile), paper)
+
+
+def render(order: Order, **opts: Any) -> Decoded:
+    options = TicketOptions(**{"columns": 42, **opts})
+    data = encode(order_ticket(order, options), settings())
+    decoded = decode(data)
+    assert decoded.unexpected == [], decoded.unexpected
+    return decoded
+
+
+def styled(decoded: Decoded) -> str:
+    rows = []
+    for line in decoded.lines:
+        flags = (
+            ("B" if line.bold else ".")
+            + f"{line.width}{line.height}"
+            + line.align[0]
+            + ("I" if line.invert else ".")
+        )
+        rows.append(f"{flags}|{line.text}".rstrip())
+    rows += [f"QR|{q}" for q in decoded.qr]
+    rows.append(f"cuts={decoded.cuts} code_pages={decoded.code_pages}")
+    return "\n".join(rows) + "\n"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if REGEN:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(text, "utf-8")
+    assert path.exists(), f"missing {path}; run with EDGED_REGEN_GOLDEN=1"
+    assert text == path.read_text("utf-8")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_golden(kind: str, language: str) -> None:
+    decoded = render(parse_order(example(kind)), language=language)
+    check_golden(f"{kind}-{language}", styled(decoded))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_common_fields(kind: str) -> None:
+    raw = example(kind)
+    d = render(parse_order(raw), language="es")
+    assert d.code_pages == [19]  # CP858 on the default (Epson) profile
+    assert d.cuts == 1
+    assert d.find("SuperMarketplace").bold
+    code = d.find(f"#{raw['marketOrderCode']}")
+    assert code.big and code.align == "center"
+    # Execution time in the selling point's zone: 04:5x UTC is 06:5x in Madrid in July.
+    local = datetime.strptime(raw["executionTime"], "%Y-%m-%dT%H:%M:%S%z")
+    assert d.find(f"Para: vie 24/07 {local.hour + 2:02d}:{local.minute:02d}").height == 2
+    assert "Cliente: Client_" in d.text and "Lastname_" in d.text
+    assert "Teléfono: +34600000000" in d.text
+    assert "This is the order comment!" in d.text
+
+
+def test_delivery_content() -> None:
+    d = render(parse_order(example("delivery")), language="es")
+    assert d.find("A DOMICILIO").width == 2
+    assert "Carrer de la Tecnologia, 17" in d.text
+    assert "08840 Viladecans" in d.text
+    assert d.find("1 x Pizza de la huerta").text.endswith("11,50€")
+    assert d.find("+ Cebolla")
+    assert d.find("> Comment 1")
+    assert d.find("3 x Pizza 4 estaciones").text.endswith("41,85€")
+    assert d.find("+ Champiñones")
+    assert d.find("Envío").text.endswith("1,00€")
+    total = d.find("TOTAL")
+    assert total.text.endswith("58,85€") and total.bold
+    assert d.find("Efectivo (A COBRAR)").text.endswith("58,85€")
+    assert d.find("A COBRAR: 58,85€").big
+    assert d.qr == ["https://tracking.sinqro.com/es-es/delivery?t=023899da0799c34864fe3d8a939f3a58"]
+
+
+def test_collection_and_accents() -> None:
+    d = render(parse_order(example("collection")), language="en")
+    assert d.find("TAKEAWAY").big
+    assert "+ Jamón Serrano" in d.text
+    assert d.find("3 x Refresco limón").text.endswith("6.00€")
+    assert d.find("TOTAL").text.endswith("59.90€")
+    assert d.qr == []
+
+
+def test_reservation_has_diners_no_items() -> None:
+    d = render(parse_order(example("reservation")), language="es")
+    assert d.find("RESERVA").big
+    assert d.find("Comensales: 4").height == 2
+    assert "TOTAL" not in d.text
+    assert "x " not in d.text
+
+
+def test_insitu_and_inside_table() -> None:
+    insitu = render(parse_order(example("insitu")), language="en")
+    assert insitu.find("PRE-ORDER").big
+    assert "Diners: 2" in insitu.text
+    assert insitu.find("TOTAL").text.endswith("53.95€")
+    inside = render(parse_order(example("inside")), language="es")
+    assert inside.find("PEDIDO EN MESA").big
+    assert inside.find("Mesa: Terraza · Mesa 10").bold
+    assert "> Comment 2" in inside.text
+
+
+def test_prepaid_and_asap() -> None:
+    raw = example("delivery")
+    raw["payments"][0]["prepaid"] = True
+    raw["payments"][0]["paymentMethodName"] = "Tarjeta"
+    raw["isAsap"] = True
+    d = render(parse_order(raw), language="es")
+    assert d.find("Tarjeta (PAGADO)")
+    assert next(line for line in d.lines if line.text.strip() == "PAGADO").big
+    assert "A COBRAR" not in d.text
+    assert d.find("LO ANTES POSIBLE (vie 24/07 07:05)").bold
+
+
+def test_other_currency_pattern() -> None:
+    raw = example("collection")
+    raw["currency"] = {"isoCode": "GBP", "symbol": "£", "displayPattern": "£{{amount}}"}
+    d = render(parse_order(raw))
+    assert d.find("TOTAL").text.endswith("£59.90")
+
+
+def test_kitchen_layout_no_prices_big_type() -> None:
+    d = render(parse_order(example("delivery")), layout="kitchen")
+    assert "€" not in d.text
+    assert "TOTAL" not in d.text
+    assert d.find("3 x Pizza 4 estaciones").height == 2
+    assert d.qr == []
+
+
+def test_banners_reprint_late_and_backup() -> None:
+    d = render(parse_order(example("inside")), reprint=True, late=True, backup_for="kitchen")
+    assert d.lines[0].text.strip() == "REPRINT" and d.lines[0].invert and d.lines[0].big
+    assert d.lines[1].text.strip() == "LATE" and d.lines[1].invert
+    assert "Instead of printer: kitchen" in d.text
+    es = render(parse_order(example("inside")), reprint=True, late=True, language="es")
+    assert es.lines[0].text.strip() == "REIMPRESIÓN"
+    assert es.lines[1].text.strip() == "CON RETRASO"
+
+
+@pytest.mark.parametrize("columns", [32, 42, 48])
+def test_wraps_to_paper(columns: int) -> None:
+    raw = example("delivery")
+    raw["comment"] = "Por favor, llamad al timbre del segundo piso y no al primero. " * 4
+    raw["orderLines"][0]["label"] = "Pizza de la huerta con verduras de temporada y extra de queso"
+    for layout in ("full", "kitchen"):
+        d = render(parse_order(raw), columns=columns, layout=layout)
+        for line in d.lines:
+            assert len(line.text) <= columns // line.width, line
+
+
+def test_hostile_text_never_becomes_a_command() -> None:
+    raw = example("delivery")
+    raw["comment"] = HOSTILE
+    raw["consumer"]["name"] = HOSTILE
+    raw["orderLines"][0]["label"] = HOSTILE
+    raw["orderLines"][0]["comment"] = HOSTILE
+    raw["orderLines"][0]["childrenOrderLines"][0]["label"] = HOSTILE
+    raw["deliveryAddress"]["street"] = HOSTILE
+    raw["marketOrderCode"] = "AB\x1bp\x00\x19\xfa"
+    raw["currency"]["displayPattern"] = "{{ amount }}\x1bp\x00€"
+    raw["deliveries"][0]["trackingUrl"] = "https://x.example/\x1bp\x00"
+    data = encode(order_ticket(parse_order(raw), TicketOptions()), settings(), copies=2)
+    for bad in (b"\x1bp", b"\x1dV\x00", b"\x1bt\x00", b"\x10", b"\x9b", b"\x7f"):
+        assert bad not in data, bad
+    assert data.count(b"\x1b@") == 1
+    assert data.count(b"\x1bt") == 1
+    decoded = decode(data)
+    assert decoded.unexpected == []
+    assert decoded.cuts == 2
+    # Controls vanish, printable text stays: "\xfa" is the letter ú, "Vt" the letters.
+    assert decoded.find("Customer: Sinpúcebolla Vt fin")
+    assert decoded.qr == []  # a tracking link with control bytes is dropped, not printed
+
+
+def test_encode_text_is_printable_whatever_it_gets() -> None:
+    for codec in ("cp858", "cp1252", "cp437"):
+        out = encode_text("".join(chr(c) for c in range(0, 0x250)) + "€“”—…🍕", codec)
+        assert all(b >= 0x20 and b != 0x7F for b in out)
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [("default", "CP858"), ("TM-T20II", "CP858"), ("ZJ-5870", "CP1252"), ("POS-5890", "CP858")],
+)
+def test_code_page_prints_spanish_and_euro(profile: str, expected: str) -> None:
+    page = codepages.resolve(profile)
+    assert page.name == expected
+    options = TicketOptions(columns=32)
+    data = encode(text_ticket(["ñ á é í ó ú ü ç €"], options), settings(profile, 58))
+    decoded = decode(data, {page.number: page.codec})
+    assert decoded.unexpected == []
+    assert decoded.code_pages == [page.number]
+    assert decoded.lines[0].text == "ñ á é í ó ú ü ç €"
+
+
+def test_slips_and_test_page() -> None:
+    raw = example("collection")
+    raw["status"] = {"code": "cancelled_by_client", "name": "Cancelado", "isFinalStatus": True}
+    raw["cancellationComment"] = "Ya no lo quiero"
+    order = parse_order(raw)
+    at = datetime(2020, 7, 24, 5, 10, tzinfo=UTC)
+    slip = decode(
+        encode(cancel_slip(order, order.status, TicketOptions(language="es"), at), settings())
+    )
+    assert slip.unexpected == []
+    assert slip.lines[0].text.strip() == "CANCELADO" and slip.lines[0].invert
+    assert "Cancelado por el cliente" in slip.text
+    assert "Ya no lo quiero" in slip.text
+    assert "A las: vie 24/07 07:10" in slip.text
+    for who, text in (
+        ("cancelled_by_driver", "by the driver"),
+        ("cancelled_by_team", "Sinqro team"),
+        ("cancelled_by_sp", "by the restaurant"),
+    ):
+        assert text in cancel_slip(order, who, TicketOptions(), at).plain_text()
+    ready = decode(encode(status_slip(order, "ready", TicketOptions(), at), settings()))
+    assert ready.find("READY").big
+    page = decode(
+        encode(printer_test_ticket("kitchen", "Box", "CP858", TicketOptions(), at), settings())
+    )
+    assert page.unexpected == []
+    assert "ñ á é í ó ú ü ç €" in page.text
+    assert page.qr
+
+
+def test_printer_config_checks_uri() -> None:
+    good = [
+        "tcp://192.168.1.50",
+        "tcp://printer.local:9101",
+        "usb://04b8:0202",
+        "serial:///dev/ttyUSB0?baudrate=19200&rtscts=1",
+        "file:///dev/usb/lp0",
+        "virtual://tickets",
+        "virtual:///var/lib/edged/tickets",
+    ]
+    for uri in good:
+        build(PrinterConfig, {"name": "p", "uri": uri}, file="t.toml")
+    assert parse_uri("tcp://h").port == 9100
+    assert parse_uri("serial:///dev/ttyS0?baudrate=9600").option("baudrate") == "9600"
+    bad = [
+        "http://x",
+        "tcp://",
+        "tcp://h:notaport",
+        "usb://4b8:202",
+        "serial://ttyUSB0",
+        "serial:///dev/ttyUSB0?speed=9600",
+        "serial:///dev/ttyUSB0?baudrate=fast",
+        "file://relative",
+        "virtual://",
+        "tcp://h\x1b:9100",
+    ]
+    for uri in bad:
+        with pytest.raises(ConfigError) as err:
+            build(PrinterConfig, {"name": "p", "uri": uri}, file="t.toml")
+        assert "uri" in str(err.value)
+    with pytest.raises(ConfigError, match="profile"):
+        build(PrinterConfig, {"name": "p", "uri": "tcp://h", "profile": "nope"}, file="t.toml")
+    with pytest.raises(ConfigError, match="code_page"):
+        build(
+            PrinterConfig,
+            {"name": "p", "uri": "tcp://h", "profile": "ZJ-5870", "code_page": "CP858"},
+            file="t.toml",
+        )
+    with pytest.raises(ConfigError, match="status_slips"):
+        build(PrinterConfig, {"name": "p", "uri": "tcp://h", "status_slips": ["x"]}, file="t.toml")
+    cfg = build(PrinterConfig, {"name": "p", "uri": "tcp://h"}, file="t.toml")
+    assert replace(cfg, paper_width=58).paper_width == 58

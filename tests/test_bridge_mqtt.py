@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -413,9 +412,8 @@ async def test_last_will_when_the_process_dies(
 ) -> None:
     child = Path(__file__).with_name("mqtt_bridge_child.py")
     async with Pos(broker, (f"{BASE}/status",)) as pos:
-        proc = subprocess.Popen(
-            [sys.executable, str(child), str(broker.port), str(tmp_path / "child.sqlite3")],
-            stdout=subprocess.PIPE,
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(child), str(broker.port), str(tmp_path / "child.sqlite3")
         )
         try:
             await until(
@@ -424,17 +422,15 @@ async def test_last_will_when_the_process_dies(
                 limit=30,
             )
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            await asyncio.wait_for(proc.wait(), 10)
             await until(
                 lambda: [m.payload for m in pos.on(f"{BASE}/status")][-1:] == [b"offline"],
                 "the last will",
             )
         finally:
-            if proc.poll() is None:
+            if proc.returncode is None:
                 proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+                await proc.wait()
 
 
 async def test_homeassistant_discovery(broker: MosquittoBroker, journal: Journal) -> None:

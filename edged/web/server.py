@@ -872,36 +872,34 @@ class WebServer:
             mine = section == name
             current = getattr(config, name)
             form_error = (errors or {}).get("") if mine else None
+            form = tag(
+                "form",
+                join(
+                    [
+                        _csrf_field(session),
+                        _error_p(form_error),
+                        render_fields(
+                            cls,
+                            name,
+                            current,
+                            errors=errors if mine else None,
+                            submitted=submitted if mine else None,
+                        ),
+                        tag("button", "Save", type="submit", class_="primary"),
+                    ]
+                ),
+                method="post",
+                action=f"/settings/{name}",
+                novalidate=True,
+            )
+            # Folded by default so the page stays short on a phone; open where the user is.
             parts.append(
                 tag(
-                    "section",
-                    join(
-                        [
-                            tag("h2", SECTION_TITLES[name]),
-                            tag(
-                                "form",
-                                join(
-                                    [
-                                        _csrf_field(session),
-                                        _error_p(form_error),
-                                        render_fields(
-                                            cls,
-                                            name,
-                                            current,
-                                            errors=errors if mine else None,
-                                            submitted=submitted if mine else None,
-                                        ),
-                                        tag("button", "Save", type="submit", class_="primary"),
-                                    ]
-                                ),
-                                method="post",
-                                action=f"/settings/{name}",
-                                novalidate=True,
-                            ),
-                        ]
-                    ),
+                    "details",
+                    join([tag("summary", tag("h2", SECTION_TITLES[name])), form]),
                     id=f"section-{name}",
                     class_="card",
+                    open=mine or saved == name,
                 )
             )
         return self._page(request, "Setup", join(parts), status=status)
@@ -1472,7 +1470,8 @@ def _harden(response: web.StreamResponse, path: str) -> None:
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # "same-origin", not "no-referrer": with no-referrer Chromium sends "Origin: null".
+    headers.setdefault("Referrer-Policy", "same-origin")
     if not path.startswith("/static/"):
         headers.setdefault("Cache-Control", "no-store")
 

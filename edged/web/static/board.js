@@ -267,9 +267,10 @@
         el("td", { text: order.status_name || order.status }),
         el("td", { text: order.consumer }),
         el("td", { text: money(order) }),
-        el("td", { text: new Date(order.first_seen * 1000).toLocaleTimeString() }),
-        el("td", {}, canReprint ? reprintButton(order, row) : null));
-      row.append(el("td", { class: "result" }));
+        el("td", { text: new Date(order.first_seen * 1000).toLocaleTimeString() }));
+      const last = el("td", {}, canReprint ? reprintButton(order, row) : null);
+      last.append(el("span", { class: "result" }));
+      row.append(last);
       body.append(row);
     }
     if (!data.orders.length) body.append(el("tr", {}, el("td", { text: "No order today.", colSpan: 7 })));

@@ -84,7 +84,7 @@ class SerialBridge:
             desk,
             bridge="serial",
             max_command_bytes=config.max_command_bytes,
-            max_catalog_bytes=config.max_command_bytes,
+            max_catalog_bytes=config.max_frame_bytes,
         )
         self._wake = asyncio.Event()
         self._cursor = 0

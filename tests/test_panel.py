@@ -696,3 +696,64 @@ async def test_stop_releases_the_pins(factory: MockFactory, journal: Journal) ->
     again = Rig(factory, journal, PanelConfig(pin_factory="mock"), OrdersConfig())
     await again.start()
     await again.stop()
+
+
+# -- the demo's terminal panel --------------------------------------------------------------------
+
+
+async def test_terminal_panel_headless_prints_changes(make_rig: RigFactory) -> None:
+    import io
+
+    from edged.virtual.panel import run_terminal_panel
+
+    rig = await make_rig()
+    out = io.StringIO()
+    stdin = io.StringIO("aaaa")  # not a TTY: never read
+    view = asyncio.create_task(run_terminal_panel(rig.panel, rig.state, stdin=stdin, stdout=out))
+    try:
+        await rig.clock.settle()
+        await rig.add(1)
+        await until(lambda: "buzzer new_order" in out.getvalue())
+        assert "LED orders_waiting" in out.getvalue()
+        assert stdin.read() == "aaaa"
+        assert await rig.commands() == []
+    finally:
+        view.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await view
+
+
+async def test_terminal_panel_keys_press_buttons_on_a_tty(make_rig: RigFactory) -> None:
+    import os
+    import pty
+
+    from edged.virtual.panel import run_terminal_panel
+
+    rig = await make_rig()
+    await rig.add(1)
+    master, slave = pty.openpty()
+    tty_in = os.fdopen(slave, "r", closefd=False)
+    tty_out = os.fdopen(os.dup(slave), "w")
+    view = asyncio.create_task(
+        run_terminal_panel(rig.panel, rig.state, stdin=tty_in, stdout=tty_out)
+    )
+    try:
+        await rig.clock.settle()
+        os.write(master, b"C")  # long CANCEL
+        await until(lambda: not rig.pin(CANCEL).state, what="the key drove the pin")
+        await rig.clock.advance(rig.config.cancel_hold + 0.5)
+        [cmd] = await until(rig.commands)
+        assert cmd.kind == "cancel"
+        await rig.finish(cmd, status="cancelled_by_sp")
+        screen = b""
+        while b"-> cancelled" not in screen:
+            screen += await asyncio.wait_for(asyncio.to_thread(os.read, master, 4096), 5)
+        assert b"LED" in screen
+    finally:
+        view.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await view
+        tty_out.close()
+        tty_in.close()
+        os.close(slave)
+        os.close(master)

@@ -396,7 +396,15 @@ class Panel:
         finally:
             for name in reversed(names):
                 self._drive(name, False)
-        return await result
+        try:
+            # Bounded: a real button held at the same time keeps the gesture open.
+            async with asyncio.timeout(self.config.command_wait + self.config.max_hold + 5):
+                return await result
+        except TimeoutError:
+            return "ignored"
+        finally:
+            if result in self._gesture_waiters:
+                self._gesture_waiters.remove(result)
 
     def _drive(self, name: ButtonName, pressed: bool) -> None:
         button = self._button(name)

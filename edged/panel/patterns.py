@@ -33,11 +33,14 @@ priority  state             when                                LED
 ========  ================  ==================================  =============================
 1         orders_waiting    an order waits for a decision       fast blink (0.2 s on/off)
 2         printer_problem   a printer is offline/out of paper   double blink every 1.5 s
-3         not_paired        box not paired (or token revoked)   short flash every 2 s
+3         not_paired        not paired, or token revoked        short flash every 2 s
 4         offline           no link to Sinqro (commands queue)  slow blink (1 s on/off)
 5         starting          the daemon is starting              medium blink (0.5 s on/off)
 6         online            online, nothing waiting             steady on
 ========  ================  ==================================  =============================
+
+``link = polling`` (websocket down, REST polling works) counts as online. An acknowledged
+order still blinks the LED until it is decided: acknowledging only silences the buzzer.
 """
 
 from __future__ import annotations
@@ -133,28 +136,44 @@ class LedPattern:
     priority: int
     steps: tuple[tuple[bool, float | None], ...]
     meaning: str
+    look: str
 
 
 LED_PATTERNS: Mapping[str, LedPattern] = {
     p.name: p
     for p in (
         LedPattern(
-            "orders_waiting", 1, ((True, 0.2), (False, 0.2)), "an order waits for a decision"
+            "orders_waiting",
+            1,
+            ((True, 0.2), (False, 0.2)),
+            "an order waits for a decision",
+            "fast blink",
         ),
         LedPattern(
             "printer_problem",
             2,
             ((True, 0.15), (False, 0.15), (True, 0.15), (False, 1.05)),
             "a printer is offline, out of paper or open",
+            "double blink",
         ),
         LedPattern(
-            "not_paired", 3, ((True, 0.1), (False, 1.9)), "the box is not paired with Sinqro"
+            "not_paired",
+            3,
+            ((True, 0.1), (False, 1.9)),
+            "the box is not paired (or its token was revoked)",
+            "short flash",
         ),
         LedPattern(
-            "offline", 4, ((True, 1.0), (False, 1.0)), "no link to Sinqro; decisions are queued"
+            "offline",
+            4,
+            ((True, 1.0), (False, 1.0)),
+            "no link to Sinqro; decisions are queued",
+            "slow blink",
         ),
-        LedPattern("starting", 5, ((True, 0.5), (False, 0.5)), "the daemon is starting"),
-        LedPattern("online", 6, ((True, None),), "online, nothing waiting"),
+        LedPattern(
+            "starting", 5, ((True, 0.5), (False, 0.5)), "the daemon is starting", "medium blink"
+        ),
+        LedPattern("online", 6, ((True, None),), "online, nothing waiting", "steady on"),
     )
 }
 
@@ -189,5 +208,6 @@ def led_table_markdown() -> str:
 
 def _describe_led(p: LedPattern) -> str:
     if len(p.steps) == 1:
-        return "steady on" if p.steps[0][0] else "off"
-    return " ".join(f"{'on' if on else 'off'} {seconds:g} s" for on, seconds in p.steps)
+        return p.look
+    timing = ", ".join(f"{'on' if on else 'off'} {seconds:g} s" for on, seconds in p.steps)
+    return f"{p.look} ({timing})"

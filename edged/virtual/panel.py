@@ -1,0 +1,187 @@
+"""The demo's terminal panel: the LED and buzzer live, and keys for the two buttons.
+
+On a terminal, one status line is redrawn in place (the LED blinks in it) and single keys
+press the buttons (they drive the mock pins, so gpiozero sees real edges):
+
+====  =========================================
+key   press
+====  =========================================
+a     ACCEPT, short (default delay)
+A     ACCEPT, long (``orders.long_press_delay``)
+c     CANCEL, short: silence the buzzer
+C     CANCEL, long: cancel the oldest waiting order
+b     both buttons: acknowledge all
+B     both held: setup ticket
+?     this help
+====  =========================================
+
+Without a terminal (a headless demo, stdin from /dev/null, output to a log) it reads no
+keys and prints one line each time the LED state or the buzzer pattern changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from edged.panel.controller import Panel, VirtualButton
+from edged.state import BoxState
+
+log = logging.getLogger(__name__)
+
+HELP = "keys: a/A accept short/long, c silence, C cancel (long), b both, B setup hold, ? help"
+REDRAW = 0.1  # seconds between redraws on a terminal: enough to see a 0.2 s blink
+
+
+def key_press(panel: Panel, key: str) -> tuple[VirtualButton, float] | None:
+    """The press a key stands for (button, seconds), or None."""
+    c = panel.config
+    margin = 0.2
+    presses: dict[str, tuple[VirtualButton, float]] = {
+        "a": ("accept", 0.2),
+        "A": ("accept", c.accept_hold + margin),
+        "c": ("cancel", 0.2),
+        "C": ("cancel", c.cancel_hold + margin),
+        "b": ("both", 0.3),
+        "B": ("both", c.setup_hold + margin),
+    }
+    return presses.get(key)
+
+
+def status_line(snapshot: dict[str, Any], *, color: bool) -> str:
+    """One line: LED lamp and state, buzzer, buttons, last result."""
+    led = snapshot["led"]
+    buzzer = snapshot["buzzer"]
+    lamp = "●" if led["on"] else "○"
+    if color and led["on"]:
+        lamp = f"\x1b[1;32m{lamp}\x1b[0m"
+    note = "♪" if buzzer["on"] else " "
+    pressed = [name.upper() for name, down in snapshot["buttons"].items() if down]
+    last = snapshot.get("last_press") or {}
+    parts = [
+        f"LED {lamp} {led['state']:<15}",
+        f"buzzer {note} {buzzer['pattern']:<9}",
+        f"buttons {'+'.join(pressed) or '-':<13}",
+    ]
+    if last:
+        parts.append(f"last: {last.get('result')}")
+    return " | ".join(parts)
+
+
+async def run_terminal_panel(
+    panel: Panel, state: BoxState, *, stdin: TextIO | None = None, stdout: TextIO | None = None
+) -> None:
+    """Show the panel and take key presses until cancelled. Never fails on a non-TTY."""
+    stdin = stdin if stdin is not None else sys.stdin
+    stdout = stdout if stdout is not None else sys.stdout
+    interactive = _isatty(stdin) and _isatty(stdout)
+    if interactive:
+        await _interactive(panel, stdin, stdout)
+    else:
+        await _headless(panel, state, stdout)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+async def _headless(panel: Panel, state: BoxState, stdout: TextIO) -> None:
+    """Print a line when the LED state or buzzer pattern changes."""
+    changed = asyncio.Event()
+
+    def on_change(key: str, value: Any) -> None:
+        if key in ("panel.led", "panel.buzzer"):
+            changed.set()
+
+    state.watch(on_change)
+    last = ""
+    while True:
+        await changed.wait()
+        changed.clear()
+        line = (
+            f"  PANEL   LED {state.get('panel.led', '-')}, buzzer {state.get('panel.buzzer', '-')}"
+        )
+        if line != last:
+            last = line
+            _write(stdout, line + "\n")
+
+
+def _write(stdout: TextIO, text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # a closed or broken terminal
+        stdout.write(text)
+        stdout.flush()
+
+
+async def _interactive(panel: Panel, stdin: TextIO, stdout: TextIO) -> None:
+    import termios
+    import tty
+
+    loop = asyncio.get_running_loop()
+    fd = stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    keys: asyncio.Queue[str] = asyncio.Queue(maxsize=16)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 32).decode("utf-8", "replace")
+        except OSError:
+            data = ""
+        if not data:  # EOF: stop reading, keep showing
+            loop.remove_reader(fd)
+            return
+        for ch in data:
+            with contextlib.suppress(asyncio.QueueFull):  # a key mashed faster than presses
+                keys.put_nowait(ch)
+
+    tty.setcbreak(fd)
+    loop.add_reader(fd, readable)
+    _write(stdout, HELP + "\n")
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_redraw(panel, stdout), name="terminal-panel-redraw")
+            tg.create_task(_presses(panel, keys, lambda t: _say(stdout, t)), name="terminal-keys")
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        _write(stdout, "\n")
+
+
+def _say(stdout: TextIO, text: str) -> None:
+    _write(stdout, "\r\x1b[2K" + text + "\n")
+
+
+async def _redraw(panel: Panel, stdout: TextIO) -> None:
+    last = ""
+    while True:
+        line = status_line(panel.snapshot(), color=True)
+        if line != last:
+            last = line
+            _write(stdout, "\r\x1b[2K" + line)
+        await asyncio.sleep(REDRAW)
+
+
+async def _presses(panel: Panel, keys: asyncio.Queue[str], say: Callable[[str], None]) -> None:
+    """One press at a time, in key order."""
+    while True:
+        key = await keys.get()
+        if key in ("?", "h"):
+            say(HELP)
+            continue
+        press = key_press(panel, key)
+        if press is None:
+            continue
+        button, seconds = press
+        try:
+            result = await panel.virtual_press(button, seconds)
+        except Exception as exc:  # the demo keeps going whatever a press did
+            log.warning("terminal panel: press failed: %s", exc)
+            continue
+        say(f"  PRESS   {button} {seconds:.1f} s -> {result}")

@@ -132,8 +132,8 @@ async def test_same_order_by_websocket_and_reconcile_is_one_order(
     await h.wait_link("online")
     order = sim.create_order("collection")
     await eventually(lambda: h.status_of(order["id"]), what="order stored")
-    # Reconnects, polls and refreshes all see it again.
-    await sim.drop_websockets()
+    # Reconnects, polls and refreshes all see it again; the drop is a cut, not a close.
+    await sim.drop_websockets(abrupt=True)
     await eventually(lambda: h.link.reconnects >= 1, what="reconnect")
     await h.wait_link("online")
     before = h.link.refreshes + h.link.polls + h.link.reconciles

@@ -69,6 +69,7 @@ class _Client:
     ws: web.WebSocketResponse
     selling_point_id: int
     user_token: str
+    transport: asyncio.Transport | None = None
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
 
 
@@ -242,10 +243,14 @@ class Simulator:
 
     # faults
 
-    async def drop_websockets(self) -> int:
-        """Close every websocket now; returns how many were closed."""
+    async def drop_websockets(self, *, abrupt: bool = False) -> int:
+        """Close every websocket now (``abrupt``: cut the TCP connection without a close
+        frame, like a network failure); returns how many were closed."""
         clients = list(self._clients)
         for client in clients:
+            if abrupt and client.transport is not None:
+                client.transport.abort()
+                continue
             with contextlib.suppress(Exception):
                 await client.ws.close(code=1012, message=b"dropped by the simulator")
         return len(clients)
@@ -518,9 +523,13 @@ class Simulator:
         sp_id = int(raw_sp)
         self.cloud.check_selling_point(user, sp_id)
         # Pings are answered by hand so a half-open link can be simulated.
-        ws = web.WebSocketResponse(autoping=False, heartbeat=None, max_msg_size=1024 * 1024)
+        ws = web.WebSocketResponse(
+            timeout=2.0, autoping=False, heartbeat=None, max_msg_size=1024 * 1024
+        )
         await ws.prepare(request)
-        client = _Client(ws, sp_id, request.headers.get(endpoints.USER_TOKEN_HEADER, ""))
+        client = _Client(
+            ws, sp_id, request.headers.get(endpoints.USER_TOKEN_HEADER, ""), request.transport
+        )
         self._clients.add(client)
         writer = asyncio.create_task(self._writer(client), name="sim-ws-writer")
         log.info("sim: websocket client for selling point %d connected", sp_id)
@@ -636,7 +645,8 @@ class Simulator:
         return _json(self.faults.to_json())
 
     async def _admin_drop(self, request: web.Request) -> web.Response:
-        return _json({"dropped": await self.drop_websockets()})
+        body = await self._body(request)
+        return _json({"dropped": await self.drop_websockets(abrupt=bool(body.get("abrupt")))})
 
     async def _admin_send(self, request: web.Request) -> web.Response:
         body = await self._body(request)

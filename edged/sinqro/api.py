@@ -156,8 +156,11 @@ class SinqroApi:
         body = self._decode(response, method, path)
         if status == 401:
             message = body.get("message") if isinstance(body, dict) else None
-            raise SinqroUnauthorized(message if isinstance(message, str) and message else "")
-        if status >= 400 or status < 200:
+            if isinstance(message, str) and message:
+                raise SinqroUnauthorized(message)
+            raise SinqroUnauthorized()
+        if not 200 <= status < 300:
+            # Redirects are not followed: a Sinqro answer is never one.
             raise _error_from(body, status, method, path)
         return body
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
 from edged.panel.settings import PanelConfig
-from edged.printing.settings import PrinterConfig
+from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
 
 PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
@@ -133,6 +133,7 @@ class Config:
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"printers: duplicate printer name {name!r}")
+        check_printers(self.printers)
 
     @property
     def state_dir(self) -> Path:

@@ -29,7 +29,8 @@ class TcpPrinter:
         self.first_byte_at: list[float] = []  # perf_counter() of each ticket's first byte
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.received = asyncio.Event()
+        self.received = asyncio.Event()  # set when a connection that sent a ticket ends
+        self.first_byte = asyncio.Event()  # set when a ticket's first byte arrives
         self.port = 0
 
     async def start(self) -> TcpPrinter:
@@ -89,6 +90,7 @@ class TcpPrinter:
                             continue
                     if not ticket:
                         self.first_byte_at.append(time.perf_counter())
+                        self.first_byte.set()
                     ticket.append(data[i])
                     i += 1
         except (ConnectionError, asyncio.IncompleteReadError):

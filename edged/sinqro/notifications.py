@@ -32,9 +32,8 @@ from typing import Literal
 from websockets.asyncio.client import connect
 from websockets.exceptions import (
     ConnectionClosed,
-    InvalidHandshake,
     InvalidStatus,
-    InvalidURI,
+    WebSocketException,
 )
 from websockets.frames import CloseCode
 
@@ -243,7 +242,7 @@ class NotificationLink:
                         self.config.max_frame_bytes,
                     )
                 reason = f"websocket closed: {exc}"
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = f"websocket unreachable: {type(exc).__name__}: {exc}"
             if opened_at is not None:
                 self._ws_closed(reason)
@@ -322,13 +321,12 @@ class NotificationLink:
                 interval = self.config.poll_interval
             if self._rest_ok is False:
                 interval = min(interval, self._backoff(self._rest_failures))
-            reason = "refresh" if self._ws_up else "poll"
             try:
                 async with asyncio.timeout(interval):
                     await self._sync_wanted.wait()
                 reason = self._sync_reason
             except TimeoutError:
-                pass
+                reason = "refresh" if self._ws_up else "poll"
             self._sync_wanted.clear()
             try:
                 await self._sync(pairing.selling_point_id, reason)

@@ -35,7 +35,8 @@ class AlertTracker:
     now: Callable[[], float]
     escalate_after: float
     auto_accept: bool = False
-    on_change: Callable[[], None] = lambda: None
+    #: The ringing set changed; ``added`` when an order started ringing.
+    on_change: Callable[[bool], None] = lambda added: None
     #: An auto-accept command finished: ``(order_id, ok)``.
     on_auto_result: Callable[[int, bool], None] = lambda order_id, ok: None
     #: A new order arrived while auto-accept is on (one short ring).
@@ -99,6 +100,7 @@ class AlertTracker:
         """Update from committed journal events. True when something relevant happened."""
         relevant = False
         changed = False
+        added = False
         for event in events:
             order_id = event.order_id
             if order_id is None:
@@ -113,8 +115,8 @@ class AlertTracker:
                     if self.auto_accept:
                         self._auto_quiet.add(order_id)
                         self.on_auto_new(order_id)
-                    else:
-                        changed |= self._add(order_id, fresh=True)
+                    elif self._add(order_id, fresh=True):
+                        changed = added = True
             elif kind == ev.ORDER_STATUS:
                 relevant = True
                 self._event_seq[order_id] = event.seq
@@ -142,7 +144,7 @@ class AlertTracker:
                 if data.get("source") == "auto":
                     self.on_auto_result(order_id, False)
         if changed:
-            self.on_change()
+            self.on_change(added)
         return relevant
 
     def _forget(self, order_id: int) -> None:
@@ -163,12 +165,14 @@ class AlertTracker:
             and o.id not in self._auto_quiet
         }
         changed = False
+        added = False
         for order_id in set(self.ringing) | should:
             if self._event_seq.get(order_id, 0) > start_seq:
                 continue  # a newer event already decided this one
             if order_id in should:
                 # Not seen as new since start: announce it once too.
-                changed |= self._add(order_id, fresh=order_id not in self._first_seen)
+                if self._add(order_id, fresh=order_id not in self._first_seen):
+                    changed = added = True
             else:
                 changed |= self._drop(order_id)
         # Orders that stopped waiting need no memory any more.
@@ -178,4 +182,4 @@ class AlertTracker:
                 self._forget(order_id)
                 self._event_seq.pop(order_id, None)
         if changed:
-            self.on_change()
+            self.on_change(added)

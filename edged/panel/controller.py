@@ -215,8 +215,13 @@ class Panel:
             seen = self.journal.last_seq
             self._resync.fire()
 
-    def _alert_changed(self) -> None:
-        self.buzzer.poke()
+    def _alert_changed(self, added: bool) -> None:
+        # A new ringing order starts the alert at once; an order leaving the set only cuts
+        # the rhythm when nothing rings any more (no restart for the others).
+        if added:
+            self.buzzer.poke(fast=True)
+        elif self.tracker.alert() is None:
+            self.buzzer.poke()
 
     def _alert_started(self, name: str) -> None:
         if name == "new_order":

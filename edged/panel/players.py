@@ -74,10 +74,19 @@ class BuzzerPlayer:
         self._publish = publish
         self._answers: deque[str] = deque(maxlen=8)
         self._signal = Signal()
+        self._answering = False
         self.playing = "quiet"
 
-    def poke(self) -> None:
-        """The alert may have changed: re-evaluate now."""
+    def poke(self, *, fast: bool = False) -> None:
+        """The alert may have changed: re-evaluate now.
+
+        ``fast``: when silent, start the alert's first tone right here instead of on the
+        player task's next turn (a new order is heard a few loop turns sooner).
+        """
+        if fast and not self._answering and not self.output.on:
+            alert = self._alert()
+            if alert is not None:
+                self.output.tone(self.table[alert].steps[0][0])
         self._signal.fire()
 
     def answer(self, name: str) -> None:
@@ -99,7 +108,11 @@ class BuzzerPlayer:
                 if self._answers:
                     name = self._answers.popleft()
                     self._set_playing(name)
-                    await self._play(self.table[name], interruptible=False)
+                    self._answering = True
+                    try:
+                        await self._play(self.table[name], interruptible=False)
+                    finally:
+                        self._answering = False
                     continue
                 alert = self._alert()
                 if alert is None:

@@ -278,7 +278,8 @@ def pick_action(actions: list[OrderAction], kind: str, delay: int | None) -> Ord
                 return action
         return None
     plain = [a for a in matching if not a.delay_minutes]
-    return (plain or matching or [None])[0]
+    candidates = plain or matching
+    return candidates[0] if candidates else None
 
 
 class OutboxSender:

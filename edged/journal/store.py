@@ -337,6 +337,7 @@ class Journal:
 
         Raises :class:`JournalError` when the database refuses the write (disk full...).
         """
+        result: T
         result, new_events = await self._call(self._tx_sync, fn)
         if new_events:
             self._published(new_events)
@@ -474,7 +475,7 @@ class Journal:
             "SELECT seq, ts, kind, order_id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         )
-        return [Event.from_row(tuple(r)) for r in rows]  # type: ignore[arg-type]
+        return [Event.from_row((r[0], r[1], r[2], r[3], r[4])) for r in rows]
 
     async def wait_for_events(self, after: int, timeout: float | None = None) -> bool:
         """Return once an event with ``seq > after`` exists (True) or ``timeout`` passes."""
@@ -653,7 +654,8 @@ class Journal:
         rows = await self._query(
             "SELECT (SELECT COUNT(*) FROM orders),"
             " (SELECT COUNT(*) FROM orders WHERE is_final = 0),"
-            " (SELECT COUNT(*) FROM orders WHERE status = 'waiting_sp_validation' AND is_final = 0),"
+            " (SELECT COUNT(*) FROM orders"
+            "  WHERE status = 'waiting_sp_validation' AND is_final = 0),"
             " (SELECT COUNT(*) FROM outbox WHERE state IN ('queued','sending')),"
             " (SELECT COUNT(*) FROM events)"
         )

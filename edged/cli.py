@@ -1,0 +1,365 @@
+"""Command line: ``edged run | demo | sim | check-config | orders | accept | cancel | ...``.
+
+Commands that act on orders (accept, cancel, set-status, reprint, test-print) write to the
+journal, whether the daemon is running or not: a running daemon notices within a second
+and delivers them; a stopped one delivers them when it starts. Nothing bypasses the outbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edged import __version__
+from edged.config import Config, load_config
+from edged.configtools import ConfigError, to_plain
+
+DEFAULT_CONFIG = "/etc/edged/edged.toml"
+log = logging.getLogger("edged")
+
+# syslog priorities for journald's "<N>" line prefixes (sd-daemon(3)).
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class _JournaldFormatter(logging.Formatter):
+    """``<N>logger: message``: journald adds time and host, and reads the priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournaldFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party chatter stays at WARNING unless we debug.
+    for noisy in ("websockets", "httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("EDGED_CONFIG") or DEFAULT_CONFIG)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edged.app import run_app
+
+    config = _load(args)
+    setup_logging(args.log_level or config.logging.level)
+    log.info("edged %s starting with %s", __version__, config.source)
+    return asyncio.run(run_app(config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edged.demo import run_demo
+
+    setup_logging(args.log_level or "INFO")
+    return asyncio.run(
+        run_demo(
+            state_dir=Path(args.state_dir),
+            web_port=args.web_port,
+            sim_port=args.sim_port,
+            orders_every=args.orders_every,
+            headless=args.headless,
+        )
+    )
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from edged.simulator.server import serve
+
+    setup_logging(args.log_level or "INFO")
+    asyncio.run(serve(args.host, args.port, generate_every=args.orders_every))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{config.source}: OK")
+    if args.show:
+        print(json.dumps(to_plain(config), indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _with_journal(args: argparse.Namespace, work: Any) -> int:
+    from edged.journal.store import Journal
+
+    config = _load(args)
+    if not config.journal_path.exists():
+        print(f"no journal at {config.journal_path} (has edged run yet?)", file=sys.stderr)
+        return 1
+    journal = await Journal.open(config.journal_path, watch_interval=0)
+    try:
+        result: int = await work(config, journal)
+        return result
+    finally:
+        await journal.close()
+
+
+def _fmt_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    async def work(config: Config, journal: Any) -> int:
+        if args.all:
+            orders = await journal.list_orders(limit=args.limit)
+        else:
+            orders = await journal.open_orders()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": o.id,
+                            "code": o.code,
+                            "type": o.type,
+                            "status": o.status,
+                            "final": o.is_final,
+                            "first_seen": o.first_seen,
+                        }
+                        for o in orders
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        if not orders:
+            print("no orders" if args.all else "no open orders")
+        for o in orders:
+            print(
+                f"{o.id:>10}  {o.code:<8}  {o.type:<11}  {o.status:<22}  {_fmt_time(o.first_seen)}"
+            )
+        return 0
+
+    return asyncio.run(_with_journal(args, work))
+
+
+def _decide(args: argparse.Namespace, action: str) -> int:
+    from edged.orders import CommandRefused, OrderDesk
+    from edged.state import BoxState
+
+    async def work(config: Config, journal: Any) -> int:
+        desk = OrderDesk(journal, BoxState(), config.orders)
+        try:
+            if action == "accept":
+                command = await desk.accept(args.order, args.delay, source="cli")
+            elif action == "cancel":
+                command = await desk.cancel(args.order, args.comment, source="cli")
+            else:
+                command = await desk.set_status(
+                    args.order, args.status, reason=args.reason or "", source="cli"
+                )
+        except CommandRefused as exc:
+            print(f"refused: {exc.message} ({exc.code})", file=sys.stderr)
+            return 2
+        print(f"command {command.id} queued: {action} order {args.order}")
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            current = await journal.get_command(command.id)
+            if current.state == "done":
+                print(f"command {command.id} done")
+                return 0
+            if current.state == "failed":
+                print(
+                    f"command {command.id} failed: {current.error_code}: {current.error}",
+                    file=sys.stderr,
+                )
+                return 3
+            await asyncio.sleep(0.2)
+        if args.wait:
+            print(f"command {command.id} still queued: the daemon will deliver it")
+        return 0
+
+    return asyncio.run(_with_journal(args, work))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def work(config: Config, journal: Any) -> int:
+        counts = await journal.counts()
+        health: dict[str, Any] | None = None
+        if config.web.enabled:
+            import httpx
+
+            host = "127.0.0.1" if config.web.host in ("0.0.0.0", "::") else config.web.host
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    response = await client.get(f"http://{host}:{config.web.port}/health")
+                    health = response.json()
+            except (httpx.HTTPError, ValueError):
+                health = None
+        print(f"journal: {config.journal_path}")
+        for key, value in counts.items():
+            print(f"  {key}: {value}")
+        if health is None:
+            print("daemon: not answering on its web port (stopped, or web disabled)")
+        else:
+            print("daemon: running")
+            for key, value in health.items():
+                print(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+        return 0
+
+    return asyncio.run(_with_journal(args, work))
+
+
+def cmd_reprint(args: argparse.Namespace) -> int:
+    from edged.printing.spooler import append_print_request
+
+    async def work(config: Config, journal: Any) -> int:
+        names = [p.name for p in config.printers]
+        if args.printer and args.printer not in names:
+            print(f"no printer {args.printer!r}; configured: {', '.join(names)}", file=sys.stderr)
+            return 2
+        if await journal.get_order(args.order) is None:
+            print(f"order {args.order} is not in the journal", file=sys.stderr)
+            return 2
+        await append_print_request(
+            journal, "reprint", order_id=args.order, printer=args.printer, source="cli"
+        )
+        print(f"reprint of order {args.order} requested")
+        return 0
+
+    return asyncio.run(_with_journal(args, work))
+
+
+def cmd_test_print(args: argparse.Namespace) -> int:
+    from edged.printing.spooler import append_print_request
+
+    async def work(config: Config, journal: Any) -> int:
+        names = [p.name for p in config.printers]
+        if args.name not in names:
+            print(f"no printer {args.name!r}; configured: {', '.join(names)}", file=sys.stderr)
+            return 2
+        await append_print_request(journal, "test", printer=args.name, source="cli")
+        print(f"test print on {args.name} requested")
+        return 0
+
+    return asyncio.run(_with_journal(args, work))
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description="The restaurant order box daemon.")
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    parser.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override the config"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c", "--config", help=f"config file (default $EDGED_CONFIG or {DEFAULT_CONFIG})"
+        )
+        return p
+
+    p = with_config(sub.add_parser("run", help="run the daemon (on a real box, under systemd)"))
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="daemon + Sinqro simulator + virtual printer and panel")
+    p.add_argument(
+        "--state-dir", default="demo-state", help="journal, tickets (default %(default)s)"
+    )
+    p.add_argument(
+        "--web-port", type=int, default=8080, help="local web page (default %(default)s)"
+    )
+    p.add_argument("--sim-port", type=int, default=0, help="simulator port (default: any free)")
+    p.add_argument("--orders-every", type=float, default=20.0, help="seconds between new orders")
+    p.add_argument("--headless", action="store_true", help="no terminal view or keys")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sim", help="run the Sinqro simulator alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8900)
+    p.add_argument("--orders-every", type=float, default=None, help="generate orders")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("check-config", help="validate a config file without starting")
+    p.add_argument("file")
+    p.add_argument("--show", action="store_true", help="print the effective config (no secrets)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = with_config(sub.add_parser("orders", help="list open orders from the journal"))
+    p.add_argument("--all", action="store_true", help="recent orders, final ones too")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_orders)
+
+    p = with_config(sub.add_parser("accept", help="accept a waiting order"))
+    p.add_argument("order", type=int)
+    p.add_argument("--delay", type=int, default=None, help="minutes of delay (Sinqro's options)")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for Sinqro's answer")
+    p.set_defaults(func=lambda a: _decide(a, "accept"))
+
+    p = with_config(sub.add_parser("cancel", help="cancel an order (a comment is required)"))
+    p.add_argument("order", type=int)
+    p.add_argument("--comment", required=True)
+    p.add_argument("--wait", type=float, default=10.0)
+    p.set_defaults(func=lambda a: _decide(a, "cancel"))
+
+    p = with_config(sub.add_parser("set-status", help="move an order on (preparation, ready...)"))
+    p.add_argument("order", type=int)
+    p.add_argument("status")
+    p.add_argument("--reason", default="", help="required for cancelled_by_sp")
+    p.add_argument("--wait", type=float, default=10.0)
+    p.set_defaults(func=lambda a: _decide(a, "status"))
+
+    p = with_config(sub.add_parser("status", help="journal counts and the daemon's health"))
+    p.set_defaults(func=cmd_status)
+
+    p = with_config(sub.add_parser("reprint", help="print an order's ticket again"))
+    p.add_argument("order", type=int)
+    p.add_argument("--printer", default=None)
+    p.set_defaults(func=cmd_reprint)
+
+    p = with_config(sub.add_parser("test-print", help="print a test page"))
+    p.add_argument("name", help="printer name")
+    p.set_defaults(func=cmd_test_print)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"edged: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Run edged and its simulator as real processes: for tests, benchmarks and crash runs.
+
+:class:`DaemonProcess` starts ``edged run -c FILE`` with a ``NOTIFY_SOCKET`` it owns, so it
+knows exactly when the daemon said READY=1 (the same signal systemd waits for), can
+SIGKILL it at any moment and start it again on the same journal.
+:class:`SimulatorProcess` runs ``python -m edged.simulator`` in its own process, so killing
+the daemon never touches the cloud's memory of what it received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DaemonProcess:
+    """``edged run`` as a child process, with its sd_notify messages captured."""
+
+    def __init__(
+        self, config: Path, *, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.config = config
+        self.log_path = log_path or config.with_suffix(".log")
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.messages: list[str] = []
+        self._sockdir = tempfile.mkdtemp(prefix="edged-notify-")
+        self._sockpath = os.path.join(self._sockdir, "notify")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self._sockpath)
+        self._sock.setblocking(False)
+        self.started_at = 0.0
+        self.ready_after: float | None = None
+
+    def start(self, *, wait_ready: float | None = 30.0) -> None:
+        """Start the daemon; with ``wait_ready`` block until READY=1 (or fail loudly)."""
+        self._drain()
+        self.messages.clear()
+        env = {**os.environ, **self.env, "NOTIFY_SOCKET": self._sockpath, "PYTHONUNBUFFERED": "1"}
+        env.pop("JOURNAL_STREAM", None)
+        log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        self.ready_after = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.cli", "run", "-c", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        if wait_ready is not None:
+            self.wait_for("READY=1", wait_ready)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            for line in data.decode("utf-8", "replace").splitlines():
+                self.messages.append(line)
+                if line == "READY=1" and self.ready_after is None:
+                    self.ready_after = time.monotonic() - self.started_at
+
+    def wait_for(self, message: str, timeout: float) -> None:
+        """Wait until the daemon sent ``message`` (e.g. ``READY=1``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._drain()
+            if message in self.messages:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"edged exited with {self.proc.returncode} before {message}; "
+                    f"log:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+        raise TimeoutError(f"edged did not send {message} in {timeout}s; log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, like a power cut for the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise
+        self._drain()
+        return int(self.proc.returncode)
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the running daemon (peak resident set), in KiB."""
+        with open(f"/proc/{self.pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kill()
+        self._sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._sockpath)
+            os.rmdir(self._sockdir)
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SimulatorProcess:
+    """The Sinqro simulator in its own process (``python -m edged.simulator``)."""
+
+    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.simulator", "--port", str(self.port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{self.root}/_sim/state", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("simulator exited at start") from None
+                time.sleep(0.05)
+        raise TimeoutError("simulator did not start")
+
+    def info(self) -> dict[str, object]:
+        response = httpx.get(f"{self.root}/_sim/state", timeout=5)
+        response.raise_for_status()
+        data: dict[str, object] = response.json()
+        return data
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def __enter__(self) -> SimulatorProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

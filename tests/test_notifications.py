@@ -62,9 +62,6 @@ class Harness:
         await eventually(lambda: self.state.get("link") == value, what=f"link={value}")
 
 
-Factory = Callable[..., "asyncio.Future[Harness]"]
-
-
 @pytest.fixture
 async def make_link(sim: Simulator, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     made: list[Harness] = []

@@ -142,6 +142,11 @@ class Panel:
             self.state.set("panel.buzzer", "quiet")
             log.info("panel: stopped")
 
+    def update_orders_config(self, orders: OrdersConfig) -> None:
+        """Take new ``[orders]`` settings (delays, comment, auto-accept) without a restart."""
+        self.orders = orders
+        self.tracker.auto_accept = orders.auto_accept
+
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)

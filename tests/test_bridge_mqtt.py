@@ -246,7 +246,7 @@ async def test_broker_outage_loses_nothing(broker: MosquittoBroker, journal: Jou
             if event["id"] not in seen:
                 seen.append(event["id"])
         assert seen == sorted(seen)
-        await until(lambda: bridge._cursor == journal.last_seq, "the cursor to catch up")
+        await until(lambda: bridge.saved_cursor == journal.last_seq, "the cursor to catch up")
         assert await journal.get_cursor(CURSOR) == journal.last_seq
 
 

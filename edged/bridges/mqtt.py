@@ -27,6 +27,7 @@ import logging
 import random
 import re
 import ssl
+import time
 from typing import Any
 
 import aiomqtt
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 CURSOR = "bridge.mqtt"
 BATCH = 64
+CURSOR_IDLE = 0.2  # seconds of quiet before the cursor is written
+CURSOR_EVERY = 1.0  # and at least this often while busy
 SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # BoxState keys mirrored under <base>/state/, and their topic names.
@@ -110,7 +113,9 @@ class MqttBridge:
             max_catalog_bytes=config.max_catalog_bytes,
         )
         self._v5 = config.protocol == "5"
-        self._cursor = 0
+        self._cursor = 0  # acknowledged by the broker
+        self.saved_cursor = 0  # written to the journal
+        self._saved_at = 0.0
         self._wake = asyncio.Event()
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()
@@ -191,7 +196,7 @@ class MqttBridge:
             # First run: start at the end of the journal, not with weeks of history.
             cursor = self.journal.last_seq
             await self.journal.set_cursor(CURSOR, cursor)
-        self._cursor = cursor
+        self._cursor = self.saved_cursor = cursor
         with contextlib.suppress(JournalError):
             await self.handler.prune()
         delay = self.config.reconnect_min
@@ -251,36 +256,61 @@ class MqttBridge:
     # -- events out ------------------------------------------------------------------------
 
     async def _pump(self, client: aiomqtt.Client) -> None:
-        while True:
-            self._wake.clear()
-            events = await self.journal.read_events(self._cursor, limit=BATCH)
-            if not events:
-                with contextlib.suppress(TimeoutError):
-                    # The timeout catches commits made by other processes (the CLI).
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-                continue
-            sends: list[tuple[str, bytes, Properties | None]] = []
-            for event in events:
-                message = await encode_event(
-                    event, self.journal, full_payload=self.config.full_payload
+        try:
+            while True:
+                self._wake.clear()
+                events = await self.journal.read_events(self._cursor, limit=BATCH)
+                if not events:
+                    await self._idle()
+                    continue
+                await self._publish_events(client, events)
+                self._cursor = events[-1].seq
+                if time.monotonic() - self._saved_at > CURSOR_EVERY:
+                    await self._save_cursor()
+        finally:
+            with contextlib.suppress(JournalError):
+                await self._save_cursor()
+
+    async def _idle(self) -> None:
+        """Wait for new events; save the cursor once things are quiet."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CURSOR_IDLE):
+                await self._wake.wait()
+                return
+        await self._save_cursor()
+        with contextlib.suppress(TimeoutError):
+            # The timeout catches commits made by other processes (the CLI).
+            async with asyncio.timeout(1.0):
+                await self._wake.wait()
+
+    async def _save_cursor(self) -> None:
+        # The cursor is written when quiet or every CURSOR_EVERY seconds, not per message:
+        # an fsync per publish would sit in front of the next order's own write. A crash in
+        # between only means a few events are published again (terminals drop known ids).
+        if self._cursor != self.saved_cursor:
+            await self.journal.set_cursor(CURSOR, self._cursor)
+            self.saved_cursor = self._cursor
+        self._saved_at = time.monotonic()
+
+    async def _publish_events(self, client: aiomqtt.Client, events: list[Event]) -> None:
+        sends: list[tuple[str, bytes, Properties | None]] = []
+        for event in events:
+            message = await encode_event(event, self.journal, full_payload=self.config.full_payload)
+            if message is not None:
+                sends.append((self.event_topic(event.kind), dumps(message), None))
+            for final in await self.handler.finals([event]):
+                sends.append(self._response_message(final))
+        if not sends:
+            return
+        # All in flight at once (paho sends them in this order); the cursor moves only
+        # when every one is acknowledged.
+        async with asyncio.TaskGroup() as group:
+            for topic, payload, props in sends:
+                group.create_task(
+                    client.publish(topic, payload, qos=1, properties=props),
+                    name="mqtt-publish",
                 )
-                if message is not None:
-                    sends.append((self.event_topic(event.kind), dumps(message), None))
-                for final in await self.handler.finals([event]):
-                    sends.append(self._response_message(final))
-            if sends:
-                # All in flight at once (paho sends them in this order); the cursor moves
-                # only when every one is acknowledged.
-                async with asyncio.TaskGroup() as group:
-                    for topic, payload, props in sends:
-                        group.create_task(
-                            client.publish(topic, payload, qos=1, properties=props),
-                            name="mqtt-publish",
-                        )
-                self.published += len(sends)
-            await self.journal.set_cursor(CURSOR, events[-1].seq)
-            self._cursor = events[-1].seq
+        self.published += len(sends)
 
     def _response_message(self, final: FinalResponse) -> tuple[str, bytes, Properties | None]:
         return self._reply(final.response, final.reply_to, final.correlation)

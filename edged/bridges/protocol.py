@@ -205,6 +205,10 @@ def parse_command(
     try:
         obj = decode_json(payload, max_bytes=limit, what="command")
     except PayloadError as exc:
+        if name not in (None, "catalog") and size > max_bytes:
+            raise BadRequest(
+                TOO_LARGE, f"{size} bytes (limit {max_bytes})", request_id, name
+            ) from None
         raise BadRequest(BAD_JSON, str(exc)[:200], request_id, name if known else None) from None
     rid = request_id
     if isinstance(obj, dict) and "id" in obj:

@@ -159,7 +159,12 @@ class App:
             timeout=cfg.sinqro.request_timeout,
         )
         self.sender = OutboxSender(
-            self.journal, self.api, self.state, cfg.orders, self.current_pairing
+            self.journal,
+            self.api,
+            self.state,
+            cfg.orders,
+            self.current_pairing,
+            settle=cfg.sinqro.request_timeout,
         )
         self.link = NotificationLink(
             cfg.sinqro,

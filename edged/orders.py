@@ -292,9 +292,14 @@ class OutboxSender:
         state: BoxState,
         config: OrdersConfig,
         pairing: Callable[[], Pairing],
+        *,
+        settle: float = 0.0,
     ) -> None:
         self.journal = journal
         self.api = api
+        # Seconds to wait before checking a command whose answer was lost (the request
+        # timeout is a good value: a request still in flight lands within it).
+        self.settle = settle
         self.state = state
         self.config = config
         self.pairing = pairing
@@ -341,11 +346,25 @@ class OutboxSender:
                     continue
 
     def _next_backoff(self) -> float:
-        self._backoff = min(self.config.retry_max, max(0.5, self._backoff * 2))
+        settle = self._backoff if self._backoff >= self.settle > 0 else 0.0
+        self._backoff = max(settle, min(self.config.retry_max, max(0.5, self._backoff * 2)))
         return self._backoff * random.uniform(0.8, 1.2)
+
+    async def _already_applied(self, command: Command) -> bool:
+        """After a refusal, look once more: an earlier, lost attempt may have landed."""
+        try:
+            current = await self.api.get_order(command.order_id)
+        except SinqroError:
+            return False
+        if effect_present(command, current) is not True:
+            return False
+        log.info("command %d was refused, but its effect is there; closing it", command.id)
+        await self._finish(command, ok=True, order=current)
+        return True
 
     async def _deliver(self, command: Command) -> bool:
         """Try one command. False when delivery must pause (offline, token refused)."""
+        sending = False
         try:
             if command.attempts > 0 and command.kind != "catalog":
                 # It may have reached Sinqro before the crash or timeout: look first.
@@ -365,12 +384,19 @@ class OutboxSender:
                     )
                     return True
             await self.journal.mark_sending(command.id)
+            sending = True
             order = await self._send(command)
         except SinqroError as exc:
             if exc.transient or exc.code == errors.UNAUTHORIZED:
                 log.warning("command %d not delivered yet: %s", command.id, exc)
                 await self.journal.requeue_command(command.id, str(exc))
+                if sending:
+                    # The answer was lost, not necessarily the request: give Sinqro time
+                    # to finish applying it before the retry reads the order.
+                    self._backoff = max(self._backoff, self.settle)
                 return False
+            if sending and command.kind != "catalog" and await self._already_applied(command):
+                return True
             log.warning("command %d refused by Sinqro: %s", command.id, exc)
             await self._finish(command, ok=False, code=exc.code, message=exc.message)
             return True
@@ -423,9 +449,9 @@ class OutboxSender:
             log.info("command %d (%s order %s) done", command.id, command.kind, command.order_id)
         else:
             self.failed += 1
-        await self.journal.finish_command(
+        counts = await self.journal.finish_command(
             command, ok=ok, order=order, error_code=code, error=message
         )
-        counts = await self.journal.counts()
+        # No await between the commit and these: whoever the outcome woke sees them set.
         self.state.set("queued_commands", counts["queued_commands"])
         self.state.set("waiting_orders", counts["waiting_orders"])

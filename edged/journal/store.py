@@ -577,16 +577,21 @@ class Journal:
         order: Order | None = None,
         error_code: str | None = None,
         error: str | None = None,
-    ) -> UpsertResult | None:
+    ) -> dict[str, int]:
         """Close a command: state, its ``command.done``/``command.failed`` event and the
-        order Sinqro returned, all in one transaction."""
+        order Sinqro returned, all in one transaction.
 
-        def run(tx: Tx) -> UpsertResult | None:
+        Returns the journal's counts as of that transaction, so a caller can publish them
+        before anyone woken by the event looks (see :meth:`counts`).
+        """
+
+        def run(tx: Tx) -> dict[str, int]:
             tx.execute(
                 "UPDATE outbox SET state = ?, error_code = ?, error = ?, updated = ? WHERE id = ?",
                 ("done" if ok else "failed", error_code, error, tx.now, command.id),
             )
-            result = tx.upsert_order(order) if order is not None else None
+            if order is not None:
+                tx.upsert_order(order)
             base = {"command_id": command.id, "kind": command.kind, "source": command.source}
             if ok:
                 status = order.status if order is not None else None
@@ -597,7 +602,7 @@ class Journal:
                     command.order_id,
                     {**base, "code": error_code or "ERROR", "message": error or ""},
                 )
-            return result
+            return _counts(tx.conn)
 
         return await self.transaction(run)
 
@@ -651,22 +656,25 @@ class Journal:
 
     async def counts(self) -> dict[str, int]:
         """Row counts for status pages and metrics."""
-        rows = await self._query(
-            "SELECT (SELECT COUNT(*) FROM orders),"
-            " (SELECT COUNT(*) FROM orders WHERE is_final = 0),"
-            " (SELECT COUNT(*) FROM orders"
-            "  WHERE status = 'waiting_sp_validation' AND is_final = 0),"
-            " (SELECT COUNT(*) FROM outbox WHERE state IN ('queued','sending')),"
-            " (SELECT COUNT(*) FROM events)"
-        )
-        total, open_, waiting, queued, events = rows[0]
-        return {
-            "orders": total,
-            "open_orders": open_,
-            "waiting_orders": waiting,
-            "queued_commands": queued,
-            "events": events,
-        }
+        return await self._call(lambda: _counts(self._connection()))
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    total, open_, waiting, queued, events = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM orders),"
+        " (SELECT COUNT(*) FROM orders WHERE is_final = 0),"
+        " (SELECT COUNT(*) FROM orders"
+        "  WHERE status = 'waiting_sp_validation' AND is_final = 0),"
+        " (SELECT COUNT(*) FROM outbox WHERE state IN ('queued','sending')),"
+        " (SELECT COUNT(*) FROM events)"
+    ).fetchone()
+    return {
+        "orders": total,
+        "open_orders": open_,
+        "waiting_orders": waiting,
+        "queued_commands": queued,
+        "events": events,
+    }
 
 
 def _split_sql(script: str) -> list[str]:

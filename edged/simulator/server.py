@@ -43,6 +43,7 @@ class Faults:
     refuse_websockets: bool = False
     refuse_all: str | None = None  # "503" | "close"
     delay: float = 0.0  # seconds added before every API answer
+    late_answer: float = 0.0  # seconds added after the request was applied (answer lost)
     fail_count: int = 0  # answer the next N API requests with fail_status
     fail_always: bool = False
     fail_status: int = 500
@@ -55,6 +56,7 @@ class Faults:
             "refuseWebsockets": self.refuse_websockets,
             "refuseAll": self.refuse_all,
             "delay": self.delay,
+            "lateAnswer": self.late_answer,
             "failCount": self.fail_count,
             "failAlways": self.fail_always,
             "failStatus": self.fail_status,
@@ -270,6 +272,10 @@ class Simulator:
         """Delay every API answer by ``seconds``."""
         self.faults.delay = max(0.0, seconds)
 
+    def set_late_answers(self, seconds: float) -> None:
+        """Apply each API request, then wait ``seconds`` before answering."""
+        self.faults.late_answer = max(0.0, seconds)
+
     def fail_requests(self, count: int = 1, status: int = 500) -> None:
         """Answer the next ``count`` API requests with HTTP ``status``."""
         self.faults.fail_count = count
@@ -373,9 +379,13 @@ class Simulator:
             faults.garble_count -= 1
             return web.Response(status=200, text="<html>gateway says hi</html>")
         try:
-            return await handler(request)
+            response = await handler(request)
         except CloudError as exc:
             return _error(exc)
+        if faults.late_answer and request.path != self._ws_path:
+            # Applied already: a client that gives up now cannot know it landed.
+            await asyncio.sleep(faults.late_answer)
+        return response
 
     def _auth(self, request: web.Request) -> str:
         return self.cloud.authenticate(
@@ -624,6 +634,8 @@ class Simulator:
                 self.refuse_all(body["refuseAll"])
             if "delay" in body:
                 f.delay = max(0.0, float(body["delay"]))
+            if "lateAnswer" in body:
+                f.late_answer = max(0.0, float(body["lateAnswer"]))
             if "failCount" in body:
                 f.fail_count = int(body["failCount"])
             if "failAlways" in body:

@@ -74,6 +74,8 @@ class App:
         self.bridges: list[Any] = []
         self._stop = asyncio.Event()
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
+        # The demo shows the one-time setup code in the terminal; a real box never logs it.
+        self.demo = False
 
     # -- pairing (used by the web page) ------------------------------------------------------
 
@@ -138,7 +140,8 @@ class App:
         panel and bridge settings take effect when their part restarts, which the page says.
         Queued work is in the journal, so nothing is lost either way.
         """
-        new = save_web_settings(self.config, changes)
+        # Off the loop: the save fsyncs the file and its directory.
+        new = await asyncio.to_thread(save_web_settings, self.config, changes)
         self.config = new
         self.desk.config = new.orders
         self.sender.config = new.orders
@@ -243,6 +246,9 @@ class App:
             )
 
     def request_stop(self) -> None:
+        if not self._stop.is_set():
+            # Tell systemd at once; finishing in-flight work follows within TimeoutStopSec.
+            sdnotify.stopping("finishing in-flight work")
         self._stop.set()
 
     async def _wait_stop(self) -> None:
@@ -289,7 +295,6 @@ class App:
                 log.critical("a part of edged failed: %r", exc, exc_info=exc)
             code = 1
         finally:
-            sdnotify.stopping()
             await self._close()
         return code
 

@@ -23,6 +23,7 @@ from edged.config import Config, load_config
 from edged.configtools import ConfigError, to_plain
 
 DEFAULT_CONFIG = "/etc/edged/edged.toml"
+EX_CONFIG = 78  # sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
 log = logging.getLogger("edged")
 
 # syslog priorities for journald's "<N>" line prefixes (sd-daemon(3)).
@@ -64,8 +65,30 @@ def _config_path(args: argparse.Namespace) -> str:
     return str(args.config or os.environ.get("EDGED_CONFIG") or DEFAULT_CONFIG)
 
 
+def read_env_file(path: Path) -> None:
+    """Take ``KEY=VALUE`` lines from the unit's EnvironmentFile, for CLI use on a box.
+
+    Only keys not already in the environment are set, as systemd does for the daemon.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        os.environ.setdefault(key, value)
+
+
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
+    path = Path(_config_path(args))
+    read_env_file(path.with_name("edged.env"))
+    return load_config(path)
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -104,6 +127,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    read_env_file(Path(args.file).with_name("edged.env"))
     config = load_config(args.file)
     print(f"{config.source}: OK")
     if args.show:
@@ -356,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except ConfigError as exc:
         print(f"edged: bad configuration: {exc}", file=sys.stderr)
-        return 2
+        return EX_CONFIG
     except KeyboardInterrupt:
         return 130
 

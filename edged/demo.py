@@ -111,6 +111,7 @@ async def run_demo(
             extras.tasks.append(("demo-view", _event_view))
             extras.tasks.append(("demo-panel", _terminal_panel))
         app = App(config, extras=extras)
+        app.demo = True
         extras.tasks.append(("demo-banner", lambda a: _banner(a, path)))
         extras.tasks.insert(0, ("demo-pairing", _fresh_pairing))
         return await app.run()

@@ -184,6 +184,6 @@ def test_check_config_command(tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert no.returncode == 2
+    assert no.returncode == 78  # EX_CONFIG: systemd will not restart-loop on it
     assert f"{bad}: sinqro.bogus: unknown key" in no.stderr
     assert "Traceback" not in no.stderr

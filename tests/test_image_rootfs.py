@@ -11,7 +11,7 @@ daemon itself starting as the edged user (with the unit's no-new-privileges and
 write-xor-execute memory where the kernel allows them), reporting READY=1 to a real notify
 socket, and stopping cleanly on SIGTERM. Last, image/update-edged switches venvs and back.
 
-Needs root, debootstrap and chroot (scripts/install-test-deps); skipped otherwise.
+Needs root, debootstrap and chroot (scripts/install-test-deps); fails without them.
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ SUITE = "bookworm"
 INCLUDE = ("python3", "python3-venv", "systemd", "ca-certificates")
 TOKEN = "ci-server-token-0123"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(1200),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts, file owners)"),
-    pytest.mark.skipif(
-        shutil.which("debootstrap") is None or shutil.which("chroot") is None,
-        reason="needs debootstrap (scripts/install-test-deps)",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def require_tools() -> None:
+    """This test needs root and debootstrap; without them it fails, it does not skip."""
+    assert os.geteuid() == 0, "the image test needs root (chroot, mounts, file owners)"
+    for tool in ("debootstrap", "chroot"):
+        assert shutil.which(tool), f"{tool} missing: run scripts/install-test-deps"
 
 
 def cache_dir() -> Path:
@@ -79,7 +78,7 @@ def debian_mirror() -> str:
             parts = line.split()
             if len(parts) >= 3 and parts[0] == "deb" and parts[2] == SUITE:
                 return parts[1]
-    pytest.skip("no Debian bookworm mirror configured for apt")
+    pytest.fail("no Debian bookworm mirror configured for apt")
 
 
 def rootfs_tarball() -> Path:
@@ -187,6 +186,7 @@ def _ids(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, l
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootfs]:
+    require_tools()
     tarball = rootfs_tarball()
     wheels = dependency_wheels()
     work = tmp_path_factory.mktemp("image")

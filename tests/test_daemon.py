@@ -1,0 +1,233 @@
+"""The daemon as a real process: READY, the CLI, a clean stop, and a SIGKILL mid-burst."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edged.configtools import dump_toml
+from edged.harness import DaemonProcess, SimulatorProcess, free_port
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
+    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def write_config(tmp_path: Path, sim: SimulatorProcess, **sections: Any) -> Path:
+    info = sim.info()
+    doc: dict[str, Any] = {
+        "box": {"name": "test-box", "state_dir": str(tmp_path / "state")},
+        "sinqro": {
+            "server_token": "sim-server-token",
+            "user_token": "sim-user-token-demo",
+            "selling_point_id": info["sellingPointId"],
+            "base_url": info["baseUrl"],
+            "websocket_url": info["websocketUrl"],
+            "poll_interval": 1.0,
+            "status_refresh_interval": 2.0,
+            "request_timeout": 2.0,
+            "reconnect_min": 0.1,
+            "reconnect_max": 1.0,
+        },
+        "orders": {"retry_max": 1.0},
+        "panel": {"enabled": False},
+        "web": {"host": "127.0.0.1", "port": free_port()},
+    }
+    doc.update(sections)
+    path = tmp_path / "edged.toml"
+    path.write_text(dump_toml(doc), encoding="utf-8")
+    return path
+
+
+def sim_post(sim: SimulatorProcess, path: str, body: dict[str, Any]) -> Any:
+    response = httpx.post(f"{sim.root}/_sim{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def sim_get(sim: SimulatorProcess, path: str) -> Any:
+    response = httpx.get(f"{sim.root}/_sim{path}", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def journal_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def until(check: Callable[[], Any], within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edged.cli", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_ready_order_cli_accept_once_and_clean_stop(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    config = write_config(tmp_path, simulator)
+    journal = tmp_path / "state" / "edged.sqlite3"
+    with DaemonProcess(config) as daemon:
+        daemon.start()
+        # READY comes only once the journal exists and is migrated.
+        assert journal.exists()
+        assert journal_rows(journal, "PRAGMA user_version")[0][0] >= 1
+
+        created = sim_post(simulator, "/orders", {"type": "collection"})
+        order_id = int(created[0]["id"] if isinstance(created, list) else created["id"])
+        until(
+            lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
+            15,
+            "the order in the journal",
+        )
+        listed = cli(config, "orders", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert order_id in [o["id"] for o in json.loads(listed.stdout)]
+
+        accepted = cli(config, "accept", str(order_id), "--delay", "20", "--wait", "20")
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+        assert "done" in accepted.stdout
+        posts = [p for p in sim_get(simulator, "/actions") if p["orderId"] == order_id]
+        assert len(posts) == 1
+        assert posts[0]["actionType"] == "ACCEPT" and posts[0]["delayMinutes"] == 20
+
+        refused = cli(config, "cancel", str(order_id), "--comment", "  ")
+        assert refused.returncode == 2
+        assert "ORDER_CANCELLATION_COMMENT_IS_REQUIRED" in refused.stderr
+
+        health = httpx.get(f"http://127.0.0.1:{_web_port(config)}/health", timeout=5).json()
+        assert health["link"] in ("online", "polling")
+
+        assert daemon.stop() == 0
+        assert any(m.startswith("STOPPING=1") for m in daemon.messages)
+    assert journal_rows(journal, "PRAGMA integrity_check")[0][0] == "ok"
+    # The status change Sinqro confirmed is in the journal, once.
+    kinds = journal_rows(
+        journal, "SELECT kind FROM events WHERE order_id = ? ORDER BY seq", (order_id,)
+    )
+    assert [k for (k,) in kinds].count("order.new") == 1
+    assert ("command.done",) in kinds
+
+
+def _web_port(config: Path) -> int:
+    import tomllib
+
+    return int(tomllib.loads(config.read_text())["web"]["port"])
+
+
+def test_commands_queued_while_the_daemon_is_down_are_sent_once_at_start(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    config = write_config(tmp_path, simulator)
+    journal = tmp_path / "state" / "edged.sqlite3"
+    with DaemonProcess(config) as daemon:
+        daemon.start()
+        order_id = int(sim_post(simulator, "/orders", {"type": "delivery"})[0]["id"])
+        until(
+            lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
+            15,
+            "the order",
+        )
+        assert daemon.stop() == 0
+        queued = cli(config, "cancel", str(order_id), "--comment", "Cerrado hoy", "--wait", "0")
+        assert queued.returncode == 0, queued.stderr
+        assert sim_get(simulator, "/actions") == []
+        daemon.start()
+        until(
+            lambda: [p for p in sim_get(simulator, "/actions") if p.get("result") == "ok"],
+            20,
+            "the cancel at Sinqro",
+        )
+        time.sleep(1.0)
+        posts = sim_get(simulator, "/actions")
+        assert len(posts) == 1 and posts[0]["actionType"] == "CANCEL"
+        assert posts[0]["comment"] == "Cerrado hoy"
+        daemon.stop()
+
+
+def test_sigkill_mid_burst_loses_no_order_and_sends_no_command_twice(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    config = write_config(tmp_path, simulator, orders={"auto_accept": True, "retry_max": 1.0})
+    journal = tmp_path / "state" / "edged.sqlite3"
+    created: list[int] = []
+    with DaemonProcess(config) as daemon:
+        daemon.start()
+        for round_ in range(6):
+            for _ in range(5):
+                created += [int(o["id"]) for o in sim_post(simulator, "/orders", {"count": 1})]
+            # Kill at a different point of the burst each round.
+            time.sleep(0.05 * round_)
+            daemon.kill()
+            daemon.start()
+        until(
+            lambda: len(journal_rows(journal, "SELECT id FROM orders")) >= len(created),
+            30,
+            "every order in the journal",
+        )
+        until(
+            lambda: (
+                journal_rows(
+                    journal, "SELECT COUNT(*) FROM outbox WHERE state IN ('queued','sending')"
+                )[0][0]
+                == 0
+            ),
+            60,
+            "the outbox to drain",
+        )
+        daemon.stop()
+    stored = {i for (i,) in journal_rows(journal, "SELECT id FROM orders")}
+    assert set(created) <= stored
+    accepted = [p for p in sim_get(simulator, "/actions") if p.get("result") == "ok"]
+    per_order: dict[int, int] = {}
+    for post in accepted:
+        per_order[post["orderId"]] = per_order.get(post["orderId"], 0) + 1
+    assert per_order == {i: 1 for i in created}, "each auto-accept reached Sinqro exactly once"
+    assert journal_rows(journal, "PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
+    bad = tmp_path / "edged.toml"
+    bad.write_text('[sinqro]\nserver_token = "x"\npoll_interval = "often"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 78
+    assert f"{bad}: sinqro.poll_interval: expected a number" in result.stderr
+    assert "Traceback" not in result.stderr

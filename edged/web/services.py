@@ -41,7 +41,7 @@ class DeskLike(Protocol):
 
     async def acknowledge(self, order_id: int | None, *, source: str) -> list[int]: ...
 
-    async def wait(self, command_id: int, timeout: float) -> Outcome: ...  # noqa: ASYNC109
+    async def wait(self, command_id: int, timeout: float) -> Outcome: ...
 
 
 class SpoolerLike(Protocol):

@@ -45,16 +45,24 @@ class _JournaldFormatter(logging.Formatter):
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, *, file: Path | None = None) -> None:
+    """Log to stderr (journald-style under systemd). With ``file``, everything at ``level``
+    goes there and only warnings reach the terminal (the interactive demo)."""
+    plain = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournaldFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(plain)
+    handlers: list[logging.Handler] = [handler]
+    if file is not None:
+        handler.setLevel(logging.WARNING)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(plain)
+        handlers.append(to_file)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level)
     # Third-party chatter stays at WARNING unless we debug.
     for noisy in ("websockets", "httpx", "httpcore", "aiohttp.access"):
@@ -106,10 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from edged.demo import run_demo
 
-    setup_logging(args.log_level or "INFO")
+    state_dir = Path(args.state_dir)
+    # Interactive: the terminal shows the order view and the panel; details go to a file.
+    log_file = None if args.headless else state_dir / "demo.log"
+    setup_logging(args.log_level or "INFO", file=log_file)
     return asyncio.run(
         run_demo(
-            state_dir=Path(args.state_dir),
+            state_dir=state_dir,
             web_port=args.web_port,
             sim_port=args.sim_port,
             orders_every=args.orders_every,

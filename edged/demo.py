@@ -62,22 +62,31 @@ async def _event_view(app: App) -> None:
     """Print a short line for each order event, for people watching the terminal."""
     journal = app.journal
     seq = journal.last_seq
+    # On a terminal the panel redraws its status line in place: clear it before each line.
+    clear = "\r\x1b[K" if sys.stdout.isatty() else ""
     while True:
         await journal.wait_for_events(seq)
         for event in await journal.read_events(seq):
             seq = event.seq
-            d = event.data
-            if event.kind == ev.ORDER_NEW:
-                print(f"  NEW     order {event.order_id} {d.get('type')} ({d.get('code')})")
-            elif event.kind == ev.ORDER_STATUS:
-                print(f"  STATUS  order {event.order_id} {d.get('previous')} -> {d.get('status')}")
-            elif event.kind == ev.COMMAND_DONE:
-                print(f"  SENT    {d.get('kind')} order {event.order_id} (from {d.get('source')})")
-            elif event.kind == ev.COMMAND_FAILED:
-                print(f"  REFUSED {d.get('kind')} order {event.order_id}: {d.get('code')}")
-            elif event.kind == ev.PRINT_DONE:
-                print(f"  PRINTED {d.get('kind')} order {event.order_id} on {d.get('printer')}")
-            sys.stdout.flush()
+            line = _describe(event.kind, event.order_id, event.data)
+            if line:
+                print(f"{clear}  {line}", flush=True)
+
+
+def _describe(kind: str, order_id: int | None, d: dict[str, object]) -> str:
+    if kind == ev.ORDER_NEW:
+        return f"NEW     order {order_id} {d.get('type')} ({d.get('code')})"
+    if kind == ev.ORDER_STATUS:
+        return f"STATUS  order {order_id} {d.get('previous')} -> {d.get('status')}"
+    if kind == ev.COMMAND_DONE:
+        return f"SENT    {d.get('kind')} order {order_id} (from {d.get('source')})"
+    if kind == ev.COMMAND_FAILED:
+        return f"REFUSED {d.get('kind')} order {order_id}: {d.get('code')}"
+    if kind == ev.PRINT_DONE:
+        what = "reprint" if d.get("reprint") else d.get("kind")
+        of = f" of order {order_id}" if order_id else ""
+        return f"PRINTED {what} ticket{of} on {d.get('printer')}"
+    return ""
 
 
 async def run_demo(
@@ -149,6 +158,7 @@ async def _banner(app: App, path: Path) -> None:
         f"  web page:  {web}\n"
         f"  tickets:   {tickets}/<printer>/  (.txt and .png per ticket)\n"
         f"  config:    {path}\n"
+        f"  log:       {Path(app.config.box.state_dir) / 'demo.log'}\n"
         f"  try:       edged orders -c {path}\n"
         "  stop:      Ctrl-C\n",
         flush=True,

@@ -191,11 +191,7 @@ class MqttBridge:
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
         self.state.set("bridge.mqtt", "connecting")
-        cursor = await self.journal.get_cursor(CURSOR)
-        if cursor is None:
-            # First run: start at the end of the journal, not with weeks of history.
-            cursor = self.journal.last_seq
-            await self.journal.set_cursor(CURSOR, cursor)
+        cursor = await self.journal.ensure_cursor(CURSOR)
         self._cursor = self.saved_cursor = cursor
         with contextlib.suppress(JournalError):
             await self.handler.prune()

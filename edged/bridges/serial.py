@@ -110,11 +110,7 @@ class SerialBridge:
     async def run(self) -> None:
         """Keep the line open and the terminal fed, until cancelled."""
         self.state.set("bridge.serial", "offline")
-        cursor = await self.journal.get_cursor(CURSOR)
-        if cursor is None:
-            # First run: start at the end of the journal, not with weeks of history.
-            cursor = self.journal.last_seq
-            await self.journal.set_cursor(CURSOR, cursor)
+        cursor = await self.journal.ensure_cursor(CURSOR)
         self._cursor = cursor
         with contextlib.suppress(JournalError):
             await self.handler.prune()

@@ -492,6 +492,15 @@ class Journal:
         rows = await self._query("SELECT seq FROM cursors WHERE consumer = ?", (consumer,))
         return int(rows[0][0]) if rows else None
 
+    async def ensure_cursor(self, consumer: str) -> int:
+        """The consumer's cursor; a new consumer starts at the end of the log, so one
+        enabled on an old box does not replay weeks of history."""
+        cursor = await self.get_cursor(consumer)
+        if cursor is None:
+            cursor = self._last_seq
+            await self.set_cursor(consumer, cursor)
+        return cursor
+
     async def set_cursor(self, consumer: str, seq: int) -> None:
         await self.transaction(lambda tx: tx.set_cursor(consumer, seq))
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edged.sinqro.models import CANCELLED_STATUSES, Order
+from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
 
 Align = Literal["left", "center", "right"]
 Language = Literal["en", "es"]
@@ -291,18 +291,7 @@ def _list(obj: Any, key: str) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _num(obj: Any, key: str) -> float | None:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+_num = opt_float
 
 
 def _str(obj: Any, key: str, limit: int = MAX_FIELD) -> str:

@@ -111,8 +111,9 @@ def _opt_str(obj: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _opt_float(obj: dict[str, Any], key: str) -> float | None:
-    value = obj.get(key)
+def opt_float(obj: Any, key: str) -> float | None:
+    """``obj[key]`` as a number when it is one (the docs quote some numbers), else None."""
+    value = obj.get(key) if isinstance(obj, dict) else None
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -201,7 +202,7 @@ def parse_order(obj: Any, path: str = "order") -> Order:
         selling_point_id=sp_id,
         timezone=_opt_str(sp, "timezone"),
         consumer_name=name,
-        total_amount=_opt_float(obj, "totalAmount"),
+        total_amount=opt_float(obj, "totalAmount"),
         raw=obj,
     )
 
@@ -284,7 +285,7 @@ def parse_actions(obj: Any, path: str = "actions") -> list[OrderAction]:
                 action_type=kind,
                 call_to_action=_opt_str(item, "callToAction") or kind.title(),
                 color=_opt_str(item, "color"),
-                delay_minutes=_opt_float(item, "delayMinutes"),
+                delay_minutes=opt_float(item, "delayMinutes"),
                 execution_time=_opt_str(item, "executionTime"),
                 raw=item,
             )

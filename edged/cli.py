@@ -267,13 +267,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return asyncio.run(_with_journal(args, work))
 
 
+def _unknown_printer(config: Config, name: str | None) -> bool:
+    """True (after saying so) when ``name`` is given but not a configured printer."""
+    names = [p.name for p in config.printers]
+    if name is None or name in names:
+        return False
+    print(f"no printer {name!r}; configured: {', '.join(names) or 'none'}", file=sys.stderr)
+    return True
+
+
 def cmd_reprint(args: argparse.Namespace) -> int:
     from edged.printing.spooler import append_print_request
 
     async def work(config: Config, journal: Any) -> int:
-        names = [p.name for p in config.printers]
-        if args.printer and args.printer not in names:
-            print(f"no printer {args.printer!r}; configured: {', '.join(names)}", file=sys.stderr)
+        if _unknown_printer(config, args.printer):
             return 2
         if await journal.get_order(args.order) is None:
             print(f"order {args.order} is not in the journal", file=sys.stderr)
@@ -291,9 +298,7 @@ def cmd_test_print(args: argparse.Namespace) -> int:
     from edged.printing.spooler import append_print_request
 
     async def work(config: Config, journal: Any) -> int:
-        names = [p.name for p in config.printers]
-        if args.name not in names:
-            print(f"no printer {args.name!r}; configured: {', '.join(names)}", file=sys.stderr)
+        if _unknown_printer(config, args.name):
             return 2
         await append_print_request(journal, "test", printer=args.name, source="cli")
         print(f"test print on {args.name} requested")

@@ -231,3 +231,40 @@ def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
     assert result.returncode == 78
     assert f"{bad}: sinqro.poll_interval: expected a number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reprint_and_test_print_go_through_the_spooler(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    tickets = tmp_path / "tickets"
+    config = write_config(
+        tmp_path, simulator, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
+    )
+    journal = tmp_path / "state" / "edged.sqlite3"
+
+    def texts(kind: str) -> list[str]:
+        return [p.read_text(encoding="utf-8") for p in sorted(tickets.glob(f"*-{kind}.txt"))]
+
+    with DaemonProcess(config) as daemon:
+        daemon.start()
+        order_id = int(sim_post(simulator, "/orders", {"type": "delivery"})[0]["id"])
+        until(lambda: texts("order"), 15, "the first ticket")
+        assert "REPRINT" not in texts("order")[0]
+
+        done = cli(config, "reprint", str(order_id))
+        assert done.returncode == 0, done.stderr
+        (reprint,) = until(lambda: texts("reprint"), 15, "the reprint")
+        assert "REPRINT" in reprint
+        assert len(texts("order")) == 1
+
+        assert cli(config, "test-print", "counter").returncode == 0
+        until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+
+        unknown = cli(config, "test-print", "bar")
+        assert unknown.returncode == 2 and "no printer 'bar'" in unknown.stderr
+        assert cli(config, "reprint", "123456789").returncode == 2
+        daemon.stop()
+    printed = journal_rows(journal, "SELECT data FROM events WHERE kind = 'print.done'")
+    kinds = sorted(json.loads(data)["kind"] for (data,) in printed)
+    # The setup ticket printed at first start, then the order, its reprint and the test.
+    assert kinds == ["order", "reprint", "test", "text"]

@@ -268,3 +268,41 @@ def test_reprint_and_test_print_go_through_the_spooler(
     kinds = sorted(json.loads(data)["kind"] for (data,) in printed)
     # The setup ticket printed at first start, then the order, its reprint and the test.
     assert kinds == ["order", "reprint", "test", "text"]
+
+
+def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    config = write_config(tmp_path, simulator)
+    journal = tmp_path / "state" / "edged.sqlite3"
+    daemon = DaemonProcess(config, env={"WATCHDOG_USEC": "400000"})
+    with daemon:
+        daemon.start()
+        # READY promises the parts are up: the web page answers at once, no retry.
+        health = httpx.get(f"http://127.0.0.1:{_web_port(config)}/health", timeout=5)
+        assert health.status_code == 200
+        daemon.wait_for("WATCHDOG=1", 10)
+
+        order_id = int(sim_post(simulator, "/orders", {"type": "collection"})[0]["id"])
+        until(
+            lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
+            15,
+            "the order",
+        )
+        sim_post(simulator, "/faults", {"refuseAll": "close"})
+        queued = cli(config, "accept", str(order_id), "--wait", "1")
+        assert "still queued" in queued.stdout
+        assert daemon.stop() == 0
+        pending = journal_rows(journal, "SELECT state FROM outbox")
+        assert pending in ([("queued",)], [("sending",)]), "the decision survived the stop"
+
+        sim_post(simulator, "/faults", {"refuseAll": None})
+        daemon.start()
+        until(
+            lambda: journal_rows(journal, "SELECT state FROM outbox") == [("done",)],
+            20,
+            "the accept delivered after the restart",
+        )
+        daemon.stop()
+    accepted = [p for p in sim_get(simulator, "/actions") if p["orderId"] == order_id]
+    assert [p["result"] for p in accepted] == ["ok"]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edged.journal.store import Command, StoredOrder
+from edged.printing.ticket import money
 from edged.sinqro.models import OrderAction
 
 # The order a restaurant moves an accepted order along (doc 003, orderStatusTypeCode).
@@ -71,7 +72,8 @@ def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
 def _address(raw: Any) -> str:
     if not isinstance(raw, dict):
         return ""
-    keys = ("street", "number", "floor", "door", "postalCode", "city", "address", "comment")
+    # Sinqro's Address model (doc 003): street with number, details, postal code, city.
+    keys = ("street", "details", "postalCode", "city")
     return ", ".join(_text(raw.get(k)) for k in keys if raw.get(k) and _text(raw.get(k)))
 
 
@@ -92,7 +94,12 @@ def order_json(order: StoredOrder, pending: Iterable[Command] = ()) -> dict[str,
         "market": _text(parsed.market),
         "consumer": _text(parsed.consumer_name),
         "total": parsed.total_amount,
-        "currency": _text(currency.get("code")) if isinstance(currency, dict) else "",
+        # Formatted like the ticket, per the order's currency.displayPattern ("{{ amount }}€").
+        "total_text": (
+            money(parsed.total_amount, currency if isinstance(currency, dict) else {}, "en")
+            if parsed.total_amount is not None
+            else ""
+        ),
         "execution_time": _text(order.execution_time),
         "execution_label": _text(raw.get("executionTimeLabel")),
         "asap": parsed.is_asap,

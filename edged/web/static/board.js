@@ -41,8 +41,7 @@
   }
 
   function money(order) {
-    if (order.total === null || order.total === undefined) return "";
-    return `${Number(order.total).toFixed(2)} ${order.currency || ""}`.trim();
+    return order.total_text || "";
   }
 
   function describeResult(data) {

@@ -69,7 +69,7 @@ class App:
         self.sender: OutboxSender
         self.link: NotificationLink
         self.spooler: Any = None
-        self.panel: Any = None
+        self.panel: Any = None  # edged.panel.controller.Panel once built
         self.web: Any = None
         self.bridges: list[Any] = []
         self._stop = asyncio.Event()
@@ -187,17 +187,18 @@ class App:
             from edged.printing.spooler import Spooler
 
             self.spooler = Spooler(cfg.printers, self.journal, self.state, cfg.box)
-        if cfg.panel.enabled:
-            from edged.panel.controller import Panel
+        # Always built: with panel.enabled = false it claims no pins, but the alert logic and
+        # the web page's virtual buttons still work.
+        from edged.panel.controller import Panel
 
-            self.panel = Panel(
-                cfg.panel,
-                cfg.orders,
-                self.desk,
-                self.journal,
-                self.state,
-                on_setup_request=self._print_setup_ticket,
-            )
+        self.panel = Panel(
+            cfg.panel,
+            cfg.orders,
+            self.desk,
+            self.journal,
+            self.state,
+            on_setup_request=self._print_setup_ticket,
+        )
         box_id = cfg.box.name
         if cfg.mqtt.enabled:
             from edged.bridges.mqtt import MqttBridge

@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -202,6 +203,7 @@ class TcpTransport(Transport):
                     raise TimeoutError
                 sock.settimeout(left)
                 sent += sock.send(view[sent : sent + CHUNK])
+            self._wait_taken(sock, len(data))
             # Half-close and give the printer a moment to read everything: closing with
             # unread replies pending would reset the connection and could cut the ticket.
             with contextlib.suppress(OSError):
@@ -219,6 +221,45 @@ class TcpTransport(Transport):
             raise PrinterError(f"send failed: {_reason(exc)}", partial=sent > 0) from None
         finally:
             _close_socket(sock)
+
+    def _wait_taken(self, sock: socket.socket, total: int) -> None:
+        """Wait until the printer acknowledged every byte of the ticket.
+
+        ``send`` only hands bytes to the kernel, whose send buffer holds a whole ticket:
+        a printer that stops reading mid-ticket (firmware hang, jammed buffer) would
+        otherwise count as printed and the ticket be lost. Fails when the printer takes
+        nothing more for ``timeout`` seconds. Where the kernel cannot tell (not Linux),
+        behaves as before.
+        """
+        left = _unacknowledged(sock)
+        if left is None:
+            return
+        last = left
+        give_up = time.monotonic() + self.timeout
+        while left > 0:
+            now = time.monotonic()
+            if left < last:
+                last, give_up = left, now + self.timeout
+            elif now >= give_up:
+                taken = total - left
+                raise PrinterError(
+                    f"printer stopped reading after {taken} of {total} bytes",
+                    partial=taken > 0,
+                )
+            time.sleep(0.01)
+            left = _unacknowledged(sock) or 0
+
+
+def _unacknowledged(sock: socket.socket) -> int | None:
+    """Bytes sent but not yet acknowledged by the peer (Linux ``SIOCOUTQ``), else None."""
+    try:
+        import fcntl
+        import termios
+
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # == SIOCOUTQ
+    except (ImportError, AttributeError, OSError):
+        return None
+    return int(struct.unpack("i", raw)[0])
 
 
 def _close_socket(sock: socket.socket) -> None:

@@ -1,0 +1,655 @@
+"""Every edged benchmark in one run: one markdown table, also written to benchmarks/results.md.
+
+Run it with ``benchmarks/run`` (or ``make bench``); ``--quick`` shortens the idle-CPU window
+to 10 s and takes fewer samples, for trying things out. benchmarks/README.md explains each
+row: what exactly is measured, from where to where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import bench_mqtt  # noqa: E402
+import bench_panel  # noqa: E402
+import bench_printing  # noqa: E402
+import httpx  # noqa: E402
+
+from edged.app import App, Extras  # noqa: E402
+from edged.config import OrdersConfig, load_config  # noqa: E402
+from edged.demo import demo_config  # noqa: E402
+from edged.harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
+from edged.journal import events as ev  # noqa: E402
+from edged.journal.events import Event  # noqa: E402
+from edged.journal.store import Journal  # noqa: E402
+from edged.orders import OrderDesk  # noqa: E402
+from edged.simulator.cloud import default_selling_points  # noqa: E402
+from edged.simulator.generate import build_order  # noqa: E402
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN  # noqa: E402
+from edged.sinqro.models import ORDER_TYPES, Order, parse_order  # noqa: E402
+from edged.state import BoxState  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results.md"
+POLL_INTERVAL = 60.0  # the Sinqro documents' polling baseline for a POS without a websocket
+CATCH_UP_ORDERS = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much of everything one run does."""
+
+    journal_samples: int
+    buzzer_samples: int
+    printer_samples: int
+    mqtt_samples: int
+    render_rounds: int
+    throughput_orders: int
+    idle_seconds: float
+
+    @classmethod
+    def make(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(100, 100, 30, 200, 60, 500, 10.0)
+        return cls(300, 300, 100, 500, 200, 1000, 60.0)
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    result: str
+    aim: str
+    verdict: str
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+
+def pct(samples: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least p % of samples at or below."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def fmt_ms(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def fmt_kib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "**miss**"
+
+
+def latency_row(measure: str, samples: Sequence[float], aim_ms: float | None) -> Row:
+    p50, p99 = statistics.median(samples), pct(samples, 99)
+    result = f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)} (n={len(samples)})"
+    if aim_ms is None:
+        return Row(measure, result, "no aim", "—")
+    return Row(measure, result, f"p99 < {aim_ms:g} ms", verdict(p99 * 1000 < aim_ms))
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def filesystem_of(path: str) -> str:
+    """The file system type of the mount holding ``path`` (longest matching mount point)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            mount = fields[1].replace("\\040", " ")
+            inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, fields[2]
+    return kind
+
+
+def machine_line(tmp: str) -> str:
+    return (
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, temp dir on {filesystem_of(tmp)}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+# -- shared pieces ----------------------------------------------------------------------------
+
+
+def realistic_orders(count: int, first_id: int, seed: int = 7) -> list[Order]:
+    """Orders the simulator's generator builds (all five types), with our ids."""
+    rng = random.Random(seed)
+    sp = default_selling_points()[3961]
+    return [
+        parse_order(build_order(rng.choice(ORDER_TYPES), first_id + n, sp, rng=rng))
+        for n in range(count)
+    ]
+
+
+def write_demo_config(state_dir: Path, sim: SimulatorProcess) -> Path:
+    """The config ``edged demo`` writes (two virtual printers, mock panel, web page on),
+    pointed at a simulator running in its own process."""
+    info = sim.info()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "edged.toml"
+    path.write_text(
+        demo_config(
+            state_dir,
+            base_url=str(info["baseUrl"]),
+            websocket_url=str(info["websocketUrl"]),
+            server_token=DEFAULT_SERVER_TOKEN,
+            user_token=DEFAULT_USER_TOKEN,
+            selling_point_id=int(str(info["sellingPointId"])),
+            web_port=free_port(),
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def progress(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+# -- notification to journal ------------------------------------------------------------------
+
+
+async def notification_to_journal(sim: SimulatorProcess, work: Path, count: int) -> list[float]:
+    """Per order: from just before the admin request that makes the simulator (another
+    process) push a ``new_order`` frame, to the moment the daemon's journal publishes the
+    commit of that order (a listener on the real App's journal, in this process)."""
+    config = load_config(write_demo_config(work / "n2j", sim))
+    committed: dict[int, float] = {}
+    changed = asyncio.Event()
+    last_event = [time.perf_counter()]
+
+    def on_events(events: list[Event]) -> None:
+        now = time.perf_counter()
+        last_event[0] = now
+        for event in events:
+            if event.kind == ev.ORDER_NEW and event.order_id is not None:
+                committed.setdefault(event.order_id, now)
+        changed.set()
+
+    async def hook(app: App) -> None:
+        app.journal.add_listener(on_events)
+        await asyncio.Event().wait()
+
+    app = App(config, extras=Extras(tasks=[("bench-listener", hook)]))
+    runner = asyncio.create_task(app.run(), name="bench-app")
+    loop = asyncio.get_running_loop()
+    samples: list[float] = []
+
+    async def quiet(for_seconds: float, limit: float) -> None:
+        """Until the journal saw no commit for ``for_seconds`` (prints, counts, ...)."""
+        deadline = time.perf_counter() + limit
+        while time.perf_counter() < deadline:
+            if time.perf_counter() - last_event[0] >= for_seconds:
+                return
+            await asyncio.sleep(for_seconds / 4)
+
+    try:
+        async with asyncio.timeout(30):
+            await app.ready.wait()
+            while app.state.get("link") != "online":
+                await app.state.wait_changed(app.state.version, timeout=1.0)
+        await asyncio.sleep(1.0)  # the connect-time reconcile
+        with httpx.Client(timeout=10) as http:
+
+            def send() -> tuple[int, float]:
+                start = time.perf_counter()
+                response = http.post(f"{sim.root}/_sim/orders", json={"count": 1})
+                response.raise_for_status()
+                return int(response.json()[0]["id"]), start
+
+            for _ in range(count):
+                # Sent from a worker thread so the daemon's loop is left to the daemon.
+                order_id, start = await loop.run_in_executor(None, send)
+                async with asyncio.timeout(10):
+                    while order_id not in committed:
+                        changed.clear()
+                        await changed.wait()
+                samples.append(committed[order_id] - start)
+                # Orders arrive seconds apart: let the tickets print before the next one.
+                await quiet(0.05, 5.0)
+    finally:
+        app.request_stop()
+        await asyncio.wait({runner})
+    return samples
+
+
+async def admin_round_trip(sim: SimulatorProcess, count: int = 50) -> float:
+    """Median round trip of a no-op admin request: the trigger's own share, for context."""
+    loop = asyncio.get_running_loop()
+    with httpx.Client(timeout=10) as http:
+
+        def once() -> float:
+            start = time.perf_counter()
+            http.get(f"{sim.root}/_sim/faults").raise_for_status()
+            return time.perf_counter() - start
+
+        times = [await loop.run_in_executor(None, once) for _ in range(count)]
+    return statistics.median(times)
+
+
+# -- journal throughput and size --------------------------------------------------------------
+
+
+async def journal_rate(path: Path, orders: list[Order]) -> tuple[float, int, int]:
+    """New orders, one after another, through ``OrderDesk.ingest`` (what the link calls):
+    returns orders/s, and the bytes of the file + WAL after a checkpoint, and of the empty
+    journal."""
+    journal = await Journal.open(path)
+    await journal.close()  # checkpoints
+    empty = file_bytes(path)
+    journal = await Journal.open(path)
+    desk = OrderDesk(journal, BoxState(), OrdersConfig())
+    try:
+        start = time.perf_counter()
+        for order in orders:
+            await desk.ingest(order, "bench")
+        elapsed = time.perf_counter() - start
+    finally:
+        await journal.close()  # PRAGMA wal_checkpoint(TRUNCATE)
+    return len(orders) / elapsed, file_bytes(path), empty
+
+
+def plain_sqlite_rate(path: Path, orders: list[Order]) -> float:
+    """The baseline: one INSERT and COMMIT per order, same pragmas, same payload text."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        rows = [(order.id, order.to_json()) for order in orders]
+        start = time.perf_counter()
+        for row in rows:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO orders (id, payload) VALUES (?, ?)", row)
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    return len(orders) / elapsed
+
+
+def file_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            total += Path(str(path) + suffix).stat().st_size
+    return total
+
+
+# -- the daemon as a process ------------------------------------------------------------------
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields = text[text.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bare_python_rss_kib() -> int:
+    """VmRSS of a bare interpreter (the same one) that has imported asyncio."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys\n"
+            "for line in open('/proc/self/status'):\n"
+            "    if line.startswith('VmRSS:'): sys.stdout.write(line.split()[1])\n",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout)
+
+
+def pump(daemon: DaemonProcess, seconds: float) -> None:
+    """Wait while reading the daemon's sd_notify messages, as systemd does.
+
+    The daemon sends STATUS= lines with a blocking send on its event loop: a notify socket
+    nobody reads fills up and stalls it. ``wait_for`` of a message already received is the
+    harness's public way to read what is pending.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        daemon.wait_for("READY=1", 5.0)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.01, left))
+
+
+class CatchUpWatcher(threading.Thread):
+    """Polls the daemon's journal file (every 2 ms, its own read-only connection) until it
+    holds ``want`` orders; ``done_at`` is the monotonic time it first saw them."""
+
+    def __init__(self, path: Path, want: int, limit: float = 120.0) -> None:
+        super().__init__(name="catch-up-watcher", daemon=True)
+        self.path = path
+        self.want = want
+        self.limit = limit
+        self.done_at: float | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        conn: sqlite3.Connection | None = None
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if conn is None and self.path.exists():
+                        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                    if conn is not None:
+                        (count,) = conn.execute("SELECT COUNT(*) FROM orders").fetchone()
+                        if count >= self.want:
+                            self.done_at = time.monotonic()
+                            return
+                except sqlite3.Error:
+                    pass  # not created or not migrated yet
+                time.sleep(0.002)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def wait_printed(daemon: DaemonProcess, path: Path, limit: float) -> float:
+    """Until no print job is queued or sending and no event was added for 1 s; returns
+    the seconds from the daemon's start to its last event."""
+    start = time.monotonic()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        last: tuple[int, int] | None = None
+        stable_since = time.monotonic()
+        while time.monotonic() - start < limit:
+            pending, events = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM print_jobs WHERE state IN ('queued','sending')),"
+                " (SELECT COALESCE(MAX(seq), 0) FROM events)"
+            ).fetchone()
+            if (pending, events) != last:
+                last, stable_since = (pending, events), time.monotonic()
+            elif pending == 0 and time.monotonic() - stable_since >= 1.0:
+                return stable_since - daemon.started_at
+            pump(daemon, 0.05)
+    finally:
+        conn.close()
+    raise TimeoutError("the daemon did not finish printing")
+
+
+@dataclass
+class DaemonNumbers:
+    catch_up_from_start: float
+    catch_up_after_ready: float
+    printed_after: float
+    ready: list[float]
+    peak_rss_kib: int
+    idle_rss_kib: int
+    idle_cpu_percent: float
+    idle_seconds: float
+
+
+def daemon_numbers(work: Path, idle_seconds: float) -> DaemonNumbers:
+    """``edged run`` as a child process with the demo's config, against a simulator process
+    that already holds 200 active orders: catch-up, READY, RSS and idle CPU."""
+    with SimulatorProcess(log_path=work / "simulator.log") as sim:
+        response = httpx.post(
+            f"{sim.root}/_sim/orders", json={"count": CATCH_UP_ORDERS}, timeout=30
+        )
+        response.raise_for_status()
+        config_path = write_demo_config(work / "daemon", sim)
+        journal_path = Path(load_config(config_path).journal_path)
+        with DaemonProcess(config_path, log_path=work / "daemon.log") as daemon:
+            watcher = CatchUpWatcher(journal_path, CATCH_UP_ORDERS)
+            watcher.start()
+            daemon.start(wait_ready=30)
+            while watcher.is_alive():
+                pump(daemon, 0.01)
+            if watcher.done_at is None:
+                raise RuntimeError(f"catch-up did not finish; log:\n{daemon.log_tail()}")
+            assert daemon.ready_after is not None
+            ready = [daemon.ready_after]
+            catch_up = watcher.done_at - daemon.started_at
+            printed = wait_printed(daemon, journal_path, 120.0)
+            progress(f"caught up in {catch_up:.2f} s; idle window of {idle_seconds:g} s")
+            pump(daemon, 2.0)
+            cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+            pump(daemon, idle_seconds)
+            cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+            idle_rss = proc_status_kib(daemon.pid, "VmRSS")
+            peak_rss = daemon.peak_rss_kib()
+            if daemon.stop() != 0:
+                raise RuntimeError(f"edged did not stop cleanly; log:\n{daemon.log_tail()}")
+            for _ in range(2):  # warm starts: the journal now holds 200 orders
+                daemon.start(wait_ready=30)
+                assert daemon.ready_after is not None
+                ready.append(daemon.ready_after)
+                daemon.stop()
+    return DaemonNumbers(
+        catch_up_from_start=catch_up,
+        catch_up_after_ready=catch_up - ready[0],
+        printed_after=printed,
+        ready=ready,
+        peak_rss_kib=peak_rss,
+        idle_rss_kib=idle_rss,
+        idle_cpu_percent=100 * (cpu1 - cpu0) / (t1 - t0),
+        idle_seconds=t1 - t0,
+    )
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def run(settings: Settings, work: Path) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    notes: list[str] = []
+
+    progress("notification → journal (simulator process → daemon App)")
+    with SimulatorProcess(log_path=work / "simulator-n2j.log") as sim:
+        n2j = asyncio.run(notification_to_journal(sim, work, settings.journal_samples))
+        trigger = asyncio.run(admin_round_trip(sim))
+    rows.append(latency_row("notification → journal commit", n2j, 5))
+    mean = statistics.fmean(n2j)
+    rows.append(
+        Row(
+            "notification → journal vs 60 s polling",
+            f"mean {fmt_ms(mean)}",
+            "polling every 60 s: mean 30 s, worst 60 s",
+            f"×{POLL_INTERVAL / 2 / mean:,.0f} faster (mean vs mean)",
+        )
+    )
+    notes.append(
+        f"The notification → journal samples include the benchmark's trigger, an admin HTTP "
+        f"request to the simulator (median no-op admin round trip: {fmt_ms(trigger)})."
+    )
+
+    progress("notification → buzzer")
+    buzzer, _ = asyncio.run(bench_panel.bench(settings.buzzer_samples, "active"))
+    rows.append(latency_row("notification → buzzer on (active buzzer)", buzzer, 10))
+
+    progress("notification → first byte at a TCP printer")
+    first_byte = asyncio.run(bench_printing.bench_first_byte(settings.printer_samples))
+    rows.append(latency_row("notification → first byte at TCP printer", first_byte, 20))
+
+    progress("notification → MQTT subscriber")
+    mqtt = [x / 1000 for x in asyncio.run(bench_mqtt.bench(settings.mqtt_samples))]
+    rows.append(latency_row("notification → MQTT message at subscriber", mqtt, 15))
+
+    progress("sustained new orders into the journal, and plain SQLite")
+    orders = realistic_orders(settings.throughput_orders, 700_001)
+    rate, size, empty = asyncio.run(journal_rate(work / "rate.sqlite3", orders))
+    plain = plain_sqlite_rate(work / "plain.sqlite3", orders)
+    rows.append(
+        Row(
+            "sustained new orders into the journal (synchronous=FULL)",
+            f"{rate:,.0f} orders/s; plain SQLite insert+commit {plain:,.0f}/s "
+            f"(×{rate / plain:.2f})",
+            "≥ 0.5 × plain SQLite",
+            verdict(rate >= plain / 2),
+        )
+    )
+    per_thousand = (size - empty) / len(orders) * 1000
+    rows.append(
+        Row(
+            "journal size per 1,000 orders (file + WAL after checkpoint)",
+            f"{per_thousand / 1024:,.0f} KiB (empty journal {empty / 1024:,.0f} KiB)",
+            "no aim",
+            "—",
+        )
+    )
+
+    progress("ticket render")
+    render = bench_printing.bench_render(settings.render_rounds)
+    rows.append(latency_row("ticket render (order → ESC/POS bytes)", render, None))
+
+    progress("daemon process: catch-up, READY, RSS, idle CPU")
+    d = daemon_numbers(work, settings.idle_seconds)
+    rows.append(
+        Row(
+            f"catch-up of {CATCH_UP_ORDERS} active orders after start",
+            f"{fmt_s(d.catch_up_from_start)} from process start "
+            f"({fmt_s(d.catch_up_after_ready)} after READY)",
+            "polling every 60 s: mean 30 s, worst 60 s",
+            f"×{POLL_INTERVAL / 2 / d.catch_up_from_start:,.0f} faster (vs 30 s mean)",
+        )
+    )
+    bare = bare_python_rss_kib()
+    rows.append(
+        Row(
+            "daemon RSS, peak / idle (demo config)",
+            f"{fmt_kib(d.peak_rss_kib)} / {fmt_kib(d.idle_rss_kib)}; bare python + asyncio "
+            f"{fmt_kib(bare)} (peak ×{d.peak_rss_kib / bare:.1f})",
+            "peak ≤ 3 × bare python",
+            verdict(d.peak_rss_kib <= 3 * bare),
+        )
+    )
+    rows.append(
+        Row(
+            f"idle CPU over {d.idle_seconds:.0f} s",
+            f"{d.idle_cpu_percent:.2f} % of one core",
+            "no aim",
+            "—",
+        )
+    )
+    cold, warm = d.ready[0], d.ready[1:]
+    rows.append(
+        Row(
+            "start-up to READY=1",
+            f"{fmt_s(cold)} empty journal; {', '.join(fmt_s(x) for x in warm)} restarts",
+            "< 1 s",
+            verdict(max(d.ready) < 1.0),
+        )
+    )
+    notes.append(
+        f"After the catch-up the daemon printed all {CATCH_UP_ORDERS} orders on both virtual "
+        f"printers (text + PNG) within {fmt_s(d.printed_after)} of its start."
+    )
+    return rows, notes
+
+
+def render_table(rows: list[Row]) -> list[str]:
+    lines = ["| measure | result | aim / baseline | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r.measure} | {r.result} | {r.aim} | {r.verdict} |" for r in rows]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="10 s idle window and fewer samples (for trying)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help="markdown file to write (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.make(args.quick)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmp:
+        header = machine_line(tmp)
+        print(header, file=sys.stderr)
+        rows, notes = run(settings, Path(tmp))
+    took = time.monotonic() - began
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [
+        f"{header}.",
+        f"edged {git_commit()}, {stamp}, `benchmarks/run{' --quick' if args.quick else ''}`"
+        f" ({took:.0f} s).",
+        "",
+        *render_table(rows),
+        "",
+        *(f"- {note}" for note in notes),
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from edged.config import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Command, Journal, StoredOrder, UpsertResult
+from edged.journal.store import Command, Journal, JournalError, StoredOrder, UpsertResult
 from edged.pairing import Pairing
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
@@ -329,7 +329,14 @@ class OutboxSender:
                 if not self.pairing().paired:
                     blocked = True
                     break
-                if not await self._deliver(command):
+                try:
+                    delivered = await self._deliver(command)
+                except JournalError as exc:
+                    # Disk full: the outcome cannot be recorded. Keep the command and try
+                    # again later; a re-send first reads the order, so it is never doubled.
+                    log.error("command %d: journal unavailable: %s; retrying", command.id, exc)
+                    delivered = False
+                if not delivered:
                     blocked = True
                     break
             if blocked:

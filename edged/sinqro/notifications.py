@@ -16,8 +16,11 @@ answer that started before a websocket frame about the same order is older than 
 and is not applied over it.
 
 Bad frames (malformed JSON, unknown event, wrong types, oversize) are logged, counted and
-dropped; the link stays up. A 401 anywhere sets ``link=unauthorized`` and the link then
-waits ``reconnect_max`` seconds, or for :meth:`reconnect_now`, before trying again.
+dropped; the link stays up. When the journal cannot store an order (disk full), the error
+is logged and the next sync, retried with backoff, fetches it again: Sinqro keeps listing
+it as active, so nothing is lost and the link stays up. A 401 anywhere sets
+``link=unauthorized`` and the link then waits ``reconnect_max`` seconds, or for
+:meth:`reconnect_now`, before trying again.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
-from edged.journal.store import Journal
+from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
@@ -104,6 +107,7 @@ class NotificationLink:
         self._rest_ok: bool | None = None
         self._rest_error = ""
         self._rest_failures = 0
+        self._store_failures = 0
         # Frame sequence and, per order, the sequence of the last frame about it: a REST
         # answer requested before that frame must not overwrite it.
         self._frame_seq = 0
@@ -302,7 +306,12 @@ class NotificationLink:
         self._frame_seq += 1
         self._touched[note.order.id] = self._frame_seq
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)
-        await self.desk.ingest(note.order, "websocket")
+        try:
+            await self.desk.ingest(note.order, "websocket")
+        except JournalError as exc:
+            # Not stored, not lost: Sinqro still lists it, the sync fetches it again.
+            self._store_failed(exc, note.order.id)
+            self._request_sync("poll")
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -321,6 +330,8 @@ class NotificationLink:
                 interval = self.config.poll_interval
             if self._rest_ok is False:
                 interval = min(interval, self._backoff(self._rest_failures))
+            if self._store_failures:
+                interval = min(interval, self._backoff(self._store_failures))
             try:
                 async with asyncio.timeout(interval):
                     await self._sync_wanted.wait()
@@ -332,6 +343,8 @@ class NotificationLink:
                 await self._sync(pairing.selling_point_id, reason)
             except SinqroUnauthorized:
                 raise
+            except JournalError as exc:
+                self._store_failed(exc, None)
             except SinqroError as exc:
                 self._rest_failures += 1
                 if self._rest_ok is not False or str(exc) != self._rest_error:
@@ -339,6 +352,9 @@ class NotificationLink:
                 self._rest_ok = False
                 self._rest_error = str(exc)
             else:
+                if self._store_failures:
+                    log.info("journal: storing orders again")
+                    self._store_failures = 0
                 was = self._rest_ok
                 self._rest_ok = True
                 self._rest_failures = 0
@@ -384,6 +400,14 @@ class NotificationLink:
             await self.desk.ingest(order, reason)
         # Marks older than this sync can no longer race with anything.
         self._touched = {k: v for k, v in self._touched.items() if v > started}
+
+    def _store_failed(self, exc: JournalError, order_id: int | None) -> None:
+        self._store_failures += 1
+        if self._store_failures == 1:
+            what = f"order {order_id}" if order_id is not None else "what Sinqro sent"
+            log.error(
+                "journal cannot store %s: %s; retrying, Sinqro keeps it until then", what, exc
+            )
 
     # -- state -----------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ of the offending field; callers log it, count it and carry on.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,16 @@ SETTABLE_STATUSES = (
 )
 EVENTS = ("new_order", "order_status_changed")
 MAX_DEPTH = 64
+# SQLite's INTEGER is 64-bit signed: an id beyond it could not be stored.
+MAX_ID = 2**63 - 1
+# More entries than any real answer holds (active orders, actions, selling points); a
+# bigger list is refused whole before one object per entry is built.
+MAX_ENTRIES = 10_000
+# A JSON "\ud800" escape decodes to a lone surrogate, which no UTF-8 writer (SQLite, a
+# form post, a log file) can encode. Such characters become U+FFFD at the edge, so the
+# order that carried one is still stored and printed.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class PayloadError(ValueError):
@@ -93,7 +105,28 @@ def decode_json(text: str | bytes, *, max_bytes: int, what: str = "message") -> 
         raise PayloadError("", f"{what} is not valid JSON: {exc}") from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise PayloadError("", f"{what} nested too deeply")
+    if _SURROGATE_ESCAPE.search(raw) or _SURROGATE.search(raw):
+        value = _without_surrogates(value)
     return value
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in strings and keys replaced by U+FFFD.
+
+    Recursion is safe here: :func:`decode_json` has bounded the depth already.
+    """
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _check_entries(obj: list[Any], path: str) -> None:
+    if len(obj) > MAX_ENTRIES:
+        raise PayloadError(path, f"{len(obj)} entries, more than the {MAX_ENTRIES} accepted")
 
 
 def _as_int(value: Any, path: str) -> int:
@@ -114,16 +147,14 @@ def _opt_str(obj: dict[str, Any], key: str) -> str:
 def opt_float(obj: Any, key: str) -> float | None:
     """``obj[key]`` as a number when it is one (the docs quote some numbers), else None."""
     value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer of 400 digits
+        return None
+    # "inf", 1e999 and NaN are no amount or count: printing int() of one would raise.
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -161,8 +192,8 @@ def parse_order(obj: Any, path: str = "order") -> Order:
     if "id" not in obj:
         raise PayloadError(f"{path}.id", "missing")
     order_id = _as_int(obj["id"], f"{path}.id")
-    if order_id <= 0:
-        raise PayloadError(f"{path}.id", f"expected a positive id, got {order_id}")
+    if not 0 < order_id <= MAX_ID:
+        raise PayloadError(f"{path}.id", f"expected a positive 64-bit id, got {order_id}")
     status = obj.get("status")
     if not isinstance(status, dict):
         raise PayloadError(f"{path}.status", "expected an object")
@@ -211,6 +242,7 @@ def parse_orders(obj: Any, path: str = "orders") -> tuple[list[Order], list[Payl
     """Parse a list of orders; one bad entry does not hide the good ones."""
     if not isinstance(obj, list):
         raise PayloadError(path, f"expected a list, got {type(obj).__name__}")
+    _check_entries(obj, path)
     good: list[Order] = []
     bad: list[PayloadError] = []
     for i, item in enumerate(obj):
@@ -268,6 +300,7 @@ def parse_actions(obj: Any, path: str = "actions") -> list[OrderAction]:
     """Parse the array returned by ``GET /orders/{id}/actions``."""
     if not isinstance(obj, list):
         raise PayloadError(path, f"expected a list, got {type(obj).__name__}")
+    _check_entries(obj, path)
     out = []
     for i, item in enumerate(obj):
         p = f"{path}[{i}]"
@@ -305,6 +338,7 @@ class SellingPoint:
 def parse_selling_points(obj: Any) -> list[SellingPoint]:
     if not isinstance(obj, list):
         raise PayloadError("sellingPoints", f"expected a list, got {type(obj).__name__}")
+    _check_entries(obj, "sellingPoints")
     out = []
     for i, item in enumerate(obj):
         if not isinstance(item, dict):

@@ -319,14 +319,19 @@ def parse_time(value: Any) -> datetime | None:
         return None
     for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
         try:
-            return datetime.strptime(value, fmt)
+            return _in_range(datetime.strptime(value, fmt))
         except ValueError:
             pass
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _in_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+def _in_range(parsed: datetime | None) -> datetime | None:
+    # Shifting year 1 or year 9999 to the selling point's zone leaves datetime's range.
+    return parsed if parsed is not None and 1 < parsed.year < 9999 else None
 
 
 def zone(name: str, fallback: str = "") -> ZoneInfo:

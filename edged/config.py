@@ -40,6 +40,10 @@ class BoxConfig:
     )
     language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
 
+    def check(self) -> None:
+        if "\x00" in self.state_dir:
+            raise ValueError("state_dir: must not contain a NUL character")
+
 
 @dataclass(frozen=True)
 class SinqroConfig:
@@ -80,6 +84,10 @@ class JournalConfig:
 
     path: str = field(default="edged.sqlite3", metadata=opt(doc="Relative to box.state_dir"))
     retention_days: int = field(default=30, metadata=opt(minimum=1, maximum=3650))
+
+    def check(self) -> None:
+        if "\x00" in self.path:
+            raise ValueError("path: must not contain a NUL character")
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", "file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses per nested array or inline table: "a = [[[[..." ends here.
+        raise ConfigError(str(path), "", "not valid TOML: nested too deeply") from None
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
 
@@ -167,7 +178,10 @@ def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, di
         merged: dict[str, Any] = {}
         for _, doc in out:
             merged = merge(merged, doc)
-        state_dir = Path(str(merged.get("box", {}).get("state_dir", BoxConfig.state_dir)))
+        box = merged.get("box")
+        # A malformed [box] is reported by from_layers(); here only find settings.toml.
+        box = box if isinstance(box, dict) else {}
+        state_dir = Path(str(box.get("state_dir", BoxConfig.state_dir)))
         if not state_dir.is_absolute():
             state_dir = path.parent / state_dir
         web = state_dir / WEB_SETTINGS_FILE

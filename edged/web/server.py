@@ -47,7 +47,7 @@ from edged.orders import CommandRefused
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import OrderAction
+from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json
 from edged.web import board
 from edged.web.forms import form_fields, parse_form, place_error, render_fields
 from edged.web.metrics import CONTENT_TYPE, render_metrics
@@ -79,6 +79,8 @@ CSP = (
 ACTION_WAIT = 3.0  # seconds a button waits for Sinqro's answer before saying "queued"
 ACTIONS_TTL = 20.0  # seconds Sinqro's order actions are reused for the board
 KEEPALIVE = 15.0
+# Largest request body (forms, JSON): a phone's setup form is a few kilobytes.
+MAX_BODY = 64 * 1024
 SECTIONS: dict[str, type[Any]] = {
     "orders": OrdersConfig,
     "panel": PanelConfig,
@@ -149,7 +151,7 @@ class WebServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         r = app.router
         r.add_get("/", self.index)
         r.add_get("/login", self.login_page)
@@ -1174,9 +1176,10 @@ class WebServer:
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if request.content_type == "application/json":
+            # The bounded decoder: "[[[[..." is a 400 here, not a RecursionError.
             try:
-                data = await request.json()
-            except ValueError:
+                data = decode_json(await request.read(), max_bytes=MAX_BODY, what="body")
+            except PayloadError:
                 raise _Stop(400, "BAD_REQUEST", "body is not JSON") from None
             if not isinstance(data, dict):
                 raise _Stop(400, "BAD_REQUEST", "body must be an object")
@@ -1208,13 +1211,13 @@ class WebServer:
         )
 
     async def api_accept(self, request: web.Request) -> web.StreamResponse:
-        order_id = int(request.match_info["order_id"])
+        order_id = _path_order_id(request)
         body = await self._body(request)
         raw = body.get("delay")
         delay: int | None
         try:
             delay = int(raw) if raw not in (None, "", 0, "0") else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
             return _json(
                 {"ok": False, "code": "BAD_DELAY", "message": "delay must be minutes"}, 400
             )
@@ -1223,7 +1226,7 @@ class WebServer:
         )
 
     async def api_cancel(self, request: web.Request) -> web.StreamResponse:
-        order_id = int(request.match_info["order_id"])
+        order_id = _path_order_id(request)
         body = await self._body(request)
         comment = str(body.get("comment") or "").strip()
         if not comment:
@@ -1240,7 +1243,7 @@ class WebServer:
         )
 
     async def api_status_change(self, request: web.Request) -> web.StreamResponse:
-        order_id = int(request.match_info["order_id"])
+        order_id = _path_order_id(request)
         body = await self._body(request)
         status = str(body.get("status") or "")
         order = await self.services.journal.get_order(order_id)
@@ -1260,7 +1263,7 @@ class WebServer:
         )
 
     async def api_reprint(self, request: web.Request) -> web.StreamResponse:
-        order_id = int(request.match_info["order_id"])
+        order_id = _path_order_id(request)
         body = await self._body(request)
         printer = str(body.get("printer") or "") or None
         spooler = self.services.spooler
@@ -1277,7 +1280,7 @@ class WebServer:
         return _json({"ok": True})
 
     async def api_ack(self, request: web.Request) -> web.StreamResponse:
-        order_id = int(request.match_info["order_id"])
+        order_id = _path_order_id(request)
         try:
             done = await self.services.desk.acknowledge(order_id, source="web")
         except CommandRefused as exc:
@@ -1292,7 +1295,7 @@ class WebServer:
         button = str(body.get("button") or "")
         try:
             seconds = float(body.get("seconds") or 0.1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 400 digits
             seconds = -1.0
         if button not in ("accept", "cancel", "both") or not 0 < seconds <= 10:
             return _json({"ok": False, "code": "BAD_PRESS", "message": "bad button or time"}, 400)
@@ -1426,6 +1429,14 @@ class WebServer:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _path_order_id(request: web.Request) -> int:
+    """The ``{order_id}`` of the path; beyond SQLite's 64-bit INTEGER no order can exist."""
+    order_id = int(request.match_info["order_id"])
+    if order_id > MAX_ID:
+        raise _Stop(404, "UNKNOWN_ORDER", "no such order")
+    return order_id
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -72,9 +72,15 @@ def notify(message: str) -> bool:
     if address is None:
         return False
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: this runs on the event loop, and a datagram to a receiver whose
+        # queue is full (net.unix.max_dgram_qlen, often 10) would block the whole daemon.
+        kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        with socket.socket(socket.AF_UNIX, kind) as sock:
             sock.connect(address)
-            sock.sendall(message.encode())
+            sock.send(message.encode())
+    except BlockingIOError:
+        log.debug("systemd's notify socket is busy; dropped %r", message.split("\n")[0])
+        return False
     except OSError as exc:
         log.warning("cannot notify systemd: %s", exc)
         return False

@@ -405,6 +405,17 @@ async def test_tokens_never_appear_in_any_response(box: Box, client: httpx.Async
     assert "scrape-me" not in everything
 
 
+async def test_accept_delay_must_be_whole_minutes(box: Box, client: httpx.AsyncClient) -> None:
+    token = await sign_in(box, client)
+    await box.journal.upsert_order(waiting_order(46))
+    headers = {"X-CSRF-Token": token}
+    for bad in (True, 10.5, "soon", "99999", [10]):
+        response = await client.post("/api/orders/46/accept", json={"delay": bad}, headers=headers)
+        assert response.status_code == 400, bad
+        assert response.json()["code"] == "BAD_DELAY"
+    assert await box.journal.pending_commands() == []
+
+
 async def test_hostile_order_text_is_escaped(box: Box, client: httpx.AsyncClient) -> None:
     token = await sign_in(box, client)
     await box.journal.upsert_order(waiting_order(43, comment=HOSTILE))

@@ -1215,11 +1215,16 @@ class WebServer:
         body = await self._body(request)
         raw = body.get("delay")
         delay: int | None
-        try:
-            delay = int(raw) if raw not in (None, "", 0, "0") else None
-        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
+        # Whole minutes only: a JSON true or 10.7 is a client bug, not a delay.
+        if raw in (None, "") or (isinstance(raw, str) and raw.strip() == "0"):
+            delay = None
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            delay = raw or None
+        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 4:
+            delay = int(raw.strip()) or None
+        else:
             return _json(
-                {"ok": False, "code": "BAD_DELAY", "message": "delay must be minutes"}, 400
+                {"ok": False, "code": "BAD_DELAY", "message": "delay must be whole minutes"}, 400
             )
         return await self._decide(
             request, lambda: self.services.desk.accept(order_id, delay, source="web")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -47,11 +49,24 @@ class DaemonProcess:
         self._sock.setblocking(False)
         self.started_at = 0.0
         self.ready_after: float | None = None
+        # The daemon's sd_notify sends block when nobody reads the socket (as they would
+        # with a stuck service manager): read it all the time, not only while waiting.
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read_forever, name="notify", daemon=True)
+        self._reader.start()
+
+    def _read_forever(self) -> None:
+        while not self._closed.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._sock], [], [], 0.1)
+                self._drain()
 
     def start(self, *, wait_ready: float | None = 30.0) -> None:
         """Start the daemon; with ``wait_ready`` block until READY=1 (or fail loudly)."""
         self._drain()
-        self.messages.clear()
+        with self._lock:
+            self.messages.clear()
         env = {**os.environ, **self.env, "NOTIFY_SOCKET": self._sockpath, "PYTHONUNBUFFERED": "1"}
         env.pop("JOURNAL_STREAM", None)
         log = self.log_path.open("ab")
@@ -68,15 +83,16 @@ class DaemonProcess:
             self.wait_for("READY=1", wait_ready)
 
     def _drain(self) -> None:
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except BlockingIOError:
-                return
-            for line in data.decode("utf-8", "replace").splitlines():
-                self.messages.append(line)
-                if line == "READY=1" and self.ready_after is None:
-                    self.ready_after = time.monotonic() - self.started_at
+        with self._lock:
+            while True:
+                try:
+                    data = self._sock.recv(65536)
+                except BlockingIOError:
+                    return
+                for line in data.decode("utf-8", "replace").splitlines():
+                    self.messages.append(line)
+                    if line == "READY=1" and self.ready_after is None:
+                        self.ready_after = time.monotonic() - self.started_at
 
     def wait_for(self, message: str, timeout: float) -> None:
         """Wait until the daemon sent ``message`` (e.g. ``READY=1``)."""
@@ -137,6 +153,8 @@ class DaemonProcess:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.kill()
+        self._closed.set()
+        self._reader.join(5)
         self._sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self._sockpath)

@@ -369,9 +369,40 @@ class OutboxSender:
         await self._finish(command, ok=True, order=current)
         return True
 
+    async def _already_decided(self, command: Command) -> bool:
+        """Close a command whose effect the journal already shows, without a request.
+
+        Two accepts for one order can both be queued while it waits (a button press and a
+        POS terminal, or the same decision through two bridges). Once the first is done the
+        order is accepted, and Sinqro's ACCEPT action then means "next step": sending the
+        second would move the order on to ``preparation``. The journal holds the order as
+        Sinqro returned it with the first command's answer, so it is checked first.
+        """
+        stored = await self.journal.get_order(command.order_id)
+        if stored is None:
+            return False
+        present = effect_present(command, stored.order)
+        if present is True:
+            log.info(
+                "command %d: order %s is already %s; closing it",
+                command.id,
+                command.order_id,
+                stored.status,
+            )
+            await self._finish(command, ok=True, order=stored.order)
+            return True
+        if present is None:
+            await self._finish(
+                command, ok=False, code="ORDER_MOVED_ON", message=f"order is {stored.status}"
+            )
+            return True
+        return False
+
     async def _deliver(self, command: Command) -> bool:
         """Try one command. False when delivery must pause (offline, token refused)."""
         sending = False
+        if command.kind != "catalog" and await self._already_decided(command):
+            return True
         try:
             if command.attempts > 0 and command.kind != "catalog":
                 # It may have reached Sinqro before the crash or timeout: look first.

@@ -202,6 +202,24 @@ async def test_after_a_crash_mid_send_the_sender_reads_the_order_first(
         assert len(flow.posts(order_id)) == 1
 
 
+async def test_a_second_accept_queued_while_waiting_is_closed_without_a_post(
+    flow: Flow,
+) -> None:
+    # Two accepts queued for one waiting order (a button and a POS terminal): once the
+    # first is done, Sinqro's ACCEPT action means "next step"; the second must not send it.
+    order_id = await flow.new_order("collection")
+    flow.sim.refuse_all("close")
+    first = await flow.desk.accept(order_id, source="panel")
+    second = await flow.desk.accept(order_id, source="mqtt")
+    flow.sim.refuse_all(None)
+    flow.sender.kick()
+    assert (await flow.desk.wait(first.id, timeout=15)).state == "done"
+    assert (await flow.desk.wait(second.id, timeout=15)).state == "done"
+    (post,) = flow.posts(order_id)
+    assert post["actionType"] == "ACCEPT" and post["result"] == "ok"
+    assert flow.sim.order(order_id)["status"]["code"] == "accepted"
+
+
 async def test_an_order_cancelled_by_the_client_meanwhile_fails_the_accept(flow: Flow) -> None:
     order_id = await flow.new_order()
     flow.sim.refuse_all("close")

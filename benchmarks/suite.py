@@ -732,16 +732,19 @@ def main(argv: list[str] | None = None) -> int:
         return send_frames(args.send_frames)
     settings = Settings.make(args.quick)
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmp:
         header = machine_line(tmp)
         print(header, file=sys.stderr)
         rows, notes = run(settings, Path(tmp))
     took = time.monotonic() - began
+    load_after = os.getloadavg()[0]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
         f"{header}.",
         f"edged {git_commit()}, {stamp}, `benchmarks/run{' --quick' if args.quick else ''}`"
-        f" ({took:.0f} s).",
+        f" ({took:.0f} s); 1-minute load average {load_before:.2f} before, {load_after:.2f} after"
+        " (other work on the machine shows here).",
         "",
         *render_table(rows),
         "",

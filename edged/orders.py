@@ -24,7 +24,7 @@ from typing import Any, Literal
 from edged.config import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Command, Journal, JournalError, StoredOrder, UpsertResult
+from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx, UpsertResult
 from edged.pairing import Pairing
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
@@ -87,16 +87,28 @@ class OrderDesk:
 
         Auto-accept is keyed by order id, so a duplicate or a restart never accepts twice.
         """
-        result = await self.journal.upsert_order(order)
+        auto_accept = self.config.auto_accept
+        delay = self.config.auto_accept_delay or None
+
+        def store(tx: Tx) -> UpsertResult:
+            # One transaction: a crash or a full disk can never leave a new order stored
+            # without its auto-accept (a later sync would no longer see it as new).
+            result = tx.upsert_order(order)
+            if result.new and order.status == WAITING and auto_accept:
+                tx.enqueue_command(
+                    order.id,
+                    "accept",
+                    {"delay": delay},
+                    source="auto",
+                    key=f"auto-accept:{order.id}",
+                )
+            return result
+
+        result = await self.journal.transaction(store)
         if result.new:
             log.info("order %s (%s, %s) stored from %s", order.id, order.type, order.code, source)
         elif result.status_changed:
             log.info("order %s is now %s (from %s)", order.id, order.status, source)
-        if result.new and order.status == WAITING and self.config.auto_accept:
-            delay = self.config.auto_accept_delay or None
-            await self.journal.enqueue_command(
-                order.id, "accept", {"delay": delay}, source="auto", key=f"auto-accept:{order.id}"
-            )
         if result.new or result.status_changed:
             await self.refresh_counts()
         return result

@@ -225,6 +225,36 @@ class Tx:
         assert stored is not None
         return UpsertResult(stored, new=False, status_changed=changed, events=new_events)
 
+    def enqueue_command(
+        self,
+        order_id: int,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        source: str,
+        key: str | None = None,
+    ) -> tuple[Command, bool]:
+        """Outbox row plus its ``command.queued`` event (see :meth:`Journal.enqueue_command`)."""
+        if kind not in COMMAND_KINDS:
+            raise ValueError(f"unknown command kind {kind!r}")
+        if key is not None:
+            row = self.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return Command.from_row(row), False
+        cur = self.execute(
+            "INSERT INTO outbox (key, order_id, kind, params, source, state, created, updated)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (key, order_id, kind, json.dumps(params), source, self.now, self.now),
+        )
+        command_id = cur.lastrowid
+        self.append_event(
+            ev.COMMAND_QUEUED,
+            order_id,
+            {"command_id": command_id, "kind": kind, "params": params, "source": source},
+        )
+        row = self.execute("SELECT * FROM outbox WHERE id = ?", (command_id,)).fetchone()
+        return Command.from_row(row), True
+
 
 class Journal:
     """Async facade over the SQLite journal. Create with :meth:`open`."""
@@ -520,29 +550,9 @@ class Journal:
         With a ``key`` the command is idempotent: a repeat returns the first command and
         ``False``. Returns ``(command, created)``.
         """
-        if kind not in COMMAND_KINDS:
-            raise ValueError(f"unknown command kind {kind!r}")
-
-        def run(tx: Tx) -> tuple[Command, bool]:
-            if key is not None:
-                row = tx.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
-                if row is not None:
-                    return Command.from_row(row), False
-            cur = tx.execute(
-                "INSERT INTO outbox (key, order_id, kind, params, source, state, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (key, order_id, kind, json.dumps(params), source, tx.now, tx.now),
-            )
-            command_id = cur.lastrowid
-            tx.append_event(
-                ev.COMMAND_QUEUED,
-                order_id,
-                {"command_id": command_id, "kind": kind, "params": params, "source": source},
-            )
-            row = tx.execute("SELECT * FROM outbox WHERE id = ?", (command_id,)).fetchone()
-            return Command.from_row(row), True
-
-        return await self.transaction(run)
+        return await self.transaction(
+            lambda tx: tx.enqueue_command(order_id, kind, params, source=source, key=key)
+        )
 
     async def get_command(self, command_id: int) -> Command | None:
         rows = await self._query("SELECT * FROM outbox WHERE id = ?", (command_id,))

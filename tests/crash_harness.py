@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -58,6 +59,10 @@ RESEND_AFTER = 3.0  # seconds a terminal waits for an answer before repeating a 
 CANCEL_COMMENT = "Sin existencias"
 # Answers after which repeating the command is right (the box could not take it yet).
 RETRY_CODES = ("INTERNAL", "BUSY")
+# paho warns about every QoS 1 publish still waiting for its PUBACK: expected while the
+# terminal repeats commands to a dead daemon, and only noise in a run's summary.
+_MQTT_LOG = logging.getLogger("crash.mqtt-terminal")
+_MQTT_LOG.setLevel(logging.ERROR)
 
 
 @dataclass
@@ -183,6 +188,7 @@ class Terminals:
                     self.broker_port,
                     identifier="crash-pos",
                     protocol=aiomqtt.ProtocolVersion.V5,
+                    logger=_MQTT_LOG,
                 ) as client:
                     await client.subscribe(f"{BASE}/events/#", qos=1)
                     await client.subscribe(f"{BASE}/response/#", qos=1)

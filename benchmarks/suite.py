@@ -533,6 +533,15 @@ def wait_printed(daemon: DaemonProcess, path: Path, limit: float) -> float:
     raise TimeoutError("the daemon did not finish printing")
 
 
+def count_open(path: Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (count,) = conn.execute("SELECT COUNT(*) FROM orders WHERE is_final = 0").fetchone()
+    finally:
+        conn.close()
+    return int(count)
+
+
 @dataclass
 class DaemonNumbers:
     catch_up_from_start: float
@@ -553,6 +562,7 @@ def daemon_numbers(work: Path, idle_seconds: float) -> DaemonNumbers:
             f"{sim.root}/_sim/orders", json={"count": CATCH_UP_ORDERS}, timeout=30
         )
         response.raise_for_status()
+        order_ids = [int(order["id"]) for order in response.json()]
         config_path = write_demo_config(work / "daemon", sim)
         journal_path = Path(load_config(config_path).journal_path)
         with DaemonProcess(config_path, log_path=work / "daemon.log") as daemon:
@@ -568,6 +578,17 @@ def daemon_numbers(work: Path, idle_seconds: float) -> DaemonNumbers:
             catch_up = watcher.done_at - daemon.started_at
             printed = wait_printed(daemon, journal_path, 120.0)
             progress(f"caught up in {catch_up:.2f} s; idle window of {idle_seconds:g} s")
+            # Idle means nothing waits: the orders are collected (Sinqro pushes the status).
+            with httpx.Client(timeout=10) as http:
+                for order_id in order_ids:
+                    http.post(
+                        f"{sim.root}/_sim/orders/{order_id}/status", json={"code": "finished"}
+                    ).raise_for_status()
+                    pump(daemon, 0.0)
+            wait_printed(daemon, journal_path, 60.0)
+            open_orders = count_open(journal_path)
+            if open_orders:
+                raise RuntimeError(f"{open_orders} orders still open before the idle window")
             pump(daemon, 2.0)
             cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
             pump(daemon, idle_seconds)

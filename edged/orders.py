@@ -90,7 +90,7 @@ class OrderDesk:
         auto_accept = self.config.auto_accept
         delay = self.config.auto_accept_delay or None
 
-        def store(tx: Tx) -> UpsertResult:
+        def store(tx: Tx) -> tuple[UpsertResult, tuple[int, int] | None]:
             # One transaction: a crash or a full disk can never leave a new order stored
             # without its auto-accept (a later sync would no longer see it as new).
             result = tx.upsert_order(order)
@@ -102,15 +102,17 @@ class OrderDesk:
                     source="auto",
                     key=f"auto-accept:{order.id}",
                 )
-            return result
+            counts = tx.live_counts() if result.new or result.status_changed else None
+            return result, counts
 
-        result = await self.journal.transaction(store)
+        result, counts = await self.journal.transaction(store)
+        if counts is not None:
+            self.state.set("waiting_orders", counts[0])
+            self.state.set("queued_commands", counts[1])
         if result.new:
             log.info("order %s (%s, %s) stored from %s", order.id, order.type, order.code, source)
         elif result.status_changed:
             log.info("order %s is now %s (from %s)", order.id, order.status, source)
-        if result.new or result.status_changed:
-            await self.refresh_counts()
         return result
 
     async def refresh_counts(self) -> None:

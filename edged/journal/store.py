@@ -162,49 +162,59 @@ class Tx:
 
     def upsert_order(self, order: Order) -> UpsertResult:
         """Store ``order``; append ``order.new`` / ``order.status`` events when they apply."""
-        old = self.get_order(order.id)
-        payload = order.to_json()
+        # Only what the decision needs: the old payload is never decoded on this hot path.
+        old = self.execute(
+            "SELECT status, is_final, first_seen, acknowledged FROM orders WHERE id = ?",
+            (order.id,),
+        ).fetchone()
+
+        def stored(first_seen: float, acknowledged: bool) -> StoredOrder:
+            return StoredOrder(
+                id=order.id,
+                type=order.type,
+                status=order.status,
+                is_final=order.is_final,
+                code=order.code,
+                execution_time=order.execution_time,
+                payload=order.raw,
+                first_seen=first_seen,
+                updated=self.now,
+                acknowledged=acknowledged,
+            )
+
+        fields = (
+            order.type,
+            order.status,
+            int(order.is_final),
+            order.code,
+            order.execution_time,
+            order.to_json(),
+        )
         if old is None:
             self.execute(
-                "INSERT INTO orders (id, type, status, is_final, code, execution_time, payload,"
-                " first_seen, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    order.id,
-                    order.type,
-                    order.status,
-                    int(order.is_final),
-                    order.code,
-                    order.execution_time,
-                    payload,
-                    self.now,
-                    self.now,
-                ),
+                "INSERT INTO orders (type, status, is_final, code, execution_time, payload,"
+                " first_seen, updated, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*fields, self.now, self.now, order.id),
             )
             event = self.append_event(
                 ev.ORDER_NEW,
                 order.id,
                 {"type": order.type, "status": order.status, "code": order.code},
             )
-            stored = self.get_order(order.id)
-            assert stored is not None
-            return UpsertResult(stored, new=True, status_changed=False, events=[event])
+            return UpsertResult(
+                stored(self.now, False), new=True, status_changed=False, events=[event]
+            )
+        old_status, old_final, first_seen, acknowledged = old
         # A final order never moves back: a late or replayed frame must not revive it.
-        if old.is_final and not order.is_final:
-            return UpsertResult(old, new=False, status_changed=False, events=[])
-        changed = old.status != order.status
+        if old_final and not order.is_final:
+            current = self.get_order(order.id)
+            assert current is not None
+            return UpsertResult(current, new=False, status_changed=False, events=[])
+        changed = old_status != order.status
         self.execute(
             "UPDATE orders SET type = ?, status = ?, is_final = ?, code = ?, execution_time = ?,"
             " payload = ?, updated = ? WHERE id = ?",
-            (
-                order.type,
-                order.status,
-                int(order.is_final),
-                order.code,
-                order.execution_time,
-                payload,
-                self.now,
-                order.id,
-            ),
+            (*fields, self.now, order.id),
         )
         new_events = []
         if changed:
@@ -214,16 +224,26 @@ class Tx:
                     order.id,
                     {
                         "status": order.status,
-                        "previous": old.status,
+                        "previous": old_status,
                         "type": order.type,
                         "code": order.code,
                         "final": order.is_final,
                     },
                 )
             )
-        stored = self.get_order(order.id)
-        assert stored is not None
-        return UpsertResult(stored, new=False, status_changed=changed, events=new_events)
+        result = stored(first_seen, bool(acknowledged))
+        return UpsertResult(result, new=False, status_changed=changed, events=new_events)
+
+    def live_counts(self) -> tuple[int, int]:
+        """``(waiting orders, queued commands)``: both from small indexed ranges, cheap
+        enough for every write."""
+        waiting = self.execute(
+            "SELECT COUNT(*) FROM orders WHERE is_final = 0 AND status = 'waiting_sp_validation'"
+        ).fetchone()[0]
+        queued = self.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')"
+        ).fetchone()[0]
+        return int(waiting), int(queued)
 
     def enqueue_command(
         self,
@@ -453,6 +473,15 @@ class Journal:
             " ORDER BY first_seen, id"
         )
         return [StoredOrder.from_row(r) for r in rows]
+
+    async def waiting_refs(self) -> list[tuple[int, bool]]:
+        """``(id, acknowledged)`` of the waiting orders, oldest first: no payloads, so it is
+        cheap enough to run on every journal change."""
+        rows = await self._query(
+            "SELECT id, acknowledged FROM orders"
+            " WHERE status = 'waiting_sp_validation' AND is_final = 0 ORDER BY first_seen, id"
+        )
+        return [(int(r[0]), bool(r[1])) for r in rows]
 
     async def open_orders(self) -> list[StoredOrder]:
         """Every order that is not final yet, oldest first."""

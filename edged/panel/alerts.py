@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Command, StoredOrder
+from edged.journal.store import Command
 from edged.sinqro.models import WAITING
 
 log = logging.getLogger(__name__)
@@ -152,17 +152,22 @@ class AlertTracker:
         self._auto_quiet.discard(order_id)
         self._first_seen.pop(order_id, None)
 
-    def reconcile(self, start_seq: int, waiting: list[StoredOrder], pending: list[Command]) -> None:
-        """Align with the journal as read after ``start_seq`` was the last event."""
+    def reconcile(
+        self, start_seq: int, waiting: list[tuple[int, bool]], pending: list[Command]
+    ) -> None:
+        """Align with the journal as read after ``start_seq`` was the last event.
+
+        ``waiting`` is ``(order id, acknowledged)`` per waiting order (Journal.waiting_refs).
+        """
         pending_ids = {c.order_id for c in pending if c.kind in DECISIONS}
-        waiting_ids = {o.id for o in waiting}
+        waiting_ids = {order_id for order_id, _ in waiting}
         should = {
-            o.id
-            for o in waiting
-            if not o.acknowledged
-            and o.id not in pending_ids
-            and o.id not in self._decided
-            and o.id not in self._auto_quiet
+            order_id
+            for order_id, acknowledged in waiting
+            if not acknowledged
+            and order_id not in pending_ids
+            and order_id not in self._decided
+            and order_id not in self._auto_quiet
         }
         changed = False
         added = False

@@ -203,7 +203,7 @@ class Panel:
         while True:
             self._resync.consume()
             start = self.journal.last_seq
-            waiting = await self.journal.waiting_orders()
+            waiting = await self.journal.waiting_refs()
             pending = await self.journal.pending_commands()
             self.tracker.reconcile(start, waiting, pending)
             # Same counts as Journal.counts(); keeps the LED true even when a writer

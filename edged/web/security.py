@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 
 KV_ADMIN = "web.admin_password"
 KV_SETUP_CODE = "web.setup_code"
-# scrypt cost: 2**15 * 8 * 128 bytes = 32 MiB of memory per check, ~0.1 s on a PC.
-SCRYPT_N = 2**15
+# scrypt cost: the scrypt paper's interactive-login parameters, 2**14 * 8 * 128 bytes =
+# 16 MiB per check (~0.05 s on a PC, a few tenths on a Pi). Stored hashes carry their own
+# parameters, so raising these later still verifies old ones. Wrong guesses are also
+# slowed and rate-limited by the login limiter.
+SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 MIN_PASSWORD = 10

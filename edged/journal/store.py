@@ -378,8 +378,6 @@ class Journal:
         except sqlite3.Error as exc:
             self.write_failures += 1
             raise JournalError(f"journal write failed: {exc}") from exc
-        # Our own commits bump nothing in data_version; remember where we are.
-        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         return result, tx.events
 
     async def transaction(self, fn: Callable[[Tx], T]) -> T:

@@ -21,8 +21,30 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
+
+
+def sinqro_section(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A ``[sinqro]`` config table for a simulator process (``SimulatorProcess.info()``),
+    with intervals short enough for tests and crash runs."""
+    section: dict[str, Any] = {
+        "server_token": DEFAULT_SERVER_TOKEN,
+        "user_token": DEFAULT_USER_TOKEN,
+        "selling_point_id": info["sellingPointId"],
+        "base_url": info["baseUrl"],
+        "websocket_url": info["websocketUrl"],
+        "poll_interval": 1.0,
+        "status_refresh_interval": 2.0,
+        "request_timeout": 2.0,
+        "reconnect_min": 0.1,
+        "reconnect_max": 1.0,
+    }
+    section.update(overrides)
+    return section
 
 
 def free_port() -> int:
@@ -199,10 +221,10 @@ class SimulatorProcess:
                 time.sleep(0.05)
         raise TimeoutError("simulator did not start")
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:
         response = httpx.get(f"{self.root}/_sim/state", timeout=5)
         response.raise_for_status()
-        data: dict[str, object] = response.json()
+        data: dict[str, Any] = response.json()
         return data
 
     def stop(self) -> None:

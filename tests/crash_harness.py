@@ -45,7 +45,7 @@ from printer_standin import TcpPrinter
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import PUBLISHED_KINDS
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port
+from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 T = TypeVar("T")
 
@@ -425,18 +425,7 @@ class CrashRun:
         info = self.sim.info()
         doc: dict[str, Any] = {
             "box": {"name": BOX, "state_dir": str(self.state_dir)},
-            "sinqro": {
-                "server_token": "sim-server-token",
-                "user_token": "sim-user-token-demo",
-                "selling_point_id": info["sellingPointId"],
-                "base_url": info["baseUrl"],
-                "websocket_url": info["websocketUrl"],
-                "poll_interval": 1.0,
-                "status_refresh_interval": 2.0,
-                "request_timeout": 2.0,
-                "reconnect_min": 0.1,
-                "reconnect_max": 1.0,
-            },
+            "sinqro": sinqro_section(info),
             "orders": {"retry_max": 1.0},
             "logging": {"level": self.s.log_level},
             "panel": {"enabled": False},

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port
+from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 
 @pytest.fixture
@@ -32,18 +32,7 @@ def write_config(tmp_path: Path, sim: SimulatorProcess, **sections: Any) -> Path
     info = sim.info()
     doc: dict[str, Any] = {
         "box": {"name": "test-box", "state_dir": str(tmp_path / "state")},
-        "sinqro": {
-            "server_token": "sim-server-token",
-            "user_token": "sim-user-token-demo",
-            "selling_point_id": info["sellingPointId"],
-            "base_url": info["baseUrl"],
-            "websocket_url": info["websocketUrl"],
-            "poll_interval": 1.0,
-            "status_refresh_interval": 2.0,
-            "request_timeout": 2.0,
-            "reconnect_min": 0.1,
-            "reconnect_max": 1.0,
-        },
+        "sinqro": sinqro_section(info),
         "orders": {"retry_max": 1.0},
         "panel": {"enabled": False},
         "web": {"host": "127.0.0.1", "port": free_port()},

@@ -37,7 +37,7 @@ from edged.app import App
 from edged.bridges.framing import encode_frame
 from edged.config import load_config
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port
+from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.simulator.server import Simulator
 
 # -- the daemon as a process -----------------------------------------------------------------
@@ -53,23 +53,12 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         sim.stop()
 
 
-def sinqro_section(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    section: dict[str, Any] = {
-        "server_token": "sim-server-token",
-        "user_token": "sim-user-token-demo",
-        "selling_point_id": info["sellingPointId"],
-        "base_url": info["baseUrl"],
-        "websocket_url": info["websocketUrl"],
-        "poll_interval": 1.0,
-        "status_refresh_interval": 2.0,
-        "request_timeout": 1.0,
-        "reconnect_min": 0.1,
-        "reconnect_max": 1.0,
-        "ping_interval": 0.5,
-        "ping_timeout": 0.5,
-    }
-    section.update(overrides)
-    return section
+def fault_sinqro(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """Faults want a link that notices quickly: short timeouts and keepalive."""
+    return sinqro_section(
+        info,
+        **{"request_timeout": 1.0, "ping_interval": 0.5, "ping_timeout": 0.5, **overrides},
+    )
 
 
 def write_config(
@@ -82,7 +71,7 @@ def write_config(
 ) -> Path:
     doc: dict[str, Any] = {
         "box": {"name": "test-box", "state_dir": str(state_dir or tmp_path / "state")},
-        "sinqro": sinqro_section(info, **(sinqro or {})),
+        "sinqro": fault_sinqro(info, **(sinqro or {})),
         "orders": {"retry_max": 0.5},
         "panel": {"enabled": False},
         "web": {"host": "127.0.0.1", "port": free_port(), "metrics_public": True},

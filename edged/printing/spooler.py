@@ -603,9 +603,8 @@ class Spooler:
             await self._down(printer, Status(OFFLINE, str(exc)))
             return False
         await self._close(job, "done", None, ticket=ticket)
-        log.info(
-            "printer %s: printed %s for order %s (job %d)", name, ticket.kind, job.order_id, job.id
-        )
+        of_order = f" for order {job.order_id}" if job.order_id else ""
+        log.info("printer %s: printed %s%s (job %d)", name, ticket.kind, of_order, job.id)
         if printer.down_since is not None:
             log.info("printer %s: back", name)
         printer.down_since = None

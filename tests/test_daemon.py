@@ -118,8 +118,13 @@ def test_ready_order_cli_accept_once_and_clean_stop(
 
         health = httpx.get(f"http://127.0.0.1:{_web_port(config)}/health", timeout=5).json()
         assert health["link"] in ("online", "polling")
+        status = cli(config, "status")
+        assert status.returncode == 0 and "daemon: running" in status.stdout
+        assert "link:" in status.stdout and "orders: 1" in status.stdout
 
         assert daemon.stop() == 0
+        stopped = cli(config, "status")
+        assert "daemon: not answering" in stopped.stdout
         assert any(m.startswith("STOPPING=1") for m in daemon.messages)
     assert journal_rows(journal, "PRAGMA integrity_check")[0][0] == "ok"
     # The status change Sinqro confirmed is in the journal, once.

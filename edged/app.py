@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
 from edged.config import Config, save_web_settings
@@ -33,6 +33,13 @@ from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
+
+if TYPE_CHECKING:  # the optional parts are imported only when configured
+    from edged.bridges.mqtt import MqttBridge
+    from edged.bridges.serial import SerialBridge
+    from edged.panel.controller import Panel
+    from edged.printing.spooler import Spooler
+    from edged.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +75,10 @@ class App:
         self.api: SinqroApi
         self.sender: OutboxSender
         self.link: NotificationLink
-        self.spooler: Any = None
-        self.panel: Any = None  # edged.panel.controller.Panel once built
-        self.web: Any = None
-        self.bridges: list[Any] = []
+        self.spooler: Spooler | None = None
+        self.panel: Panel | None = None
+        self.web: WebServer | None = None
+        self.bridges: list[MqttBridge | SerialBridge] = []
         self._stop = asyncio.Event()
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.

@@ -938,25 +938,13 @@ class WebServer:
                                     ]
                                 ),
                             ),
-                            tag(
-                                "form",
-                                join(
-                                    [
-                                        csrf,
-                                        _error_p((errors or {}).get("") if mine else None),
-                                        render_fields(
-                                            PrinterConfig,
-                                            f"printers[{i}]",
-                                            printer,
-                                            errors=errors if mine else None,
-                                            submitted=submitted if mine else None,
-                                        ),
-                                        tag("button", "Save", type="submit", class_="primary"),
-                                    ]
-                                ),
-                                method="post",
+                            _printer_form(
+                                csrf,
+                                f"printers[{i}]",
+                                printer,
+                                (errors, submitted) if mine else None,
+                                button="Save",
                                 action=f"/settings/printers/{i}",
-                                novalidate=True,
                             ),
                             tag(
                                 "div",
@@ -993,25 +981,13 @@ class WebServer:
             join(
                 [
                     tag("summary", "Add a printer"),
-                    tag(
-                        "form",
-                        join(
-                            [
-                                csrf,
-                                _error_p((errors or {}).get("") if adding else None),
-                                render_fields(
-                                    PrinterConfig,
-                                    f"printers[{new_index}]",
-                                    None,
-                                    errors=errors if adding else None,
-                                    submitted=submitted if adding else None,
-                                ),
-                                tag("button", "Add", type="submit", class_="primary"),
-                            ]
-                        ),
-                        method="post",
+                    _printer_form(
+                        csrf,
+                        f"printers[{new_index}]",
+                        None,
+                        (errors, submitted) if adding else None,
+                        button="Add",
                         action="/settings/printers/add",
-                        novalidate=True,
                     ),
                 ]
             ),
@@ -1494,6 +1470,34 @@ def _harden(response: web.StreamResponse, path: str) -> None:
 
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def _printer_form(
+    csrf: Markup,
+    prefix: str,
+    printer: PrinterConfig | None,
+    problems: tuple[Mapping[str, str] | None, Mapping[str, list[str]] | None] | None,
+    *,
+    button: str,
+    action: str,
+) -> Markup:
+    """One printer's form; ``problems`` (errors, submitted values) only for the form the
+    user just sent, so its errors show beside its own fields."""
+    errors, submitted = problems if problems is not None else (None, None)
+    return tag(
+        "form",
+        join(
+            [
+                csrf,
+                _error_p((errors or {}).get("")),
+                render_fields(PrinterConfig, prefix, printer, errors=errors, submitted=submitted),
+                tag("button", button, type="submit", class_="primary"),
+            ]
+        ),
+        method="post",
+        action=action,
+        novalidate=True,
+    )
 
 
 def _csrf_field(session: Session) -> Markup:

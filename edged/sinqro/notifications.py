@@ -41,13 +41,14 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
+from edged.decoding import digest
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.models import PayloadError, parse_id, parse_notification
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class NotificationLink:
                     opened_at = loop.time()
                     self._ws_opened()
                     async for message in ws:
-                        await self._on_frame(message, sp)
+                        await self._on_frame_safely(message, sp)
                 reason = "closed by Sinqro"
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -286,6 +287,15 @@ class NotificationLink:
             log.warning("Sinqro %s", reason)
         self._ws_reason = reason
         self._update_link()
+
+    async def _on_frame_safely(self, message: str | bytes, sp: int) -> None:
+        """The last line of defence: a frame that trips an unexpected error is logged with
+        its digest and dropped; the link stays up and the next frame is taken."""
+        try:
+            await self._on_frame(message, sp)
+        except Exception:
+            self.bad_frames += 1
+            log.exception("dropped websocket frame %s after an unexpected error", digest(message))
 
     async def _on_frame(self, message: str | bytes, sp: int) -> None:
         self.frames += 1
@@ -443,10 +453,4 @@ class NotificationLink:
 
 def _selling_point_of(payload: dict[str, object]) -> int | None:
     sp = payload.get("sellingPoint")
-    if isinstance(sp, dict):
-        value = sp.get("id")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-    return None
+    return parse_id(sp.get("id")) if isinstance(sp, dict) else None

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.decoding import ascii_int
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
@@ -159,8 +160,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except ValueError as exc:
+        # TOMLDecodeError, and the plain ValueError of an integer past Python's 4,300-digit
+        # int-string limit.
+        raise ConfigError(str(path), "", f"not valid TOML: {str(exc)[:200]}") from None
     except RecursionError:
         # tomllib recurses per nested array or inline table: "a = [[[[..." ends here.
         raise ConfigError(str(path), "", "not valid TOML: nested too deeply") from None
@@ -195,8 +198,10 @@ def _has_key(doc: dict[str, Any], dotted: str) -> bool:
     for part in dotted.replace("]", "").replace("[", ".").split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+        elif isinstance(node, list) and (index := ascii_int(part)) is not None:
+            if index >= len(node):
+                return False
+            node = node[index]
         else:
             return False
     return True

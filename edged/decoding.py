@@ -19,7 +19,7 @@ from typing import Any
 MAX_ID_DIGITS = 19
 _ASCII_SPACE = " \t\r\n"
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_DECIMAL = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?", re.ASCII)
+_DECIMAL = re.compile(r"[-+]?[0-9]{1,30}(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?", re.ASCII)
 
 
 def ascii_int(text: str, *, max_digits: int = MAX_ID_DIGITS, signed: bool = False) -> int | None:

@@ -40,6 +40,7 @@ from edged import __version__
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.config import Config, OrdersConfig
 from edged.configtools import ConfigError, to_plain
+from edged.decoding import ascii_int, decimal
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
@@ -47,7 +48,7 @@ from edged.orders import CommandRefused
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json
+from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json, parse_id
 from edged.web import board
 from edged.web.forms import form_fields, parse_form, place_error, render_fields
 from edged.web.metrics import CONTENT_TYPE, render_metrics
@@ -166,18 +167,18 @@ class WebServer:
         r.add_post("/pairing/logout", self.pairing_logout)
         r.add_get("/settings", self.settings_page)
         r.add_post("/settings/printers/add", self.printer_add)
-        r.add_post("/settings/printers/{index:\\d+}", self.printer_edit)
-        r.add_post("/settings/printers/{index:\\d+}/remove", self.printer_remove)
-        r.add_post("/settings/printers/{index:\\d+}/test", self.printer_test)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}", self.printer_edit)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}/remove", self.printer_remove)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}/test", self.printer_test)
         r.add_post("/settings/{section}", self.settings_submit)
         r.add_get("/api/status", self.api_status)
         r.add_get("/api/board", self.api_board)
         r.add_get("/api/history", self.api_history)
-        r.add_post("/api/orders/{order_id:\\d+}/accept", self.api_accept)
-        r.add_post("/api/orders/{order_id:\\d+}/cancel", self.api_cancel)
-        r.add_post("/api/orders/{order_id:\\d+}/status", self.api_status_change)
-        r.add_post("/api/orders/{order_id:\\d+}/reprint", self.api_reprint)
-        r.add_post("/api/orders/{order_id:\\d+}/ack", self.api_ack)
+        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/accept", self.api_accept)
+        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/cancel", self.api_cancel)
+        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/status", self.api_status_change)
+        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/reprint", self.api_reprint)
+        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/ack", self.api_ack)
         r.add_post("/api/panel/press", self.api_panel_press)
         r.add_get("/events", self.events)
         r.add_get("/health", self.health)
@@ -813,10 +814,7 @@ class WebServer:
         session = self._session(request)
         assert session is not None
         form = await request.post()
-        try:
-            chosen = int(str(form.get("selling_point_id", "")))
-        except ValueError:
-            chosen = -1
+        chosen = parse_id(form.get("selling_point_id")) or -1
         offered = {sp_id for sp_id, _, _ in session.selling_points}
         if chosen not in offered:
             return self._pairing(
@@ -1196,8 +1194,8 @@ class WebServer:
             delay = None
         elif isinstance(raw, int) and not isinstance(raw, bool):
             delay = raw or None
-        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 4:
-            delay = int(raw.strip()) or None
+        elif isinstance(raw, str) and (minutes := ascii_int(raw, max_digits=4)) is not None:
+            delay = minutes or None
         else:
             return _json(
                 {"ok": False, "code": "BAD_DELAY", "message": "delay must be whole minutes"}, 400
@@ -1274,10 +1272,7 @@ class WebServer:
             return _json({"ok": False, "code": "NO_PANEL", "message": "no virtual panel"}, 404)
         body = await self._body(request)
         button = str(body.get("button") or "")
-        try:
-            seconds = float(body.get("seconds") or 0.1)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: 400 digits
-            seconds = -1.0
+        seconds = decimal(body.get("seconds") or 0.1) or -1.0
         if button not in ("accept", "cancel", "both") or not 0 < seconds <= 10:
             return _json({"ok": False, "code": "BAD_PRESS", "message": "bad button or time"}, 400)
         result = await _maybe_await(panel.virtual_press(button, seconds))

@@ -12,7 +12,9 @@ Security, in order of the request's path through :meth:`WebServer._guard`:
   ``/metrics`` needs a signed-in session;
 * every state change (any method but GET/HEAD) needs the session's CSRF token, as the
   ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent;
-* wrong passwords and setup codes are slowed down and then refused (:class:`AttemptLimiter`).
+* wrong passwords and setup codes are throttled per client (:class:`AttemptLimiter`);
+* a ``Host`` that does not name the box is refused, and connections are capped and timed
+  (:mod:`edged.web.limits`).
 
 ``/metrics`` needs a signed-in session, or ``Authorization: Bearer <web.metrics_token>``,
 unless ``web.metrics_public`` is set. ``/health`` is open and tells nothing secret.
@@ -51,6 +53,7 @@ from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json, parse_id
 from edged.web import board
 from edged.web.forms import form_fields, parse_form, place_error, render_fields
+from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.metrics import CONTENT_TYPE, render_metrics
 from edged.web.netinfo import local_addresses, mdns_name, url_host
 from edged.web.render import Markup, join, render, tag
@@ -59,6 +62,7 @@ from edged.web.security import (
     Credentials,
     Session,
     Sessions,
+    client_key,
     csrf_ok,
     format_code,
     normalize_code,
@@ -123,11 +127,15 @@ class WebServer:
         services: WebServices,
         *,
         limiter: AttemptLimiter | None = None,
+        code_limiter: AttemptLimiter | None = None,
         scrypt_n: int | None = None,
     ) -> None:
         self.config = config
         self.services = services
+        # Passwords and setup codes are throttled apart: guessing one never blocks the other.
         self.limiter = limiter or AttemptLimiter()
+        self.code_limiter = code_limiter or AttemptLimiter()
+        self.host_guard = HostGuard.for_box(config, services.mdns_name or mdns_name())
         self.credentials = (
             Credentials(services.journal, scrypt_n=scrypt_n)
             if scrypt_n
@@ -152,7 +160,9 @@ class WebServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
+        app = web.Application(
+            middlewares=[self.host_guard.middleware, self._guard], client_max_size=MAX_BODY
+        )
         r = app.router
         r.add_get("/", self.index)
         r.add_get("/login", self.login_page)
@@ -204,10 +214,13 @@ class WebServer:
             self.services.state.watch(self._on_state_change)
             self._listening = True
         self._closing = False
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        quiet_accept_storms()
+        runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=2.0, **runner_options(self.config)
+        )
         await runner.setup()
         ssl_context = await asyncio.to_thread(self._ssl_context)
-        site = web.TCPSite(runner, self.config.host, self.config.port, ssl_context=ssl_context)
+        site = GuardedSite(runner, self.config, ssl_context=ssl_context)
         try:
             await site.start()
         except BaseException:
@@ -259,6 +272,8 @@ class WebServer:
         Any older code stops working. The code is never logged (only in the demo).
         """
         code = await self.credentials.new_setup_code()
+        # Physical proof beats any guessing so far: nobody can have tried this code yet.
+        self.code_limiter.reset()
         addresses = await asyncio.to_thread(local_addresses)
         scheme = "https" if self.tls else "http"
         port = self.port or self.config.port
@@ -304,7 +319,7 @@ class WebServer:
     def _ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
         session = self._session(request)
         if session is None:
-            session = self.sessions.new()
+            session = self.sessions.new(client=self._client_id(request))
             request[SESSION_KEY] = session
             self._set_cookie(response, session)
         return session
@@ -321,7 +336,7 @@ class WebServer:
 
     @staticmethod
     def _client_id(request: web.Request) -> str:
-        return request.remote or "unknown"
+        return client_key(request.remote)
 
     def _origin_ok(self, request: web.Request) -> bool:
         origin = request.headers.get("Origin")
@@ -578,26 +593,24 @@ class WebServer:
             self._set_cookie(page, session)
         return page
 
-    async def _refused(self, request: web.Request) -> float:
-        return self.limiter.retry_after(self._client_id(request))
-
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
-        wait = await self._refused(request)
+        client = self._client_id(request)
+        # Counted before the slow check: concurrent guesses cannot all slip through.
+        wait = self.limiter.begin(client)
         if wait > 0:
             return self._too_many(request, wait, self._login)
         form = await request.post()
         password = str(form.get("password", ""))
         if await self.credentials.check_password(password):
-            self.limiter.success(self._client_id(request))
+            self.limiter.success(client)
             return self._signed_in(request, "/board")
-        log.warning("web: wrong admin password from %s", self._client_id(request))
-        await self.limiter.failure(self._client_id(request))
+        log.warning("web: wrong admin password from %s", client)
+        self.limiter.failure(client)
         return self._login(request, "Wrong password.", status=401)
 
     def _too_many(
         self, request: web.Request, wait: float, page: Callable[..., web.Response]
     ) -> web.Response:
-        self.limiter.refused += 1
         response = page(
             request,
             f"Too many wrong attempts. Try again in about {_minutes(wait)} min.",
@@ -663,16 +676,6 @@ class WebServer:
         return page
 
     async def setup_submit(self, request: web.Request) -> web.StreamResponse:
-        wait = await self._refused(request)
-        if wait > 0:
-            self.limiter.refused += 1
-            response = await self._setup(
-                request,
-                {"": f"Too many wrong attempts. Try again in about {_minutes(wait)} min."},
-                status=429,
-            )
-            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
-            return response
         form = await request.post()
         code = str(form.get("code", ""))
         password = str(form.get("password", ""))
@@ -685,13 +688,23 @@ class WebServer:
             errors["confirm"] = "The two passwords differ."
         if errors:
             return await self._setup(request, errors, status=400)
+        client = self._client_id(request)
+        wait = self.code_limiter.begin(client)
+        if wait > 0:
+            response = await self._setup(
+                request,
+                {"": f"Too many wrong attempts. Try again in about {_minutes(wait)} min."},
+                status=429,
+            )
+            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return response
         if not normalize_code(code) or not await self.credentials.check_setup_code(code):
-            log.warning("web: wrong setup code from %s", self._client_id(request))
-            await self.limiter.failure(self._client_id(request))
+            log.warning("web: wrong setup code from %s", client)
+            self.code_limiter.failure(client)
             return await self._setup(
                 request, {"code": "That setup code is not valid (or was used already)."}, status=401
             )
-        self.limiter.success(self._client_id(request))
+        self.code_limiter.success(client)
         await self.credentials.set_password(password)
         await self.credentials.consume_setup_code()
         self.sessions.drop_all()
@@ -1372,13 +1385,13 @@ class WebServer:
             Metric("edged_web_requests_total", self.requests, "HTTP requests", "counter"),
             Metric(
                 "edged_web_auth_failures_total",
-                self.limiter.failed,
+                self.limiter.failed + self.code_limiter.failed,
                 "Wrong passwords and setup codes",
                 "counter",
             ),
             Metric(
                 "edged_web_auth_refused_total",
-                self.limiter.refused,
+                self.limiter.refused + self.code_limiter.refused,
                 "Sign-in attempts refused by the rate limit",
                 "counter",
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -10,6 +11,21 @@ import pytest
 
 from edged.config import SinqroConfig
 from edged.simulator.server import Simulator
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="fuzz tests: ten times as many examples, freshly random (same as EDGED_SLOW=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        # Read when tests/fuzzing.py is imported, which is after this.
+        os.environ["EDGED_SLOW"] = "1"
 
 
 async def eventually(

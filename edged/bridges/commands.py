@@ -122,6 +122,7 @@ def parse_command(
     """
     size = len(payload)
     known = name is None or name in COMMANDS
+    request_id = clean_request_id(request_id)
     # Decode up to the catalog bound even for small commands, so an oversized command can
     # still be answered under its own id.
     limit = max(max_bytes, max_catalog_bytes)

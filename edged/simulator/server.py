@@ -50,6 +50,7 @@ class Faults:
     stall: bool = False  # half-open: no notifications, no pongs
     mute: bool = False  # no notifications, pongs still answered
     garble_count: int = 0  # answer the next N API requests with 200 and a non-JSON body
+    garble_body: str = ""  # ... or with this body instead (JSON content type): hostile input
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Faults:
             "stall": self.stall,
             "mute": self.mute,
             "garbleCount": self.garble_count,
+            "garbleBody": self.garble_body[:200],
         }
 
 
@@ -377,6 +379,10 @@ class Simulator:
             return _json(error_body("INTERNAL_ERROR", "Simulated failure", status), status)
         if faults.garble_count > 0 and request.path != self._ws_path:
             faults.garble_count -= 1
+            if faults.garble_body:
+                return web.Response(
+                    status=200, text=faults.garble_body, content_type="application/json"
+                )
             return web.Response(status=200, text="<html>gateway says hi</html>")
         try:
             response = await handler(request)
@@ -648,6 +654,8 @@ class Simulator:
                 f.mute = bool(body["mute"])
             if "garbleCount" in body:
                 f.garble_count = int(body["garbleCount"])
+            if "garbleBody" in body:
+                f.garble_body = str(body["garbleBody"] or "")
         except (TypeError, ValueError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return _json(f.to_json())

@@ -50,7 +50,7 @@ from edged.orders import CommandRefused
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json, parse_id
+from edged.sinqro.models import OrderAction, PayloadError, decode_json, parse_id
 from edged.web import board
 from edged.web.forms import form_fields, parse_form, place_error, render_fields
 from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
@@ -184,11 +184,11 @@ class WebServer:
         r.add_get("/api/status", self.api_status)
         r.add_get("/api/board", self.api_board)
         r.add_get("/api/history", self.api_history)
-        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/accept", self.api_accept)
-        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/cancel", self.api_cancel)
-        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/status", self.api_status_change)
-        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/reprint", self.api_reprint)
-        r.add_post("/api/orders/{order_id:[0-9]{1,19}}/ack", self.api_ack)
+        r.add_post("/api/orders/{order_id:[0-9]+}/accept", self.api_accept)
+        r.add_post("/api/orders/{order_id:[0-9]+}/cancel", self.api_cancel)
+        r.add_post("/api/orders/{order_id:[0-9]+}/status", self.api_status_change)
+        r.add_post("/api/orders/{order_id:[0-9]+}/reprint", self.api_reprint)
+        r.add_post("/api/orders/{order_id:[0-9]+}/ack", self.api_ack)
         r.add_post("/api/panel/press", self.api_panel_press)
         r.add_get("/events", self.events)
         r.add_get("/health", self.health)
@@ -1422,8 +1422,8 @@ class WebServer:
 
 def _path_order_id(request: web.Request) -> int:
     """The ``{order_id}`` of the path; beyond SQLite's 64-bit INTEGER no order can exist."""
-    order_id = int(request.match_info["order_id"])
-    if order_id > MAX_ID:
+    order_id = parse_id(request.match_info["order_id"])
+    if order_id is None:
         raise _Stop(404, "UNKNOWN_ORDER", "no such order")
     return order_id
 

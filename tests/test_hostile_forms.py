@@ -470,3 +470,18 @@ def test_any_form_decodes_to_a_setting_or_a_config_error(
         build(cls, table, file="web", where=section)
     except ConfigError as exc:
         assert exc.key.startswith(section) and exc.problem
+
+
+@pytest.mark.parametrize("baud", ["²", "١٢٠٠", "9_600", "0x2580", "9" * 30])
+def test_a_printer_baud_rate_of_lookalike_digits_is_a_config_error(
+    tmp_path: Path, baud: str
+) -> None:
+    path = tmp_path / "edged.toml"
+    uri = f"serial:///dev/ttyUSB0?baudrate={baud}"
+    path.write_text(
+        f'[sinqro]\nserver_token = "t"\n[[printers]]\nname = "p"\nuri = {json.dumps(uri)}\n',
+        "utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "printers" in info.value.key

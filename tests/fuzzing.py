@@ -176,7 +176,9 @@ def order_objects(draw: st.DrawFn, *, sane_core: bool = False) -> dict[str, Any]
     obj = dict(draw(ORDER_BODY))
     if sane_core:
         obj["id"] = draw(st.integers(min_value=1, max_value=10**9))
-        obj["type"] = draw(st.sampled_from(ORDER_TYPES) | TEXT.filter(bool))
+        obj["type"] = draw(
+            st.sampled_from(ORDER_TYPES) | TEXT.filter(lambda t: t.isprintable() and t)
+        )
         obj["status"] = {"code": draw(STATUSES.filter(bool)), "name": draw(TEXT)}
         if draw(st.booleans()):
             obj["status"]["isFinalStatus"] = draw(JSON)

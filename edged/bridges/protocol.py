@@ -37,6 +37,8 @@ from edged.bridges.commands import (
     VERSION,
     BadRequest,
     Request,
+    clean_request_id,
+    command_name,
     parse_command,
 )
 from edged.decoding import digest as message_digest
@@ -351,7 +353,10 @@ class CommandHandler:
                 "%s bridge: command %s dropped after an unexpected error", self.bridge, mark
             )
             return Response.error(
-                request_id, name, INTERNAL, f"the box could not handle this command ({mark})"
+                clean_request_id(request_id),
+                command_name(name),
+                INTERNAL,
+                f"the box could not handle this command ({mark})",
             )
 
     async def _previous(self, request_id: str) -> tuple[str, Response] | None:

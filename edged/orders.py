@@ -223,7 +223,8 @@ class OrderDesk:
             command = await self.journal.get_command(command_id)
             if command is not None and command.state in ("done", "failed"):
                 return _outcome(command)
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can drop a stop on 3.11
+                return await asyncio.shield(future)
         except TimeoutError:
             return Outcome(command_id, "queued")
         finally:

@@ -93,11 +93,12 @@ class Box:
         self.daemon = DaemonProcess(config, env=env)
 
     def health(self) -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(f"{self.web}/health", timeout=5).json()
+        # Generous: a busy machine may hold a request for seconds; a hang still fails.
+        data: dict[str, Any] = httpx.get(f"{self.web}/health", timeout=30).json()
         return data
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.web}/metrics", timeout=5).text
+        text = httpx.get(f"{self.web}/metrics", timeout=30).text
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
@@ -143,7 +144,7 @@ def running_box(config: Path, env: dict[str, str] | None = None) -> Iterator[Box
         assert box.daemon.stop() == 0, box.daemon.log_tail(80)
 
 
-def until(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:
+def until(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
@@ -267,7 +268,8 @@ async def test_unresolvable_cloud_is_offline_without_a_hot_loop(
         in_window = [t for t in lookups if t >= start]
         # Websocket and REST each back off to reconnect_max (1 s, jittered down to 0.5 s):
         # at most about 2 lookups a second each. A hot loop would make thousands.
-        assert 2 <= len(in_window) <= 4 * window / 0.5 + 4, len(in_window)
+        # At least one retry (a starved loop may make fewer than the jitter allows).
+        assert 1 <= len(in_window) <= 4 * window / 0.5 + 4, len(in_window)
         assert app.state.get("link") == "offline"
         port = app.config.web.port
         async with httpx.AsyncClient() as client:
@@ -454,7 +456,8 @@ async def test_printer_off_jobs_wait_and_print_when_it_is_back(
             )
             waiting = [j for j in await jobs(app) if j["printer"] == "kitchen"]
             assert {j["order_id"] for j in waiting} == set(orders)
-            assert all(j["state"] == "queued" for j in waiting)
+            # Kept and tried again now and then ("sending" for the moment of a try).
+            assert all(j["state"] in ("queued", "sending") for j in waiting)
             async with PortPrinter(kitchen_port) as kitchen:
                 await eventually(lambda: len(kitchen.jobs) >= 2, within=20, what="kitchen")
                 await eventually(
@@ -462,8 +465,13 @@ async def test_printer_off_jobs_wait_and_print_when_it_is_back(
                     within=10,
                     what="kitchen online",
                 )
-                done = [j for j in await jobs(app) if j["state"] == "done"]
-                assert len(done) == 4
+
+                async def all_done() -> bool:
+                    # The printer has the bytes a moment before the spooler records "done".
+                    return [j["state"] for j in await jobs(app)] == ["done"] * 4
+
+                await eventually(all_done, within=20, what="four jobs done")
+                assert len(kitchen.jobs) == 2
             assert len(counter.jobs) == 2
 
 

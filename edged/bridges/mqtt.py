@@ -84,6 +84,21 @@ def _correlation_id(data: bytes | None) -> str | None:
     return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
 
 
+async def _publish(client: aiomqtt.Client, topic: str, payload: bytes | str, **kwargs: Any) -> None:
+    """``client.publish`` that never loses a stop.
+
+    aiomqtt waits for the PUBACK through ``asyncio.wait_for``, which on Python 3.11 returns
+    the result and drops a cancellation that arrives just as the PUBACK lands (fixed in
+    3.12). A lost cancellation leaves a loop running and a clean stop hanging, so a cancel
+    requested while the publish was in flight is raised here.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    await client.publish(topic, payload, **kwargs)
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
 def _properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
@@ -122,6 +137,8 @@ class MqttBridge:
         self._discovered: set[str] = set()
         self.published = 0
         self.reconnects = 0
+        # Set once a stop (cancellation) reached the session; see run().
+        self._stopping = False
         journal.add_listener(self._on_events)
         state.watch(self._on_state)
 
@@ -205,6 +222,10 @@ class MqttBridge:
                         delay = self.config.reconnect_min
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
+                    if self._stopping:
+                        # A slow DISCONNECT during a clean stop surfaces as MqttError from
+                        # the client's __aexit__ and would swallow our cancellation.
+                        raise asyncio.CancelledError from exc
                     log.warning("mqtt bridge: %s: %s", self.config.url, exc)
                 except JournalError as exc:
                     log.error("mqtt bridge: journal: %s", exc)
@@ -219,14 +240,15 @@ class MqttBridge:
         try:
             await self._connected(client)
         except asyncio.CancelledError:
+            self._stopping = True
             # Clean stop: say so, since a clean DISCONNECT discards the last will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2.0):
-                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+                    await _publish(client, self.status_topic, b"offline", qos=1, retain=True)
             raise
 
     async def _connected(self, client: aiomqtt.Client) -> None:
-        await client.publish(self.status_topic, b"online", qos=1, retain=True)
+        await _publish(client, self.status_topic, b"online", qos=1, retain=True)
         topic = f"{self.base}/cmd/+"
         if self._v5:
             # retainHandling=2: the broker does not even offer us retained commands.
@@ -303,7 +325,7 @@ class MqttBridge:
         async with asyncio.TaskGroup() as group:
             for topic, payload, props in sends:
                 group.create_task(
-                    client.publish(topic, payload, qos=1, properties=props),
+                    _publish(client, topic, payload, qos=1, properties=props),
                     name="mqtt-publish",
                 )
         self.published += len(sends)
@@ -361,7 +383,7 @@ class MqttBridge:
                 correlation=correlation,
             )
             out_topic, body, out_props = self._reply(response, reply_to, correlation)
-            await client.publish(out_topic, body, qos=1, properties=out_props)
+            await _publish(client, out_topic, body, qos=1, properties=out_props)
 
     # -- state out (and Home Assistant discovery) ------------------------------------------
 
@@ -380,7 +402,7 @@ class MqttBridge:
                 if value is None:
                     continue  # not known yet (no panel, no printer report)
                 payload = value if isinstance(value, str) else dumps(value)
-                await client.publish(topic, payload, qos=1, retain=True)
+                await _publish(client, topic, payload, qos=1, retain=True)
 
     def _device(self) -> dict[str, Any]:
         return {
@@ -433,5 +455,5 @@ class MqttBridge:
         if found is None:
             return
         topic, config = found
-        await client.publish(topic, dumps(config), qos=1, retain=True)
+        await _publish(client, topic, dumps(config), qos=1, retain=True)
         self._discovered.add(key)

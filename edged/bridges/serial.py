@@ -258,7 +258,10 @@ class SerialBridge:
                 self.retransmits += 1
             self._write(frame)
             try:
-                result = await asyncio.wait_for(future, self.config.ack_timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a stop
+                # that arrives as the ACK lands.
+                async with asyncio.timeout(self.config.ack_timeout):
+                    result = await future
             except TimeoutError:
                 log.debug("serial bridge: no ACK for frame %02X", self._seq)
                 continue

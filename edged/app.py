@@ -40,10 +40,22 @@ if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
+    from edged.web.services import Metric
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 3600.0
+# The link's counters on /metrics, as edged_link_<key>_total (reconnects: the page has it).
+LINK_COUNTERS = {
+    "frames": "Websocket frames received",
+    "bad_frames": "Websocket frames rejected",
+    "ignored_frames": "Websocket frames of another selling point",
+    "polls": "REST syncs while the websocket was down",
+    "reconciles": "Reconciles after a (re)connect",
+    "refreshes": "Status refreshes while the websocket was up",
+    "gone_orders": "Open orders closed as gone (unknown to Sinqro, or another selling point)",
+    "stale_reports": "Reports set aside because they would move an order back",
+}
 
 
 class StopRequested(Exception):
@@ -136,6 +148,35 @@ class App:
         with contextlib.suppress(Exception):
             await self.api.logout()
         await self.set_pairing(Pairing())
+
+    def metrics(self) -> list[Metric]:
+        """Samples of the link and the outbox for ``/metrics`` (the web page adds its own)."""
+        from edged.web.services import Metric
+
+        link = self.link.metrics()
+        out = [
+            Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
+            for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_link_unread_orders",
+                float(link["unread_orders"]),
+                "Open orders the last refresh could not read",
+            ),
+            Metric(
+                "edged_command_retries_total",
+                float(self.sender.retries),
+                "Command attempts that will be retried (per-order backoff)",
+                "counter",
+            ),
+            Metric(
+                "edged_orders_retrying",
+                float(len(self.sender.retrying())),
+                "Orders whose next command waits for its own retry",
+            ),
+        ]
+        return out
 
     async def order_actions(self, order_id: int) -> list[OrderAction]:
         return await self.api.order_actions(order_id)

@@ -63,7 +63,7 @@ from edged.printing.transports import (
     Transport,
     make_transport,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ class Spooler:
             if order.type not in config.order_types:
                 continue
             has_ticket = self._has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES:
+            if status in CANCELLED_STATUSES or status == GONE:
                 if (
                     config.cancel_slip
                     and has_ticket

@@ -1389,16 +1389,18 @@ class WebServer:
             ),
             Metric("edged_web_live_clients", len(self._clients), "Open live-update streams"),
             Metric(
-                "edged_web_decision_seconds_sum",
+                "edged_web_decision_seconds",
                 self.action_latency_sum,
                 "Time from a board button to Sinqro's answer (or the wait limit)",
-                "counter",
+                "summary",
+                suffix="_sum",
             ),
             Metric(
-                "edged_web_decision_seconds_count",
+                "edged_web_decision_seconds",
                 self.action_count,
-                "Board decisions",
-                "counter",
+                "Time from a board button to Sinqro's answer (or the wait limit)",
+                "summary",
+                suffix="_count",
             ),
         ]
         if self.services.metrics is not None:

@@ -62,14 +62,17 @@ class PanelLike(Protocol):
 
 @dataclass(frozen=True)
 class Metric:
-    """One Prometheus sample. ``kind`` is ``counter`` or ``gauge``; a counter's name should
-    end in ``_total``. Samples sharing a name share one HELP/TYPE header."""
+    """One Prometheus sample. ``kind`` is ``counter``, ``gauge`` or ``summary``; a counter's
+    name should end in ``_total``. Samples sharing a name share one HELP/TYPE header. A
+    summary is one family ``name`` with a ``_sum`` and a ``_count`` sample: give each its
+    ``suffix``."""
 
     name: str
     value: float
     help: str = ""
-    kind: Literal["counter", "gauge"] = "gauge"
+    kind: Literal["counter", "gauge", "summary"] = "gauge"
     labels: Mapping[str, str] = field(default_factory=dict)
+    suffix: Literal["", "_sum", "_count"] = ""
 
 
 @dataclass

@@ -434,7 +434,6 @@ class OutboxSender:
         self.sent = 0
         self.failed = 0
         self.retries = 0
-        journal.add_listener(self._on_events)
 
     def _on_events(self, new_events: list[Event]) -> None:
         if any(e.kind == ev.COMMAND_QUEUED for e in new_events):
@@ -453,17 +452,22 @@ class OutboxSender:
         return {order_id: r.reason for order_id, r in self._retry.items()}
 
     async def run(self) -> None:
-        """Drain the outbox forever; one task per order being delivered."""
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                self._wake.clear()
-                try:
-                    wait = await self._dispatch(tg)
-                except JournalError as exc:
-                    wait = self._pause(f"journal unavailable: {exc}")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._wake.wait()
+        """Drain the outbox until cancelled; one task per order being delivered."""
+        self.journal.add_listener(self._on_events)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                while True:
+                    self._wake.clear()
+                    try:
+                        wait = await self._dispatch(tg)
+                    except JournalError as exc:
+                        wait = self._pause(f"journal unavailable: {exc}")
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
+        finally:
+            self.journal.remove_listener(self._on_events)
+            self._busy.clear()
 
     async def _dispatch(self, tg: asyncio.TaskGroup) -> float:
         """Start the commands that may go now; returns how long to wait at most."""

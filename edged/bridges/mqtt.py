@@ -142,6 +142,8 @@ class MqttBridge:
             return f"{self.base}/state/{STATE_KEYS[key]}"
         if key.startswith("printer."):
             return f"{self.base}/state/printer/{topic_id(key[8:])}"
+        if key.startswith("part."):  # a part of the box and its state (edged.parts)
+            return f"{self.base}/state/part/{topic_id(key[5:])}"
         return None
 
     # -- wiring ----------------------------------------------------------------------------
@@ -393,7 +395,7 @@ class MqttBridge:
     def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Home Assistant discovery topic and config for one state key (None: no entity)."""
         topic = self.state_topic(key)
-        if topic is None:
+        if topic is None or key.startswith("part."):
             return None
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"edged_{self.box_id}")
         if key.startswith("printer."):

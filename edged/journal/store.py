@@ -408,6 +408,11 @@ class Journal:
         """Call ``fn(events)`` on the loop right after events are committed (low latency)."""
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: Callable[[list[Event]], None]) -> None:
+        """Stop calling ``fn`` (a stopped part's listener); unknown ``fn`` is ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
     async def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         def run() -> list[sqlite3.Row]:
             try:

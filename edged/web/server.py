@@ -97,7 +97,7 @@ SECTION_TITLES = {
     "serial": "Serial bridge",
 }
 STATUS_KEYS = ("link", "link.detail", "link.reconnects", "queued_commands", "waiting_orders")
-STATUS_PREFIXES = ("printer.", "panel.", "bridge.")
+STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 from conftest import eventually
-from test_faults import app_config, running_app
+from harness import app_config, free_port
+from test_faults import running_app
 
 from edged.app import App
-from edged.harness import free_port
 from edged.journal import events as ev
 from edged.orders import pick_action
 from edged.simulator.server import Simulator

@@ -20,14 +20,14 @@ import httpx
 import pytest
 from broker import MosquittoBroker
 from conftest import eventually
+from harness import SimulatorProcess, app_config, free_port, printer, write_config
 from playwright.async_api import async_playwright, expect
 from printer_standin import TcpPrinter
-from test_faults import Box, app_config, printer, running_app, write_config
+from test_faults import Box, running_app
 
 from edged.app import App
 from edged.config import load_config
 from edged.configtools import dump_toml
-from edged.harness import SimulatorProcess, free_port
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
 from edged.web.security import Credentials

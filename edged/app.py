@@ -297,9 +297,10 @@ class App:
             listener = getattr(part, name, None)
             if listener is not None:
                 self.journal.remove_listener(listener)
-        watcher = getattr(part, "_on_state_change", None)
-        if watcher is not None:
-            self.state.unwatch(watcher)
+        for name in ("_on_state_change", "_on_state"):
+            watcher = getattr(part, name, None)
+            if watcher is not None:
+                self.state.unwatch(watcher)
 
     def _build_link(self, cfg: Config) -> None:
         """The REST client, outbox sender and notification link share one Sinqro config."""

@@ -311,19 +311,14 @@ class OrderDesk:
 
     def _on_events(self, new_events: list[Event]) -> None:
         for event in new_events:
-            if event.kind not in (ev.COMMAND_DONE, ev.COMMAND_FAILED):
-                continue
-            command_id = int(event.data.get("command_id", 0))
-            if event.kind == ev.COMMAND_DONE:
-                outcome = Outcome(command_id, "done", status=event.data.get("status") or "")
+            data = ev.payload(event)
+            if isinstance(data, ev.CommandDone):
+                outcome = Outcome(data.command_id, "done", status=data.status)
+            elif isinstance(data, ev.CommandFailed):
+                outcome = Outcome(data.command_id, "failed", code=data.code, message=data.message)
             else:
-                outcome = Outcome(
-                    command_id,
-                    "failed",
-                    code=str(event.data.get("code", "")),
-                    message=str(event.data.get("message", "")),
-                )
-            for future in self._waiters.pop(command_id, []):
+                continue
+            for future in self._waiters.pop(outcome.command_id, []):
                 if not future.done():
                     future.set_result(outcome)
 

@@ -364,7 +364,8 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", order.status))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderNew) and data.status else order.status
         stale = tx.now - order.first_seen > STALE_AFTER
         for name, printer in self._printers.items():
             config = printer.config
@@ -387,7 +388,8 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", ""))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderStatus) else ""
         live = ("queued", "sending", "done")
         for name, printer in self._printers.items():
             config = printer.config

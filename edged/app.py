@@ -108,6 +108,7 @@ class App:
         self.start_hook: Callable[[str], None] | None = None
         self._stop = asyncio.Event()
         self._applying = asyncio.Lock()
+        self._printer_moves: list[tuple[str, str]] = []
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
         self.demo = False
@@ -225,37 +226,22 @@ class App:
             self.config = new
             self.desk.config = new.orders
             self.sender.config = new.orders
-            await self._move_jobs_of_removed_printers(old, new)
+            # Queued tickets of a removed printer go to its backup when that one stays; the
+            # rest are failed with a reason by the spooler's start (never dropped silently).
+            self._printer_moves = self._backups_of_removed(old, new)
             parts = await self.supervisor.apply(new)
             fixed = ("journal", "logging")
             later = tuple(s for s in fixed if getattr(old, s) != getattr(new, s))
             return ApplyResult(new, parts, later)
 
-    async def _move_jobs_of_removed_printers(self, old: Config, new: Config) -> None:
-        """Queued tickets of a removed printer go to its backup when that one stays; the
-        rest are failed with a reason by the spooler's start (never dropped silently)."""
+    def _backups_of_removed(self, old: Config, new: Config) -> list[tuple[str, str]]:
+        """``(removed printer, its backup)`` for removed printers whose backup stays."""
         kept = {p.name for p in new.printers}
-        moves = [
-            (p.backup, p.name)
+        return [
+            (p.name, p.backup)
             for p in old.printers
             if p.name not in kept and p.backup and p.backup in kept
         ]
-        if not moves:
-            return
-
-        def run(tx: Tx) -> int:
-            moved = 0
-            for backup, removed in moves:
-                moved += tx.execute(
-                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?"
-                    " WHERE printer = ? AND state = 'queued'",
-                    (backup, backup, tx.now, removed),
-                ).rowcount
-            return moved
-
-        moved = await self.journal.transaction(run)
-        if moved:
-            log.info("%d queued ticket(s) of removed printers moved to their backup", moved)
 
     def part_health(self) -> dict[str, dict[str, Any]]:
         """Every part's state (``running``, ``failed``...), for /health, the page, MQTT."""
@@ -338,7 +324,7 @@ class App:
     def _sender_part(self, cfg: Config) -> Runnable:
         return self.sender
 
-    def _build_spooler(self, cfg: Config) -> Spooler | None:
+    def _build_spooler(self, cfg: Config) -> Runnable | None:
         self.spooler = None
         kept = {f"printer.{p.name}" for p in cfg.printers}
         for key in [k for k in self.state.snapshot() if k.startswith("printer.")]:
@@ -349,7 +335,8 @@ class App:
         from edged.printing.spooler import Spooler
 
         self.spooler = Spooler(list(cfg.printers), self.journal, self.state, cfg.box)
-        return self.spooler
+        moves, self._printer_moves = self._printer_moves, []
+        return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
 
     def _build_panel(self, cfg: Config) -> Panel:
         # Always built: with panel.enabled = false it claims no pins, but the alert logic and
@@ -488,6 +475,35 @@ class App:
             await self.api.aclose()
         await self.journal.close()
         log.info("edged stopped")
+
+
+class _MovingJobs:
+    """The spooler, started after the tickets of removed printers moved to their backup
+    (the old spooler has stopped: a ticket it was sending is sent again, marked REPRINT)."""
+
+    def __init__(self, spooler: Spooler, journal: Journal, moves: list[tuple[str, str]]) -> None:
+        self.spooler = spooler
+        self.journal = journal
+        self.moves = moves
+
+    async def start(self) -> None:
+        def run(tx: Tx) -> int:
+            moved = 0
+            for removed, backup in self.moves:
+                moved += tx.execute(
+                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
+                    " reprint = (reprint OR state = 'sending'), state = 'queued'"
+                    " WHERE printer = ? AND state IN ('queued', 'sending')",
+                    (backup, backup, tx.now, removed),
+                ).rowcount
+            return moved
+
+        moved = await self.journal.transaction(run)
+        if moved:
+            log.info("%d ticket(s) of removed printers moved to their backup", moved)
+
+    async def run(self) -> None:
+        await self.spooler.run()
 
 
 class _Served:

@@ -256,7 +256,7 @@ async def test_removing_a_printer_with_queued_jobs_never_drops_them(
 
             (job,) = await eventually(settled, within=GENEROUS, what="job settled")
             if with_backup:
-                assert job["state"] == "done" and job["printer"] == "counter"
+                assert job["state"] == "done" and job["printer"] == "counter", job
                 assert alive.jobs
             else:
                 assert job["state"] == "failed"

@@ -29,6 +29,14 @@ import httpx
 import pytest
 from broker import MosquittoBroker
 from conftest import eventually
+from harness import (
+    DaemonProcess,
+    SimulatorProcess,
+    app_config,
+    free_port,
+    printer,
+    write_config,
+)
 from printer_standin import TcpPrinter
 from test_bridge_mqtt import Pos
 from test_bridge_serial import Terminal
@@ -36,8 +44,6 @@ from test_bridge_serial import Terminal
 from edged.app import App
 from edged.bridges.framing import encode_frame
 from edged.config import load_config
-from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.simulator.server import Simulator
 
 # -- the daemon as a process -----------------------------------------------------------------
@@ -51,35 +57,6 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         yield sim
     finally:
         sim.stop()
-
-
-def fault_sinqro(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """Faults want a link that notices quickly: short timeouts and keepalive."""
-    return sinqro_section(
-        info,
-        **{"request_timeout": 1.0, "ping_interval": 0.5, "ping_timeout": 0.5, **overrides},
-    )
-
-
-def write_config(
-    tmp_path: Path,
-    info: dict[str, Any],
-    *,
-    state_dir: Path | None = None,
-    sinqro: dict[str, Any] | None = None,
-    **sections: Any,
-) -> Path:
-    doc: dict[str, Any] = {
-        "box": {"name": "test-box", "state_dir": str(state_dir or tmp_path / "state")},
-        "sinqro": fault_sinqro(info, **(sinqro or {})),
-        "orders": {"retry_max": 0.5},
-        "panel": {"enabled": False},
-        "web": {"host": "127.0.0.1", "port": free_port(), "metrics_public": True},
-    }
-    doc.update(sections)
-    path = tmp_path / "edged.toml"
-    path.write_text(dump_toml(doc), encoding="utf-8")
-    return path
 
 
 class Box:
@@ -380,31 +357,6 @@ async def running_app(config_path: Path) -> AsyncIterator[App]:
         app.request_stop()
         code = await asyncio.wait_for(task, 30)
     assert code == 0
-
-
-def app_config(tmp_path: Path, sim: Simulator, **sections: Any) -> Path:
-    info = {
-        "sellingPointId": sim.selling_point_id,
-        "baseUrl": sim.base_url,
-        "websocketUrl": sim.websocket_url,
-    }
-    doc_sinqro = {"server_token": sim.server_token, "user_token": sim.user_token}
-    # No web page: it would print its setup ticket on the first printer.
-    sections.setdefault("web", {"enabled": False})
-    return write_config(tmp_path, info, sinqro=doc_sinqro, **sections)
-
-
-def printer(name: str, uri: str, **overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "name": name,
-        "uri": uri,
-        "timeout": 1.0,
-        "retry_max": 0.3,
-        "health_interval": 0.5,
-        "qr_tracking": False,
-    }
-    values.update(overrides)
-    return values
 
 
 def jobs(app: App) -> Any:

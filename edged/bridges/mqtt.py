@@ -45,6 +45,7 @@ from edged.bridges.protocol import (
 )
 from edged.bridges.settings import MqttConfig
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.state import BoxState
@@ -128,10 +129,9 @@ class MqttBridge:
             max_catalog_bytes=config.max_catalog_bytes,
         )
         self._v5 = config.protocol == "5"
-        self._cursor = 0  # acknowledged by the broker
-        self.saved_cursor = 0  # written to the journal
+        # Position: acknowledged by the broker; saved: written to the journal.
+        self._follower = Follower(journal, CURSOR, batch=BATCH)
         self._saved_at = 0.0
-        self._wake = asyncio.Event()
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()
         self._discovered: set[str] = set()
@@ -139,7 +139,6 @@ class MqttBridge:
         self.reconnects = 0
         # Set once a stop (cancellation) reached the session; see run().
         self._stopping = False
-        journal.add_listener(self._on_events)
         state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
@@ -159,12 +158,11 @@ class MqttBridge:
             return f"{self.base}/state/{STATE_KEYS[key]}"
         if key.startswith("printer."):
             return f"{self.base}/state/printer/{topic_id(key[8:])}"
+        if key.startswith("part."):  # a part of the box and its state (edged.parts)
+            return f"{self.base}/state/part/{topic_id(key[5:])}"
         return None
 
     # -- wiring ----------------------------------------------------------------------------
-
-    def _on_events(self, events: list[Event]) -> None:
-        self._wake.set()
 
     def _on_state(self, key: str, value: Any) -> None:
         if self.state_topic(key) is not None:
@@ -208,8 +206,7 @@ class MqttBridge:
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
         self.state.set("bridge.mqtt", "connecting")
-        cursor = await self.journal.ensure_cursor(CURSOR)
-        self._cursor = self.saved_cursor = cursor
+        await self._follower.start()
         with contextlib.suppress(JournalError):
             await self.handler.prune()
         delay = self.config.reconnect_min
@@ -273,41 +270,31 @@ class MqttBridge:
 
     # -- events out ------------------------------------------------------------------------
 
+    @property
+    def saved_cursor(self) -> int:
+        """The cursor as written to the journal."""
+        return self._follower.saved
+
     async def _pump(self, client: aiomqtt.Client) -> None:
         try:
             while True:
-                self._wake.clear()
-                events = await self.journal.read_events(self._cursor, limit=BATCH)
-                if not events:
-                    await self._idle()
-                    continue
+                # Once quiet, the cursor is written (the CLI's commits wake us too).
+                events = await self._follower.next_batch(
+                    quiet_after=CURSOR_IDLE, on_quiet=self._save_cursor
+                )
                 await self._publish_events(client, events)
-                self._cursor = events[-1].seq
+                self._follower.advance(events[-1].seq)
                 if time.monotonic() - self._saved_at > CURSOR_EVERY:
                     await self._save_cursor()
         finally:
             with contextlib.suppress(JournalError):
                 await self._save_cursor()
 
-    async def _idle(self) -> None:
-        """Wait for new events; save the cursor once things are quiet."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CURSOR_IDLE):
-                await self._wake.wait()
-                return
-        await self._save_cursor()
-        with contextlib.suppress(TimeoutError):
-            # The timeout catches commits made by other processes (the CLI).
-            async with asyncio.timeout(1.0):
-                await self._wake.wait()
-
     async def _save_cursor(self) -> None:
         # The cursor is written when quiet or every CURSOR_EVERY seconds, not per message:
         # an fsync per publish would sit in front of the next order's own write. A crash in
         # between only means a few events are published again (terminals drop known ids).
-        if self._cursor != self.saved_cursor:
-            await self.journal.set_cursor(CURSOR, self._cursor)
-            self.saved_cursor = self._cursor
+        await self._follower.save()
         self._saved_at = time.monotonic()
 
     async def _publish_events(self, client: aiomqtt.Client, events: list[Event]) -> None:
@@ -415,7 +402,7 @@ class MqttBridge:
     def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Home Assistant discovery topic and config for one state key (None: no entity)."""
         topic = self.state_topic(key)
-        if topic is None:
+        if topic is None or key.startswith("part."):
             return None
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"edged_{self.box_id}")
         if key.startswith("printer."):

@@ -21,10 +21,9 @@ import httpx
 import pytest
 from broker import MosquittoBroker
 from conftest import eventually
+from harness import SimulatorProcess
 from test_bridge_serial import Terminal
 from test_faults import Box, admin, clear_faults, new_order, write_config
-
-from edged.harness import SimulatorProcess
 
 HUGE = "9" * 5000  # past Python's int-string limit
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,16 +40,6 @@ from edged.web.forms import form_fields, parse_form
 from edged.web.security import AttemptLimiter
 from edged.web.server import SECTIONS, WebServer
 from edged.web.services import WebServices
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "journal.sqlite3", watch_interval=0)
-    try:
-        yield j
-    finally:
-        await j.close()
-
 
 # -- config files -----------------------------------------------------------------------------
 
@@ -186,11 +175,9 @@ def test_any_text_as_config_is_a_config_error_or_a_config(tmp_path: Path, docume
 def test_hostile_config_shapes_are_config_errors(tmp_path: Path, document: str) -> None:
     path = tmp_path / "edged.toml"
     path.write_text(document, "utf-8")
-    started = time.monotonic()
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.file == str(path)
-    assert time.monotonic() - started < 5
 
 
 # -- web forms and the board API --------------------------------------------------------------

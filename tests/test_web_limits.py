@@ -19,12 +19,12 @@ import httpx
 from aiohttp import web
 from conftest import eventually
 from fuzzing import hostile
+from harness import SimulatorProcess
 from hypothesis import given
 from hypothesis import strategies as st
 from test_faults import Box, new_order, write_config
 from test_hostile_daemon import cloud, daemon, wait_for  # noqa: F401 - fixture
 
-from edged.harness import SimulatorProcess
 from edged.web.limits import (
     AcceptStormFilter,
     GuardedSite,

@@ -38,7 +38,16 @@ class BoxConfig:
     state_dir: str = field(
         default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
     )
-    language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
+    language: Literal["en", "es"] = field(
+        default="en", metadata=opt(doc="Language of the page, tickets and command line")
+    )
+    timezone: str = field(
+        default="",
+        metadata=opt(
+            doc="Time zone for times shown before Sinqro tells the selling point's; "
+            "empty: the system's"
+        ),
+    )
 
     def check(self) -> None:
         if "\x00" in self.state_dir:

@@ -316,8 +316,21 @@ async def test_first_visit_pairing_and_the_live_board(sim: Simulator, tmp_path: 
 
         # Logout from Sinqro, then from the page.
         await page.click("nav a[href='/pairing']")
+        # Disconnecting asks first: dismissed, nothing happens; accepted, the box unpairs.
+        asked: list[str] = []
+
+        async def answer(dialog: Any, accept: bool) -> None:
+            asked.append(dialog.message)
+            await (dialog.accept() if accept else dialog.dismiss())
+
+        page.once("dialog", lambda d: answer(d, False))
+        await page.click("#unpair-form button[type=submit]")
+        await expect(page.locator("#paired")).to_be_visible()
+        assert box.server.services.pairing().paired
+        page.once("dialog", lambda d: answer(d, True))
         await page.click("#unpair-form button[type=submit]")
         await expect(page.locator("#pairing-form")).to_be_visible()
+        assert len(asked) == 2 and "Disconnect" in asked[0]
         await page.click("nav button[type=submit]")
         await expect(page).to_have_url(re.compile(r"/login$"))
         await page.goto(box.url + "/board")

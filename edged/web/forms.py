@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from edged.web.render import Markup, esc, join, tag
-
 TRUE_WORDS = ("true", "on", "1", "yes")
 
 
@@ -150,7 +148,24 @@ def field_id(key: str) -> str:
     return "f-" + "".join(c if c.isalnum() else "-" for c in key).strip("-").replace("--", "-")
 
 
-def render_fields(
+@dataclass(frozen=True)
+class FieldView:
+    """One input as a template draws it."""
+
+    key: str
+    id: str
+    name: str
+    label: str
+    help: str
+    widget: Literal["checkbox", "select", "password", "text"]
+    value: str
+    checked: bool = False
+    options: tuple[tuple[str, str], ...] = ()
+    numeric: bool = False
+    error: str = ""
+
+
+def field_views(
     cls: type[Any],
     prefix: str,
     current: Any,
@@ -158,85 +173,47 @@ def render_fields(
     errors: Mapping[str, str] | None = None,
     submitted: Mapping[str, Sequence[str]] | None = None,
     skip: Sequence[str] = (),
-) -> Markup:
-    """Labelled inputs for ``cls`` at ``prefix``, filled with ``current`` (or what the user
-    submitted, after an error) and each field's error beside it."""
+) -> list[FieldView]:
+    """The inputs for ``cls`` at ``prefix``, filled with ``current`` (or what the user
+    submitted, after an error), each with its error."""
     errors = errors or {}
-    rows: list[Markup] = []
+    views: list[FieldView] = []
     for field in form_fields(cls, prefix):
         if field.name in skip:
             continue
-        fid = field_id(field.key)
-        err_id = fid + "-error"
-        error = errors.get(field.key)
         if submitted is not None and field.key in submitted and not field.secret:
             value: Any = submitted[field.key][-1] if submitted[field.key] else ""
         else:
             value = _current(current, field, prefix) if current is not None else None
-        common: dict[str, Any] = {
-            "id": fid,
-            "name": field.key,
-            "aria_invalid": "true" if error else None,
-            "aria_describedby": err_id if error else None,
-        }
         hint = field.hint
-        if hint is bool:
-            checked = value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
-            widget = join(
-                [
-                    tag("input", type="hidden", name=field.key, value="false"),
-                    tag("input", type="checkbox", value="true", checked=checked, **common),
-                ]
-            )
-        elif get_origin(hint) is Literal:
-            options = [
-                tag("option", str(a), value=str(a), selected=str(a) == _shown(value))
-                for a in get_args(hint)
-            ]
-            widget = tag("select", join(options), **common)
-        elif field.secret:
-            widget = tag(
-                "input",
-                type="password",
-                autocomplete="new-password",
-                placeholder="unchanged" if value else "",
-                **common,
-            )
-        else:
-            numeric = hint in (int, float)
-            widget = tag(
-                "input",
-                type="text",
-                value=_shown(value),
-                inputmode="decimal" if numeric else None,
-                autocomplete="off",
-                **common,
-            )
-        label = field.name.replace("_", " ")
         bounds = ""
         if field.minimum is not None or field.maximum is not None:
             lo = "" if field.minimum is None else _num(field.minimum)
             hi = "" if field.maximum is None else _num(field.maximum)
             bounds = f" ({lo}…{hi})"
-        rows.append(
-            tag(
-                "div",
-                join(
-                    [
-                        tag("label", label, for_=fid),
-                        widget,
-                        tag("small", field.doc + bounds, class_="doc")
-                        if field.doc or bounds
-                        else Markup(""),
-                        tag("p", error, id=err_id, class_="field-error", role="alert")
-                        if error
-                        else Markup(""),
-                    ]
-                ),
-                class_="field" + (" invalid" if error else ""),
+        common: dict[str, Any] = {
+            "key": field.key,
+            "id": field_id(field.key),
+            "name": field.name,
+            "label": field.name.replace("_", " "),
+            "help": field.doc + bounds,
+            "error": errors.get(field.key, ""),
+        }
+        if hint is bool:
+            checked = value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
+            views.append(FieldView(widget="checkbox", value="true", checked=checked, **common))
+        elif get_origin(hint) is Literal:
+            options = tuple((str(a), str(a)) for a in get_args(hint))
+            views.append(FieldView(widget="select", value=_shown(value), options=options, **common))
+        elif field.secret:
+            views.append(FieldView(widget="password", value="set" if value else "", **common))
+        else:
+            views.append(
+                FieldView(
+                    widget="text", value=_shown(value), numeric=hint in (int, float), **common
+                )
             )
-        )
-    return join(rows)
+    return views
 
 
 def _num(value: float) -> str:
@@ -258,4 +235,12 @@ def place_error(key: str, field_keys: Sequence[str]) -> str | None:
     return inside[0] if inside else None
 
 
-__all__ = ["FormField", "esc", "field_id", "form_fields", "parse_form", "place_error"]
+__all__ = [
+    "FieldView",
+    "FormField",
+    "field_id",
+    "field_views",
+    "form_fields",
+    "parse_form",
+    "place_error",
+]

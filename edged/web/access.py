@@ -1,0 +1,235 @@
+"""Who gets in: the first visit (the password, proven by the printed setup code), sign in,
+sign out, the setup ticket and the page's own address.
+
+Wrong passwords and setup codes are slowed down and then refused (:class:`AttemptLimiter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edged.web.guard import COOKIE
+from edged.web.http import maybe_await, redirect
+from edged.web.reach import default_mdns, page_urls, qr_svg
+from edged.web.security import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    format_code,
+    normalize_code,
+    password_problem,
+)
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+
+def minutes(seconds: float) -> int:
+    return max(1, round(seconds / 60))
+
+
+class Access:
+    """First visit, sign in and out, the setup ticket."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        self.urls: list[str] = []
+
+    def routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/", self.index)
+        r.add_get("/login", self.login_page)
+        r.add_post("/login", self.login_submit)
+        r.add_post("/logout", self.logout_submit)
+        r.add_get("/setup", self.setup_page)
+        r.add_post("/setup", self.setup_submit)
+        r.add_get("/favicon.ico", self.favicon)
+
+    # -- where the page is -----------------------------------------------------------------
+
+    def mdns(self) -> str | None:
+        return self.server.services.mdns_name or default_mdns()
+
+    async def refresh_urls(self) -> list[str]:
+        """The page's addresses now (the box may have moved networks since start)."""
+        port = self.server.port or self.server.config.port
+        self.urls = await asyncio.to_thread(
+            page_urls, tls=self.server.tls, port=port, mdns=self.mdns()
+        )
+        return self.urls
+
+    def footer(self) -> dict[str, Any]:
+        """The footer's address as text and QR code (the first reachable address)."""
+        url = self.urls[0] if self.urls else ""
+        return {"url": url, "qr": qr_svg(url) if url else ""}
+
+    # -- setup ticket ----------------------------------------------------------------------
+
+    async def print_setup_ticket(self) -> None:
+        """Make a fresh setup code and print it with the box's addresses and link states.
+
+        Any older code stops working. The code is never logged (only in the demo).
+        """
+        server = self.server
+        _ = server.locale().gettext
+        code = await server.credentials.new_setup_code()
+        urls = await self.refresh_urls()
+        state = server.services.state
+        pairing = server.services.pairing()
+        lines = [server.services.box_name, _("SETUP"), "", *urls, ""]
+        lines.append(_("Cloud: {state}").format(state=server.board.link_word(state.get("link"))))
+        if pairing.paired:
+            name = pairing.selling_point_name or str(pairing.selling_point_id)
+            lines.append(_("Paired with: {name}").format(name=name))
+        else:
+            lines.append(_("Paired: no"))
+        for name, health in sorted(state.printers().items()):
+            word = server.board.printer_word(
+                health.get("state") if isinstance(health, dict) else None
+            )
+            lines.append(_("Printer {name}: {state}").format(name=name, state=word))
+        for key, label in (("bridge.mqtt", "MQTT"), ("bridge.serial", "Serial")):
+            if state.get(key) is not None:
+                lines.append(f"{label}: {state.get(key)}")
+        lines += ["", _("Setup code: {code}").format(code=format_code(code)), ""]
+        lines.append(_("Use it once to set the password."))
+        spooler = server.services.spooler
+        if spooler is None:
+            log.warning("web: no printer: the setup ticket could not be printed")
+        else:
+            try:
+                await maybe_await(spooler.request_text(lines, source="setup"))
+                log.info("web: setup ticket printed")
+            except Exception:
+                log.exception("web: setup ticket could not be printed")
+        if server.services.demo:
+            log.warning("web: demo setup code: %s", format_code(code))
+
+    # -- pages -----------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return redirect("/board")
+
+    async def favicon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async def login_page(self, request: web.Request) -> web.StreamResponse:
+        if not await self.server.credentials.has_password():
+            return redirect("/setup")
+        session = self.server.guard.session(request)
+        if session is not None and session.authenticated:
+            return redirect("/board")
+        return self._login(request, "")
+
+    def _login(self, request: web.Request, error: str, *, status: int = 200) -> web.Response:
+        _ = self.server.locale().gettext
+        return self.server.pages.render(
+            request, "login.html", _("Sign in"), status=status, nav=False, error=error
+        )
+
+    async def login_submit(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        _ = server.locale().gettext
+        client = server.guard.client_id(request)
+        wait = server.limiter.retry_after(client)
+        if wait > 0:
+            return self._too_many(request, wait, self._login)
+        form = await request.post()
+        password = str(form.get("password", ""))
+        if await server.credentials.check_password(password):
+            server.limiter.success(client)
+            return server.guard.sign_in(request, "/board")
+        log.warning("web: wrong admin password from %s", client)
+        await server.limiter.failure(client)
+        return self._login(request, _("Wrong password."), status=401)
+
+    def _too_many(
+        self, request: web.Request, wait: float, page: Callable[..., web.Response]
+    ) -> web.Response:
+        _ = self.server.locale().gettext
+        self.server.limiter.refused += 1
+        message = _("Too many wrong attempts. Try again in about {minutes} min.")
+        response = page(request, message.format(minutes=minutes(wait)), status=429)
+        response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return response
+
+    async def logout_submit(self, request: web.Request) -> web.StreamResponse:
+        session = self.server.guard.session(request)
+        if session is not None:
+            self.server.sessions.drop(session.sid)
+        response = redirect("/login")
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    # -- first visit and new password ------------------------------------------------------
+
+    async def setup_page(self, request: web.Request) -> web.StreamResponse:
+        return await self._setup(request, {})
+
+    async def _setup(
+        self, request: web.Request, errors: Mapping[str, str], *, status: int = 200
+    ) -> web.Response:
+        _ = self.server.locale().gettext
+        first = not await self.server.credentials.has_password()
+        has_code = await self.server.credentials.has_setup_code()
+        return self.server.pages.render(
+            request,
+            "setup.html",
+            _("First visit") if first else _("New password"),
+            status=status,
+            nav=False,
+            first=first,
+            has_code=has_code,
+            errors=errors,
+        )
+
+    async def setup_submit(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        _ = server.locale().gettext
+        client = server.guard.client_id(request)
+        wait = server.limiter.retry_after(client)
+        if wait > 0:
+            server.limiter.refused += 1
+            message = _("Too many wrong attempts. Try again in about {minutes} min.")
+            response = await self._setup(
+                request, {"": message.format(minutes=minutes(wait))}, status=429
+            )
+            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return response
+        form = await request.post()
+        code = str(form.get("code", ""))
+        password = str(form.get("password", ""))
+        confirm = str(form.get("confirm", ""))
+        errors = self.password_errors(password, confirm)
+        if errors:
+            return await self._setup(request, errors, status=400)
+        if not normalize_code(code) or not await server.credentials.check_setup_code(code):
+            log.warning("web: wrong setup code from %s", client)
+            await server.limiter.failure(client)
+            return await self._setup(
+                request,
+                {"code": _("That setup code is not valid (or was used already).")},
+                status=401,
+            )
+        server.limiter.success(client)
+        await server.credentials.set_password(password)
+        await server.credentials.consume_setup_code()
+        server.sessions.drop_all()
+        target = "/board" if server.services.pairing().paired else "/pairing"
+        return server.guard.sign_in(request, target)
+
+    def password_errors(self, password: str, confirm: str) -> dict[str, str]:
+        _ = self.server.locale().gettext
+        problem = password_problem(password)
+        if problem and len(password) < MIN_PASSWORD:
+            return {"password": _("Use at least {n} characters.").format(n=MIN_PASSWORD)}
+        if problem:
+            return {"password": _("Use at most {n} characters.").format(n=MAX_PASSWORD)}
+        if password != confirm:
+            return {"confirm": _("The two passwords differ.")}
+        return {}

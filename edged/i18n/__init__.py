@@ -19,11 +19,11 @@ from importlib import resources
 from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Language = Literal["en", "es", "ca"]
+Language = Literal["en", "es"]
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 DOMAIN: Final = "edged"
 # What each language calls itself, for the language picker.
-NATIVE_NAMES: Final[dict[str, str]] = {"en": "English", "es": "Español", "ca": "Català"}
+NATIVE_NAMES: Final[dict[str, str]] = {"en": "English", "es": "Español"}
 # (decimal mark, thousands separator) per language.
 _NUMBER_MARKS: Final[dict[str, tuple[str, str]]] = {
     "en": (".", ","),
@@ -31,6 +31,13 @@ _NUMBER_MARKS: Final[dict[str, tuple[str, str]]] = {
     "ca": (",", "."),
 }
 _AMOUNT = re.compile(r"\{\{\s*amount\s*\}\}")
+
+
+def _clean(value: Any, limit: int) -> str:
+    """Outside text for a printed or shown amount: printable characters only, bounded."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(c for c in value[:limit] if c.isprintable())
 
 
 def locale_dir() -> str:
@@ -47,6 +54,11 @@ def translations(language: str) -> gettext.NullTranslations:
 
 def N_(message: str) -> str:
     """Marks ``message`` for the catalog without translating it here."""
+    return message
+
+
+def NP_(context: str, message: str) -> str:
+    """Marks ``message`` in ``context`` (read with ``pgettext``) for the catalog."""
     return message
 
 
@@ -74,9 +86,9 @@ def box_zone(name: str) -> tzinfo:
 class Locale:
     """Text, numbers and times in one language and one time zone."""
 
-    def __init__(self, language: str = "en", timezone: str = "") -> None:
+    def __init__(self, language: str = "en", timezone: str | tzinfo = "") -> None:
         self.language = language if language in LANGUAGES else "en"
-        self.tz = box_zone(timezone)
+        self.tz = timezone if isinstance(timezone, tzinfo) else box_zone(timezone)
         self._t = translations(self.language)
 
     def gettext(self, message: str) -> str:
@@ -101,13 +113,11 @@ class Locale:
     def money(self, amount: float, currency: dict[str, Any] | None = None) -> str:
         """``amount`` per the order's ``currency.displayPattern`` (``{{ amount }}€``), with
         this language's decimal mark."""
-        from edged.printing.ticket import clean  # late: printing imports this module
-
         currency = currency or {}
         number = self.number(amount, 2)
-        pattern = clean(currency.get("displayPattern"), 40)
+        pattern = _clean(currency.get("displayPattern"), 40)
         if not _AMOUNT.search(pattern):
-            symbol = clean(currency.get("symbol"), 8) or clean(currency.get("isoCode"), 8)
+            symbol = _clean(currency.get("symbol"), 8) or _clean(currency.get("isoCode"), 8)
             pattern = "{{ amount }}" + (symbol if symbol in ("€", "") else " " + symbol)
         return _AMOUNT.sub(number, pattern, count=1)
 
@@ -150,4 +160,4 @@ class Locale:
         return f"{self.date(when)} {self.time(when)}"
 
 
-__all__ = ["LANGUAGES", "NATIVE_NAMES", "N_", "Language", "Locale", "translations", "zone"]
+__all__ = ["LANGUAGES", "NATIVE_NAMES", "NP_", "N_", "Language", "Locale", "translations", "zone"]

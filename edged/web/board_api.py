@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from edged.i18n import Locale
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
@@ -41,7 +42,7 @@ class Board:
         self.action_wait = ACTION_WAIT
         self.action_latency_sum = 0.0
         self.action_count = 0
-        self._actions: dict[int, tuple[str, float, list[dict[str, Any]] | None]] = {}
+        self._actions: dict[int, tuple[str, float, list[OrderAction] | None]] = {}
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/board", self.page)
@@ -76,9 +77,21 @@ class Board:
             "online": _("ready"),
             "offline": _("offline"),
             "not_ready": _("needs attention"),
+            "paper_out": _("out of paper"),
+            "cover_open": _("cover open"),
             "unknown": _("unknown"),
         }
         return words.get(str(state), str(state) if state else _("unknown"))
+
+    def part_word(self, state: str) -> str:
+        """A POS bridge's state in words (its own word when unknown)."""
+        _ = self.server.locale().gettext
+        words = {
+            "online": _("online"),
+            "offline": _("offline"),
+            "connecting": _("connecting"),
+        }
+        return words.get(state, state)
 
     def virtual_panel(self) -> Any:
         panel = self.server.services.panel
@@ -96,7 +109,9 @@ class Board:
             if e.order_id is not None and e.kind in (ev.ORDER_STATUS, ev.COMMAND_DONE):
                 self._actions.pop(e.order_id, None)
 
-    async def _actions_for(self, order: StoredOrder) -> tuple[list[dict[str, Any]], bool]:
+    async def _actions_for(
+        self, order: StoredOrder, locale: Locale
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Buttons for a waiting order; ``True`` when they come from Sinqro itself."""
         services = self.server.services
         orders_config = services.config().orders
@@ -104,22 +119,22 @@ class Board:
         cached = self._actions.get(order.id)
         now = time.monotonic()
         if cached is not None and cached[0] == order.status and now - cached[1] < ACTIONS_TTL:
-            buttons = cached[2]
+            actions = cached[2]
         else:
-            buttons = None
+            actions = None
             try:
                 async with asyncio.timeout(3.0):
-                    actions: Sequence[OrderAction] = await services.order_actions(order.id)
-                buttons = board.action_buttons(actions, fallback_delays=delays)
+                    actions = list(await services.order_actions(order.id))
             except (SinqroError, TimeoutError, OSError) as exc:
                 log.info("web: order %s actions not available: %s", order.id, exc)
-            self._actions[order.id] = (order.status, now, buttons)
-        if buttons is None:
-            return board.offline_buttons(delays), False
-        return buttons, True
+            self._actions[order.id] = (order.status, now, actions)
+        if actions is None:
+            return board.offline_buttons(delays, locale), False
+        return board.action_buttons(actions, locale, fallback_delays=delays), True
 
     async def api_board(self, request: web.Request) -> web.StreamResponse:
         services = self.server.services
+        locale = self.server.locale()
         journal = services.journal
         open_orders = await journal.open_orders()
         pending = await journal.pending_commands()
@@ -128,32 +143,38 @@ class Board:
             by_order.setdefault(command.order_id, []).append(command)
         waiting = [o for o in open_orders if o.is_waiting]
         active = [o for o in open_orders if not o.is_waiting]
-        button_sets = await asyncio.gather(*(self._actions_for(o) for o in waiting))
+        button_sets = await asyncio.gather(*(self._actions_for(o, locale) for o in waiting))
         waiting_json = []
         for order, (buttons, live) in zip(waiting, button_sets, strict=True):
-            item = board.order_json(order, by_order.get(order.id, ()))
+            item = board.order_json(order, locale, by_order.get(order.id, ()))
             item["actions"] = buttons
             item["actions_live"] = live
             waiting_json.append(item)
-        active_json = [board.order_json(o, by_order.get(o.id, ())) for o in reversed(active)]
+        active_json = [
+            board.order_json(o, locale, by_order.get(o.id, ())) for o in reversed(active)
+        ]
         config = services.config()
         return json_response(
             {
+                "now": time.time(),
                 "status": self.server.live.status_json(),
-                "waiting": waiting_json,
+                "waiting": board.waiting_order(waiting_json),
                 "active": active_json,
                 "printers": [p.name for p in config.printers],
                 "can_reprint": services.spooler is not None,
+                "cancel_reasons": [locale.gettext(r) for r in board.CANCEL_REASONS],
             }
         )
 
     async def api_history(self, request: web.Request) -> web.StreamResponse:
         search = request.query.get("q", "")[:100]
-        midnight = time.mktime((*time.localtime()[:3], 0, 0, 0, 0, 0, -1))
+        locale = self.server.locale()
+        # Today is the selling point's today.
+        midnight = locale.local(time.time()).replace(hour=0, minute=0, second=0, microsecond=0)
         orders = await self.server.services.journal.list_orders(
-            since=midnight, search=search, limit=200
+            since=midnight.timestamp(), search=search, limit=200
         )
-        return json_response({"orders": [board.order_json(o) for o in orders], "q": search})
+        return json_response({"orders": [board.order_json(o, locale) for o in orders], "q": search})
 
     async def api_status(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.server.live.status_json())

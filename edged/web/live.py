@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ class Live:
         self.server = server
         self.clients: set[Client] = set()
         self.closing = False
+        # When the cloud link last changed state (the offline banner says "since 14:02").
+        self.link_since = time.time()
+        self._link: Any = None
 
     # -- status ----------------------------------------------------------------------------
 
@@ -61,24 +65,74 @@ class Live:
         values = {
             k: v for k, v in snapshot.items() if k in STATUS_KEYS or k.startswith(STATUS_PREFIXES)
         }
+        board = self.server.board
+        locale = self.server.locale()
+        printers = services.state.printers()
+        link = values.get("link", "unknown")
         return {
             "state": values,
             "pairing": services.pairing().public(),
-            "printers": services.state.printers(),
-            "virtual_panel": self.server.board.virtual_panel() is not None,
+            "printers": printers,
+            "virtual_panel": board.virtual_panel() is not None,
+            "online": link == "online",
+            "link_text": board.link_word(link),
+            "link_since": self.link_since,
+            "link_since_text": locale.time(self.link_since),
+            "summary": self._summary(values, printers),
+            "pills": self._pills(values, printers),
         }
 
     def status_line(self, locale: Locale) -> dict[str, Any]:
-        """The status as the page's first paint shows it (the script keeps it current)."""
+        """The status as the page's first paint shows it (the board keeps it current)."""
         status = self.status_json()
-        link = str(status["state"].get("link", "unknown"))
-        printers = status["printers"]
-        bad_printers = [
-            name
-            for name, health in printers.items()
-            if not isinstance(health, dict) or health.get("state") != "online"
+        return {"online": status["online"], "summary": status["summary"], "pills": status["pills"]}
+
+    def _pills(self, values: dict[str, Any], printers: dict[str, Any]) -> list[list[Any]]:
+        """(id, label, value, tone) per part of the box, in words."""
+        board = self.server.board
+        _ = self.server.locale().gettext
+        link = values.get("link", "unknown")
+        queued = int(values.get("queued_commands", 0) or 0)
+        pills: list[list[Any]] = [
+            ["st-link", _("Sinqro"), board.link_word(link), "ok" if link == "online" else "warn"],
+            ["st-queued", _("Queued"), str(queued), "warn" if queued else "ok"],
         ]
-        return {"link": link, "online": link == "online", "bad_printers": sorted(bad_printers)}
+        for name, health in sorted(printers.items()):
+            raw = health.get("state") if isinstance(health, dict) else None
+            label = _("Printer {name}").format(name=name)
+            pills.append(
+                [None, label, board.printer_word(raw), "ok" if raw == "online" else "warn"]
+            )
+        for key, label in (
+            ("bridge.mqtt", _("POS link (MQTT)")),
+            ("bridge.serial", _("POS link (serial)")),
+        ):
+            if key in values:
+                raw = str(values[key])
+                pills.append(
+                    [None, label, board.part_word(raw), "warn" if raw == "offline" else "ok"]
+                )
+        return pills
+
+    def _summary(self, values: dict[str, Any], printers: dict[str, Any]) -> str:
+        board = self.server.board
+        _ = self.server.locale().gettext
+        parts = [_("Sinqro {state}").format(state=board.link_word(values.get("link")))]
+        queued = int(values.get("queued_commands", 0) or 0)
+        if queued:
+            parts.append(_("{n} queued").format(n=queued))
+        bad = sorted(
+            name
+            for name, h in printers.items()
+            if not isinstance(h, dict) or h.get("state") != "online"
+        )
+        if bad:
+            parts.append(_("printer {names}: check it").format(names=", ".join(bad)))
+        elif printers:
+            parts.append(_("printers ready"))
+        else:
+            parts.append(_("no printer"))
+        return " · ".join(parts)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -102,6 +156,9 @@ class Live:
             client.wake.set()
 
     def on_state_change(self, key: str, value: Any) -> None:
+        if key == "link" and value != self._link:
+            self._link = value
+            self.link_since = time.time()
         if key not in STATUS_KEYS and not key.startswith(STATUS_PREFIXES):
             return
         for client in self.clients:

@@ -9,6 +9,8 @@ Jinja's autoescape; nothing is pasted in as markup.
 from __future__ import annotations
 
 from functools import cache
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from edged import __version__
 from edged.i18n import LANGUAGES, NATIVE_NAMES, Locale, translations
+from edged.web.http import dumps
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -34,6 +37,21 @@ def environment(language: str) -> jinja2.Environment:
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+@cache
+def script_catalog(language: str) -> str:
+    """The page scripts' strings in ``language`` as JSON, for ``<script id="i18n">``."""
+    from edged.i18n.extract import script_messages
+
+    static = Path(str(resources.files("edged.web").joinpath("static")))
+    t = translations(language)
+    texts = {
+        m.text: t.gettext(m.text)
+        for path in sorted(static.glob("*.js"))
+        for m in script_messages(path, static)
+    }
+    return dumps(texts)
 
 
 class Pages:
@@ -77,6 +95,7 @@ class Pages:
                 status=server.live.status_line(locale) if session.authenticated else None,
                 footer=server.access.footer(),
                 scripts=scripts,
+                i18n_json=script_catalog(locale.language),
                 **values,
             )
         )

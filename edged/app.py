@@ -206,6 +206,7 @@ class App:
             self.state,
             on_setup_request=self._print_setup_ticket,
         )
+        self.panel.language = cfg.box.language
         box_id = cfg.box.name
         if cfg.mqtt.enabled:
             from edged.bridges.mqtt import MqttBridge
@@ -226,6 +227,7 @@ class App:
             from edged.web.services import WebServices
 
             self.web = WebServer(cfg.web, WebServices.from_app(self))
+            self.panel.on_access_press = self.web.button_pressed
 
     async def _print_setup_ticket(self) -> None:
         if self.web is not None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.i18n import N_
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
@@ -28,6 +29,7 @@ PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
 PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
+DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class OrdersConfig:
         default=15, metadata=opt(minimum=0, maximum=240, doc="ACCEPT long press, minutes")
     )
     cancel_comment: str = field(
-        default="Cancelled by the restaurant", metadata=opt(doc="Sent with a CANCEL button press")
+        default=DEFAULT_CANCEL_COMMENT,
+        metadata=opt(doc="Sent with a CANCEL button press (the default: in the box's language)"),
     )
     retry_max: float = field(default=30.0, metadata=opt(minimum=0.1, maximum=600))
 

@@ -55,7 +55,9 @@ class TicketPrinter:
 
     tickets: list[list[str]] = field(default_factory=list)
 
-    async def request_text(self, lines: list[str], *, source: str) -> None:
+    async def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> None:
         self.tickets.append(lines)
 
     def request_test_print(self, name: str, *, source: str) -> None:
@@ -66,7 +68,7 @@ class TicketPrinter:
 
     def setup_code(self) -> str:
         text = "\n".join(self.tickets[-1])
-        match = re.search(r"Setup code: (\w{4}-\w{4})", text)
+        match = re.search(r"Setup code:\n(\w{4}-\w{4})", text)
         assert match, text
         return match.group(1)
 
@@ -304,11 +306,11 @@ async def test_first_visit_pairing_and_the_live_board(sim: Simulator, tmp_path: 
 
         # Setup: a bad value is shown beside its field, by the config file's own check.
         await page.click("nav a[href='/settings']")
-        await page.click("#section-orders summary")
+        await page.click("#section-orders > summary")
         await page.fill("#f-orders-default-delay", "999")
         await page.click("#section-orders button[type=submit]")
         error = page.locator("#f-orders-default-delay-error")
-        await expect(error).to_contain_text("at most 240")
+        await expect(error).to_contain_text("At most 240")
         await page.locator("#section-orders").screenshot(path=str(SHOTS / "06-setup-error.png"))
         await page.fill("#f-orders-default-delay", "5")
         await page.click("#section-orders button[type=submit]")

@@ -626,17 +626,30 @@ def printer_test_ticket(
     return b.build("test", None)
 
 
-def text_ticket(lines: Sequence[str] | Iterable[str], opts: TicketOptions) -> Ticket:
-    """Free text (the setup page's ticket); every line is cleaned and wrapped."""
+def text_ticket(
+    lines: Sequence[str] | Iterable[str],
+    opts: TicketOptions,
+    *,
+    qr: str = "",
+    big: Iterable[int] = (),
+) -> Ticket:
+    """Free text (the setup ticket); every line is cleaned and wrapped. Lines at indexes
+    ``big`` print in large type (the setup code); ``qr`` (a URL) ends the ticket."""
     b = _Builder(opts.columns)
+    large = set(big)
     for count, line in enumerate(lines):
         if count >= 200:
             break
         text = clean(line, 500)
-        if text:
+        if text and count in large:
+            b.text(text, align="center", bold=True, width=2, height=2)
+        elif text:
             b.text(text)
         else:
             b.elements.append(Feed(1))
+    url = clean_url(qr)
+    if url:
+        b.elements.append(Qr(url))
     return b.build("text", None)
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from edged.web.guard import COOKIE
-from edged.web.http import maybe_await, redirect
+from edged.web.http import json_response, maybe_await, redirect, refusal
 from edged.web.reach import default_mdns, page_urls, qr_svg
 from edged.web.security import (
     MAX_PASSWORD,
@@ -30,8 +31,58 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+PRESS_WINDOW = 60.0  # seconds to press ACCEPT on the box after starting the proof
+PROVEN_FOR = 600.0  # seconds a proven browser has to choose the password
+
+
 def minutes(seconds: float) -> int:
     return max(1, round(seconds / 60))
+
+
+class PressProof:
+    """Proof of physical access by the box's own ACCEPT button (the printed code is the
+    other way). A browser opens a 60 s window; the next short ACCEPT press inside it
+    proves that browser, which may then set the password (first visit or a forgotten
+    one). One window at a time: a newer start replaces an older one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._sid: str | None = None
+        self._deadline = 0.0
+        self._proven: dict[str, float] = {}
+
+    def start(self, sid: str) -> float:
+        """Open the window for session ``sid``; returns its seconds."""
+        self._sid = sid
+        self._deadline = self.clock() + PRESS_WINDOW
+        return PRESS_WINDOW
+
+    @property
+    def open(self) -> bool:
+        return self._sid is not None and self.clock() < self._deadline
+
+    def press(self) -> bool:
+        """The ACCEPT button was pressed: ``True`` when it proved a browser (the panel then
+        leaves the press out of order decisions)."""
+        if not self.open or self._sid is None:
+            return False
+        self._proven = {k: v for k, v in self._proven.items() if v > self.clock()}
+        self._proven[self._sid] = self.clock() + PROVEN_FOR
+        self._sid = None
+        return True
+
+    def state(self, sid: str) -> tuple[str, float]:
+        """``proven``, ``waiting`` (with seconds left), or ``idle`` for session ``sid``."""
+        now = self.clock()
+        if self._proven.get(sid, 0.0) > now:
+            return ("proven", 0.0)
+        if self._sid == sid and now < self._deadline:
+            return ("waiting", self._deadline - now)
+        return ("idle", 0.0)
+
+    def use(self, sid: str) -> bool:
+        """Spend ``sid``'s proof (once): ``True`` when it was proven and still fresh."""
+        return self._proven.pop(sid, 0.0) > self.clock()
 
 
 class Access:
@@ -40,6 +91,7 @@ class Access:
     def __init__(self, server: WebServer) -> None:
         self.server = server
         self.urls: list[str] = []
+        self.press_proof = PressProof()
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/", self.index)
@@ -48,6 +100,8 @@ class Access:
         r.add_post("/logout", self.logout_submit)
         r.add_get("/setup", self.setup_page)
         r.add_post("/setup", self.setup_submit)
+        r.add_post("/setup/press", self.press_start)
+        r.add_get("/setup/press/state", self.press_state)
         r.add_get("/favicon.ico", self.favicon)
 
     # -- where the page is -----------------------------------------------------------------
@@ -96,14 +150,19 @@ class Access:
         for key, label in (("bridge.mqtt", "MQTT"), ("bridge.serial", "Serial")):
             if state.get(key) is not None:
                 lines.append(f"{label}: {state.get(key)}")
-        lines += ["", _("Setup code: {code}").format(code=format_code(code)), ""]
-        lines.append(_("Use it once to set the password."))
+        lines += ["", _("Setup code:"), format_code(code), ""]
+        big = [len(lines) - 2]
+        lines.append(_("Open the page above and type the code to choose the password."))
+        if urls:
+            lines.append(_("Or scan:"))
         spooler = server.services.spooler
         if spooler is None:
             log.warning("web: no printer: the setup ticket could not be printed")
         else:
             try:
-                await maybe_await(spooler.request_text(lines, source="setup"))
+                await maybe_await(
+                    spooler.request_text(lines, source="setup", qr=urls[0] if urls else "", big=big)
+                )
                 log.info("web: setup ticket printed")
             except Exception:
                 log.exception("web: setup ticket could not be printed")
@@ -177,6 +236,8 @@ class Access:
         _ = self.server.locale().gettext
         first = not await self.server.credentials.has_password()
         has_code = await self.server.credentials.has_setup_code()
+        session = self.server.guard.session(request)
+        proven = session is not None and self.press_proof.state(session.sid)[0] == "proven"
         return self.server.pages.render(
             request,
             "setup.html",
@@ -185,8 +246,32 @@ class Access:
             nav=False,
             first=first,
             has_code=has_code,
+            proven=proven,
+            window=int(PRESS_WINDOW),
             errors=errors,
+            scripts=("setup.js",),
         )
+
+    async def press_start(self, request: web.Request) -> web.StreamResponse:
+        """Open the ACCEPT-button window for this browser (CSRF-checked by the guard)."""
+        session = self.server.guard.session(request)
+        if session is None:
+            return refusal("NO_SESSION", "reload the page", 400)
+        seconds = self.press_proof.start(session.sid)
+        log.info("web: waiting %.0f s for the ACCEPT button to prove access", seconds)
+        return json_response({"ok": True, "state": "waiting", "seconds": seconds})
+
+    async def press_state(self, request: web.Request) -> web.StreamResponse:
+        session = self.server.guard.session(request)
+        state, left = self.press_proof.state(session.sid) if session else ("idle", 0.0)
+        return json_response({"ok": True, "state": state, "seconds": round(left)})
+
+    def button_pressed(self) -> bool:
+        """The box's ACCEPT button was pressed; ``True`` when that proved a browser."""
+        proved = self.press_proof.press()
+        if proved:
+            log.info("web: ACCEPT button pressed: access proven")
+        return proved
 
     async def setup_submit(self, request: web.Request) -> web.StreamResponse:
         server = self.server
@@ -208,7 +293,11 @@ class Access:
         errors = self.password_errors(password, confirm)
         if errors:
             return await self._setup(request, errors, status=400)
-        if not normalize_code(code) or not await server.credentials.check_setup_code(code):
+        session = server.guard.session(request)
+        pressed = session is not None and self.press_proof.use(session.sid)
+        if not pressed and (
+            not normalize_code(code) or not await server.credentials.check_setup_code(code)
+        ):
             log.warning("web: wrong setup code from %s", client)
             await server.limiter.failure(client)
             return await self._setup(
@@ -218,7 +307,8 @@ class Access:
             )
         server.limiter.success(client)
         await server.credentials.set_password(password)
-        await server.credentials.consume_setup_code()
+        if not pressed:
+            await server.credentials.consume_setup_code()
         server.sessions.drop_all()
         target = "/board" if server.services.pairing().paired else "/pairing"
         return server.guard.sign_in(request, target)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edged.i18n import N_, Locale
+from edged.i18n.words import STATUS_WORDS, TYPE_WORDS
 from edged.journal.store import Command, StoredOrder
 from edged.printing.ticket import parse_time
 from edged.sinqro.models import OrderAction
@@ -37,31 +38,6 @@ STEP_LABELS = {
     "delivering": N_("Out for delivery"),
     "delivered": N_("Delivered"),
     "finished": N_("Finished"),
-}
-# What an order's status is, in words (doc 003 status codes).
-STATUS_WORDS = {
-    "waiting_sp_validation": N_("Waiting for you"),
-    "accepted": N_("Accepted"),
-    "reservation_accepted": N_("Reservation accepted"),
-    "preparation": N_("Preparing"),
-    "ready": N_("Ready"),
-    "delivering": N_("Out for delivery"),
-    "delivered": N_("Delivered"),
-    "incident": N_("Incident"),
-    "finished": N_("Finished"),
-    "payment_authorisation_failed": N_("Payment failed"),
-    "cancelled": N_("Cancelled"),
-    "cancelled_by_sp": N_("Cancelled by you"),
-    "cancelled_by_client": N_("Cancelled by the customer"),
-    "cancelled_by_driver": N_("Cancelled by the driver"),
-    "cancelled_by_team": N_("Cancelled by Sinqro"),
-}
-TYPE_WORDS = {
-    "delivery": N_("Delivery"),
-    "collection": N_("Takeaway"),
-    "reservation": N_("Reservation"),
-    "insitu": N_("Pre-order"),
-    "inside": N_("Table order"),
 }
 # Preset cancellation reasons (told to the customer); free text is always possible too.
 CANCEL_REASONS = (

@@ -171,6 +171,11 @@ class WebServer:
         """Print a fresh setup code (see :meth:`Access.print_setup_ticket`)."""
         await self.access.print_setup_ticket()
 
+    def button_pressed(self) -> bool:
+        """The box's ACCEPT button was pressed: ``True`` when it proved a browser's access
+        (the first visit or a forgotten password), so the press decides no order."""
+        return self.access.button_pressed()
+
     def status_json(self) -> dict[str, Any]:
         """The status data the page shows (nothing secret)."""
         return self.live.status_json()

@@ -47,7 +47,9 @@ class DeskLike(Protocol):
 class SpoolerLike(Protocol):
     """The printer spooler; each method may return a value or an awaitable."""
 
-    def request_text(self, lines: list[str], *, source: str) -> Any: ...
+    def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> Any: ...
 
     def request_test_print(self, name: str, *, source: str) -> Any: ...
 

@@ -3,6 +3,7 @@ generated from its config dataclass and checked by the same code that checks the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -13,11 +14,12 @@ from aiohttp import web
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.config import OrdersConfig
 from edged.configtools import ConfigError, to_plain
-from edged.i18n import N_
+from edged.i18n import LANGUAGES, N_
 from edged.panel.settings import PanelConfig
-from edged.printing.settings import PrinterConfig
-from edged.web.forms import field_views, form_fields, parse_form, place_error
-from edged.web.http import Stop, maybe_await, redirect
+from edged.printing import discover
+from edged.printing.settings import PrinterConfig, parse_uri, uri_from_address
+from edged.web.forms import field_problems, field_views, form_fields, parse_form, place_error
+from edged.web.http import Stop, json_response, maybe_await, redirect
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -52,6 +54,8 @@ class SetupPages:
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/settings", self.page)
+        r.add_get("/api/printers/found", self.found)
+        r.add_post("/settings/language", self.language)
         r.add_post("/settings/printers/add", self.printer_add)
         r.add_post("/settings/printers/{index:\\d+}", self.printer_edit)
         r.add_post("/settings/printers/{index:\\d+}/remove", self.printer_remove)
@@ -71,7 +75,8 @@ class SetupPages:
         status: int = 200,
     ) -> web.Response:
         server = self.server
-        _ = server.locale().gettext
+        locale = server.locale()
+        _ = locale.gettext
         config = server.services.config()
         saved = request.query.get("saved", "")
         health = server.services.state.printers()
@@ -95,6 +100,7 @@ class SetupPages:
                         printer,
                         errors=errors if mine else None,
                         submitted=submitted if mine else None,
+                        locale=locale,
                     ),
                 }
             )
@@ -108,6 +114,7 @@ class SetupPages:
                 None,
                 errors=errors if adding else None,
                 submitted=submitted if adding else None,
+                locale=locale,
             ),
         }
         sections = []
@@ -125,6 +132,7 @@ class SetupPages:
                         getattr(config, name),
                         errors=errors if mine else None,
                         submitted=submitted if mine else None,
+                        locale=locale,
                     ),
                 }
             )
@@ -134,6 +142,7 @@ class SetupPages:
             _("Setup"),
             status=status,
             saved=_(SECTION_TITLES[saved]) if saved in SECTION_TITLES else "",
+            tested=request.query.get("tested", ""),
             printers=printers,
             new_printer=new_printer,
             sections=sections,
@@ -146,7 +155,15 @@ class SetupPages:
         section: str,
         field_keys: Sequence[str],
         saved: str = "",
+        problems: Mapping[str, str] | None = None,
+        then: str = "",
     ) -> web.StreamResponse:
+        if problems:
+            log.info("web: settings refused: %s", ", ".join(sorted(problems)))
+            submitted = await self._form_lists(request)
+            return self._render(
+                request, section=section, errors=problems, submitted=submitted, status=400
+            )
         try:
             await self.server.services.apply_settings(changes)
         except ConfigError as exc:
@@ -159,7 +176,7 @@ class SetupPages:
             )
         log.info("web: settings saved: %s", ", ".join(sorted(changes)))
         target = saved or section
-        return redirect(f"/settings?saved={quote(target)}#section-{target}")
+        return redirect(f"/settings?saved={quote(target)}{then}#section-{target}")
 
     @staticmethod
     async def _form_lists(request: web.Request) -> dict[str, list[str]]:
@@ -174,7 +191,8 @@ class SetupPages:
         form = await self._form_lists(request)
         table = parse_form(cls, section, form)
         keys = [f.key for f in form_fields(cls, section)]
-        return await self._apply(request, {section: table}, section, keys)
+        problems = field_problems(cls, section, form, self.server.locale())
+        return await self._apply(request, {section: table}, section, keys, problems=problems)
 
     def _printer_list(self) -> list[dict[str, Any]]:
         plain = to_plain(self.server.services.config().printers, hide_secrets=False)
@@ -187,24 +205,82 @@ class SetupPages:
             raise web.HTTPNotFound()
         return index
 
+    async def _printer_form(
+        self, request: web.Request, prefix: str
+    ) -> tuple[dict[str, Any], dict[str, str], dict[str, list[str]]]:
+        """The printer table from the form (address as typed, made a URI) and every
+        field's problem at once."""
+        form = await self._form_lists(request)
+        uri_key = f"{prefix}.uri"
+        if form.get(uri_key):
+            form[uri_key] = [uri_from_address(form[uri_key][-1])]
+        table = parse_form(PrinterConfig, prefix, form)
+        problems = field_problems(PrinterConfig, prefix, form, self.server.locale())
+        if uri_key not in problems and table.get("uri"):
+            try:
+                parse_uri(table["uri"])
+            except ValueError:
+                problems[uri_key] = self.server.locale().gettext(
+                    "Not a printer address: type an IP address like 192.168.1.50, "
+                    "or pick a printer found below."
+                )
+        return table, problems, form
+
     async def printer_add(self, request: web.Request) -> web.StreamResponse:
         printers = self._printer_list()
         prefix = f"printers[{len(printers)}]"
-        form = await self._form_lists(request)
-        printers.append(parse_form(PrinterConfig, prefix, form))
+        table, problems, form = await self._printer_form(request, prefix)
+        names = {p.get("name") for p in printers}
+        if table.get("name") in names:
+            problems[f"{prefix}.name"] = self.server.locale().gettext(
+                "Another printer has this name already."
+            )
+        printers.append(table)
         keys = [f.key for f in form_fields(PrinterConfig, prefix)]
-        return await self._apply(
-            request, {"printers": printers}, "printers[new]", keys, saved="printers"
+        then = ""
+        if form.get("test") and not problems:
+            then = "&tested=" + quote(str(table.get("name", "")))
+        response = await self._apply(
+            request,
+            {"printers": printers},
+            "printers[new]",
+            keys,
+            saved="printers",
+            problems=problems,
+            then=then,
         )
+        if then and response.status == 303:
+            await self._test_print(str(table["name"]))
+        return response
+
+    async def found(self, request: web.Request) -> web.StreamResponse:
+        """Printers found on the box: USB, serial adapters and mDNS-advertised ones."""
+        _ = self.server.locale().gettext
+        local = await asyncio.to_thread(discover.local_devices)
+        network, problem = await discover.network_printers()
+        configured = {p.uri for p in self.server.services.config().printers}
+        found = [
+            {"name": f.name, "address": f.address, "via": f.via}
+            for f in [*network, *local]
+            if f.address not in configured
+        ]
+        message = (
+            _("Network printers could not be searched: {reason}.").format(reason=problem)
+            if problem
+            else ""
+        )
+        return json_response({"ok": True, "printers": found, "message": message})
 
     async def printer_edit(self, request: web.Request) -> web.StreamResponse:
         printers = self._printer_list()
         index = self._index(request, printers)
         prefix = f"printers[{index}]"
-        form = await self._form_lists(request)
-        printers[index] = {**printers[index], **parse_form(PrinterConfig, prefix, form)}
+        table, problems, _form = await self._printer_form(request, prefix)
+        printers[index] = {**printers[index], **table}
         keys = [f.key for f in form_fields(PrinterConfig, prefix)]
-        return await self._apply(request, {"printers": printers}, prefix, keys, saved="printers")
+        return await self._apply(
+            request, {"printers": printers}, prefix, keys, saved="printers", problems=problems
+        )
 
     async def printer_remove(self, request: web.Request) -> web.StreamResponse:
         printers = self._printer_list()
@@ -212,11 +288,32 @@ class SetupPages:
         log.info("web: removing printer %s", removed.get("name"))
         return await self._apply(request, {"printers": printers}, "printers", [], saved="printers")
 
+    async def _test_print(self, name: str) -> bool:
+        spooler = self.server.services.spooler
+        if spooler is None:
+            log.warning("web: no spooler: test page for %s not printed", name)
+            return False
+        await maybe_await(spooler.request_test_print(name, source="web"))
+        return True
+
     async def printer_test(self, request: web.Request) -> web.StreamResponse:
         printers = self.server.services.config().printers
         index = self._index(request, printers)
-        spooler = self.server.services.spooler
-        if spooler is None:
+        name = printers[index].name
+        if not await self._test_print(name):
             raise Stop(503, "NO_SPOOLER", "printing is not running")
-        await maybe_await(spooler.request_test_print(printers[index].name, source="web"))
-        return redirect("/settings?saved=printers#section-printers")
+        return redirect(f"/settings?tested={quote(name)}#section-printers")
+
+    async def language(self, request: web.Request) -> web.StreamResponse:
+        """The box's language, chosen on the page (saved like any other setting)."""
+        form = await request.post()
+        language = str(form.get("language", ""))
+        if language not in LANGUAGES:
+            raise Stop(400, "BAD_LANGUAGE", "unknown language")
+        try:
+            await self.server.services.apply_settings({"box": {"language": language}})
+        except ConfigError as exc:
+            raise Stop(400, "BAD_LANGUAGE", str(exc)) from None
+        log.info("web: language set to %s", language)
+        back = str(form.get("back", "/settings"))
+        return redirect(back if back.startswith("/") and not back.startswith("//") else "/")

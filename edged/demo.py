@@ -38,7 +38,14 @@ def demo_config(
     """The demo's config file text."""
     tickets = (state_dir / "tickets").resolve()
     doc = {
-        "box": {"name": "edged-demo", "state_dir": str(state_dir.resolve()), "language": language},
+        "box": {
+            "name": "edged-demo",
+            "state_dir": str(state_dir.resolve()),
+            "language": language,
+            # The simulator's selling point is in Madrid; pairing through the page
+            # would tell the box, the demo's config-made pairing does not.
+            "timezone": "Europe/Madrid",
+        },
         "sinqro": {
             "base_url": base_url,
             "websocket_url": websocket_url,

@@ -132,8 +132,8 @@ def order_json(
     consumer = _dict(raw.get("consumer"))
     due = _stamp(order.execution_time)
     created = _stamp(parsed.created_at)
-    # An ASAP order is due as soon as it arrives.
-    due_at = (created or order.first_seen) if parsed.is_asap or due is None else due
+    # Due when Sinqro says (an ASAP order carries its estimate); else as soon as it came.
+    due_at = due if due is not None else (created or order.first_seen)
     status_word = STATUS_WORDS.get(order.status)
     return {
         "id": order.id,

@@ -101,7 +101,9 @@ class Board:
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         _ = self.server.locale().gettext
-        return self.server.pages.render(request, "board.html", _("Orders"), scripts=("board.js",))
+        return self.server.pages.render(
+            request, "board.html", _("Orders"), scripts=("board.js",), page_class="board"
+        )
 
     def forget_actions(self, new_events: list[Event]) -> None:
         """Drop cached Sinqro actions of orders whose status moved or whose command ended."""

@@ -74,7 +74,8 @@ class Live:
             "pairing": services.pairing().public(),
             "printers": printers,
             "virtual_panel": board.virtual_panel() is not None,
-            "online": link == "online",
+            # Decisions still reach Sinqro while polling or starting; not when offline.
+            "online": link not in ("offline", "unauthorized", "not_paired"),
             "link_text": board.link_word(link),
             "link_since": self.link_since,
             "link_since_text": locale.time(self.link_since),
@@ -107,7 +108,7 @@ class Live:
             ("bridge.mqtt", _("POS link (MQTT)")),
             ("bridge.serial", _("POS link (serial)")),
         ):
-            if key in values:
+            if key in values and values[key] != "disabled":
                 raw = str(values[key])
                 pills.append(
                     [None, label, board.part_word(raw), "warn" if raw == "offline" else "ok"]

@@ -143,6 +143,7 @@ class SetupPages:
             status=status,
             saved=_(SECTION_TITLES[saved]) if saved in SECTION_TITLES else "",
             tested=request.query.get("tested", ""),
+            later=request.query.get("later", ""),
             printers=printers,
             new_printer=new_printer,
             sections=sections,
@@ -249,8 +250,10 @@ class SetupPages:
             problems=problems,
             then=then,
         )
-        if then and response.status == 303:
-            await self._test_print(str(table["name"]))
+        if then and response.status == 303 and not await self._test_print(str(table["name"])):
+            # Saved, but the printing part in force does not have it yet: say so.
+            name = quote(str(table["name"]))
+            return redirect(f"/settings?saved=printers&later={name}#section-printers")
         return response
 
     async def found(self, request: web.Request) -> web.StreamResponse:
@@ -289,9 +292,12 @@ class SetupPages:
         return await self._apply(request, {"printers": printers}, "printers", [], saved="printers")
 
     async def _test_print(self, name: str) -> bool:
+        """Ask for a test page; ``False`` when the printing in force does not know ``name``
+        (no printer was running, or new printers take effect at the next start)."""
         spooler = self.server.services.spooler
-        if spooler is None:
-            log.warning("web: no spooler: test page for %s not printed", name)
+        known = getattr(spooler, "printer_names", None)
+        if spooler is None or (callable(known) and name not in known()):
+            log.info("web: printer %s not in use yet: no test page", name)
             return False
         await maybe_await(spooler.request_test_print(name, source="web"))
         return True

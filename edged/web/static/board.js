@@ -223,7 +223,8 @@
 
   function pendingText(order) {
     if (!order.pending.length) return "";
-    return order.pending.map((c) => (c.retrying
+    // Offline, every decision simply waits; online, a retry means Sinqro has not taken it.
+    return order.pending.map((c) => (c.retrying && online
       ? t("{action}: Sinqro did not take it yet, trying again", { action: c.text })
       : t("{action}: queued, sent as soon as Sinqro answers", { action: c.text }))).join(" · ");
   }
@@ -287,7 +288,8 @@
       pay.textContent = `${t("CASH TO COLLECT")} ${order.to_collect_text}`;
       pay.dataset.payment = "collect";
     } else {
-      pay.textContent = order.total_text;
+      // No payment info: the amount alone (nothing for a free reservation).
+      pay.textContent = order.total ? order.total_text : "";
       pay.dataset.payment = "unknown";
     }
     $(".status", node).textContent = order.waiting ? "" : order.status_text;
@@ -391,7 +393,9 @@
   // -- status and offline ------------------------------------------------------------------
 
   function renderStatus(status) {
+    const was = online;
     online = status.online;
+    if (was !== online) scheduleBoard(); // the buttons say "queue" while offline
     $("#status-summary").textContent = status.summary;
     const bar = $("#status-bar");
     bar.replaceChildren(...status.pills.map(([id, label, value, tone]) => {

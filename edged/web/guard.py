@@ -32,7 +32,6 @@ PUBLIC_PATHS = frozenset(
         "/setup",
         "/setup/press",
         "/setup/press/state",
-        "/language",
         "/health",
         "/metrics",
         "/favicon.ico",

@@ -32,6 +32,8 @@ SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttConfig,
     "serial": SerialConfig,
 }
+# Sections the daemon applies as soon as they are saved (App.apply_settings).
+LIVE_SECTIONS = frozenset({"orders"})
 SECTION_TITLES = {
     "orders": N_("Orders"),
     "printers": N_("Printers"),
@@ -142,6 +144,8 @@ class SetupPages:
             _("Setup"),
             status=status,
             saved=_(SECTION_TITLES[saved]) if saved in SECTION_TITLES else "",
+            # Order settings apply at once; the other parts read theirs when they start.
+            saved_live=saved in LIVE_SECTIONS,
             tested=request.query.get("tested", ""),
             later=request.query.get("later", ""),
             printers=printers,

@@ -111,7 +111,9 @@ def describe(kind: str, order_id: int | None, d: dict[str, object], locale: Loca
             return _("PRINTED  ticket of order {id} on {printer}").format(
                 id=order_id, printer=printer
             )
-        return _("PRINTED  {kind} on {printer}").format(kind=d.get("kind"), printer=printer)
+        kinds = {"text": _("setup ticket"), "test": _("test page")}
+        kind = kinds.get(str(d.get("kind")), str(d.get("kind")))
+        return _("PRINTED  {kind} on {printer}").format(kind=kind, printer=printer)
     return ""
 
 

@@ -113,7 +113,11 @@ class Access:
         """The page's addresses now (the box may have moved networks since start)."""
         port = self.server.port or self.server.config.port
         self.urls = await asyncio.to_thread(
-            page_urls, tls=self.server.tls, port=port, mdns=self.mdns()
+            page_urls,
+            tls=self.server.tls,
+            port=port,
+            mdns=self.mdns(),
+            bound=self.server.config.host,
         )
         return self.urls
 
@@ -147,9 +151,13 @@ class Access:
                 health.get("state") if isinstance(health, dict) else None
             )
             lines.append(_("Printer {name}: {state}").format(name=name, state=word))
-        for key, label in (("bridge.mqtt", "MQTT"), ("bridge.serial", "Serial")):
-            if state.get(key) is not None:
-                lines.append(f"{label}: {state.get(key)}")
+        for key, label in (
+            ("bridge.mqtt", _("POS link (MQTT)")),
+            ("bridge.serial", _("POS link (serial)")),
+        ):
+            value = state.get(key)
+            if value is not None and value != "disabled":
+                lines.append(f"{label}: {server.board.part_word(str(value))}")
         lines += ["", _("Setup code:"), format_code(code), ""]
         big = [len(lines) - 2]
         lines.append(_("Open the page above and type the code to choose the password."))

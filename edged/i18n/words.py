@@ -21,6 +21,7 @@ STATUS_WORDS = {
     "cancelled_by_client": N_("Cancelled by the customer"),
     "cancelled_by_driver": N_("Cancelled by the driver"),
     "cancelled_by_team": N_("Cancelled by Sinqro"),
+    "gone": N_("Closed: unknown to Sinqro"),
 }
 TYPE_WORDS = {
     "delivery": N_("Delivery"),

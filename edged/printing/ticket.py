@@ -20,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from edged.i18n import NP_, Language, Locale, zone
-from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, Order, opt_float
 
 Align = Literal["left", "center", "right"]
 MAX_FIELD = 2000  # characters kept from one field from outside (a comment, a label)
@@ -167,6 +167,7 @@ STATUS_LABELS: dict[str, str] = {
     "cancelled_by_client": NP_("ticket", "Cancelled by the customer"),
     "cancelled_by_driver": NP_("ticket", "Cancelled by the driver"),
     "cancelled_by_team": NP_("ticket", "Cancelled by the Sinqro team"),
+    "gone": NP_("ticket", "Closed: unknown to Sinqro"),
 }
 
 
@@ -585,7 +586,7 @@ def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
 
 def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """A short slip for a configured status change (ready, out for delivery...)."""
-    if status in CANCELLED_STATUSES:
+    if status in CANCELLED_STATUSES or status == GONE:
         return cancel_slip(order, status, opts, at)
     L = _Labels(opts.language)
     b = _Builder(opts.columns)

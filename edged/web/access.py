@@ -139,7 +139,7 @@ class Access:
         urls = await self.refresh_urls()
         state = server.services.state
         pairing = server.services.pairing()
-        lines = [server.services.box_name, _("SETUP"), "", *urls, ""]
+        lines = [server.services.config().box.name, _("SETUP"), "", *urls, ""]
         lines.append(_("Cloud: {state}").format(state=server.board.link_word(state.get("link"))))
         if pairing.paired:
             name = pairing.selling_point_name or str(pairing.selling_point_id)

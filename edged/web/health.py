@@ -55,6 +55,12 @@ class Health:
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
             "printers": printers,
+            # Every part's state; a failed part is restarted with backoff (edged.parts).
+            "parts": {
+                key[5:]: value.get("state", "unknown")
+                for key, value in sorted(state.snapshot().items())
+                if key.startswith("part.") and isinstance(value, dict)
+            },
         }
         return json_response(body, status=200 if body["ok"] else 503)
 
@@ -138,16 +144,18 @@ class Health:
             ),
             Metric("edged_web_live_clients", len(server.live.clients), "Open live-update streams"),
             Metric(
-                "edged_web_decision_seconds_sum",
+                "edged_web_decision_seconds",
                 board.action_latency_sum,
                 "Time from a board button to Sinqro's answer (or the wait limit)",
-                "counter",
+                "summary",
+                suffix="_sum",
             ),
             Metric(
-                "edged_web_decision_seconds_count",
+                "edged_web_decision_seconds",
                 board.action_count,
-                "Board decisions",
-                "counter",
+                "Time from a board button to Sinqro's answer (or the wait limit)",
+                "summary",
+                suffix="_count",
             ),
         ]
         if services.metrics is not None:

@@ -32,7 +32,7 @@ STATUS_KEYS = (
     "queued_commands",
     "waiting_orders",
 )
-STATUS_PREFIXES = ("printer.", "panel.", "bridge.")
+STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 
 
 class Client:
@@ -113,6 +113,15 @@ class Live:
                 pills.append(
                     [None, label, board.part_word(raw), "warn" if raw == "offline" else "ok"]
                 )
+        for key, value in sorted(values.items()):
+            # A part the supervisor restarts after a failure (edged.parts).
+            if (
+                key.startswith("part.")
+                and isinstance(value, dict)
+                and value.get("state") == "failed"
+            ):
+                label = _("{part} failed").format(part=key[5:])
+                pills.append([None, label, str(value.get("error", "")), "warn"])
         return pills
 
     def _summary(self, values: dict[str, Any], printers: dict[str, Any]) -> str:
@@ -127,6 +136,13 @@ class Live:
             for name, h in printers.items()
             if not isinstance(h, dict) or h.get("state") != "online"
         )
+        failed = sorted(
+            k[5:]
+            for k, v in values.items()
+            if k.startswith("part.") and isinstance(v, dict) and v.get("state") == "failed"
+        )
+        if failed:
+            parts.append(_("not running: {parts}").format(parts=", ".join(failed)))
         if bad:
             parts.append(_("printer {names}: check it").format(names=", ".join(bad)))
         elif printers:

@@ -84,7 +84,7 @@ class Pages:
             .get_template(template)
             .render(
                 title=title,
-                box_name=server.services.box_name,
+                box_name=server.services.config().box.name,
                 version=__version__,
                 language=locale.language,
                 languages=[(code, NATIVE_NAMES[code]) for code in LANGUAGES],

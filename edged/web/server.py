@@ -77,6 +77,10 @@ class WebServer:
         self.setup = SetupPages(self)
         self.board = Board(self)
         self.health = Health(self)
+        # The listeners start() registers, by the names the daemon's supervisor drops when
+        # this part stops (App._release).
+        self._on_journal_events = self.live.on_journal_events
+        self._on_state_change = self.live.on_state_change
         self.app = self._build_app()
 
     def locale(self) -> Locale:
@@ -118,8 +122,8 @@ class WebServer:
         """Bind ``config.host:config.port`` and serve; print a setup ticket at first boot
         (no admin password and no setup code yet)."""
         if not self._listening:
-            self.services.journal.add_listener(self.live.on_journal_events)
-            self.services.state.watch(self.live.on_state_change)
+            self.services.journal.add_listener(self._on_journal_events)
+            self.services.state.watch(self._on_state_change)
             self._listening = True
         self.live.closing = False
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)

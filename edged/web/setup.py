@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from edged.bridges.settings import MqttConfig, SerialConfig
-from edged.config import OrdersConfig
+from edged.config import Config, OrdersConfig
 from edged.configtools import ConfigError, to_plain
 from edged.i18n import LANGUAGES, N_
 from edged.panel.settings import PanelConfig
@@ -20,6 +20,7 @@ from edged.printing import discover
 from edged.printing.settings import PrinterConfig, parse_uri, uri_from_address
 from edged.web.forms import field_problems, field_views, form_fields, parse_form, place_error
 from edged.web.http import Stop, json_response, maybe_await, redirect
+from edged.web.services import Applied
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -32,8 +33,6 @@ SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttConfig,
     "serial": SerialConfig,
 }
-# Sections the daemon applies as soon as they are saved (App.apply_settings).
-LIVE_SECTIONS = frozenset({"orders"})
 SECTION_TITLES = {
     "orders": N_("Orders"),
     "printers": N_("Printers"),
@@ -53,6 +52,7 @@ class SetupPages:
 
     def __init__(self, server: WebServer) -> None:
         self.server = server
+        self._last_applied: Applied | None = None
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/settings", self.page)
@@ -144,14 +144,24 @@ class SetupPages:
             _("Setup"),
             status=status,
             saved=_(SECTION_TITLES[saved]) if saved in SECTION_TITLES else "",
-            # Order settings apply at once; the other parts read theirs when they start.
-            saved_live=saved in LIVE_SECTIONS,
+            applied=self._applied_report() if saved in SECTION_TITLES else None,
             tested=request.query.get("tested", ""),
-            later=request.query.get("later", ""),
             printers=printers,
             new_printer=new_printer,
             sections=sections,
         )
+
+    def _applied_report(self) -> dict[str, Any] | None:
+        """What the last save did, per restarted part, in words (shown once)."""
+        applied, self._last_applied = self._last_applied, None
+        if applied is None or not (applied.parts or applied.needs_restart):
+            return None
+        failed = {k: v for k, v in applied.parts.items() if v not in ("applied", "restarting")}
+        return {
+            "done": [k for k in applied.parts if k not in failed],
+            "failed": failed,
+            "later": list(applied.needs_restart),
+        }
 
     async def _apply(
         self,
@@ -170,7 +180,7 @@ class SetupPages:
                 request, section=section, errors=problems, submitted=submitted, status=400
             )
         try:
-            await self.server.services.apply_settings(changes)
+            result = await self.server.services.apply_settings(changes)
         except ConfigError as exc:
             placed = place_error(exc.key, field_keys)
             log.info("web: settings refused: %s: %s", exc.key, exc.problem)
@@ -180,6 +190,8 @@ class SetupPages:
                 request, section=section, errors=errors, submitted=submitted, status=400
             )
         log.info("web: settings saved: %s", ", ".join(sorted(changes)))
+        # What happened to each part, shown once on the page the redirect leads to.
+        self._last_applied = None if isinstance(result, Config) else result
         target = saved or section
         return redirect(f"/settings?saved={quote(target)}{then}#section-{target}")
 
@@ -236,6 +248,8 @@ class SetupPages:
         prefix = f"printers[{len(printers)}]"
         table, problems, form = await self._printer_form(request, prefix)
         names = {p.get("name") for p in printers}
+        # A field left blank takes its default (order types, cut, slips...), not "empty".
+        table = {k: v for k, v in table.items() if v not in ("", [])}
         if table.get("name") in names:
             problems[f"{prefix}.name"] = self.server.locale().gettext(
                 "Another printer has this name already."
@@ -254,10 +268,9 @@ class SetupPages:
             problems=problems,
             then=then,
         )
-        if then and response.status == 303 and not await self._test_print(str(table["name"])):
-            # Saved, but the printing part in force does not have it yet: say so.
-            name = quote(str(table["name"]))
-            return redirect(f"/settings?saved=printers&later={name}#section-printers")
+        if then and response.status == 303:
+            # Through the journal: the spooler restarted with the new printer prints it.
+            await self._test_print(str(table["name"]))
         return response
 
     async def found(self, request: web.Request) -> web.StreamResponse:
@@ -296,12 +309,10 @@ class SetupPages:
         return await self._apply(request, {"printers": printers}, "printers", [], saved="printers")
 
     async def _test_print(self, name: str) -> bool:
-        """Ask for a test page; ``False`` when the printing in force does not know ``name``
-        (no printer was running, or new printers take effect at the next start)."""
+        """Ask for a test page; ``False`` when the box has no printing at all."""
         spooler = self.server.services.spooler
-        known = getattr(spooler, "printer_names", None)
-        if spooler is None or (callable(known) and name not in known()):
-            log.info("web: printer %s not in use yet: no test page", name)
+        if spooler is None:
+            log.info("web: no printing: no test page for %s", name)
             return False
         await maybe_await(spooler.request_test_print(name, source="web"))
         return True

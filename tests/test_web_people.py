@@ -291,6 +291,11 @@ async def test_first_visit_by_button_then_a_printer_added_with_two_fields_prints
             await asyncio.wait_for(printer.received.wait(), 20)
             assert any(b"TEST PRINT" in job for job in printer.jobs)
             await shot(page, "people-phone-printer-added", full=True)
+            # The language is chosen on the page; it applies at once, still signed in.
+            await page.select_option("#language", "es")
+            await page.click("#language-form button[type=submit]")
+            await expect(page.locator("h1")).to_have_text("Configuración")
+            assert box.app.config.box.language == "es"
     finally:
         await printer.close()
 

@@ -1,100 +1,63 @@
-"""Order → ticket model: pure functions, no I/O.
+"""Order → ticket (:mod:`edged.printing.model`): pure functions, no I/O.
 
-A :class:`Ticket` is a list of elements (styled text lines already wrapped to the paper,
-rules, a QR code, a logo). :mod:`edged.printing.escpos` turns it into printer bytes and the
-virtual printer into a picture.
-
-Every string taken from an order went through :func:`clean` first: control characters
-(C0, DEL, C1, Unicode format characters) are dropped, so nothing from outside can become a
-printer command whatever the encoder does.
+The order ticket (full or kitchen layout) and the slips that follow it: cancelled, status,
+updated time, test page, free text. Every string taken from an order goes through
+:func:`~edged.printing.text.clean` first, so nothing from outside can become a printer
+command whatever the encoder does. A ticket has a total cap on its lines: an absurd order
+prints its first lines and "N more lines, see the page", never a kilometre of paper.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edged.printing.model import Align, Element, Feed, Logo, Qr, Rule, Text, Ticket
+from edged.printing.text import (
+    MAX_FIELD,
+    MAX_URL,
+    cells,
+    clean,
+    clean_paragraphs,
+    clean_url,
+    strip_controls,
+    wrap,
+)
 from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
 
-Align = Literal["left", "center", "right"]
+__all__ = [
+    "MAX_FIELD",
+    "MAX_URL",
+    "Element",
+    "Feed",
+    "Logo",
+    "Qr",
+    "Rule",
+    "Text",
+    "Ticket",
+    "TicketOptions",
+    "cancel_slip",
+    "clean",
+    "clean_paragraphs",
+    "clean_url",
+    "money",
+    "order_ticket",
+    "printer_test_ticket",
+    "status_slip",
+    "strip_controls",
+    "text_ticket",
+    "updated_slip",
+]
+
 Language = Literal["en", "es"]
-MAX_FIELD = 2000  # characters kept from one field from outside (a comment, a label)
-MAX_URL = 512
-
-# -- the model ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Text:
-    """One printed line; ``text`` fits ``columns // width`` characters."""
-
-    text: str
-    align: Align = "left"
-    bold: bool = False
-    width: int = 1  # 1 or 2 (double width)
-    height: int = 1  # 1 or 2 (double height)
-    invert: bool = False
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A full-width line of ``char``."""
-
-    char: str = "-"
-
-
-@dataclass(frozen=True)
-class Qr:
-    """A QR code (printed natively or as a picture, whatever the printer can do)."""
-
-    data: str
-
-
-@dataclass(frozen=True)
-class Logo:
-    """An image file printed centred."""
-
-    path: str
-
-
-@dataclass(frozen=True)
-class Feed:
-    """Blank lines."""
-
-    lines: int = 1
-
-
-Element = Text | Rule | Qr | Logo | Feed
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """What one job prints, before encoding."""
-
-    kind: str  # order | reprint | cancel | status | test | text
-    order_id: int | None
-    columns: int
-    elements: tuple[Element, ...]
-
-    def plain_text(self) -> str:
-        """The text lines (for logs, tests and the virtual printer's .txt fallback)."""
-        out = []
-        for e in self.elements:
-            if isinstance(e, Text):
-                out.append(e.text)
-            elif isinstance(e, Rule):
-                out.append(e.char * self.columns)
-            elif isinstance(e, Qr):
-                out.append(f"[QR {e.data}]")
-            elif isinstance(e, Feed):
-                out.extend([""] * e.lines)
-        return "\n".join(out)
+# Printed lines on one ticket at most, and of them for the items: an order with thousands
+# of lines prints the first ones, then "N more lines, see the page".
+MAX_TICKET_LINES = 800
+MAX_ITEM_LINES = 600
 
 
 @dataclass(frozen=True)
@@ -110,6 +73,7 @@ class TicketOptions:
     late: bool = False
     backup_for: str = ""  # name of the failed printer this ticket stands in for
     tz: str = ""  # fallback timezone when the order has none
+    currency: str = ""  # sign when neither the order nor its selling point names one
 
 
 # -- labels ------------------------------------------------------------------------------
@@ -149,6 +113,15 @@ LABELS: dict[str, dict[str, str]] = {
         "columns": "Columns",
         "big": "Big type",
         "no_items": "(no items)",
+        "other": "ORDER",
+        "pickup": "PICKUP",
+        "ready_by": "READY BY",
+        "courier": "Courier",
+        "driver": "Driver",
+        "updated": "UPDATED",
+        "new_time": "New time",
+        "was": "Was",
+        "more_lines": "{n} more lines, see the page",
     },
     "es": {
         "delivery": "A DOMICILIO",
@@ -184,6 +157,15 @@ LABELS: dict[str, dict[str, str]] = {
         "columns": "Columnas",
         "big": "Letra grande",
         "no_items": "(sin productos)",
+        "other": "PEDIDO",
+        "pickup": "RECOGIDA",
+        "ready_by": "LISTO A LAS",
+        "courier": "Reparto",
+        "driver": "Repartidor",
+        "updated": "ACTUALIZADO",
+        "new_time": "Nueva hora",
+        "was": "Antes",
+        "more_lines": "{n} líneas más, véase la página",
     },
 }
 
@@ -226,59 +208,6 @@ WEEKDAYS = {
     "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
     "es": ("lun", "mar", "mié", "jue", "vie", "sáb", "dom"),
 }
-
-# -- text from outside -------------------------------------------------------------------
-
-_LINE_BREAK = re.compile(r"\r\n|[\r\n\u2028\u2029\x85]")
-
-
-def strip_controls(text: str) -> str:
-    """``text`` without control or format characters; whitespace becomes plain spaces."""
-    out = []
-    for ch in text:
-        if ch.isspace():
-            out.append(" ")
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
-            continue
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def clean(value: Any, limit: int = MAX_FIELD) -> str:
-    """One line of printable text from an untrusted value (``""`` for non-text).
-
-    Drops C0/C1 controls, DEL and Unicode format characters (bidi overrides, zero-width);
-    any whitespace run becomes one space.
-    """
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, (int, float)):
-        value = str(value)
-    if not isinstance(value, str):
-        return ""
-    value = unicodedata.normalize("NFC", value[: limit * 2])
-    return " ".join(strip_controls(value).split())[:limit]
-
-
-def clean_paragraphs(value: Any, limit: int = MAX_FIELD) -> list[str]:
-    """Like :func:`clean` but keeps the writer's line breaks (comments)."""
-    if not isinstance(value, str):
-        text = clean(value, limit)
-        return [text] if text else []
-    parts = [clean(p, limit) for p in _LINE_BREAK.split(value[: limit * 2])]
-    return [p for p in parts if p][:50]
-
-
-def clean_url(value: Any) -> str:
-    """A tracking link safe for a QR code: http(s), printable ASCII only."""
-    # A link with control characters in it was mangled on the way: drop it, don't guess.
-    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]+", value.strip()):
-        return ""
-    text = clean(value, MAX_URL)
-    if not re.fullmatch(r"https?://[\x21-\x7e]+", text):
-        return ""
-    return text
 
 
 def _dict(obj: Any, key: str) -> dict[str, Any]:
@@ -352,26 +281,27 @@ def local_label(when: datetime, tz: ZoneInfo, language: Language, *, date: bool 
     return f"{day} {local:%d/%m} {local:%H:%M}"
 
 
-def wrap(text: str, width: int, indent: str = "") -> list[str]:
-    """Wrap to ``width`` characters; continuation lines get ``indent``."""
-    width = max(width, 8)
-    lines = textwrap.wrap(
-        text,
-        width=width,
-        subsequent_indent=indent,
-        break_long_words=True,
-        break_on_hyphens=False,
-    )
-    return lines or [""]
-
-
 # -- building ----------------------------------------------------------------------------
 
 
 @dataclass
 class _Builder:
     columns: int
+    language: Language = "en"
     elements: list[Element] = field(default_factory=list)
+    lines: int = 0  # text lines so far
+    dropped: int = 0  # lines left off past MAX_TICKET_LINES
+
+    @property
+    def full(self) -> bool:
+        return self.lines >= MAX_TICKET_LINES
+
+    def line(self, line: Text) -> None:
+        if self.full:
+            self.dropped += 1
+            return
+        self.lines += 1
+        self.elements.append(line)
 
     def text(
         self,
@@ -384,8 +314,11 @@ class _Builder:
         invert: bool = False,
         indent: str = "",
     ) -> None:
+        if self.full:  # not even wrapped: a capped ticket costs nothing more
+            self.dropped += 1
+            return
         for line in wrap(text, self.columns // width, indent):
-            self.elements.append(Text(line, align, bold, width, height, invert))
+            self.line(Text(line, align, bold, width, height, invert))
 
     def field(self, label: str, value: str, *, bold: bool = False, height: int = 1) -> None:
         if value:
@@ -393,18 +326,21 @@ class _Builder:
 
     def pair(self, left: str, right: str, *, bold: bool = False, height: int = 1) -> None:
         """``left`` wrapped, ``right`` (an amount) flush right on the last line."""
-        room = self.columns - len(right) - 1
+        room = self.columns - cells(right) - 1
         if room < 8:
             self.text(left, bold=bold, height=height)
             self.text(right, align="right", bold=bold, height=height)
             return
+        if self.full:
+            self.dropped += 1
+            return
         lines = wrap(left, room, "    ")
         for line in lines[:-1]:
-            self.elements.append(Text(line, bold=bold, height=height))
+            self.line(Text(line, bold=bold, height=height))
         last = lines[-1]
-        self.elements.append(
+        self.line(
             Text(
-                last + " " * (self.columns - len(last) - len(right)) + right,
+                last + " " * (self.columns - cells(last) - cells(right)) + right,
                 "left",
                 bold,
                 1,
@@ -427,7 +363,14 @@ class _Builder:
             tidy.append(e)
         while tidy and isinstance(tidy[-1], Rule):
             tidy.pop()
+        if self.dropped:
+            more = LABELS[self.language]["more_lines"].format(n=self.dropped)
+            tidy += [Rule("-"), *_wrapped(more, self.columns, align="center", bold=True)]
         return Ticket(kind, order_id, self.columns, (*tidy, Feed(1)))
+
+
+def _wrapped(text: str, columns: int, *, align: Align = "left", bold: bool = False) -> list[Text]:
+    return [Text(line, align, bold) for line in wrap(text, columns)]
 
 
 def _head(b: _Builder, order: Order, opts: TicketOptions) -> None:
@@ -458,9 +401,28 @@ def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
         b.text(f"{L['asap']}{at}", bold=True, height=2)
     elif execution:
         b.text(f"{L['for']}: {local_label(execution, tz, opts.language)}", bold=True, height=2)
+    kitchen_time = _kitchen_time(order)
+    if kitchen_time is not None and execution is not None:
+        label, when = kitchen_time
+        # The kitchen works to this time, not to the delivery time: big, and only when
+        # it says something the line above does not.
+        if when.replace(second=0) != execution.replace(second=0):
+            same_day = when.astimezone(tz).date() == execution.astimezone(tz).date()
+            shown = local_label(when, tz, opts.language, date=not same_day)
+            b.text(f"{L[label]}: {shown}", bold=True, width=2, height=2)
     created = parse_time(order.created_at)
     if created:
         b.text(f"{L['placed']}: {local_label(created, tz, opts.language)}")
+
+
+def _kitchen_time(order: Order) -> tuple[str, datetime] | None:
+    """When the food must be ready: the courier's agreed pickup, else the preparation time."""
+    for delivery in _list(order.raw, "deliveries"):
+        pickup = parse_time(delivery.get("pickupAgreedAt"))
+        if pickup is not None:
+            return "pickup", pickup
+    prepared = parse_time(order.raw.get("preparationTime"))
+    return ("ready_by", prepared) if prepared is not None else None
 
 
 def _people(b: _Builder, order: Order, opts: TicketOptions) -> None:
@@ -481,19 +443,65 @@ def _people(b: _Builder, order: Order, opts: TicketOptions) -> None:
                     b.text("  " + part, bold=True, indent="  ")
         for delivery in _list(raw, "deliveries"):
             b.field(L["instructions"], _str(delivery, "deliveryInstructions"))
+        _courier(b, order, opts)
     diners = _num(raw, "dinersNumber")
-    if diners is not None and diners > 0:
+    # Diners belong to orders eaten at the restaurant (doc 003: reservation, insitu, inside).
+    if diners is not None and diners > 0 and order.type in _DINER_TYPES:
         b.field(L["diners"], str(int(diners)), bold=True, height=2)
-    location = _dict(raw, "serviceLocation")
+    _table(b, order, opts)
+
+
+_DINER_TYPES = ("reservation", "insitu", "inside")
+
+
+def _courier(b: _Builder, order: Order, opts: TicketOptions) -> None:
+    """Who collects a delivery: the delivery company and the driver, with phones."""
+    L = LABELS[opts.language]
+    for delivery in _list(order.raw, "deliveries")[:3]:
+        company = " ".join(
+            p
+            for p in (
+                _str(delivery, "deliveryAccountName", 120),
+                _str(delivery, "deliveryAccountPhone", 40),
+            )
+            if p
+        )
+        b.field(L["courier"], company, bold=True)
+        driver = _dict(delivery, "driver")
+        name = " ".join(
+            p
+            for p in (
+                _str(driver, "name", 80),
+                _str(driver, "lastname", 80),
+                _str(driver, "phone", 40),
+            )
+            if p
+        )
+        b.field(L["driver"], name)
+
+
+def _table(b: _Builder, order: Order, opts: TicketOptions) -> None:
+    location = _dict(order.raw, "serviceLocation")
     if location:
         zone_name = _str(_dict(location, "serviceZone"), "name", 80)
         spot = _str(location, "name", 80) or _str(location, "code", 40)
         table = " · ".join(p for p in (zone_name, spot) if p)
-        b.field(L["table"], table, bold=True, height=2)
+        b.field(LABELS[opts.language]["table"], table, bold=True, height=2)
+
+
+def _currency(order: Order, opts: TicketOptions) -> dict[str, Any]:
+    """The order's currency, else its selling point's, else the configured sign."""
+    for candidate in (
+        _dict(order.raw, "currency"),
+        _dict(_dict(order.raw, "sellingPoint"), "currency"),
+    ):
+        if any(clean(candidate.get(k), 40) for k in ("displayPattern", "symbol", "isoCode")):
+            return candidate
+    return {"symbol": opts.currency} if opts.currency else {}
 
 
 def _items(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    currency = _dict(order.raw, "currency")
+    currency = _currency(order, opts)
     kitchen = opts.layout == "kitchen"
     height = 2 if kitchen else 1
     lines = [
@@ -504,7 +512,14 @@ def _items(b: _Builder, order: Order, opts: TicketOptions) -> None:
             b.text(LABELS[opts.language]["no_items"])
         return
 
+    budget = b.lines + MAX_ITEM_LINES
+    skipped = 0
+
     def emit(line: dict[str, Any], depth: int) -> None:
+        nonlocal skipped
+        if b.lines >= budget:
+            skipped += _count_lines(line, depth)
+            return
         qty = _num(line, "quantity")
         whole = qty is not None and qty == int(qty)
         # Options say "+ Bacon"; a count only when it is not the obvious one.
@@ -527,6 +542,22 @@ def _items(b: _Builder, order: Order, opts: TicketOptions) -> None:
 
     for line in lines[:300]:
         emit(line, 0)
+    if skipped:
+        more = LABELS[opts.language]["more_lines"].format(n=skipped)
+        b.text(more, align="center", bold=True)
+
+
+def _count_lines(line: dict[str, Any], depth: int) -> int:
+    """Lines an item would print (at least: one per option and comment), without the
+    cost of laying it out."""
+    count = 0
+    stack = [(line, depth)]
+    while stack:
+        node, level = stack.pop()
+        count += 1 + (1 if node.get("comment") else 0)
+        if level < 4:
+            stack.extend((child, level + 1) for child in _list(node, "childrenOrderLines")[:100])
+    return count
 
 
 _TOTAL_LINES = ("DELIVERY", "DISCOUNT")
@@ -535,7 +566,7 @@ _TOTAL_LINES = ("DELIVERY", "DISCOUNT")
 def _totals(b: _Builder, order: Order, opts: TicketOptions) -> None:
     L = LABELS[opts.language]
     raw = order.raw
-    currency = _dict(raw, "currency")
+    currency = _currency(order, opts)
     total_lines = [line for line in _list(raw, "orderLines") if line.get("type") in _TOTAL_LINES]
     has_delivery_line = any(line.get("type") == "DELIVERY" for line in total_lines)
     for line in total_lines:
@@ -584,7 +615,7 @@ def _tracking(order: Order) -> str:
 
 def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     """The full or kitchen ticket of an order of any of the five types."""
-    b = _Builder(opts.columns)
+    b = _Builder(opts.columns, opts.language)
     L = LABELS[opts.language]
     _head(b, order, opts)
     b.rule()
@@ -622,24 +653,79 @@ def _slip_head(b: _Builder, order: Order, opts: TicketOptions) -> None:
 
 
 def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
-    """A short slip telling the kitchen a printed order was cancelled, by whom and why."""
+    """The slip that tells the kitchen what to stop making: who cancelled, why (unless
+    that only repeats who), the table, and the items again in the kitchen layout."""
     L = LABELS[opts.language]
-    b = _Builder(opts.columns)
+    b = _Builder(opts.columns, opts.language)
     b.banner(L["cancelled"])
     _slip_head(b, order, opts)
     b.rule()
     who = STATUS_LABELS[opts.language].get(status, clean(order.status_name, 200))
     b.text(who, bold=True, height=2)
-    reason = clean_paragraphs(order.raw.get("cancellationComment"))
-    if reason:
+    said = {_plain(who), _plain(order.status_name), _plain(status)}
+    reason = [p for p in clean_paragraphs(order.raw.get("cancellationComment")) if p]
+    if reason and not (len(reason) == 1 and _plain(reason[0]) in said):
         b.text(f"{L['reason']}:", bold=True)
         for paragraph in reason:
             b.text(paragraph)
+    _table(b, order, opts)
     if order.consumer_name:
         b.field(L["customer"], clean(order.consumer_name, 200))
     if at is not None:
         b.field(L["at"], local_label(at, zone(order.timezone, opts.tz), opts.language))
+    b.rule()
+    _items(b, order, _kitchen(opts))
     return b.build("cancel", order.id)
+
+
+def _plain(text: str) -> str:
+    return " ".join(clean(text, 400).casefold().replace(".", " ").split())
+
+
+def _kitchen(opts: TicketOptions) -> TicketOptions:
+    return TicketOptions(
+        columns=opts.columns,
+        language=opts.language,
+        layout="kitchen",
+        tz=opts.tz,
+        currency=opts.currency,
+    )
+
+
+def updated_slip(order: Order, previous: str, opts: TicketOptions, at: datetime | None) -> Ticket:
+    """An already printed order has a new time (an accepted delay): "UPDATED", the new
+    time in big type, and the old one crossed out in words."""
+    L = LABELS[opts.language]
+    b = _Builder(opts.columns, opts.language)
+    tz = zone(order.timezone, opts.tz)
+    b.banner(L["updated"])
+    _slip_head(b, order, opts)
+    b.rule()
+    new = parse_time(order.execution_time)
+    if new is not None:
+        b.text(
+            f"{L['new_time']}: {local_label(new, tz, opts.language, date=False)}",
+            bold=True,
+            width=2,
+            height=2,
+        )
+        kitchen_time = _kitchen_time(order)
+        if kitchen_time is not None and kitchen_time[1].replace(second=0) != new.replace(second=0):
+            label, when = kitchen_time
+            b.text(
+                f"{L[label]}: {local_label(when, tz, opts.language, date=False)}",
+                bold=True,
+                height=2,
+            )
+    old = parse_time(previous)
+    if old is not None:
+        b.field(L["was"], local_label(old, tz, opts.language))
+    _table(b, order, opts)
+    if order.consumer_name:
+        b.field(L["customer"], clean(order.consumer_name, 200))
+    if at is not None:
+        b.field(L["at"], local_label(at, tz, opts.language))
+    return b.build("updated", order.id)
 
 
 def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
@@ -647,7 +733,7 @@ def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
     if status in CANCELLED_STATUSES:
         return cancel_slip(order, status, opts, at)
     L = LABELS[opts.language]
-    b = _Builder(opts.columns)
+    b = _Builder(opts.columns, opts.language)
     _slip_head(b, order, opts)
     b.rule()
     label = STATUS_LABELS[opts.language].get(status) or clean(order.status_name, 200).upper()
@@ -664,7 +750,7 @@ def printer_test_ticket(
 ) -> Ticket:
     """A page that shows the printer works: accents, euro, width, big type, QR."""
     L = LABELS[opts.language]
-    b = _Builder(opts.columns)
+    b = _Builder(opts.columns, opts.language)
     if opts.logo:
         b.elements.append(Logo(opts.logo))
     b.text(L["test"], align="center", bold=True, width=2, height=2)
@@ -687,7 +773,7 @@ def printer_test_ticket(
 
 def text_ticket(lines: Sequence[str] | Iterable[str], opts: TicketOptions) -> Ticket:
     """Free text (the setup page's ticket); every line is cleaned and wrapped."""
-    b = _Builder(opts.columns)
+    b = _Builder(opts.columns, opts.language)
     for count, line in enumerate(lines):
         if count >= 200:
             break

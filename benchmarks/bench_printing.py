@@ -34,6 +34,7 @@ from edged.printing.escpos import EncoderSettings, encode  # noqa: E402
 from edged.printing.settings import PrinterConfig  # noqa: E402
 from edged.printing.spooler import Spooler  # noqa: E402
 from edged.printing.ticket import TicketOptions, order_ticket  # noqa: E402
+from edged.printing.transports import make_transport  # noqa: E402
 from edged.sinqro.models import parse_order  # noqa: E402
 from edged.state import BoxState  # noqa: E402
 
@@ -68,7 +69,9 @@ async def bench_first_byte(count: int) -> list[float]:
         async with TcpPrinter("online") as printer:
             journal = await Journal.open(Path(tmp) / "bench.sqlite3")
             config = PrinterConfig(name="bench", uri=printer.uri, health_interval=0)
-            spooler = Spooler([config], journal, BoxState(), BoxConfig(state_dir=tmp))
+            spooler = Spooler(
+                [config], journal, BoxState(), BoxConfig(state_dir=tmp), transports=make_transport
+            )
             task = asyncio.create_task(spooler.run(), name="bench-spooler")
             try:
                 for n in range(count):

@@ -192,8 +192,11 @@ class App:
         cfg = self.config
         if cfg.printers:
             from edged.printing.spooler import Spooler
+            from edged.printing.transports import make_transport
 
-            self.spooler = Spooler(cfg.printers, self.journal, self.state, cfg.box)
+            self.spooler = Spooler(
+                cfg.printers, self.journal, self.state, cfg.box, transports=make_transport
+            )
         # Always built: with panel.enabled = false it claims no pins, but the alert logic and
         # the web page's virtual buttons still work.
         from edged.panel.controller import Panel

@@ -39,10 +39,19 @@ class BoxConfig:
         default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
     )
     language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
+    currency: str = field(
+        default="€",
+        metadata=opt(
+            doc="Currency sign on tickets when neither the order nor its selling point "
+            "names one ('' for none)"
+        ),
+    )
 
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
+            raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.printing.settings import PrinterConfig
 from edged.printing.spooler import Spooler, append_print_request
-from edged.printing.transports import JobMeta, Status
+from edged.printing.transports import JobMeta, Status, make_transport
 from edged.sinqro.models import parse_order
 from edged.state import BoxState
 
@@ -82,7 +82,9 @@ class Box:
     async def start(self, patch: Callable[[Spooler], None] | None = None) -> Box:
         self.journal = await Journal.open(self.path, watch_interval=0.05)
         box = BoxConfig(state_dir=str(self.tmp_path), language="en")
-        self.spooler = Spooler(self.printers, self.journal, self.state, box)
+        self.spooler = Spooler(
+            self.printers, self.journal, self.state, box, transports=make_transport
+        )
         if patch is not None:
             patch(self.spooler)
         self.task = asyncio.create_task(self.spooler.run(), name="spooler")

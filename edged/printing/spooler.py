@@ -19,6 +19,15 @@ printer, if it has one.
 After an outage there is no paper flood: an order that became final meanwhile (cancelled,
 finished) is skipped, one whose execution time has passed prints under a LATE banner, and
 the queue prints oldest first.
+
+Tickets are rendered off the event loop, each on a thread of its own. An order too big to
+be a real one (more than :data:`HEAVY_ORDER` bytes) may take a while to render even with
+its lines capped: the tickets queued behind it print meanwhile, and it prints when ready.
+
+Who takes what: a printer takes the order types in its ``order_types``; an order of a type
+the box does not know goes to every printer that takes ``"other"``. When an accepted
+delay moves the time of an order whose ticket is already out, printers with
+``update_slip`` print an UPDATED slip with the new time.
 """
 
 from __future__ import annotations
@@ -40,17 +49,33 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Journal, JournalError, StoredOrder, Tx
 from edged.printing import codepages
-from edged.printing.escpos import EncoderSettings, encode
-from edged.printing.settings import PrinterConfig, check_printers
+from edged.printing.escpos import EncoderSettings
+from edged.printing.jobs import (
+    MAX_TEXT_LINE,
+    MAX_TEXT_LINES,
+    REQUEST_KINDS,
+    Job,
+    PrintRefused,
+    append_print_request,
+    reprint_refusal,
+)
+from edged.printing.output import ticket_bytes
+from edged.printing.settings import (
+    PrinterConfig,
+    check_printers,
+    order_type_key,
+)
 from edged.printing.ticket import (
     Ticket,
     TicketOptions,
     cancel_slip,
     is_late,
     order_ticket,
+    parse_time,
     printer_test_ticket,
     status_slip,
     text_ticket,
+    updated_slip,
 )
 from edged.printing.transports import (
     NOT_READY,
@@ -61,56 +86,45 @@ from edged.printing.transports import (
     PrinterError,
     Status,
     Transport,
-    make_transport,
+    TransportFactory,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING
+from edged.sinqro.models import CANCELLED_STATUSES, WAITING, Order, parse_order
 from edged.state import BoxState
+
+__all__ = [
+    "REQUEST_KINDS",
+    "Job",
+    "PrintRefused",
+    "Spooler",
+    "append_print_request",
+    "columns_for",
+]
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "spooler"
 BATCH = 256
-REQUEST_KINDS = ("reprint", "test", "text")
 # A spooler that meets an old journal (first start, printer added later) must not print
 # the whole history: orders the box has known for longer than this are not printed.
 STALE_AFTER = 12 * 3600.0
-MAX_TEXT_LINES = 200
-MAX_TEXT_LINE = 500
 FIRST_RETRY = 0.5
 TICKET_KINDS = ("order", "reprint")
+# Kinds whose printed time is remembered, to notice when an accepted delay moves it.
+TIMED_KINDS = ("order", "reprint", "updated")
+# An order payload above this many bytes may render slowly: younger jobs overtake it.
+HEAVY_ORDER = 64 * 1024
+LOOKAHEAD = 4  # queued jobs per printer rendered ahead
 
 
 @dataclass(frozen=True)
-class Job:
-    """A ``print_jobs`` row."""
+class Rendered:
+    """A job made ready to send: its ticket and bytes, or why it is not printed."""
 
-    id: int
-    printer: str
-    origin: str
-    kind: str
-    order_id: int | None
-    event_seq: int
-    params: dict[str, Any]
-    state: str
-    reprint: bool
-    attempts: int
-    created: float
-
-    @classmethod
-    def from_row(cls, row: Any) -> Job:
-        return cls(
-            id=row["id"],
-            printer=row["printer"],
-            origin=row["origin"],
-            kind=row["kind"],
-            order_id=row["order_id"],
-            event_seq=row["event_seq"],
-            params=json.loads(row["params"]),
-            state=row["state"],
-            reprint=bool(row["reprint"]),
-            attempts=row["attempts"],
-            created=row["created"],
-        )
+    ticket: Ticket | None = None
+    data: bytes = b""
+    execution_time: str = ""
+    skip: str | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -127,6 +141,7 @@ class _Printer:
     down_since: float | None = None  # monotonic time of the first failure in a row
     failed_over: bool = False
     executor_closed: bool = False
+    renders: dict[int, asyncio.Future[Rendered]] = field(default_factory=dict)
 
 
 def _executor(name: str) -> ThreadPoolExecutor:
@@ -140,34 +155,19 @@ def columns_for(config: PrinterConfig) -> int:
         return config.columns
     if config.paper_width == 58:
         return 32
-    return codepages.get_profile(config.profile).columns_font_a or 42
+    return codepages.get_profile(config.profile, config.command_set).columns_font_a or 42
 
 
-async def append_print_request(
-    journal: Journal,
-    kind: str,
-    *,
-    source: str,
-    order_id: int | None = None,
-    printer: str | None = None,
-    lines: list[str] | None = None,
-) -> Event:
-    """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
-    a ``test`` page on ``printer``, or free ``text`` lines. Returns the journal event."""
-    if kind not in REQUEST_KINDS:
-        raise ValueError(f"unknown print request {kind!r}")
-    if kind == "reprint" and order_id is None:
-        raise ValueError("a reprint needs an order id")
-    if kind == "test" and not printer:
-        raise ValueError("a test print needs a printer name")
-    data: dict[str, Any] = {"kind": kind, "source": source}
-    if order_id is not None:
-        data["order_id"] = order_id
-    if printer:
-        data["printer"] = printer
-    if kind == "text":
-        data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
-    return await journal.append_event(ev.PRINT_REQUESTED, order_id, data)
+def encoder_for(config: PrinterConfig) -> EncoderSettings:
+    """What the encoder needs to know about one configured printer."""
+    return EncoderSettings(
+        codepages.resolve(config.profile, config.code_page, config.command_set),
+        codepages.get_profile(config.profile, config.command_set),
+        config.paper_width,
+        config.cut,
+        config.render,
+        config.command_set,
+    )
 
 
 class Spooler:
@@ -179,27 +179,34 @@ class Spooler:
         journal: Journal,
         state: BoxState,
         box: BoxConfig,
+        *,
+        transports: TransportFactory,
     ) -> None:
+        """``transports`` builds each printer's transport (the composition root passes
+        :func:`edged.printing.transports.make_transport`)."""
         check_printers(printers)
         self.journal = journal
         self.state = state
         self.box = box
         self._printers: dict[str, _Printer] = {}
+        # One short-lived thread per ticket being rendered: a huge order never holds
+        # back the render of the next one, on any printer.
+        self._render_pool = ThreadPoolExecutor(
+            max_workers=2 + LOOKAHEAD * len(printers), thread_name_prefix="ticket-render"
+        )
         for config in printers:
-            code_page = codepages.resolve(config.profile, config.code_page)
-            profile = codepages.get_profile(config.profile)
+            encoder = encoder_for(config)
             columns = columns_for(config)
-            transport = make_transport(
-                config.uri,
-                config.timeout,
+            transport = transports(
+                config,
                 base_dir=Path(box.state_dir),
-                codec=code_page.codec,
+                codec=encoder.code_page.codec,
                 columns=columns,
             )
             self._printers[config.name] = _Printer(
                 config=config,
                 transport=transport,
-                encoder=EncoderSettings(code_page, profile, config.paper_width, config.cut),
+                encoder=encoder,
                 columns=columns,
                 executor=_executor(config.name),
             )
@@ -366,9 +373,19 @@ class Spooler:
             return
         status = str(event.data.get("status", order.status))
         stale = tx.now - order.first_seen > STALE_AFTER
+        kind = order_type_key(order.type)
+        if kind != order.type:
+            takers = [n for n, p in self._printers.items() if kind in p.config.order_types]
+            log.warning(
+                "spooler: order %d has a type the box does not know (%r); printing it on "
+                "the printers that take 'other': %s",
+                order.id,
+                order.type[:40],
+                ", ".join(takers) or "none",
+            )
         for name, printer in self._printers.items():
             config = printer.config
-            if order.type not in config.order_types:
+            if kind not in config.order_types:
                 continue
             if config.print_on == "accepted" and (status == WAITING or order.is_final):
                 continue
@@ -391,8 +408,15 @@ class Spooler:
         live = ("queued", "sending", "done")
         for name, printer in self._printers.items():
             config = printer.config
-            if order.type not in config.order_types:
+            if order_type_key(order.type) not in config.order_types:
                 continue
+            previous = self._moved_since_printed(tx, name, order) if config.update_slip else None
+            if (
+                previous is not None
+                and not order.is_final
+                and self._add(tx, name, "updated", event, {"previous": previous})
+            ):
+                touched.add(name)
             has_ticket = self._has_ticket(tx, name, order.id, live)
             if status in CANCELLED_STATUSES:
                 if (
@@ -417,6 +441,24 @@ class Spooler:
             ):
                 touched.add(name)
 
+    def _moved_since_printed(self, tx: Tx, origin: str, order: StoredOrder) -> str | None:
+        """The time the last ticket (or UPDATED slip) of ``order`` from ``origin`` showed,
+        when the order now has another one; None when nothing moved or nothing is out."""
+        row = tx.execute(
+            "SELECT state, params FROM print_jobs WHERE order_id = ? AND origin = ?"
+            " AND kind IN ('order', 'reprint', 'updated') AND state IN ('queued', 'sending',"
+            " 'done') ORDER BY id DESC LIMIT 1",
+            (order.id, origin),
+        ).fetchone()
+        if row is None or row["state"] != "done":
+            return None  # nothing out yet, or the ticket still to print shows the new time
+        printed = json.loads(row["params"]).get("execution_time")
+        before = parse_time(printed)
+        now = parse_time(order.execution_time)
+        if before is None or now is None or before.replace(second=0) == now.replace(second=0):
+            return None
+        return str(printed)
+
     def _plan_request(self, tx: Tx, event: Event, touched: set[str]) -> None:
         data = event.data
         kind = data.get("kind")
@@ -429,6 +471,10 @@ class Spooler:
             order = tx.get_order(event.order_id) if event.order_id is not None else None
             if order is None:
                 self._refuse(tx, event, "reprint", wanted or "", "order not in the journal")
+                return
+            refused = reprint_refusal(tx, order.id)
+            if refused is not None:
+                self._refuse(tx, event, "reprint", wanted or "", refused)
                 return
             targets = [wanted] if wanted else self._reprint_targets(tx, order)
             for name in targets:
@@ -458,7 +504,8 @@ class Spooler:
         printed = [n for n in self._printers if self._has_ticket(tx, n, order.id, ("done",))]
         if printed:
             return printed
-        takers = [n for n, p in self._printers.items() if order.type in p.config.order_types]
+        kind = order_type_key(order.type)
+        takers = [n for n, p in self._printers.items() if kind in p.config.order_types]
         return takers or list(self._printers)[:1]
 
     def _refuse(self, tx: Tx, event: Event, kind: str, printer: str, reason: str) -> None:
@@ -471,14 +518,17 @@ class Spooler:
 
     # -- printing --------------------------------------------------------------------------
 
-    async def _next_job(self, name: str) -> Job | None:
-        def run(tx: Tx) -> Job | None:
-            row = tx.execute(
-                "SELECT * FROM print_jobs WHERE printer = ? AND state IN ('queued', 'sending')"
-                " ORDER BY id LIMIT 1",
-                (name,),
-            ).fetchone()
-            return Job.from_row(row) if row else None
+    async def _queued(self, name: str) -> list[Job]:
+        """The next few jobs of printer ``name``, oldest first, with their order's size."""
+
+        def run(tx: Tx) -> list[Job]:
+            rows = tx.execute(
+                "SELECT j.*, length(o.payload) AS payload_size FROM print_jobs j"
+                " LEFT JOIN orders o ON o.id = j.order_id"
+                " WHERE j.printer = ? AND j.state IN ('queued', 'sending') ORDER BY j.id LIMIT ?",
+                (name, LOOKAHEAD),
+            ).fetchall()
+            return [Job.from_row(r) for r in rows]
 
         return await self.journal.transaction(run)
 
@@ -489,20 +539,25 @@ class Spooler:
         while True:
             printer.wake.clear()
             try:
-                job = await self._next_job(name)
+                jobs = await self._queued(name)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 await asyncio.sleep(delay)
                 continue
-            if job is None:
+            self._forget_renders(printer, jobs)
+            if not jobs:
                 await self._idle(printer, first)
                 first = False
                 continue
             first = False
             if printer.down_since is not None and await self._maybe_fail_over(printer):
                 continue
+            job = await self._next_ready(printer, jobs)
+            if job is None:
+                continue  # woken: the queue changed while renders were under way
+            rendered = printer.renders.pop(job.id).result()
             try:
-                ok = await self._print(printer, job)
+                ok = await self._print(printer, job, rendered)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 ok = False
@@ -511,6 +566,39 @@ class Spooler:
             else:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, printer.config.retry_max)
+
+    def _forget_renders(self, printer: _Printer, jobs: list[Job]) -> None:
+        keep = {job.id for job in jobs}
+        for job_id in [j for j in printer.renders if j not in keep]:
+            printer.renders.pop(job_id)  # moved to a backup or closed: its thread just ends
+
+    async def _next_ready(self, printer: _Printer, jobs: list[Job]) -> Job | None:
+        """The job to print next: the oldest, unless it is a heavy order still rendering,
+        which the jobs behind it may overtake. None when woken before any was ready."""
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            if job.id not in printer.renders:
+                payload = await self._payload(job.order_id)
+                printer.renders[job.id] = loop.run_in_executor(
+                    self._render_pool, self._render, printer, job, payload
+                )
+        waiting: list[asyncio.Future[Rendered]] = []
+        for job in jobs:
+            future = printer.renders[job.id]
+            if future.done():
+                return job
+            waiting.append(future)
+            if job.payload_size <= HEAVY_ORDER:
+                break  # an ordinary job keeps its place in the queue
+        if len(waiting) == 1 and jobs[0].payload_size <= HEAVY_ORDER:
+            await asyncio.wait(waiting)  # renders in milliseconds: not worth a wake-up
+            return jobs[0]
+        wake: asyncio.Future[Any] = asyncio.ensure_future(printer.wake.wait())
+        try:
+            await asyncio.wait([*waiting, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+        return next((j for j in jobs if printer.renders[j.id].done()), None)
 
     async def _idle(self, printer: _Printer, first: bool) -> None:
         """Wait for work; poll health meanwhile (often while down, to notice recovery)."""
@@ -564,35 +652,25 @@ class Spooler:
             self._printers[backup].wake.set()
         return moved > 0
 
-    async def _print(self, printer: _Printer, job: Job) -> bool:
-        """Print one job; False when the printer could not take it (retry later)."""
+    async def _print(self, printer: _Printer, job: Job, rendered: Rendered) -> bool:
+        """Print one rendered job; False when the printer could not take it (retry later)."""
         name = printer.config.name
-        order = await self.journal.get_order(job.order_id) if job.order_id is not None else None
-        skip = self._skip_reason(job, order)
-        if (
-            skip is None
-            and job.kind in ("cancel", "status")
-            and job.order_id is not None
-            and not await self._ticket_done(job.origin, job.order_id)
-        ):
-            skip = "its order ticket was never printed"
+        skip = rendered.skip or await self._skip_now(job)
         if skip is not None:
             log.info("printer %s: job %d (%s) skipped: %s", name, job.id, job.kind, skip)
             await self._close(job, "skipped", skip)
             return True
-        try:
-            ticket = self._ticket(printer, job, order)
-            data = encode(ticket, printer.encoder, self._copies(job))
-        except Exception as exc:  # a bug or a payload we cannot render: never block the queue
-            log.exception("printer %s: cannot render job %d", name, job.id)
-            await self._close(job, "failed", f"cannot render: {exc}")
+        if rendered.ticket is None:
+            log.error("printer %s: cannot render job %d: %s", name, job.id, rendered.error)
+            await self._close(job, "failed", f"cannot render: {rendered.error}")
             return True
+        ticket = rendered.ticket
         await self._set_state(job, "sending")
         meta = JobMeta(job.id, ticket.kind, job.order_id)
         loop = asyncio.get_running_loop()
         try:
             seen = await loop.run_in_executor(
-                printer.executor, printer.transport.deliver, data, meta
+                printer.executor, printer.transport.deliver, rendered.data, meta
             )
         except NotReady as exc:
             await self._set_state(job, "queued", error=str(exc))
@@ -602,7 +680,7 @@ class Spooler:
             await self._set_state(job, "queued", error=str(exc), reprint=exc.partial)
             await self._down(printer, Status(OFFLINE, str(exc)))
             return False
-        await self._close(job, "done", None, ticket=ticket)
+        await self._close(job, "done", None, ticket=ticket, execution_time=rendered.execution_time)
         of_order = f" for order {job.order_id}" if job.order_id else ""
         log.info("printer %s: printed %s%s (job %d)", name, ticket.kind, of_order, job.id)
         if printer.down_since is not None:
@@ -612,34 +690,76 @@ class Spooler:
         await self._set_health(printer, seen)
         return True
 
+    async def _skip_now(self, job: Job) -> str | None:
+        """Why a rendered job must not print after all (its order moved on meanwhile)."""
+        if job.order_id is None:
+            return None
+        order_id = job.order_id
+
+        def run(tx: Tx) -> str | None:
+            row = tx.execute(
+                "SELECT status, is_final FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
+            if row is None:
+                return "order not in the journal"
+            reason = self._skip_reason(job, str(row["status"]), bool(row["is_final"]))
+            if (
+                reason is None
+                and job.kind in ("cancel", "status", "updated")
+                and not self._has_ticket(tx, job.origin, order_id, ("done",))
+            ):
+                reason = "its order ticket was never printed"
+            return reason
+
+        return await self.journal.transaction(run)
+
     def _copies(self, job: Job) -> int:
         if job.kind in ("order", "reprint"):
             origin = self._printers.get(job.origin)
             return origin.config.copies if origin else 1
         return 1
 
-    def _skip_reason(self, job: Job, order: StoredOrder | None) -> str | None:
+    def _skip_reason(self, job: Job, status: str, is_final: bool) -> str | None:
         if job.kind in ("test", "text"):
             return None
-        if order is None:
-            return "order not in the journal"
-        if job.kind == "order" and order.is_final:
-            return f"order became {order.status} before it printed"
-        if job.kind == "status" and order.is_final:
-            return f"order already {order.status}"
+        if job.kind in ("order", "updated") and is_final:
+            return f"order became {status} before it printed"
+        if job.kind == "status" and is_final:
+            return f"order already {status}"
         return None
 
-    async def _ticket_done(self, origin: str, order_id: int) -> bool:
-        def run(tx: Tx) -> bool:
-            return self._has_ticket(tx, origin, order_id, ("done",))
+    # -- rendering (on a render thread) ----------------------------------------------------
+
+    async def _payload(self, order_id: int | None) -> str | None:
+        """The order's stored JSON text, undecoded (decoding a big one is render work)."""
+        if order_id is None:
+            return None
+
+        def run(tx: Tx) -> str | None:
+            row = tx.execute("SELECT payload FROM orders WHERE id = ?", (order_id,)).fetchone()
+            return str(row["payload"]) if row is not None else None
 
         return await self.journal.transaction(run)
 
-    def _ticket(self, printer: _Printer, job: Job, order: StoredOrder | None) -> Ticket:
+    def _render(self, printer: _Printer, job: Job, payload: str | None) -> Rendered:
+        """Decode, lay out and encode one job. Runs on a render thread: never on the loop."""
+        try:
+            order: Order | None = None
+            if job.order_id is not None:
+                if payload is None:
+                    return Rendered(skip="order not in the journal")
+                order = parse_order(json.loads(payload))
+            ticket = self._ticket(printer, job, order)
+            data = ticket_bytes(ticket, printer.encoder, self._copies(job))
+            return Rendered(ticket, data, order.execution_time if order is not None else "")
+        except Exception as exc:  # a bug or a payload we cannot render: never block the queue
+            log.exception("printer %s: cannot render job %d", printer.config.name, job.id)
+            return Rendered(error=f"{type(exc).__name__}: {exc}")
+
+    def _ticket(self, printer: _Printer, job: Job, order: Order | None) -> Ticket:
         """Render with the origin printer's layout and this printer's paper and code page."""
         origin = self._printers.get(job.origin, printer).config
         now = datetime.now(UTC)
-        parsed = order.order if order is not None else None
         opts = TicketOptions(
             columns=printer.columns,
             language=self.box.language,
@@ -647,15 +767,18 @@ class Spooler:
             qr_tracking=origin.qr_tracking,
             logo=origin.logo,
             reprint=job.reprint or job.kind == "reprint",
-            late=job.kind == "order" and parsed is not None and is_late(parsed, now),
+            late=job.kind == "order" and order is not None and is_late(order, now),
             backup_for=job.origin if job.origin != printer.config.name else "",
+            currency=self.box.currency,
         )
-        if job.kind in TICKET_KINDS and parsed is not None:
-            return order_ticket(parsed, opts)
-        if job.kind == "cancel" and parsed is not None:
-            return cancel_slip(parsed, str(job.params.get("status", "")), opts, now)
-        if job.kind == "status" and parsed is not None:
-            return status_slip(parsed, str(job.params.get("status", "")), opts, now)
+        if job.kind in TICKET_KINDS and order is not None:
+            return order_ticket(order, opts)
+        if job.kind == "cancel" and order is not None:
+            return cancel_slip(order, str(job.params.get("status", "")), opts, now)
+        if job.kind == "status" and order is not None:
+            return status_slip(order, str(job.params.get("status", "")), opts, now)
+        if job.kind == "updated" and order is not None:
+            return updated_slip(order, str(job.params.get("previous", "")), opts, now)
         if job.kind == "test":
             code_page = printer.encoder.code_page.name
             return printer_test_ticket(printer.config.name, self.box.name, code_page, opts, now)
@@ -679,17 +802,37 @@ class Spooler:
         await self.journal.transaction(run)
 
     async def _close(
-        self, job: Job, state: str, reason: str | None, ticket: Ticket | None = None
+        self,
+        job: Job,
+        state: str,
+        reason: str | None,
+        ticket: Ticket | None = None,
+        execution_time: str = "",
     ) -> None:
-        await self.journal.transaction(lambda tx: self._close_job(tx, job, state, reason, ticket))
+        await self.journal.transaction(
+            lambda tx: self._close_job(tx, job, state, reason, ticket, execution_time)
+        )
 
     def _close_job(
-        self, tx: Tx, job: Job, state: str, reason: str | None, ticket: Ticket | None = None
+        self,
+        tx: Tx,
+        job: Job,
+        state: str,
+        reason: str | None,
+        ticket: Ticket | None = None,
+        execution_time: str = "",
     ) -> None:
         tx.execute(
             "UPDATE print_jobs SET state = ?, error = ?, updated = ? WHERE id = ?",
             (state, reason, tx.now, job.id),
         )
+        if state == "done" and job.kind in TIMED_KINDS and execution_time:
+            # The time this ticket showed: an accepted delay that moves it prints UPDATED.
+            params = {**job.params, "execution_time": execution_time}
+            tx.execute(
+                "UPDATE print_jobs SET params = ? WHERE id = ?",
+                (json.dumps(params, ensure_ascii=False), job.id),
+            )
         if state == "done":
             data: dict[str, Any] = {
                 "printer": job.printer,

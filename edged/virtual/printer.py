@@ -164,7 +164,10 @@ def render_png(paper: Paper, columns: int, path: Path) -> None:
     cell_w = max(6, round((right - left) / 10))
     cell_h = max(10, round(FONT_SIZE * 1.25))
     # A raster ticket is as wide as the printer's head: show it dot for dot, not shrunk.
-    widest = max((item[1][0] * 8 for item in paper.items if _is_image(item)), default=0)
+    widest = max(
+        (it[1][0] * 8 for it in paper.items if not isinstance(it, PaperLine) and it[0] == "image"),
+        default=0,
+    )
     page_w = max(columns * cell_w, widest) + 2 * MARGIN
     blocks: list[Image.Image] = []
     for item in paper.items:
@@ -202,10 +205,6 @@ def render_png(paper: Paper, columns: int, path: Path) -> None:
         page.paste(block, (MARGIN, y))
         y += block.height
     page.save(path, format="PNG", optimize=True)
-
-
-def _is_image(item: PaperLine | tuple[str, Any]) -> bool:
-    return not isinstance(item, PaperLine) and item[0] == "image"
 
 
 def _centered(img: Any, width: int) -> Any:

@@ -2,9 +2,10 @@
 
 One module per backend, side by side, all built on :class:`~.base.Transport`:
 ``tcp`` (network, port 9100), ``usb`` (usblp), ``serial``, ``file`` (a device file) and
-``virtual`` (the null printer: text and PNG files). :func:`make_transport` is the one place
-that picks a backend from a printer's config; the composition root hands it to the
-spooler, nothing else chooses.
+``virtual`` (the null printer: text and PNG files). How a printer is asked for its
+health is its command set's dialect: ESC/POS ``DLE EOT`` (``base``) or Star's ASB
+(``asb``). :func:`make_transport` is the one place that picks a backend from a printer's
+config; the composition root hands it to the spooler, nothing else chooses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edged.printing.settings import PrinterConfig
-from edged.printing.star import STAR_STATUS
+from edged.printing.transports.asb import STAR_STATUS
 from edged.printing.transports.base import (
     COVER_OPEN,
     ESCPOS_STATUS,

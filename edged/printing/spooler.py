@@ -666,7 +666,7 @@ class Spooler:
             return True
         ticket = rendered.ticket
         await self._set_state(job, "sending")
-        meta = JobMeta(job.id, ticket.kind, job.order_id)
+        meta = JobMeta(job.id, ticket.kind, job.order_id, ticket.plain_text())
         loop = asyncio.get_running_loop()
         try:
             seen = await loop.run_in_executor(

@@ -45,6 +45,7 @@ from edged.journal.events import Event
 from edged.journal.store import StoredOrder
 from edged.orders import CommandRefused
 from edged.panel.settings import PanelConfig
+from edged.printing.jobs import PrintRefused
 from edged.printing.settings import PrinterConfig
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import MAX_ID, OrderAction, PayloadError, decode_json
@@ -1257,7 +1258,10 @@ class WebServer:
             return _json(
                 {"ok": False, "code": "UNKNOWN_PRINTER", "message": "no such printer"}, 400
             )
-        await _maybe_await(spooler.request_reprint(order_id, printer, source="web"))
+        try:
+            await _maybe_await(spooler.request_reprint(order_id, printer, source="web"))
+        except PrintRefused as exc:
+            return _json({"ok": False, "code": "REPRINT_LIMIT", "message": str(exc)}, 429)
         return _json({"ok": True})
 
     async def api_ack(self, request: web.Request) -> web.StreamResponse:

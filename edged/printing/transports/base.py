@@ -50,6 +50,7 @@ class JobMeta:
     job_id: int
     kind: str
     order_id: int | None
+    text: str = ""  # the ticket's text, for a printer that keeps a copy (the virtual one)
 
 
 class PrinterError(RuntimeError):

@@ -29,7 +29,7 @@ from edged.printing.transports.base import (
     Status,
     Transport,
 )
-from edged.virtual.printer import interpret, render_png
+from edged.virtual.printer import PaperLine, interpret, render_png
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,11 @@ class VirtualTransport(Transport):
         render_png(paper, self.columns, tmp_png)
         os.replace(tmp_png, png)
         tmp_txt = txt.with_suffix(".txt.tmp")
-        tmp_txt.write_text(paper.text() + "\n", encoding="utf-8")
+        text = paper.text()
+        if meta.text and not any(isinstance(item, PaperLine) and item.text for item in paper.items):
+            # A ticket printed as a picture has no text in its bytes: keep the ticket's own.
+            text = "[raster]\n" + meta.text
+        tmp_txt.write_text(text + "\n", encoding="utf-8")
         os.replace(tmp_txt, txt)
         log.info("virtual printer: wrote %s", txt.name)
         return txt, png

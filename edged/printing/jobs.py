@@ -65,26 +65,31 @@ class Job:
         )
 
 
-def reprint_refusal(tx: Tx, order_id: int) -> str | None:
+def reprint_refusal(tx: Tx, order_id: int, before: int | None = None) -> str | None:
     """Why a reprint of ``order_id`` may not be printed now (None: it may).
 
-    Counts reprint requests already planned (one per request, whatever the number of
-    printers), so it holds across processes and restarts.
+    Counts the reprint requests in the journal (those before event ``before`` when the
+    spooler checks one it is planning), so it holds across processes and restarts, and a
+    flood goes on being refused for as long as it lasts.
     """
+    last = before if before is not None else 2**63 - 1
+    reprint = "kind = 'print.requested' AND json_extract(data, '$.kind') = 'reprint'"
     for_order = tx.execute(
-        "SELECT COUNT(DISTINCT event_seq) FROM print_jobs WHERE order_id = ? AND kind = 'reprint'",
-        (order_id,),
+        f"SELECT COUNT(*) FROM events WHERE order_id = ? AND seq < ? AND {reprint}",
+        (order_id, last),
     ).fetchone()[0]
     if for_order >= MAX_REPRINTS_PER_ORDER:
         return f"order {order_id} was already reprinted {for_order} times (the limit)"
+    # Events are appended in time order: the last minute is the tail of the log.
+    older = tx.execute(
+        "SELECT seq FROM events WHERE ts <= ? ORDER BY seq DESC LIMIT 1", (tx.now - 60.0,)
+    ).fetchone()
     recent = tx.execute(
-        "SELECT COUNT(DISTINCT event_seq) FROM print_jobs WHERE kind = 'reprint' AND created > ?",
-        (tx.now - 60.0,),
+        f"SELECT COUNT(*) FROM events WHERE seq > ? AND seq < ? AND {reprint}",
+        (older[0] if older else 0, last),
     ).fetchone()[0]
     if recent >= MAX_REPRINTS_PER_MINUTE:
-        return (
-            f"{recent} reprints in the last minute (at most {MAX_REPRINTS_PER_MINUTE}); try later"
-        )
+        return f"{recent} reprints asked in the last minute (at most {MAX_REPRINTS_PER_MINUTE})"
     return None
 
 

@@ -472,7 +472,7 @@ class Spooler:
             if order is None:
                 self._refuse(tx, event, "reprint", wanted or "", "order not in the journal")
                 return
-            refused = reprint_refusal(tx, order.id)
+            refused = reprint_refusal(tx, order.id, before=event.seq)
             if refused is not None:
                 self._refuse(tx, event, "reprint", wanted or "", refused)
                 return

@@ -518,17 +518,21 @@ class Spooler:
 
     # -- printing --------------------------------------------------------------------------
 
-    async def _queued(self, name: str) -> list[Job]:
-        """The next few jobs of printer ``name``, oldest first, with their order's size."""
+    async def _queued(self, name: str) -> tuple[list[Job], dict[int, str]]:
+        """The next few jobs of printer ``name``, oldest first, with their order's size,
+        and the JSON of their orders when small (job id → text)."""
 
-        def run(tx: Tx) -> list[Job]:
+        def run(tx: Tx) -> tuple[list[Job], dict[int, str]]:
             rows = tx.execute(
-                "SELECT j.*, length(o.payload) AS payload_size FROM print_jobs j"
-                " LEFT JOIN orders o ON o.id = j.order_id"
+                "SELECT j.*, length(o.payload) AS payload_size,"
+                " CASE WHEN length(o.payload) <= ? THEN o.payload END AS payload"
+                " FROM print_jobs j LEFT JOIN orders o ON o.id = j.order_id"
                 " WHERE j.printer = ? AND j.state IN ('queued', 'sending') ORDER BY j.id LIMIT ?",
-                (name, LOOKAHEAD),
+                (HEAVY_ORDER, name, LOOKAHEAD),
             ).fetchall()
-            return [Job.from_row(r) for r in rows]
+            # Ordinary orders come with the jobs: one journal hop less on the hot path.
+            payloads = {r["id"]: str(r["payload"]) for r in rows if r["payload"] is not None}
+            return [Job.from_row(r) for r in rows], payloads
 
         return await self.journal.transaction(run)
 
@@ -539,7 +543,7 @@ class Spooler:
         while True:
             printer.wake.clear()
             try:
-                jobs = await self._queued(name)
+                jobs, payloads = await self._queued(name)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 await asyncio.sleep(delay)
@@ -552,7 +556,7 @@ class Spooler:
             first = False
             if printer.down_since is not None and await self._maybe_fail_over(printer):
                 continue
-            job = await self._next_ready(printer, jobs)
+            job = await self._next_ready(printer, jobs, payloads)
             if job is None:
                 continue  # woken: the queue changed while renders were under way
             rendered = printer.renders.pop(job.id).result()
@@ -572,13 +576,17 @@ class Spooler:
         for job_id in [j for j in printer.renders if j not in keep]:
             printer.renders.pop(job_id)  # moved to a backup or closed: its thread just ends
 
-    async def _next_ready(self, printer: _Printer, jobs: list[Job]) -> Job | None:
+    async def _next_ready(
+        self, printer: _Printer, jobs: list[Job], payloads: dict[int, str]
+    ) -> Job | None:
         """The job to print next: the oldest, unless it is a heavy order still rendering,
         which the jobs behind it may overtake. None when woken before any was ready."""
         loop = asyncio.get_running_loop()
         for job in jobs:
             if job.id not in printer.renders:
-                payload = await self._payload(job.order_id)
+                payload = payloads.get(job.id)
+                if payload is None:
+                    payload = await self._payload(job.order_id)
                 printer.renders[job.id] = loop.run_in_executor(
                     self._render_pool, self._render, printer, job, payload
                 )
@@ -655,7 +663,7 @@ class Spooler:
     async def _print(self, printer: _Printer, job: Job, rendered: Rendered) -> bool:
         """Print one rendered job; False when the printer could not take it (retry later)."""
         name = printer.config.name
-        skip = rendered.skip or await self._skip_now(job)
+        skip = rendered.skip or await self._start_sending(job)
         if skip is not None:
             log.info("printer %s: job %d (%s) skipped: %s", name, job.id, job.kind, skip)
             await self._close(job, "skipped", skip)
@@ -665,7 +673,6 @@ class Spooler:
             await self._close(job, "failed", f"cannot render: {rendered.error}")
             return True
         ticket = rendered.ticket
-        await self._set_state(job, "sending")
         meta = JobMeta(job.id, ticket.kind, job.order_id, ticket.plain_text())
         loop = asyncio.get_running_loop()
         try:
@@ -690,26 +697,29 @@ class Spooler:
         await self._set_health(printer, seen)
         return True
 
-    async def _skip_now(self, job: Job) -> str | None:
-        """Why a rendered job must not print after all (its order moved on meanwhile)."""
-        if job.order_id is None:
-            return None
+    async def _start_sending(self, job: Job) -> str | None:
+        """Mark the job ``sending`` (committed before the first byte goes out), unless its
+        order moved on since it was rendered: then say why it must not print."""
         order_id = job.order_id
 
         def run(tx: Tx) -> str | None:
-            row = tx.execute(
-                "SELECT status, is_final FROM orders WHERE id = ?", (order_id,)
-            ).fetchone()
-            if row is None:
-                return "order not in the journal"
-            reason = self._skip_reason(job, str(row["status"]), bool(row["is_final"]))
-            if (
-                reason is None
-                and job.kind in ("cancel", "status", "updated")
-                and not self._has_ticket(tx, job.origin, order_id, ("done",))
-            ):
-                reason = "its order ticket was never printed"
-            return reason
+            if order_id is not None:
+                row = tx.execute(
+                    "SELECT status, is_final FROM orders WHERE id = ?", (order_id,)
+                ).fetchone()
+                if row is None:
+                    return "order not in the journal"
+                reason = self._skip_reason(job, str(row["status"]), bool(row["is_final"]))
+                if (
+                    reason is None
+                    and job.kind in ("cancel", "status", "updated")
+                    and not self._has_ticket(tx, job.origin, order_id, ("done",))
+                ):
+                    reason = "its order ticket was never printed"
+                if reason is not None:
+                    return reason
+            self._update_state(tx, job, "sending")
+            return None
 
         return await self.journal.transaction(run)
 
@@ -792,14 +802,18 @@ class Spooler:
     async def _set_state(
         self, job: Job, state: str, *, error: str | None = None, reprint: bool = False
     ) -> None:
-        def run(tx: Tx) -> None:
-            tx.execute(
-                "UPDATE print_jobs SET state = ?, error = ?, updated = ?,"
-                " attempts = attempts + ?, reprint = MAX(reprint, ?) WHERE id = ?",
-                (state, error, tx.now, int(state == "sending"), int(reprint), job.id),
-            )
+        await self.journal.transaction(
+            lambda tx: self._update_state(tx, job, state, error=error, reprint=reprint)
+        )
 
-        await self.journal.transaction(run)
+    def _update_state(
+        self, tx: Tx, job: Job, state: str, *, error: str | None = None, reprint: bool = False
+    ) -> None:
+        tx.execute(
+            "UPDATE print_jobs SET state = ?, error = ?, updated = ?,"
+            " attempts = attempts + ?, reprint = MAX(reprint, ?) WHERE id = ?",
+            (state, error, tx.now, int(state == "sending"), int(reprint), job.id),
+        )
 
     async def _close(
         self,

@@ -17,7 +17,8 @@ from printer_standin import REPLIES, TcpPrinter
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
 from edged.printing.settings import PrinterConfig, parse_uri
-from edged.printing.ticket import TicketOptions, text_ticket
+from edged.printing.slips import text_ticket
+from edged.printing.ticket import TicketOptions
 from edged.printing.transports import (
     JobMeta,
     NotReady,

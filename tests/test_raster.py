@@ -21,7 +21,8 @@ from PIL import Image, ImageChops
 from edged.printing import codepages, raster
 from edged.printing.escpos import BAND_ROWS, EncoderSettings, raster_bands
 from edged.printing.output import needs_picture, ticket_bytes
-from edged.printing.ticket import TicketOptions, order_ticket, text_ticket
+from edged.printing.slips import text_ticket
+from edged.printing.ticket import TicketOptions, order_ticket
 from edged.sinqro.models import parse_order
 
 EXAMPLES = Path(__file__).parent.parent / "edged" / "simulator" / "data" / "examples.json"

@@ -21,16 +21,14 @@ from edged.configtools import ConfigError, build
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode, encode_text
 from edged.printing.settings import PrinterConfig, parse_uri
-from edged.printing.ticket import (
-    MAX_TICKET_LINES,
-    TicketOptions,
+from edged.printing.slips import (
     cancel_slip,
-    order_ticket,
     printer_test_ticket,
     status_slip,
     text_ticket,
     updated_slip,
 )
+from edged.printing.ticket import MAX_TICKET_LINES, TicketOptions, order_ticket
 from edged.sinqro.models import Order, parse_order
 
 EXAMPLES = Path(__file__).parent.parent / "edged" / "simulator" / "data" / "examples.json"

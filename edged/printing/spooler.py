@@ -24,10 +24,8 @@ Tickets are rendered off the event loop, each on a thread of its own. An order t
 be a real one (more than :data:`HEAVY_ORDER` bytes) may take a while to render even with
 its lines capped: the tickets queued behind it print meanwhile, and it prints when ready.
 
-Who takes what: a printer takes the order types in its ``order_types``; an order of a type
-the box does not know goes to every printer that takes ``"other"``. When an accepted
-delay moves the time of an order whose ticket is already out, printers with
-``update_slip`` print an UPDATED slip with the new time.
+Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
+:mod:`edged.printing.printer`.
 """
 
 from __future__ import annotations
@@ -39,44 +37,34 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Journal, JournalError, StoredOrder, Tx
-from edged.printing import codepages
-from edged.printing.escpos import EncoderSettings
+from edged.journal.store import Journal, JournalError, Tx
 from edged.printing.jobs import (
-    MAX_TEXT_LINE,
-    MAX_TEXT_LINES,
     REQUEST_KINDS,
     Job,
     PrintRefused,
     append_print_request,
-    reprint_refusal,
 )
-from edged.printing.output import ticket_bytes
+from edged.printing.planner import JobPlanner, has_ticket
+from edged.printing.printer import (
+    LOOKAHEAD,
+    PrinterRuntime,
+    Rendered,
+    columns_for,
+    encoder_for,
+    printer_executor,
+    render_job,
+)
 from edged.printing.settings import (
     PrinterConfig,
     check_printers,
-    order_type_key,
 )
-from edged.printing.ticket import (
-    Ticket,
-    TicketOptions,
-    cancel_slip,
-    is_late,
-    order_ticket,
-    parse_time,
-    printer_test_ticket,
-    status_slip,
-    text_ticket,
-    updated_slip,
-)
+from edged.printing.ticket import Ticket
 from edged.printing.transports import (
     NOT_READY,
     OFFLINE,
@@ -85,10 +73,8 @@ from edged.printing.transports import (
     NotReady,
     PrinterError,
     Status,
-    Transport,
     TransportFactory,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING, Order, parse_order
 from edged.state import BoxState
 
 __all__ = [
@@ -104,70 +90,11 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "spooler"
 BATCH = 256
-# A spooler that meets an old journal (first start, printer added later) must not print
-# the whole history: orders the box has known for longer than this are not printed.
-STALE_AFTER = 12 * 3600.0
 FIRST_RETRY = 0.5
-TICKET_KINDS = ("order", "reprint")
 # Kinds whose printed time is remembered, to notice when an accepted delay moves it.
 TIMED_KINDS = ("order", "reprint", "updated")
 # An order payload above this many bytes may render slowly: younger jobs overtake it.
 HEAVY_ORDER = 64 * 1024
-LOOKAHEAD = 4  # queued jobs per printer rendered ahead
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A job made ready to send: its ticket and bytes, or why it is not printed."""
-
-    ticket: Ticket | None = None
-    data: bytes = b""
-    execution_time: str = ""
-    skip: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class _Printer:
-    """Runtime of one configured printer."""
-
-    config: PrinterConfig
-    transport: Transport
-    encoder: EncoderSettings
-    columns: int
-    executor: ThreadPoolExecutor
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    health: Status | None = None
-    down_since: float | None = None  # monotonic time of the first failure in a row
-    failed_over: bool = False
-    executor_closed: bool = False
-    renders: dict[int, asyncio.Future[Rendered]] = field(default_factory=dict)
-
-
-def _executor(name: str) -> ThreadPoolExecutor:
-    # One thread per printer: a printer stuck until its timeout only ever holds its own.
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"printer-{name}")
-
-
-def columns_for(config: PrinterConfig) -> int:
-    """Characters per line: configured, else from the paper width and the profile."""
-    if config.columns:
-        return config.columns
-    if config.paper_width == 58:
-        return 32
-    return codepages.get_profile(config.profile, config.command_set).columns_font_a or 42
-
-
-def encoder_for(config: PrinterConfig) -> EncoderSettings:
-    """What the encoder needs to know about one configured printer."""
-    return EncoderSettings(
-        codepages.resolve(config.profile, config.code_page, config.command_set),
-        codepages.get_profile(config.profile, config.command_set),
-        config.paper_width,
-        config.cut,
-        config.render,
-        config.command_set,
-    )
 
 
 class Spooler:
@@ -188,7 +115,7 @@ class Spooler:
         self.journal = journal
         self.state = state
         self.box = box
-        self._printers: dict[str, _Printer] = {}
+        self._printers: dict[str, PrinterRuntime] = {}
         # One short-lived thread per ticket being rendered: a huge order never holds
         # back the render of the next one, on any printer.
         self._render_pool = ThreadPoolExecutor(
@@ -203,14 +130,15 @@ class Spooler:
                 codec=encoder.code_page.codec,
                 columns=columns,
             )
-            self._printers[config.name] = _Printer(
+            self._printers[config.name] = PrinterRuntime(
                 config=config,
                 transport=transport,
                 encoder=encoder,
                 columns=columns,
-                executor=_executor(config.name),
+                executor=printer_executor(config.name),
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
+        self._planner = JobPlanner({name: p.config for name, p in self._printers.items()})
 
     # -- requests (same path as the CLI: through the journal) ------------------------------
 
@@ -240,7 +168,7 @@ class Spooler:
         """Plan and print until cancelled."""
         for printer in self._printers.values():
             if printer.executor_closed:
-                printer.executor = _executor(printer.config.name)
+                printer.executor = printer_executor(printer.config.name)
                 printer.executor_closed = False
         try:
             await self._recover()
@@ -316,205 +244,16 @@ class Spooler:
         for event in events:
             try:
                 if event.kind == ev.ORDER_NEW:
-                    self._plan_new(tx, event, touched)
+                    self._planner.order_new(tx, event, touched)
                 elif event.kind == ev.ORDER_STATUS:
-                    self._plan_status(tx, event, touched)
+                    self._planner.order_status(tx, event, touched)
                 elif event.kind == ev.PRINT_REQUESTED:
-                    self._plan_request(tx, event, touched)
+                    self._planner.print_requested(tx, event, touched)
             except (KeyError, TypeError, ValueError) as exc:
                 # A malformed event must not stall the queue for every later ticket.
                 log.error("spooler: cannot plan event %d (%s): %s", event.seq, event.kind, exc)
         tx.set_cursor(CONSUMER, events[-1].seq)
         return touched
-
-    def _add(
-        self,
-        tx: Tx,
-        printer: str,
-        kind: str,
-        event: Event,
-        params: dict[str, Any],
-        *,
-        state: str = "queued",
-        error: str | None = None,
-    ) -> bool:
-        cur = tx.execute(
-            "INSERT OR IGNORE INTO print_jobs (printer, origin, kind, order_id, event_seq, params,"
-            " state, created, updated, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                printer,
-                printer,
-                kind,
-                event.order_id,
-                event.seq,
-                json.dumps(params, ensure_ascii=False),
-                state,
-                tx.now,
-                tx.now,
-                error,
-            ),
-        )
-        return bool(cur.rowcount)
-
-    def _has_ticket(self, tx: Tx, origin: str, order_id: int, states: tuple[str, ...]) -> bool:
-        marks = ",".join("?" * len(states))
-        row = tx.execute(
-            f"SELECT 1 FROM print_jobs WHERE order_id = ? AND origin = ?"
-            f" AND kind IN ('order', 'reprint') AND state IN ({marks}) LIMIT 1",
-            (order_id, origin, *states),
-        ).fetchone()
-        return row is not None
-
-    def _plan_new(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        if event.order_id is None:
-            return
-        order = tx.get_order(event.order_id)
-        if order is None:
-            return
-        status = str(event.data.get("status", order.status))
-        stale = tx.now - order.first_seen > STALE_AFTER
-        kind = order_type_key(order.type)
-        if kind != order.type:
-            takers = [n for n, p in self._printers.items() if kind in p.config.order_types]
-            log.warning(
-                "spooler: order %d has a type the box does not know (%r); printing it on "
-                "the printers that take 'other': %s",
-                order.id,
-                order.type[:40],
-                ", ".join(takers) or "none",
-            )
-        for name, printer in self._printers.items():
-            config = printer.config
-            if kind not in config.order_types:
-                continue
-            if config.print_on == "accepted" and (status == WAITING or order.is_final):
-                continue
-            if order.is_final or stale:
-                # Over (cancelled, finished) before its ticket could print, or history from
-                # before this printer existed: recorded, not printed.
-                why = f"order already {order.status}" if order.is_final else "stale order"
-                self._add(tx, name, "order", event, {}, state="skipped", error=why)
-                continue
-            if self._add(tx, name, "order", event, {}):
-                touched.add(name)
-
-    def _plan_status(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        if event.order_id is None:
-            return
-        order = tx.get_order(event.order_id)
-        if order is None:
-            return
-        status = str(event.data.get("status", ""))
-        live = ("queued", "sending", "done")
-        for name, printer in self._printers.items():
-            config = printer.config
-            if order_type_key(order.type) not in config.order_types:
-                continue
-            previous = self._moved_since_printed(tx, name, order) if config.update_slip else None
-            if (
-                previous is not None
-                and not order.is_final
-                and self._add(tx, name, "updated", event, {"previous": previous})
-            ):
-                touched.add(name)
-            has_ticket = self._has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES:
-                if (
-                    config.cancel_slip
-                    and has_ticket
-                    and self._add(tx, name, "cancel", event, {"status": status})
-                ):
-                    touched.add(name)
-            elif (
-                status in config.status_slips
-                and has_ticket
-                and self._add(tx, name, "status", event, {"status": status})
-            ):
-                touched.add(name)
-            if (
-                config.print_on == "accepted"
-                and status != WAITING
-                and not order.is_final
-                and not self._has_ticket(tx, name, order.id, (*live, "skipped", "failed"))
-                and tx.now - order.first_seen <= STALE_AFTER
-                and self._add(tx, name, "order", event, {})
-            ):
-                touched.add(name)
-
-    def _moved_since_printed(self, tx: Tx, origin: str, order: StoredOrder) -> str | None:
-        """The time the last ticket (or UPDATED slip) of ``order`` from ``origin`` showed,
-        when the order now has another one; None when nothing moved or nothing is out."""
-        row = tx.execute(
-            "SELECT state, params FROM print_jobs WHERE order_id = ? AND origin = ?"
-            " AND kind IN ('order', 'reprint', 'updated') AND state IN ('queued', 'sending',"
-            " 'done') ORDER BY id DESC LIMIT 1",
-            (order.id, origin),
-        ).fetchone()
-        if row is None or row["state"] != "done":
-            return None  # nothing out yet, or the ticket still to print shows the new time
-        printed = json.loads(row["params"]).get("execution_time")
-        before = parse_time(printed)
-        now = parse_time(order.execution_time)
-        if before is None or now is None or before.replace(second=0) == now.replace(second=0):
-            return None
-        return str(printed)
-
-    def _plan_request(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        data = event.data
-        kind = data.get("kind")
-        source = str(data.get("source", ""))[:40]
-        wanted = data.get("printer")
-        if wanted is not None and (not isinstance(wanted, str) or wanted not in self._printers):
-            self._refuse(tx, event, str(kind), str(wanted), "no such printer")
-            return
-        if kind == "reprint":
-            order = tx.get_order(event.order_id) if event.order_id is not None else None
-            if order is None:
-                self._refuse(tx, event, "reprint", wanted or "", "order not in the journal")
-                return
-            refused = reprint_refusal(tx, order.id, before=event.seq)
-            if refused is not None:
-                self._refuse(tx, event, "reprint", wanted or "", refused)
-                return
-            targets = [wanted] if wanted else self._reprint_targets(tx, order)
-            for name in targets:
-                if self._add(tx, name, "reprint", event, {"source": source}):
-                    touched.add(name)
-        elif kind == "test":
-            if not wanted:
-                self._refuse(tx, event, "test", "", "no printer named")
-                return
-            if self._add(tx, wanted, "test", event, {"source": source}):
-                touched.add(wanted)
-        elif kind == "text":
-            raw = data.get("lines")
-            if not isinstance(raw, list):
-                self._refuse(tx, event, "text", wanted or "", "no lines")
-                return
-            lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
-            target = wanted or next(iter(self._printers), None)
-            if target is not None and self._add(
-                tx, target, "text", event, {"source": source, "lines": lines}
-            ):
-                touched.add(target)
-        else:
-            self._refuse(tx, event, str(kind), wanted or "", "unknown print request")
-
-    def _reprint_targets(self, tx: Tx, order: StoredOrder) -> list[str]:
-        printed = [n for n in self._printers if self._has_ticket(tx, n, order.id, ("done",))]
-        if printed:
-            return printed
-        kind = order_type_key(order.type)
-        takers = [n for n, p in self._printers.items() if kind in p.config.order_types]
-        return takers or list(self._printers)[:1]
-
-    def _refuse(self, tx: Tx, event: Event, kind: str, printer: str, reason: str) -> None:
-        log.warning("spooler: print request %d (%s) refused: %s", event.seq, kind, reason)
-        tx.append_event(
-            ev.PRINT_FAILED,
-            event.order_id,
-            {"printer": printer, "job_id": None, "kind": kind, "reason": reason},
-        )
 
     # -- printing --------------------------------------------------------------------------
 
@@ -536,7 +275,7 @@ class Spooler:
 
         return await self.journal.transaction(run)
 
-    async def _worker(self, printer: _Printer) -> None:
+    async def _worker(self, printer: PrinterRuntime) -> None:
         name = printer.config.name
         delay = min(FIRST_RETRY, printer.config.retry_max)
         first = True
@@ -571,13 +310,13 @@ class Spooler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, printer.config.retry_max)
 
-    def _forget_renders(self, printer: _Printer, jobs: list[Job]) -> None:
+    def _forget_renders(self, printer: PrinterRuntime, jobs: list[Job]) -> None:
         keep = {job.id for job in jobs}
         for job_id in [j for j in printer.renders if j not in keep]:
             printer.renders.pop(job_id)  # moved to a backup or closed: its thread just ends
 
     async def _next_ready(
-        self, printer: _Printer, jobs: list[Job], payloads: dict[int, str]
+        self, printer: PrinterRuntime, jobs: list[Job], payloads: dict[int, str]
     ) -> Job | None:
         """The job to print next: the oldest, unless it is a heavy order still rendering,
         which the jobs behind it may overtake. None when woken before any was ready."""
@@ -608,7 +347,7 @@ class Spooler:
             wake.cancel()
         return next((j for j in jobs if printer.renders[j.id].done()), None)
 
-    async def _idle(self, printer: _Printer, first: bool) -> None:
+    async def _idle(self, printer: PrinterRuntime, first: bool) -> None:
         """Wait for work; poll health meanwhile (often while down, to notice recovery)."""
         config = printer.config
         if first:
@@ -620,7 +359,7 @@ class Spooler:
         except TimeoutError:
             await self._poll_health(printer)
 
-    async def _poll_health(self, printer: _Printer) -> None:
+    async def _poll_health(self, printer: PrinterRuntime) -> None:
         loop = asyncio.get_running_loop()
         status = await loop.run_in_executor(printer.executor, printer.transport.status)
         await self._set_health(printer, status)
@@ -632,7 +371,7 @@ class Spooler:
             printer.down_since = None
             printer.failed_over = False
 
-    async def _maybe_fail_over(self, printer: _Printer) -> bool:
+    async def _maybe_fail_over(self, printer: PrinterRuntime) -> bool:
         """Move this printer's queue to its backup once it has been down long enough."""
         config = printer.config
         assert printer.down_since is not None
@@ -660,7 +399,7 @@ class Spooler:
             self._printers[backup].wake.set()
         return moved > 0
 
-    async def _print(self, printer: _Printer, job: Job, rendered: Rendered) -> bool:
+    async def _print(self, printer: PrinterRuntime, job: Job, rendered: Rendered) -> bool:
         """Print one rendered job; False when the printer could not take it (retry later)."""
         name = printer.config.name
         skip = rendered.skip or await self._start_sending(job)
@@ -713,7 +452,7 @@ class Spooler:
                 if (
                     reason is None
                     and job.kind in ("cancel", "status", "updated")
-                    and not self._has_ticket(tx, job.origin, order_id, ("done",))
+                    and not has_ticket(tx, job.origin, order_id, ("done",))
                 ):
                     reason = "its order ticket was never printed"
                 if reason is not None:
@@ -722,6 +461,11 @@ class Spooler:
             return None
 
         return await self.journal.transaction(run)
+
+    def _render(self, printer: PrinterRuntime, job: Job, payload: str | None) -> Rendered:
+        """Render one job (on a render thread) with its origin printer's layout."""
+        origin = self._printers.get(job.origin, printer).config
+        return render_job(printer, origin, self.box, job, payload, self._copies(job))
 
     def _copies(self, job: Job) -> int:
         if job.kind in ("order", "reprint"):
@@ -750,52 +494,6 @@ class Spooler:
             return str(row["payload"]) if row is not None else None
 
         return await self.journal.transaction(run)
-
-    def _render(self, printer: _Printer, job: Job, payload: str | None) -> Rendered:
-        """Decode, lay out and encode one job. Runs on a render thread: never on the loop."""
-        try:
-            order: Order | None = None
-            if job.order_id is not None:
-                if payload is None:
-                    return Rendered(skip="order not in the journal")
-                order = parse_order(json.loads(payload))
-            ticket = self._ticket(printer, job, order)
-            data = ticket_bytes(ticket, printer.encoder, self._copies(job))
-            return Rendered(ticket, data, order.execution_time if order is not None else "")
-        except Exception as exc:  # a bug or a payload we cannot render: never block the queue
-            log.exception("printer %s: cannot render job %d", printer.config.name, job.id)
-            return Rendered(error=f"{type(exc).__name__}: {exc}")
-
-    def _ticket(self, printer: _Printer, job: Job, order: Order | None) -> Ticket:
-        """Render with the origin printer's layout and this printer's paper and code page."""
-        origin = self._printers.get(job.origin, printer).config
-        now = datetime.now(UTC)
-        opts = TicketOptions(
-            columns=printer.columns,
-            language=self.box.language,
-            layout=origin.layout,
-            qr_tracking=origin.qr_tracking,
-            logo=origin.logo,
-            reprint=job.reprint or job.kind == "reprint",
-            late=job.kind == "order" and order is not None and is_late(order, now),
-            backup_for=job.origin if job.origin != printer.config.name else "",
-            currency=self.box.currency,
-        )
-        if job.kind in TICKET_KINDS and order is not None:
-            return order_ticket(order, opts)
-        if job.kind == "cancel" and order is not None:
-            return cancel_slip(order, str(job.params.get("status", "")), opts, now)
-        if job.kind == "status" and order is not None:
-            return status_slip(order, str(job.params.get("status", "")), opts, now)
-        if job.kind == "updated" and order is not None:
-            return updated_slip(order, str(job.params.get("previous", "")), opts, now)
-        if job.kind == "test":
-            code_page = printer.encoder.code_page.name
-            return printer_test_ticket(printer.config.name, self.box.name, code_page, opts, now)
-        if job.kind == "text":
-            lines = job.params.get("lines", [])
-            return text_ticket([str(x) for x in lines] if isinstance(lines, list) else [], opts)
-        raise ValueError(f"unknown job kind {job.kind!r}")
 
     # -- job state -------------------------------------------------------------------------
 
@@ -866,7 +564,7 @@ class Spooler:
 
     # -- health ----------------------------------------------------------------------------
 
-    async def _down(self, printer: _Printer, status: Status) -> None:
+    async def _down(self, printer: PrinterRuntime, status: Status) -> None:
         if printer.down_since is None:
             printer.down_since = time.monotonic()
             log.warning(
@@ -874,7 +572,7 @@ class Spooler:
             )
         await self._set_health(printer, status)
 
-    async def _set_health(self, printer: _Printer, status: Status) -> None:
+    async def _set_health(self, printer: PrinterRuntime, status: Status) -> None:
         name = printer.config.name
         previous = printer.health
         printer.health = status

@@ -1,16 +1,16 @@
 """Order → ticket (:mod:`edged.printing.model`): pure functions, no I/O.
 
-The order ticket (full or kitchen layout) and the slips that follow it: cancelled, status,
-updated time, test page, free text. Every string taken from an order goes through
-:func:`~edged.printing.text.clean` first, so nothing from outside can become a printer
-command whatever the encoder does. A ticket has a total cap on its lines: an absurd order
-prints its first lines and "N more lines, see the page", never a kilometre of paper.
+The order ticket, full or kitchen layout (the slips that follow it are in
+:mod:`edged.printing.slips`), and the labels of both in the box's languages. Every string
+taken from an order goes through :func:`~edged.printing.text.clean` first, so nothing from
+outside can become a printer command whatever the encoder does. A ticket has a total cap on
+its lines: an absurd order prints its first lines and "N more lines, see the page", never a
+kilometre of paper.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from edged.printing.text import (
     strip_controls,
     wrap,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
+from edged.sinqro.models import Order, opt_float
 
 __all__ = [
     "MAX_FIELD",
@@ -39,18 +39,20 @@ __all__ = [
     "Rule",
     "Text",
     "Ticket",
+    "TicketBuilder",
     "TicketOptions",
-    "cancel_slip",
     "clean",
     "clean_paragraphs",
     "clean_url",
+    "item_lines",
+    "kitchen_time",
+    "local_label",
     "money",
     "order_ticket",
-    "printer_test_ticket",
-    "status_slip",
+    "parse_time",
     "strip_controls",
-    "text_ticket",
-    "updated_slip",
+    "table_line",
+    "zone",
 ]
 
 Language = Literal["en", "es"]
@@ -285,7 +287,7 @@ def local_label(when: datetime, tz: ZoneInfo, language: Language, *, date: bool 
 
 
 @dataclass
-class _Builder:
+class TicketBuilder:
     columns: int
     language: Language = "en"
     elements: list[Element] = field(default_factory=list)
@@ -373,7 +375,7 @@ def _wrapped(text: str, columns: int, *, align: Align = "left", bold: bool = Fal
     return [Text(line, align, bold) for line in wrap(text, columns)]
 
 
-def _head(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def _head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     L = LABELS[opts.language]
     if opts.logo:
         b.elements.append(Logo(opts.logo))
@@ -392,7 +394,7 @@ def _head(b: _Builder, order: Order, opts: TicketOptions) -> None:
     b.text(f"{L['order']} {order.id}", align="center")
 
 
-def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def _when(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     L = LABELS[opts.language]
     tz = zone(order.timezone, opts.tz)
     execution = parse_time(order.execution_time)
@@ -401,9 +403,9 @@ def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
         b.text(f"{L['asap']}{at}", bold=True, height=2)
     elif execution:
         b.text(f"{L['for']}: {local_label(execution, tz, opts.language)}", bold=True, height=2)
-    kitchen_time = _kitchen_time(order)
-    if kitchen_time is not None and execution is not None:
-        label, when = kitchen_time
+    ready = kitchen_time(order)
+    if ready is not None and execution is not None:
+        label, when = ready
         # The kitchen works to this time, not to the delivery time: big, and only when
         # it says something the line above does not.
         if when.replace(second=0) != execution.replace(second=0):
@@ -415,7 +417,7 @@ def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
         b.text(f"{L['placed']}: {local_label(created, tz, opts.language)}")
 
 
-def _kitchen_time(order: Order) -> tuple[str, datetime] | None:
+def kitchen_time(order: Order) -> tuple[str, datetime] | None:
     """When the food must be ready: the courier's agreed pickup, else the preparation time."""
     for delivery in _list(order.raw, "deliveries"):
         pickup = parse_time(delivery.get("pickupAgreedAt"))
@@ -425,7 +427,7 @@ def _kitchen_time(order: Order) -> tuple[str, datetime] | None:
     return ("ready_by", prepared) if prepared is not None else None
 
 
-def _people(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def _people(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     L = LABELS[opts.language]
     raw = order.raw
     consumer = _dict(raw, "consumer")
@@ -448,13 +450,13 @@ def _people(b: _Builder, order: Order, opts: TicketOptions) -> None:
     # Diners belong to orders eaten at the restaurant (doc 003: reservation, insitu, inside).
     if diners is not None and diners > 0 and order.type in _DINER_TYPES:
         b.field(L["diners"], str(int(diners)), bold=True, height=2)
-    _table(b, order, opts)
+    table_line(b, order, opts)
 
 
 _DINER_TYPES = ("reservation", "insitu", "inside")
 
 
-def _courier(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def _courier(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     """Who collects a delivery: the delivery company and the driver, with phones."""
     L = LABELS[opts.language]
     for delivery in _list(order.raw, "deliveries")[:3]:
@@ -480,7 +482,7 @@ def _courier(b: _Builder, order: Order, opts: TicketOptions) -> None:
         b.field(L["driver"], name)
 
 
-def _table(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def table_line(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     location = _dict(order.raw, "serviceLocation")
     if location:
         zone_name = _str(_dict(location, "serviceZone"), "name", 80)
@@ -500,7 +502,7 @@ def _currency(order: Order, opts: TicketOptions) -> dict[str, Any]:
     return {"symbol": opts.currency} if opts.currency else {}
 
 
-def _items(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def item_lines(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     currency = _currency(order, opts)
     kitchen = opts.layout == "kitchen"
     height = 2 if kitchen else 1
@@ -563,7 +565,7 @@ def _count_lines(line: dict[str, Any], depth: int) -> int:
 _TOTAL_LINES = ("DELIVERY", "DISCOUNT")
 
 
-def _totals(b: _Builder, order: Order, opts: TicketOptions) -> None:
+def _totals(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     L = LABELS[opts.language]
     raw = order.raw
     currency = _currency(order, opts)
@@ -615,7 +617,7 @@ def _tracking(order: Order) -> str:
 
 def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     """The full or kitchen ticket of an order of any of the five types."""
-    b = _Builder(opts.columns, opts.language)
+    b = TicketBuilder(opts.columns, opts.language)
     L = LABELS[opts.language]
     _head(b, order, opts)
     b.rule()
@@ -623,7 +625,7 @@ def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     b.rule()
     _people(b, order, opts)
     b.rule()
-    _items(b, order, opts)
+    item_lines(b, order, opts)
     if opts.layout == "full":
         b.rule()
         _totals(b, order, opts)
@@ -639,150 +641,6 @@ def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
         b.text(L["tracking"], align="center")
         b.elements.append(Qr(url))
     return b.build("reprint" if opts.reprint else "order", order.id)
-
-
-def _slip_head(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
-    if opts.reprint:
-        b.banner(L["reprint"])
-    if opts.backup_for:
-        b.text(f"{L['backup_for']}: {opts.backup_for}", align="center", bold=True)
-    b.text(L.get(order.type, clean(order.type, 40).upper()), align="center", width=2, height=2)
-    b.text(f"#{clean(order.code, 40)}", align="center", bold=True, width=2, height=2)
-    b.text(f"{L['order']} {order.id}", align="center")
-
-
-def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
-    """The slip that tells the kitchen what to stop making: who cancelled, why (unless
-    that only repeats who), the table, and the items again in the kitchen layout."""
-    L = LABELS[opts.language]
-    b = _Builder(opts.columns, opts.language)
-    b.banner(L["cancelled"])
-    _slip_head(b, order, opts)
-    b.rule()
-    who = STATUS_LABELS[opts.language].get(status, clean(order.status_name, 200))
-    b.text(who, bold=True, height=2)
-    said = {_plain(who), _plain(order.status_name), _plain(status)}
-    reason = [p for p in clean_paragraphs(order.raw.get("cancellationComment")) if p]
-    if reason and not (len(reason) == 1 and _plain(reason[0]) in said):
-        b.text(f"{L['reason']}:", bold=True)
-        for paragraph in reason:
-            b.text(paragraph)
-    _table(b, order, opts)
-    if order.consumer_name:
-        b.field(L["customer"], clean(order.consumer_name, 200))
-    if at is not None:
-        b.field(L["at"], local_label(at, zone(order.timezone, opts.tz), opts.language))
-    b.rule()
-    _items(b, order, _kitchen(opts))
-    return b.build("cancel", order.id)
-
-
-def _plain(text: str) -> str:
-    return " ".join(clean(text, 400).casefold().replace(".", " ").split())
-
-
-def _kitchen(opts: TicketOptions) -> TicketOptions:
-    return TicketOptions(
-        columns=opts.columns,
-        language=opts.language,
-        layout="kitchen",
-        tz=opts.tz,
-        currency=opts.currency,
-    )
-
-
-def updated_slip(order: Order, previous: str, opts: TicketOptions, at: datetime | None) -> Ticket:
-    """An already printed order has a new time (an accepted delay): "UPDATED", the new
-    time in big type, and the old one crossed out in words."""
-    L = LABELS[opts.language]
-    b = _Builder(opts.columns, opts.language)
-    tz = zone(order.timezone, opts.tz)
-    b.banner(L["updated"])
-    _slip_head(b, order, opts)
-    b.rule()
-    new = parse_time(order.execution_time)
-    if new is not None:
-        b.text(
-            f"{L['new_time']}: {local_label(new, tz, opts.language, date=False)}",
-            bold=True,
-            width=2,
-            height=2,
-        )
-        kitchen_time = _kitchen_time(order)
-        if kitchen_time is not None and kitchen_time[1].replace(second=0) != new.replace(second=0):
-            label, when = kitchen_time
-            b.text(
-                f"{L[label]}: {local_label(when, tz, opts.language, date=False)}",
-                bold=True,
-                height=2,
-            )
-    old = parse_time(previous)
-    if old is not None:
-        b.field(L["was"], local_label(old, tz, opts.language))
-    _table(b, order, opts)
-    if order.consumer_name:
-        b.field(L["customer"], clean(order.consumer_name, 200))
-    if at is not None:
-        b.field(L["at"], local_label(at, tz, opts.language))
-    return b.build("updated", order.id)
-
-
-def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
-    """A short slip for a configured status change (ready, out for delivery...)."""
-    if status in CANCELLED_STATUSES:
-        return cancel_slip(order, status, opts, at)
-    L = LABELS[opts.language]
-    b = _Builder(opts.columns, opts.language)
-    _slip_head(b, order, opts)
-    b.rule()
-    label = STATUS_LABELS[opts.language].get(status) or clean(order.status_name, 200).upper()
-    b.text(label, align="center", bold=True, width=2, height=2)
-    if order.consumer_name:
-        b.field(L["customer"], clean(order.consumer_name, 200))
-    if at is not None:
-        b.field(L["at"], local_label(at, zone(order.timezone, opts.tz), opts.language))
-    return b.build("status", order.id)
-
-
-def printer_test_ticket(
-    printer: str, box_name: str, code_page: str, opts: TicketOptions, at: datetime
-) -> Ticket:
-    """A page that shows the printer works: accents, euro, width, big type, QR."""
-    L = LABELS[opts.language]
-    b = _Builder(opts.columns, opts.language)
-    if opts.logo:
-        b.elements.append(Logo(opts.logo))
-    b.text(L["test"], align="center", bold=True, width=2, height=2)
-    b.text(clean(box_name, 200), align="center", bold=True)
-    b.rule("=")
-    b.field(L["printer"], clean(printer, 80))
-    b.field(L["code_page"], clean(code_page, 40))
-    b.field(L["columns"], str(opts.columns))
-    b.field(L["at"], local_label(at, zone(opts.tz), opts.language))
-    b.rule()
-    b.text("ñ á é í ó ú ü ç €")
-    b.text("Ñ Á É Í Ó Ú Ü Ç ª º ¿ ¡")
-    digits = "".join(str(i % 10) for i in range(1, opts.columns + 1))
-    b.elements.append(Text(digits))
-    b.text(L["big"], bold=True, width=2, height=2)
-    if opts.qr_tracking:
-        b.elements.append(Qr("https://example.com/edged-test"))
-    return b.build("test", None)
-
-
-def text_ticket(lines: Sequence[str] | Iterable[str], opts: TicketOptions) -> Ticket:
-    """Free text (the setup page's ticket); every line is cleaned and wrapped."""
-    b = _Builder(opts.columns, opts.language)
-    for count, line in enumerate(lines):
-        if count >= 200:
-            break
-        text = clean(line, 500)
-        if text:
-            b.text(text)
-        else:
-            b.elements.append(Feed(1))
-    return b.build("text", None)
 
 
 def is_late(order: Order, now: datetime) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,10 @@ SCRIPTS = (
 CJK_FACE = "Noto Sans Mono CJK SC"
 # A code point no font maps: what a missing glyph (.notdef) looks like in each font.
 _NOTDEF_PROBE = "\U0010fffd"
+# FreeType faces are not safe to use from two threads at once, and tickets render on
+# threads of their own: one picture is drawn at a time (a capped ticket takes well under a
+# second; text-mode tickets never wait for this).
+_DRAWING = threading.Lock()
 LINE_PITCH = 2.5  # line height in cell widths: 12 x 30 dots, like font A with its spacing
 QR_MODULE = {384: 4, 576: 6}
 
@@ -266,6 +271,11 @@ def logo_image(path: str, dots: int) -> PILImage.Image | None:
 
 def render(ticket: Ticket, dots: int) -> PILImage.Image:
     """``ticket`` as a 1-bit picture ``dots`` wide (black = 0, as Pillow's mode "1")."""
+    with _DRAWING:
+        return _render(ticket, dots)
+
+
+def _render(ticket: Ticket, dots: int) -> PILImage.Image:
     canvas = _Canvas(dots, ticket.columns)
     for element in ticket.elements:
         if isinstance(element, Text):

@@ -19,7 +19,7 @@ from edged.journal.store import StoredOrder, Tx
 from edged.printing.jobs import MAX_TEXT_LINE, MAX_TEXT_LINES, reprint_refusal
 from edged.printing.settings import PrinterConfig, order_type_key
 from edged.printing.ticket import parse_time
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class JobPlanner:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", order.status))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderNew) and data.status else order.status
         stale = tx.now - order.first_seen > STALE_AFTER
         kind = order_type_key(order.type)
         if kind != order.type:
@@ -112,7 +113,8 @@ class JobPlanner:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", ""))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderStatus) else ""
         live = ("queued", "sending", "done")
         for name, config in self.printers.items():
             if order_type_key(order.type) not in config.order_types:
@@ -125,7 +127,7 @@ class JobPlanner:
             ):
                 touched.add(name)
             printed = has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES:
+            if status in CANCELLED_STATUSES or status == GONE:
                 if (
                     config.cancel_slip
                     and printed

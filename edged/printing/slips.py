@@ -24,7 +24,7 @@ from edged.printing.ticket import (
     table_line,
     zone,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, Order
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, Order
 
 
 def _slip_head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
@@ -116,7 +116,7 @@ def updated_slip(order: Order, previous: str, opts: TicketOptions, at: datetime 
 
 def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """A short slip for a configured status change (ready, out for delivery...)."""
-    if status in CANCELLED_STATUSES:
+    if status in CANCELLED_STATUSES or status == GONE:
         return cancel_slip(order, status, opts, at)
     L = LABELS[opts.language]
     b = TicketBuilder(opts.columns, opts.language)

@@ -43,6 +43,7 @@ from typing import Any
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, Tx
 from edged.printing.jobs import (
     REQUEST_KINDS,
@@ -220,12 +221,10 @@ class Spooler:
     # -- planning --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        cursor = await self.journal.get_cursor(CONSUMER) or 0
+        follower = Follower(self.journal, CONSUMER, batch=BATCH)
+        await follower.start()
         while True:
-            events = await self.journal.read_events(cursor, BATCH)
-            if not events:
-                await self.journal.wait_for_events(cursor)
-                continue
+            events = await follower.next_batch()
             try:
                 touched = await self.journal.transaction(
                     functools.partial(self._plan, events=events)
@@ -234,7 +233,8 @@ class Spooler:
                 log.error("spooler: cannot record print jobs: %s; retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            cursor = events[-1].seq
+            # The cursor itself moved in the planning transaction (tx.set_cursor).
+            follower.advance(events[-1].seq)
             for name in touched:
                 self._printers[name].wake.set()
 

@@ -187,6 +187,7 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
         "cancelled_by_client": "Cancelled by the customer",
         "cancelled_by_driver": "Cancelled by the driver",
         "cancelled_by_team": "Cancelled by the Sinqro team",
+        "gone": "Closed: unknown to Sinqro",
     },
     "es": {
         "accepted": "ACEPTADO",
@@ -203,6 +204,7 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
         "cancelled_by_client": "Cancelado por el cliente",
         "cancelled_by_driver": "Cancelado por el repartidor",
         "cancelled_by_team": "Cancelado por el equipo de Sinqro",
+        "gone": "Cerrado: Sinqro no lo conoce",
     },
 }
 

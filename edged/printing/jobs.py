@@ -10,6 +10,7 @@ terminal cannot print a roll of paper: a refused reprint says why
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +102,12 @@ async def append_print_request(
     order_id: int | None = None,
     printer: str | None = None,
     lines: list[str] | None = None,
+    qr: str = "",
+    big: Sequence[int] = (),
 ) -> Event:
     """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
-    a ``test`` page on ``printer``, or free ``text`` lines. Returns the journal event.
+    a ``test`` page on ``printer``, or free ``text`` lines (those at indexes ``big`` in
+    large type, ``qr`` as a QR code at the end). Returns the journal event.
 
     Raises :class:`PrintRefused` when a reprint is over its limits.
     """
@@ -120,6 +124,10 @@ async def append_print_request(
         data["printer"] = printer
     if kind == "text":
         data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
+        if qr:
+            data["qr"] = str(qr)[:MAX_TEXT_LINE]
+        if big:
+            data["big"] = [int(i) for i in big][:MAX_TEXT_LINES]
 
     def run(tx: Tx) -> Event:
         if kind == "reprint" and order_id is not None:

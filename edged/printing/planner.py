@@ -201,10 +201,15 @@ class JobPlanner:
                 self.refuse(tx, event, "text", wanted or "", "no lines")
                 return
             lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
+            params: dict[str, Any] = {"source": source, "lines": lines}
+            qr = data.get("qr")
+            if isinstance(qr, str) and qr:
+                params["qr"] = qr[:MAX_TEXT_LINE]
+            big = data.get("big")
+            if isinstance(big, list):
+                params["big"] = [i for i in big if isinstance(i, int) and not isinstance(i, bool)]
             target = wanted or next(iter(self.printers), None)
-            if target is not None and self.add(
-                tx, target, "text", event, {"source": source, "lines": lines}
-            ):
+            if target is not None and self.add(tx, target, "text", event, params):
                 touched.add(target)
         else:
             self.refuse(tx, event, str(kind), wanted or "", "unknown print request")

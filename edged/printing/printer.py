@@ -143,5 +143,11 @@ def job_ticket(
         return printer_test_ticket(printer.config.name, box.name, code_page, opts, now)
     if job.kind == "text":
         lines = job.params.get("lines", [])
-        return text_ticket([str(x) for x in lines] if isinstance(lines, list) else [], opts)
+        big = job.params.get("big", [])
+        return text_ticket(
+            [str(x) for x in lines] if isinstance(lines, list) else [],
+            opts,
+            qr=str(job.params.get("qr", "")),
+            big=[i for i in big if isinstance(i, int)] if isinstance(big, list) else [],
+        )
     raise ValueError(f"unknown job kind {job.kind!r}")

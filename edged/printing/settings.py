@@ -101,6 +101,20 @@ def order_type_key(order_type: str) -> str:
     return order_type if order_type in KNOWN_ORDER_TYPES else OTHER
 
 
+def uri_from_address(text: str) -> str:
+    """What a person types as a printer's address, as a printer URI: ``192.168.1.50``
+    and ``printer.local:9100`` are network printers, ``/dev/usb/lp0`` a USB printer,
+    ``/dev/ttyUSB0`` a serial one; a full URI stays as it is."""
+    text = text.strip()
+    if not text or "://" in text:
+        return text
+    if text.startswith("/dev/tty") or text.startswith("/dev/serial/"):
+        return f"serial://{text}"
+    if text.startswith("/"):
+        return f"file://{text}"
+    return f"tcp://{text}"
+
+
 @dataclass(frozen=True)
 class PrinterConfig:
     """One receipt printer (ESC/POS, or Star in its own command set)."""

@@ -2,7 +2,7 @@
 
 Cancelled (with the table and the items, so the kitchen knows what to stop making),
 status changes, UPDATED (an accepted delay moved the time), the printer test page and
-free text (the setup ticket). Labels are :data:`edged.printing.ticket.LABELS`.
+free text (the setup ticket). Their words are in :mod:`edged.printing.labels`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from edged.printing.labels import labels
 from edged.printing.model import Feed, Logo, Qr, Text, Ticket
-from edged.printing.text import clean, clean_paragraphs
+from edged.printing.text import clean, clean_paragraphs, clean_url
 from edged.printing.ticket import (
-    LABELS,
-    STATUS_LABELS,
     TicketBuilder,
     TicketOptions,
     item_lines,
@@ -28,7 +27,7 @@ from edged.sinqro.models import CANCELLED_STATUSES, GONE, Order
 
 
 def _slip_head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     if opts.reprint:
         b.banner(L["reprint"])
     if opts.backup_for:
@@ -41,12 +40,12 @@ def _slip_head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
 def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """The slip that tells the kitchen what to stop making: who cancelled, why (unless
     that only repeats who), the table, and the items again in the kitchen layout."""
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     b = TicketBuilder(opts.columns, opts.language)
     b.banner(L["cancelled"])
     _slip_head(b, order, opts)
     b.rule()
-    who = STATUS_LABELS[opts.language].get(status, clean(order.status_name, 200))
+    who = L.status(status) or clean(order.status_name, 200)
     b.text(who, bold=True, height=2)
     said = {_plain(who), _plain(order.status_name), _plain(status)}
     reason = [p for p in clean_paragraphs(order.raw.get("cancellationComment")) if p]
@@ -81,7 +80,7 @@ def _kitchen(opts: TicketOptions) -> TicketOptions:
 def updated_slip(order: Order, previous: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """An already printed order has a new time (an accepted delay): "UPDATED", the new
     time in big type, and the old one crossed out in words."""
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     b = TicketBuilder(opts.columns, opts.language)
     tz = zone(order.timezone, opts.tz)
     b.banner(L["updated"])
@@ -118,11 +117,11 @@ def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
     """A short slip for a configured status change (ready, out for delivery...)."""
     if status in CANCELLED_STATUSES or status == GONE:
         return cancel_slip(order, status, opts, at)
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     b = TicketBuilder(opts.columns, opts.language)
     _slip_head(b, order, opts)
     b.rule()
-    label = STATUS_LABELS[opts.language].get(status) or clean(order.status_name, 200).upper()
+    label = L.status(status) or clean(order.status_name, 200).upper()
     b.text(label, align="center", bold=True, width=2, height=2)
     if order.consumer_name:
         b.field(L["customer"], clean(order.consumer_name, 200))
@@ -135,7 +134,7 @@ def printer_test_ticket(
     printer: str, box_name: str, code_page: str, opts: TicketOptions, at: datetime
 ) -> Ticket:
     """A page that shows the printer works: accents, euro, width, big type, QR."""
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     b = TicketBuilder(opts.columns, opts.language)
     if opts.logo:
         b.elements.append(Logo(opts.logo))
@@ -157,15 +156,28 @@ def printer_test_ticket(
     return b.build("test", None)
 
 
-def text_ticket(lines: Sequence[str] | Iterable[str], opts: TicketOptions) -> Ticket:
-    """Free text (the setup page's ticket); every line is cleaned and wrapped."""
+def text_ticket(
+    lines: Sequence[str] | Iterable[str],
+    opts: TicketOptions,
+    *,
+    qr: str = "",
+    big: Iterable[int] = (),
+) -> Ticket:
+    """Free text (the setup ticket); every line is cleaned and wrapped. Lines at indexes
+    ``big`` print in large type (the setup code); ``qr`` (a URL) ends the ticket."""
     b = TicketBuilder(opts.columns, opts.language)
+    large = set(big)
     for count, line in enumerate(lines):
         if count >= 200:
             break
         text = clean(line, 500)
-        if text:
+        if text and count in large:
+            b.text(text, align="center", bold=True, width=2, height=2)
+        elif text:
             b.text(text)
         else:
             b.elements.append(Feed(1))
+    url = clean_url(qr)
+    if url:
+        b.elements.append(Qr(url))
     return b.build("text", None)

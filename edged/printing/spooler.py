@@ -36,6 +36,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,18 @@ class Spooler:
         await append_print_request(self.journal, "test", printer=printer, source=source)
 
     async def request_text(
-        self, lines: list[str], *, source: str, printer: str | None = None
+        self,
+        lines: list[str],
+        *,
+        source: str,
+        printer: str | None = None,
+        qr: str = "",
+        big: Sequence[int] = (),
     ) -> None:
-        """Print free text (the setup page's ticket) on ``printer`` or the first printer."""
+        """Print free text (the setup ticket) on ``printer`` or the first printer; the
+        lines at indexes ``big`` in large type, ``qr`` as a QR code at the end."""
         await append_print_request(
-            self.journal, "text", lines=lines, printer=printer, source=source
+            self.journal, "text", lines=lines, printer=printer, source=source, qr=qr, big=big
         )
 
     # -- running ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Order → ticket (:mod:`edged.printing.model`): pure functions, no I/O.
 
 The order ticket, full or kitchen layout (the slips that follow it are in
-:mod:`edged.printing.slips`), and the labels of both in the box's languages. Every string
+:mod:`edged.printing.slips`; the words on both are in :mod:`edged.printing.labels`). Every string
 taken from an order goes through :func:`~edged.printing.text.clean` first, so nothing from
 outside can become a printer command whatever the encoder does. A ticket has a total cap on
 its lines: an absurd order prints its first lines and "N more lines, see the page", never a
@@ -10,12 +10,12 @@ kilometre of paper.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edged.i18n import Language, Locale, zone
+from edged.printing.labels import labels
 from edged.printing.model import Align, Element, Feed, Logo, Qr, Rule, Text, Ticket
 from edged.printing.text import (
     MAX_FIELD,
@@ -55,7 +55,6 @@ __all__ = [
     "zone",
 ]
 
-Language = Literal["en", "es"]
 # Printed lines on one ticket at most, and of them for the items: an order with thousands
 # of lines prints the first ones, then "N more lines, see the page".
 MAX_TICKET_LINES = 800
@@ -78,142 +77,6 @@ class TicketOptions:
     currency: str = ""  # sign when neither the order nor its selling point names one
 
 
-# -- labels ------------------------------------------------------------------------------
-
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "delivery": "DELIVERY",
-        "collection": "TAKEAWAY",
-        "reservation": "RESERVATION",
-        "insitu": "PRE-ORDER",
-        "inside": "TABLE ORDER",
-        "order": "Order",
-        "for": "For",
-        "asap": "ASAP",
-        "placed": "Placed",
-        "customer": "Customer",
-        "phone": "Phone",
-        "address": "Address",
-        "instructions": "For the driver",
-        "diners": "Diners",
-        "table": "Table",
-        "delivery_cost": "Delivery",
-        "total": "TOTAL",
-        "prepaid": "PAID",
-        "to_collect": "TO COLLECT",
-        "comment": "Comment",
-        "tracking": "Tracking",
-        "reprint": "REPRINT",
-        "late": "LATE",
-        "backup_for": "Instead of printer",
-        "cancelled": "CANCELLED",
-        "reason": "Reason",
-        "at": "At",
-        "test": "TEST PRINT",
-        "printer": "Printer",
-        "code_page": "Code page",
-        "columns": "Columns",
-        "big": "Big type",
-        "no_items": "(no items)",
-        "other": "ORDER",
-        "pickup": "PICKUP",
-        "ready_by": "READY BY",
-        "courier": "Courier",
-        "driver": "Driver",
-        "updated": "UPDATED",
-        "new_time": "New time",
-        "was": "Was",
-        "more_lines": "{n} more lines, see the page",
-    },
-    "es": {
-        "delivery": "A DOMICILIO",
-        "collection": "PARA RECOGER",
-        "reservation": "RESERVA",
-        "insitu": "RESERVA CON PEDIDO",
-        "inside": "PEDIDO EN MESA",
-        "order": "Pedido",
-        "for": "Para",
-        "asap": "LO ANTES POSIBLE",
-        "placed": "Recibido",
-        "customer": "Cliente",
-        "phone": "Teléfono",
-        "address": "Dirección",
-        "instructions": "Para el repartidor",
-        "diners": "Comensales",
-        "table": "Mesa",
-        "delivery_cost": "Envío",
-        "total": "TOTAL",
-        "prepaid": "PAGADO",
-        "to_collect": "A COBRAR",
-        "comment": "Comentario",
-        "tracking": "Seguimiento",
-        "reprint": "REIMPRESIÓN",
-        "late": "CON RETRASO",
-        "backup_for": "En lugar de la impresora",
-        "cancelled": "CANCELADO",
-        "reason": "Motivo",
-        "at": "A las",
-        "test": "PRUEBA DE IMPRESIÓN",
-        "printer": "Impresora",
-        "code_page": "Página de códigos",
-        "columns": "Columnas",
-        "big": "Letra grande",
-        "no_items": "(sin productos)",
-        "other": "PEDIDO",
-        "pickup": "RECOGIDA",
-        "ready_by": "LISTO A LAS",
-        "courier": "Reparto",
-        "driver": "Repartidor",
-        "updated": "ACTUALIZADO",
-        "new_time": "Nueva hora",
-        "was": "Antes",
-        "more_lines": "{n} líneas más, véase la página",
-    },
-}
-
-STATUS_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "accepted": "ACCEPTED",
-        "preparation": "IN PREPARATION",
-        "ready": "READY",
-        "delivering": "OUT FOR DELIVERY",
-        "delivered": "DELIVERED",
-        "incident": "INCIDENT",
-        "finished": "FINISHED",
-        "reservation_accepted": "RESERVATION ACCEPTED",
-        "payment_authorisation_failed": "PAYMENT FAILED",
-        "cancelled": "Cancelled",
-        "cancelled_by_sp": "Cancelled by the restaurant",
-        "cancelled_by_client": "Cancelled by the customer",
-        "cancelled_by_driver": "Cancelled by the driver",
-        "cancelled_by_team": "Cancelled by the Sinqro team",
-        "gone": "Closed: unknown to Sinqro",
-    },
-    "es": {
-        "accepted": "ACEPTADO",
-        "preparation": "EN PREPARACIÓN",
-        "ready": "LISTO",
-        "delivering": "EN REPARTO",
-        "delivered": "ENTREGADO",
-        "incident": "INCIDENCIA",
-        "finished": "FINALIZADO",
-        "reservation_accepted": "RESERVA ACEPTADA",
-        "payment_authorisation_failed": "PAGO FALLIDO",
-        "cancelled": "Cancelado",
-        "cancelled_by_sp": "Cancelado por el restaurante",
-        "cancelled_by_client": "Cancelado por el cliente",
-        "cancelled_by_driver": "Cancelado por el repartidor",
-        "cancelled_by_team": "Cancelado por el equipo de Sinqro",
-        "gone": "Cerrado: Sinqro no lo conoce",
-    },
-}
-
-WEEKDAYS = {
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
-    "es": ("lun", "mar", "mié", "jue", "vie", "sáb", "dom"),
-}
-
-
 def _dict(obj: Any, key: str) -> dict[str, Any]:
     value = obj.get(key) if isinstance(obj, dict) else None
     return value if isinstance(value, dict) else {}
@@ -234,16 +97,9 @@ def _str(obj: Any, key: str, limit: int = MAX_FIELD) -> str:
 # -- formatting --------------------------------------------------------------------------
 
 
-def money(amount: float, currency: dict[str, Any], language: Language) -> str:
+def money(amount: float, currency: dict[str, Any], language: str) -> str:
     """``amount`` per the order's ``currency.displayPattern`` (e.g. ``{{ amount }}€``)."""
-    number = f"{amount:.2f}"
-    if language == "es":
-        number = number.replace(".", ",")
-    pattern = clean(currency.get("displayPattern"), 40)
-    if not re.search(r"\{\{\s*amount\s*\}\}", pattern):
-        symbol = clean(currency.get("symbol"), 8) or clean(currency.get("isoCode"), 8)
-        pattern = "{{ amount }}" + (symbol if symbol in ("€", "") else " " + symbol)
-    return re.sub(r"\{\{\s*amount\s*\}\}", number, pattern, count=1)
+    return Locale(language).money(amount, currency)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -267,22 +123,10 @@ def _in_range(parsed: datetime | None) -> datetime | None:
     return parsed if parsed is not None and 1 < parsed.year < 9999 else None
 
 
-def zone(name: str, fallback: str = "") -> ZoneInfo:
-    for candidate in (name, fallback):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
-def local_label(when: datetime, tz: ZoneInfo, language: Language, *, date: bool = True) -> str:
-    local = when.astimezone(tz)
-    if not date:
-        return local.strftime("%H:%M")
-    day = WEEKDAYS[language][local.weekday()]
-    return f"{day} {local:%d/%m} {local:%H:%M}"
+def local_label(when: datetime, tz: tzinfo, language: str, *, date: bool = True) -> str:
+    """``Fri 25/12 14:05`` (or ``14:05``) in zone ``tz`` and ``language``."""
+    locale = Locale(language, tz)
+    return locale.short_datetime(when) if date else locale.time(when)
 
 
 # -- building ----------------------------------------------------------------------------
@@ -368,7 +212,7 @@ class TicketBuilder:
         while tidy and isinstance(tidy[-1], Rule):
             tidy.pop()
         if self.dropped:
-            more = LABELS[self.language]["more_lines"].format(n=self.dropped)
+            more = labels(self.language)["more_lines"].format(n=self.dropped)
             tidy += [Rule("-"), *_wrapped(more, self.columns, align="center", bold=True)]
         return Ticket(kind, order_id, self.columns, (*tidy, Feed(1)))
 
@@ -378,7 +222,7 @@ def _wrapped(text: str, columns: int, *, align: Align = "left", bold: bool = Fal
 
 
 def _head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     if opts.logo:
         b.elements.append(Logo(opts.logo))
     if opts.reprint:
@@ -397,7 +241,7 @@ def _head(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
 
 
 def _when(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     tz = zone(order.timezone, opts.tz)
     execution = parse_time(order.execution_time)
     if order.is_asap:
@@ -430,7 +274,7 @@ def kitchen_time(order: Order) -> tuple[str, datetime] | None:
 
 
 def _people(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     raw = order.raw
     consumer = _dict(raw, "consumer")
     name = " ".join(p for p in (_str(consumer, "name"), _str(consumer, "lastname")) if p)
@@ -460,7 +304,7 @@ _DINER_TYPES = ("reservation", "insitu", "inside")
 
 def _courier(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     """Who collects a delivery: the delivery company and the driver, with phones."""
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     for delivery in _list(order.raw, "deliveries")[:3]:
         company = " ".join(
             p
@@ -490,7 +334,7 @@ def table_line(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
         zone_name = _str(_dict(location, "serviceZone"), "name", 80)
         spot = _str(location, "name", 80) or _str(location, "code", 40)
         table = " · ".join(p for p in (zone_name, spot) if p)
-        b.field(LABELS[opts.language]["table"], table, bold=True, height=2)
+        b.field(labels(opts.language)["table"], table, bold=True, height=2)
 
 
 def _currency(order: Order, opts: TicketOptions) -> dict[str, Any]:
@@ -513,7 +357,7 @@ def item_lines(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     ]
     if not lines:
         if order.type != "reservation":
-            b.text(LABELS[opts.language]["no_items"])
+            b.text(labels(opts.language)["no_items"])
         return
 
     budget = b.lines + MAX_ITEM_LINES
@@ -547,7 +391,7 @@ def item_lines(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     for line in lines[:300]:
         emit(line, 0)
     if skipped:
-        more = LABELS[opts.language]["more_lines"].format(n=skipped)
+        more = labels(opts.language)["more_lines"].format(n=skipped)
         b.text(more, align="center", bold=True)
 
 
@@ -568,7 +412,7 @@ _TOTAL_LINES = ("DELIVERY", "DISCOUNT")
 
 
 def _totals(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     raw = order.raw
     currency = _currency(order, opts)
     total_lines = [line for line in _list(raw, "orderLines") if line.get("type") in _TOTAL_LINES]
@@ -620,7 +464,7 @@ def _tracking(order: Order) -> str:
 def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     """The full or kitchen ticket of an order of any of the five types."""
     b = TicketBuilder(opts.columns, opts.language)
-    L = LABELS[opts.language]
+    L = labels(opts.language)
     _head(b, order, opts)
     b.rule()
     _when(b, order, opts)

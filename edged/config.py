@@ -51,10 +51,19 @@ class BoxConfig:
             "empty: the system's"
         ),
     )
+    currency: str = field(
+        default="€",
+        metadata=opt(
+            doc="Currency sign on tickets when neither the order nor its selling point "
+            "names one ('' for none)"
+        ),
+    )
 
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
+            raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
 
 
 @dataclass(frozen=True)

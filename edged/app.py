@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
 from edged.config import Config, save_web_settings
+from edged.fleet.identity import BoxIdentity, resolve_identity
 from edged.journal.store import Journal
 from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
@@ -35,8 +37,12 @@ from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
+    import httpx
+
     from edged.bridges.mqtt import MqttBridge
     from edged.bridges.serial import SerialBridge
+    from edged.fleet.alerts import AlertMonitor
+    from edged.fleet.link import FleetLink
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
@@ -79,6 +85,10 @@ class App:
         self.panel: Panel | None = None
         self.web: WebServer | None = None
         self.bridges: list[MqttBridge | SerialBridge] = []
+        self.identity: BoxIdentity
+        self.alerts: AlertMonitor | None = None
+        self.fleet: FleetLink | None = None
+        self._http: httpx.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
@@ -158,6 +168,14 @@ class App:
 
     async def _open(self) -> None:
         cfg = self.config
+        self.identity = resolve_identity(
+            configured=cfg.box.id,
+            serial_file=cfg.box.serial_file,
+            machine_id_file=cfg.box.machine_id_file,
+            state_dir=cfg.state_dir,
+        )
+        self.state.set("box.id", self.identity.box_id)
+        log.info("box id %s (from %s)", self.identity.box_id, self.identity.source)
         self.journal = await Journal.open(cfg.journal_path)
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
@@ -206,12 +224,27 @@ class App:
             self.state,
             on_setup_request=self._print_setup_ticket,
         )
-        box_id = cfg.box.name
         if cfg.mqtt.enabled:
+            from edged.bridges.homeassistant import DeviceInfo
             from edged.bridges.mqtt import MqttBridge
 
+            device = DeviceInfo(
+                box_id=self.identity.box_id,
+                name=cfg.box.name,
+                serial_number=self.identity.serial,
+                hw_version=self.identity.board_model,
+                configuration_url=self._page_url(),
+            )
             self.bridges.append(
-                MqttBridge(cfg.mqtt, self.journal, self.desk, self.state, box_id=box_id)
+                MqttBridge(
+                    cfg.mqtt,
+                    self.journal,
+                    self.desk,
+                    self.state,
+                    box_id=self.identity.box_id,
+                    device=device,
+                    printers=lambda: [p.name for p in self.config.printers],
+                )
             )
         else:
             self.state.set("bridge.mqtt", "disabled")
@@ -221,11 +254,72 @@ class App:
             self.bridges.append(SerialBridge(cfg.serial, self.journal, self.desk, self.state))
         else:
             self.state.set("bridge.serial", "disabled")
+        self._build_fleet_parts()
         if cfg.web.enabled:
             from edged.web.server import WebServer
             from edged.web.services import WebServices
 
             self.web = WebServer(cfg.web, WebServices.from_app(self))
+
+    def _build_fleet_parts(self) -> None:
+        """Alert rules (always: the page and /health show open incidents), their webhooks,
+        and the fleet connection when ``[fleet]`` is enabled."""
+        import httpx
+
+        from edged.fleet.alerts import AlertMonitor, AlertSink
+        from edged.fleet.webhook import WebhookSink
+
+        cfg = self.config
+        sinks: list[AlertSink] = []
+        if cfg.fleet.enabled:
+            from edged.fleet.link import FleetLink
+            from edged.fleet.telemetry import Telemetry
+
+            telemetry = Telemetry(
+                identity=self.identity,
+                box_name=cfg.box.name,
+                state=self.state.snapshot,
+                selling_point=self._selling_point,
+                orders_since=self.journal.orders_seen_since,
+                incidents=lambda: self.alerts.open_incidents() if self.alerts else [],
+                storage_path=cfg.state_dir,
+            )
+            self.fleet = FleetLink(
+                cfg.fleet,
+                box_id=self.identity.box_id,
+                telemetry=telemetry,
+                wait_changed=self.state.wait_changed,
+            )
+            sinks.append(self.fleet)
+        if cfg.alerts.webhooks:
+            self._http = httpx.AsyncClient()
+            for index, hook in enumerate(cfg.alerts.webhooks):
+                sinks.append(WebhookSink(hook, index, client=self._http))
+        self.alerts = AlertMonitor(
+            cfg.alerts,
+            journal=self.journal,
+            state=self.state,
+            sinks=sinks,
+            box_id=self.identity.box_id,
+            box_name=cfg.box.name,
+            language=cfg.box.language,
+            selling_point=self._selling_point,
+            printers=lambda: [p.name for p in self.config.printers],
+        )
+        self.journal.add_listener(self.alerts.on_events)
+
+    def _selling_point(self) -> tuple[int, str, str]:
+        p = self.pairing
+        return p.selling_point_id, p.selling_point_name, p.timezone
+
+    def _page_url(self) -> str:
+        """The local page's address as the network sees the box (mDNS), for Home Assistant's
+        device link; empty without a web page or a fixed port."""
+        web = self.config.web
+        if not web.enabled or not web.port:
+            return ""
+        scheme = "https" if web.tls_cert else "http"
+        return f"{scheme}://{socket.gethostname()}.local:{web.port}/"
 
     async def _print_setup_ticket(self) -> None:
         if self.web is not None:
@@ -282,6 +376,10 @@ class App:
                     tg.create_task(self.panel.run(), name="panel")
                 for bridge in self.bridges:
                     tg.create_task(bridge.run(), name=type(bridge).__name__)
+                if self.alerts is not None:
+                    tg.create_task(self.alerts.run(), name="alerts")
+                if self.fleet is not None:
+                    tg.create_task(self.fleet.run(), name="fleet")
                 if self.web is not None:
                     await self.web.start()
                 for name, factory in self.extras.tasks:
@@ -312,6 +410,9 @@ class App:
                 await self.web.stop()
         with contextlib.suppress(Exception):
             await self.api.aclose()
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await self._http.aclose()
         await self.journal.close()
         log.info("edged stopped")
 

@@ -1306,6 +1306,8 @@ class WebServer:
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
             "printers": printers,
+            "box_id": state.get("box.id"),
+            "incidents": state.get("alerts.open", []),
         }
         return _json(body, status=200 if body["ok"] else 503)
 

@@ -33,7 +33,7 @@ from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink
+from edged.sinqro.notifications import NotificationLink, PushSource
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
@@ -194,6 +194,11 @@ class App:
             self.current_pairing,
             settle=cfg.sinqro.request_timeout,
         )
+        push_sources: list[PushSource] = []
+        if cfg.fleet.sinqro_notifications != "off":
+            from edged.relay.subscriber import RelaySubscription
+
+            push_sources.append(RelaySubscription(cfg.fleet, box_id=self.identity.box_id))
         self.link = NotificationLink(
             cfg.sinqro,
             self.api,
@@ -202,6 +207,8 @@ class App:
             self.state,
             self.current_pairing,
             on_online=self.sender.kick,
+            push_sources=push_sources,
+            websocket=cfg.fleet.sinqro_notifications != "instead",
         )
         self._build_optional_parts()
 

@@ -23,6 +23,7 @@ from edged.config import Config, load_config
 from edged.configtools import ConfigError, to_plain
 
 DEFAULT_CONFIG = "/etc/edged/edged.toml"
+DEFAULT_RELAY_CONFIG = "/etc/edged/relay.toml"
 EX_CONFIG = 78  # sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
 log = logging.getLogger("edged")
 
@@ -144,6 +145,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.show:
         print(json.dumps(to_plain(config), indent=2, ensure_ascii=False))
     return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from edged.relay.server import serve
+    from edged.relay.settings import load_relay_config
+
+    path = Path(args.config or os.environ.get("EDGED_RELAY_CONFIG") or DEFAULT_RELAY_CONFIG)
+    read_env_file(path.with_name("relay.env"))
+    config = load_relay_config(path)
+    setup_logging(args.log_level or config.logging.level)
+    log.info("edged relay %s starting with %s", __version__, path)
+    return asyncio.run(serve(config))
 
 
 def cmd_box_id(args: argparse.Namespace) -> int:
@@ -360,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("run", help="run the daemon (on a real box, under systemd)"))
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("relay", help="Sinqro webhooks in, MQTT out, for a fleet of boxes")
+    p.add_argument(
+        "-c",
+        "--config",
+        help=f"relay config (default $EDGED_RELAY_CONFIG or {DEFAULT_RELAY_CONFIG})",
+    )
+    p.set_defaults(func=cmd_relay)
 
     p = with_config(sub.add_parser("box-id", help="print this box's id (MQTT, fleet, host name)"))
     p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")

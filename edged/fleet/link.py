@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 RECHECK = 30.0
 
 
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Raise MqttError as soon as the connection drops (nothing is subscribed here)."""
+    async for _ in client.messages:
+        pass
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -134,7 +140,12 @@ class FleetLink:
             self._client = client
             self.connected = True
             self._last_significant = None  # a new session gets a fresh info at once
-            await self._report(client)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._report(client), name="fleet-info")
+                    group.create_task(_until_disconnected(client), name="fleet-watch")
+            except* aiomqtt.MqttError as errors:
+                raise errors.exceptions[0] from None
         except asyncio.CancelledError:
             # A clean DISCONNECT discards the will: say offline ourselves.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):

@@ -276,3 +276,10 @@ def test_relay_config_is_strict(tmp_path: Path) -> None:
     path.write_text(dump_toml({"relay": {"secret": SECRET}, "mqtt": {"url": "mqtts://hq"}}))
     config = load_relay_config(path)
     assert config.mqtt.port == 8883 and config.relay.path == "/sinqro"
+
+
+def test_the_example_relay_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGED_RELAY_SECRET", SECRET)
+    config = load_relay_config(Path(__file__).parent.parent / "config" / "relay.example.toml")
+    assert config.relay.secret == SECRET and config.relay.port == 8090
+    assert config.mqtt.topic_prefix == "edged"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -24,13 +25,14 @@ from mqtt_listener import Listener
 from edged.config import OrdersConfig
 from edged.configtools import ConfigError, dump_toml
 from edged.fleet.settings import FleetConfig
+from edged.harness import DaemonProcess, SimulatorProcess, sinqro_section
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.relay.settings import load_relay_config
 from edged.relay.subscriber import RelaySubscription
-from edged.simulator.server import Simulator
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN, Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
@@ -283,3 +285,60 @@ def test_the_example_relay_config_loads(monkeypatch: pytest.MonkeyPatch) -> None
     config = load_relay_config(Path(__file__).parent.parent / "config" / "relay.example.toml")
     assert config.relay.secret == SECRET and config.relay.port == 8090
     assert config.mqtt.topic_prefix == "edged"
+
+
+async def test_the_daemon_takes_its_orders_from_the_relay(
+    tmp_path: Path, broker: MosquittoBroker, relay: RelayProcess
+) -> None:
+    """``edged run`` with fleet.sinqro_notifications = "instead": no websocket, polls an hour
+    apart, so an order it stores came through the relay."""
+    with SimulatorProcess(log_path=tmp_path / "sim.log") as sim:
+        sim.start()
+        info = sim.info()
+        doc: dict[str, Any] = {
+            "box": {"state_dir": str(tmp_path / "state"), "id": BOX},
+            "sinqro": sinqro_section(info, poll_interval=3600.0, status_refresh_interval=3600.0),
+            "panel": {"enabled": False},
+            "web": {"enabled": False},
+            "fleet": {
+                "enabled": True,
+                "url": broker.url,
+                "reconnect_min": 0.1,
+                "sinqro_notifications": "instead",
+            },
+        }
+        config = tmp_path / "edged.toml"
+        config.write_text(dump_toml(doc))
+        async with httpx.AsyncClient(timeout=10) as http:
+            with DaemonProcess(config) as daemon:
+                await asyncio.to_thread(daemon.start)
+                # The box's subscription is up once its session exists at the broker.
+                await until(
+                    lambda: f"as {BOX}-orders" in broker.log.read_text(), "the subscription", 30
+                )
+                created = await http.post(f"{sim.root}/_sim/orders", json={"type": "collection"})
+                order_id = int(created.json()[0]["id"])
+                headers = {
+                    "x-api-server-access-token": DEFAULT_SERVER_TOKEN,
+                    "x-api-user-access-token": DEFAULT_USER_TOKEN,
+                }
+                order = (
+                    await http.get(f"{info['baseUrl']}/orders/{order_id}", headers=headers)
+                ).json()
+                webhook = {"event": "new_order", "data": order}
+                answer = await http.post(relay.url(), json=webhook)
+                assert answer.status_code == 200, answer.text
+                journal = tmp_path / "state" / "edged.sqlite3"
+                await until(lambda: order_id in stored_ids(journal), "the order in the journal", 30)
+                assert "from relay" in daemon.log_path.read_text()
+                assert daemon.stop() == 0
+
+
+def stored_ids(path: Path) -> set[int]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return {int(row[0]) for row in conn.execute("SELECT id FROM orders")}
+    except sqlite3.OperationalError:
+        return set()
+    finally:
+        conn.close()

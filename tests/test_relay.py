@@ -32,7 +32,7 @@ from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.relay.settings import load_relay_config
 from edged.relay.subscriber import RelaySubscription
-from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN, Simulator
+from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
@@ -187,6 +187,8 @@ async def test_webhooks_reach_the_box_through_mosquitto(
     async with box(sim, broker, journal) as (link, state), httpx.AsyncClient() as http:
         assert state.get("link.detail") == "relay connected"
         assert sim.connected() == 0  # no websocket: the relay is the only push
+        # Sinqro's REST answers 503 from now on: what the box learns, it learns by the relay.
+        sim.refuse_all("503")
         order = sim.create_order("delivery")
         (new_order,) = notifications
         assert new_order["event"] == "new_order"
@@ -196,7 +198,6 @@ async def test_webhooks_reach_the_box_through_mosquitto(
         await until(lambda: link.frames == 1, "the notification at the box")
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "waiting_sp_validation"
-        assert link.polls == 0  # it came by the relay, not by polling
         # The same notification twice (Sinqro retrying) is still one order.
         again = await http.post(relay.url(), content=json.dumps(new_order))
         assert again.status_code == 200
@@ -312,19 +313,17 @@ async def test_the_daemon_takes_its_orders_from_the_relay(
         async with httpx.AsyncClient(timeout=10) as http:
             with DaemonProcess(config) as daemon:
                 await asyncio.to_thread(daemon.start)
-                # The box's subscription is up once its session exists at the broker.
+                # The box logs its subscription once the broker confirmed it (SUBACK).
                 await until(
-                    lambda: f"as {BOX}-orders" in broker.log.read_text(), "the subscription", 30
+                    lambda: "relay: subscribed to" in daemon.log_path.read_text(),
+                    "the subscription",
+                    30,
                 )
+                # Sinqro's REST answers 503 from now on: the order can only come by the relay.
+                await http.post(f"{sim.root}/_sim/faults", json={"refuseAll": "503"})
                 created = await http.post(f"{sim.root}/_sim/orders", json={"type": "collection"})
-                order_id = int(created.json()[0]["id"])
-                headers = {
-                    "x-api-server-access-token": DEFAULT_SERVER_TOKEN,
-                    "x-api-user-access-token": DEFAULT_USER_TOKEN,
-                }
-                order = (
-                    await http.get(f"{info['baseUrl']}/orders/{order_id}", headers=headers)
-                ).json()
+                order = created.json()[0]
+                order_id = int(order["id"])
                 webhook = {"event": "new_order", "data": order}
                 answer = await http.post(relay.url(), json=webhook)
                 assert answer.status_code == 200, answer.text

@@ -103,10 +103,12 @@ def make_client(
     *,
     will: aiomqtt.Will | None = None,
     session_expiry: int = 0,
+    fresh: bool = False,
     max_queued_incoming: int = 1000,
 ) -> aiomqtt.Client:
     """A client for ``config``. ``session_expiry`` > 0 asks for a persistent session (the
-    broker keeps subscriptions and QoS 1 messages for us while we are away)."""
+    broker keeps subscriptions and QoS 1 messages for us while we are away); with ``fresh``
+    (MQTT 5) an earlier session, and the subscriptions it held, is dropped first."""
     v5 = config.protocol == "5"
     properties: Properties | None = None
     persistent = session_expiry > 0
@@ -116,7 +118,7 @@ def make_client(
     clean_session: bool | None
     if v5:
         clean_session = None
-        clean_start: paho.CleanStartOption = not persistent
+        clean_start: paho.CleanStartOption = fresh or not persistent
     else:
         clean_session = not persistent
         clean_start = paho.MQTT_CLEAN_START_FIRST_ONLY

@@ -56,11 +56,18 @@ class RelaySubscription:
         """Stay subscribed to ``selling_point_id``'s topic until cancelled."""
         topic = notifications_topic(self.config.topic_prefix, selling_point_id)
         delay = self.config.reconnect_min
+        # The first connection starts a new session: one left from an earlier pairing would
+        # still hold another selling point's subscription. What was published meanwhile is
+        # fetched by the reconcile that follows. Reconnects resume the session.
+        fresh = True
         while True:
             reason = "relay subscription closed"
             try:
-                client = make_client(self.config, self.client_id, session_expiry=SESSION_EXPIRY)
+                client = make_client(
+                    self.config, self.client_id, session_expiry=SESSION_EXPIRY, fresh=fresh
+                )
                 async with client:
+                    fresh = False
                     await client.subscribe(topic, qos=1)
                     log.info("relay: subscribed to %s on %s", topic, self.config.where)
                     delay = self.config.reconnect_min

@@ -145,7 +145,13 @@ class Courier:
             entry = self.queue[0]
             self.attempts += 1
             try:
-                await self.sink.deliver(entry["alert"])
+                try:
+                    await self.sink.deliver(entry["alert"])
+                except DeliveryError:
+                    raise
+                except Exception as exc:
+                    log.exception("alerts: %s failed unexpectedly", self.sink.name)
+                    raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except DeliveryError as exc:
                 too_old = time.time() - entry["queued"] > self.config.give_up_after
                 if not exc.retry or too_old:
@@ -279,6 +285,10 @@ class AlertMonitor:
                 next_due = await self.evaluate()
             except JournalError as exc:
                 log.warning("alerts: journal unavailable: %s", exc)
+                next_due = None
+            except Exception:
+                # Alerts must never take order intake down with them.
+                log.exception("alerts: rule check failed; trying again later")
                 next_due = None
             timeout = RECHECK if next_due is None else min(RECHECK, next_due - self.clock())
             with contextlib.suppress(TimeoutError):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
@@ -241,12 +242,24 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
     )
     central.start()
     local.start()
+    dead_printer = free_port()  # nothing listens there: the printer is off
+    web_port = free_port()
     config = box_config(
         tmp_path,
         "box",
         simulator,
         BOX,
         fleet={"enabled": True, "url": local.url, "reconnect_min": 0.1, "info_interval": 60.0},
+        alerts={"printer_down_after": 1.0},
+        printers=[
+            {
+                "name": "kitchen",
+                "uri": f"tcp://127.0.0.1:{dead_printer}",
+                "timeout": 1.0,
+                "health_interval": 0.5,
+            }
+        ],
+        web={"host": "127.0.0.1", "port": web_port},
     )
     try:
         async with Listener(central.host, central.port, ("edged/#",), client_id="hq") as hq:
@@ -268,6 +281,23 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
                     "the link online in the info",
                     60,
                 )
+                # The printer is off: one alert at HQ, the incident in the info and /health.
+                await until(lambda: hq.last(f"edged/{BOX}/alert") is not None, "an alert", 60)
+                alert = hq.last(f"edged/{BOX}/alert").json()  # type: ignore[union-attr]
+                assert (alert["incident"], alert["state"]) == ("printer_down:kitchen", "open")
+                await until(
+                    lambda: (
+                        hq.last(f"edged/{BOX}/info").json()["incidents"]  # type: ignore[union-attr]
+                        == ["printer_down:kitchen"]
+                    ),
+                    "the incident in the info",
+                    60,
+                )
+                async with httpx.AsyncClient() as http:
+                    health = (await http.get(f"http://127.0.0.1:{web_port}/health")).json()
+                assert health["box_id"] == BOX
+                assert [i["incident"] for i in health["incidents"]] == ["printer_down:kitchen"]
+                assert len(hq.on(f"edged/{BOX}/alert")) == 1
                 daemon.kill()
                 await until(
                     lambda: hq.last(f"edged/{BOX}/availability").payload == b"offline",  # type: ignore[union-attr]

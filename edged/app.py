@@ -3,14 +3,16 @@
 Start-up order matters and is what systemd's READY=1 promises:
 
 1. the journal is open (migrated, WAL, writer thread up);
-2. the Sinqro link, outbox sender, spooler, panel, bridges and web page are started;
+2. the supervisor builds and starts every part (Sinqro link, outbox sender, spooler,
+   panel, bridges, web page; see :mod:`edged.parts`);
 3. READY=1 and a STATUS line; then WATCHDOG=1 while the loop and the journal answer.
 
-Every part runs as a named task in one TaskGroup. A part that dies with an unexpected error
-ends the process (exit code 1) so systemd restarts the whole box cleanly; parts handle the
-failures they expect (network down, printer off) themselves. SIGTERM/SIGINT stop the group:
-each part finishes or records its in-flight work in ``finally`` blocks, then the journal
-checkpoints and closes.
+A part that fails is shown failed and restarted with backoff by the supervisor; order
+intake, the buzzer and the other parts go on. Only the journal (the watchdog stops) or the
+supervisor failing ends the process for systemd. A saved setting (web page) or SIGHUP
+(``systemctl reload edged``, the files read again) restarts only the parts whose config
+sections changed. SIGTERM/SIGINT stop everything: each part finishes or records its
+in-flight work in ``finally`` blocks, then the journal checkpoints and closes.
 """
 
 from __future__ import annotations
@@ -26,30 +28,41 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
-from edged.config import Config, save_web_settings
+from edged.config import Config, load_config, save_web_settings
+from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
-from edged.journal.store import Journal
+from edged.journal.store import Journal, Tx
 from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
+from edged.parts import PartSpec, Runnable, Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.sinqro.notifications import NotificationLink, PushSource
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
-    import httpx
-
-    from edged.bridges.mqtt import MqttBridge
-    from edged.bridges.serial import SerialBridge
     from edged.fleet.alerts import AlertMonitor
     from edged.fleet.link import FleetLink
+    from edged.fleet.settings import FleetConfig
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
+    from edged.web.services import Metric
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 3600.0
+# The link's counters on /metrics, as edged_link_<key>_total (reconnects: the page has it).
+LINK_COUNTERS = {
+    "frames": "Websocket frames received",
+    "bad_frames": "Websocket frames rejected",
+    "ignored_frames": "Websocket frames of another selling point",
+    "polls": "REST syncs while the websocket was down",
+    "reconciles": "Reconciles after a (re)connect",
+    "refreshes": "Status refreshes while the websocket was up",
+    "gone_orders": "Open orders closed as gone (unknown to Sinqro, or another selling point)",
+    "stale_reports": "Reports set aside because they would move an order back",
+}
 
 
 class StopRequested(Exception):
@@ -63,6 +76,17 @@ class Extras:
     tasks: list[tuple[str, Callable[[App], Coroutine[Any, Any, None]]]] = field(
         default_factory=list
     )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What saving settings did: the config now in force and, per restarted part,
+    ``applied``, ``restarting`` or the error of the part that could not start. Sections no
+    part is built from (journal, logging) are listed under ``needs restart``."""
+
+    config: Config
+    parts: dict[str, str]
+    needs_restart: tuple[str, ...] = ()
 
 
 class App:
@@ -84,12 +108,16 @@ class App:
         self.spooler: Spooler | None = None
         self.panel: Panel | None = None
         self.web: WebServer | None = None
-        self.bridges: list[MqttBridge | SerialBridge] = []
+        self.supervisor: Supervisor
         self.identity: BoxIdentity
         self.alerts: AlertMonitor | None = None
         self.fleet: FleetLink | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._link_fleet: FleetConfig | None = None
+        # Tests: called with a part's name before each start (to inject start failures).
+        self.start_hook: Callable[[str], None] | None = None
         self._stop = asyncio.Event()
+        self._applying = asyncio.Lock()
+        self._printer_moves: list[tuple[str, str]] = []
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
         self.demo = False
@@ -147,27 +175,93 @@ class App:
             await self.api.logout()
         await self.set_pairing(Pairing())
 
+    def metrics(self) -> list[Metric]:
+        """Samples of the link and the outbox for ``/metrics`` (the web page adds its own)."""
+        from edged.web.services import Metric
+
+        link = self.link.metrics()
+        out = [
+            Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
+            for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_link_unread_orders",
+                float(link["unread_orders"]),
+                "Open orders the last refresh could not read",
+            ),
+            Metric(
+                "edged_command_retries_total",
+                float(self.sender.retries),
+                "Command attempts that will be retried (per-order backoff)",
+                "counter",
+            ),
+            Metric(
+                "edged_orders_retrying",
+                float(len(self.sender.retrying())),
+                "Orders whose next command waits for its own retry",
+            ),
+        ]
+        out += self._fleet_metrics()
+        for name, health in sorted(self.supervisor.health().items()):
+            labels = {"part": name}
+            failed = float(health["state"] == "failed")
+            out.append(
+                Metric("edged_part_failed", failed, "Part failed, restarting", labels=labels)
+            )
+            restarts = float(health["restarts"])
+            out.append(
+                Metric("edged_part_restarts_total", restarts, "Part restarts", "counter", labels)
+            )
+        return out
+
     async def order_actions(self, order_id: int) -> list[OrderAction]:
         return await self.api.order_actions(order_id)
 
-    async def apply_settings(self, changes: dict[str, Any]) -> Config:
-        """Validate and save settings from the web page.
-
-        Order settings apply at once (the desk and sender read them at use time); printer,
-        panel and bridge settings take effect when their part restarts, which the page says.
-        Queued work is in the journal, so nothing is lost either way.
-        """
+    async def apply_settings(self, changes: dict[str, Any]) -> ApplyResult:
+        """Validate and save settings from the web page, then apply them: the parts whose
+        sections changed restart within a moment; queued work is in the journal."""
         # Off the loop: the save fsyncs the file and its directory.
         new = await asyncio.to_thread(save_web_settings, self.config, changes)
-        self.config = new
-        self.desk.config = new.orders
-        self.sender.config = new.orders
-        return new
+        return await self._use(new)
+
+    async def reload(self) -> ApplyResult:
+        """SIGHUP (``systemctl reload edged``): read the config files again and apply."""
+        new = await asyncio.to_thread(load_config, self.config.source)
+        return await self._use(new)
+
+    async def _use(self, new: Config) -> ApplyResult:
+        async with self._applying:
+            old = self.config
+            self.config = new
+            self.desk.config = new.orders
+            self.sender.config = new.orders
+            # Queued tickets of a removed printer go to its backup when that one stays; the
+            # rest are failed with a reason by the spooler's start (never dropped silently).
+            self._printer_moves = self._backups_of_removed(old, new)
+            parts = await self.supervisor.apply(new)
+            fixed = ("journal", "logging")
+            later = tuple(s for s in fixed if getattr(old, s) != getattr(new, s))
+            return ApplyResult(new, parts, later)
+
+    def _backups_of_removed(self, old: Config, new: Config) -> list[tuple[str, str]]:
+        """``(removed printer, its backup)`` for removed printers whose backup stays."""
+        kept = {p.name for p in new.printers}
+        return [
+            (p.name, p.backup)
+            for p in old.printers
+            if p.name not in kept and p.backup and p.backup in kept
+        ]
+
+    def part_health(self) -> dict[str, dict[str, Any]]:
+        """Every part's state (``running``, ``failed``...), for /health, the page, MQTT."""
+        return self.supervisor.health()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _open(self) -> None:
         cfg = self.config
+        # Fixed for the process: a changed box.id applies when edged restarts.
         self.identity = resolve_identity(
             configured=cfg.box.id,
             serial_file=cfg.box.serial_file,
@@ -180,6 +274,43 @@ class App:
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
         await self.desk.refresh_counts()
+        self._build_link(cfg)
+        self.supervisor = Supervisor(
+            cfg, self.state, self._part_specs(), start_hook=self._start_hook
+        )
+
+    def _start_hook(self, name: str) -> None:
+        if self.start_hook is not None:
+            self.start_hook(name)
+
+    def _part_specs(self) -> list[PartSpec]:
+        """Every part, the config sections it is built from, and how to build it."""
+        release = self._release
+        return [
+            PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part, release),
+            PartSpec("outbox", ("sinqro",), self._sender_part, release),
+            PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
+            PartSpec("panel", ("panel", "orders"), self._build_panel, release),
+            PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
+            PartSpec("serial", ("serial",), self._build_serial, release),
+            PartSpec("web", ("web", "box"), self._build_web, release, restart_detached=True),
+            PartSpec("fleet", ("fleet", "box"), self._build_fleet, release),
+            PartSpec("alerts", ("alerts", "fleet", "box", "printers"), self._build_alerts, release),
+        ]
+
+    def _release(self, part: Runnable) -> None:
+        """Forget a stopped instance's listeners, so a restart leaves nothing behind."""
+        for name in ("_on_events", "_on_journal_events"):
+            listener = getattr(part, name, None)
+            if listener is not None:
+                self.journal.remove_listener(listener)
+        for name in ("_on_state_change", "_on_state"):
+            watcher = getattr(part, name, None)
+            if watcher is not None:
+                self.state.unwatch(watcher)
+
+    def _build_link(self, cfg: Config) -> None:
+        """The REST client, outbox sender and notification link share one Sinqro config."""
         self.api = SinqroApi(
             cfg.sinqro.base_url,
             cfg.sinqro.server_token,
@@ -194,12 +325,18 @@ class App:
             self.current_pairing,
             settle=cfg.sinqro.request_timeout,
         )
+        self.link = self._make_link(cfg)
+
+    def _make_link(self, cfg: Config) -> NotificationLink:
+        """The notification link; with ``fleet.sinqro_notifications`` it also (or only)
+        listens to edged relay's topic on the fleet broker."""
         push_sources: list[PushSource] = []
         if cfg.fleet.sinqro_notifications != "off":
             from edged.relay.subscriber import RelaySubscription
 
             push_sources.append(RelaySubscription(cfg.fleet, box_id=self.identity.box_id))
-        self.link = NotificationLink(
+        self._link_fleet = cfg.fleet
+        return NotificationLink(
             cfg.sinqro,
             self.api,
             self.desk,
@@ -210,15 +347,35 @@ class App:
             push_sources=push_sources,
             websocket=cfg.fleet.sinqro_notifications != "instead",
         )
-        self._build_optional_parts()
 
-    def _build_optional_parts(self) -> None:
-        """Printers, panel, bridges and web page: each only when configured."""
-        cfg = self.config
-        if cfg.printers:
-            from edged.printing.spooler import Spooler
+    def _link_part(self, cfg: Config) -> Runnable:
+        if self.link.config != cfg.sinqro:
+            old = self.api
+            self._build_link(cfg)
+            asyncio.get_running_loop().create_task(old.aclose(), name="old-sinqro-client")
+        elif self._link_fleet != cfg.fleet:
+            # Only the relay subscription changed: the REST client and the sender stay.
+            self.link = self._make_link(cfg)
+        return self.link
 
-            self.spooler = Spooler(cfg.printers, self.journal, self.state, cfg.box)
+    def _sender_part(self, cfg: Config) -> Runnable:
+        return self.sender
+
+    def _build_spooler(self, cfg: Config) -> Runnable | None:
+        self.spooler = None
+        kept = {f"printer.{p.name}" for p in cfg.printers}
+        for key in [k for k in self.state.snapshot() if k.startswith("printer.")]:
+            if key not in kept:
+                self.state.delete(key)
+        if not cfg.printers:
+            return None
+        from edged.printing.spooler import Spooler
+
+        self.spooler = Spooler(list(cfg.printers), self.journal, self.state, cfg.box)
+        moves, self._printer_moves = self._printer_moves, []
+        return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
+
+    def _build_panel(self, cfg: Config) -> Panel:
         # Always built: with panel.enabled = false it claims no pins, but the alert logic and
         # the web page's virtual buttons still work.
         from edged.panel.controller import Panel
@@ -231,77 +388,88 @@ class App:
             self.state,
             on_setup_request=self._print_setup_ticket,
         )
-        if cfg.mqtt.enabled:
-            from edged.bridges.homeassistant import DeviceInfo
-            from edged.bridges.mqtt import MqttBridge
+        return self.panel
 
-            device = DeviceInfo(
-                box_id=self.identity.box_id,
-                name=cfg.box.name,
-                serial_number=self.identity.serial,
-                hw_version=self.identity.board_model,
-                configuration_url=self._page_url(),
-            )
-            self.bridges.append(
-                MqttBridge(
-                    cfg.mqtt,
-                    self.journal,
-                    self.desk,
-                    self.state,
-                    box_id=self.identity.box_id,
-                    device=device,
-                    printers=lambda: [p.name for p in self.config.printers],
-                )
-            )
-        else:
+    def _build_mqtt(self, cfg: Config) -> Runnable | None:
+        if not cfg.mqtt.enabled:
             self.state.set("bridge.mqtt", "disabled")
-        if cfg.serial.enabled:
-            from edged.bridges.serial import SerialBridge
+            return None
+        from edged.bridges.homeassistant import DeviceInfo
+        from edged.bridges.mqtt import MqttBridge
 
-            self.bridges.append(SerialBridge(cfg.serial, self.journal, self.desk, self.state))
-        else:
+        device = DeviceInfo(
+            box_id=self.identity.box_id,
+            name=cfg.box.name,
+            serial_number=self.identity.serial,
+            hw_version=self.identity.board_model,
+            configuration_url=_page_url(cfg),
+        )
+        return MqttBridge(
+            cfg.mqtt,
+            self.journal,
+            self.desk,
+            self.state,
+            box_id=self.identity.box_id,
+            device=device,
+            printers=lambda: [p.name for p in self.config.printers],
+        )
+
+    def _build_serial(self, cfg: Config) -> Runnable | None:
+        if not cfg.serial.enabled:
             self.state.set("bridge.serial", "disabled")
-        self._build_fleet_parts()
-        if cfg.web.enabled:
-            from edged.web.server import WebServer
-            from edged.web.services import WebServices
+            return None
+        from edged.bridges.serial import SerialBridge
 
-            self.web = WebServer(cfg.web, WebServices.from_app(self))
+        return SerialBridge(cfg.serial, self.journal, self.desk, self.state)
 
-    def _build_fleet_parts(self) -> None:
-        """Alert rules (always: the page and /health show open incidents), their webhooks,
-        and the fleet connection when ``[fleet]`` is enabled."""
+    def _build_web(self, cfg: Config) -> Runnable | None:
+        self.web = None
+        if not cfg.web.enabled:
+            return None
+        from edged.web.server import WebServer
+        from edged.web.services import WebServices
+
+        self.web = WebServer(cfg.web, WebServices.from_app(self))
+        return _Served(self.web)
+
+    def _build_fleet(self, cfg: Config) -> Runnable | None:
+        """The fleet connection: telemetry, availability and the alerts' fleet topic."""
+        self.fleet = None
+        if not cfg.fleet.enabled:
+            return None
+        from edged.fleet.link import FleetLink
+        from edged.fleet.telemetry import Telemetry
+
+        telemetry = Telemetry(
+            identity=self.identity,
+            box_name=cfg.box.name,
+            state=self.state.snapshot,
+            selling_point=self._selling_point,
+            orders_since=self.journal.orders_seen_since,
+            incidents=lambda: self.alerts.open_incidents() if self.alerts else [],
+            storage_path=cfg.state_dir,
+        )
+        self.fleet = FleetLink(
+            cfg.fleet,
+            box_id=self.identity.box_id,
+            telemetry=telemetry,
+            wait_changed=self.state.wait_changed,
+        )
+        return self.fleet
+
+    def _build_alerts(self, cfg: Config) -> Runnable:
+        """Alert rules, always (the page and /health show open incidents), told through the
+        fleet topic when [fleet] is on and through every webhook."""
         import httpx
 
         from edged.fleet.alerts import AlertMonitor, AlertSink
         from edged.fleet.webhook import WebhookSink
 
-        cfg = self.config
+        http = httpx.AsyncClient()
         sinks: list[AlertSink] = []
         if cfg.fleet.enabled:
-            from edged.fleet.link import FleetLink
-            from edged.fleet.telemetry import Telemetry
-
-            telemetry = Telemetry(
-                identity=self.identity,
-                box_name=cfg.box.name,
-                state=self.state.snapshot,
-                selling_point=self._selling_point,
-                orders_since=self.journal.orders_seen_since,
-                incidents=lambda: self.alerts.open_incidents() if self.alerts else [],
-                storage_path=cfg.state_dir,
-            )
-            self.fleet = FleetLink(
-                cfg.fleet,
-                box_id=self.identity.box_id,
-                telemetry=telemetry,
-                wait_changed=self.state.wait_changed,
-            )
-            sinks.append(self.fleet)
-        if cfg.alerts.webhooks:
-            self._http = httpx.AsyncClient()
-            for index, hook in enumerate(cfg.alerts.webhooks):
-                sinks.append(WebhookSink(hook, index, client=self._http))
+            sinks.append(_CurrentFleet(self))
+        sinks += [WebhookSink(hook, i, client=http) for i, hook in enumerate(cfg.alerts.webhooks)]
         self.alerts = AlertMonitor(
             cfg.alerts,
             journal=self.journal,
@@ -313,20 +481,45 @@ class App:
             selling_point=self._selling_point,
             printers=lambda: [p.name for p in self.config.printers],
         )
-        self.journal.add_listener(self.alerts.on_events)
+        return _Alerting(self.alerts, http)
 
     def _selling_point(self) -> tuple[int, str, str]:
         p = self.pairing
         return p.selling_point_id, p.selling_point_name, p.timezone
 
-    def _page_url(self) -> str:
-        """The local page's address as the network sees the box (mDNS), for Home Assistant's
-        device link; empty without a web page or a fixed port."""
-        web = self.config.web
-        if not web.enabled or not web.port:
-            return ""
-        scheme = "https" if web.tls_cert else "http"
-        return f"{scheme}://{socket.gethostname()}.local:{web.port}/"
+    def _fleet_metrics(self) -> list[Metric]:
+        from edged.web.services import Metric
+
+        out: list[Metric] = []
+        if self.alerts is not None:
+            alerts = self.alerts.metrics()
+            out.append(Metric("edged_alerts_open", float(alerts["open"]), "Open alert incidents"))
+            for name, courier in sorted(self.alerts.couriers.items()):
+                labels = {"sink": name}
+                out.append(
+                    Metric(
+                        "edged_alerts_queued",
+                        float(len(courier.queue)),
+                        "Undelivered alerts",
+                        labels=labels,
+                    )
+                )
+                out.append(
+                    Metric(
+                        "edged_alerts_delivered_total",
+                        float(courier.delivered),
+                        "Alerts delivered",
+                        "counter",
+                        labels,
+                    )
+                )
+        if self.fleet is not None:
+            out.append(
+                Metric(
+                    "edged_fleet_connected", float(self.fleet.connected), "Fleet broker connected"
+                )
+            )
+        return out
 
     async def _print_setup_ticket(self) -> None:
         if self.web is not None:
@@ -364,31 +557,39 @@ class App:
         await self._stop.wait()
         raise StopRequested
 
+    def request_reload(self) -> None:
+        """SIGHUP: read the config files again and restart the parts that changed."""
+        asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")
+
+    async def _reload_logged(self) -> None:
+        try:
+            result = await self.reload()
+        except ConfigError as exc:
+            log.error("reload refused, the config in force stays: %s", exc)
+            return
+        except OSError as exc:
+            log.error("reload failed, the config in force stays: %s", exc)
+            return
+        if not result.parts and not result.needs_restart:
+            log.info("reload: nothing changed")
+        for section in result.needs_restart:
+            log.warning("reload: [%s] changed; it applies when edged restarts", section)
+
     async def run(self) -> int:
         """Run until stopped. Returns the process exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self._open()
         code = 0
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._wait_stop(), name="stop")
-                tg.create_task(self.link.run(), name="sinqro-link")
-                tg.create_task(self.sender.run(), name="outbox-sender")
-                if self.spooler is not None:
-                    tg.create_task(self.spooler.run(), name="spooler")
-                if self.panel is not None:
-                    tg.create_task(self.panel.run(), name="panel")
-                for bridge in self.bridges:
-                    tg.create_task(bridge.run(), name=type(bridge).__name__)
-                if self.alerts is not None:
-                    tg.create_task(self.alerts.run(), name="alerts")
-                if self.fleet is not None:
-                    tg.create_task(self.fleet.run(), name="fleet")
-                if self.web is not None:
-                    await self.web.start()
+                tg.create_task(self.supervisor.run(), name="supervisor")
+                await self.supervisor.started()
                 for name, factory in self.extras.tasks:
                     tg.create_task(factory(self), name=name)
                 tg.create_task(self._housekeeping(), name="housekeeping")
@@ -405,23 +606,108 @@ class App:
             log.info("edged stopping")
         except* Exception as group:
             for exc in group.exceptions:
-                log.critical("a part of edged failed: %r", exc, exc_info=exc)
+                log.critical("edged failed: %r", exc, exc_info=exc)
             code = 1
         finally:
             await self._close()
         return code
 
     async def _close(self) -> None:
-        if self.web is not None:
-            with contextlib.suppress(Exception):
-                await self.web.stop()
         with contextlib.suppress(Exception):
             await self.api.aclose()
-        if self._http is not None:
-            with contextlib.suppress(Exception):
-                await self._http.aclose()
         await self.journal.close()
         log.info("edged stopped")
+
+
+class _MovingJobs:
+    """The spooler, started after the tickets of removed printers moved to their backup
+    (the old spooler has stopped: a ticket it was sending is sent again, marked REPRINT)."""
+
+    def __init__(self, spooler: Spooler, journal: Journal, moves: list[tuple[str, str]]) -> None:
+        self.spooler = spooler
+        self.journal = journal
+        self.moves = moves
+
+    async def start(self) -> None:
+        def run(tx: Tx) -> int:
+            moved = 0
+            for removed, backup in self.moves:
+                moved += tx.execute(
+                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
+                    " reprint = (reprint OR state = 'sending'), state = 'queued'"
+                    " WHERE printer = ? AND state IN ('queued', 'sending')",
+                    (backup, backup, tx.now, removed),
+                ).rowcount
+            return moved
+
+        moved = await self.journal.transaction(run)
+        if moved:
+            log.info("%d ticket(s) of removed printers moved to their backup", moved)
+
+    async def run(self) -> None:
+        await self.spooler.run()
+
+
+class _CurrentFleet:
+    """The fleet topic as an alert sink, through whichever fleet link runs now (the fleet
+    part may restart under the alerts)."""
+
+    name = "fleet"
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def deliver(self, alert: dict[str, Any]) -> None:
+        from edged.fleet.alerts import DeliveryError
+
+        if self.app.fleet is None:
+            raise DeliveryError("fleet link not running")
+        await self.app.fleet.deliver(alert)
+
+
+class _Alerting:
+    """The alert monitor as a part; its webhook client closes with it."""
+
+    def __init__(self, monitor: AlertMonitor, http: Any) -> None:
+        self.monitor = monitor
+        self.http = http
+        # The supervisor drops these when the part stops (see App._release).
+        self._on_events = monitor._on_events
+        self._on_state = monitor._on_state
+
+    async def run(self) -> None:
+        try:
+            await self.monitor.run()
+        finally:
+            await self.http.aclose()
+
+
+def _page_url(cfg: Config) -> str:
+    """The local page's address as the network sees the box (mDNS), for Home Assistant's
+    device link; empty without a web page or a fixed port."""
+    if not cfg.web.enabled or not cfg.web.port:
+        return ""
+    scheme = "https" if cfg.web.tls_cert else "http"
+    return f"{scheme}://{socket.gethostname()}.local:{cfg.web.port}/"
+
+
+class _Served:
+    """The web page as a part: listening once ``start`` returns, stopped when cancelled."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        # The supervisor drops these when the part stops (see App._release).
+        self._on_journal_events = server._on_journal_events
+        self._on_state_change = server._on_state_change
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def run(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.server.stop()
 
 
 async def run_app(config: Config, extras: Extras | None = None) -> int:

@@ -81,6 +81,15 @@ class SinqroConfig:
     ping_interval: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
     ping_timeout: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
     max_frame_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    gone_after: float = field(
+        default=60.0,
+        metadata=opt(
+            minimum=0,
+            maximum=86400,
+            doc="An open order Sinqro answers ORDER_NOT_FOUND for twice, this many seconds"
+            " apart, is closed locally as 'gone'",
+        ),
+    )
 
     def check(self) -> None:
         for key in ("base_url", "websocket_url"):

@@ -100,8 +100,14 @@ async def run_demo(
     """Run simulator and daemon together until Ctrl-C."""
     from edged.simulator.server import Simulator
 
+    # The simulated cloud keeps its orders next to the journal: a second run finds the same
+    # orders in both (no journal order that the cloud never heard of, no reused ids).
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
     async with Simulator(
-        host="127.0.0.1", port=sim_port, generate_every=orders_every or None
+        host="127.0.0.1",
+        port=sim_port,
+        generate_every=orders_every or None,
+        state_file=state_dir / "simulator.json",
     ) as sim:
         path = state_dir / "edged.toml"
         text = demo_config(

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from aiohttp import web
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker, free_port
@@ -58,15 +57,6 @@ class Sink:
 
     def states(self) -> list[tuple[str, str]]:
         return [(a["incident"], a["state"]) for a in self.alerts]
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 def monitor(
@@ -185,7 +175,6 @@ async def test_decisions_stuck_and_refused(journal: Journal) -> None:
     clock = Clock()
     sink = Sink()
     mon = monitor(journal, state, [sink], clock, order_waiting_after=0.0)
-    journal.add_listener(mon.on_events)
     await desk.ingest(make_order(7), "test")
     command = await desk.accept(7, source="test")
     await mon.evaluate()
@@ -344,7 +333,6 @@ async def test_an_order_waiting_past_its_limit_reaches_webhook_and_fleet(
                 [fleet, WebhookSink(hook, 0, client=http)],
                 order_waiting_after=0.5,
             )
-            journal.add_listener(mon.on_events)
             fleet_task = asyncio.create_task(fleet.run())
             try:
                 async with running(mon):
@@ -382,7 +370,7 @@ async def test_journal_events_feed_refusals(journal: Journal) -> None:
     desk, state = make_desk(journal)
     mon = monitor(journal, state, [Sink()])
     await desk.ingest(make_order(3), "test")
-    mon.on_events(
+    mon._on_events(
         [
             ev.Event(
                 seq=1,

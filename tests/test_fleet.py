@@ -18,6 +18,7 @@ import httpx
 import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
+from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from mqtt_listener import Listener
 
 from edged.configtools import dump_toml
@@ -25,7 +26,6 @@ from edged.fleet.identity import BoxIdentity
 from edged.fleet.link import FleetLink
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import KernelFiles, Telemetry, local_midnight, throttling
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.journal.store import Journal
 from edged.state import BoxState
 
@@ -47,15 +47,6 @@ def kernel(tmp_path: Path, *, throttled: str | None = "0x50005") -> KernelFiles:
         throttled=(str(firmware / "get_throttled"),),
         hwmon=str(root / "hwmon*"),
     )
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 def telemetry(tmp_path: Path, journal: Journal, state: BoxState, **kw: Any) -> Telemetry:

@@ -20,12 +20,12 @@ import pytest
 from bridge_helpers import until
 from broker import MosquittoBroker, free_port
 from conftest import eventually, make_sinqro_config
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from mqtt_listener import Listener
 
 from edged.config import OrdersConfig
 from edged.configtools import ConfigError, dump_toml
 from edged.fleet.settings import FleetConfig
-from edged.harness import DaemonProcess, SimulatorProcess, sinqro_section
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
@@ -162,15 +162,6 @@ async def box(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await api.aclose()
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 def capture(sim: Simulator) -> list[dict[str, Any]]:

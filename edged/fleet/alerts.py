@@ -82,6 +82,8 @@ class StateLike(Protocol):
 
 
 class JournalLike(Protocol):
+    def add_listener(self, fn: Callable[[list[Event]], None]) -> None: ...
+
     async def waiting_times(self) -> list[tuple[int, str, str, float]]: ...
 
     async def pending_commands(self) -> list[Command]: ...
@@ -228,6 +230,7 @@ class AlertMonitor:
         self._dirty = asyncio.Event()
         self._saved = ""
         state.watch(self._on_state)
+        journal.add_listener(self._on_events)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -235,8 +238,9 @@ class AlertMonitor:
         if key in ("link", "waiting_orders", "queued_commands") or key.startswith("printer."):
             self._wake.set()
 
-    def on_events(self, events: list[Event]) -> None:
-        """Feed journal events (decisions refused or done, orders moving on)."""
+    def _on_events(self, events: list[Event]) -> None:
+        """Journal events (decisions refused or done, orders moving on), right after commit.
+        The composition root removes this listener when the part stops."""
         for event in events:
             order_id = event.order_id
             if order_id is None:

@@ -188,7 +188,7 @@ class Panel:
     def _on_state(self, key: str, value: Any) -> None:
         if not self._running:
             return
-        if key in _LED_KEYS or key.startswith("printer."):
+        if key in _LED_KEYS or key.startswith(("printer.", "part.")):
             self._update_led()
         if key in ("waiting_orders", "queued_commands"):
             self._resync.fire()

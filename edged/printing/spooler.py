@@ -38,6 +38,7 @@ from typing import Any
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, StoredOrder, Tx
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
@@ -63,7 +64,7 @@ from edged.printing.transports import (
     Transport,
     make_transport,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -285,12 +286,10 @@ class Spooler:
     # -- planning --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        cursor = await self.journal.get_cursor(CONSUMER) or 0
+        follower = Follower(self.journal, CONSUMER, batch=BATCH)
+        await follower.start()
         while True:
-            events = await self.journal.read_events(cursor, BATCH)
-            if not events:
-                await self.journal.wait_for_events(cursor)
-                continue
+            events = await follower.next_batch()
             try:
                 touched = await self.journal.transaction(
                     functools.partial(self._plan, events=events)
@@ -299,7 +298,8 @@ class Spooler:
                 log.error("spooler: cannot record print jobs: %s; retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            cursor = events[-1].seq
+            # The cursor itself moved in the planning transaction (tx.set_cursor).
+            follower.advance(events[-1].seq)
             for name in touched:
                 self._printers[name].wake.set()
 
@@ -364,7 +364,8 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", order.status))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderNew) and data.status else order.status
         stale = tx.now - order.first_seen > STALE_AFTER
         for name, printer in self._printers.items():
             config = printer.config
@@ -387,14 +388,15 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", ""))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderStatus) else ""
         live = ("queued", "sending", "done")
         for name, printer in self._printers.items():
             config = printer.config
             if order.type not in config.order_types:
                 continue
             has_ticket = self._has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES:
+            if status in CANCELLED_STATUSES or status == GONE:
                 if (
                     config.cancel_slip
                     and has_ticket

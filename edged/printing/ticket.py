@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, Order, opt_float
 
 Align = Literal["left", "center", "right"]
 Language = Literal["en", "es"]
@@ -203,6 +203,7 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
         "cancelled_by_client": "Cancelled by the customer",
         "cancelled_by_driver": "Cancelled by the driver",
         "cancelled_by_team": "Cancelled by the Sinqro team",
+        "gone": "Closed: unknown to Sinqro",
     },
     "es": {
         "accepted": "ACEPTADO",
@@ -219,6 +220,7 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
         "cancelled_by_client": "Cancelado por el cliente",
         "cancelled_by_driver": "Cancelado por el repartidor",
         "cancelled_by_team": "Cancelado por el equipo de Sinqro",
+        "gone": "Cerrado: Sinqro no lo conoce",
     },
 }
 
@@ -644,7 +646,7 @@ def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
 
 def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """A short slip for a configured status change (ready, out for delivery...)."""
-    if status in CANCELLED_STATUSES:
+    if status in CANCELLED_STATUSES or status == GONE:
         return cancel_slip(order, status, opts, at)
     L = LABELS[opts.language]
     b = _Builder(opts.columns)

@@ -111,7 +111,14 @@ def order_json(order: StoredOrder, pending: Iterable[Command] = ()) -> dict[str,
         "first_seen": order.first_seen,
         "updated": order.updated,
         "pending": [
-            {"id": c.id, "kind": c.kind, "state": c.state, "params": _public_params(c)}
+            {
+                "id": c.id,
+                "kind": c.kind,
+                "state": c.state,
+                "params": _public_params(c),
+                # Why an earlier attempt did not go through: the order retries on its own.
+                "retrying": _text(c.error) if c.attempts and c.error else "",
+            }
             for c in pending
         ],
         "statuses": []

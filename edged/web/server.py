@@ -21,6 +21,7 @@ unless ``web.metrics_public`` is set. ``/health`` is open and tells nothing secr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import inspect
 import json
@@ -31,6 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -63,7 +65,7 @@ from edged.web.security import (
     normalize_code,
     password_problem,
 )
-from edged.web.services import Metric, WebServices
+from edged.web.services import Applied, Metric, WebServices
 from edged.web.settings import WebConfig
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ SECTION_TITLES = {
     "serial": "Serial bridge",
 }
 STATUS_KEYS = ("link", "link.detail", "link.reconnects", "queued_commands", "waiting_orders")
-STATUS_PREFIXES = ("printer.", "panel.", "bridge.")
+STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -144,6 +146,7 @@ class WebServer:
         self._actions: dict[int, tuple[str, float, list[dict[str, Any]] | None]] = {}
         self.action_wait = ACTION_WAIT
         self.requests = 0
+        self._last_applied: Applied | None = None
         self.action_latency_sum = 0.0
         self.action_count = 0
         self.app = self._build_app()
@@ -465,6 +468,10 @@ class WebServer:
                 value = str(state[key])
                 bad = value in ("offline",)
                 items.append(_pill(label, value, "warn" if bad else "ok"))
+        for key, value in sorted(state.items()):
+            # A part the supervisor restarts after a failure (edged.parts).
+            if key.startswith("part.") and isinstance(value, dict) and value["state"] == "failed":
+                items.append(_pill(f"{key[5:]} failed", str(value.get("error", "")), "warn"))
         return tag("div", join(items), class_="status-bar", id="status-bar", aria_live="polite")
 
     def _virtual_panel(self) -> Any:
@@ -861,14 +868,7 @@ class WebServer:
         saved = request.query.get("saved", "")
         parts: list[Markup] = []
         if saved in SECTION_TITLES:
-            parts.append(
-                tag(
-                    "p",
-                    f"{SECTION_TITLES[saved]}: saved and applied.",
-                    class_="notice ok",
-                    role="status",
-                )
-            )
+            parts += _applied_notices(SECTION_TITLES[saved], self._last_applied)
         parts.append(self._printers_html(session, config, section, errors, submitted))
         for name, cls in SECTIONS.items():
             mine = section == name
@@ -1011,7 +1011,7 @@ class WebServer:
         saved: str = "",
     ) -> web.StreamResponse:
         try:
-            await self.services.apply_settings(changes)
+            result = await self.services.apply_settings(changes)
         except ConfigError as exc:
             placed = place_error(exc.key, field_keys)
             log.info("web: settings refused: %s: %s", exc.key, exc.problem)
@@ -1022,6 +1022,8 @@ class WebServer:
                 request, section=section, errors=errors, submitted=submitted, status=400
             )
         log.info("web: settings saved: %s", ", ".join(sorted(changes)))
+        # What happened to each part, shown once on the page the redirect leads to.
+        self._last_applied = None if isinstance(result, Config) else result
         return _redirect(f"/settings?saved={quote(saved or section)}#section-{saved or section}")
 
     async def _form_lists(self, request: web.Request) -> dict[str, list[str]]:
@@ -1047,7 +1049,9 @@ class WebServer:
         printers = self._printer_list()
         prefix = f"printers[{len(printers)}]"
         form = await self._form_lists(request)
-        printers.append(parse_form(PrinterConfig, prefix, form))
+        # A field left blank takes its default (order types, cut, slips...), not "empty".
+        table = parse_form(PrinterConfig, prefix, form)
+        printers.append({k: v for k, v in table.items() if v not in ("", [])})
         keys = [f.key for f in form_fields(PrinterConfig, prefix)]
         return await self._apply(
             request, {"printers": printers}, "printers[new]", keys, saved="printers"
@@ -1308,6 +1312,12 @@ class WebServer:
             "printers": printers,
             "box_id": state.get("box.id"),
             "incidents": state.get("alerts.open", []),
+            # Every part's state; a failed part is restarted with backoff (edged.parts).
+            "parts": {
+                key[5:]: value.get("state", "unknown")
+                for key, value in sorted(state.snapshot().items())
+                if key.startswith("part.") and isinstance(value, dict)
+            },
         }
         return _json(body, status=200 if body["ok"] else 503)
 
@@ -1391,16 +1401,18 @@ class WebServer:
             ),
             Metric("edged_web_live_clients", len(self._clients), "Open live-update streams"),
             Metric(
-                "edged_web_decision_seconds_sum",
+                "edged_web_decision_seconds",
                 self.action_latency_sum,
                 "Time from a board button to Sinqro's answer (or the wait limit)",
-                "counter",
+                "summary",
+                suffix="_sum",
             ),
             Metric(
-                "edged_web_decision_seconds_count",
+                "edged_web_decision_seconds",
                 self.action_count,
-                "Board decisions",
-                "counter",
+                "Time from a board button to Sinqro's answer (or the wait limit)",
+                "summary",
+                suffix="_count",
             ),
         ]
         if self.services.metrics is not None:
@@ -1474,6 +1486,37 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
 
 
+def _applied_notices(title: str, applied: Applied | None) -> list[Markup]:
+    """ "Saved" and, per restarted part, "applied" or the error of the part that failed."""
+    if applied is None or not (applied.parts or applied.needs_restart):
+        return [tag("p", f"{title}: saved and applied.", class_="notice ok", role="status")]
+    failed = {k: v for k, v in applied.parts.items() if v not in ("applied", "restarting")}
+    done = [k for k in applied.parts if k not in failed]
+    text = f"{title}: saved."
+    if done:
+        text += f" Applied now: {', '.join(done)}."
+    out = [tag("p", text, class_="notice ok", role="status")]
+    out += [
+        tag("p", f"{name} could not start: {error}", class_="notice error", role="alert")
+        for name, error in failed.items()
+    ]
+    if applied.needs_restart:
+        later = ", ".join(applied.needs_restart)
+        out.append(tag("p", f"{later}: applies when edged restarts.", class_="notice"))
+    return out
+
+
+def _printer_defaults() -> SimpleNamespace:
+    """A new printer's form starts from the defaults (ticked boxes, default order types)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(PrinterConfig):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return SimpleNamespace(**values)
+
+
 def _printer_form(
     csrf: Markup,
     prefix: str,
@@ -1492,7 +1535,13 @@ def _printer_form(
             [
                 csrf,
                 _error_p((errors or {}).get("")),
-                render_fields(PrinterConfig, prefix, printer, errors=errors, submitted=submitted),
+                render_fields(
+                    PrinterConfig,
+                    prefix,
+                    printer if printer is not None else _printer_defaults(),
+                    errors=errors,
+                    submitted=submitted,
+                ),
                 tag("button", button, type="submit", class_="primary"),
             ]
         ),

@@ -69,7 +69,7 @@
       if (c.kind === "accept") return c.params.delay ? `accept +${c.params.delay} min` : "accept";
       if (c.kind === "status") return c.params.status;
       return c.kind;
-    }).join(", ");
+    }).join(", ") + (order.pending[0].retrying ? ` (retrying: ${order.pending[0].retrying})` : "");
   }
 
   function card(order) {

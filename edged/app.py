@@ -295,7 +295,7 @@ class App:
             PartSpec("serial", ("serial",), self._build_serial, release),
             PartSpec("web", ("web", "box"), self._build_web, release, restart_detached=True),
             PartSpec("fleet", ("fleet", "box"), self._build_fleet, release),
-            PartSpec("alerts", ("alerts", "fleet", "box", "printers"), self._build_alerts, release),
+            PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts, release),
         ]
 
     def _release(self, part: Runnable) -> None:

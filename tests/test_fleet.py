@@ -18,8 +18,9 @@ import httpx
 import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, app_config, free_port, sinqro_section
 from mqtt_listener import Listener
+from test_faults import running_app
 
 from edged.configtools import dump_toml
 from edged.fleet.identity import BoxIdentity
@@ -27,6 +28,7 @@ from edged.fleet.link import FleetLink
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import KernelFiles, Telemetry, local_midnight, throttling
 from edged.journal.store import Journal
+from edged.simulator.server import Simulator
 from edged.state import BoxState
 
 BOX = "10000000feedf00d"
@@ -335,3 +337,41 @@ async def test_two_boxes_with_the_default_config_do_not_collide(
                     assert box.proc is not None and box.proc.poll() is None
     finally:
         broker.kill()
+
+
+async def test_the_fleet_link_switched_on_and_moved_live(tmp_path: Path, sim: Simulator) -> None:
+    """Saved settings start the fleet link without a restart of the daemon; a new broker
+    URL moves it; the other parts are not touched."""
+    first, second = MosquittoBroker(tmp_path / "b1"), MosquittoBroker(tmp_path / "b2")
+    first.start()
+    second.start()
+    config = app_config(
+        tmp_path, sim, box={"name": "live", "id": BOX, "state_dir": str(tmp_path / "st")}
+    )
+    try:
+        async with (
+            running_app(config) as app,
+            Listener(first.host, first.port, (f"edged/{BOX}/#",)) as one,
+            Listener(second.host, second.port, (f"edged/{BOX}/#",), client_id="two") as two,
+        ):
+            assert app.fleet is None
+            fleet = {"enabled": True, "url": first.url, "reconnect_min": 0.05}
+            result = await app.apply_settings({"fleet": fleet})
+            assert result.parts == {
+                "sinqro-link": "applied",
+                "fleet": "applied",
+                "alerts": "applied",
+            }
+            await until(lambda: one.last(f"edged/{BOX}/info") is not None, "info on the first")
+            result = await app.apply_settings({"fleet": {"url": second.url}})
+            assert result.parts["fleet"] == "applied"
+            await until(lambda: two.last(f"edged/{BOX}/info") is not None, "info on the second")
+            # The link left the first broker cleanly.
+            await until(
+                lambda: one.last(f"edged/{BOX}/availability").payload == b"offline",  # type: ignore[union-attr]
+                "offline on the first",
+            )
+            assert app.part_health()["fleet"]["state"] == "running"
+    finally:
+        first.kill()
+        second.kill()

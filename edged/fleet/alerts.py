@@ -276,11 +276,18 @@ class AlertMonitor:
 
     async def run(self) -> None:
         await self._load()
-        async with asyncio.TaskGroup() as group:
-            for name, courier in self.couriers.items():
-                group.create_task(courier.run(), name=f"alerts-{name}")
-            group.create_task(self._save_loop(), name="alerts-save")
-            group.create_task(self._watch(), name="alerts-watch")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, courier in self.couriers.items():
+                    group.create_task(courier.run(), name=f"alerts-{name}")
+                group.create_task(self._save_loop(), name="alerts-save")
+                group.create_task(self._watch(), name="alerts-watch")
+        finally:
+            # Stopped (or restarted with new settings): keep what changed since the last
+            # save, so the next monitor neither repeats nor loses a message.
+            with contextlib.suppress(JournalError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._save_now()
 
     async def _watch(self) -> None:
         while True:
@@ -477,17 +484,21 @@ class AlertMonitor:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            document = self._document()
-            if document == self._saved:
-                continue
-            empty = not (self.open or self._refused or any(c.queue for c in self.couriers.values()))
             try:
-                await self.journal.kv_set(KV_KEY, None if empty else document)
-                self._saved = document
+                await self._save_now()
             except JournalError as exc:  # disk full: keep going from memory, retry later
                 log.warning("alerts: cannot keep the alert state: %s", exc)
                 await asyncio.sleep(self.config.retry_min)
                 self._dirty.set()
+
+    async def _save_now(self) -> None:
+        """Write the open incidents and queues to the journal, if they changed."""
+        document = self._document()
+        if document == self._saved:
+            return
+        empty = not (self.open or self._refused or any(c.queue for c in self.couriers.values()))
+        await self.journal.kv_set(KV_KEY, None if empty else document)
+        self._saved = document
 
     async def _load(self) -> None:
         try:

@@ -236,6 +236,8 @@ class App:
             self.config = new
             self.desk.config = new.orders
             self.sender.config = new.orders
+            if self.panel is not None:
+                self.panel.language = new.box.language
             # Queued tickets of a removed printer go to its backup when that one stays; the
             # rest are failed with a reason by the spooler's start (never dropped silently).
             self._printer_moves = self._backups_of_removed(old, new)
@@ -293,8 +295,12 @@ class App:
             PartSpec("panel", ("panel", "orders"), self._build_panel, release),
             PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
             PartSpec("serial", ("serial",), self._build_serial, release),
-            PartSpec("web", ("web", "box"), self._build_web, release, restart_detached=True),
-            PartSpec("fleet", ("fleet", "box"), self._build_fleet, release),
+            # The page reads the box's name and language live: changing them (the language
+            # is chosen on the page) must not restart it and sign everyone out.
+            PartSpec("web", ("web",), self._build_web, release, restart_detached=True),
+            # The fleet link reads the box's name live too; the alerts' texts follow the
+            # language (their state is kept across the restart).
+            PartSpec("fleet", ("fleet",), self._build_fleet, release),
             PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts, release),
         ]
 
@@ -388,7 +394,13 @@ class App:
             self.state,
             on_setup_request=self._print_setup_ticket,
         )
+        self.panel.language = cfg.box.language
+        # A short ACCEPT press while the page waits for one proves the browser instead.
+        self.panel.on_access_press = self._access_press
         return self.panel
+
+    def _access_press(self) -> bool:
+        return self.web is not None and self.web.button_pressed()
 
     def _build_mqtt(self, cfg: Config) -> Runnable | None:
         if not cfg.mqtt.enabled:
@@ -442,7 +454,7 @@ class App:
 
         telemetry = Telemetry(
             identity=self.identity,
-            box_name=cfg.box.name,
+            box_name=lambda: self.config.box.name,
             state=self.state.snapshot,
             selling_point=self._selling_point,
             orders_since=self.journal.orders_seen_since,

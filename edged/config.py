@@ -22,6 +22,7 @@ from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
 from edged.fleet.identity import MACHINE_ID_FILE, SERIAL_FILE, valid_box_id
 from edged.fleet.settings import AlertsConfig, FleetConfig
+from edged.i18n import N_
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
@@ -30,6 +31,7 @@ PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
 PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
+DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,16 @@ class BoxConfig:
     state_dir: str = field(
         default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
     )
-    language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
+    language: Literal["en", "es"] = field(
+        default="en", metadata=opt(doc="Language of the page, tickets and command line")
+    )
+    timezone: str = field(
+        default="",
+        metadata=opt(
+            doc="Time zone for times shown before Sinqro tells the selling point's; "
+            "empty: the system's"
+        ),
+    )
     id: str = field(
         default="",
         metadata=opt(doc="Box id for MQTT, fleet and host name; empty: from the board serial"),
@@ -126,7 +137,8 @@ class OrdersConfig:
         default=15, metadata=opt(minimum=0, maximum=240, doc="ACCEPT long press, minutes")
     )
     cancel_comment: str = field(
-        default="Cancelled by the restaurant", metadata=opt(doc="Sent with a CANCEL button press")
+        default=DEFAULT_CANCEL_COMMENT,
+        metadata=opt(doc="Sent with a CANCEL button press (the default: in the box's language)"),
     )
     retry_max: float = field(default=30.0, metadata=opt(minimum=0.1, maximum=600))
 

@@ -96,6 +96,8 @@ class OrderDesk:
         self.state = state
         self.config = config
         self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
+        # One decision checked and queued at a time: two taps cannot both pass the check.
+        self._deciding = asyncio.Lock()
         journal.add_listener(self._on_events)
 
     # -- orders coming in ------------------------------------------------------------------
@@ -220,7 +222,9 @@ class OrderDesk:
             raise CommandRefused("NOT_WAITING", f"order {order_id} is {order.status}, not waiting")
         if delay is not None and not 0 <= delay <= 240:
             raise CommandRefused("BAD_DELAY", "delay must be between 0 and 240 minutes")
-        return await self._enqueue(order_id, "accept", {"delay": delay or None}, source, key)
+        async with self._deciding:
+            await self._no_decision_queued(order_id, key)
+            return await self._enqueue(order_id, "accept", {"delay": delay or None}, source, key)
 
     async def cancel(
         self, order_id: int, comment: str, *, source: str, key: str | None = None
@@ -234,7 +238,28 @@ class OrderDesk:
         if len(comment) > MAX_COMMENT:
             raise CommandRefused("BAD_COMMENT", f"comment longer than {MAX_COMMENT} characters")
         await self._decidable(order_id)
-        return await self._enqueue(order_id, "cancel", {"comment": comment}, source, key)
+        async with self._deciding:
+            await self._no_decision_queued(order_id, key)
+            return await self._enqueue(order_id, "cancel", {"comment": comment}, source, key)
+
+    async def _no_decision_queued(self, order_id: int, key: str | None) -> None:
+        """Refuse a second accept or cancel while one for the same order is still queued.
+
+        Only one decision can reach Sinqro; a second one queued behind it would be closed
+        unsent once the first lands. Refusing it here tells its source at once (page,
+        buzzer, bridge error). The same idempotency ``key`` again is a retry, not a second
+        decision: the outbox hands back the first command.
+        """
+        for command in await self.journal.pending_commands():
+            if command.order_id != order_id or command.kind not in ("accept", "cancel"):
+                continue
+            if key is not None and command.key == key:
+                return
+            raise CommandRefused(
+                "DECISION_QUEUED",
+                f"order {order_id} already has a decision queued ({command.kind}, command "
+                f"{command.id}); it is sent when Sinqro answers",
+            )
 
     async def set_status(
         self, order_id: int, status: str, *, reason: str = "", source: str, key: str | None = None

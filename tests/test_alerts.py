@@ -306,7 +306,7 @@ async def test_an_order_waiting_past_its_limit_reaches_webhook_and_fleet(
     identity = BoxIdentity(BOX, "serial", BOX, "test board")
     telemetry = Telemetry(
         identity=identity,
-        box_name="Pizza Roma",
+        box_name=lambda: "Pizza Roma",
         state=state.snapshot,
         selling_point=lambda: (3442, "My restaurant", "Europe/Madrid"),
         orders_since=journal.orders_seen_since,

@@ -54,7 +54,7 @@ def kernel(tmp_path: Path, *, throttled: str | None = "0x50005") -> KernelFiles:
 def telemetry(tmp_path: Path, journal: Journal, state: BoxState, **kw: Any) -> Telemetry:
     return Telemetry(
         identity=BoxIdentity(BOX, "serial", BOX, "Raspberry Pi 4 Model B Rev 1.5"),
-        box_name="Pizza Roma",
+        box_name=lambda: "Pizza Roma",
         state=state.snapshot,
         selling_point=lambda: (3442, "My restaurant", "Europe/Madrid"),
         orders_since=journal.orders_seen_since,

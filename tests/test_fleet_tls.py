@@ -74,7 +74,7 @@ async def connects(tmp_path: Path, journal: Journal, config: FleetConfig) -> Fle
         box_id=BOX,
         telemetry=Telemetry(
             identity=BoxIdentity(BOX, "serial", BOX, "test"),
-            box_name="TLS box",
+            box_name=lambda: "TLS box",
             state=state.snapshot,
             selling_point=lambda: (0, "", ""),
             orders_since=journal.orders_seen_since,

@@ -868,7 +868,7 @@ async def webbox(tmp_path: Path, journal: Journal) -> AsyncIterator[WebBox]:
             "/setup",
             data={
                 "csrf": csrf_of(page.text),
-                "code": re.findall(r"Setup code: (\S+)", "\n".join(printed[-1]))[0],
+                "code": re.findall(r"Setup code:\n(\S+)", "\n".join(printed[-1]))[0],
                 "password": password,
                 "confirm": password,
             },

@@ -111,6 +111,7 @@ def local_midnight(timezone: str, now: float) -> float:
 class Telemetry:
     """Builds the info document. Inputs are small callables so any part can feed it:
 
+    * ``box_name``: the name people read (``box.name``, read at each report);
     * ``state``: a BoxState-like snapshot (``link``, ``printer.*``, ``queued_commands``...);
     * ``selling_point``: ``(id, name, timezone)`` of the pairing (0 when not paired);
     * ``orders_since``: how many orders the box first saw since a unix time;
@@ -118,7 +119,7 @@ class Telemetry:
     """
 
     identity: BoxIdentity
-    box_name: str
+    box_name: Callable[[], str]
     state: Callable[[], Mapping[str, Any]]
     selling_point: Callable[[], tuple[int, str, str]]
     orders_since: Callable[[float], Awaitable[int]]
@@ -143,7 +144,7 @@ class Telemetry:
         return {
             "v": VERSION,
             "box_id": self.identity.box_id,
-            "name": self.box_name,
+            "name": self.box_name(),
             "version": __version__,
             "board": self.identity.board_model,
             "hostname": self.identity.hostname,

@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,6 +153,8 @@ async def append_print_request(
     order_id: int | None = None,
     printer: str | None = None,
     lines: list[str] | None = None,
+    qr: str = "",
+    big: Sequence[int] = (),
 ) -> Event:
     """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
     a ``test`` page on ``printer``, or free ``text`` lines. Returns the journal event."""
@@ -168,6 +171,10 @@ async def append_print_request(
         data["printer"] = printer
     if kind == "text":
         data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
+        if qr:
+            data["qr"] = str(qr)[:MAX_TEXT_LINE]
+        if big:
+            data["big"] = [int(i) for i in big][:MAX_TEXT_LINES]
     return await journal.append_event(ev.PRINT_REQUESTED, order_id, data)
 
 
@@ -221,11 +228,18 @@ class Spooler:
         await append_print_request(self.journal, "test", printer=printer, source=source)
 
     async def request_text(
-        self, lines: list[str], *, source: str, printer: str | None = None
+        self,
+        lines: list[str],
+        *,
+        source: str,
+        printer: str | None = None,
+        qr: str = "",
+        big: Sequence[int] = (),
     ) -> None:
-        """Print free text (the setup page's ticket) on ``printer`` or the first printer."""
+        """Print free text (the setup ticket) on ``printer`` or the first printer; the
+        lines at indexes ``big`` in large type, ``qr`` as a QR code at the end."""
         await append_print_request(
-            self.journal, "text", lines=lines, printer=printer, source=source
+            self.journal, "text", lines=lines, printer=printer, source=source, qr=qr, big=big
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -448,10 +462,15 @@ class Spooler:
                 self._refuse(tx, event, "text", wanted or "", "no lines")
                 return
             lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
+            params: dict[str, Any] = {"source": source, "lines": lines}
+            qr = data.get("qr")
+            if isinstance(qr, str) and qr:
+                params["qr"] = qr[:MAX_TEXT_LINE]
+            big = data.get("big")
+            if isinstance(big, list):
+                params["big"] = [i for i in big if isinstance(i, int) and not isinstance(i, bool)]
             target = wanted or next(iter(self._printers), None)
-            if target is not None and self._add(
-                tx, target, "text", event, {"source": source, "lines": lines}
-            ):
+            if target is not None and self._add(tx, target, "text", event, params):
                 touched.add(target)
         else:
             self._refuse(tx, event, str(kind), wanted or "", "unknown print request")
@@ -663,7 +682,13 @@ class Spooler:
             return printer_test_ticket(printer.config.name, self.box.name, code_page, opts, now)
         if job.kind == "text":
             lines = job.params.get("lines", [])
-            return text_ticket([str(x) for x in lines] if isinstance(lines, list) else [], opts)
+            big = job.params.get("big", [])
+            return text_ticket(
+                [str(x) for x in lines] if isinstance(lines, list) else [],
+                opts,
+                qr=str(job.params.get("qr", "")),
+                big=[i for i in big if isinstance(i, int)] if isinstance(big, list) else [],
+            )
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     # -- job state -------------------------------------------------------------------------

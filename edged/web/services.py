@@ -47,7 +47,9 @@ class DeskLike(Protocol):
 class SpoolerLike(Protocol):
     """The printer spooler; each method may return a value or an awaitable."""
 
-    def request_text(self, lines: list[str], *, source: str) -> Any: ...
+    def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> Any: ...
 
     def request_test_print(self, name: str, *, source: str) -> Any: ...
 
@@ -101,8 +103,10 @@ class LiveSpooler:
 
         await append_print_request(self.journal, kind, **kw)
 
-    async def request_text(self, lines: list[str], *, source: str) -> None:
-        await self._request("text", lines=lines, source=source)
+    async def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> None:
+        await self._request("text", lines=lines, source=source, qr=qr, big=big)
 
     async def request_test_print(self, name: str, *, source: str) -> None:
         await self._request("test", printer=name, source=source)

@@ -496,8 +496,9 @@ class App:
         return _Alerting(self.alerts, http)
 
     def _selling_point(self) -> tuple[int, str, str]:
+        """``(id, name, time zone)``: the pairing's zone, else ``box.timezone``."""
         p = self.pairing
-        return p.selling_point_id, p.selling_point_name, p.timezone
+        return p.selling_point_id, p.selling_point_name, p.timezone or self.config.box.timezone
 
     def _fleet_metrics(self) -> list[Metric]:
         from edged.web.services import Metric

@@ -64,6 +64,7 @@ def monitor(
     state: BoxState,
     sinks: list[Any],
     clock: Clock | None = None,
+    language: str = "en",
     **rules: Any,
 ) -> AlertMonitor:
     config = AlertsConfig(
@@ -84,7 +85,7 @@ def monitor(
         sinks=sinks,
         box_id=BOX,
         box_name="Pizza Roma",
-        language="en",
+        language=language,  # type: ignore[arg-type]
         selling_point=lambda: (3442, "My restaurant", "Europe/Madrid"),
         clock=clock or Clock(),
     )
@@ -133,9 +134,27 @@ async def test_order_waiting_opens_once_and_resolves_with_the_new_status(
     assert opened["selling_point"] == {"id": 3442, "name": "My restaurant"}
     assert opened["since"].endswith(("+01:00", "+02:00"))  # the selling point's zone
     assert "has waited for a decision since" in opened["message"]
-    assert resolved["message"].startswith("Order C4912 is now accepted")
+    assert resolved["message"].startswith("Order C4912 is now Accepted")
     assert resolved["duration"] >= 61
     assert opened["id"] != resolved["id"]
+
+
+async def test_alerts_speak_the_box_language(journal: Journal) -> None:
+    desk, state = make_desk(journal)
+    clock = Clock()
+    mon = monitor(journal, state, [Sink()], clock, language="es")
+    await desk.ingest(make_order(77), "test")
+    state.set("printer.cocina", {"state": "paper_out", "detail": "no paper"})
+    await mon.evaluate()
+    clock.offset = 61
+    await mon.evaluate()
+    alerts = {a["alert"]["incident"]: a["alert"] for a in mon.couriers["memory"].queue}
+    order = alerts["order_waiting:77"]
+    assert order["title"] == "Pizza Roma: Pedido C77 en espera"
+    assert order["message"].startswith("El pedido C77 (Para recoger) espera una decisión desde ")
+    assert order["subject"]["type"] == "collection"  # machines keep the code
+    printer = alerts["printer_down:cocina"]
+    assert printer["title"] == "Pizza Roma: Impresora cocina: sin papel"
 
 
 async def test_link_and_printer_rules_and_unknown_states(journal: Journal) -> None:

@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from edged.fleet import alert_text
-from edged.fleet.alert_text import Language, local_clock, local_iso
 from edged.fleet.settings import AlertsConfig
+from edged.i18n import Language, Locale
+from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, JournalError, StoredOrder
@@ -346,8 +347,7 @@ class AlertMonitor:
         if link in LINK_UNKNOWN:
             unknown.add("link_down")
         elif cfg.link_down_after > 0 and link in LINK_DOWN:
-            detail = str(snapshot.get("link.detail") or alert_text.word(self.language, link, link))
-            held("link_down", "link_down", cfg.link_down_after, {"detail": detail[:200]})
+            held("link_down", "link_down", cfg.link_down_after, {"link": str(link)})
         if cfg.printer_down_after > 0:
             configured = set(self.printers()) if self.printers is not None else None
             for key in [k for k in self.open if k.startswith("printer_down:")]:
@@ -365,7 +365,7 @@ class AlertMonitor:
                 if problem in PRINTER_DOWN:
                     values = {
                         "printer": name,
-                        "problem": alert_text.word(self.language, str(problem), str(problem)),
+                        "problem": str(problem),
                         "detail": str(health.get("detail") or "")[:200],
                     }
                     held(f"printer_down:{name}", "printer_down", cfg.printer_down_after, values)
@@ -426,13 +426,20 @@ class AlertMonitor:
         self, incident: Incident, state: str, now: float, extra: dict[str, Any]
     ) -> dict[str, Any]:
         sp_id, sp_name, timezone = self.selling_point()
-        values = {
-            **incident.values,
-            **extra,
-            "since": local_clock(incident.since, timezone, now),
-            "minutes": max(0, round((now - incident.since) / 60)),
-        }
-        title, message = alert_text.render(self.language, incident.rule, state, values)
+        locale = Locale(self.language, timezone)
+        # The incident keeps codes (machines read them in "subject"); people read words.
+        values = {**incident.values, **extra}
+        if "type" in values:
+            values["type"] = type_word(str(values["type"]), locale)
+        if "status" in values:
+            values["status"] = status_word(str(values["status"]), locale)
+        for key in ("problem", "kind", "link"):
+            if key in values:
+                values[key] = alert_text.word(locale, str(values[key]), str(values[key]))
+        values["detail"] = values.get("detail") or values.get("link", "")
+        values["since"] = alert_text.clock(locale, incident.since, now)
+        values["minutes"] = max(0, round((now - incident.since) / 60))
+        title, message = alert_text.render(locale, incident.rule, state, values)
         alert: dict[str, Any] = {
             "v": VERSION,
             "id": f"{self.box_id}:{incident.key}:{int(incident.since)}:{state}",
@@ -442,8 +449,8 @@ class AlertMonitor:
             "box_id": self.box_id,
             "box_name": self.box_name,
             "selling_point": {"id": sp_id, "name": sp_name} if sp_id else None,
-            "since": local_iso(incident.since, timezone),
-            "at": local_iso(now, timezone),
+            "since": alert_text.iso(locale, incident.since),
+            "at": alert_text.iso(locale, now),
             "title": f"{self.box_name}: {title}",
             "message": message,
             "subject": {k: incident.values[k] for k in SUBJECT_KEYS if k in incident.values},

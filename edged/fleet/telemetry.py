@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged import __version__
 from edged.fleet.identity import BoxIdentity
+from edged.i18n import box_zone
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,9 @@ def throttling(files: KernelFiles) -> dict[str, bool] | None:
 
 
 def local_midnight(timezone: str, now: float) -> float:
-    """Unix time of the last midnight in ``timezone`` (the selling point's), UTC if unknown."""
-    try:
-        zone: ZoneInfo | Any = ZoneInfo(timezone) if timezone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    local = datetime.fromtimestamp(now, zone)
+    """Unix time of the last midnight in ``timezone`` (the selling point's; the box's own
+    zone when it is empty or unknown)."""
+    local = datetime.fromtimestamp(now, box_zone(timezone))
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 

@@ -376,8 +376,11 @@ class App:
         if not cfg.printers:
             return None
         from edged.printing.spooler import Spooler
+        from edged.printing.transports import make_transport
 
-        self.spooler = Spooler(list(cfg.printers), self.journal, self.state, cfg.box)
+        self.spooler = Spooler(
+            list(cfg.printers), self.journal, self.state, cfg.box, transports=make_transport
+        )
         moves, self._printer_moves = self._printer_moves, []
         return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
 

@@ -370,7 +370,7 @@ def _unknown_printer(config: Config, name: str | None) -> bool:
 
 
 def cmd_reprint(args: argparse.Namespace) -> int:
-    from edged.printing.spooler import append_print_request
+    from edged.printing.jobs import PrintRefused, append_print_request
 
     async def work(config: Config, journal: Any) -> int:
         if _unknown_printer(config, args.printer):
@@ -378,9 +378,13 @@ def cmd_reprint(args: argparse.Namespace) -> int:
         if await journal.get_order(args.order) is None:
             print(f"order {args.order} is not in the journal", file=sys.stderr)
             return 2
-        await append_print_request(
-            journal, "reprint", order_id=args.order, printer=args.printer, source="cli"
-        )
+        try:
+            await append_print_request(
+                journal, "reprint", order_id=args.order, printer=args.printer, source="cli"
+            )
+        except PrintRefused as exc:
+            print(f"reprint refused: {exc}", file=sys.stderr)
+            return 1
         print(f"reprint of order {args.order} requested")
         return 0
 

@@ -52,6 +52,13 @@ class BoxConfig:
             "empty: the system's"
         ),
     )
+    currency: str = field(
+        default="€",
+        metadata=opt(
+            doc="Currency sign on tickets when neither the order nor its selling point "
+            "names one ('' for none)"
+        ),
+    )
     id: str = field(
         default="",
         metadata=opt(doc="Box id for MQTT, fleet and host name; empty: from the board serial"),
@@ -66,6 +73,8 @@ class BoxConfig:
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
+            raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
         if self.id and not valid_box_id(self.id):
             raise ValueError("id: 1 to 63 lower-case letters, digits and '-'")
 

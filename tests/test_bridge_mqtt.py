@@ -428,45 +428,6 @@ async def test_last_will_when_the_process_dies(
                 await proc.wait()
 
 
-async def test_homeassistant_discovery(broker: MosquittoBroker, journal: Journal) -> None:
-    desk, state = make_desk(journal)
-    state.set("printer.kitchen", {"state": "online", "detail": ""})
-    state.set("panel.led", "blink_fast")
-    async with (
-        Pos(broker, ("homeassistant/#", f"{BASE}/state/#")) as pos,
-        running(config(broker, homeassistant=True), journal, desk, state),
-    ):
-        wanted = {
-            f"homeassistant/sensor/edged_box1/{o}/config"
-            for o in ("waiting_orders", "link", "led", "buzzer", "printer_kitchen")
-        }
-        await until(lambda: wanted <= {m.topic for m in pos.messages}, "discovery configs")
-        configs = {m.topic: m.json() for m in pos.messages if m.topic in wanted}
-        # Retained, so Home Assistant finds them whenever it starts.
-        async with Pos(broker, ("homeassistant/#",), client_id="ha-late") as late:
-            await until(lambda: wanted <= {m.topic for m in late.messages}, "retained configs")
-            assert all(m.retain for m in late.messages if m.topic in wanted)
-        waiting = configs["homeassistant/sensor/edged_box1/waiting_orders/config"]
-        assert waiting["state_topic"] == f"{BASE}/state/waiting_orders"
-        assert waiting["availability_topic"] == f"{BASE}/status"
-        assert waiting["device"]["identifiers"] == ["edged_box1"]
-        printer = configs["homeassistant/sensor/edged_box1/printer_kitchen/config"]
-        assert printer["value_template"] == "{{ value_json.state }}"
-        await desk.ingest(make_order(12), "test")
-        await until(
-            lambda: [m.payload for m in pos.on(f"{BASE}/state/waiting_orders")][-1:] == [b"1"],
-            "waiting_orders state 1",
-        )
-        state.set("printer.kitchen", {"state": "paper_out", "detail": "no paper"})
-        await until(
-            lambda: any(
-                m.json()["state"] == "paper_out" for m in pos.on(f"{BASE}/state/printer/kitchen")
-            ),
-            "printer state",
-        )
-        assert pos.on(f"{BASE}/state/led")[-1].payload == b"blink_fast"
-
-
 # -- floods and names ---------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 import aiomqtt
@@ -38,6 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.bridges.commands import BUSY, command_name, request_id_of
+from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
 from edged.bridges.protocol import (
     CommandHandler,
     FinalResponse,
@@ -59,7 +61,7 @@ BATCH = 64
 CURSOR_IDLE = 0.2  # seconds of quiet before the cursor is written
 CURSOR_EVERY = 1.0  # and at least this often while busy
 SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
-ANSWERS_QUEUE = 1024  # responses waiting for the connection; the listener waits beyond
+ANSWERS_QUEUE = 1024  # BUSY answers waiting for the connection; the listener waits beyond
 _PLAIN_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
 _UNSAFE = re.compile(r"[^a-z0-9]+", re.ASCII)
 # BoxState keys mirrored under <base>/state/, and their topic names.
@@ -76,11 +78,11 @@ def topic_id(name: str) -> str:
     """A box or printer name as one topic level, client id part and Home Assistant id,
     never the same level for two different names.
 
-    A name of ASCII letters, digits and ``-`` (at most 64) is kept as it is (``shop-1``).
-    Any other becomes a readable slug, ``_`` and 16 hex digits of the name's SHA-256:
-    ``Pizza Roma`` -> ``pizza-roma_<hash>``, ``寿司屋`` -> ``box_<hash>``. A kept name has no
-    ``_``, so it never equals a slugged one; two slugged names meet only if 64 bits of
-    their hashes agree.
+    A name of ASCII letters, digits and ``-`` (at most 64) is kept as it is (``shop-1``, and
+    every box id of :mod:`edged.fleet.identity`). Any other becomes a readable slug, ``_``
+    and 16 hex digits of the name's SHA-256: ``Pizza Roma`` -> ``pizza-roma_<hash>``,
+    ``寿司屋`` -> ``box_<hash>``. A kept name has no ``_``, so it never equals a slugged one;
+    two slugged names meet only if 64 bits of their hashes agree.
     """
     if _PLAIN_ID.fullmatch(name):
         return name
@@ -100,16 +102,6 @@ def _correlation_id(data: bytes | None) -> str | None:
     return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
 
 
-class _Incoming(NamedTuple):
-    """A command as it came off the connection."""
-
-    payload: bytes
-    name: str
-    request_id: str | None
-    reply_to: str | None
-    correlation: bytes | None
-
-
 async def _publish(client: aiomqtt.Client, topic: str, payload: bytes | str, **kwargs: Any) -> None:
     """``client.publish`` that never loses a stop.
 
@@ -123,6 +115,16 @@ async def _publish(client: aiomqtt.Client, topic: str, payload: bytes | str, **k
     await client.publish(topic, payload, **kwargs)
     if task is not None and task.cancelling() > before:
         raise asyncio.CancelledError
+
+
+class _Incoming(NamedTuple):
+    """A command as it came off the connection."""
+
+    payload: bytes
+    name: str
+    request_id: str | None
+    reply_to: str | None
+    correlation: bytes | None
 
 
 def _properties(packet_type: int) -> Properties:
@@ -140,12 +142,17 @@ class MqttBridge:
         state: BoxState,
         *,
         box_id: str,
+        device: DeviceInfo | None = None,
+        printers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
+        """``box_id`` names the box's topic tree (``mqtt.box_id`` overrides it); with
+        ``mqtt.homeassistant``, ``device`` describes the box and ``printers`` lists the
+        configured printer names (default: those the spooler reported)."""
         self.config = config
         self.journal = journal
         self.state = state
         # An explicit mqtt.box_id is the installer's choice (checked topic-safe by the
-        # config); a box name is made safe without ever merging two names.
+        # config); a box id or name is made safe without ever merging two names.
         self.box_id = config.box_id or topic_id(box_id)
         self.base = f"{config.topic_prefix}/{self.box_id}"
         self.handler = CommandHandler(
@@ -161,7 +168,16 @@ class MqttBridge:
         self._saved_at = 0.0
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()
-        self._discovered: set[str] = set()
+        self.homeassistant: HomeAssistant | None = None
+        if config.homeassistant:
+            self.homeassistant = HomeAssistant(
+                prefix=config.homeassistant_prefix,
+                base=self.base,
+                device=device or DeviceInfo(box_id=self.box_id, name=self.box_id),
+                printers=printers or (lambda: sorted(state.printers())),
+                state_topic=self.state_topic,
+                actions=JournalActions(journal, desk),
+            )
         # Commands received and not yet handled survive a reconnect (the worker answers
         # them on the next connection); BUSY answers wait here for the connection.
         self._intake: asyncio.Queue[_Incoming] = asyncio.Queue(config.max_pending_commands)
@@ -288,9 +304,11 @@ class MqttBridge:
             await client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
         else:
             await client.subscribe(topic, qos=1)
-        self._discovered.clear()
         self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
-        if self.config.homeassistant:
+        if self.homeassistant is not None:
+            for ha_topic in self.homeassistant.subscriptions():
+                await client.subscribe(ha_topic, qos=1)
+            await self.homeassistant.publish_all(self._publisher(client))
             self._state_dirty.update(("waiting_orders", "link", "panel.led", "panel.buzzer"))
         self._state_wake.set()
         self.state.set("bridge.mqtt", "online")
@@ -386,6 +404,9 @@ class MqttBridge:
         prefix = f"{self.base}/cmd/"
         async for message in client.messages:
             topic = message.topic.value
+            if self.homeassistant is not None and self.homeassistant.owns(topic):
+                await self._homeassistant_message(client, message)
+                continue
             if not topic.startswith(prefix):
                 continue
             if message.retain:
@@ -470,65 +491,35 @@ class MqttBridge:
                 topic = self.state_topic(key)
                 if topic is None:
                     continue
-                if self.config.homeassistant and key not in self._discovered:
-                    await self._discover(client, key)
                 value = self.state.get(key)
                 if value is None:
                     continue  # not known yet (no panel, no printer report)
                 payload = value if isinstance(value, str) else dumps(value)
                 await _publish(client, topic, payload, qos=1, retain=True)
 
-    def _device(self) -> dict[str, Any]:
-        return {
-            "identifiers": [f"edged_{topic_id(self.box_id)}"],
-            "name": f"edged {self.box_id}",
-            "manufacturer": "edged",
-            "model": "order box",
-        }
+    # -- Home Assistant (edged/bridges/homeassistant.py) -------------------------------------
 
-    def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
-        """Home Assistant discovery topic and config for one state key (None: no entity)."""
-        topic = self.state_topic(key)
-        if topic is None or key.startswith("part."):
-            return None
-        # topic_id() keeps to A-Z a-z 0-9 - _, which Home Assistant ids allow.
-        node = f"edged_{topic_id(self.box_id)}"
-        if key.startswith("printer."):
-            object_id = "printer_" + topic_id(key[8:])
-            name = f"Printer {key[8:]}"
-        else:
-            object_id = STATE_KEYS[key]
-            name = {
-                "waiting_orders": "Waiting orders",
-                "queued_commands": "Queued commands",
-                "link": "Cloud link",
-                "led": "LED",
-                "buzzer": "Buzzer",
-            }[object_id]
-        config: dict[str, Any] = {
-            "name": name,
-            "unique_id": f"{node}_{object_id}",
-            "object_id": f"{node}_{object_id}",
-            "state_topic": topic,
-            "availability_topic": self.status_topic,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "device": self._device(),
-        }
-        if object_id in ("waiting_orders", "queued_commands"):
-            config["state_class"] = "measurement"
-            config["icon"] = "mdi:receipt-text-clock"
-        if key.startswith("printer."):
-            config["value_template"] = "{{ value_json.state }}"
-            config["json_attributes_topic"] = topic
-            config["icon"] = "mdi:printer-pos"
-        prefix = self.config.homeassistant_prefix
-        return f"{prefix}/sensor/{node}/{object_id}/config", config
+    def _publisher(
+        self, client: aiomqtt.Client
+    ) -> Callable[[str, bytes, bool], Coroutine[Any, Any, None]]:
+        async def publish(topic: str, payload: bytes, retain: bool) -> None:
+            await _publish(client, topic, payload, qos=1, retain=retain)
 
-    async def _discover(self, client: aiomqtt.Client, key: str) -> None:
-        found = self.discovery(key)
-        if found is None:
-            return
-        topic, config = found
-        await _publish(client, topic, dumps(config), qos=1, retain=True)
-        self._discovered.add(key)
+        return publish
+
+    async def _homeassistant_message(
+        self, client: aiomqtt.Client, message: aiomqtt.Message
+    ) -> None:
+        assert self.homeassistant is not None
+        payload = message.payload
+        if not isinstance(payload, (bytes, bytearray)):
+            payload = b"" if payload is None else str(payload).encode()
+        came_online = await self.homeassistant.on_message(
+            message.topic.value,
+            bytes(payload),
+            retain=bool(message.retain),
+            publish=self._publisher(client),
+        )
+        if came_online:
+            self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+            self._state_wake.set()

@@ -230,11 +230,17 @@ def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, di
         box = merged.get("box")
         # A malformed [box] is reported by from_layers(); here only find settings.toml.
         box = box if isinstance(box, dict) else {}
-        state_dir = Path(str(box.get("state_dir", BoxConfig.state_dir)))
+        raw = box.get("state_dir", BoxConfig.state_dir)
+        # A state_dir that is no string is reported by from_layers() too.
+        state_dir = Path(raw if isinstance(raw, str) else BoxConfig.state_dir)
         if not state_dir.is_absolute():
             state_dir = path.parent / state_dir
         web = state_dir / WEB_SETTINGS_FILE
-        if web.is_file():
+        try:
+            found = web.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL in it
+            raise ConfigError(str(path), "box.state_dir", f"cannot be used: {exc}") from None
+        if found:
             out.append((web, read_toml(web)))
     return out
 

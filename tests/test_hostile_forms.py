@@ -473,3 +473,16 @@ def test_a_printer_baud_rate_of_lookalike_digits_is_a_config_error(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "printers" in info.value.key
+
+
+@pytest.mark.parametrize(
+    "state_dir", ["-" + "9" * 400, json.dumps("x" * 5000), "[1, 2]", json.dumps("a\x00b")]
+)
+def test_a_state_dir_the_system_cannot_use_is_a_config_error(
+    tmp_path: Path, state_dir: str
+) -> None:
+    path = tmp_path / "edged.toml"
+    path.write_text(f'[sinqro]\nserver_token = "t"\n[box]\nstate_dir = {state_dir}\n', "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key.startswith("box")

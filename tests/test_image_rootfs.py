@@ -254,6 +254,8 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
     assert owner(r.path("/var/lib/edged")) == (uid, gid, 0o750)
     for path in (
         "/usr/lib/systemd/system/edged.service",
+        "/usr/lib/systemd/system/edged-failure.service",
+        "/etc/systemd/system.conf.d/50-edged-watchdog.conf",
         "/usr/lib/systemd/system/edged-hostname.service",
         "/usr/lib/systemd/system/edged-provision.service",
         "/usr/lib/sysusers.d/edged.conf",
@@ -284,7 +286,12 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
 
 
 def test_systemd_reads_the_units(rootfs: Rootfs) -> None:
-    units = ["edged.service", "edged-hostname.service", "edged-provision.service"]
+    units = [
+        "edged.service",
+        "edged-failure.service",
+        "edged-hostname.service",
+        "edged-provision.service",
+    ]
     result = subprocess.run(
         ["systemd-analyze", "verify", f"--root={rootfs.root}", "--man=no", *units],
         capture_output=True,

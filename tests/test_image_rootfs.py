@@ -191,6 +191,7 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
         "/etc/systemd/system.conf.d/50-edged-watchdog.conf",
         "/usr/lib/systemd/system/edged-hostname.service",
         "/usr/lib/systemd/system/edged-provision.service",
+        "/usr/lib/systemd/system/edged-provision.path",
         "/usr/lib/sysusers.d/edged.conf",
         "/usr/lib/tmpfiles.d/edged.conf",
         "/etc/udev/rules.d/99-edged-printers.rules",
@@ -204,6 +205,7 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
     wants = {
         "multi-user.target.wants/edged.service": "edged.service",
         "multi-user.target.wants/edged-provision.service": "edged-provision.service",
+        "paths.target.wants/edged-provision.path": "edged-provision.path",
         "sysinit.target.wants/edged-hostname.service": "edged-hostname.service",
     }
     for link, unit in wants.items():
@@ -224,6 +226,7 @@ def test_systemd_reads_the_units(rootfs: Rootfs) -> None:
         "edged-failure.service",
         "edged-hostname.service",
         "edged-provision.service",
+        "edged-provision.path",
     ]
     result = subprocess.run(
         ["systemd-analyze", "verify", f"--root={rootfs.root}", "--man=no", *units],

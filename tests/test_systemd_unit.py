@@ -24,6 +24,8 @@ UNITS = (
     FAILURE_UNIT,
     FIRSTBOOT / "edged-hostname.service",
     FIRSTBOOT / "edged-provision.service",
+    FIRSTBOOT / "edged-provision.path",
+    SYSTEMD / "edged-onboard.service",
 )
 
 

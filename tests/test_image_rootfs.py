@@ -228,17 +228,10 @@ def test_systemd_reads_the_units(rootfs: Rootfs) -> None:
         "edged-provision.service",
         "edged-provision.path",
     ]
-    result = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={rootfs.root}", "--man=no", *units],
-        capture_output=True,
-        text=True,
-    )
+    # The release's own systemd reads them (trixie's knows keys the host's does not).
+    result = rootfs.chroot("systemd-analyze", "verify", "--man=no", *units, check=False)
     assert result.stderr == "" and result.returncode == 0, result.stderr
-    tmpfiles = subprocess.run(
-        ["systemd-tmpfiles", f"--root={rootfs.root}", "--create", "edged.conf"],
-        capture_output=True,
-        text=True,
-    )
+    tmpfiles = rootfs.chroot("systemd-tmpfiles", "--create", "edged.conf", check=False)
     assert tmpfiles.returncode == 0 and tmpfiles.stderr == "", tmpfiles.stderr
     assert owner(rootfs.path("/etc/edged")) == (0, rootfs.gid, 0o750)
 

@@ -10,10 +10,15 @@ update bundles, each built once and cached under ``$XDG_CACHE_HOME/edged-ci`` (o
 * :func:`build_wheel` builds edged from a copy of this tree, optionally changed first (a
   new version number, a schema migration, a crash after READY) to make update candidates.
 * :func:`make_bundle` signs an update bundle with ``image/make-bundle``.
+
+With cold caches, debootstrap is the slow part (minutes per release). The test modules call
+:func:`prefetch` when they are collected, so the tarballs are built on background threads
+while the rest of the suite runs, and the fixtures only wait for what is not done yet.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import re
@@ -81,8 +86,33 @@ def debian_mirror() -> str:
     raise AssertionError("no Debian mirror configured for apt")
 
 
+_prefetched: dict[str, concurrent.futures.Future[Path]] = {}
+_builder: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def prefetch(*suites: str) -> None:
+    """Start building the tarballs of ``suites`` in the background, if they are not cached
+    (and this can build them at all: root and debootstrap; the tests say so otherwise)."""
+    global _builder
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        return
+    for suite in suites:
+        if suite in _prefetched:
+            continue
+        if _builder is None:
+            _builder = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="rootfs")
+        _prefetched[suite] = _builder.submit(_build_rootfs, suite)
+
+
 def rootfs_tarball(suite: str) -> Path:
     """A debootstrapped Debian ``suite`` as a tarball, built once and cached."""
+    future = _prefetched.get(suite)
+    if future is not None:
+        return future.result()
+    return _build_rootfs(suite)
+
+
+def _build_rootfs(suite: str) -> Path:
     mirror = debian_mirror()
     key = hashlib.sha256(f"{suite} minbase {','.join(INCLUDE)} {mirror}".encode()).hexdigest()
     tarball = cache_dir() / f"rootfs-{suite}-{key[:16]}.tar"

@@ -33,6 +33,7 @@ from image_support import (
     build_wheel,
     crash_after_ready,
     make_bundle,
+    prefetch,
     require_tools,
     rootfs_tarball,
     signing_key,
@@ -43,6 +44,8 @@ from vm import VM, build_disk, prepare_guest
 
 from edged.harness import SimulatorProcess
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
+
+prefetch("trixie")  # cold caches: debootstrap while the other tests run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -43,6 +43,7 @@ from image_support import (
     add_migration,
     build_wheel,
     make_bundle,
+    prefetch,
     require_tools,
     rootfs_tarball,
     signing_key,
@@ -54,6 +55,8 @@ from edged.harness import SimulatorProcess
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
 TOKEN = "ci-server-token-0123"
+
+prefetch("bookworm", "trixie")  # cold caches: debootstrap while the other tests run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ INCLUDE = (
     "udev",
     "kmod",
     "ca-certificates",
+    "openssh-client",  # ssh-keygen verifies update bundles, as on Raspberry Pi OS
     "linux-image-amd64",
 )
 _TREE = ("pyproject.toml", "README.md", "edged", "config", "systemd", "image", "requirements.lock")
@@ -231,30 +233,51 @@ def ready(status_text: str = "") -> bool:  # type: ignore[no-redef]
     assert "\nimport os\n" in sdnotify.read_text()
 
 
+def _tree_key(version: str | None, change: Callable[[Path], None] | None) -> str:
+    digest = hashlib.sha256(f"{version} {change.__name__ if change else ''}".encode())
+    for name in ("pyproject.toml", "README.md", "edged"):
+        path = REPO / name
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    if change is not None:  # the change's own code is part of what is built
+        digest.update(change.__code__.co_code + repr(change.__code__.co_consts).encode())
+    return digest.hexdigest()[:16]
+
+
 def build_wheel(
     out: Path, *, version: str | None = None, change: Callable[[Path], None] | None = None
 ) -> Path:
-    """An edged wheel from this tree, or from a copy with a new version and a ``change``."""
+    """An edged wheel from this tree, or from a copy with a new version and a ``change``.
+
+    Cached by the tree's content: a run with unchanged sources builds nothing.
+    """
+    cached = cache_dir() / "edged-wheels" / _tree_key(version, change)
+    found = list(cached.glob("edged-*.whl"))
+    if not found:
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+            source = REPO
+            if version or change:
+                source = copy_tree(Path(tmp) / "tree")
+                if version:
+                    set_version(source, version)
+                if change:
+                    change(source)
+            pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
+            subprocess.run(
+                [*pip_wheel, "-w", f"{tmp}/dist", str(source)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            (built,) = Path(tmp, "dist").glob("edged-*.whl")
+            cached.mkdir(parents=True, exist_ok=True)
+            shutil.copy(built, cached / f".{built.name}.tmp")
+            os.replace(cached / f".{built.name}.tmp", cached / built.name)
+        found = list(cached.glob("edged-*.whl"))
     out.mkdir(parents=True, exist_ok=True)
-    source = REPO
-    work: Path | None = None
-    if version or change:
-        work = out / f"tree-{version or 'changed'}"
-        shutil.rmtree(work, ignore_errors=True)
-        source = copy_tree(work)
-        if version:
-            set_version(source, version)
-        if change:
-            change(source)
-    before = set(out.glob("edged-*.whl"))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    if work is not None:
-        shutil.rmtree(work, ignore_errors=True)
-    (wheel,) = set(out.glob("edged-*.whl")) - before
+    wheel = out / found[0].name
+    shutil.copy(found[0], wheel)
     return wheel
 
 

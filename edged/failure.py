@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edged.configtools import ConfigError
+from edged.configtools import ConfigError, build, merge
 from edged.panel.settings import PanelConfig
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,22 @@ MONITOR_VARIABLES = ("MONITOR_UNIT", "MONITOR_SERVICE_RESULT", "MONITOR_EXIT_COD
 
 
 def panel_settings(config_path: Path) -> PanelConfig:
-    """The panel section of the box's config, or the defaults when it cannot be loaded."""
-    from edged.config import load_config
+    """The ``[panel]`` section of the box's config (every layer: file, drop-ins, the web
+    page's settings), or the defaults when it cannot be read. Only that section is checked:
+    this unit gets no secrets, and the rest of the config may be why edged failed."""
+    from edged.config import layers
 
     try:
-        return load_config(config_path).panel
+        merged: dict[str, Any] = {}
+        for _, doc in layers(config_path):
+            merged = merge(merged, doc)
+        panel = merged.get("panel", {})
+        return build(
+            PanelConfig,
+            panel if isinstance(panel, dict) else {},
+            file=str(config_path),
+            where="panel",
+        )
     except (ConfigError, OSError) as exc:
         log.error("failure LED: cannot read %s (%s); using the default LED pin", config_path, exc)
         return PanelConfig()

@@ -18,6 +18,7 @@ while the rest of the suite runs, and the fixtures only wait for what is not don
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import os
@@ -292,6 +293,45 @@ def signing_key(directory: Path, name: str = "edged-release") -> tuple[Path, Pat
     signers = directory / f"{name}.signers"
     signers.write_text(f'{name} namespaces="edged-update" {public[0]} {public[1]}\n')
     return key, signers
+
+
+_session: dict[str, tuple[Path, float]] = {}
+
+
+def _session_dir() -> Path:
+    if "dir" not in _session:
+        path = Path(tempfile.mkdtemp(prefix="edged-image-session-"))
+        atexit.register(shutil.rmtree, path, True)
+        _session["dir"] = (path, 0.0)
+    return _session["dir"][0]
+
+
+def release_key() -> tuple[Path, Path]:
+    """This test session's release signing key and the signers file boxes get."""
+    directory = _session_dir() / "keys"
+    if not (directory / "edged-release").exists():
+        return signing_key(directory)
+    return directory / "edged-release", directory / "edged-release.signers"
+
+
+def installed_rootfs(suite: str, dest: Path) -> float:
+    """Copy to ``dest`` a ``suite`` rootfs with this tree's edged installed, exactly as the
+    image build does it (``install-into-rootfs`` from the lock's wheelhouse, with the
+    session's update signers), in a network namespace of its own so nothing but the
+    wheelhouse can serve pip. Installed once per session; returns how long that took."""
+    if suite not in _session:
+        base = _session_dir() / suite
+        unpack(rootfs_tarball(suite), base / "root")
+        wheel = build_wheel(base / "dist")
+        started = time.monotonic()
+        install = [str(REPO / "image" / "install-into-rootfs"), "--wheels"]
+        install += [str(wheelhouse(PYTHON[suite])), "--signers", str(release_key()[1])]
+        subprocess.run(["unshare", "--net", *install, str(base / "root"), str(wheel)], check=True)
+        _session[suite] = (base / "root", time.monotonic() - started)
+    template, took = _session[suite]
+    dest.mkdir(parents=True)
+    subprocess.run(["cp", "-a", f"{template}/.", str(dest)], check=True)
+    return took
 
 
 def make_bundle(wheel: Path, wheels: Path, key: Path, out: Path) -> Path:

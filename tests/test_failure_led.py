@@ -63,9 +63,21 @@ def test_run_blinks_for_the_retry_time(tmp_path: Path, caplog: pytest.LogCapture
     assert crit and "NOT being taken" in crit[0].getMessage()
 
 
-def test_a_bad_config_still_blinks_the_default_pin(tmp_path: Path) -> None:
+def test_only_the_panel_section_matters(tmp_path: Path) -> None:
+    # No token (this unit gets no secrets) and a bad key elsewhere: the LED pin still counts.
     config = tmp_path / "edged.toml"
-    config.write_text("[sinqro]\nnot_a_key = 1\n")
+    config.write_text("[sinqro]\nnot_a_key = 1\n[panel]\nled_pin = 24\n")
+    dropins = tmp_path / "edged.toml.d"
+    dropins.mkdir()
+    (dropins / "50-provision.toml").write_text("[panel]\nled_pin = 25\n")
+    assert failure.panel_settings(config).led_pin == 25
+
+
+def test_a_bad_panel_section_still_blinks_the_default_pin(tmp_path: Path) -> None:
+    config = tmp_path / "edged.toml"
+    config.write_text("[panel]\nled_pin = 99\n")
+    assert failure.panel_settings(config).led_pin == 23
+    config.write_text("not toml [")
     assert failure.panel_settings(config).led_pin == 23
 
 

@@ -15,10 +15,12 @@ what Raspberry Pi OS is built on now) runs in ``make test``; Debian 12 (bookworm
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import json
 import shlex
 import shutil
-import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +30,14 @@ import httpx
 import pytest
 from image_support import (
     PYTHON,
-    REPO,
     add_migration,
     build_wheel,
     crash_after_ready,
+    installed_rootfs,
     make_bundle,
     prefetch,
+    release_key,
     require_tools,
-    rootfs_tarball,
-    signing_key,
-    unpack,
     wheelhouse,
 )
 from vm import VM, build_disk, prepare_guest
@@ -130,44 +130,22 @@ def _guest_config(sim: SimulatorProcess) -> tuple[str, dict[str, Any]]:
     ), info
 
 
-@pytest.fixture(
-    scope="module", params=["trixie", pytest.param("bookworm", marks=pytest.mark.extended)]
-)
-def box(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
-    require_tools("debootstrap", "qemu-system-x86_64", "mkfs.ext4", "socat", "ssh-keygen")
-    suite: str = request.param
-    work = tmp_path_factory.mktemp(f"boot-{suite}")
+def _prepare_and_boot(suite: str) -> tuple[VM, SimulatorProcess]:
+    """Bundles, an installed rootfs made bootable, its disk image, a simulator, QEMU booted."""
+    work = Path(tempfile.mkdtemp(prefix=f"edged-boot-{suite}-"))
+    atexit.register(shutil.rmtree, work, True)  # runs last: after the VM stopped
     started = time.monotonic()
-    tarball = rootfs_tarball(suite)
     wheels = wheelhouse(PYTHON[suite])
-    key, signers = signing_key(work / "keys")
-    wheel = build_wheel(work / "dist")
+    key, _ = release_key()
     good = make_bundle(build_wheel(work / "dist-good", version=GOOD), wheels, key, work / "b")
-
-    def migrate_and_crash(tree: Path) -> None:
-        add_migration(tree)
-        crash_after_ready(tree, seconds=8)
-
     bad_wheel = build_wheel(work / "dist-bad", version=BAD, change=migrate_and_crash)
     bad = make_bundle(bad_wheel, wheels, key, work / "c")
     root = work / "rootfs"
-    unpack(tarball, root)
-    subprocess.run(
-        [
-            "unshare",
-            "--net",
-            str(REPO / "image" / "install-into-rootfs"),
-            "--wheels",
-            str(wheels),
-            "--signers",
-            str(signers),
-            str(root),
-            str(wheel),
-        ],
-        check=True,
-    )
+    installed_rootfs(suite, root)
     prepare_guest(root)
-    with SimulatorProcess(log_path=work / "sim.log") as sim:
+    sim = SimulatorProcess(log_path=work / "sim.log")
+    sim.start()
+    try:
         config, info = _guest_config(sim)
         dropin = root / "etc/edged/edged.toml.d/90-ci.toml"
         dropin.write_text(config)
@@ -184,28 +162,56 @@ def box(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         for bundle in (good, bad):
             shutil.copy(bundle, staged / bundle.name)
             shutil.copy(bundle.with_name(bundle.name + ".sig"), staged / f"{bundle.name}.sig")
-        kernel = sorted((root / "boot").glob("vmlinuz-*"))[-1]
-        initrd = sorted((root / "boot").glob("initrd.img-*"))[-1]
-        shutil.copy(kernel, work / "vmlinuz")
-        shutil.copy(initrd, work / "initrd.img")
+        shutil.copy(sorted((root / "boot").glob("vmlinuz-*"))[-1], work / "vmlinuz")
+        shutil.copy(sorted((root / "boot").glob("initrd.img-*"))[-1], work / "initrd.img")
         disk = work / "disk.raw"
         build_disk(root, disk)
         shutil.rmtree(root)
         prepared = time.monotonic() - started
         vm = VM(
-            disk,
-            work / "vmlinuz",
-            work / "initrd.img",
-            work,
-            mac=MAC,
-            forwards={SINQRO: sim.port},
+            disk, work / "vmlinuz", work / "initrd.img", work, mac=MAC, forwards={SINQRO: sim.port}
         )
-        try:
-            vm.start()
-            print(f"\n{suite}: disk ready in {prepared:.0f} s, booted in {vm.booted_after:.0f} s")
-            yield Box(vm, sim, suite)
-        finally:
-            vm.stop()
+        atexit.register(vm.stop)
+        vm.start()
+    except BaseException:
+        sim.stop()
+        raise
+    atexit.register(sim.stop)
+    print(f"\n{suite}: disk ready in {prepared:.0f} s, booted in {vm.booted_after:.0f} s")
+    return vm, sim
+
+
+def migrate_and_crash(tree: Path) -> None:
+    """Version BAD: a schema migration, then an exit 8 s after READY=1."""
+    add_migration(tree)
+    crash_after_ready(tree, seconds=8)
+
+
+_boots: dict[str, concurrent.futures.Future[tuple[VM, SimulatorProcess]]] = {}
+_booter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="boot")
+
+
+def start_boot(suite: str) -> concurrent.futures.Future[tuple[VM, SimulatorProcess]]:
+    """Prepare and boot ``suite``'s box on a background thread (once). tests/conftest.py
+    calls this when collection is over, so the minutes of building and booting overlap with
+    the tests that run before these."""
+    if suite not in _boots:
+        _boots[suite] = _booter.submit(_prepare_and_boot, suite)
+    return _boots[suite]
+
+
+@pytest.fixture(
+    scope="module", params=["trixie", pytest.param("bookworm", marks=pytest.mark.extended)]
+)
+def box(request: pytest.FixtureRequest) -> Iterator[Box]:
+    require_tools("debootstrap", "qemu-system-x86_64", "mkfs.ext4", "socat", "ssh-keygen")
+    suite: str = request.param
+    vm, sim = start_boot(suite).result()
+    try:
+        yield Box(vm, sim, suite)
+    finally:
+        vm.stop()
+        sim.stop()
 
 
 def test_first_boot_names_the_box_and_applies_the_provisioning_file(box: Box) -> None:

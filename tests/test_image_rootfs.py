@@ -42,12 +42,12 @@ from image_support import (
     REPO,
     add_migration,
     build_wheel,
+    installed_rootfs,
     make_bundle,
     prefetch,
+    release_key,
     require_tools,
-    rootfs_tarball,
     signing_key,
-    unpack,
     wheelhouse,
 )
 
@@ -121,32 +121,12 @@ def _ids(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, l
 def rootfs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rootfs]:
-    require_tools("debootstrap", "chroot", "unshare", "ssh-keygen")
+    require_tools("debootstrap", "chroot", "unshare", "ssh-keygen", "cp")
     suite: str = request.param
-    tarball = rootfs_tarball(suite)
-    wheels = wheelhouse(PYTHON[suite])
     work = tmp_path_factory.mktemp(f"image-{suite}")
-    wheel = build_wheel(work / "dist")
-    key, signers = signing_key(work / "keys")
+    key, _ = release_key()
     root = work / "rootfs"
-    unpack(tarball, root)
-    started = time.monotonic()
-    # A network namespace of its own: the lock must install from the wheelhouse alone.
-    subprocess.run(
-        [
-            "unshare",
-            "--net",
-            str(REPO / "image" / "install-into-rootfs"),
-            "--wheels",
-            str(wheels),
-            "--signers",
-            str(signers),
-            str(root),
-            str(wheel),
-        ],
-        check=True,
-    )
-    took = time.monotonic() - started
+    took = installed_rootfs(suite, root)
     users, groups = _ids(root)
     uid, gid = users["edged"]
     mounts: list[Path] = []

@@ -488,15 +488,24 @@ def _wait_for(what: str, check: Callable[[], bool], log: Path, seconds: float = 
         time.sleep(0.2)
 
 
-def test_update_that_migrates_then_rollback_keeps_every_order(rootfs: Rootfs) -> None:
-    """A takes orders; B (a schema migration) is installed and runs, takes one more order,
-    then is rolled back: A runs again on the journal as it was before B, and the order that
-    arrived under B is fetched again from Sinqro by A's reconcile."""
-    wheels = wheelhouse(PYTHON[rootfs.suite])
-    b_wheel = build_wheel(rootfs.work / "dist-m", version="0.99.2", change=add_migration)
-    bundle = make_bundle(b_wheel, wheels, rootfs.key, rootfs.work / "migrating")
-    journal = rootfs.path("/var/lib/edged/edged.sqlite3")
-    log = rootfs.work / "run.log"
+@dataclass
+class Shop:
+    """A Sinqro simulator on the host and the rootfs's config pointing at it."""
+
+    sim: SimulatorProcess
+    env: dict[str, str]
+    journal: Path
+    log: Path
+
+    def create(self, count: int) -> set[int]:
+        """``count`` new orders; returns the ids of every order the cloud has."""
+        r = httpx.post(f"{self.sim.root}/_sim/orders", json={"count": count}, timeout=10)
+        r.raise_for_status()
+        return {int(o["id"]) for o in httpx.get(f"{self.sim.root}/_sim/orders").json()}
+
+
+@pytest.fixture(scope="module")
+def shop(rootfs: Rootfs) -> Iterator[Shop]:
     with SimulatorProcess(log_path=rootfs.work / "sim.log") as sim:
         info = sim.info()
         dropin = rootfs.path("/etc/edged/edged.toml.d/90-ci.toml")
@@ -512,54 +521,91 @@ def test_update_that_migrates_then_rollback_keeps_every_order(rootfs: Rootfs) ->
         rootfs.path("/etc/edged/edged.env").write_text(
             "".join(f"{k}={v}\n" for k, v in env.items())
         )
+        journal = rootfs.path("/var/lib/edged/edged.sqlite3")
+        try:
+            yield Shop(sim, env, journal, rootfs.work / "run.log")
+        finally:
+            dropin.unlink()
 
-        def create(count: int) -> set[int]:
-            r = httpx.post(f"{sim.root}/_sim/orders", json={"count": count}, timeout=10)
-            r.raise_for_status()
-            return {int(o["id"]) for o in httpx.get(f"{sim.root}/_sim/orders").json()}
 
-        # Version A takes orders.
-        taken = create(5)
-        with _daemon(rootfs, env):
-            _wait_for(
-                "A stores the orders",
-                lambda: _journal_orders(journal) >= taken,
-                log,
-            )
-        a_version = _user_version(journal)
-        a_venv = os.readlink(rootfs.path("/opt/edged/venv"))
+def test_a_normal_update_keeps_every_order(rootfs: Rootfs, shop: Shop) -> None:
+    wheel = build_wheel(rootfs.work / "dist-n", version="0.99.1")
+    bundle = make_bundle(wheel, wheelhouse(PYTHON[rootfs.suite]), rootfs.key, rootfs.work / "n")
+    taken = shop.create(3)
+    with _daemon(rootfs, shop.env):
+        _wait_for("A stores the orders", lambda: _journal_orders(shop.journal) >= taken, shop.log)
+    before = _journal_orders(shop.journal)
+    a_venv = os.readlink(rootfs.path("/opt/edged/venv"))
+    updated = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, bundle), check=False)
+    assert updated.returncode == 0, updated.stderr
+    assert "0.99.1" in os.readlink(rootfs.path("/opt/edged/venv"))
+    version = rootfs.chroot("/usr/local/bin/edged", "--version").stdout
+    assert "0.99.1" in version
+    later = shop.create(1)
+    with _daemon(rootfs, shop.env):
+        _wait_for(
+            "the new version stores the next order",
+            lambda: _journal_orders(shop.journal) >= later,
+            shop.log,
+        )
+    assert _journal_orders(shop.journal) >= before  # nothing lost
+    assert _events(rootfs)[-1]["kind"] == "update"
+    # Back to A by hand: the schema did not move, so the journal stays as it is.
+    rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert rolled.returncode == 0, rolled.stderr
+    assert os.readlink(rootfs.path("/opt/edged/venv")) == a_venv
+    assert _events(rootfs)[-1]["journal_restored"] is False
+    assert _journal_orders(shop.journal) >= later
 
-        # The update to B: verified, installed offline, config checked, journal backed up.
-        updated = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, bundle), check=False)
-        assert updated.returncode == 0, updated.stderr
-        backup = journal.with_name("edged.sqlite3.before-update")
-        assert _user_version(backup) == a_version and _journal_orders(backup) == taken
-        assert os.readlink(rootfs.path("/opt/edged/venv.previous")) == a_venv
 
-        # B migrates the journal and takes one more order.
-        late = create(1) - taken
-        with _daemon(rootfs, env):
-            _wait_for(
-                "B stores the late order", lambda: _journal_orders(journal) >= taken | late, log
-            )
-        assert _user_version(journal) == a_version + 1
+def test_update_that_migrates_then_rollback_keeps_every_order(rootfs: Rootfs, shop: Shop) -> None:
+    """A takes orders; B (a schema migration) is installed and runs, takes one more order,
+    then is rolled back: A runs again on the journal as it was before B, and the order that
+    arrived under B is fetched again from Sinqro by A's reconcile."""
+    wheels = wheelhouse(PYTHON[rootfs.suite])
+    b_wheel = build_wheel(rootfs.work / "dist-m", version="0.99.2", change=add_migration)
+    bundle = make_bundle(b_wheel, wheels, rootfs.key, rootfs.work / "migrating")
+    journal, log, env = shop.journal, shop.log, shop.env
+    create = shop.create
+    # Version A takes orders.
+    taken = create(5)
+    with _daemon(rootfs, env):
+        _wait_for(
+            "A stores the orders",
+            lambda: _journal_orders(journal) >= taken,
+            log,
+        )
+    a_version = _user_version(journal)
+    a_venv = os.readlink(rootfs.path("/opt/edged/venv"))
 
-        # Rolled back: A again, the journal as it was (B's kept beside it), A starts on it.
-        rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
-        assert rolled.returncode == 0, rolled.stderr
-        assert os.readlink(rootfs.path("/opt/edged/venv")) == a_venv
-        assert _user_version(journal) == a_version
-        assert _journal_orders(journal) == taken
-        kept = list(journal.parent.glob("edged.sqlite3.failed-update-*"))
-        assert [p for p in kept if not p.name.endswith(("-wal", "-shm"))]
-        with _daemon(rootfs, env):
-            # The reconcile after connecting fetches the order that arrived under B again.
-            _wait_for(
-                "A fetches the late order again",
-                lambda: _journal_orders(journal) >= taken | late,
-                log,
-            )
-        events = _events(rootfs)
-        assert [e["kind"] for e in events if e["kind"] != "update_refused"][-1] == "rollback"
-        assert events[-1]["journal_restored"] is True
-        dropin.unlink()
+    # The update to B: verified, installed offline, config checked, journal backed up.
+    updated = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, bundle), check=False)
+    assert updated.returncode == 0, updated.stderr
+    backup = journal.with_name("edged.sqlite3.before-update")
+    assert _user_version(backup) == a_version and _journal_orders(backup) == taken
+    assert os.readlink(rootfs.path("/opt/edged/venv.previous")) == a_venv
+
+    # B migrates the journal and takes one more order.
+    late = create(1) - taken
+    with _daemon(rootfs, env):
+        _wait_for("B stores the late order", lambda: _journal_orders(journal) >= taken | late, log)
+    assert _user_version(journal) == a_version + 1
+
+    # Rolled back: A again, the journal as it was (B's kept beside it), A starts on it.
+    rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert rolled.returncode == 0, rolled.stderr
+    assert os.readlink(rootfs.path("/opt/edged/venv")) == a_venv
+    assert _user_version(journal) == a_version
+    assert _journal_orders(journal) == taken
+    kept = list(journal.parent.glob("edged.sqlite3.failed-update-*"))
+    assert [p for p in kept if not p.name.endswith(("-wal", "-shm"))]
+    with _daemon(rootfs, env):
+        # The reconcile after connecting fetches the order that arrived under B again.
+        _wait_for(
+            "A fetches the late order again",
+            lambda: _journal_orders(journal) >= taken | late,
+            log,
+        )
+    events = _events(rootfs)
+    assert [e["kind"] for e in events if e["kind"] != "update_refused"][-1] == "rollback"
+    assert events[-1]["journal_restored"] is True

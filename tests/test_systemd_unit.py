@@ -159,7 +159,13 @@ def test_failure_unit_restarts_edged_only_after_its_full_time() -> None:
     argv = shlex.split(start)
     assert argv[:2] == ["/opt/edged/venv/bin/edged", "failure-led"]
     assert float(argv[argv.index("--retry-after") + 1]) >= 60
-    assert s["Conflicts"] == ["edged.service"]
+    assert "Conflicts" not in s  # it would cancel edged's own restart (OnFailure= runs first)
+    # An alarm only when edged is still down after its restart delay.
+    (condition,) = s["ExecCondition"]
+    assert "systemctl show edged.service -p ActiveState" in condition
+    assert "sleep" in condition
+    edged = unit_settings(UNIT)
+    assert "-+/bin/systemctl stop edged-failure.service" in edged["ExecStartPre"]
     (stop_post,) = s["ExecStopPost"]
     assert stop_post.startswith("+/bin/sh -c ")
     script = shlex.split(stop_post[1:])[2]

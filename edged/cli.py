@@ -311,6 +311,8 @@ def cmd_failure_led(args: argparse.Namespace) -> int:
     from edged import failure
 
     setup_logging("INFO")
+    if args.check:
+        return 0 if failure.down_for_good(args.check) else 1
     return failure.run(Path(_config_path(args)), args.retry_after)
 
 
@@ -399,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--retry-after", type=float, default=300.0, help="seconds to blink (0: until stopped)"
+    )
+    p.add_argument(
+        "--check",
+        metavar="UNIT",
+        help="only answer: exit 0 if UNIT is down and will not be restarted, else 1",
     )
     p.set_defaults(func=cmd_failure_led)
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,46 @@ def panel_settings(config_path: Path) -> PanelConfig:
     except (ConfigError, OSError) as exc:
         log.error("failure LED: cannot read %s (%s); using the default LED pin", config_path, exc)
         return PanelConfig()
+
+
+def unit_state(unit: str) -> tuple[str, str]:
+    """(ActiveState, SubState) of ``unit``, as systemd reports them."""
+    out = subprocess.run(
+        ["systemctl", "show", unit, "-p", "ActiveState", "-p", "SubState"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    props = dict(line.partition("=")[::2] for line in out.splitlines())
+    return props.get("ActiveState", ""), props.get("SubState", "")
+
+
+def down_for_good(
+    unit: str,
+    *,
+    state: Callable[[str], tuple[str, str]] = unit_state,
+    sleep: Callable[[float], Any] = time.sleep,
+    patience: float = 60.0,
+) -> bool:
+    """True when ``unit`` has stopped and systemd will not restart it by itself.
+
+    systemd 254 and later run ``OnFailure=`` on every crash, also one a restart cures; the
+    alarm waits while a restart is pending or running and answers once the unit settled:
+    running (False) or failed without a restart to come (True). Still restarting after
+    ``patience`` seconds: False (the next failure asks again).
+    """
+    waited = 0.0
+    while True:
+        active, sub = state(unit)
+        if active in ("active", "reloading"):
+            return False
+        if active in ("failed", "inactive") and not sub.startswith("auto-restart"):
+            return True
+        if waited >= patience:
+            return False
+        sleep(1.0)
+        waited += 1.0
 
 
 def announce(environ: dict[str, str] | None = None) -> str:

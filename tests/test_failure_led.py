@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,28 @@ def test_announce_says_what_systemd_reported() -> None:
         }
     )
     assert "edged.service FAILED (start-limit-hit, last exit: exited 1)" in line
+
+
+def test_alarm_only_when_the_unit_stays_down() -> None:
+    def states(*seq: tuple[str, str]) -> Callable[[str], tuple[str, str]]:
+        it = iter(seq)
+        return lambda unit: next(it)
+
+    slept: list[float] = []
+    # A crash a restart cures (systemd >= 254 calls OnFailure= for it too): no alarm.
+    cured = states(("failed", "auto-restart"), ("activating", "start"), ("active", "running"))
+    assert not failure.down_for_good("edged.service", state=cured, sleep=slept.append)
+    # The start limit was hit, or exit 78: failed with no restart to come.
+    for_good = states(("activating", "auto-restart-queued"), ("failed", "failed"))
+    assert failure.down_for_good("edged.service", state=for_good, sleep=slept.append)
+    # Still restarting when patience runs out: the next failure asks again.
+    looping = lambda unit: ("activating", "start")  # noqa: E731
+    assert not failure.down_for_good("edged.service", state=looping, sleep=slept.append, patience=3)
+
+
+def test_unit_state_reads_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in = tmp_path / "systemctl"
+    stand_in.write_text("#!/bin/sh\necho ActiveState=failed\necho SubState=failed\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert failure.unit_state("edged.service") == ("failed", "failed")

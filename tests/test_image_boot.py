@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import SimulatorProcess
 from image_support import (
     PYTHON,
     add_migration,
@@ -42,7 +43,6 @@ from image_support import (
 )
 from vm import VM, build_disk, prepare_guest
 
-from edged.harness import SimulatorProcess
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
 prefetch("trixie")  # cold caches: debootstrap while the other tests run

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import SimulatorProcess
 from image_support import (
     PYTHON,
     REPO,
@@ -51,7 +52,6 @@ from image_support import (
     wheelhouse,
 )
 
-from edged.harness import SimulatorProcess
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
 TOKEN = "ci-server-token-0123"

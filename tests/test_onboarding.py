@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import free_port
 
-from edged.harness import free_port
 from edged.onboarding import (
     HOTSPOT_ID,
     WIFI_ID,

@@ -50,7 +50,14 @@ def fake_root(tmp_path: Path) -> Path:
     for unit in UNITS:
         shutil.copy(unit, units / unit.name)
         settings = unit_settings(unit)
-        for key in ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecStopPost", "ExecReload"):
+        for key in (
+            "ExecStartPre",
+            "ExecStart",
+            "ExecStartPost",
+            "ExecStopPost",
+            "ExecReload",
+            "ExecCondition",
+        ):
             for command in settings.get(key, []):
                 program = root / shlex.split(command)[0].lstrip("+-@!:").lstrip("/")
                 if program.exists():

@@ -284,6 +284,7 @@ class Journal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._last_seq = 0
+        self.opened_seq = 0
         self._data_version = 0
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
@@ -331,6 +332,8 @@ class Journal:
             log.info("journal: migrated %s to schema version %d", self.path, target)
         self._conn = conn
         self._last_seq = self._max_seq_sync()
+        # Where a consumer without a cursor starts (see ensure_cursor).
+        self.opened_seq = self._last_seq
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
 
     async def close(self) -> None:
@@ -407,6 +410,11 @@ class Journal:
     def add_listener(self, fn: Callable[[list[Event]], None]) -> None:
         """Call ``fn(events)`` on the loop right after events are committed (low latency)."""
         self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[list[Event]], None]) -> None:
+        """Stop calling ``fn`` (a stopped part's listener); unknown ``fn`` is ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
 
     async def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         def run() -> list[sqlite3.Row]:
@@ -550,11 +558,13 @@ class Journal:
         return int(rows[0][0]) if rows else None
 
     async def ensure_cursor(self, consumer: str) -> int:
-        """The consumer's cursor; a new consumer starts at the end of the log, so one
-        enabled on an old box does not replay weeks of history."""
+        """The consumer's cursor; a new consumer starts at the end of the log as it was when
+        this process opened the journal: one enabled on an old box does not replay weeks
+        of history, and nothing written since the start is missed, however late the
+        consumer starts (see :mod:`edged.journal.follower`)."""
         cursor = await self.get_cursor(consumer)
         if cursor is None:
-            cursor = self._last_seq
+            cursor = self.opened_seq
             await self.set_cursor(consumer, cursor)
         return cursor
 

@@ -33,10 +33,11 @@ priority  state             when                                LED
 ========  ================  ==================================  =============================
 1         orders_waiting    an order waits for a decision       fast blink (0.2 s on/off)
 2         printer_problem   a printer is offline/out of paper   double blink every 1.5 s
-3         not_paired        not paired, or token revoked        short flash every 2 s
-4         offline           no link to Sinqro (commands queue)  slow blink (1 s on/off)
-5         starting          the daemon is starting              medium blink (0.5 s on/off)
-6         online            online, nothing waiting             steady on
+3         part_failed       a part of the box failed            triple blink every 2 s
+4         not_paired        not paired, or token revoked        short flash every 2 s
+5         offline           no link to Sinqro (commands queue)  slow blink (1 s on/off)
+6         starting          the daemon is starting              medium blink (0.5 s on/off)
+7         online            online, nothing waiting             steady on
 ========  ================  ==================================  =============================
 
 ``link = polling`` (websocket down, REST polling works) counts as online. An acknowledged
@@ -157,23 +158,30 @@ LED_PATTERNS: Mapping[str, LedPattern] = {
             "double blink",
         ),
         LedPattern(
-            "not_paired",
+            "part_failed",
             3,
+            ((True, 0.15), (False, 0.15), (True, 0.15), (False, 0.15), (True, 0.15), (False, 1.25)),
+            "a part of the box failed and is being restarted (see the page)",
+            "triple blink",
+        ),
+        LedPattern(
+            "not_paired",
+            4,
             ((True, 0.1), (False, 1.9)),
             "the box is not paired (or its token was revoked)",
             "short flash",
         ),
         LedPattern(
             "offline",
-            4,
+            5,
             ((True, 1.0), (False, 1.0)),
             "no link to Sinqro; decisions are queued",
             "slow blink",
         ),
         LedPattern(
-            "starting", 5, ((True, 0.5), (False, 0.5)), "the daemon is starting", "medium blink"
+            "starting", 6, ((True, 0.5), (False, 0.5)), "the daemon is starting", "medium blink"
         ),
-        LedPattern("online", 6, ((True, None),), "online, nothing waiting", "steady on"),
+        LedPattern("online", 7, ((True, None),), "online, nothing waiting", "steady on"),
     )
 }
 
@@ -188,6 +196,13 @@ def led_state(state: Mapping[str, Any]) -> str:
         problem = isinstance(value, Mapping) and value.get("state") in PRINTER_PROBLEMS
         if key.startswith("printer.") and problem:
             return "printer_problem"
+    for key, value in state.items():
+        if (
+            key.startswith("part.")
+            and isinstance(value, Mapping)
+            and value.get("state") == "failed"
+        ):
+            return "part_failed"
     link = state.get("link")
     if link in ("not_paired", "unauthorized"):
         return "not_paired"

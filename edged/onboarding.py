@@ -1,11 +1,11 @@
 """Wi-Fi onboarding: a hotspot with a captive page when the box has no network.
 
-``edged-onboard.service`` (root, NetworkManager's ``nmcli``) runs
-``python -m edged.onboarding``. When the box has had no network connection for a minute
-(no active NetworkManager connection other than the hotspot), it raises a WPA2 hotspot named
-after the box (``edged-XXXX``, its hostname) with the password from
-``/etc/edged/hotspot-password`` (created on first use, printable on the setup ticket and the
-box label), and serves a small page on port 80 of the hotspot's address. NetworkManager's
+``edged-onboard.service`` (root, NetworkManager's ``nmcli``) runs ``python -m
+edged.onboarding``. When the box has had no network connection for a minute (no active
+NetworkManager connection other than the hotspot), it raises a WPA2 hotspot named after the
+box (``edged-XXXX``, its hostname) with the password from ``/etc/edged/hotspot-password``
+(made when this service first starts, root:edged 0640, so the daemon prints it on the setup
+ticket), and serves a small page on port 80 of the hotspot's address. NetworkManager's
 shared mode gives phones an address; a dnsmasq drop-in sends every name to the box, so the
 phone opens the page as a captive portal. The owner picks the shop's Wi-Fi and types its
 password; the box writes the connection (the same keyfile as provisioning), drops the
@@ -385,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=80)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    # Made at the first start, before it is needed: the daemon prints it on the setup ticket.
+    hotspot_password(args.password_file)
     onboarding = Onboarding(
         Nmcli(args.nmcli, args.nm_dir),
         ssid=socket.gethostname().split(".")[0],

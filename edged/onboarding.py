@@ -3,7 +3,7 @@
 ``edged-onboard.service`` (root, NetworkManager's ``nmcli``) runs ``python -m
 edged.onboarding``. When the box has had no network connection for a minute (no active
 NetworkManager connection other than the hotspot), it raises a WPA2 hotspot named after the
-box (``edged-XXXX``, its hostname) with the password from ``/etc/edged/hotspot-password``
+box (``edged-<box id>``, its hostname) with the password from ``/etc/edged/hotspot-password``
 (made when this service first starts, root:edged 0640, so the daemon prints it on the setup
 ticket), and serves a small page on port 80 of the hotspot's address. NetworkManager's
 shared mode gives phones an address; a dnsmasq drop-in sends every name to the box, so the

@@ -217,8 +217,11 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
 def test_first_boot_names_the_box_and_applies_the_provisioning_file(box: Box) -> None:
     vm = box.vm
     vm.wait_until("systemctl is-active edged-provision.service", "provisioning ran", 600)
-    assert vm.ok("cat /etc/hostname").strip() == "edged-9ed1"
-    assert vm.ok("hostname").strip() == "edged-9ed1"
+    # The host name carries the box id, as its MQTT topics and fleet reports do.
+    name = "edged-" + vm.ok("/opt/edged/venv/bin/edged box-id").strip()
+    assert name != "edged-"
+    assert vm.ok("cat /etc/hostname").strip() == name
+    assert vm.ok("hostname").strip() == name
     assert vm.sh("test -e /boot/firmware/edged-provision.toml").rc != 0  # applied, removed
     assert vm.ok("stat -c '%U:%G %a' /etc/edged/edged.env").split() == ["root:edged", "600"]
     shown = vm.ok("set -a; . /etc/edged/edged.env; edged check-config /etc/edged/edged.toml --show")

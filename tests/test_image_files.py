@@ -90,7 +90,7 @@ def test_trixie_user_data_passes_cloud_inits_schema(trixie: Path) -> None:
     doc = cloud_config(trixie / "user-data")
     assert set(doc) <= known_keys(), set(doc) - known_keys()
     assert doc["timezone"] == "Europe/Madrid" and doc["locale"] == "es_ES.UTF-8"
-    assert doc["preserve_hostname"] is True  # the box names itself edged-XXXX
+    assert doc["preserve_hostname"] is True  # the box names itself edged-<box id>
     (user,) = doc["users"]
     assert user["ssh_authorized_keys"] == [KEY] and user["lock_passwd"] is True
     assert doc["ssh_pwauth"] is False

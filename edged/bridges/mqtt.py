@@ -38,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edged import mqttstop
 from edged.bridges.commands import BUSY, command_name, request_id_of
 from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
 from edged.bridges.protocol import (
@@ -100,21 +101,6 @@ def _correlation_id(data: bytes | None) -> str | None:
     except UnicodeDecodeError:
         return data.hex()[:64]
     return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
-
-
-async def _publish(client: aiomqtt.Client, topic: str, payload: bytes | str, **kwargs: Any) -> None:
-    """``client.publish`` that never loses a stop.
-
-    aiomqtt waits for the PUBACK through ``asyncio.wait_for``, which on Python 3.11 returns
-    the result and drops a cancellation that arrives just as the PUBACK lands (fixed in
-    3.12). A lost cancellation leaves a loop running and a clean stop hanging, so a cancel
-    requested while the publish was in flight is raised here.
-    """
-    task = asyncio.current_task()
-    before = task.cancelling() if task is not None else 0
-    await client.publish(topic, payload, **kwargs)
-    if task is not None and task.cancelling() > before:
-        raise asyncio.CancelledError
 
 
 class _Incoming(NamedTuple):
@@ -187,8 +173,6 @@ class MqttBridge:
         self.published = 0
         self.reconnects = 0
         self.busy = 0
-        # Set once a stop (cancellation) reached the session; see run().
-        self._stopping = False
         state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
@@ -265,16 +249,11 @@ class MqttBridge:
         try:
             while True:
                 try:
-                    client = self._client()
-                    async with client:
+                    async with mqttstop.connection(self._client()) as client:
                         log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
                         delay = self.config.reconnect_min
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
-                    if self._stopping:
-                        # A slow DISCONNECT during a clean stop surfaces as MqttError from
-                        # the client's __aexit__ and would swallow our cancellation.
-                        raise asyncio.CancelledError from exc
                     log.warning("mqtt bridge: %s: %s", self.config.url, exc)
                 except JournalError as exc:
                     log.error("mqtt bridge: journal: %s", exc)
@@ -289,15 +268,16 @@ class MqttBridge:
         try:
             await self._connected(client)
         except asyncio.CancelledError:
-            self._stopping = True
             # Clean stop: say so, since a clean DISCONNECT discards the last will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2.0):
-                    await _publish(client, self.status_topic, b"offline", qos=1, retain=True)
+                    await mqttstop.publish(
+                        client, self.status_topic, b"offline", qos=1, retain=True
+                    )
             raise
 
     async def _connected(self, client: aiomqtt.Client) -> None:
-        await _publish(client, self.status_topic, b"online", qos=1, retain=True)
+        await mqttstop.publish(client, self.status_topic, b"online", qos=1, retain=True)
         topic = f"{self.base}/cmd/+"
         if self._v5:
             # retainHandling=2: the broker does not even offer us retained commands.
@@ -368,7 +348,7 @@ class MqttBridge:
         async with asyncio.TaskGroup() as group:
             for topic, payload, props in sends:
                 group.create_task(
-                    _publish(client, topic, payload, qos=1, properties=props),
+                    mqttstop.publish(client, topic, payload, qos=1, properties=props),
                     name="mqtt-publish",
                 )
         self.published += len(sends)
@@ -472,13 +452,13 @@ class MqttBridge:
                 correlation=item.correlation,
             )
             topic, body, props = self._reply(response, item.reply_to, item.correlation)
-            await _publish(client, topic, body, qos=1, properties=props)
+            await mqttstop.publish(client, topic, body, qos=1, properties=props)
 
     async def _send_answers(self, client: aiomqtt.Client) -> None:
         """BUSY answers, in the order the commands came."""
         while True:
             topic, body, props = await self._answers.get()
-            await _publish(client, topic, body, qos=1, properties=props)
+            await mqttstop.publish(client, topic, body, qos=1, properties=props)
 
     # -- state out (and Home Assistant discovery) ------------------------------------------
 
@@ -495,7 +475,7 @@ class MqttBridge:
                 if value is None:
                     continue  # not known yet (no panel, no printer report)
                 payload = value if isinstance(value, str) else dumps(value)
-                await _publish(client, topic, payload, qos=1, retain=True)
+                await mqttstop.publish(client, topic, payload, qos=1, retain=True)
 
     # -- Home Assistant (edged/bridges/homeassistant.py) -------------------------------------
 
@@ -503,7 +483,7 @@ class MqttBridge:
         self, client: aiomqtt.Client
     ) -> Callable[[str, bytes, bool], Coroutine[Any, Any, None]]:
         async def publish(topic: str, payload: bytes, retain: bool) -> None:
-            await _publish(client, topic, payload, qos=1, retain=retain)
+            await mqttstop.publish(client, topic, payload, qos=1, retain=retain)
 
         return publish
 

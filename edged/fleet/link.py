@@ -29,6 +29,7 @@ from typing import Any
 
 import aiomqtt
 
+from edged import mqttstop
 from edged.fleet.alerts import DeliveryError
 from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
@@ -107,7 +108,7 @@ class FleetLink:
         if client is None:
             raise DeliveryError("fleet broker not connected")
         try:
-            await client.publish(self.alert_topic, _dumps(alert), qos=1)
+            await mqttstop.publish(client, self.alert_topic, _dumps(alert), qos=1)
         except aiomqtt.MqttError as exc:
             raise DeliveryError(f"fleet broker: {exc}") from None
         self.alerts += 1
@@ -121,7 +122,7 @@ class FleetLink:
         while True:
             try:
                 client = make_client(self.config, self.client_id, will=will)
-                async with client:
+                async with mqttstop.connection(client):
                     log.info("fleet: connected to %s as %s", self.config.where, self.client_id)
                     delay = self.config.reconnect_min
                     await self._session(client)
@@ -136,7 +137,7 @@ class FleetLink:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:
-            await client.publish(self.availability_topic, b"online", qos=1, retain=True)
+            await mqttstop.publish(client, self.availability_topic, b"online", qos=1, retain=True)
             self._client = client
             self.connected = True
             self._last_significant = None  # a new session gets a fresh info at once
@@ -167,7 +168,7 @@ class FleetLink:
                 continue
             if changed or since >= cfg.info_interval:
                 info = await self.telemetry.info()
-                await client.publish(self.info_topic, _dumps(info), qos=1, retain=True)
+                await mqttstop.publish(client, self.info_topic, _dumps(info), qos=1, retain=True)
                 self.infos += 1
                 self._last_significant = significant
                 self._last_info = time.monotonic()

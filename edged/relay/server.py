@@ -32,7 +32,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from edged import __version__
+from edged import __version__, mqttstop
 from edged.fleet.broker import make_client
 from edged.relay.settings import RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
@@ -150,7 +150,7 @@ class Relay:
         delay = mqtt.reconnect_min
         while True:
             try:
-                async with make_client(mqtt, self.client_id) as client:
+                async with mqttstop.connection(make_client(mqtt, self.client_id)) as client:
                     log.info("relay: connected to %s as %s", mqtt.where, self.client_id)
                     delay = mqtt.reconnect_min
                     self._client = client

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import aiomqtt
 
+from edged import mqttstop
 from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
 from edged.relay.settings import notifications_topic
@@ -66,7 +67,7 @@ class RelaySubscription:
                 client = make_client(
                     self.config, self.client_id, session_expiry=SESSION_EXPIRY, fresh=fresh
                 )
-                async with client:
+                async with mqttstop.connection(client):
                     fresh = False
                     await client.subscribe(topic, qos=1)
                     log.info("relay: subscribed to %s on %s", topic, self.config.where)

@@ -165,20 +165,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
 def cmd_box_id(args: argparse.Namespace) -> int:
     """Print the box id. Reads only the ``[box]`` table, so it works before the rest of the
     config is complete (the image names the host ``edged-<id>`` at first boot)."""
-    from edged.config import BoxConfig, layers
-    from edged.configtools import build, merge
+    from edged.config import load_box_config
     from edged.fleet.identity import resolve_identity
 
     path = Path(_config_path(args))
-    box = BoxConfig()
-    if path.exists():
-        merged: dict[str, Any] = {}
-        for _, doc in layers(path, with_web_settings=False):
-            merged = merge(merged, doc)
-        table = merged.get("box", {})
-        box = build(
-            BoxConfig, table if isinstance(table, dict) else {}, file=str(path), where="box"
-        )
+    box = load_box_config(path, with_web_settings=False)
     state_dir = Path(box.state_dir)
     if not state_dir.is_absolute():
         state_dir = path.parent / state_dir

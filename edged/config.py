@@ -284,6 +284,20 @@ def load_config(path: str | os.PathLike[str], *, with_web_settings: bool = True)
     return from_layers(layers(Path(path), with_web_settings=with_web_settings))
 
 
+def load_box_config(path: str | os.PathLike[str], *, with_web_settings: bool = True) -> BoxConfig:
+    """Only the ``[box]`` table of the configuration rooted at ``path`` (defaults when the
+    file does not exist): for tools that run before the rest is complete or readable, such
+    as naming the host at first boot or the Wi-Fi onboarding page's language."""
+    path = Path(path)
+    if not path.exists():
+        return BoxConfig()
+    merged: dict[str, Any] = {}
+    for _, doc in layers(path, with_web_settings=with_web_settings):
+        merged = merge(merged, doc)
+    table = merged.get("box", {})
+    return build(BoxConfig, table if isinstance(table, dict) else {}, file=str(path), where="box")
+
+
 def save_web_settings(config: Config, changes: dict[str, Any]) -> Config:
     """Validate ``changes`` on top of the current config and save them atomically.
 

@@ -35,7 +35,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from edged.config import load_box_config
 from edged.configtools import ConfigError
+from edged.i18n import Locale
 from edged.provision import Wifi, nmconnection_text, parse_wifi, write_atomic
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,16 @@ def hotspot_password(path: Path = PASSWORD_FILE, *, group: str = "edged") -> str
         gid = -1
     write_atomic(path, password + "\n", mode=0o640, gid=gid)
     return password
+
+
+def read_hotspot_password(path: Path = PASSWORD_FILE) -> str | None:
+    """The hotspot password for the setup ticket, or None on a box without onboarding
+    (nothing is made here: only the onboarding service makes it)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if 8 <= len(text) <= 63 else None
 
 
 def hotspot_text(ssid: str, password: str) -> str:
@@ -211,19 +223,19 @@ def _split_terse(line: str) -> list[str]:
 
 # -- the captive page ----------------------------------------------------------------------
 
-_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{box}: Wi-Fi</title>
 <style>body{{font-family:sans-serif;max-width:28em;margin:1em auto;padding:0 1em}}
 label,select,input,button{{display:block;width:100%;margin:.4em 0;font-size:1.1em}}
 .error{{color:#a00}}</style></head><body>
-<h1>{box}</h1><p>Choose the shop's Wi-Fi network for this box.</p>
+<h1>{box}</h1><p>{intro}</p>
 {message}
 <form method="post" action="/">
-<label>Network <select name="ssid">{options}</select></label>
-<label>Or a hidden network's name <input name="hidden_ssid" autocomplete="off"></label>
-<label>Password <input name="psk" type="password" autocomplete="off"></label>
-<button type="submit">Connect</button></form></body></html>"""
+<label>{network} <select name="ssid">{options}</select></label>
+<label>{hidden} <input name="hidden_ssid" autocomplete="off"></label>
+<label>{password} <input name="psk" type="password" autocomplete="off"></label>
+<button type="submit">{connect}</button></form></body></html>"""
 
 
 class Onboarding:
@@ -239,8 +251,11 @@ class Onboarding:
         interval: float = 5.0,
         http_host: str = HOTSPOT_ADDRESS,
         http_port: int = 80,
+        locale: Locale | None = None,
     ) -> None:
         self.nm = nm
+        # The page speaks the box's language (box.language), like every page of the box.
+        self.locale = locale or Locale()
         self.ssid = ssid
         self.password_file = password_file
         self.grace = grace
@@ -333,12 +348,24 @@ class Onboarding:
         note = (
             f'<p class="{"error" if error else "note"}">{html.escape(shown)}</p>' if shown else ""
         )
-        return _PAGE.format(box=html.escape(self.ssid), message=note, options=options)
+        _ = self.locale.gettext
+        return _PAGE.format(
+            lang=self.locale.language,
+            box=html.escape(self.ssid),
+            intro=html.escape(_("Choose the shop's Wi-Fi network for this box.")),
+            message=note,
+            network=html.escape(_("Network")),
+            options=options,
+            hidden=html.escape(_("Or a hidden network's name")),
+            password=html.escape(_("Password")),
+            connect=html.escape(_("Connect")),
+        )
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=self.render(), content_type="text/html")
 
     async def choose(self, request: web.Request) -> web.StreamResponse:
+        _ = self.locale.gettext
         form = await request.post()
         ssid = str(form.get("hidden_ssid") or form.get("ssid") or "").strip()
         psk = str(form.get("psk") or "")
@@ -348,18 +375,27 @@ class Onboarding:
         except ConfigError as exc:
             log.info("onboarding: refused a Wi-Fi choice: %s", exc.problem)
             return web.Response(
-                text=self.render(f"{exc.key.removeprefix('wifi.')}: {exc.problem}", error=True),
+                text=self.render(self._wifi_problem(exc.key), error=True),
                 content_type="text/html",
                 status=400,
             )
         self._joining = asyncio.create_task(self._join(wifi), name="onboarding-join")
         return web.Response(
             text=self.render(
-                f"Connecting to {wifi.ssid}. This hotspot goes away now; if the box cannot "
-                f"join, {self.ssid} comes back in a minute with the reason."
+                _(
+                    "Connecting to {network}. This hotspot goes away now; if the box cannot "
+                    "join, {hotspot} comes back in a minute with the reason."
+                ).format(network=wifi.ssid, hotspot=self.ssid)
             ),
             content_type="text/html",
         )
+
+    def _wifi_problem(self, key: str) -> str:
+        """What a person reads about a refused choice (never the password itself)."""
+        _ = self.locale.gettext
+        if key == "wifi.psk":
+            return _("The Wi-Fi password is 8 to 63 letters, digits or signs (or 64 hex digits).")
+        return _("Choose a network, or type a hidden network's name (at most 32 characters).")
 
     async def _join(self, wifi: Wifi) -> None:
         await asyncio.sleep(1.0)  # let the answer reach the phone before the hotspot drops
@@ -369,9 +405,21 @@ class Onboarding:
             self.message = ""
             log.info("onboarding: joined %s", wifi.ssid)
         else:
-            self.message = f"Could not join {wifi.ssid}: {error}"
+            self.message = self.locale.gettext("Could not join {network}: {error}").format(
+                network=wifi.ssid, error=error
+            )
             self.offline_since = time.monotonic()
             log.warning("onboarding: could not join %s: %s", wifi.ssid, error)
+
+
+def _language(config: Path) -> str:
+    """The box's language; English when the config cannot be read (the hotspot must come
+    up whatever state the box's files are in)."""
+    try:
+        return load_box_config(config).language
+    except (ConfigError, OSError) as exc:
+        log.warning("onboarding: config not read (%s); the page speaks English", exc)
+        return "en"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -383,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--password-file", type=Path, default=PASSWORD_FILE)
     parser.add_argument("--grace", type=float, default=GRACE)
     parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     # Made at the first start, before it is needed: the daemon prints it on the setup ticket.
@@ -393,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         password_file=args.password_file,
         grace=args.grace,
         http_port=args.port,
+        locale=Locale(_language(args.config)),
     )
     try:
         asyncio.run(onboarding.run())

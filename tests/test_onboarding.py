@@ -13,6 +13,7 @@ import httpx
 import pytest
 from harness import free_port
 
+from edged.i18n import Locale
 from edged.onboarding import (
     HOTSPOT_ID,
     WIFI_ID,
@@ -23,6 +24,7 @@ from edged.onboarding import (
     _split_terse,
     decide,
 )
+from edged.onboarding import _language as onboarding_language
 
 STUB = Path(__file__).resolve().parent / "stubs" / "nmcli"
 ETHERNET = ["Wired connection 1", "802-3-ethernet"]
@@ -78,7 +80,9 @@ def network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Network
     yield net
 
 
-def onboarding(network: Network, tmp_path: Path, grace: float = 0.0) -> Onboarding:
+def onboarding(
+    network: Network, tmp_path: Path, grace: float = 0.0, language: str = "en"
+) -> Onboarding:
     return Onboarding(
         Nmcli(str(STUB), network.nm_dir),
         ssid="edged-9ed1",
@@ -86,6 +90,7 @@ def onboarding(network: Network, tmp_path: Path, grace: float = 0.0) -> Onboardi
         grace=grace,
         http_host="127.0.0.1",
         http_port=free_port(),
+        locale=Locale(language),
     )
 
 
@@ -207,6 +212,23 @@ async def test_a_failed_join_brings_the_hotspot_back_with_the_reason(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
             page = (await client.get("/")).text
         assert "Could not join Trastienda" in page and "Secrets were required" in page
+    finally:
+        await box._stop_serving()
+
+
+async def test_the_page_speaks_the_boxs_language(network: Network, tmp_path: Path) -> None:
+    """The box's language comes from [box] of its config, web settings included."""
+    config = tmp_path / "edged.toml"
+    config.write_text('[box]\nlanguage = "es"\n', encoding="utf-8")  # no token needed
+    box = onboarding(network, tmp_path, language=onboarding_language(config))
+    assert await box.step() is Action.RAISE
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
+            page = (await client.get("/")).text
+            short = await client.post("/", data={"ssid": "Bar Sol", "psk": "corto"})
+        assert '<html lang="es">' in page and "Elija la red Wi-Fi del local" in page
+        assert "Conectar" in page and "Connect" not in page
+        assert short.status_code == 400 and "La contraseña de la Wi-Fi tiene" in short.text
     finally:
         await box._stop_serving()
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,20 @@ async def test_first_start_prints_a_setup_ticket_and_never_logs_the_code(
     new_code = printed_code(box)
     assert new_code != code
     assert new_code not in caplog.text and new_code.replace("-", "") not in caplog.text
+
+
+async def test_the_setup_ticket_names_the_wi_fi_hotspot_when_the_box_has_one(
+    box: Box, tmp_path: Path
+) -> None:
+    """A box without Ethernet is reached through its own hotspot: the setup ticket says
+    which network and password (edged-onboard.service makes the password file)."""
+    assert not any("Wi-Fi" in line for line in box.printed[-1])  # no onboarding: no lines
+    password_file = tmp_path / "hotspot-password"
+    password_file.write_text("k7mq2xwp9hrt\n", encoding="ascii")
+    box.server.access.hotspot_password_file = password_file
+    await box.server.print_setup_ticket()
+    name = socket.gethostname().split(".")[0]
+    assert f"Wi-Fi {name}, password k7mq2xwp9hrt" in box.printed[-1]
 
 
 async def test_setup_code_sets_a_scrypt_password_once(box: Box, client: httpx.AsyncClient) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from edged.onboarding import PASSWORD_FILE as HOTSPOT_PASSWORD_FILE
+from edged.onboarding import read_hotspot_password
 from edged.web.guard import COOKIE
 from edged.web.http import json_response, maybe_await, redirect, refusal
 from edged.web.reach import default_mdns, page_urls, qr_svg
@@ -92,6 +95,7 @@ class Access:
         self.server = server
         self.urls: list[str] = []
         self.press_proof = PressProof()
+        self.hotspot_password_file = HOTSPOT_PASSWORD_FILE
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/", self.index)
@@ -160,6 +164,16 @@ class Access:
             value = state.get(key)
             if value is not None and value != "disabled":
                 lines.append(f"{label}: {server.board.part_word(str(value))}")
+        hotspot = await asyncio.to_thread(read_hotspot_password, self.hotspot_password_file)
+        if hotspot is not None:
+            # The way in for a box without Ethernet: its own Wi-Fi while it has no network.
+            lines += [
+                "",
+                _("No network? Join the box's Wi-Fi:"),
+                _("Wi-Fi {name}, password {password}").format(
+                    name=socket.gethostname().split(".")[0], password=hotspot
+                ),
+            ]
         lines += ["", _("Setup code:"), format_code(code), ""]
         big = [len(lines) - 2]
         lines.append(_("Open the page above and type the code to choose the password."))

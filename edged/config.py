@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.decoding import ascii_int
 from edged.fleet.identity import MACHINE_ID_FILE, SERIAL_FILE, valid_box_id
 from edged.fleet.settings import AlertsConfig, FleetConfig
 from edged.i18n import N_
@@ -205,8 +206,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except ValueError as exc:
+        # TOMLDecodeError, and the plain ValueError of an integer past Python's 4,300-digit
+        # int-string limit.
+        raise ConfigError(str(path), "", f"not valid TOML: {str(exc)[:200]}") from None
     except RecursionError:
         # tomllib recurses per nested array or inline table: "a = [[[[..." ends here.
         raise ConfigError(str(path), "", "not valid TOML: nested too deeply") from None
@@ -227,11 +230,17 @@ def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, di
         box = merged.get("box")
         # A malformed [box] is reported by from_layers(); here only find settings.toml.
         box = box if isinstance(box, dict) else {}
-        state_dir = Path(str(box.get("state_dir", BoxConfig.state_dir)))
+        raw = box.get("state_dir", BoxConfig.state_dir)
+        # A state_dir that is no string is reported by from_layers() too.
+        state_dir = Path(raw if isinstance(raw, str) else BoxConfig.state_dir)
         if not state_dir.is_absolute():
             state_dir = path.parent / state_dir
         web = state_dir / WEB_SETTINGS_FILE
-        if web.is_file():
+        try:
+            found = web.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL in it
+            raise ConfigError(str(path), "box.state_dir", f"cannot be used: {exc}") from None
+        if found:
             out.append((web, read_toml(web)))
     return out
 
@@ -241,8 +250,10 @@ def _has_key(doc: dict[str, Any], dotted: str) -> bool:
     for part in dotted.replace("]", "").replace("[", ".").split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+        elif isinstance(node, list) and (index := ascii_int(part)) is not None:
+            if index >= len(node):
+                return False
+            node = node[index]
         else:
             return False
     return True

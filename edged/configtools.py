@@ -20,7 +20,6 @@ for rules that span several fields.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
 import typing
@@ -28,6 +27,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import tomli_w
+
+from edged.decoding import decimal
 
 T = TypeVar("T")
 
@@ -104,12 +105,16 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                raise ConfigError(file, key, "integer out of range")
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise ConfigError(file, key, f"expected a finite number, got {value!r}")
-            return float(value)
+            number = decimal(value)  # None for NaN, inf, and an integer past any float
+            if number is None:
+                shown = repr(value) if isinstance(value, float) else "a huge integer"
+                raise ConfigError(file, key, f"expected a finite number, got {shown}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -4,6 +4,7 @@ config pointing at it. Whole-box configs are built by :mod:`harness` (``write_co
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,21 @@ import pytest
 from edged.config import SinqroConfig
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="fuzz tests: ten times as many examples, freshly random (same as EDGED_SLOW=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        # Read when tests/fuzzing.py is imported, which is after this.
+        os.environ["EDGED_SLOW"] = "1"
 
 
 async def eventually(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -18,10 +19,13 @@ import paho.mqtt.client as paho
 import pytest
 from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, outbox, until
 from broker import MosquittoBroker
+from fuzzing import hostile
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.bridges.mqtt import CURSOR, MqttBridge
+from edged.bridges.mqtt import CURSOR, MqttBridge, topic_id
 from edged.bridges.settings import MqttConfig
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
@@ -422,3 +426,80 @@ async def test_last_will_when_the_process_dies(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+# -- floods and names ---------------------------------------------------------------------------
+
+
+async def test_a_burst_of_5000_commands_gets_5000_answers(
+    broker: MosquittoBroker, journal: Journal
+) -> None:
+    desk, state = make_desk(journal)
+    await desk.ingest(make_order(101), "test")
+    cfg = config(broker, max_pending_commands=8)
+    async with Pos(broker, (f"{BASE}/response/#",)) as pos, running(cfg, journal, desk, state):
+        assert pos.client is not None
+        ids = [f"b-{n}" for n in range(5000)]
+        kinds = ["ping", "acknowledge", "reprint"]
+        # All at once: paho queues them, the broker passes them on as fast as it can.
+        await asyncio.gather(
+            *(
+                pos.client.publish(
+                    f"{BASE}/cmd/{kinds[n % 3]}",
+                    json.dumps(
+                        {"id": rid} if kinds[n % 3] == "ping" else {"id": rid, "order_id": 101}
+                    ).encode(),
+                    qos=1,
+                )
+                for n, rid in enumerate(ids)
+            )
+        )
+
+        def answered() -> dict[str, dict[str, Any]]:
+            return {m.json()["id"]: m.json() for m in pos.messages}
+
+        await until(lambda: len(answered()) == len(ids), "an answer to every command", limit=120)
+    answers = answered()
+    assert set(answers) == set(ids)
+    statuses = {(a["status"], a.get("code", "")) for a in answers.values()}
+    # Taken, refused with BUSY (nothing changed), or a reprint over its cap: never silence.
+    assert statuses <= {("ok", ""), ("error", "BUSY"), ("error", "REPRINT_LIMIT")}, statuses
+    printed = await journal.transaction(
+        lambda tx: tx.execute(
+            "SELECT COUNT(*) FROM events WHERE kind = 'print.requested'"
+        ).fetchone()[0]
+    )
+    reprints_taken = sum(
+        1
+        for n, rid in enumerate(ids)
+        if kinds[n % 3] == "reprint" and answers[rid]["status"] == "ok"
+    )
+    assert printed == reprints_taken
+
+
+def test_topic_ids_keep_plain_names_and_never_merge_two_names() -> None:
+    assert topic_id("shop-1") == "shop-1" and topic_id("box1") == "box1"
+    assert topic_id("Pizza Roma").startswith("pizza-roma_")
+    assert topic_id("Пицца Рома") != topic_id("寿司屋")
+    for name in ("Пицца Рома", "寿司屋", "a/b", "#", "+", "x" * 200, "", " "):
+        level = topic_id(name)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", level), level
+
+
+@given(names=st.lists(st.text(max_size=20), min_size=2, max_size=2, unique=True))
+@hostile(3000)
+def test_two_different_names_never_share_a_topic(names: list[str]) -> None:
+    first, second = names
+    assert topic_id(first) != topic_id(second)
+    for level in (topic_id(first), topic_id(second)):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", level), level
+
+
+async def test_two_boxes_with_non_latin_names_get_their_own_topics(
+    broker: MosquittoBroker, journal: Journal
+) -> None:
+    desk, state = make_desk(journal)
+    first = MqttBridge(config(broker), journal, desk, state, box_id="Пицца Рома")
+    second = MqttBridge(config(broker), journal, desk, state, box_id="寿司屋")
+    assert first.base != second.base
+    assert first._client().identifier != second._client().identifier

@@ -14,6 +14,7 @@ from edged.bridges.protocol import CommandHandler, encode_event
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
+from edged.printing.jobs import MAX_REPRINTS_PER_ORDER
 
 
 @pytest.fixture
@@ -187,3 +188,16 @@ async def test_order_new_event_carries_a_summary(journal: Journal, desk: OrderDe
     assert "payload" not in message
     full = await encode_event(event, journal, full_payload=True)
     assert full is not None and full["payload"]["id"] == 101
+
+
+async def test_a_reprint_flood_is_answered_every_time(journal: Journal, desk: OrderDesk) -> None:
+    h = handler(journal, desk)
+    answers = [
+        await h.handle_safely(cmd(id=f"r-{n}", order_id=101), name="reprint")
+        for n in range(MAX_REPRINTS_PER_ORDER + 3)
+    ]
+    assert [a.status for a in answers] == ["ok"] * MAX_REPRINTS_PER_ORDER + ["error"] * 3
+    assert {a.code for a in answers[MAX_REPRINTS_PER_ORDER:]} == {"REPRINT_LIMIT"}
+    assert all(a.request_id == f"r-{n}" for n, a in enumerate(answers))
+    events = await journal.read_events(0)
+    assert sum(e.kind == ev.PRINT_REQUESTED for e in events) == MAX_REPRINTS_PER_ORDER

@@ -51,7 +51,6 @@ class Box:
     journal: Journal
     state: BoxState
     config_path: Path
-    delays: list[float]
     clock: FakeClock
     printed: list[list[str]] = field(default_factory=list)
     pairing: Pairing = field(default_factory=Pairing)
@@ -92,12 +91,7 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
     journal = await Journal.open(tmp_path / "journal.sqlite3", watch_interval=0)
     state = BoxState()
     desk = OrderDesk(journal, state, holder["config"].orders)
-    delays: list[float] = []
     clock = FakeClock()
-
-    async def record_sleep(seconds: float) -> None:
-        delays.append(seconds)
-
     box: Box
 
     async def login(username: str, password: str) -> Sequence[SellingPoint]:
@@ -134,10 +128,15 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
         apply_settings=apply,
         spooler=FakeSpooler(printed),
     )
-    limiter = AttemptLimiter(clock=clock, sleep=record_sleep)
-    server = WebServer(holder["config"].web, services, limiter=limiter, scrypt_n=2**12)
+    server = WebServer(
+        holder["config"].web,
+        services,
+        limiter=AttemptLimiter(clock=clock),
+        code_limiter=AttemptLimiter(clock=clock),
+        scrypt_n=2**12,
+    )
     server.action_wait = 0.2  # no outbox sender here: commands stay queued
-    box = Box(server, journal, state, config_path, delays, clock, printed)
+    box = Box(server, journal, state, config_path, clock, printed)
     await server.start()
     try:
         yield box
@@ -348,45 +347,155 @@ async def test_every_state_change_needs_the_csrf_token(box: Box, client: httpx.A
 # -- guessing ----------------------------------------------------------------------------------
 
 
-async def test_wrong_passwords_are_slowed_down_then_refused(
+def client_from(box: Box, address: str) -> httpx.AsyncClient:
+    """A client connecting from another loopback address: another client to the box."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=box.url, transport=transport, follow_redirects=False)
+
+
+async def test_each_wrong_password_makes_that_client_wait_longer(
     box: Box, client: httpx.AsyncClient
 ) -> None:
     await sign_in(box, client)
-    async with httpx.AsyncClient(base_url=box.url) as guesser:
+    async with client_from(box, "127.0.0.2") as guesser:
         token = csrf_of((await guesser.get("/login")).text)
-        for attempt in range(5):
-            response = await guesser.post(
-                "/login", data={"csrf": token, "password": f"guess{attempt}"}
+        waits = []
+
+        async def attempt(password: str) -> httpx.Response:
+            while True:
+                response = await guesser.post("/login", data={"csrf": token, "password": password})
+                if response.status_code != 429:
+                    return response
+                waits.append(int(response.headers["retry-after"]))
+                box.clock.now += waits[-1]
+
+        for n in range(7):
+            assert (await attempt(f"guess{n}")).status_code == 401
+        # Three free attempts, then 1 s, 2 s, 4 s, 8 s: each failure doubles the wait.
+        assert waits == [1, 2, 4, 8], waits
+        # The right password still has to wait its turn, then signs in.
+        assert (await attempt(PASSWORD)).status_code == 303
+        assert waits[-1] == 16
+
+
+async def test_60_concurrent_wrong_passwords_get_3_checks_and_the_owner_still_signs_in(
+    box: Box, client: httpx.AsyncClient
+) -> None:
+    await sign_in(box, client)
+    async with client_from(box, "127.0.0.2") as guesser:
+        token = csrf_of((await guesser.get("/login")).text)
+        answers = await asyncio.gather(
+            *(
+                guesser.post("/login", data={"csrf": token, "password": f"guess{i}"})
+                for i in range(60)
             )
-            assert response.status_code == 401
-        # Each failure waited longer than the one before.
-        assert box.delays == sorted(box.delays) and box.delays[0] > 0
-        assert box.delays[-1] > box.delays[0] * 4
-        # Now even the right password is refused until the window passes.
-        refused = await guesser.post("/login", data={"csrf": token, "password": PASSWORD})
-        assert refused.status_code == 429
-        assert int(refused.headers["retry-after"]) > 0
-        box.clock.now += 301
-        accepted = await guesser.post("/login", data={"csrf": token, "password": PASSWORD})
-        assert accepted.status_code == 303
+        )
+    statuses = sorted(r.status_code for r in answers)
+    # Each attempt was counted before its scrypt check: only the free ones were checked.
+    assert statuses == [401] * 3 + [429] * 57, statuses
+    assert box.server.limiter.failed == 3
+    async with client_from(box, "127.0.0.3") as owner:
+        token = csrf_of((await owner.get("/login")).text)
+        signed = await owner.post("/login", data={"csrf": token, "password": PASSWORD})
+        assert signed.status_code == 303
 
 
-async def test_wrong_setup_codes_are_slowed_down_then_refused(
+async def test_60_guessers_on_60_addresses_never_lock_the_owner_out(
+    box: Box, client: httpx.AsyncClient
+) -> None:
+    await sign_in(box, client)
+
+    async def guess(n: int) -> int:
+        async with client_from(box, f"127.0.1.{n}") as guesser:
+            token = csrf_of((await guesser.get("/login")).text)
+            response = await guesser.post("/login", data={"csrf": token, "password": "nope"})
+            return response.status_code
+
+    assert await asyncio.gather(*(guess(n) for n in range(1, 61))) == [401] * 60
+    # No box-wide lockout: the owner's right password works at once.
+    async with client_from(box, "127.0.0.3") as owner:
+        token = csrf_of((await owner.get("/login")).text)
+        signed = await owner.post("/login", data={"csrf": token, "password": PASSWORD})
+        assert signed.status_code == 303
+
+
+async def test_wrong_setup_codes_are_throttled_until_a_fresh_code_is_printed(
     box: Box, client: httpx.AsyncClient
 ) -> None:
     token = csrf_of((await client.get("/setup")).text)
-    for _ in range(5):
-        response = await client.post(
+
+    async def try_code(code: str) -> httpx.Response:
+        data = {"csrf": token, "code": code, "password": PASSWORD, "confirm": PASSWORD}
+        return await client.post("/setup", data=data)
+
+    statuses = [(await try_code("AAAA-AAAA")).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    assert (await try_code(printed_code(box))).status_code == 429
+    # Holding both buttons prints a new code: proof of physical access beats the throttle.
+    await box.server.print_setup_ticket()
+    assert (await try_code(printed_code(box))).status_code == 303
+
+
+async def test_password_guessing_never_blocks_the_setup_code(
+    box: Box, client: httpx.AsyncClient
+) -> None:
+    await sign_in(box, client)
+    async with client_from(box, "127.0.0.2") as someone:
+        token = csrf_of((await someone.get("/login")).text)
+        for _ in range(6):
+            await someone.post("/login", data={"csrf": token, "password": "wrong"})
+        assert box.server.limiter.begin("127.0.0.2") > 0
+        await box.server.print_setup_ticket()
+        setup = csrf_of((await someone.get("/setup")).text)
+        new_password = "another long password"
+        response = await someone.post(
             "/setup",
-            data={"csrf": token, "code": "AAAA-AAAA", "password": PASSWORD, "confirm": PASSWORD},
+            data={
+                "csrf": setup,
+                "code": printed_code(box),
+                "password": new_password,
+                "confirm": new_password,
+            },
         )
-        assert response.status_code == 401
-    assert len(box.delays) == 5 and box.delays == sorted(box.delays)
-    refused = await client.post(
-        "/setup",
-        data={"csrf": token, "code": printed_code(box), "password": PASSWORD, "confirm": PASSWORD},
-    )
-    assert refused.status_code == 429
+        assert response.status_code == 303
+
+
+async def test_a_flood_of_anonymous_sessions_keeps_the_owners_sign_in_form(
+    box: Box, client: httpx.AsyncClient
+) -> None:
+    await sign_in(box, client)
+    async with client_from(box, "127.0.0.3") as owner:
+        owner_token = csrf_of((await owner.get("/login")).text)
+
+        async def flood(n: int) -> None:
+            async with client_from(box, f"127.0.2.{n}") as stranger:
+                for _ in range(10):
+                    stranger.cookies.clear()  # a new anonymous session each time
+                    assert (await stranger.get("/login")).status_code == 200
+
+        # 700 anonymous sessions from 70 addresses: more than the table holds.
+        await asyncio.gather(*(flood(n) for n in range(1, 71)))
+        signed = await owner.post("/login", data={"csrf": owner_token, "password": PASSWORD})
+        assert signed.status_code == 303
+
+
+async def test_a_host_that_is_not_the_box_is_refused(box: Box) -> None:
+    port = box.server.port
+    async with httpx.AsyncClient(base_url=box.url) as browser:
+        # A DNS-rebinding page: the browser sends the attacker's name as Host.
+        rebound = await browser.get("/login", headers={"Host": f"evil.example:{port}"})
+        assert rebound.status_code == 421
+        posted = await browser.post(
+            "/login", headers={"Host": "evil.example"}, data={"password": PASSWORD}
+        )
+        assert posted.status_code == 421
+        # Another address than the one connected to is no name of this box either.
+        assert (await browser.get("/setup", headers={"Host": "10.1.2.3"})).status_code == 421
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", "127.0.0.1"):
+            assert (await browser.get("/setup", headers={"Host": host})).status_code == 200
+        # Monitoring may use any name: /health tells nothing.
+        health = await browser.get("/health", headers={"Host": "monitor.example"})
+        assert health.status_code == 200
 
 
 # -- secrets and hostile text ------------------------------------------------------------------

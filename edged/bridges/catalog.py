@@ -15,12 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from edged.decoding import decimal
 from edged.sinqro.models import ORDER_TYPES
 
 MENU_TYPES = ("menu", "setmenu")
 MAX_TEXT = 2000
 MAX_NAME = 255
-_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
 
 
 class CatalogError(ValueError):
@@ -148,7 +149,8 @@ def _price(obj: dict[str, Any], key: str, path: str, *, required: bool) -> None:
         value = price[field]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CatalogError(f"{p}.{field}", f"expected a number, got {_kind(value)}")
-        if not 0 <= float(value) <= hi:
+        number = decimal(value)  # None for an integer too long for a float
+        if number is None or not 0 <= number <= hi:
             raise CatalogError(f"{p}.{field}", f"must be between 0 and {hi:g}")
 
 
@@ -223,7 +225,7 @@ def _schedule(obj: Any, path: str) -> None:
             _int(span, key, p, 1, 7)
         for key in ("startTime", "endTime"):
             value = span.get(key)
-            if not isinstance(value, str) or not _TIME.match(value):
+            if not isinstance(value, str) or not _TIME.fullmatch(value):
                 raise CatalogError(f"{p}.{key}", f"expected HH:MM, got {value!r}"[:200])
 
 

@@ -34,6 +34,7 @@ TYPES = {
     "A": "acknowledge the frame with this sequence number",
     "N": "negative acknowledge: resend your unacknowledged frame (or reason says why not)",
 }
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
 # Frames that must be acknowledged; A and N never are.
 RELIABLE = frozenset("ERCH")
 
@@ -93,13 +94,11 @@ def _parse(line: bytes) -> Frame | FrameError:
     body, check = line[:star], line[star + 1 :]
     if len(body) < 5 or body[2:3] != b"," or body[4:5] != b",":
         return FrameError("MALFORMED", size)
-    try:
-        expected = int(check.decode("ascii"), 16)
-        seq = int(body[:2].decode("ascii"), 16)
-    except (UnicodeDecodeError, ValueError):
+    # Explicit hex digits first: int(..., 16) alone would also take "+F", " F" or "0_F".
+    if not all(c in _HEX for c in check + body[:2]):
         return FrameError("MALFORMED", size)
-    if not all(c in b"0123456789ABCDEFabcdef" for c in check + body[:2]):
-        return FrameError("MALFORMED", size)
+    expected = int(check, 16)
+    seq = int(body[:2], 16)
     if crc16(body) != expected:
         return FrameError("CHECKSUM", size)
     kind = chr(body[3])

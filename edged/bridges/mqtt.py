@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import re
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -38,6 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged import mqttstop
+from edged.bridges.commands import BUSY, command_name, request_id_of
 from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
 from edged.bridges.protocol import (
     CommandHandler,
@@ -60,7 +62,9 @@ BATCH = 64
 CURSOR_IDLE = 0.2  # seconds of quiet before the cursor is written
 CURSOR_EVERY = 1.0  # and at least this often while busy
 SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+ANSWERS_QUEUE = 1024  # BUSY answers waiting for the connection; the listener waits beyond
+_PLAIN_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
+_UNSAFE = re.compile(r"[^a-z0-9]+", re.ASCII)
 # BoxState keys mirrored under <base>/state/, and their topic names.
 STATE_KEYS = {
     "waiting_orders": "waiting_orders",
@@ -72,9 +76,20 @@ STATE_KEYS = {
 
 
 def topic_id(name: str) -> str:
-    """A box or printer name made safe as one topic level (``Pizza Roma`` -> ``pizza-roma``)."""
-    cleaned = _UNSAFE.sub("-", name.strip().lower()).strip("-.")
-    return cleaned[:64] or "box"
+    """A box or printer name as one topic level, client id part and Home Assistant id,
+    never the same level for two different names.
+
+    A name of ASCII letters, digits and ``-`` (at most 64) is kept as it is (``shop-1``, and
+    every box id of :mod:`edged.fleet.identity`). Any other becomes a readable slug, ``_``
+    and 16 hex digits of the name's SHA-256: ``Pizza Roma`` -> ``pizza-roma_<hash>``,
+    ``寿司屋`` -> ``box_<hash>``. A kept name has no ``_``, so it never equals a slugged one;
+    two slugged names meet only if 64 bits of their hashes agree.
+    """
+    if _PLAIN_ID.fullmatch(name):
+        return name
+    slug = _UNSAFE.sub("-", name.lower()).strip("-")[:40].rstrip("-") or "box"
+    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{slug}_{tag}"
 
 
 def _correlation_id(data: bytes | None) -> str | None:
@@ -86,6 +101,16 @@ def _correlation_id(data: bytes | None) -> str | None:
     except UnicodeDecodeError:
         return data.hex()[:64]
     return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
+
+
+class _Incoming(NamedTuple):
+    """A command as it came off the connection."""
+
+    payload: bytes
+    name: str
+    request_id: str | None
+    reply_to: str | None
+    correlation: bytes | None
 
 
 def _properties(packet_type: int) -> Properties:
@@ -112,7 +137,9 @@ class MqttBridge:
         self.config = config
         self.journal = journal
         self.state = state
-        self.box_id = topic_id(config.box_id or box_id)
+        # An explicit mqtt.box_id is the installer's choice (checked topic-safe by the
+        # config); a box id or name is made safe without ever merging two names.
+        self.box_id = config.box_id or topic_id(box_id)
         self.base = f"{config.topic_prefix}/{self.box_id}"
         self.handler = CommandHandler(
             journal,
@@ -137,8 +164,15 @@ class MqttBridge:
                 state_topic=self.state_topic,
                 actions=JournalActions(journal, desk),
             )
+        # Commands received and not yet handled survive a reconnect (the worker answers
+        # them on the next connection); BUSY answers wait here for the connection.
+        self._intake: asyncio.Queue[_Incoming] = asyncio.Queue(config.max_pending_commands)
+        self._answers: asyncio.Queue[tuple[str, bytes, Properties | None]] = asyncio.Queue(
+            ANSWERS_QUEUE
+        )
         self.published = 0
         self.reconnects = 0
+        self.busy = 0
         state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
@@ -198,7 +232,9 @@ class MqttBridge:
             keepalive=cfg.keepalive,
             timeout=cfg.publish_timeout,
             tls_context=tls_context,
-            max_queued_incoming_messages=1000,
+            # Unbounded here: the listener empties it at once into the bounded intake or a
+            # BUSY answer. aiomqtt drops messages from a full queue without a word.
+            max_queued_incoming_messages=0,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -260,6 +296,8 @@ class MqttBridge:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(client), name="mqtt-events")
                 group.create_task(self._listen(client), name="mqtt-commands")
+                group.create_task(self._work(client), name="mqtt-command-worker")
+                group.create_task(self._send_answers(client), name="mqtt-answers")
                 group.create_task(self._mirror_state(client), name="mqtt-state")
         except* aiomqtt.MqttError as errors:
             raise errors.exceptions[0] from None
@@ -341,6 +379,8 @@ class MqttBridge:
         return topic
 
     async def _listen(self, client: aiomqtt.Client) -> None:
+        """Take every command off the connection at once: into the bounded intake, or,
+        when that is full, answered ``BUSY`` at once. None is dropped unanswered."""
         prefix = f"{self.base}/cmd/"
         async for message in client.messages:
             topic = message.topic.value
@@ -351,7 +391,7 @@ class MqttBridge:
                 continue
             if message.retain:
                 # A retained command would be replayed on every reconnect: never apply one.
-                log.warning("mqtt bridge: ignoring retained command on %s", topic)
+                log.warning("mqtt bridge: ignoring retained command on %s", topic[:200])
                 continue
             payload = message.payload
             if not isinstance(payload, (bytes, bytearray)):
@@ -363,15 +403,62 @@ class MqttBridge:
                 raw = getattr(props, "CorrelationData", None)
                 correlation = bytes(raw) if raw else None
                 reply_to = self._safe_reply_topic(getattr(props, "ResponseTopic", None))
-            response = await self.handler.handle(
+            incoming = _Incoming(
                 bytes(payload),
-                name=topic[len(prefix) :],
-                request_id=_correlation_id(correlation),
-                reply_to=reply_to,
-                correlation=correlation,
+                topic[len(prefix) :],
+                _correlation_id(correlation),
+                reply_to,
+                correlation,
             )
-            out_topic, body, out_props = self._reply(response, reply_to, correlation)
-            await mqttstop.publish(client, out_topic, body, qos=1, properties=out_props)
+            try:
+                self._intake.put_nowait(incoming)
+            except asyncio.QueueFull:
+                await self._answers.put(self._busy(incoming))
+
+    def _busy(self, incoming: _Incoming) -> tuple[str, bytes, Properties | None]:
+        self.busy += 1
+        if self.busy == 1 or self.busy % 100 == 0:
+            log.warning(
+                "mqtt bridge: %d commands waiting; answered BUSY (%d so far)",
+                self._intake.qsize(),
+                self.busy,
+            )
+        request_id = request_id_of(
+            incoming.payload,
+            fallback=incoming.request_id,
+            max_bytes=max(self.config.max_command_bytes, self.config.max_catalog_bytes),
+        )
+        response = Response.error(
+            request_id,
+            command_name(incoming.name),
+            BUSY,
+            "too many commands at once; nothing was changed, send it again shortly",
+        )
+        return self._reply(response, incoming.reply_to, incoming.correlation)
+
+    async def _work(self, client: aiomqtt.Client) -> None:
+        """Handle the intake one command at a time (commands of one bridge are ordered).
+
+        The answer goes to the broker before the next command is taken, so a ``queued``
+        answer always leaves before the final one the event pump sends later.
+        """
+        while True:
+            item = await self._intake.get()
+            response = await self.handler.handle_safely(
+                item.payload,
+                name=item.name,
+                request_id=item.request_id,
+                reply_to=item.reply_to,
+                correlation=item.correlation,
+            )
+            topic, body, props = self._reply(response, item.reply_to, item.correlation)
+            await mqttstop.publish(client, topic, body, qos=1, properties=props)
+
+    async def _send_answers(self, client: aiomqtt.Client) -> None:
+        """BUSY answers, in the order the commands came."""
+        while True:
+            topic, body, props = await self._answers.get()
+            await mqttstop.publish(client, topic, body, qos=1, properties=props)
 
     # -- state out (and Home Assistant discovery) ------------------------------------------
 

@@ -19,32 +19,38 @@ Sinqro commands through the outbox key ``<bridge>:<id>``, local ones through the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edged.bridges.catalog import CatalogError, validate_catalog
+from edged.bridges.commands import (
+    BAD_CATALOG,
+    BAD_FIELD,
+    BAD_JSON,
+    BUSY,
+    COMMANDS,
+    SINQRO_COMMANDS,
+    TOO_LARGE,
+    UNKNOWN_COMMAND,
+    VERSION,
+    BadRequest,
+    Request,
+    clean_request_id,
+    command_name,
+    parse_command,
+)
+from edged.decoding import digest as message_digest
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
 from edged.orders import CommandRefused, OrderDesk
 from edged.printing.jobs import reprint_refusal
-from edged.sinqro.models import PayloadError, decode_json
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
-
-# Error codes of the bridge itself; CommandRefused and Sinqro codes pass through as they are.
-BAD_JSON = "BAD_JSON"
-TOO_LARGE = "TOO_LARGE"
-UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
-BAD_FIELD = "BAD_FIELD"
-BAD_CATALOG = "BAD_CATALOG"
+# Codes of the handler; the edge's own (BAD_JSON, BAD_FIELD, BUSY, ...) are in commands.
 DUPLICATE_ID = "DUPLICATE_ID"
 UNKNOWN_ORDER = "UNKNOWN_ORDER"
 REPRINT_LIMIT = "REPRINT_LIMIT"
@@ -61,22 +67,30 @@ PUBLISHED_KINDS = (
     ev.PRINTER_HEALTH,
     ev.PRINT_FAILED,
 )
-SINQRO_COMMANDS = ("accept", "cancel", "status", "catalog")
-COMMANDS = (*SINQRO_COMMANDS, "reprint", "acknowledge", "ping")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_PRINTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ENVELOPE = ("v", "id", "command")
-# Which fields each command takes, and which of them are required.
-_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "accept": (("order_id", "delay"), ("order_id",)),
-    "cancel": (("order_id", "comment"), ("order_id", "comment")),
-    "status": (("order_id", "status", "reason"), ("order_id", "status")),
-    "catalog": (("catalog",), ("catalog",)),
-    "reprint": (("order_id", "printer"), ("order_id",)),
-    "acknowledge": (("order_id",), ()),
-    "ping": ((), ()),
-}
-_MAX_TEXT = 500
+
+
+__all__ = [
+    "BAD_CATALOG",
+    "BAD_FIELD",
+    "BAD_JSON",
+    "BUSY",
+    "COMMANDS",
+    "DUPLICATE_ID",
+    "INTERNAL",
+    "PUBLISHED_KINDS",
+    "SINQRO_COMMANDS",
+    "TOO_LARGE",
+    "UNKNOWN_COMMAND",
+    "UNKNOWN_ORDER",
+    "BadRequest",
+    "CommandHandler",
+    "FinalResponse",
+    "Request",
+    "Response",
+    "dumps",
+    "encode_event",
+    "parse_command",
+]
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -116,6 +130,19 @@ class Response:
         )
 
     @classmethod
+    def from_row(cls, text: str) -> Response:
+        """A response the journal kept (``bridge_commands``); ValueError when the row is
+        unreadable (a damaged journal)."""
+        try:
+            obj = json.loads(text)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"unreadable stored response: {str(exc)[:80]}") from None
+        status = obj.get("status") if isinstance(obj, dict) else None
+        if status not in ("ok", "queued", "error"):
+            raise ValueError("unreadable stored response: no status")
+        return cls.from_dict(obj)
+
+    @classmethod
     def error(
         cls, request_id: str | None, command: str | None, code: str, message: str
     ) -> Response:
@@ -129,161 +156,6 @@ class FinalResponse:
     response: Response
     reply_to: str | None
     correlation: bytes | None
-
-
-# -- requests ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    """A command that passed every check at the edge."""
-
-    name: str
-    request_id: str
-    params: dict[str, Any]
-    digest: str
-
-
-class BadRequest(ValueError):
-    """A command refused at the edge; nothing was changed."""
-
-    def __init__(
-        self, code: str, message: str, request_id: str | None = None, name: str | None = None
-    ) -> None:
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.name = name
-        super().__init__(f"{code}: {message}")
-
-
-def _request_id(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        value = str(value)
-    if isinstance(value, str) and _REQUEST_ID.match(value):
-        return value
-    return None
-
-
-def _order_id(value: Any, name: str, rid: str, key: str = "order_id") -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise BadRequest(BAD_FIELD, f"{key}: expected a positive integer", rid, name)
-    return value
-
-
-def _text(value: Any, key: str, name: str, rid: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(BAD_FIELD, f"{key}: expected a string", rid, name)
-    if len(value) > _MAX_TEXT:
-        raise BadRequest(BAD_FIELD, f"{key}: longer than {_MAX_TEXT} characters", rid, name)
-    # Control bytes never reach Sinqro, a printer or a serial line.
-    return "".join(c for c in value if c >= " " or c in "\n\t").strip()
-
-
-def parse_command(
-    payload: bytes | str,
-    *,
-    name: str | None = None,
-    request_id: str | None = None,
-    max_bytes: int,
-    max_catalog_bytes: int,
-) -> Request:
-    """Check one command message. ``name`` comes from the transport when it carries one
-    (the MQTT topic); ``request_id`` is the transport's fallback id (MQTT 5 correlation).
-
-    Raises :class:`BadRequest` with a protocol error code.
-    """
-    size = len(payload)
-    known = name is None or name in COMMANDS
-    # Decode up to the catalog bound even for small commands, so an oversized command can
-    # still be answered under its own id.
-    limit = max(max_bytes, max_catalog_bytes)
-    if size > limit:
-        raise BadRequest(TOO_LARGE, f"{size} bytes (limit {limit})", request_id, name)
-    try:
-        obj = decode_json(payload, max_bytes=limit, what="command")
-    except PayloadError as exc:
-        if name not in (None, "catalog") and size > max_bytes:
-            raise BadRequest(
-                TOO_LARGE, f"{size} bytes (limit {max_bytes})", request_id, name
-            ) from None
-        raise BadRequest(BAD_JSON, str(exc)[:200], request_id, name if known else None) from None
-    rid = request_id
-    if isinstance(obj, dict) and "id" in obj:
-        rid = _request_id(obj["id"])
-        if rid is None:
-            raise BadRequest(BAD_FIELD, "id: 1 to 64 of A-Z a-z 0-9 _ . : -", request_id, name)
-    if not known:
-        assert name is not None
-        raise BadRequest(UNKNOWN_COMMAND, f"unknown command {name[:40]!r}", rid, None)
-    if not isinstance(obj, dict):
-        raise BadRequest(BAD_FIELD, "a command is a JSON object", rid, name)
-    body_name = obj.get("command")
-    if body_name is not None and not isinstance(body_name, str):
-        raise BadRequest(BAD_FIELD, "command: expected a string", rid, name)
-    if name is None:
-        if body_name is None:
-            raise BadRequest(BAD_FIELD, "command: missing", rid, None)
-        if body_name not in COMMANDS:
-            raise BadRequest(UNKNOWN_COMMAND, f"unknown command {body_name[:40]!r}", rid, None)
-        name = body_name
-    elif body_name is not None and body_name != name:
-        raise BadRequest(BAD_FIELD, f"command: {body_name[:40]!r} does not match", rid, name)
-    if rid is None:
-        raise BadRequest(BAD_FIELD, "id: missing", None, name)
-    if name != "catalog" and size > max_bytes:
-        raise BadRequest(TOO_LARGE, f"{size} bytes (limit {max_bytes})", rid, name)
-    if obj.get("v", VERSION) != VERSION:
-        raise BadRequest(BAD_FIELD, f"v: this box speaks version {VERSION}", rid, name)
-    allowed, required = _FIELDS[name]
-    for key in obj:
-        if key not in allowed and key not in _ENVELOPE:
-            raise BadRequest(BAD_FIELD, f"{key[:40]}: unknown field for {name}", rid, name)
-    for key in required:
-        if obj.get(key) is None:
-            raise BadRequest(BAD_FIELD, f"{key}: missing", rid, name)
-    params = _params(name, obj, rid)
-    canonical = json.dumps([name, params], sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
-    return Request(name=name, request_id=rid, params=params, digest=digest)
-
-
-def _params(name: str, obj: dict[str, Any], rid: str) -> dict[str, Any]:
-    if name == "ping":
-        return {}
-    if name == "catalog":
-        try:
-            summary = validate_catalog(obj["catalog"])
-        except CatalogError as exc:
-            raise BadRequest(BAD_CATALOG, str(exc)[:300], rid, name) from None
-        return {"catalog": obj["catalog"], "summary": summary.to_dict()}
-    if name == "acknowledge":
-        value = obj.get("order_id")
-        return {"order_id": None if value is None else _order_id(value, name, rid)}
-    params: dict[str, Any] = {"order_id": _order_id(obj["order_id"], name, rid)}
-    if name == "accept":
-        delay = obj.get("delay")
-        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int)):
-            raise BadRequest(BAD_FIELD, "delay: expected whole minutes or null", rid, name)
-        params["delay"] = delay
-    elif name == "cancel":
-        params["comment"] = _text(obj["comment"], "comment", name, rid)
-    elif name == "status":
-        status = obj["status"]
-        if not isinstance(status, str) or len(status) > 64:
-            raise BadRequest(BAD_FIELD, "status: expected a status code", rid, name)
-        params["status"] = status
-        params["reason"] = _text(obj.get("reason") or "", "reason", name, rid)
-    elif name == "reprint":
-        printer = obj.get("printer")
-        if printer is not None and (not isinstance(printer, str) or not _PRINTER.match(printer)):
-            raise BadRequest(BAD_FIELD, "printer: expected a printer name", rid, name)
-        params["printer"] = printer
-    return params
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -457,6 +329,38 @@ class CommandHandler:
         self.handled += 1
         return response
 
+    async def handle_safely(
+        self,
+        payload: bytes | str,
+        *,
+        name: str | None = None,
+        request_id: str | None = None,
+        reply_to: str | None = None,
+        correlation: bytes | None = None,
+    ) -> Response:
+        """:meth:`handle`, with the last line of defence: an unexpected error is logged with
+        the message's digest and answered ``INTERNAL``; the bridge goes on."""
+        try:
+            return await self.handle(
+                payload,
+                name=name,
+                request_id=request_id,
+                reply_to=reply_to,
+                correlation=correlation,
+            )
+        except Exception:
+            self.rejected += 1
+            mark = message_digest(payload)
+            log.exception(
+                "%s bridge: command %s dropped after an unexpected error", self.bridge, mark
+            )
+            return Response.error(
+                clean_request_id(request_id),
+                command_name(name),
+                INTERNAL,
+                f"the box could not handle this command ({mark})",
+            )
+
     async def _previous(self, request_id: str) -> tuple[str, Response] | None:
         def run(tx: Tx) -> tuple[str, str] | None:
             row = tx.execute(
@@ -469,7 +373,7 @@ class CommandHandler:
         found = await self.journal.transaction(run)
         if found is None:
             return None
-        return found[0], Response.from_dict(json.loads(found[1]))
+        return found[0], Response.from_row(found[1])
 
     async def _apply(
         self, request: Request, reply_to: str | None, correlation: bytes | None
@@ -613,7 +517,12 @@ class CommandHandler:
             out = []
             for request_id, command_id, text, reply_to, correlation in rows:
                 event = outcomes[int(command_id)]
-                first = Response.from_dict(json.loads(text))
+                try:
+                    first = Response.from_row(text)
+                except ValueError as exc:
+                    # One damaged row costs that one final answer, not the bridge.
+                    log.error("%s bridge: command %s: %s", self.bridge, request_id, exc)
+                    continue
                 final = _final(
                     first,
                     event.kind == ev.COMMAND_DONE,

@@ -25,6 +25,7 @@ import serial_asyncio_fast
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import CommandHandler, Response, dumps, encode_event
 from edged.bridges.settings import SerialConfig
+from edged.decoding import digest
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
@@ -206,7 +207,17 @@ class SerialBridge:
                 log.debug("serial bridge: bad frame (%s, %d bytes)", item.reason, item.size)
                 self._nak(0, item.reason)
                 continue
-            self._on_frame(item)
+            try:
+                self._on_frame(item)
+            except LinkDown:
+                raise
+            except Exception:
+                # The last line of defence: that frame is lost (the terminal repeats it
+                # when no ACK comes), the line goes on.
+                log.exception(
+                    "serial bridge: frame %s dropped after an unexpected error",
+                    digest(item.payload),
+                )
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.kind in ("A", "N"):
@@ -241,7 +252,7 @@ class SerialBridge:
     async def _work(self) -> None:
         while True:
             payload = await self._commands.get()
-            response = await self.handler.handle(payload)
+            response = await self.handler.handle_safely(payload)
             await self._responses.put(response)
             self._wake.set()
 

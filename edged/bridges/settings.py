@@ -51,6 +51,12 @@ class MqttConfig:
     )
     max_command_bytes: int = field(default=65_536, metadata=opt(minimum=1024))
     max_catalog_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    max_pending_commands: int = field(
+        default=64,
+        metadata=opt(
+            minimum=1, maximum=10_000, doc="Commands waiting to be handled; more are answered BUSY"
+        ),
+    )
     homeassistant: bool = field(
         default=False, metadata=opt(doc="Publish Home Assistant MQTT discovery")
     )

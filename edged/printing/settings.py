@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from edged.configtools import opt
+from edged.decoding import ascii_int
 
 # The five documented order types, and "other" for any type Sinqro adds later: a printer
 # that takes "other" prints orders of a type the box does not know (with a log line).
@@ -77,7 +78,7 @@ def parse_uri(uri: str) -> PrinterUri:
             if key not in SERIAL_OPTIONS:
                 known = ", ".join(sorted(SERIAL_OPTIONS))
                 raise ValueError(f"unknown serial option {key!r} (known: {known})")
-            if key in ("baudrate", "bytesize") and not value.isdigit():
+            if key in ("baudrate", "bytesize") and ascii_int(value, max_digits=8) is None:
                 raise ValueError(f"serial option {key} must be a number, got {value!r}")
             if key == "parity" and value not in ("N", "E", "O", "M", "S"):
                 raise ValueError(f"serial parity must be one of N E O M S, got {value!r}")

@@ -53,6 +53,7 @@ class Faults:
     stall: bool = False  # half-open: no notifications, no pongs
     mute: bool = False  # no notifications, pongs still answered
     garble_count: int = 0  # answer the next N API requests with 200 and a non-JSON body
+    garble_body: str = ""  # ... or with this body instead (JSON content type): hostile input
     # Per order: every call about these orders answers fail_status (GET, actions, status).
     fail_orders: set[int] = field(default_factory=set)
     # Per order: only GET /orders/{id} fails (the refresh of that one order).
@@ -72,6 +73,7 @@ class Faults:
             "stall": self.stall,
             "mute": self.mute,
             "garbleCount": self.garble_count,
+            "garbleBody": self.garble_body[:200],
             "failOrders": sorted(self.fail_orders),
             "failOrderGets": sorted(self.fail_order_gets),
             "nullActionDelays": self.null_action_delays,
@@ -419,6 +421,10 @@ class Simulator:
             return _json(error_body("INTERNAL_ERROR", "Simulated failure", status), status)
         if faults.garble_count > 0 and request.path != self._ws_path:
             faults.garble_count -= 1
+            if faults.garble_body:
+                return web.Response(
+                    status=200, text=faults.garble_body, content_type="application/json"
+                )
             return web.Response(status=200, text="<html>gateway says hi</html>")
         try:
             response = await handler(request)
@@ -693,6 +699,8 @@ class Simulator:
                 f.mute = bool(body["mute"])
             if "garbleCount" in body:
                 f.garble_count = int(body["garbleCount"])
+            if "garbleBody" in body:
+                f.garble_body = str(body["garbleBody"] or "")
             if "failOrders" in body:
                 f.fail_orders = {int(i) for i in body["failOrders"] or []}
             if "failOrderGets" in body:

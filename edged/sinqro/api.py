@@ -16,13 +16,16 @@ the outbox decides, after reading the order back (see :mod:`edged.orders`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import httpx
 
+from edged.decoding import digest
 from edged.sinqro import endpoints, errors
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized, SinqroUnavailable
 from edged.sinqro.models import (
@@ -44,6 +47,10 @@ T = TypeVar("T")
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 RETRY_BASE = 0.25  # seconds, first retry delay before jitter
 RETRY_CAP = 5.0
+# What of an ErrorResponse is kept: it reaches logs, the outbox and the page.
+MAX_ERROR_MESSAGE = 500
+MAX_ERROR_ITEMS = 20
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 class SinqroApi:
@@ -183,10 +190,7 @@ class SinqroApi:
     # -- orders ----------------------------------------------------------------------------
 
     def _orders(self, body: Any, what: str) -> list[Order]:
-        try:
-            good, bad = parse_orders(body, what)
-        except PayloadError as exc:
-            raise SinqroError(errors.BAD_RESPONSE, str(exc)) from None
+        good, bad = _parse_or_bad(lambda b: parse_orders(b, what), body)
         for problem in bad:
             self.bad_entries += 1
             log.warning("skipped an unusable order in %s: %s", what, problem)
@@ -315,6 +319,12 @@ def _parse_or_bad(parse: Callable[[Any], T], body: Any) -> T:
         return parse(body)
     except PayloadError as exc:
         raise SinqroError(errors.BAD_RESPONSE, str(exc)) from None
+    except Exception:
+        # The last line of defence: a parser bug must not end the box. The answer is
+        # named by its digest (it may hold personal data) and treated as unusable.
+        shape = digest(json.dumps(body, default=repr, sort_keys=True))
+        log.exception("unusable Sinqro answer %s: unexpected error while parsing", shape)
+        raise SinqroError(errors.BAD_RESPONSE, f"unusable answer {shape}") from None
 
 
 def _error_from(body: Any, status: int, method: str, path: str) -> SinqroError:
@@ -323,15 +333,20 @@ def _error_from(body: Any, status: int, method: str, path: str) -> SinqroError:
         code = body.get("code")
         items = body.get("errors")
         item_list = [e for e in items if isinstance(e, dict)] if isinstance(items, list) else []
-        if not isinstance(code, str) or not code:
+        if not _is_error_code(code):
             first = item_list[0] if item_list else {}
-            code = first.get("code") if isinstance(first.get("code"), str) else None
+            code = first.get("code")
         message = body.get("message")
-        if isinstance(code, str) and code:
+        if _is_error_code(code):
             return SinqroError(
                 code,
-                message if isinstance(message, str) else "",
+                message[:MAX_ERROR_MESSAGE] if isinstance(message, str) else "",
                 http_status=status,
-                errors=item_list,
+                errors=item_list[:MAX_ERROR_ITEMS],
             )
     return SinqroError(f"HTTP_{status}", f"{method} {path}: HTTP {status}", http_status=status)
+
+
+def _is_error_code(code: Any) -> TypeGuard[str]:
+    """Documented codes are short upper-case words (``ORDER_NOT_FOUND``)."""
+    return isinstance(code, str) and bool(_ERROR_CODE.fullmatch(code))

@@ -13,7 +13,9 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
+
+from edged.decoding import decimal, whole_number
 
 ORDER_TYPES = ("delivery", "collection", "reservation", "insitu", "inside")
 WAITING = "waiting_sp_validation"
@@ -52,11 +54,15 @@ MAX_ID = 2**63 - 1
 # More entries than any real answer holds (active orders, actions, selling points); a
 # bigger list is refused whole before one object per entry is built.
 MAX_ENTRIES = 10_000
+# Codes (status, order type, action type) are short words; a token is an opaque string.
+MAX_CODE = 64
+MAX_TOKEN = 4096
 # A JSON "\ud800" escape decodes to a lone surrogate, which no UTF-8 writer (SQLite, a
 # form post, a log file) can encode. Such characters become U+FFFD at the edge, so the
 # order that carried one is still stored and printed.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class PayloadError(ValueError):
@@ -91,27 +97,47 @@ def decode_json(text: str | bytes, *, max_bytes: int, what: str = "message") -> 
         raise PayloadError("", f"{what} too large: {size} bytes (limit {max_bytes})")
     # Cheap pre-check so a hostile "[[[[..." never reaches the recursive decoder.
     raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
-    opened = 0
-    worst = 0
-    for ch in raw:
-        if ch in "[{":
-            opened += 1
-            worst = max(worst, opened)
-            if worst > MAX_DEPTH * 2:
-                break
-        elif ch in "]}":
-            opened -= 1
-    if worst > MAX_DEPTH * 2:
+    if _bracket_depth(raw) > MAX_DEPTH * 2:
         raise PayloadError("", f"{what} nested too deeply")
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise PayloadError("", f"{what} is not valid JSON: {exc}") from None
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and the plain ValueError of an integer longer
+        # than the interpreter's int-string limit (4,300 digits).
+        raise PayloadError("", f"{what} is not valid JSON: {str(exc)[:120]}") from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise PayloadError("", f"{what} nested too deeply")
     if _SURROGATE_ESCAPE.search(raw) or _SURROGATE.search(raw):
         value = _without_surrogates(value)
     return value
+
+
+def _bracket_depth(raw: str) -> int:
+    """Deepest run of opening brackets, counted without parsing (strings included)."""
+    if raw.count("[") + raw.count("{") <= MAX_DEPTH * 2:
+        return 0  # counted in C: most messages stop here
+    opened = worst = 0
+    for match in _BRACKETS.finditer(raw):
+        if match.group() in "[{":
+            opened += 1
+            worst = max(worst, opened)
+            if worst > MAX_DEPTH * 2:
+                break
+        else:
+            opened -= 1
+    return worst
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259): no Sinqro payload carries them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999: valid JSON grammar, no usable number
+        raise ValueError(f"number out of range: {text[:40]}")
+    return number
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -133,14 +159,29 @@ def _check_entries(obj: list[Any], path: str) -> None:
         raise PayloadError(path, f"{len(obj)} entries, more than the {MAX_ENTRIES} accepted")
 
 
-def _as_int(value: Any, path: str) -> int:
-    if isinstance(value, bool):
-        raise PayloadError(path, f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise PayloadError(path, f"expected an integer, got {value!r}")
+def parse_id(value: Any) -> int | None:
+    """A Sinqro id: a JSON integer or a string of ASCII digits (doc 003 quotes ids), from 1
+    to :data:`MAX_ID`; None for anything else."""
+    return whole_number(value, minimum=1, maximum=MAX_ID)
+
+
+def _as_id(value: Any, path: str) -> int:
+    number = parse_id(value)
+    if number is None:
+        raise PayloadError(path, f"expected a positive 64-bit id, got {_snippet(value)}")
+    return number
+
+
+def _snippet(value: Any) -> str:
+    text = repr(value) if isinstance(value, (str, bool, type(None))) else type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = "an integer out of range"
+    return text[:40]
+
+
+def _is_code(value: Any) -> TypeGuard[str]:
+    """A status code, order type or action type: 1 to 64 printable characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_CODE and value.isprintable()
 
 
 def _opt_str(obj: dict[str, Any], key: str) -> str:
@@ -149,16 +190,11 @@ def _opt_str(obj: dict[str, Any], key: str) -> str:
 
 
 def opt_float(obj: Any, key: str) -> float | None:
-    """``obj[key]`` as a number when it is one (the docs quote some numbers), else None."""
+    """``obj[key]`` as a finite number when it is one (the docs quote some numbers, as in
+    ``"12.50"``), else None: "inf", 1e999 and NaN are no amount, and printing int() of
+    one would raise."""
     value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # OverflowError: an integer of 400 digits
-        return None
-    # "inf", 1e999 and NaN are no amount or count: printing int() of one would raise.
-    return number if math.isfinite(number) else None
+    return decimal(value)
 
 
 @dataclass(frozen=True)
@@ -195,29 +231,23 @@ def parse_order(obj: Any, path: str = "order") -> Order:
         raise PayloadError(path, f"expected an object, got {type(obj).__name__}")
     if "id" not in obj:
         raise PayloadError(f"{path}.id", "missing")
-    order_id = _as_int(obj["id"], f"{path}.id")
-    if not 0 < order_id <= MAX_ID:
-        raise PayloadError(f"{path}.id", f"expected a positive 64-bit id, got {order_id}")
+    order_id = _as_id(obj["id"], f"{path}.id")
     status = obj.get("status")
     if not isinstance(status, dict):
         raise PayloadError(f"{path}.status", "expected an object")
     code = status.get("code")
-    if not isinstance(code, str) or not code:
-        raise PayloadError(f"{path}.status.code", f"expected a status code, got {code!r}")
+    if not _is_code(code):
+        raise PayloadError(f"{path}.status.code", f"expected a status code, got {_snippet(code)}")
     order_type = obj.get("type")
-    if not isinstance(order_type, str) or not order_type:
-        raise PayloadError(f"{path}.type", f"expected an order type, got {order_type!r}")
+    if not _is_code(order_type):
+        raise PayloadError(f"{path}.type", f"expected an order type, got {_snippet(order_type)}")
     final_flag = status.get("isFinalStatus")
     is_final = final_flag if isinstance(final_flag, bool) else code in FINAL_STATUSES
     # A cancelled order is final whatever the flag says: nothing more can happen to it.
     is_final = is_final or code in FINAL_STATUSES
     sp = obj.get("sellingPoint")
     sp = sp if isinstance(sp, dict) else {}
-    sp_id: int | None
-    try:
-        sp_id = _as_int(sp["id"], f"{path}.sellingPoint.id") if "id" in sp else None
-    except PayloadError:
-        sp_id = None
+    sp_id = parse_id(sp.get("id"))
     consumer = obj.get("consumer")
     consumer = consumer if isinstance(consumer, dict) else {}
     name = " ".join(p for p in (_opt_str(consumer, "name"), _opt_str(consumer, "lastname")) if p)
@@ -277,7 +307,7 @@ def parse_notification(text: str | bytes, *, max_bytes: int) -> Notification:
         raise PayloadError("event", f"unknown event {event!r}")
     order = parse_order(obj.get("data"), "data")
     sp_raw = obj.get("sellingPointId")
-    sp = _as_int(sp_raw, "sellingPointId") if sp_raw is not None else None
+    sp = _as_id(sp_raw, "sellingPointId") if sp_raw is not None else None
     config = obj.get("config")
     return Notification(
         event=str(event),
@@ -312,10 +342,10 @@ def parse_actions(obj: Any, path: str = "actions") -> list[OrderAction]:
             raise PayloadError(p, "expected an object")
         token = item.get("token")
         kind = item.get("actionType")
-        if not isinstance(token, str) or not token:
-            raise PayloadError(f"{p}.token", f"expected a token, got {token!r}")
-        if not isinstance(kind, str):
-            raise PayloadError(f"{p}.actionType", f"expected a string, got {kind!r}")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN:
+            raise PayloadError(f"{p}.token", f"expected a token, got {_snippet(token)}")
+        if not _is_code(kind):
+            raise PayloadError(f"{p}.actionType", f"expected an action type, got {_snippet(kind)}")
         out.append(
             OrderAction(
                 token=token,
@@ -349,7 +379,7 @@ def parse_selling_points(obj: Any) -> list[SellingPoint]:
             raise PayloadError(f"sellingPoints[{i}]", "expected an object")
         out.append(
             SellingPoint(
-                id=_as_int(item.get("id"), f"sellingPoints[{i}].id"),
+                id=_as_id(item.get("id"), f"sellingPoints[{i}].id"),
                 name=_opt_str(item, "name"),
                 timezone=_opt_str(item, "timezone"),
             )

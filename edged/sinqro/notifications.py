@@ -41,13 +41,14 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
+from edged.decoding import digest
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.models import PayloadError, parse_id, parse_notification
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class NotificationLink:
                     opened_at = loop.time()
                     self._ws_opened()
                     async for message in ws:
-                        await self._on_frame(message, sp)
+                        await self._on_frame_safely(message, sp)
                 reason = "closed by Sinqro"
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -352,7 +353,18 @@ class NotificationLink:
 
     async def source_frame(self, name: str, message: str | bytes, selling_point_id: int) -> None:
         """One notification from a push source: parsed and stored like a websocket frame."""
-        await self._on_frame(message, selling_point_id, source=name)
+        await self._on_frame_safely(message, selling_point_id, source=name)
+
+    async def _on_frame_safely(
+        self, message: str | bytes, sp: int, source: str = "websocket"
+    ) -> None:
+        """The last line of defence: a frame that trips an unexpected error is logged with
+        its digest and dropped; the link stays up and the next frame is taken."""
+        try:
+            await self._on_frame(message, sp, source=source)
+        except Exception:
+            self.bad_frames += 1
+            log.exception("dropped %s frame %s after an unexpected error", source, digest(message))
 
     async def _on_frame(self, message: str | bytes, sp: int, source: str = "websocket") -> None:
         self.frames += 1
@@ -585,10 +597,4 @@ class NotificationLink:
 
 def _selling_point_of(payload: dict[str, object]) -> int | None:
     sp = payload.get("sellingPoint")
-    if isinstance(sp, dict):
-        value = sp.get("id")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-    return None
+    return parse_id(sp.get("id")) if isinstance(sp, dict) else None

@@ -140,6 +140,8 @@ class Access:
         server = self.server
         _ = server.locale().gettext
         code = await server.credentials.new_setup_code()
+        # Physical proof beats any guessing so far: nobody can have tried this code yet.
+        server.code_limiter.reset()
         urls = await self.refresh_urls()
         state = server.services.state
         pairing = server.services.pairing()
@@ -217,7 +219,8 @@ class Access:
         server = self.server
         _ = server.locale().gettext
         client = server.guard.client_id(request)
-        wait = server.limiter.retry_after(client)
+        # Counted before the slow check: concurrent guesses cannot all slip through.
+        wait = server.limiter.begin(client)
         if wait > 0:
             return self._too_many(request, wait, self._login)
         form = await request.post()
@@ -226,14 +229,13 @@ class Access:
             server.limiter.success(client)
             return server.guard.sign_in(request, "/board")
         log.warning("web: wrong admin password from %s", client)
-        await server.limiter.failure(client)
+        server.limiter.failure(client)
         return self._login(request, _("Wrong password."), status=401)
 
     def _too_many(
         self, request: web.Request, wait: float, page: Callable[..., web.Response]
     ) -> web.Response:
         _ = self.server.locale().gettext
-        self.server.limiter.refused += 1
         message = _("Too many wrong attempts. Try again in about {minutes} min.")
         response = page(request, message.format(minutes=minutes(wait)), status=429)
         response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
@@ -299,15 +301,6 @@ class Access:
         server = self.server
         _ = server.locale().gettext
         client = server.guard.client_id(request)
-        wait = server.limiter.retry_after(client)
-        if wait > 0:
-            server.limiter.refused += 1
-            message = _("Too many wrong attempts. Try again in about {minutes} min.")
-            response = await self._setup(
-                request, {"": message.format(minutes=minutes(wait))}, status=429
-            )
-            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
-            return response
         form = await request.post()
         code = str(form.get("code", ""))
         password = str(form.get("password", ""))
@@ -317,17 +310,25 @@ class Access:
             return await self._setup(request, errors, status=400)
         session = server.guard.session(request)
         pressed = session is not None and self.press_proof.use(session.sid)
-        if not pressed and (
-            not normalize_code(code) or not await server.credentials.check_setup_code(code)
-        ):
-            log.warning("web: wrong setup code from %s", client)
-            await server.limiter.failure(client)
-            return await self._setup(
-                request,
-                {"code": _("That setup code is not valid (or was used already).")},
-                status=401,
-            )
-        server.limiter.success(client)
+        if not pressed:
+            # Setup codes have their own throttle: guessing passwords never blocks them.
+            wait = server.code_limiter.begin(client)
+            if wait > 0:
+                message = _("Too many wrong attempts. Try again in about {minutes} min.")
+                response = await self._setup(
+                    request, {"": message.format(minutes=minutes(wait))}, status=429
+                )
+                response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+                return response
+            if not normalize_code(code) or not await server.credentials.check_setup_code(code):
+                log.warning("web: wrong setup code from %s", client)
+                server.code_limiter.failure(client)
+                return await self._setup(
+                    request,
+                    {"code": _("That setup code is not valid (or was used already).")},
+                    status=401,
+                )
+            server.code_limiter.success(client)
         await server.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
         await server.credentials.consume_setup_code()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
 from edged.journal import events as ev
 from edged.journal.events import Event
@@ -50,11 +51,11 @@ class Board:
         r.add_get("/api/status", self.api_status)
         r.add_get("/api/board", self.api_board)
         r.add_get("/api/history", self.api_history)
-        r.add_post("/api/orders/{order_id:\\d+}/accept", self.api_accept)
-        r.add_post("/api/orders/{order_id:\\d+}/cancel", self.api_cancel)
-        r.add_post("/api/orders/{order_id:\\d+}/status", self.api_status_change)
-        r.add_post("/api/orders/{order_id:\\d+}/reprint", self.api_reprint)
-        r.add_post("/api/orders/{order_id:\\d+}/ack", self.api_ack)
+        r.add_post("/api/orders/{order_id:[0-9]+}/accept", self.api_accept)
+        r.add_post("/api/orders/{order_id:[0-9]+}/cancel", self.api_cancel)
+        r.add_post("/api/orders/{order_id:[0-9]+}/status", self.api_status_change)
+        r.add_post("/api/orders/{order_id:[0-9]+}/reprint", self.api_reprint)
+        r.add_post("/api/orders/{order_id:[0-9]+}/ack", self.api_ack)
         r.add_post("/api/panel/press", self.api_panel_press)
 
     # -- words for states ------------------------------------------------------------------
@@ -228,8 +229,8 @@ class Board:
             delay = None
         elif isinstance(raw, int) and not isinstance(raw, bool):
             delay = raw or None
-        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 4:
-            delay = int(raw.strip()) or None
+        elif isinstance(raw, str) and (minutes := ascii_int(raw, max_digits=4)) is not None:
+            delay = minutes or None
         else:
             return refusal("BAD_DELAY", "delay must be whole minutes", 400)
         desk = self.server.services.desk
@@ -292,10 +293,7 @@ class Board:
             return refusal("NO_PANEL", "no virtual panel", 404)
         body = await self._body(request)
         button = str(body.get("button") or "")
-        try:
-            seconds = float(body.get("seconds") or 0.1)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: 400 digits
-            seconds = -1.0
+        seconds = decimal(body.get("seconds") or 0.1) or -1.0
         if button not in ("accept", "cancel", "both") or not 0 < seconds <= 10:
             return refusal("BAD_PRESS", "bad button or time", 400)
         result = await maybe_await(panel.virtual_press(button, seconds))

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
 from edged.printing.settings import ORDER_TYPES
 from edged.web.labels import CHOICE_TEXT, FIELD_TEXT
@@ -93,15 +94,12 @@ def _convert(text: str, hint: Any) -> Any:
     if hint is bool:
         return text.strip().lower() in TRUE_WORDS
     if hint is int:
-        try:
-            return int(text.strip())
-        except ValueError:
-            return text
+        # ASCII digits only: int() would also take "١٢" and "1_000".
+        number = ascii_int(text, signed=True)
+        return text if number is None else number
     if hint is float:
-        try:
-            return float(text.strip())
-        except ValueError:
-            return text
+        value = decimal(text)  # "nan", "inf", "0x10" and "1_0" stay text, and are refused
+        return text if value is None else value
     return text.strip()
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from edged.web.http import Stop, harden, redirect, wants_json
-from edged.web.security import Session, csrf_ok
+from edged.web.security import Session, client_key, csrf_ok
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -61,7 +61,7 @@ class Guard:
     def ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
         session = self.session(request)
         if session is None:
-            session = self.server.sessions.new()
+            session = self.server.sessions.new(client=self.client_id(request))
             request[SESSION_KEY] = session
             self.set_cookie(response, session)
         return session
@@ -83,7 +83,8 @@ class Guard:
 
     @staticmethod
     def client_id(request: web.Request) -> str:
-        return request.remote or "unknown"
+        """Who is asking: an IPv4 address or an IPv6 /64 (see :func:`client_key`)."""
+        return client_key(request.remote)
 
     @staticmethod
     def origin_ok(request: web.Request) -> bool:

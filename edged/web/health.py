@@ -135,13 +135,13 @@ class Health:
             Metric("edged_web_requests_total", server.requests, "HTTP requests", "counter"),
             Metric(
                 "edged_web_auth_failures_total",
-                server.limiter.failed,
+                server.limiter.failed + server.code_limiter.failed,
                 "Wrong passwords and setup codes",
                 "counter",
             ),
             Metric(
                 "edged_web_auth_refused_total",
-                server.limiter.refused,
+                server.limiter.refused + server.code_limiter.refused,
                 "Sign-in attempts refused by the rate limit",
                 "counter",
             ),

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edged.sinqro.models import MAX_ID
+from edged.sinqro.models import parse_id
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -77,8 +77,8 @@ def wants_json(request: web.Request) -> bool:
 
 def path_order_id(request: web.Request) -> int:
     """The ``{order_id}`` of the path; beyond SQLite's 64-bit INTEGER no order can exist."""
-    order_id = int(request.match_info["order_id"])
-    if order_id > MAX_ID:
+    order_id = parse_id(request.match_info["order_id"])
+    if order_id is None:
         raise Stop(404, "UNKNOWN_ORDER", "no such order")
     return order_id
 

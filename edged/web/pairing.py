@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from edged.sinqro.errors import SinqroError
+from edged.sinqro.models import parse_id
 from edged.web.http import redirect
 
 if TYPE_CHECKING:
@@ -88,10 +89,7 @@ class PairingPages:
         _ = server.locale().gettext
         session = server.guard.signed_in(request)
         form = await request.post()
-        try:
-            chosen = int(str(form.get("selling_point_id", "")))
-        except ValueError:
-            chosen = -1
+        chosen = parse_id(form.get("selling_point_id")) or -1
         offered = {sp_id for sp_id, _name, _tz in session.selling_points}
         if chosen not in offered:
             message = _("Choose one of the listed selling points.")

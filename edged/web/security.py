@@ -16,11 +16,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edged.journal.store import Journal
@@ -36,12 +37,17 @@ KV_SETUP_CODE = "web.setup_code"
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
+# A stored hash asking for more is damaged, not stronger (2**20 * 8 * 128 = 1 GiB).
+MAX_SCRYPT_N = 2**18
+# scrypt checks at a time: each takes 16 MiB and a core for a moment.
+CONCURRENT_CHECKS = 1
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
 # Unambiguous alphabet for a code read off a paper ticket (no 0/O, 1/I/L).
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 RESET_CODE_TTL = 3600.0
+_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 @dataclass(frozen=True)
@@ -69,17 +75,20 @@ class ScryptHash:
 
     @classmethod
     def from_json(cls, text: str) -> tuple[ScryptHash, dict[str, object]]:
-        data = json.loads(text)
-        return (
-            cls(
-                salt=base64.b64decode(data["salt"]),
-                digest=base64.b64decode(data["hash"]),
-                n=int(data["n"]),
-                r=int(data["r"]),
-                p=int(data["p"]),
-            ),
-            data,
-        )
+        """Read a stored hash; ValueError when the row is damaged or its cost is absurd."""
+        try:
+            data = json.loads(text)
+            salt = base64.b64decode(data["salt"], validate=True)
+            digest = base64.b64decode(data["hash"], validate=True)
+            n, r, p = (data[k] for k in ("n", "r", "p"))
+        except (TypeError, ValueError, KeyError, RecursionError) as exc:
+            raise ValueError(f"unreadable stored hash: {type(exc).__name__}") from None
+        costs_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, r, p))
+        if not costs_ok or not (2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0):
+            raise ValueError("unreadable stored hash: bad cost")
+        if not (1 <= r <= 32 and 1 <= p <= 16 and salt and digest):
+            raise ValueError("unreadable stored hash: bad cost")
+        return cls(salt=salt, digest=digest, n=n, r=r, p=p), data
 
 
 def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -110,8 +119,9 @@ def format_code(code: str) -> str:
 
 
 def normalize_code(text: str) -> str:
-    """What the user typed, forgiving of case, spaces and dashes."""
-    return "".join(c for c in text.upper() if c.isalnum())
+    """What the user typed, forgiving of case, spaces and dashes (ASCII only; the code
+    alphabet is ASCII, and a long paste is no code)."""
+    return "".join(c for c in text[:64].upper() if c in _CODE_CHARS)
 
 
 def password_problem(password: str) -> str | None:
@@ -129,6 +139,25 @@ class Credentials:
     def __init__(self, journal: Journal, *, scrypt_n: int = SCRYPT_N) -> None:
         self.journal = journal
         self.scrypt_n = scrypt_n
+        # Guesses from many clients queue here instead of filling memory and the cores.
+        self._checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+    async def _verify(self, secret: str, raw: str, what: str) -> bool:
+        try:
+            stored, _ = ScryptHash.from_json(raw)
+        except ValueError as exc:
+            log.error("web: the stored %s cannot be read (%s); use a new setup code", what, exc)
+            return False
+        async with self._checks:
+            return await asyncio.to_thread(verify_secret, secret, stored)
+
+    @staticmethod
+    def _expired(raw: str) -> bool:
+        try:
+            expires = json.loads(raw).get("expires")
+        except (ValueError, AttributeError, RecursionError):
+            return True
+        return isinstance(expires, (int, float)) and expires <= time.time()
 
     async def has_password(self) -> bool:
         return await self.journal.kv_get(KV_ADMIN) is not None
@@ -142,16 +171,11 @@ class Credentials:
         raw = await self.journal.kv_get(KV_ADMIN)
         if raw is None:
             return False
-        stored, _ = ScryptHash.from_json(raw)
-        return await asyncio.to_thread(verify_secret, password, stored)
+        return await self._verify(password, raw, "admin password")
 
     async def has_setup_code(self) -> bool:
         raw = await self.journal.kv_get(KV_SETUP_CODE)
-        if raw is None:
-            return False
-        _, data = ScryptHash.from_json(raw)
-        expires = data.get("expires")
-        return not isinstance(expires, (int, float)) or expires > time.time()
+        return raw is not None and not self._expired(raw)
 
     async def new_setup_code(self) -> str:
         """Make, store (hashed) and return a fresh code; any older code stops working."""
@@ -163,13 +187,9 @@ class Credentials:
 
     async def check_setup_code(self, typed: str) -> bool:
         raw = await self.journal.kv_get(KV_SETUP_CODE)
-        if raw is None:
+        if raw is None or self._expired(raw):
             return False
-        stored, data = ScryptHash.from_json(raw)
-        expires = data.get("expires")
-        if isinstance(expires, (int, float)) and expires <= time.time():
-            return False
-        return await asyncio.to_thread(verify_secret, normalize_code(typed), stored)
+        return await self._verify(normalize_code(typed), raw, "setup code")
 
     async def consume_setup_code(self) -> None:
         await self.journal.kv_set(KV_SETUP_CODE, None)
@@ -184,14 +204,24 @@ class Session:
     created: float
     last_seen: float
     authenticated: bool = False
+    # Who asked for it (see client_key): anonymous sessions are capped per client.
+    client: str = ""
     # Selling points offered after a Sinqro login, waiting for the picker.
     selling_points: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 class Sessions:
-    """In-memory sessions with idle and absolute expiry."""
+    """In-memory sessions with idle and absolute expiry.
 
-    MAX = 1000
+    Anonymous sessions (a sign-in or setup form that was shown) and signed-in ones are
+    capped separately, so a flood of ``GET /login`` can never push a signed-in session
+    out; and each client may hold only :attr:`MAX_ANONYMOUS_PER_CLIENT` anonymous ones, so
+    a flood from one client pushes out its own, not the owner's half-finished sign-in.
+    """
+
+    MAX_AUTHENTICATED = 64
+    MAX_ANONYMOUS = 512
+    MAX_ANONYMOUS_PER_CLIENT = 8
 
     def __init__(
         self, *, idle: float, lifetime: float, clock: Callable[[], float] = time.monotonic
@@ -201,8 +231,8 @@ class Sessions:
         self.clock = clock
         self._by_id: dict[str, Session] = {}
 
-    def new(self, *, authenticated: bool = False) -> Session:
-        self._prune()
+    def new(self, *, authenticated: bool = False, client: str = "") -> Session:
+        self._prune(authenticated, client)
         now = self.clock()
         session = Session(
             sid=secrets.token_urlsafe(32),
@@ -210,6 +240,7 @@ class Sessions:
             created=now,
             last_seen=now,
             authenticated=authenticated,
+            client=client,
         )
         self._by_id[session.sid] = session
         return session
@@ -221,7 +252,7 @@ class Sessions:
         if session is None:
             return None
         now = self.clock()
-        if now - session.last_seen > self.idle or now - session.created > self.lifetime:
+        if self._expired(session, now):
             self._by_id.pop(sid, None)
             return None
         session.last_seen = now
@@ -234,14 +265,32 @@ class Sessions:
         """Sign everyone out (the password changed)."""
         self._by_id.clear()
 
-    def _prune(self) -> None:
+    def _expired(self, session: Session, now: float) -> bool:
+        return now - session.last_seen > self.idle or now - session.created > self.lifetime
+
+    def _prune(self, authenticated: bool, client: str) -> None:
         now = self.clock()
         for sid, s in list(self._by_id.items()):
-            if now - s.last_seen > self.idle or now - s.created > self.lifetime:
+            if self._expired(s, now):
                 del self._by_id[sid]
-        # Anonymous sessions are cheap to make; never let them grow without bound.
-        while len(self._by_id) >= self.MAX:
-            oldest = min(self._by_id.values(), key=lambda s: (s.authenticated, s.last_seen))
+        if authenticated:
+            mine = [s for s in self._by_id.values() if s.authenticated]
+            limit = self.MAX_AUTHENTICATED
+        else:
+            anonymous = [s for s in self._by_id.values() if not s.authenticated]
+            mine = [s for s in anonymous if s.client == client]
+            limit = self.MAX_ANONYMOUS_PER_CLIENT
+            if len(mine) < limit and len(anonymous) >= self.MAX_ANONYMOUS:
+                # Full: the client holding the most anonymous sessions gives one up.
+                counts: dict[str, int] = {}
+                for s in anonymous:
+                    counts[s.client] = counts.get(s.client, 0) + 1
+                greediest = max(counts, key=lambda c: counts[c])
+                mine = [s for s in anonymous if s.client == greediest]
+                limit = len(mine)
+        while len(mine) >= limit and mine:
+            oldest = min(mine, key=lambda s: s.last_seen)
+            mine.remove(oldest)
             del self._by_id[oldest.sid]
 
 
@@ -249,66 +298,101 @@ def csrf_ok(session: Session, supplied: str | None) -> bool:
     return bool(supplied) and hmac.compare_digest(session.csrf, supplied or "")
 
 
-class AttemptLimiter:
-    """Slows down and then refuses guessing of passwords and setup codes.
+def client_key(remote: str | None) -> str:
+    """Who is guessing: an IPv4 address, or the /64 an IPv6 address belongs to (one LAN
+    device can take any address of its /64)."""
+    if not remote:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return remote[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    Every failure from a client makes its next answer slower (0.5 s, 1 s, 2 s ... up to
-    ``max_delay``); after ``per_client`` failures within ``window`` seconds the client is
-    refused outright until the window has passed, and ``overall`` failures from everyone
-    together lock the door for all (a guesser with many addresses).
+
+@dataclass
+class _Attempts:
+    failures: int = 0
+    last: float = 0.0
+    next_allowed: float = 0.0
+
+
+class AttemptLimiter:
+    """Per-client throttle of password and setup-code guesses, with growing delays.
+
+    :meth:`begin` is called *before* the slow check and counts the attempt at once, so a
+    burst of concurrent guesses from one client gets one check each delay, not one each;
+    :meth:`success` forgets the client. After ``free`` attempts a client waits ``delay``
+    seconds before its next one, twice as long after each further failure, up to
+    ``max_delay``; ``window`` seconds without an attempt forget its failures. There is no
+    box-wide lockout: one client's failures never slow another, so a guesser cannot lock
+    the owner out. (A guesser with many addresses is held back by the scrypt cost: checks
+    run one at a time, see :class:`Credentials`.)
     """
+
+    MAX_CLIENTS = 10_000
 
     def __init__(
         self,
         *,
-        per_client: int = 5,
-        overall: int = 30,
-        window: float = 300.0,
-        max_delay: float = 8.0,
+        free: int = 3,
+        delay: float = 1.0,
+        max_delay: float = 300.0,
+        window: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.per_client = per_client
-        self.overall = overall
-        self.window = window
+        self.free = free
+        self.delay = delay
         self.max_delay = max_delay
+        self.window = window
         self.clock = clock
-        self.sleep = sleep
-        self._failures: dict[str, list[float]] = {}
+        self._clients: dict[str, _Attempts] = {}
         self.refused = 0
         self.failed = 0
 
-    def _recent(self, client: str) -> list[float]:
-        cutoff = self.clock() - self.window
-        times = [t for t in self._failures.get(client, []) if t > cutoff]
-        if times:
-            self._failures[client] = times
-        else:
-            self._failures.pop(client, None)
-        return times
-
-    def retry_after(self, client: str) -> float:
-        """Seconds until ``client`` may try again; 0 when it may try now."""
+    def begin(self, client: str) -> float:
+        """0 when ``client`` may try now (the attempt is counted as a failure until
+        :meth:`success`); else the seconds it must wait, and nothing is counted."""
         now = self.clock()
-        mine = self._recent(client)
-        everyone = sorted(t for c in list(self._failures) for t in self._recent(c))
-        waits = []
-        if len(mine) >= self.per_client:
-            waits.append(mine[-self.per_client] + self.window - now)
-        if len(everyone) >= self.overall:
-            waits.append(everyone[-self.overall] + self.window - now)
-        return max([0.0, *waits])
+        entry = self._clients.get(client)
+        if entry is not None and now - entry.last > self.window:
+            entry = None
+        if entry is None:
+            self._forget_old(now)
+            entry = self._clients[client] = _Attempts()
+        if now < entry.next_allowed:
+            self.refused += 1
+            return entry.next_allowed - now
+        entry.failures += 1
+        entry.last = now
+        entry.next_allowed = now + self.wait_after(entry.failures)
+        return 0.0
 
-    def delay_for(self, client: str) -> float:
-        """The slow-down applied to ``client``'s next answer after its failures so far."""
-        count = len(self._recent(client))
-        return 0.0 if count == 0 else min(self.max_delay, 0.5 * 2 ** (count - 1))
+    def wait_after(self, failures: int) -> float:
+        """The wait before the next attempt after ``failures`` failed ones."""
+        if failures < self.free:
+            return 0.0
+        return float(min(self.max_delay, self.delay * 2 ** (failures - self.free)))
 
-    async def failure(self, client: str) -> None:
-        """Record a failure and wait the growing delay before the caller answers."""
+    def failure(self, client: str) -> None:
+        """The attempt :meth:`begin` let through failed (counted already; this is the
+        statistic)."""
         self.failed += 1
-        self._failures.setdefault(client, []).append(self.clock())
-        await self.sleep(self.delay_for(client))
 
     def success(self, client: str) -> None:
-        self._failures.pop(client, None)
+        self._clients.pop(client, None)
+
+    def reset(self) -> None:
+        """Forget every client (a fresh setup code was printed: no one has guessed it)."""
+        self._clients.clear()
+
+    def _forget_old(self, now: float) -> None:
+        for key, entry in list(self._clients.items()):
+            if now - entry.last > self.window:
+                del self._clients[key]
+        while len(self._clients) >= self.MAX_CLIENTS:
+            del self._clients[min(self._clients, key=lambda k: self._clients[k].last)]

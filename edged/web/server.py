@@ -10,7 +10,8 @@ and registers its own routes:
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
 * :mod:`~edged.web.live`: the status and the server-sent event stream;
-* :mod:`~edged.web.health`: ``/health`` and ``/metrics``.
+* :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
+* :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from edged.web.board_api import Board
 from edged.web.guard import PUBLIC_PATHS, Guard
 from edged.web.health import Health
 from edged.web.http import MAX_BODY
+from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.live import Live
+from edged.web.netinfo import mdns_name
 from edged.web.pages import Pages
 from edged.web.pairing import PairingPages
 from edged.web.security import AttemptLimiter, Credentials, Sessions
@@ -51,11 +54,15 @@ class WebServer:
         services: WebServices,
         *,
         limiter: AttemptLimiter | None = None,
+        code_limiter: AttemptLimiter | None = None,
         scrypt_n: int | None = None,
     ) -> None:
         self.config = config
         self.services = services
+        # Passwords and setup codes are throttled apart: guessing one never blocks the other.
         self.limiter = limiter or AttemptLimiter()
+        self.code_limiter = code_limiter or AttemptLimiter()
+        self.host_guard = HostGuard.for_box(config, services.mdns_name or mdns_name())
         self.credentials = (
             Credentials(services.journal, scrypt_n=scrypt_n)
             if scrypt_n
@@ -101,7 +108,10 @@ class WebServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self.guard.middleware], client_max_size=MAX_BODY)
+        app = web.Application(
+            middlewares=[self.host_guard.middleware, self.guard.middleware],
+            client_max_size=MAX_BODY,
+        )
         r = app.router
         for area in (self.access, self.pairing, self.setup, self.board, self.health):
             area.routes(r)
@@ -126,10 +136,13 @@ class WebServer:
             self.services.state.watch(self._on_state_change)
             self._listening = True
         self.live.closing = False
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        quiet_accept_storms()
+        runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=2.0, **runner_options(self.config)
+        )
         await runner.setup()
         ssl_context = await asyncio.to_thread(self._ssl_context)
-        site = web.TCPSite(runner, self.config.host, self.config.port, ssl_context=ssl_context)
+        site = GuardedSite(runner, self.config, ssl_context=ssl_context)
         try:
             await site.start()
         except BaseException:

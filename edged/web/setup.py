@@ -59,9 +59,9 @@ class SetupPages:
         r.add_get("/api/printers/found", self.found)
         r.add_post("/settings/language", self.language)
         r.add_post("/settings/printers/add", self.printer_add)
-        r.add_post("/settings/printers/{index:\\d+}", self.printer_edit)
-        r.add_post("/settings/printers/{index:\\d+}/remove", self.printer_remove)
-        r.add_post("/settings/printers/{index:\\d+}/test", self.printer_test)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}", self.printer_edit)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}/remove", self.printer_remove)
+        r.add_post("/settings/printers/{index:[0-9]{1,4}}/test", self.printer_test)
         r.add_post("/settings/{section}", self.section_submit)
 
     async def page(self, request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import eventually
 from harness import app_config, free_port
 from test_faults import running_app
@@ -17,7 +18,7 @@ from edged.app import App
 from edged.journal import events as ev
 from edged.orders import pick_action
 from edged.simulator.server import Simulator
-from edged.sinqro.models import OrderAction, parse_order
+from edged.sinqro.models import Order, OrderAction, parse_order
 
 GENEROUS = 30.0
 
@@ -101,6 +102,35 @@ async def test_a_cancellation_is_learned_while_another_orders_get_fails(
             lambda: _is(app, x, "cancelled_by_team"), within=GENEROUS, what="X refreshed"
         )
         await eventually(lambda: app.link.unread_orders == 0, what="nothing unread")
+
+
+async def test_an_order_that_trips_a_bug_does_not_stop_the_sync(
+    tmp_path: Path, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storing X from a refresh raises something nobody expected (a bug for one payload).
+    The refresh still learns Y's cancellation, and the link keeps going."""
+    async with running_app(config(tmp_path, sim)) as app:
+        x = sim.create_order("collection")["id"]
+        y = sim.create_order("collection")["id"]
+        await eventually(lambda: stored_orders(app, x, y), within=GENEROUS, what="X, Y stored")
+        sim.refuse_websockets(True)
+        await sim.drop_websockets()
+        await eventually(lambda: app.state.get("link") == "polling", what="polling")
+        real_ingest = app.desk.ingest
+
+        async def ingest(order: Order, source: str, **kwargs: Any) -> Any:
+            if order.id == x:
+                raise RuntimeError("a bug that only this order's payload reaches")
+            return await real_ingest(order, source, **kwargs)
+
+        monkeypatch.setattr(app.desk, "ingest", ingest)
+        sim.set_status(x, "cancelled_by_team")
+        sim.set_status(y, "cancelled_by_client", "changed my mind")
+        await eventually(
+            lambda: _is(app, y, "cancelled_by_client"), within=GENEROUS, what="Y cancelled"
+        )
+        await eventually(lambda: app.link.unread_orders >= 1, what="X counted unread")
+        assert app.state.get("link") == "polling"
 
 
 async def _is(app: App, order_id: int, status: str) -> bool:

@@ -42,13 +42,13 @@ from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
 from edged.decoding import digest
-from edged.journal.store import Journal, JournalError
+from edged.journal.store import Journal, JournalError, UpsertResult
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import PayloadError, parse_id, parse_notification
+from edged.sinqro.models import Order, PayloadError, parse_id, parse_notification
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -444,6 +444,22 @@ class NotificationLink:
                     self._call_on_online()
             self._update_link()
 
+    async def _ingest_one(
+        self, order: Order, reason: str, *, authoritative: bool = False
+    ) -> UpsertResult | Literal[False] | None:
+        """``desk.ingest`` for one order of a sync; False when it failed unexpectedly.
+
+        One order that trips a bug must not stop the rest of the sync (nor, by ending the
+        link part, every sync after it). A journal error is box-wide and propagates.
+        """
+        try:
+            return await self.desk.ingest(order, reason, authoritative=authoritative)
+        except (JournalError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("order %s from the %s could not be stored; skipped", order.id, reason)
+            return False
+
     async def _sync(self, sp: int, reason: str) -> None:
         """One active-orders call, then a GET for every open order Sinqro no longer lists.
 
@@ -461,6 +477,7 @@ class NotificationLink:
             self.polls += 1
         active = await self.api.active_orders(sp)
         listed: set[int] = set()
+        unread = 0
         for order in active:
             if order.selling_point_id not in (None, sp):
                 continue
@@ -468,9 +485,11 @@ class NotificationLink:
             self._missing.pop(order.id, None)
             if self._touched.get(order.id, 0) > started:
                 continue  # a websocket frame about it came after this answer was asked for
-            if await self.desk.ingest(order, reason) is None:
+            result = await self._ingest_one(order, reason)
+            if result is None:
                 self._stale(order.id)
-        unread = 0
+            elif result is False:
+                unread += 1
         open_orders = await self.journal.open_orders()
         for stored in open_orders:
             if stored.id in listed:
@@ -493,7 +512,8 @@ class NotificationLink:
             self._missing.pop(stored.id, None)
             if self._touched.get(order.id, 0) > started:
                 continue
-            await self.desk.ingest(order, reason, authoritative=True)
+            if await self._ingest_one(order, reason, authoritative=True) is False:
+                unread += 1
         if unread != self.unread_orders:
             if unread:
                 log.warning(

@@ -1,0 +1,172 @@
+"""Opening the journal file: pragmas, a quick check, migrations, and healing a damaged file.
+
+A journal that SQLite reports as damaged (a bad header, a file cut short, pages that do not
+add up) is never opened in place: the daemon moves it aside, keeping it for diagnosis under
+``<name>.damaged-<UTC time><suffix>``, and starts a fresh one. The open orders come back
+from Sinqro with the first reconcile; pairing and the web admin password live in a file of
+their own (see :mod:`edged.journal.kept`), so they survive. Only the daemon heals; the CLI
+refuses a damaged journal with a clear message instead of moving it under the daemon's feet.
+
+Other failures (permissions, a journal from a newer edged, a card that cannot be read) are
+not damage: they are raised as they are, and nothing is moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edged.journal.schema import LATEST, MIGRATIONS
+from edged.journal.writer import JournalError
+
+log = logging.getLogger(__name__)
+
+# New journals only: SQLite fixes the page size when the file is created. 4 KiB is one
+# flash/file-system block, so a changed page is never a partial block on the card.
+PAGE_SIZE = 4096
+# Pages in the WAL before SQLite copies them into the database file. Larger than SQLite's
+# default (1000) so a page changed many times (cursors, the newest events) is copied once.
+WAL_AUTOCHECKPOINT = 4000
+KEEP_DAMAGED = 3  # damaged copies kept in the state directory; older ones are deleted
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+
+
+class DamagedJournal(JournalError):
+    """The journal file is damaged (SQLite says corrupt or not a database)."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A damaged journal was moved aside and a fresh one started."""
+
+    at: float  # unix time
+    reason: str
+    kept_as: str  # file name of the damaged copy, in the same directory
+
+    def to_dict(self) -> dict[str, object]:
+        return {"at": self.at, "reason": self.reason, "kept_as": self.kept_as}
+
+
+def is_damage(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def connect(path: Path, *, check: bool) -> sqlite3.Connection:
+    """Open, set the pragmas, optionally ``PRAGMA quick_check``, and migrate.
+
+    Raises :class:`DamagedJournal` when the file is damaged.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            log.warning("journal: WAL not available (mode %s)", mode)
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        if check:
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise DamagedJournal("; ".join(problems))
+        migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if is_damage(exc):
+            raise DamagedJournal(str(exc)) from exc
+        raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST:
+        raise JournalError(f"{path} has schema version {version}, newer than this edged ({LATEST})")
+    for target in range(version + 1, LATEST + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in split_sql(MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("journal: migrated %s to schema version %d", path, target)
+
+
+def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recovery | None]:
+    """Open the journal; with ``heal``, a damaged one is moved aside and replaced."""
+    try:
+        return connect(path, check=True), None
+    except DamagedJournal as exc:
+        if not heal:
+            raise DamagedJournal(
+                f"{path} is damaged ({exc}); the daemon moves it aside and starts a fresh "
+                "one when it starts"
+            ) from exc
+        reason = str(exc)
+    kept = move_aside(path)
+    log.critical(
+        "journal: %s is damaged (%s); kept as %s, starting a fresh journal: open orders "
+        "are fetched again from Sinqro",
+        path,
+        reason,
+        kept.name,
+    )
+    return connect(path, check=False), Recovery(time.time(), reason, kept.name)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename the journal and its WAL to ``<stem>.damaged-<stamp><suffix>``; drop its
+    shared-memory file (rebuilt from the WAL) and all but the newest damaged copies."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
+    for extra in ("-wal", "-journal"):
+        source = Path(str(path) + extra)
+        if source.exists():
+            os.replace(source, Path(str(target) + extra))
+    if path.exists():
+        os.replace(path, target)
+    with contextlib.suppress(FileNotFoundError):
+        Path(str(path) + "-shm").unlink()
+    copies = sorted(path.parent.glob(f"{path.stem}.damaged-*{path.suffix}"))
+    for old in copies[:-KEEP_DAMAGED]:
+        for extra in ("", "-wal", "-journal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(old) + extra).unlink()
+    sync_directory(path.parent)
+    return target
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory so renames and new files in it survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (our scripts have no ';' inside strings)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -284,7 +284,7 @@ class MqttBridge:
         # an fsync per publish would sit in front of the next order's own write. A crash in
         # between only means a few events are published again (terminals drop known ids).
         if self._cursor != self.saved_cursor:
-            await self.journal.set_cursor(CURSOR, self._cursor)
+            await self.journal.set_cursor(CURSOR, self._cursor, lazy=True)
             self.saved_cursor = self._cursor
         self._saved_at = time.monotonic()
 

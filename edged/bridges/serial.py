@@ -300,7 +300,8 @@ class SerialBridge:
             await self._send("E", self._frame_json(message))
         for final in await self.handler.finals([event]):
             await self._send("R", self._frame_json(final.response.to_dict()))
-        await self.journal.set_cursor(CURSOR, event.seq)
+        # Lazy: terminals drop ids they have seen, so a crash may only repeat a few.
+        await self.journal.set_cursor(CURSOR, event.seq, lazy=True)
         self._cursor = event.seq
 
     def _frame_json(self, obj: dict[str, Any]) -> bytes:

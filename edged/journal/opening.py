@@ -26,12 +26,15 @@ from edged.journal.writer import JournalError
 
 log = logging.getLogger(__name__)
 
-# New journals only: SQLite fixes the page size when the file is created. 4 KiB is one
-# flash/file-system block, so a changed page is never a partial block on the card.
-PAGE_SIZE = 4096
-# Pages in the WAL before SQLite copies them into the database file. Larger than SQLite's
-# default (1000) so a page changed many times (cursors, the newest events) is copied once.
-WAL_AUTOCHECKPOINT = 4000
+# SQLite writes whole pages: every index, cursor or event page a commit touches is copied
+# into the WAL in full. Small pages make those copies small (a 1 KiB page per touched index
+# instead of 4 KiB); an order payload simply spans a few pages. New journals only: SQLite
+# fixes the page size when the file is created.
+PAGE_SIZE = 1024
+# Pages in the WAL before SQLite copies them into the database file (SQLite's default).
+WAL_AUTOCHECKPOINT = 1000
+WAL_HEADER = 32
+WAL_FRAME_HEADER = 24
 KEEP_DAMAGED = 3  # damaged copies kept in the state directory; older ones are deleted
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -112,7 +115,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recovery | None]:
     """Open the journal; with ``heal``, a damaged one is moved aside and replaced."""
     try:
-        return connect(path, check=True), None
+        conn = connect(path, check=True)
     except DamagedJournal as exc:
         if not heal:
             raise DamagedJournal(
@@ -120,6 +123,10 @@ def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recover
                 "one when it starts"
             ) from exc
         reason = str(exc)
+    else:
+        if heal:
+            convert_page_size(conn, path)
+        return conn, None
     kept = move_aside(path)
     log.critical(
         "journal: %s is damaged (%s); kept as %s, starting a fresh journal: open orders "
@@ -129,6 +136,58 @@ def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recover
         kept.name,
     )
     return connect(path, check=False), Recovery(time.time(), reason, kept.name)
+
+
+def convert_page_size(conn: sqlite3.Connection, path: Path) -> None:
+    """Rebuild a journal made with another page size (older edged) with :data:`PAGE_SIZE`,
+    once: ``VACUUM`` outside WAL mode. Needs the journal to itself; when another process
+    has it open, this is left for the next start."""
+    if conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE:
+        return
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute("VACUUM")
+        log.info("journal: %s rebuilt with %d-byte pages", path, PAGE_SIZE)
+    except sqlite3.Error as exc:
+        log.info("journal: page size kept for now (%s)", exc)
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA journal_mode = WAL")
+
+
+def presize_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """Give the WAL its working size now, in one write.
+
+    SQLite appends commits to the WAL until a checkpoint lets it start again from the top.
+    While the file grows, every commit also changes the file system's metadata (size,
+    allocated blocks), and each fsync then writes a file system journal commit of several
+    blocks: on a fresh WAL that is more than the commit itself. Filled to its working size
+    once, later commits overwrite blocks that exist, and an fsync writes only them. The
+    zeros past the last frame are not frames (their checksums do not match), so SQLite
+    ignores them; the write lock is held so no other process appends meanwhile.
+    """
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    target = WAL_HEADER + WAL_AUTOCHECKPOINT * (page + WAL_FRAME_HEADER)
+    wal = Path(str(path) + "-wal")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        log.info("journal: WAL not presized (%s)", exc)
+        return
+    try:
+        size = wal.stat().st_size
+        if size >= target:
+            return
+        with wal.open("r+b") as fh:
+            fh.seek(size)
+            fh.write(bytes(target - size))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:  # a full disk: SQLite will grow it as it needs
+        log.warning("journal: WAL not presized: %s", exc)
+    finally:
+        conn.execute("ROLLBACK")
 
 
 def move_aside(path: Path) -> Path:

@@ -36,7 +36,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.kept import FILE_NAME as KEPT_FILE
 from edged.journal.kept import KeptValues
-from edged.journal.opening import Recovery, open_or_heal
+from edged.journal.opening import Recovery, open_or_heal, presize_wal
 from edged.journal.rows import (
     Command,
     RowError,
@@ -296,6 +296,7 @@ class Journal:
         self.recovered = _json_or_none(raw[0]) if raw else None
         self._last_seq = self._max_seq_sync(conn)
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        presize_wal(conn, self.path)
 
     async def close(self) -> None:
         """Stop the watcher, write what waits, checkpoint and close; safe to call twice."""

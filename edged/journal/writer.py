@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 128  # transactions in one commit; bounds the first caller's wait in a burst
 LAZY_FLUSH = 5.0  # seconds a lazy cursor may wait for a commit to ride along with
+# After a commit that published events, writes arriving within this many seconds wait for
+# each other: they are the consumers' reactions to those events.
+REACTION_WINDOW = 0.004
 
 Kind = Literal["read", "write", "barrier"]
 
@@ -109,6 +112,7 @@ class Writer:
         self._lazy_since: float | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reactions_until = 0.0
         self.commits = 0
         self.grouped = 0  # transactions that shared a commit with another
         self.write_failures = 0
@@ -150,41 +154,53 @@ class Writer:
     # -- on the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        writes: list[_Work] = []
+        deadline = 0.0  # when the waiting writes are committed
         while True:
-            item = self._next(block=True)
-            if item is _TICK or item is None:
-                self._maybe_flush_lazy()
-                continue
-            batch = [item]
-            while len(batch) < MAX_GROUP * 2:
-                more = self._next(block=False)
-                if more is None:
-                    break
-                batch.append(more)
-            writes: list[_Work] = []
-            for work in batch:
-                if work is _STOP:
-                    self._commit(writes)
-                    self._flush_lazy()
-                    return
-                if work is _TICK:
-                    continue
-                assert isinstance(work, _Work)
-                if work.kind == "write":
-                    writes.append(work)
-                    if len(writes) >= MAX_GROUP:
-                        self._commit(writes)
-                        writes = []
-                elif work.kind == "read":
-                    # Nobody has seen the queued writes' results yet, so a read queued
-                    # after them may run first; that keeps writes together.
-                    self._answer([_Outcome(work, *self._call(work))])
-                else:  # a barrier (open, close) keeps its place in line
+            if writes:
+                item = self._get(deadline - time.monotonic())
+                if item is None:
                     self._commit(writes)
                     writes = []
-                    self._answer([_Outcome(work, *self._call(work))])
-            self._commit(writes)
-            self._maybe_flush_lazy()
+                    continue
+            else:
+                item = self._next(block=True)
+                if item is None or item is _TICK:
+                    self._maybe_flush_lazy()
+                    continue
+            if item is _STOP:
+                self._commit(writes)
+                self._flush_lazy()
+                return
+            if item is _TICK:
+                continue
+            assert isinstance(item, _Work)
+            if item.kind == "write":
+                if not writes:
+                    # At once, unless the last commit published events a moment ago: the
+                    # spooler, the sender and the bridges react to them within a few ms,
+                    # and their writes then share one commit.
+                    deadline = max(time.monotonic(), self._reactions_until)
+                writes.append(item)
+                if len(writes) >= MAX_GROUP:
+                    self._commit(writes)
+                    writes = []
+            elif item.kind == "read":
+                # Nobody has seen the waiting writes' results yet, so a read queued after
+                # them may run first.
+                self._answer([_Outcome(item, *self._call(item))])
+            else:  # a barrier (open, close) keeps its place in line
+                self._commit(writes)
+                writes = []
+                self._answer([_Outcome(item, *self._call(item))])
+
+    def _get(self, timeout: float) -> object | None:
+        try:
+            if timeout <= 0:
+                return self._queue.get_nowait()
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _next(self, *, block: bool) -> object | None:
         if not block:
@@ -280,6 +296,8 @@ class Writer:
             self.grouped += len(outcomes)
         if changed:
             self._fault(None)
+        if any(o.events for o in outcomes):
+            self._reactions_until = time.monotonic() + REACTION_WINDOW
         self._answer(outcomes)
 
     def _as_journal_error(self, exc: BaseException, what: str) -> BaseException:

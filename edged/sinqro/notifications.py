@@ -47,7 +47,7 @@ from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.models import Order, PayloadError, parse_notification
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ CLOSE_TIMEOUT = 2.0
 # A connection that stayed up this long resets the reconnect backoff.
 STABLE_AFTER = 30.0
 LOG_SNIPPET = 200
+INGEST_GROUP = 64  # orders of one sync stored side by side (see _ingest_all)
 
 
 class _Kicked(Exception):
@@ -374,13 +375,15 @@ class NotificationLink:
             self.polls += 1
         active = await self.api.active_orders(sp)
         listed: set[int] = set()
+        fresh = []
         for order in active:
             if order.selling_point_id not in (None, sp):
                 continue
             listed.add(order.id)
             if self._touched.get(order.id, 0) > started:
                 continue  # a websocket frame about it came after this answer was asked for
-            await self.desk.ingest(order, reason)
+            fresh.append(order)
+        await self._ingest_all(fresh, reason)
         for stored in await self.journal.open_orders():
             if stored.id in listed or stored.id in self._gone:
                 continue
@@ -400,6 +403,19 @@ class NotificationLink:
             await self.desk.ingest(order, reason)
         # Marks older than this sync can no longer race with anything.
         self._touched = {k: v for k, v in self._touched.items() if v > started}
+
+    async def _ingest_all(self, orders: list[Order], reason: str) -> None:
+        """Ingest side by side, so the journal stores orders that wait together in one
+        commit (a catch-up of many orders shares its fsyncs); the first error is raised
+        once all have been tried."""
+        for first in range(0, len(orders), INGEST_GROUP):
+            chunk = orders[first : first + INGEST_GROUP]
+            results = await asyncio.gather(
+                *(self.desk.ingest(order, reason) for order in chunk), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     def _store_failed(self, exc: JournalError, order_id: int | None) -> None:
         self._store_failures += 1

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
 from edged.config import Config, save_web_settings
+from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal
 from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
@@ -158,8 +159,12 @@ class App:
 
     async def _open(self) -> None:
         cfg = self.config
-        self.journal = await Journal.open(cfg.journal_path)
+        # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
+        self.journal = await Journal.open(cfg.journal_path, heal=True)
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
+        await journal_recovery.report(
+            self.journal, self.state, cfg.box.language, self.pairing.timezone
+        )
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
         await self.desk.refresh_counts()
         self.api = SinqroApi(

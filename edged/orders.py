@@ -336,7 +336,15 @@ class OutboxSender:
         """Drain the outbox forever."""
         while True:
             self._wake.clear()
-            pending = await self.journal.pending_commands()
+            try:
+                pending = await self.journal.pending_commands()
+            except JournalError as exc:
+                # An unreadable card (I/O error) is waited out like a full one: never end.
+                log.error("outbox: journal unavailable: %s; retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_backoff()):
+                        await self._wake.wait()
+                continue
             self.state.set("queued_commands", len(pending))
             blocked = False
             for command in pending:

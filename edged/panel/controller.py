@@ -48,7 +48,7 @@ VirtualButton = Literal["accept", "cancel", "both"]
 SOURCE = "panel"
 #: Words :meth:`Panel.virtual_press` returns.
 RESULTS = ("accepted", "cancelled", "queued", "refused", "silenced", "setup", "ignored", "error")
-_LED_KEYS = ("link", "waiting_orders", "queued_commands")
+_LED_KEYS = ("link", "waiting_orders", "queued_commands", "journal")
 
 
 class Panel:

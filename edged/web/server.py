@@ -41,6 +41,7 @@ from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.config import Config, OrdersConfig
 from edged.configtools import ConfigError, to_plain
 from edged.journal import events as ev
+from edged.journal import recovery as journal_recovery
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
 from edged.orders import CommandRefused
@@ -164,6 +165,7 @@ class WebServer:
         r.add_post("/pairing/login", self.pairing_login)
         r.add_post("/pairing/choose", self.pairing_choose)
         r.add_post("/pairing/logout", self.pairing_logout)
+        r.add_post("/journal/dismiss", self.journal_dismiss)
         r.add_get("/settings", self.settings_page)
         r.add_post("/settings/printers/add", self.printer_add)
         r.add_post("/settings/printers/{index:\\d+}", self.printer_edit)
@@ -416,7 +418,11 @@ class WebServer:
             box_name=self.services.box_name,
             csrf=session.csrf,
             nav=nav_html,
-            status_bar=self._status_bar() if signed_in else Markup(""),
+            status_bar=(
+                join([self._journal_banner(session), self._status_bar()])
+                if signed_in
+                else Markup("")
+            ),
             content=content,
             footer=" · ".join(footer_parts),
             scripts=join(tag("script", "", src=f"/static/{s}", defer=True) for s in scripts),
@@ -466,6 +472,38 @@ class WebServer:
                 bad = value in ("offline",)
                 items.append(_pill(label, value, "warn" if bad else "ok"))
         return tag("div", join(items), class_="status-bar", id="status-bar", aria_live="polite")
+
+    def _journal_banner(self, session: Session) -> Markup:
+        """A warning above everything while the journal was rebuilt or cannot write."""
+        state = self.services.state
+        status = state.get("journal", "ok")
+        if status == "failing":
+            text = (
+                "The order journal cannot be written (disk full or failing). Orders Sinqro "
+                "sends are fetched again once it works; check the box's storage."
+            )
+            return tag("div", tag("p", text), class_="notice warn", role="alert", id="journal")
+        if status != "recovered":
+            return Markup("")
+        recovered = state.get("journal.recovered") or {}
+        text = (
+            "The order journal was damaged and has been rebuilt. Open orders were fetched "
+            "again from Sinqro and print again; pairing and password were kept. Damaged "
+            f"copy: {recovered.get('kept_as', '?')}."
+        )
+        form = tag(
+            "form",
+            join([_csrf_field(session), tag("button", "Dismiss", type="submit")]),
+            method="post",
+            action="/journal/dismiss",
+            class_="inline",
+        )
+        body = join([tag("p", text), form])
+        return tag("div", body, class_="notice warn", role="alert", id="journal")
+
+    async def journal_dismiss(self, request: web.Request) -> web.StreamResponse:
+        await journal_recovery.dismiss(self.services.journal, self.services.state)
+        return _redirect("/board")
 
     def _virtual_panel(self) -> Any:
         panel = self.services.panel
@@ -1290,6 +1328,7 @@ class WebServer:
         try:
             async with asyncio.timeout(2.0):
                 await self.services.journal.ping()
+            self.services.journal.check()  # writes failing (disk full, I/O error)
         except Exception as exc:  # any failure is the answer here
             journal_ok = f"error: {type(exc).__name__}"
         state = self.services.state

@@ -229,7 +229,7 @@ async def test_first_start_prints_a_setup_ticket_and_never_logs_the_code(
 async def test_setup_code_sets_a_scrypt_password_once(box: Box, client: httpx.AsyncClient) -> None:
     code = printed_code(box)
     await sign_in(box, client)
-    raw = await box.journal.kv_get(KV_ADMIN)
+    raw = await box.journal.kept_get(KV_ADMIN)
     assert raw is not None
     stored = json.loads(raw)
     assert stored["algo"] == "scrypt" and PASSWORD not in raw and len(stored["salt"]) >= 20

@@ -1342,6 +1342,8 @@ class WebServer:
             "link": state.get("link", "unknown"),
             "paired": self.services.pairing().paired,
             "journal": journal_ok,
+            # ok | recovered (rebuilt after damage, until dismissed) | failing
+            "journal_state": state.get("journal", "ok"),
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
             "printers": printers,

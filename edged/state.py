@@ -6,19 +6,23 @@ websocket up, is the printer out of paper, is the LED blinking). Producers call
 
 Keys in use (values are JSON-friendly):
 
-===================  ==========================================================================
-``link``             ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
-                     | ``not_paired``
-``link.detail``      human text for the state above
-``link.reconnects``  int, websocket reconnects since start
-``queued_commands``  int, outbox entries waiting for Sinqro
-``waiting_orders``   int, orders waiting for a decision
-``printer.NAME``     ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
-``panel.led``        LED state name (see README, LED table)
-``panel.buzzer``     buzzer pattern name or ``quiet``
-``bridge.mqtt``      ``disabled`` | ``connecting`` | ``online`` | ``offline``
-``bridge.serial``    ``disabled`` | ``online`` | ``offline``
-===================  ==========================================================================
+======================  ==========================================================================
+``link``                ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
+                        | ``not_paired``
+``link.detail``         human text for the state above
+``link.reconnects``     int, websocket reconnects since start
+``queued_commands``     int, outbox entries waiting for Sinqro
+``waiting_orders``      int, orders waiting for a decision
+``printer.NAME``        ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
+``panel.led``           LED state name (see README, LED table)
+``panel.buzzer``        buzzer pattern name or ``quiet``
+``bridge.mqtt``         ``disabled`` | ``connecting`` | ``online`` | ``offline``
+``bridge.serial``       ``disabled`` | ``online`` | ``offline``
+``journal``             ``ok`` | ``recovered`` (rebuilt after damage, until dismissed on the
+                        page) | ``failing`` (writes fail: disk full, I/O error)
+``journal.detail``      human text for the state above
+``journal.recovered``   ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
+======================  ==========================================================================
 """
 
 from __future__ import annotations

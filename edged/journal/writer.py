@@ -164,7 +164,7 @@ class Writer:
                     writes = []
                     continue
             else:
-                item = self._next(block=True)
+                item = self._next()
                 if item is None or item is _TICK:
                     self._maybe_flush_lazy()
                     continue
@@ -202,23 +202,13 @@ class Writer:
         except queue.Empty:
             return None
 
-    def _next(self, *, block: bool) -> object | None:
-        if not block:
-            try:
-                return self._queue.get_nowait()
-            except queue.Empty:
-                return None
+    def _next(self) -> object | None:
+        """The next item; None when a lazy cursor is due before one arrives."""
         with self._lock:
             since = self._lazy_since
         if since is None:
             return self._queue.get()
-        left = since + LAZY_FLUSH - time.monotonic()
-        if left <= 0:
-            return None
-        try:
-            return self._queue.get(timeout=left)
-        except queue.Empty:
-            return None
+        return self._get(since + LAZY_FLUSH - time.monotonic())
 
     def _call(self, work: _Work) -> tuple[Any, BaseException | None]:
         try:

@@ -72,12 +72,14 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         sim.stop()
 
 
-def box_config(tmp_path: Path, sim: SimulatorProcess, *, user_token: str | None = None) -> Path:
+def box_config(
+    tmp_path: Path, sim: SimulatorProcess, *, user_token: str | None = None, tickets: str = "t1"
+) -> Path:
     overrides: dict[str, Any] = {} if user_token is None else {"user_token": user_token}
     doc: dict[str, Any] = {
         "box": {"name": "test-box", "state_dir": str(tmp_path / "state")},
         "sinqro": sinqro_section(sim.info(), **overrides),
-        "printers": [{"name": "kitchen", "uri": f"virtual://{tmp_path / 'tickets'}"}],
+        "printers": [{"name": "kitchen", "uri": f"virtual://{tmp_path / tickets}"}],
         "panel": {"enabled": False},
         "web": {"host": "127.0.0.1", "port": free_port()},
     }
@@ -157,7 +159,7 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
             await j.close()
 
     asyncio.run(pair())
-    config = box_config(tmp_path, cloud, user_token="revoked-config-token")
+    config = box_config(tmp_path, cloud, user_token="revoked-config-token", tickets="t2")
     damage(journal)
     rebuilt = damage is not damage_row
     with DaemonProcess(config, log_path=tmp_path / "second.log") as daemon:
@@ -174,15 +176,15 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
         copies = list(journal.parent.glob("edged.damaged-*.sqlite3"))
         if rebuilt:
             assert len(copies) == 1, "the damaged journal is kept for diagnosis"
+            tickets = tmp_path / "t2"
             notice = until(
-                lambda: [
-                    p
-                    for p in (tmp_path / "tickets").glob("*-text.txt")
-                    if "JOURNAL" in p.read_text()
-                ],
+                lambda: [p for p in tickets.glob("*-text.txt") if "JOURNAL" in p.read_text()],
                 "the printed notice",
             )
             assert copies[0].name in notice[0].read_text()
+            # They printed before the journal was lost: again, but never silently twice.
+            until(lambda: len(list(tickets.glob("*-order.txt"))) == 12, "12 tickets again")
+            assert all("REPRINT" in p.read_text() for p in tickets.glob("*-order.txt"))
         else:
             assert copies == []
             quarantined = rows(journal, "SELECT source, error FROM quarantine")

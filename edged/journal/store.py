@@ -154,7 +154,8 @@ class Journal:
     # -- plumbing --------------------------------------------------------------------------
 
     def _make_tx(self, conn: sqlite3.Connection) -> Tx:
-        return Tx(conn, self.epoch)
+        at = self.recovered.get("at") if self.recovered else None
+        return Tx(conn, self.epoch, float(at) if isinstance(at, (int, float)) else None)
 
     async def _call(self, fn: Callable[..., R], *, barrier: bool = False) -> R:
         """Run ``fn(conn)`` (a read) or ``fn()`` (a barrier) on the journal thread."""

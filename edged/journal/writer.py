@@ -62,10 +62,15 @@ def is_storage_fault(exc: BaseException) -> bool:
 class TxBase:
     """A transaction on the writer thread (``Journal``'s ``Tx`` adds the operations)."""
 
-    def __init__(self, conn: sqlite3.Connection, epoch: str = "") -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, epoch: str = "", recovered_at: float | None = None
+    ) -> None:
         self.conn = conn
         self.now = time.time()
         self.epoch = epoch
+        # When this journal replaced a damaged one (unix time), until the owner dismissed it:
+        # orders older than that may have printed before.
+        self.recovered_at = recovered_at
         self.events: list[Event] = []
         self.lazy_cursors: dict[str, int] = {}
 

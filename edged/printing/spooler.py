@@ -48,6 +48,7 @@ from edged.printing.ticket import (
     cancel_slip,
     is_late,
     order_ticket,
+    parse_time,
     printer_test_ticket,
     status_slip,
     text_ticket,
@@ -168,6 +169,15 @@ async def append_print_request(
     if kind == "text":
         data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
     return await journal.append_event(ev.PRINT_REQUESTED, order_id, data)
+
+
+def printed_before(tx: Tx, order: StoredOrder) -> bool:
+    """After a damaged journal was replaced, an order Sinqro created before that may have
+    printed already: its ticket comes again under a REPRINT banner, never silently twice."""
+    if tx.recovered_at is None:
+        return False
+    created = parse_time(order.payload.get("createdAt"))
+    return created is None or created.timestamp() < tx.recovered_at
 
 
 class Spooler:
@@ -332,10 +342,11 @@ class Spooler:
         *,
         state: str = "queued",
         error: str | None = None,
+        reprint: bool = False,
     ) -> bool:
         cur = tx.execute(
             "INSERT OR IGNORE INTO print_jobs (printer, origin, kind, order_id, event_seq, params,"
-            " state, created, updated, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, created, updated, error, reprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 printer,
                 printer,
@@ -347,6 +358,7 @@ class Spooler:
                 tx.now,
                 tx.now,
                 error,
+                int(reprint),
             ),
         )
         return bool(cur.rowcount)
@@ -380,7 +392,7 @@ class Spooler:
                 why = f"order already {order.status}" if order.is_final else "stale order"
                 self._add(tx, name, "order", event, {}, state="skipped", error=why)
                 continue
-            if self._add(tx, name, "order", event, {}):
+            if self._add(tx, name, "order", event, {}, reprint=printed_before(tx, order)):
                 touched.add(name)
 
     def _plan_status(self, tx: Tx, event: Event, touched: set[str]) -> None:

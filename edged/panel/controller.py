@@ -31,7 +31,7 @@ from typing import Any, Literal
 from edged.clock import Clock, RealClock
 from edged.config import OrdersConfig
 from edged.journal.events import Event
-from edged.journal.store import Journal, StoredOrder
+from edged.journal.store import Journal, JournalError, StoredOrder
 from edged.orders import CommandRefused, OrderDesk, Outcome
 from edged.panel.alerts import DECISIONS, AlertTracker
 from edged.panel.buttons import BUTTONS, ButtonLogic, ButtonName, Gesture, Intent
@@ -203,8 +203,15 @@ class Panel:
         while True:
             self._resync.consume()
             start = self.journal.last_seq
-            waiting = await self.journal.waiting_refs()
-            pending = await self.journal.pending_commands()
+            try:
+                waiting = await self.journal.waiting_refs()
+                pending = await self.journal.pending_commands()
+            except JournalError as exc:
+                # An unreadable card: keep ringing for what is known, look again shortly.
+                log.error("panel: journal unavailable: %s; retrying", exc)
+                await self.clock.sleep(1.0)
+                self._resync.fire()
+                continue
             self.tracker.reconcile(start, waiting, pending)
             # Same counts as Journal.counts(); keeps the LED true even when a writer
             # (a test, a tool) did not refresh them.

@@ -295,9 +295,17 @@ class Spooler:
     # -- planning --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        cursor = await self.journal.get_cursor(CONSUMER) or 0
+        cursor: int | None = None
         while True:
-            events = await self.journal.read_events(cursor, BATCH)
+            try:
+                if cursor is None:
+                    cursor = await self.journal.get_cursor(CONSUMER) or 0
+                events = await self.journal.read_events(cursor, BATCH)
+            except JournalError as exc:
+                # An unreadable card: queued jobs keep printing; planning waits it out.
+                log.error("spooler: cannot read the journal: %s; retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             if not events:
                 await self.journal.wait_for_events(cursor)
                 continue

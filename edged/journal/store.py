@@ -126,7 +126,8 @@ class Journal:
         self.recovered = _json_or_none(raw[0]) if raw else None
         self._last_seq = self._max_seq_sync(conn)
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-        presize_wal(conn, self.path)
+        if heal:  # the daemon, which keeps the journal open; not a short CLI command
+            presize_wal(conn, self.path)
 
     async def close(self) -> None:
         """Stop the watcher, write what waits, checkpoint and close; safe to call twice."""

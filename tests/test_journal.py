@@ -405,3 +405,26 @@ async def test_an_older_journal_is_rebuilt_with_small_pages_by_the_daemon(
         assert await j.integrity_check() == "ok"
     finally:
         await j.close()
+
+
+async def test_settings_an_older_edged_left_in_a_damaged_journal_are_saved(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    j = await Journal.open(path)
+    await j.kv_set("web.admin_password", "hash-kept-in-kv-by-an-older-edged")
+    for n in range(1, 80):
+        await j.upsert_order(order(n, comment="y" * 800))
+    await j.close()
+    # Damage the orders' pages (the end of the file), not the small kv table.
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        fh.seek(size - 20 * 1024)
+        fh.write(b"\xff" * 16 * 1024)
+    healed = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert healed.recovery is not None
+        assert await healed.kept_get("web.admin_password") == "hash-kept-in-kv-by-an-older-edged"
+        assert (await healed.counts())["orders"] == 0
+    finally:
+        await healed.close()

@@ -127,6 +127,7 @@ def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recover
         if heal:
             convert_page_size(conn, path)
         return conn, None
+    settings = salvage_settings(path)
     kept = move_aside(path)
     log.critical(
         "journal: %s is damaged (%s); kept as %s, starting a fresh journal: open orders "
@@ -135,7 +136,32 @@ def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recover
         reason,
         kept.name,
     )
-    return connect(path, check=False), Recovery(time.time(), reason, kept.name)
+    conn = connect(path, check=False)
+    for key, value in settings.items():
+        conn.execute("INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)", (key, value))
+    if settings:
+        log.info("journal: %d setting(s) saved from the damaged journal", len(settings))
+    return conn, Recovery(time.time(), reason, kept.name)
+
+
+def salvage_settings(path: Path) -> dict[str, str]:
+    """What can still be read of a damaged journal's ``kv`` table (an older edged kept the
+    pairing and the admin password there), best effort; the journal's own keys excepted."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = conn.execute("SELECT key, value FROM kv").fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    return {
+        k: v
+        for k, v in rows
+        if isinstance(k, str) and isinstance(v, str) and not k.startswith("journal.")
+    }
 
 
 def convert_page_size(conn: sqlite3.Connection, path: Path) -> None:

@@ -183,8 +183,9 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
             )
             assert copies[0].name in notice[0].read_text()
             # They printed before the journal was lost: again, but never silently twice.
-            until(lambda: len(list(tickets.glob("*-order.txt"))) == 12, "12 tickets again")
-            assert all("REPRINT" in p.read_text() for p in tickets.glob("*-order.txt"))
+            until(lambda: len(list(tickets.glob("*-reprint.txt"))) == 12, "12 tickets again")
+            assert not list(tickets.glob("*-order.txt"))
+            assert all("REPRINT" in p.read_text() for p in tickets.glob("*-reprint.txt"))
         else:
             assert copies == []
             quarantined = rows(journal, "SELECT source, error FROM quarantine")

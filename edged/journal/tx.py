@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from edged.journal import events as ev
@@ -15,6 +16,8 @@ from edged.journal.rows import (
     RowError,
     StoredOrder,
     UpsertResult,
+    event_from_row,
+    lenient_text,
     payload_digest,
     row_as_json,
 )
@@ -24,8 +27,13 @@ from edged.sinqro.models import Order
 log = logging.getLogger(__name__)
 
 COMMAND_KINDS = ("accept", "cancel", "status", "catalog")
-# Tables whose rows are decoded, and the column that identifies a row in each.
+# Tables whose rows are decoded, the column that identifies a row in each, its decoder.
 ROW_KEYS = {"orders": "id", "events": "seq", "outbox": "id"}
+DECODERS: dict[str, Callable[[sqlite3.Row], object]] = {
+    "orders": StoredOrder.from_row,
+    "events": event_from_row,
+    "outbox": Command.from_row,
+}
 
 
 class Tx(TxBase):
@@ -197,9 +205,25 @@ class Tx(TxBase):
 def quarantine_row(
     conn: sqlite3.Connection, table: str, row: sqlite3.Row, error: str, now: float
 ) -> None:
-    """Move a row that cannot be decoded out of ``table`` into ``quarantine``, and log it."""
+    """Move a row that cannot be decoded out of ``table`` into ``quarantine``, and log it.
+
+    Only if it is still there and still cannot be decoded: two readers may have met the
+    same row, and the order may have been stored afresh in between."""
     key_column = ROW_KEYS[table]
     key = row[key_column]
+    conn.text_factory = lenient_text
+    try:
+        current = conn.execute(f"SELECT * FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
+    finally:
+        conn.text_factory = str
+    if current is None:
+        return
+    try:
+        DECODERS[table](current)
+    except RowError:
+        row = current
+    else:
+        return
     conn.execute(
         "INSERT INTO quarantine (source, row_key, row, error, ts) VALUES (?, ?, ?, ?, ?)",
         (table, str(key), row_as_json(row), error, now),

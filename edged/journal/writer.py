@@ -1,7 +1,7 @@
 """The journal's one thread: every read and write on one SQLite connection, with group commit.
 
-Work is queued from the event loop and answered through asyncio futures. The thread takes
-what is waiting, runs the reads, and runs all waiting transactions as **one** SQLite
+Work is queued from the event loop and answered through asyncio futures, in the order it
+was queued. Transactions that wait next to each other in the queue run as **one** SQLite
 transaction, each inside its own savepoint:
 
 * a lone transaction commits at once: nothing waits for company, so no latency is added;
@@ -39,9 +39,6 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 128  # transactions in one commit; bounds the first caller's wait in a burst
 LAZY_FLUSH = 5.0  # seconds a lazy cursor may wait for a commit to ride along with
-# After a commit that published events, writes arriving within this many seconds wait for
-# each other: they are the consumers' reactions to those events.
-REACTION_WINDOW = 0.004
 
 Kind = Literal["read", "write", "barrier"]
 
@@ -117,7 +114,6 @@ class Writer:
         self._lazy_since: float | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reactions_until = 0.0
         self.commits = 0
         self.grouped = 0  # transactions that shared a commit with another
         self.write_failures = 0
@@ -159,12 +155,11 @@ class Writer:
     # -- on the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        writes: list[_Work] = []
-        deadline = 0.0  # when the waiting writes are committed
+        writes: list[_Work] = []  # transactions waiting next to each other in the queue
         while True:
             if writes:
-                item = self._get(deadline - time.monotonic())
-                if item is None:
+                item = self._get(0)
+                if item is None:  # nothing more waits: commit at once
                     self._commit(writes)
                     writes = []
                     continue
@@ -181,20 +176,13 @@ class Writer:
                 continue
             assert isinstance(item, _Work)
             if item.kind == "write":
-                if not writes:
-                    # At once, unless the last commit published events a moment ago: the
-                    # spooler, the sender and the bridges react to them within a few ms,
-                    # and their writes then share one commit.
-                    deadline = max(time.monotonic(), self._reactions_until)
                 writes.append(item)
                 if len(writes) >= MAX_GROUP:
                     self._commit(writes)
                     writes = []
-            elif item.kind == "read":
-                # Nobody has seen the waiting writes' results yet, so a read queued after
-                # them may run first.
-                self._answer([_Outcome(item, *self._call(item))])
-            else:  # a barrier (open, close) keeps its place in line
+            else:
+                # Reads and barriers (open, close) keep their place in line: whoever asks
+                # after a write was queued sees it committed.
                 self._commit(writes)
                 writes = []
                 self._answer([_Outcome(item, *self._call(item))])
@@ -291,8 +279,6 @@ class Writer:
             self.grouped += len(outcomes)
         if changed:
             self._fault(None)
-        if any(o.events for o in outcomes):
-            self._reactions_until = time.monotonic() + REACTION_WINDOW
         self._answer(outcomes)
 
     def _as_journal_error(self, exc: BaseException, what: str) -> BaseException:

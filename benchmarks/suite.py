@@ -36,11 +36,11 @@ import bench_panel  # noqa: E402
 import bench_printing  # noqa: E402
 import bench_storage  # noqa: E402
 import httpx  # noqa: E402
+from harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
 
 from edged.app import App, Extras  # noqa: E402
 from edged.config import OrdersConfig, load_config  # noqa: E402
 from edged.demo import demo_config  # noqa: E402
-from edged.harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
 from edged.journal import events as ev  # noqa: E402
 from edged.journal.events import Event  # noqa: E402
 from edged.journal.store import Journal  # noqa: E402

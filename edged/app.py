@@ -3,14 +3,16 @@
 Start-up order matters and is what systemd's READY=1 promises:
 
 1. the journal is open (migrated, WAL, writer thread up);
-2. the Sinqro link, outbox sender, spooler, panel, bridges and web page are started;
+2. the supervisor builds and starts every part (Sinqro link, outbox sender, spooler,
+   panel, bridges, web page; see :mod:`edged.parts`);
 3. READY=1 and a STATUS line; then WATCHDOG=1 while the loop and the journal answer.
 
-Every part runs as a named task in one TaskGroup. A part that dies with an unexpected error
-ends the process (exit code 1) so systemd restarts the whole box cleanly; parts handle the
-failures they expect (network down, printer off) themselves. SIGTERM/SIGINT stop the group:
-each part finishes or records its in-flight work in ``finally`` blocks, then the journal
-checkpoints and closes.
+A part that fails is shown failed and restarted with backoff by the supervisor; order
+intake, the buzzer and the other parts go on. Only the journal (the watchdog stops) or the
+supervisor failing ends the process for systemd. A saved setting (web page) or SIGHUP
+(``systemctl reload edged``, the files read again) restarts only the parts whose config
+sections changed. SIGTERM/SIGINT stop everything: each part finishes or records its
+in-flight work in ``finally`` blocks, then the journal checkpoints and closes.
 """
 
 from __future__ import annotations
@@ -25,26 +27,38 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
-from edged.config import Config, save_web_settings
+from edged.config import Config, load_config, save_web_settings
+from edged.configtools import ConfigError
 from edged.journal import recovery as journal_recovery
-from edged.journal.store import Journal
+from edged.journal.store import Journal, Tx
 from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
+from edged.parts import PartSpec, Runnable, Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
-    from edged.bridges.mqtt import MqttBridge
-    from edged.bridges.serial import SerialBridge
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
+    from edged.web.services import Metric
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 3600.0
+# The link's counters on /metrics, as edged_link_<key>_total (reconnects: the page has it).
+LINK_COUNTERS = {
+    "frames": "Websocket frames received",
+    "bad_frames": "Websocket frames rejected",
+    "ignored_frames": "Websocket frames of another selling point",
+    "polls": "REST syncs while the websocket was down",
+    "reconciles": "Reconciles after a (re)connect",
+    "refreshes": "Status refreshes while the websocket was up",
+    "gone_orders": "Open orders closed as gone (unknown to Sinqro, or another selling point)",
+    "stale_reports": "Reports set aside because they would move an order back",
+}
 
 
 class StopRequested(Exception):
@@ -58,6 +72,17 @@ class Extras:
     tasks: list[tuple[str, Callable[[App], Coroutine[Any, Any, None]]]] = field(
         default_factory=list
     )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What saving settings did: the config now in force and, per restarted part,
+    ``applied``, ``restarting`` or the error of the part that could not start. Sections no
+    part is built from (journal, logging) are listed under ``needs restart``."""
+
+    config: Config
+    parts: dict[str, str]
+    needs_restart: tuple[str, ...] = ()
 
 
 class App:
@@ -79,8 +104,12 @@ class App:
         self.spooler: Spooler | None = None
         self.panel: Panel | None = None
         self.web: WebServer | None = None
-        self.bridges: list[MqttBridge | SerialBridge] = []
+        self.supervisor: Supervisor
+        # Tests: called with a part's name before each start (to inject start failures).
+        self.start_hook: Callable[[str], None] | None = None
         self._stop = asyncio.Event()
+        self._applying = asyncio.Lock()
+        self._printer_moves: list[tuple[str, str]] = []
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
         self.demo = False
@@ -138,22 +167,88 @@ class App:
             await self.api.logout()
         await self.set_pairing(Pairing())
 
+    def metrics(self) -> list[Metric]:
+        """Samples of the link and the outbox for ``/metrics`` (the web page adds its own)."""
+        from edged.web.services import Metric
+
+        link = self.link.metrics()
+        out = [
+            Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
+            for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_link_unread_orders",
+                float(link["unread_orders"]),
+                "Open orders the last refresh could not read",
+            ),
+            Metric(
+                "edged_command_retries_total",
+                float(self.sender.retries),
+                "Command attempts that will be retried (per-order backoff)",
+                "counter",
+            ),
+            Metric(
+                "edged_orders_retrying",
+                float(len(self.sender.retrying())),
+                "Orders whose next command waits for its own retry",
+            ),
+        ]
+        for name, health in sorted(self.supervisor.health().items()):
+            labels = {"part": name}
+            failed = float(health["state"] == "failed")
+            out.append(
+                Metric("edged_part_failed", failed, "Part failed, restarting", labels=labels)
+            )
+            restarts = float(health["restarts"])
+            out.append(
+                Metric("edged_part_restarts_total", restarts, "Part restarts", "counter", labels)
+            )
+        return out
+
     async def order_actions(self, order_id: int) -> list[OrderAction]:
         return await self.api.order_actions(order_id)
 
-    async def apply_settings(self, changes: dict[str, Any]) -> Config:
-        """Validate and save settings from the web page.
-
-        Order settings apply at once (the desk and sender read them at use time); printer,
-        panel and bridge settings take effect when their part restarts, which the page says.
-        Queued work is in the journal, so nothing is lost either way.
-        """
+    async def apply_settings(self, changes: dict[str, Any]) -> ApplyResult:
+        """Validate and save settings from the web page, then apply them: the parts whose
+        sections changed restart within a moment; queued work is in the journal."""
         # Off the loop: the save fsyncs the file and its directory.
         new = await asyncio.to_thread(save_web_settings, self.config, changes)
-        self.config = new
-        self.desk.config = new.orders
-        self.sender.config = new.orders
-        return new
+        return await self._use(new)
+
+    async def reload(self) -> ApplyResult:
+        """SIGHUP (``systemctl reload edged``): read the config files again and apply."""
+        new = await asyncio.to_thread(load_config, self.config.source)
+        return await self._use(new)
+
+    async def _use(self, new: Config) -> ApplyResult:
+        async with self._applying:
+            old = self.config
+            self.config = new
+            self.desk.config = new.orders
+            self.sender.config = new.orders
+            if self.panel is not None:
+                self.panel.language = new.box.language
+            # Queued tickets of a removed printer go to its backup when that one stays; the
+            # rest are failed with a reason by the spooler's start (never dropped silently).
+            self._printer_moves = self._backups_of_removed(old, new)
+            parts = await self.supervisor.apply(new)
+            fixed = ("journal", "logging")
+            later = tuple(s for s in fixed if getattr(old, s) != getattr(new, s))
+            return ApplyResult(new, parts, later)
+
+    def _backups_of_removed(self, old: Config, new: Config) -> list[tuple[str, str]]:
+        """``(removed printer, its backup)`` for removed printers whose backup stays."""
+        kept = {p.name for p in new.printers}
+        return [
+            (p.name, p.backup)
+            for p in old.printers
+            if p.name not in kept and p.backup and p.backup in kept
+        ]
+
+    def part_health(self) -> dict[str, dict[str, Any]]:
+        """Every part's state (``running``, ``failed``...), for /health, the page, MQTT."""
+        return self.supervisor.health()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -167,6 +262,43 @@ class App:
         )
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
         await self.desk.refresh_counts()
+        self._build_link(cfg)
+        self.supervisor = Supervisor(
+            cfg, self.state, self._part_specs(), start_hook=self._start_hook
+        )
+
+    def _start_hook(self, name: str) -> None:
+        if self.start_hook is not None:
+            self.start_hook(name)
+
+    def _part_specs(self) -> list[PartSpec]:
+        """Every part, the config sections it is built from, and how to build it."""
+        release = self._release
+        return [
+            PartSpec("sinqro-link", ("sinqro",), self._link_part, release),
+            PartSpec("outbox", ("sinqro",), self._sender_part, release),
+            PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
+            PartSpec("panel", ("panel", "orders"), self._build_panel, release),
+            PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
+            PartSpec("serial", ("serial",), self._build_serial, release),
+            # The page reads the box's name and language live: changing them (the language
+            # is chosen on the page) must not restart it and sign everyone out.
+            PartSpec("web", ("web",), self._build_web, release, restart_detached=True),
+        ]
+
+    def _release(self, part: Runnable) -> None:
+        """Forget a stopped instance's listeners, so a restart leaves nothing behind."""
+        for name in ("_on_events", "_on_journal_events"):
+            listener = getattr(part, name, None)
+            if listener is not None:
+                self.journal.remove_listener(listener)
+        for name in ("_on_state_change", "_on_state"):
+            watcher = getattr(part, name, None)
+            if watcher is not None:
+                self.state.unwatch(watcher)
+
+    def _build_link(self, cfg: Config) -> None:
+        """The REST client, outbox sender and notification link share one Sinqro config."""
         self.api = SinqroApi(
             cfg.sinqro.base_url,
             cfg.sinqro.server_token,
@@ -190,15 +322,32 @@ class App:
             self.current_pairing,
             on_online=self.sender.kick,
         )
-        self._build_optional_parts()
 
-    def _build_optional_parts(self) -> None:
-        """Printers, panel, bridges and web page: each only when configured."""
-        cfg = self.config
-        if cfg.printers:
-            from edged.printing.spooler import Spooler
+    def _link_part(self, cfg: Config) -> Runnable:
+        if self.link.config != cfg.sinqro:
+            old = self.api
+            self._build_link(cfg)
+            asyncio.get_running_loop().create_task(old.aclose(), name="old-sinqro-client")
+        return self.link
 
-            self.spooler = Spooler(cfg.printers, self.journal, self.state, cfg.box)
+    def _sender_part(self, cfg: Config) -> Runnable:
+        return self.sender
+
+    def _build_spooler(self, cfg: Config) -> Runnable | None:
+        self.spooler = None
+        kept = {f"printer.{p.name}" for p in cfg.printers}
+        for key in [k for k in self.state.snapshot() if k.startswith("printer.")]:
+            if key not in kept:
+                self.state.delete(key)
+        if not cfg.printers:
+            return None
+        from edged.printing.spooler import Spooler
+
+        self.spooler = Spooler(list(cfg.printers), self.journal, self.state, cfg.box)
+        moves, self._printer_moves = self._printer_moves, []
+        return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
+
+    def _build_panel(self, cfg: Config) -> Panel:
         # Always built: with panel.enabled = false it claims no pins, but the alert logic and
         # the web page's virtual buttons still work.
         from edged.panel.controller import Panel
@@ -211,26 +360,39 @@ class App:
             self.state,
             on_setup_request=self._print_setup_ticket,
         )
-        box_id = cfg.box.name
-        if cfg.mqtt.enabled:
-            from edged.bridges.mqtt import MqttBridge
+        self.panel.language = cfg.box.language
+        # A short ACCEPT press while the page waits for one proves the browser instead.
+        self.panel.on_access_press = self._access_press
+        return self.panel
 
-            self.bridges.append(
-                MqttBridge(cfg.mqtt, self.journal, self.desk, self.state, box_id=box_id)
-            )
-        else:
+    def _access_press(self) -> bool:
+        return self.web is not None and self.web.button_pressed()
+
+    def _build_mqtt(self, cfg: Config) -> Runnable | None:
+        if not cfg.mqtt.enabled:
             self.state.set("bridge.mqtt", "disabled")
-        if cfg.serial.enabled:
-            from edged.bridges.serial import SerialBridge
+            return None
+        from edged.bridges.mqtt import MqttBridge
 
-            self.bridges.append(SerialBridge(cfg.serial, self.journal, self.desk, self.state))
-        else:
+        return MqttBridge(cfg.mqtt, self.journal, self.desk, self.state, box_id=cfg.box.name)
+
+    def _build_serial(self, cfg: Config) -> Runnable | None:
+        if not cfg.serial.enabled:
             self.state.set("bridge.serial", "disabled")
-        if cfg.web.enabled:
-            from edged.web.server import WebServer
-            from edged.web.services import WebServices
+            return None
+        from edged.bridges.serial import SerialBridge
 
-            self.web = WebServer(cfg.web, WebServices.from_app(self))
+        return SerialBridge(cfg.serial, self.journal, self.desk, self.state)
+
+    def _build_web(self, cfg: Config) -> Runnable | None:
+        self.web = None
+        if not cfg.web.enabled:
+            return None
+        from edged.web.server import WebServer
+        from edged.web.services import WebServices
+
+        self.web = WebServer(cfg.web, WebServices.from_app(self))
+        return _Served(self.web)
 
     async def _print_setup_ticket(self) -> None:
         if self.web is not None:
@@ -268,27 +430,39 @@ class App:
         await self._stop.wait()
         raise StopRequested
 
+    def request_reload(self) -> None:
+        """SIGHUP: read the config files again and restart the parts that changed."""
+        asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")
+
+    async def _reload_logged(self) -> None:
+        try:
+            result = await self.reload()
+        except ConfigError as exc:
+            log.error("reload refused, the config in force stays: %s", exc)
+            return
+        except OSError as exc:
+            log.error("reload failed, the config in force stays: %s", exc)
+            return
+        if not result.parts and not result.needs_restart:
+            log.info("reload: nothing changed")
+        for section in result.needs_restart:
+            log.warning("reload: [%s] changed; it applies when edged restarts", section)
+
     async def run(self) -> int:
         """Run until stopped. Returns the process exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self._open()
         code = 0
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._wait_stop(), name="stop")
-                tg.create_task(self.link.run(), name="sinqro-link")
-                tg.create_task(self.sender.run(), name="outbox-sender")
-                if self.spooler is not None:
-                    tg.create_task(self.spooler.run(), name="spooler")
-                if self.panel is not None:
-                    tg.create_task(self.panel.run(), name="panel")
-                for bridge in self.bridges:
-                    tg.create_task(bridge.run(), name=type(bridge).__name__)
-                if self.web is not None:
-                    await self.web.start()
+                tg.create_task(self.supervisor.run(), name="supervisor")
+                await self.supervisor.started()
                 for name, factory in self.extras.tasks:
                     tg.create_task(factory(self), name=name)
                 tg.create_task(self._housekeeping(), name="housekeeping")
@@ -305,20 +479,65 @@ class App:
             log.info("edged stopping")
         except* Exception as group:
             for exc in group.exceptions:
-                log.critical("a part of edged failed: %r", exc, exc_info=exc)
+                log.critical("edged failed: %r", exc, exc_info=exc)
             code = 1
         finally:
             await self._close()
         return code
 
     async def _close(self) -> None:
-        if self.web is not None:
-            with contextlib.suppress(Exception):
-                await self.web.stop()
         with contextlib.suppress(Exception):
             await self.api.aclose()
         await self.journal.close()
         log.info("edged stopped")
+
+
+class _MovingJobs:
+    """The spooler, started after the tickets of removed printers moved to their backup
+    (the old spooler has stopped: a ticket it was sending is sent again, marked REPRINT)."""
+
+    def __init__(self, spooler: Spooler, journal: Journal, moves: list[tuple[str, str]]) -> None:
+        self.spooler = spooler
+        self.journal = journal
+        self.moves = moves
+
+    async def start(self) -> None:
+        def run(tx: Tx) -> int:
+            moved = 0
+            for removed, backup in self.moves:
+                moved += tx.execute(
+                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
+                    " reprint = (reprint OR state = 'sending'), state = 'queued'"
+                    " WHERE printer = ? AND state IN ('queued', 'sending')",
+                    (backup, backup, tx.now, removed),
+                ).rowcount
+            return moved
+
+        moved = await self.journal.transaction(run)
+        if moved:
+            log.info("%d ticket(s) of removed printers moved to their backup", moved)
+
+    async def run(self) -> None:
+        await self.spooler.run()
+
+
+class _Served:
+    """The web page as a part: listening once ``start`` returns, stopped when cancelled."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        # The supervisor drops these when the part stops (see App._release).
+        self._on_journal_events = server._on_journal_events
+        self._on_state_change = server._on_state_change
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def run(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.server.stop()
 
 
 async def run_app(config: Config, extras: Extras | None = None) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 from edged import __version__
 from edged.config import Config, load_config
 from edged.configtools import ConfigError, to_plain
+from edged.i18n import LANGUAGES, Locale
+from edged.i18n.words import status_word, type_word
 
 DEFAULT_CONFIG = "/etc/edged/edged.toml"
 EX_CONFIG = 78  # sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
@@ -124,6 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             web_port=args.web_port,
             sim_port=args.sim_port,
             orders_every=args.orders_every,
+            language=args.language,
             headless=args.headless,
         )
     )
@@ -161,12 +164,37 @@ async def _with_journal(args: argparse.Namespace, work: Any) -> int:
         await journal.close()
 
 
-def _fmt_time(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+async def _locale(config: Config, journal: Any) -> Locale:
+    """The box's language and the selling point's time zone (from the pairing)."""
+    from edged.pairing import load_pairing
+
+    pairing = await load_pairing(journal, config.sinqro)
+    return Locale(config.box.language, pairing.timezone or config.box.timezone)
+
+
+async def resolve_order(journal: Any, ref: str) -> tuple[int | None, str]:
+    """An order id from what was typed: an id, or the order's code (``OP4ES5``, any
+    case). Returns ``(id, "")`` or ``(None, why)``."""
+    text = ref.strip().lstrip("#")
+    if text.isdigit() and len(text) <= 19 and await journal.get_order(int(text)) is not None:
+        return int(text), ""
+    matches = [
+        o
+        for o in await journal.list_orders(search=text, limit=50)
+        if o.code.upper() == text.upper()
+    ]
+    if len(matches) == 1:
+        return matches[0].id, ""
+    if matches:
+        ids = ", ".join(str(o.id) for o in matches)
+        return None, f"code {text} matches several orders ({ids}): give the id"
+    return None, f"no order with id or code {text} in the journal"
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
     async def work(config: Config, journal: Any) -> int:
+        locale = await _locale(config, journal)
+        _ = locale.gettext
         if args.all:
             orders = await journal.list_orders(limit=args.limit)
         else:
@@ -190,11 +218,25 @@ def cmd_orders(args: argparse.Namespace) -> int:
             )
             return 0
         if not orders:
-            print("no orders" if args.all else "no open orders")
-        for o in orders:
-            print(
-                f"{o.id:>10}  {o.code:<8}  {o.type:<11}  {o.status:<22}  {_fmt_time(o.first_seen)}"
+            print(_("no orders") if args.all else _("no open orders"))
+            return 0
+        rows = [(_("ID"), _("CODE"), _("TYPE"), _("STATUS"), _("SEEN"))]
+        rows += [
+            (
+                str(o.id),
+                o.code,
+                type_word(o.type, locale),
+                status_word(o.status, locale),
+                locale.datetime(o.first_seen),
             )
+            for o in orders
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        for row in rows:
+            cells = [row[0].rjust(widths[0])] + [
+                c.ljust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+            ]
+            print("  ".join(cells).rstrip())
         return 0
 
     return asyncio.run(_with_journal(args, work))
@@ -206,19 +248,23 @@ def _decide(args: argparse.Namespace, action: str) -> int:
 
     async def work(config: Config, journal: Any) -> int:
         desk = OrderDesk(journal, BoxState(), config.orders)
+        order_id, why = await resolve_order(journal, args.order)
+        if order_id is None:
+            print(f"refused: {why} (UNKNOWN_ORDER)", file=sys.stderr)
+            return 2
         try:
             if action == "accept":
-                command = await desk.accept(args.order, args.delay, source="cli")
+                command = await desk.accept(order_id, args.delay, source="cli")
             elif action == "cancel":
-                command = await desk.cancel(args.order, args.comment, source="cli")
+                command = await desk.cancel(order_id, args.comment, source="cli")
             else:
                 command = await desk.set_status(
-                    args.order, args.status, reason=args.reason or "", source="cli"
+                    order_id, args.status, reason=args.reason or "", source="cli"
                 )
         except CommandRefused as exc:
             print(f"refused: {exc.message} ({exc.code})", file=sys.stderr)
             return 2
-        print(f"command {command.id} queued: {action} order {args.order}")
+        print(f"command {command.id} queued: {action} order {order_id}")
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:
             current = await journal.get_command(command.id)
@@ -337,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-port", type=int, default=0, help="simulator port (default: any free)")
     p.add_argument("--orders-every", type=float, default=20.0, help="seconds between new orders")
     p.add_argument("--headless", action="store_true", help="no terminal view or keys")
+    p.add_argument("--language", choices=LANGUAGES, default="en", help="page and ticket language")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sim", help="run the Sinqro simulator alone")
@@ -357,19 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_orders)
 
     p = with_config(sub.add_parser("accept", help="accept a waiting order"))
-    p.add_argument("order", type=int)
+    p.add_argument("order", help="order id or code (e.g. OP4ES5)")
     p.add_argument("--delay", type=int, default=None, help="minutes of delay (Sinqro's options)")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for Sinqro's answer")
     p.set_defaults(func=lambda a: _decide(a, "accept"))
 
     p = with_config(sub.add_parser("cancel", help="cancel an order (a comment is required)"))
-    p.add_argument("order", type=int)
+    p.add_argument("order", help="order id or code (e.g. OP4ES5)")
     p.add_argument("--comment", required=True)
     p.add_argument("--wait", type=float, default=10.0)
     p.set_defaults(func=lambda a: _decide(a, "cancel"))
 
     p = with_config(sub.add_parser("set-status", help="move an order on (preparation, ready...)"))
-    p.add_argument("order", type=int)
+    p.add_argument("order", help="order id or code (e.g. OP4ES5)")
     p.add_argument("status")
     p.add_argument("--reason", default="", help="required for cancelled_by_sp")
     p.add_argument("--wait", type=float, default=10.0)

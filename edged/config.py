@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.i18n import N_
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
@@ -28,6 +29,7 @@ PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
 PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
+DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,16 @@ class BoxConfig:
     state_dir: str = field(
         default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
     )
-    language: Literal["en", "es"] = field(default="en", metadata=opt(doc="Ticket and page text"))
+    language: Literal["en", "es"] = field(
+        default="en", metadata=opt(doc="Language of the page, tickets and command line")
+    )
+    timezone: str = field(
+        default="",
+        metadata=opt(
+            doc="Time zone for times shown before Sinqro tells the selling point's; "
+            "empty: the system's"
+        ),
+    )
 
     def check(self) -> None:
         if "\x00" in self.state_dir:
@@ -67,6 +78,15 @@ class SinqroConfig:
     ping_interval: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
     ping_timeout: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
     max_frame_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    gone_after: float = field(
+        default=60.0,
+        metadata=opt(
+            minimum=0,
+            maximum=86400,
+            doc="An open order Sinqro answers ORDER_NOT_FOUND for twice, this many seconds"
+            " apart, is closed locally as 'gone'",
+        ),
+    )
 
     def check(self) -> None:
         for key in ("base_url", "websocket_url"):
@@ -103,7 +123,8 @@ class OrdersConfig:
         default=15, metadata=opt(minimum=0, maximum=240, doc="ACCEPT long press, minutes")
     )
     cancel_comment: str = field(
-        default="Cancelled by the restaurant", metadata=opt(doc="Sent with a CANCEL button press")
+        default=DEFAULT_CANCEL_COMMENT,
+        metadata=opt(doc="Sent with a CANCEL button press (the default: in the box's language)"),
     )
     retry_max: float = field(default=30.0, metadata=opt(minimum=0.1, maximum=600))
 

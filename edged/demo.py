@@ -16,6 +16,8 @@ from pathlib import Path
 from edged.app import App, Extras
 from edged.config import load_config
 from edged.configtools import dump_toml
+from edged.i18n import Locale
+from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
 from edged.pairing import KV_KEY
 
@@ -31,11 +33,19 @@ def demo_config(
     user_token: str,
     selling_point_id: int,
     web_port: int,
+    language: str = "en",
 ) -> str:
     """The demo's config file text."""
     tickets = (state_dir / "tickets").resolve()
     doc = {
-        "box": {"name": "edged-demo", "state_dir": str(state_dir.resolve()), "language": "en"},
+        "box": {
+            "name": "edged-demo",
+            "state_dir": str(state_dir.resolve()),
+            "language": language,
+            # The simulator's selling point is in Madrid; pairing through the page
+            # would tell the box, the demo's config-made pairing does not.
+            "timezone": "Europe/Madrid",
+        },
         "sinqro": {
             "base_url": base_url,
             "websocket_url": websocket_url,
@@ -62,30 +72,48 @@ async def _event_view(app: App) -> None:
     """Print a short line for each order event, for people watching the terminal."""
     journal = app.journal
     seq = journal.last_seq
+    locale = Locale(app.config.box.language, app.current_pairing().timezone)
     # On a terminal the panel redraws its status line in place: clear it before each line.
     clear = "\r\x1b[K" if sys.stdout.isatty() else ""
     while True:
         await journal.wait_for_events(seq)
         for event in await journal.read_events(seq):
             seq = event.seq
-            line = _describe(event.kind, event.order_id, event.data)
+            line = describe(event.kind, event.order_id, event.data, locale)
             if line:
-                print(f"{clear}  {line}", flush=True)
+                print(f"{clear}  {locale.time(event.ts)}  {line}", flush=True)
 
 
-def _describe(kind: str, order_id: int | None, d: dict[str, object]) -> str:
+def describe(kind: str, order_id: int | None, d: dict[str, object], locale: Locale) -> str:
+    """One terminal line for a journal event, in the box's language ("" to skip it)."""
+    _ = locale.gettext
     if kind == ev.ORDER_NEW:
-        return f"NEW     order {order_id} {d.get('type')} ({d.get('code')})"
+        return _("NEW      order {id}: {type} ({code})").format(
+            id=order_id, type=type_word(str(d.get("type")), locale), code=d.get("code")
+        )
     if kind == ev.ORDER_STATUS:
-        return f"STATUS  order {order_id} {d.get('previous')} -> {d.get('status')}"
+        return _("STATUS   order {id}: {old} -> {new}").format(
+            id=order_id,
+            old=status_word(str(d.get("previous")), locale),
+            new=status_word(str(d.get("status")), locale),
+        )
     if kind == ev.COMMAND_DONE:
-        return f"SENT    {d.get('kind')} order {order_id} (from {d.get('source')})"
+        return _("SENT     {kind} of order {id} (from {source})").format(
+            kind=d.get("kind"), id=order_id, source=d.get("source")
+        )
     if kind == ev.COMMAND_FAILED:
-        return f"REFUSED {d.get('kind')} order {order_id}: {d.get('code')}"
+        return _("REFUSED  {kind} of order {id}: {code}").format(
+            kind=d.get("kind"), id=order_id, code=d.get("code")
+        )
     if kind == ev.PRINT_DONE:
-        what = "reprint" if d.get("reprint") else d.get("kind")
-        of = f" of order {order_id}" if order_id else ""
-        return f"PRINTED {what} ticket{of} on {d.get('printer')}"
+        printer = d.get("printer")
+        if order_id:
+            return _("PRINTED  ticket of order {id} on {printer}").format(
+                id=order_id, printer=printer
+            )
+        kinds = {"text": _("setup ticket"), "test": _("test page")}
+        kind = kinds.get(str(d.get("kind")), str(d.get("kind")))
+        return _("PRINTED  {kind} on {printer}").format(kind=kind, printer=printer)
     return ""
 
 
@@ -96,12 +124,19 @@ async def run_demo(
     sim_port: int,
     orders_every: float,
     headless: bool,
+    language: str = "en",
 ) -> int:
     """Run simulator and daemon together until Ctrl-C."""
     from edged.simulator.server import Simulator
 
+    # The simulated cloud keeps its orders next to the journal: a second run finds the same
+    # orders in both (no journal order that the cloud never heard of, no reused ids).
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
     async with Simulator(
-        host="127.0.0.1", port=sim_port, generate_every=orders_every or None
+        host="127.0.0.1",
+        port=sim_port,
+        generate_every=orders_every or None,
+        state_file=state_dir / "simulator.json",
     ) as sim:
         path = state_dir / "edged.toml"
         text = demo_config(
@@ -112,6 +147,7 @@ async def run_demo(
             user_token=sim.user_token,
             selling_point_id=sim.selling_point_id,
             web_port=web_port,
+            language=language,
         )
         await asyncio.to_thread(_write_file, path, text)
         config = load_config(path)
@@ -152,15 +188,17 @@ async def _banner(app: App, path: Path) -> None:
     await app.ready.wait()
     tickets = Path(app.config.box.state_dir) / "tickets"
     web = f"http://127.0.0.1:{app.config.web.port}/" if app.web is not None else "(web off)"
-    print(
-        "\n"
-        "  edged demo is running: the daemon against the built-in Sinqro simulator.\n"
-        f"  web page:  {web}\n"
-        f"  tickets:   {tickets}/<printer>/  (.txt and .png per ticket)\n"
-        f"  config:    {path}\n"
-        f"  log:       {Path(app.config.box.state_dir) / 'demo.log'}\n"
-        f"  try:       edged orders -c {path}\n"
-        "  stop:      Ctrl-C\n",
-        flush=True,
-    )
+    _ = Locale(app.config.box.language).gettext
+    lines = [
+        "",
+        _("  edged demo is running: the daemon against the built-in Sinqro simulator."),
+        _("  web page:  {url}").format(url=web),
+        _("  tickets:   {path}/<printer>/  (.txt and .png per ticket)").format(path=tickets),
+        _("  config:    {path}").format(path=path),
+        _("  log:       {path}").format(path=Path(app.config.box.state_dir) / "demo.log"),
+        _("  try:       edged orders -c {path}").format(path=path),
+        _("  stop:      Ctrl-C"),
+        "",
+    ]
+    print("\n".join(lines), flush=True)
     await asyncio.Event().wait()

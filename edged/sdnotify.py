@@ -164,7 +164,10 @@ async def watchdog_loop(
     while True:
         started = loop.time()
         try:
-            await asyncio.wait_for(checks(), limit)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a stop that
+            # arrives as the check finishes, and the daemon would never stop.
+            async with asyncio.timeout(limit):
+                await checks()
         except asyncio.CancelledError:
             raise
         except TimeoutError:

@@ -6,23 +6,27 @@ websocket up, is the printer out of paper, is the LED blinking). Producers call
 
 Keys in use (values are JSON-friendly):
 
-======================  ==========================================================================
-``link``                ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
-                        | ``not_paired``
-``link.detail``         human text for the state above
-``link.reconnects``     int, websocket reconnects since start
-``queued_commands``     int, outbox entries waiting for Sinqro
-``waiting_orders``      int, orders waiting for a decision
-``printer.NAME``        ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
-``panel.led``           LED state name (see README, LED table)
-``panel.buzzer``        buzzer pattern name or ``quiet``
-``bridge.mqtt``         ``disabled`` | ``connecting`` | ``online`` | ``offline``
-``bridge.serial``       ``disabled`` | ``online`` | ``offline``
-``journal``             ``ok`` | ``recovered`` (rebuilt after damage, until dismissed on the
-                        page) | ``failing`` (writes fail: disk full, I/O error)
-``journal.detail``      human text for the state above
-``journal.recovered``   ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
-======================  ==========================================================================
+=========================  =========================================================================
+``link``                   ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
+                           | ``not_paired``
+``link.detail``            human text for the state above
+``link.reconnects``        int, websocket reconnects since start
+``queued_commands``        int, outbox entries waiting for Sinqro
+``waiting_orders``         int, orders waiting for a decision
+``printer.NAME``           ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
+``panel.led``              LED state name (see README, LED table)
+``panel.buzzer``           buzzer pattern name or ``quiet``
+``bridge.mqtt``            ``disabled`` | ``connecting`` | ``online`` | ``offline``
+``bridge.serial``          ``disabled`` | ``online`` | ``offline``
+``part.NAME``              ``{"state": starting|running|failed|disabled|stopped, "error": str,
+                           "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
+``outbox.retrying``        ``{order id: reason}``: orders whose next command waits for its retry
+``link.unread_orders``     int, open orders the last refresh could not read
+``journal``                ``ok`` | ``recovered`` (rebuilt after damage, until dismissed on the
+                           page) | ``failing`` (writes fail: disk full, I/O error)
+``journal.detail``         human text for the state above
+``journal.recovered``      ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
+=========================  =========================================================================
 """
 
 from __future__ import annotations
@@ -70,6 +74,21 @@ class BoxState:
             except Exception:
                 log.exception("state watcher failed for %s", key)
 
+    def delete(self, key: str) -> None:
+        """Forget ``key`` (a removed printer); watchers see it set to None."""
+        if key not in self._values:
+            return
+        del self._values[key]
+        self._version += 1
+        if self._changed is not None:
+            changed, self._changed = self._changed, None
+            changed.set()
+        for watcher in list(self._watchers):
+            try:
+                watcher(key, None)
+            except Exception:
+                log.exception("state watcher failed for %s", key)
+
     def snapshot(self) -> dict[str, Any]:
         return dict(self._values)
 
@@ -83,6 +102,11 @@ class BoxState:
     def watch(self, fn: Watcher) -> None:
         """Call ``fn(key, value)`` after every change."""
         self._watchers.append(fn)
+
+    def unwatch(self, fn: Watcher) -> None:
+        """Stop calling ``fn`` (a stopped part's watcher); unknown ``fn`` is ignored."""
+        if fn in self._watchers:
+            self._watchers.remove(fn)
 
     async def wait_changed(self, version: int, timeout: float | None = None) -> int:
         """Wait until the state moved past ``version``; returns the new version."""

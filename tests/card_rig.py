@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import paho.mqtt.client as paho
 from broker import MosquittoBroker
+from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from loopfs import LoopFs
 
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.journal.writer import LAZY_FLUSH
 
 BOX = "card-box"

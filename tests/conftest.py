@@ -1,14 +1,17 @@
-"""Shared fixtures: a real Sinqro simulator on a free port, and a config pointing at it."""
+"""Shared fixtures: a real SQLite journal, a real Sinqro simulator on a free port, and a
+config pointing at it. Whole-box configs are built by :mod:`harness` (``write_config``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edged.config import SinqroConfig
+from edged.journal.store import Journal
 from edged.simulator.server import Simulator
 
 
@@ -52,6 +55,16 @@ def make_sinqro_config(sim: Simulator, **overrides: Any) -> SinqroConfig:
     }
     values.update(overrides)
     return SinqroConfig(**values)
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    """A fresh journal file in the test's own directory, closed after the test."""
+    j = await Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        yield j
+    finally:
+        await j.close()
 
 
 @pytest.fixture

@@ -40,12 +40,12 @@ import aiomqtt
 import httpx
 from broker import MosquittoBroker
 from escpos_decoder import decode
+from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from printer_standin import TcpPrinter
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import PUBLISHED_KINDS
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 T = TypeVar("T")
 

@@ -148,15 +148,6 @@ class Pos:
 
 
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
-
-
-@pytest.fixture
 def broker(tmp_path: Path) -> Any:
     b = MosquittoBroker(tmp_path / "broker")
     b.start()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +14,6 @@ from edged.bridges.protocol import CommandHandler, encode_event
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from bridge_helpers import event_count, make_desk, make_order, outbox, until
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
@@ -100,15 +99,6 @@ class Terminal:
         asyncio.get_running_loop().remove_reader(self.master)
         os.close(self.master)
         os.close(self.slave)
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 def config(link: Path, **overrides: Any) -> SerialConfig:

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 
 @pytest.fixture

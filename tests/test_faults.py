@@ -29,6 +29,14 @@ import httpx
 import pytest
 from broker import MosquittoBroker
 from conftest import eventually
+from harness import (
+    DaemonProcess,
+    SimulatorProcess,
+    app_config,
+    free_port,
+    printer,
+    write_config,
+)
 from printer_standin import TcpPrinter
 from test_bridge_mqtt import Pos
 from test_bridge_serial import Terminal
@@ -36,8 +44,6 @@ from test_bridge_serial import Terminal
 from edged.app import App
 from edged.bridges.framing import encode_frame
 from edged.config import load_config
-from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.simulator.server import Simulator
 
 # -- the daemon as a process -----------------------------------------------------------------
@@ -53,35 +59,6 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         sim.stop()
 
 
-def fault_sinqro(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """Faults want a link that notices quickly: short timeouts and keepalive."""
-    return sinqro_section(
-        info,
-        **{"request_timeout": 1.0, "ping_interval": 0.5, "ping_timeout": 0.5, **overrides},
-    )
-
-
-def write_config(
-    tmp_path: Path,
-    info: dict[str, Any],
-    *,
-    state_dir: Path | None = None,
-    sinqro: dict[str, Any] | None = None,
-    **sections: Any,
-) -> Path:
-    doc: dict[str, Any] = {
-        "box": {"name": "test-box", "state_dir": str(state_dir or tmp_path / "state")},
-        "sinqro": fault_sinqro(info, **(sinqro or {})),
-        "orders": {"retry_max": 0.5},
-        "panel": {"enabled": False},
-        "web": {"host": "127.0.0.1", "port": free_port(), "metrics_public": True},
-    }
-    doc.update(sections)
-    path = tmp_path / "edged.toml"
-    path.write_text(dump_toml(doc), encoding="utf-8")
-    return path
-
-
 class Box:
     """A daemon process plus the ways a user looks at it."""
 
@@ -93,11 +70,12 @@ class Box:
         self.daemon = DaemonProcess(config, env=env)
 
     def health(self) -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(f"{self.web}/health", timeout=5).json()
+        # Generous: a busy machine may hold a request for seconds; a hang still fails.
+        data: dict[str, Any] = httpx.get(f"{self.web}/health", timeout=30).json()
         return data
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.web}/metrics", timeout=5).text
+        text = httpx.get(f"{self.web}/metrics", timeout=30).text
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
@@ -143,7 +121,7 @@ def running_box(config: Path, env: dict[str, str] | None = None) -> Iterator[Box
         assert box.daemon.stop() == 0, box.daemon.log_tail(80)
 
 
-def until(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:
+def until(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
@@ -267,7 +245,8 @@ async def test_unresolvable_cloud_is_offline_without_a_hot_loop(
         in_window = [t for t in lookups if t >= start]
         # Websocket and REST each back off to reconnect_max (1 s, jittered down to 0.5 s):
         # at most about 2 lookups a second each. A hot loop would make thousands.
-        assert 2 <= len(in_window) <= 4 * window / 0.5 + 4, len(in_window)
+        # At least one retry (a starved loop may make fewer than the jitter allows).
+        assert 1 <= len(in_window) <= 4 * window / 0.5 + 4, len(in_window)
         assert app.state.get("link") == "offline"
         port = app.config.web.port
         async with httpx.AsyncClient() as client:
@@ -380,29 +359,13 @@ async def running_app(config_path: Path) -> AsyncIterator[App]:
     assert code == 0
 
 
-def app_config(tmp_path: Path, sim: Simulator, **sections: Any) -> Path:
-    info = {
-        "sellingPointId": sim.selling_point_id,
-        "baseUrl": sim.base_url,
-        "websocketUrl": sim.websocket_url,
-    }
-    doc_sinqro = {"server_token": sim.server_token, "user_token": sim.user_token}
-    # No web page: it would print its setup ticket on the first printer.
-    sections.setdefault("web", {"enabled": False})
-    return write_config(tmp_path, info, sinqro=doc_sinqro, **sections)
+def jobs_for(app: App, order_id: int) -> Callable[[], Any]:
+    """A condition for eventually(): the order's print jobs, once there are any."""
 
+    async def read() -> list[dict[str, Any]]:
+        return [j for j in await jobs(app) if j["order_id"] == order_id]
 
-def printer(name: str, uri: str, **overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "name": name,
-        "uri": uri,
-        "timeout": 1.0,
-        "retry_max": 0.3,
-        "health_interval": 0.5,
-        "qr_tracking": False,
-    }
-    values.update(overrides)
-    return values
+    return read
 
 
 def jobs(app: App) -> Any:
@@ -454,7 +417,8 @@ async def test_printer_off_jobs_wait_and_print_when_it_is_back(
             )
             waiting = [j for j in await jobs(app) if j["printer"] == "kitchen"]
             assert {j["order_id"] for j in waiting} == set(orders)
-            assert all(j["state"] == "queued" for j in waiting)
+            # Kept and tried again now and then ("sending" for the moment of a try).
+            assert all(j["state"] in ("queued", "sending") for j in waiting)
             async with PortPrinter(kitchen_port) as kitchen:
                 await eventually(lambda: len(kitchen.jobs) >= 2, within=20, what="kitchen")
                 await eventually(
@@ -462,8 +426,13 @@ async def test_printer_off_jobs_wait_and_print_when_it_is_back(
                     within=10,
                     what="kitchen online",
                 )
-                done = [j for j in await jobs(app) if j["state"] == "done"]
-                assert len(done) == 4
+
+                async def all_done() -> bool:
+                    # The printer has the bytes a moment before the spooler records "done".
+                    return [j["state"] for j in await jobs(app)] == ["done"] * 4
+
+                await eventually(all_done, within=20, what="four jobs done")
+                assert len(kitchen.jobs) == 2
             assert len(counter.jobs) == 2
 
 
@@ -573,9 +542,10 @@ async def test_paper_out_is_reported_jobs_wait_and_print_after_paper_in(
             await eventually(
                 lambda: _has_state(health_events(), "paper_out"), within=10, what="event"
             )
-            [job] = await jobs(app)
+            # The printer may report paper out before the order's job is recorded.
+            [job] = await eventually(jobs_for(app, order), within=20, what="the job")
             # Kept, tried again now and then ("sending" for the moment of a try).
-            assert job["order_id"] == order and job["state"] in ("queued", "sending")
+            assert job["state"] in ("queued", "sending")
             assert kitchen.jobs == []
             kitchen.mode = "online"
             await eventually(lambda: kitchen.jobs, within=20, what="the ticket after paper in")

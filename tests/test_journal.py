@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +31,6 @@ def order(order_id: int, status: str = "waiting_sp_validation", **extra: Any) ->
             **extra,
         }
     )
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "journal.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 async def test_schema_is_migrated_with_wal_and_full_sync(tmp_path: Path) -> None:

@@ -205,12 +205,15 @@ async def test_after_a_crash_mid_send_the_sender_reads_the_order_first(
 async def test_a_second_accept_queued_while_waiting_is_closed_without_a_post(
     flow: Flow,
 ) -> None:
-    # Two accepts queued for one waiting order (a button and a POS terminal): once the
-    # first is done, Sinqro's ACCEPT action means "next step"; the second must not send it.
+    # Two accepts queued for one waiting order (a journal from before the desk refused
+    # second decisions): once the first is done, Sinqro's ACCEPT action means "next
+    # step"; the second must not send it.
     order_id = await flow.new_order("collection")
     flow.sim.refuse_all("close")
     first = await flow.desk.accept(order_id, source="panel")
-    second = await flow.desk.accept(order_id, source="mqtt")
+    second, _ = await flow.journal.enqueue_command(
+        order_id, "accept", {"delay": None}, source="mqtt"
+    )
     flow.sim.refuse_all(None)
     flow.sender.kick()
     assert (await flow.desk.wait(first.id, timeout=15)).state == "done"
@@ -218,6 +221,27 @@ async def test_a_second_accept_queued_while_waiting_is_closed_without_a_post(
     (post,) = flow.posts(order_id)
     assert post["actionType"] == "ACCEPT" and post["result"] == "ok"
     assert flow.sim.order(order_id)["status"]["code"] == "accepted"
+
+
+async def test_a_second_decision_on_a_queued_order_is_refused_at_its_source(flow: Flow) -> None:
+    # Offline, Accept then Accept +15 (or Cancel): the second is refused at once with its
+    # code, never queued to be dropped later; a retry with the same key is not a second one.
+    order_id = await flow.new_order("delivery")
+    flow.sim.refuse_all("close")
+    first = await flow.desk.accept(order_id, source="web", key="tap-1")
+    for second in (
+        flow.desk.accept(order_id, 15, source="web"),
+        flow.desk.cancel(order_id, "no rider", source="mqtt"),
+    ):
+        with pytest.raises(CommandRefused) as refused:
+            await second
+        assert refused.value.code == "DECISION_QUEUED"
+    again = await flow.desk.accept(order_id, source="web", key="tap-1")
+    assert again.id == first.id
+    assert [c.id for c in await flow.journal.pending_commands()] == [first.id]
+    flow.sim.refuse_all(None)
+    flow.sender.kick()
+    assert (await flow.desk.wait(first.id, timeout=15)).state == "done"
 
 
 async def test_an_order_cancelled_by_the_client_meanwhile_fails_the_accept(flow: Flow) -> None:

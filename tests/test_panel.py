@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,15 +164,6 @@ class Rig:
             await self.journal.finish_command(
                 command, ok=False, error_code="ORDER_NOT_FOUND", error="no"
             )
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = await Journal.open(tmp_path / "j.sqlite3")
-    try:
-        yield j
-    finally:
-        await j.close()
 
 
 RigFactory = Callable[..., Awaitable[Rig]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +87,27 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
         assert sdnotify.watchdog_interval() is None
 
 
+async def pings_within(listener: Listener, count: int, within: float = 30.0) -> list[str]:
+    """Read the socket until ``count`` messages arrived; bounded, so a busy machine only
+    makes it slower, never wrong."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen: list[str] = []
+    while len(seen) < count:
+        assert loop.time() < deadline, f"only {len(seen)} of {count} pings in {within}s"
+        await asyncio.sleep(0.01)
+        seen += listener.messages()
+    return seen
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 async def test_watchdog_fed_while_healthy(listener: Listener) -> None:
     calls = 0
 
@@ -95,34 +116,36 @@ async def test_watchdog_fed_while_healthy(listener: Listener) -> None:
         calls += 1
 
     task = asyncio.create_task(sdnotify.watchdog_loop(check, 0.02), name="watchdog")
-    await asyncio.sleep(0.15)
+    pings = await pings_within(listener, 3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    pings = listener.messages()
-    assert len(pings) >= 3
+    pings += listener.messages()
     assert set(pings) == {"WATCHDOG=1"}
+    # Each ping follows a check that passed.
     assert calls >= len(pings)
 
 
 async def test_watchdog_starves_when_check_fails_and_resumes(listener: Listener) -> None:
     healthy = True
+    failed_checks = 0
 
     async def check() -> None:
+        nonlocal failed_checks
         if not healthy:
+            failed_checks += 1
             raise RuntimeError("journal writer gone")
 
     task = asyncio.create_task(sdnotify.watchdog_loop(check, 0.02), name="watchdog")
-    await asyncio.sleep(0.1)
-    assert listener.messages()
+    await pings_within(listener, 1)
     healthy = False
-    await asyncio.sleep(0.03)
-    listener.messages()  # a ping may have been in flight at the switch
-    await asyncio.sleep(0.15)
+    # A ping may have been in flight at the switch; after two failed checks none may come.
+    await wait_until(lambda: failed_checks >= 2)
+    listener.messages()
+    await wait_until(lambda: failed_checks >= 8)
     assert listener.messages() == []
     healthy = True
-    await asyncio.sleep(0.1)
-    assert "WATCHDOG=1" in listener.messages()
+    assert "WATCHDOG=1" in await pings_within(listener, 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -141,12 +164,11 @@ async def test_watchdog_starves_when_check_hangs(listener: Listener) -> None:
             raise
 
     task = asyncio.create_task(sdnotify.watchdog_loop(check, 0.02), name="watchdog")
-    await asyncio.sleep(0.2)
+    # Each hung check is given up on, not left piling up, and none of them pings.
+    await wait_until(lambda: cancelled >= 3)
     assert listener.messages() == []
-    assert cancelled >= 3  # each hung check is given up on, not left piling up
     hang.set()
-    await asyncio.sleep(0.1)
-    assert "WATCHDOG=1" in listener.messages()
+    assert "WATCHDOG=1" in await pings_within(listener, 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

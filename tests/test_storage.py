@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from card_rig import card_rig, settle
+from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from loopfs import LoopFs, LoopFsUnavailable
 
 from edged.configtools import dump_toml
-from edged.harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from edged.journal.store import Journal
 from edged.pairing import Pairing, save_pairing
 from edged.simulator.server import DEFAULT_USER_TOKEN

@@ -39,7 +39,8 @@ def fake_root(tmp_path: Path) -> Path:
     units.mkdir(parents=True)
     for unit in (UNIT, FIRSTBOOT / "edged-hostname.service", FIRSTBOOT / "edged-provision.service"):
         shutil.copy(unit, units / unit.name)
-        for command in unit_settings(unit).get("ExecStart", []):
+        settings = unit_settings(unit)
+        for command in settings.get("ExecStart", []) + settings.get("ExecReload", []):
             program = root / shlex.split(command)[0].lstrip("/")
             program.parent.mkdir(parents=True, exist_ok=True)
             program.write_text("#!/bin/sh\n")

@@ -55,7 +55,9 @@ class TicketPrinter:
 
     tickets: list[list[str]] = field(default_factory=list)
 
-    async def request_text(self, lines: list[str], *, source: str) -> None:
+    async def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> None:
         self.tickets.append(lines)
 
     def request_test_print(self, name: str, *, source: str) -> None:
@@ -66,7 +68,7 @@ class TicketPrinter:
 
     def setup_code(self) -> str:
         text = "\n".join(self.tickets[-1])
-        match = re.search(r"Setup code: (\w{4}-\w{4})", text)
+        match = re.search(r"Setup code:\n(\w{4}-\w{4})", text)
         assert match, text
         return match.group(1)
 
@@ -304,11 +306,11 @@ async def test_first_visit_pairing_and_the_live_board(sim: Simulator, tmp_path: 
 
         # Setup: a bad value is shown beside its field, by the config file's own check.
         await page.click("nav a[href='/settings']")
-        await page.click("#section-orders summary")
+        await page.click("#section-orders > summary")
         await page.fill("#f-orders-default-delay", "999")
         await page.click("#section-orders button[type=submit]")
         error = page.locator("#f-orders-default-delay-error")
-        await expect(error).to_contain_text("at most 240")
+        await expect(error).to_contain_text("At most 240")
         await page.locator("#section-orders").screenshot(path=str(SHOTS / "06-setup-error.png"))
         await page.fill("#f-orders-default-delay", "5")
         await page.click("#section-orders button[type=submit]")
@@ -316,8 +318,21 @@ async def test_first_visit_pairing_and_the_live_board(sim: Simulator, tmp_path: 
 
         # Logout from Sinqro, then from the page.
         await page.click("nav a[href='/pairing']")
+        # Disconnecting asks first: dismissed, nothing happens; accepted, the box unpairs.
+        asked: list[str] = []
+
+        async def answer(dialog: Any, accept: bool) -> None:
+            asked.append(dialog.message)
+            await (dialog.accept() if accept else dialog.dismiss())
+
+        page.once("dialog", lambda d: answer(d, False))
+        await page.click("#unpair-form button[type=submit]")
+        await expect(page.locator("#paired")).to_be_visible()
+        assert box.server.services.pairing().paired
+        page.once("dialog", lambda d: answer(d, True))
         await page.click("#unpair-form button[type=submit]")
         await expect(page.locator("#pairing-form")).to_be_visible()
+        assert len(asked) == 2 and "Disconnect" in asked[0]
         await page.click("nav button[type=submit]")
         await expect(page).to_have_url(re.compile(r"/login$"))
         await page.goto(box.url + "/board")

@@ -45,6 +45,7 @@ from edged.bridges.protocol import (
 )
 from edged.bridges.settings import MqttConfig
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.state import BoxState
@@ -84,6 +85,21 @@ def _correlation_id(data: bytes | None) -> str | None:
     return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
 
 
+async def _publish(client: aiomqtt.Client, topic: str, payload: bytes | str, **kwargs: Any) -> None:
+    """``client.publish`` that never loses a stop.
+
+    aiomqtt waits for the PUBACK through ``asyncio.wait_for``, which on Python 3.11 returns
+    the result and drops a cancellation that arrives just as the PUBACK lands (fixed in
+    3.12). A lost cancellation leaves a loop running and a clean stop hanging, so a cancel
+    requested while the publish was in flight is raised here.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    await client.publish(topic, payload, **kwargs)
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
 def _properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
@@ -113,16 +129,17 @@ class MqttBridge:
             max_catalog_bytes=config.max_catalog_bytes,
         )
         self._v5 = config.protocol == "5"
-        self._cursor = 0  # acknowledged by the broker
-        self.saved_cursor = 0  # written to the journal
+        # Position: acknowledged by the broker; saved: written to the journal.
+        # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
+        self._follower = Follower(journal, CURSOR, batch=BATCH, lazy=True)
         self._saved_at = 0.0
-        self._wake = asyncio.Event()
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()
         self._discovered: set[str] = set()
         self.published = 0
         self.reconnects = 0
-        journal.add_listener(self._on_events)
+        # Set once a stop (cancellation) reached the session; see run().
+        self._stopping = False
         state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
@@ -142,12 +159,11 @@ class MqttBridge:
             return f"{self.base}/state/{STATE_KEYS[key]}"
         if key.startswith("printer."):
             return f"{self.base}/state/printer/{topic_id(key[8:])}"
+        if key.startswith("part."):  # a part of the box and its state (edged.parts)
+            return f"{self.base}/state/part/{topic_id(key[5:])}"
         return None
 
     # -- wiring ----------------------------------------------------------------------------
-
-    def _on_events(self, events: list[Event]) -> None:
-        self._wake.set()
 
     def _on_state(self, key: str, value: Any) -> None:
         if self.state_topic(key) is not None:
@@ -191,8 +207,7 @@ class MqttBridge:
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
         self.state.set("bridge.mqtt", "connecting")
-        cursor = await self.journal.ensure_cursor(CURSOR)
-        self._cursor = self.saved_cursor = cursor
+        await self._follower.start()
         with contextlib.suppress(JournalError):
             await self.handler.prune()
         delay = self.config.reconnect_min
@@ -205,6 +220,10 @@ class MqttBridge:
                         delay = self.config.reconnect_min
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
+                    if self._stopping:
+                        # A slow DISCONNECT during a clean stop surfaces as MqttError from
+                        # the client's __aexit__ and would swallow our cancellation.
+                        raise asyncio.CancelledError from exc
                     log.warning("mqtt bridge: %s: %s", self.config.url, exc)
                 except JournalError as exc:
                     log.error("mqtt bridge: journal: %s", exc)
@@ -219,14 +238,15 @@ class MqttBridge:
         try:
             await self._connected(client)
         except asyncio.CancelledError:
+            self._stopping = True
             # Clean stop: say so, since a clean DISCONNECT discards the last will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2.0):
-                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+                    await _publish(client, self.status_topic, b"offline", qos=1, retain=True)
             raise
 
     async def _connected(self, client: aiomqtt.Client) -> None:
-        await client.publish(self.status_topic, b"online", qos=1, retain=True)
+        await _publish(client, self.status_topic, b"online", qos=1, retain=True)
         topic = f"{self.base}/cmd/+"
         if self._v5:
             # retainHandling=2: the broker does not even offer us retained commands.
@@ -251,41 +271,31 @@ class MqttBridge:
 
     # -- events out ------------------------------------------------------------------------
 
+    @property
+    def saved_cursor(self) -> int:
+        """The cursor as written to the journal."""
+        return self._follower.saved
+
     async def _pump(self, client: aiomqtt.Client) -> None:
         try:
             while True:
-                self._wake.clear()
-                events = await self.journal.read_events(self._cursor, limit=BATCH)
-                if not events:
-                    await self._idle()
-                    continue
+                # Once quiet, the cursor is written (the CLI's commits wake us too).
+                events = await self._follower.next_batch(
+                    quiet_after=CURSOR_IDLE, on_quiet=self._save_cursor
+                )
                 await self._publish_events(client, events)
-                self._cursor = events[-1].seq
+                self._follower.advance(events[-1].seq)
                 if time.monotonic() - self._saved_at > CURSOR_EVERY:
                     await self._save_cursor()
         finally:
             with contextlib.suppress(JournalError):
                 await self._save_cursor()
 
-    async def _idle(self) -> None:
-        """Wait for new events; save the cursor once things are quiet."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CURSOR_IDLE):
-                await self._wake.wait()
-                return
-        await self._save_cursor()
-        with contextlib.suppress(TimeoutError):
-            # The timeout catches commits made by other processes (the CLI).
-            async with asyncio.timeout(1.0):
-                await self._wake.wait()
-
     async def _save_cursor(self) -> None:
         # The cursor is written when quiet or every CURSOR_EVERY seconds, not per message:
         # an fsync per publish would sit in front of the next order's own write. A crash in
         # between only means a few events are published again (terminals drop known ids).
-        if self._cursor != self.saved_cursor:
-            await self.journal.set_cursor(CURSOR, self._cursor, lazy=True)
-            self.saved_cursor = self._cursor
+        await self._follower.save()
         self._saved_at = time.monotonic()
 
     async def _publish_events(self, client: aiomqtt.Client, events: list[Event]) -> None:
@@ -303,7 +313,7 @@ class MqttBridge:
         async with asyncio.TaskGroup() as group:
             for topic, payload, props in sends:
                 group.create_task(
-                    client.publish(topic, payload, qos=1, properties=props),
+                    _publish(client, topic, payload, qos=1, properties=props),
                     name="mqtt-publish",
                 )
         self.published += len(sends)
@@ -361,7 +371,7 @@ class MqttBridge:
                 correlation=correlation,
             )
             out_topic, body, out_props = self._reply(response, reply_to, correlation)
-            await client.publish(out_topic, body, qos=1, properties=out_props)
+            await _publish(client, out_topic, body, qos=1, properties=out_props)
 
     # -- state out (and Home Assistant discovery) ------------------------------------------
 
@@ -380,7 +390,7 @@ class MqttBridge:
                 if value is None:
                     continue  # not known yet (no panel, no printer report)
                 payload = value if isinstance(value, str) else dumps(value)
-                await client.publish(topic, payload, qos=1, retain=True)
+                await _publish(client, topic, payload, qos=1, retain=True)
 
     def _device(self) -> dict[str, Any]:
         return {
@@ -393,7 +403,7 @@ class MqttBridge:
     def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Home Assistant discovery topic and config for one state key (None: no entity)."""
         topic = self.state_topic(key)
-        if topic is None:
+        if topic is None or key.startswith("part."):
             return None
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"edged_{self.box_id}")
         if key.startswith("printer."):
@@ -433,5 +443,5 @@ class MqttBridge:
         if found is None:
             return
         topic, config = found
-        await client.publish(topic, dumps(config), qos=1, retain=True)
+        await _publish(client, topic, dumps(config), qos=1, retain=True)
         self._discovered.add(key)

@@ -26,6 +26,7 @@ from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame,
 from edged.bridges.protocol import CommandHandler, Response, dumps, encode_event
 from edged.bridges.settings import SerialConfig
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.state import BoxState
@@ -87,7 +88,9 @@ class SerialBridge:
             max_catalog_bytes=config.max_frame_bytes,
         )
         self._wake = asyncio.Event()
-        self._cursor = 0
+        # Moves (and is written) once the terminal acknowledged each frame.
+        # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
+        self._follower = Follower(journal, CURSOR, batch=32, lazy=True)
         self._seq = 0
         self._last_in: int | None = None
         self._waiter: tuple[int, asyncio.Future[str]] | None = None
@@ -105,13 +108,16 @@ class SerialBridge:
     def _on_events(self, events: list[Event]) -> None:
         self._wake.set()
 
+    @property
+    def _cursor(self) -> int:
+        return self._follower.position
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Keep the line open and the terminal fed, until cancelled."""
         self.state.set("bridge.serial", "offline")
-        cursor = await self.journal.ensure_cursor(CURSOR)
-        self._cursor = cursor
+        await self._follower.start()
         with contextlib.suppress(JournalError):
             await self.handler.prune()
         delay = self.config.reconnect_min
@@ -258,7 +264,10 @@ class SerialBridge:
                 self.retransmits += 1
             self._write(frame)
             try:
-                result = await asyncio.wait_for(future, self.config.ack_timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a stop
+                # that arrives as the ACK lands.
+                async with asyncio.timeout(self.config.ack_timeout):
+                    result = await future
             except TimeoutError:
                 log.debug("serial bridge: no ACK for frame %02X", self._seq)
                 continue
@@ -282,7 +291,7 @@ class SerialBridge:
             self._wake.clear()
             while not self._responses.empty():
                 await self._send("R", self._frame_json(self._responses.get_nowait().to_dict()))
-            events = await self.journal.read_events(self._cursor, limit=32)
+            events = await self._follower.read()
             if not events:
                 with contextlib.suppress(TimeoutError):
                     # The timeout catches commits made by other processes (the CLI).
@@ -300,9 +309,7 @@ class SerialBridge:
             await self._send("E", self._frame_json(message))
         for final in await self.handler.finals([event]):
             await self._send("R", self._frame_json(final.response.to_dict()))
-        # Lazy: terminals drop ids they have seen, so a crash may only repeat a few.
-        await self.journal.set_cursor(CURSOR, event.seq, lazy=True)
-        self._cursor = event.seq
+        await self._follower.commit(event.seq)
 
     def _frame_json(self, obj: dict[str, Any]) -> bytes:
         payload = dumps(obj, ascii_only=True)

@@ -60,3 +60,91 @@ class Event:
     def from_row(cls, row: tuple[int, float, str, int | None, str]) -> Event:
         seq, ts, kind, order_id, data = row
         return cls(seq=seq, ts=ts, kind=kind, order_id=order_id, data=json.loads(data))
+
+
+# -- typed payloads -----------------------------------------------------------------------
+# What consumers read from ``Event.data``, decoded once with the field types above. Rows
+# written by an older edged may lack a field: it decodes to its empty value.
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _number(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True)
+class OrderNew:
+    type: str
+    status: str
+    code: str
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    status: str
+    previous: str
+    type: str
+    code: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class CommandQueued:
+    command_id: int
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CommandDone:
+    command_id: int
+    kind: str
+    source: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CommandFailed:
+    command_id: int
+    kind: str
+    source: str
+    code: str
+    message: str
+
+
+Payload = OrderNew | OrderStatus | CommandQueued | CommandDone | CommandFailed
+
+
+def payload(event: Event) -> Payload | None:
+    """The typed payload of an order or command event; None for other kinds."""
+    d = event.data
+    if event.kind == ORDER_NEW:
+        return OrderNew(_text(d, "type"), _text(d, "status"), _text(d, "code"))
+    if event.kind == ORDER_STATUS:
+        return OrderStatus(
+            _text(d, "status"),
+            _text(d, "previous"),
+            _text(d, "type"),
+            _text(d, "code"),
+            d.get("final") is True,
+        )
+    if event.kind == COMMAND_QUEUED:
+        return CommandQueued(_number(d, "command_id"), _text(d, "kind"), _text(d, "source"))
+    if event.kind == COMMAND_DONE:
+        return CommandDone(
+            _number(d, "command_id"), _text(d, "kind"), _text(d, "source"), _text(d, "status")
+        )
+    if event.kind == COMMAND_FAILED:
+        return CommandFailed(
+            _number(d, "command_id"),
+            _text(d, "kind"),
+            _text(d, "source"),
+            _text(d, "code") or "ERROR",
+            _text(d, "message"),
+        )
+    return None

@@ -10,56 +10,29 @@ the web page and ``/health``:
 * ``journal.recovered``: ``{"at", "reason", "kept_as"}`` or ``None``.
 
 Right after a rebuild a notice is also printed (a ``print.requested`` text ticket), in the
-box's language.
+box's language and the selling point's time.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edged.i18n import N_, Locale
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
 
-NOTICE = {
-    "en": [
-        "JOURNAL REBUILT",
-        "",
-        "The order journal on this box was",
-        "damaged and has been replaced.",
-        "Open orders were fetched again from",
-        "Sinqro; their tickets print again.",
-        "Pairing and password were kept.",
-        "",
-        "Damaged copy kept as:",
-    ],
-    "es": [
-        "DIARIO RECONSTRUIDO",
-        "",
-        "El diario de pedidos de esta caja",
-        "estaba dañado y se ha sustituido.",
-        "Los pedidos abiertos se han vuelto a",
-        "pedir a Sinqro; sus tickets se",
-        "imprimen de nuevo.",
-        "Se conservan el emparejamiento y la",
-        "contraseña.",
-        "",
-        "Copia dañada guardada como:",
-    ],
-}
-
-
-def local_time(at: float, timezone: str) -> str:
-    """``at`` in the selling point's time zone (UTC when it is unknown)."""
-    try:
-        zone = ZoneInfo(timezone) if timezone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    return datetime.fromtimestamp(at, zone).strftime("%Y-%m-%d %H:%M %Z")
+NOTICE = (
+    N_("JOURNAL REBUILT"),
+    "",
+    N_("The order journal on this box was damaged and has been replaced."),
+    N_("Open orders were fetched again from Sinqro; their tickets print again, marked REPRINT."),
+    N_("Pairing and password were kept."),
+    "",
+    N_("Damaged copy kept as:"),
+)
 
 
 def describe(journal: Journal) -> tuple[str, str]:
@@ -90,8 +63,10 @@ async def report(journal: Journal, state: BoxState, language: str, timezone: str
     recovery = journal.recovery
     if recovery is None:
         return
-    lines = [*NOTICE.get(language, NOTICE["en"]), recovery.kept_as]
-    lines += ["", local_time(recovery.at, timezone)]
+    locale = Locale(language, timezone)
+    when = locale.local(recovery.at)
+    lines = [locale.gettext(line) if line else "" for line in NOTICE]
+    lines += [recovery.kept_as, "", f"{when:%Y-%m-%d} {locale.time(when)}"]
     try:
         await journal.append_event(
             ev.PRINT_REQUESTED, None, {"kind": "text", "source": "journal", "lines": lines}

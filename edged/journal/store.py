@@ -74,6 +74,7 @@ class Journal:
         self.path = path
         self._writer = Writer(self._make_tx, self._published, self._on_fault)
         self._last_seq = 0
+        self.opened_seq = 0
         self._data_version = 0
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
@@ -125,6 +126,8 @@ class Journal:
         raw = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_RECOVERED,)).fetchone()
         self.recovered = _json_or_none(raw[0]) if raw else None
         self._last_seq = self._max_seq_sync(conn)
+        # Where a consumer without a cursor starts (see ensure_cursor).
+        self.opened_seq = self._last_seq
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if heal:  # the daemon, which keeps the journal open; not a short CLI command
             presize_wal(conn, self.path)
@@ -201,6 +204,11 @@ class Journal:
     def add_listener(self, fn: Callable[[list[Event]], None]) -> None:
         """Call ``fn(events)`` on the loop right after events are committed (low latency)."""
         self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[list[Event]], None]) -> None:
+        """Stop calling ``fn`` (a stopped part's listener); unknown ``fn`` is ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
 
     def add_fault_listener(self, fn: Callable[[str | None], None]) -> None:
         """Call ``fn(problem)`` when writes start failing (text) or work again (None)."""
@@ -425,11 +433,13 @@ class Journal:
         return int(rows[0][0]) if rows else None
 
     async def ensure_cursor(self, consumer: str) -> int:
-        """The consumer's cursor; a new consumer starts at the end of the log, so one
-        enabled on an old box does not replay weeks of history."""
+        """The consumer's cursor; a new consumer starts at the end of the log as it was when
+        this process opened the journal: one enabled on an old box does not replay weeks
+        of history, and nothing written since the start is missed, however late the
+        consumer starts (see :mod:`edged.journal.follower`)."""
         cursor = await self.get_cursor(consumer)
         if cursor is None:
-            cursor = self._last_seq
+            cursor = self.opened_seq
             await self.set_cursor(consumer, cursor)
         return cursor
 

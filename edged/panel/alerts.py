@@ -103,45 +103,44 @@ class AlertTracker:
         added = False
         for event in events:
             order_id = event.order_id
+            data = ev.payload(event)
             if order_id is None:
                 continue
-            kind = event.kind
-            data = event.data
-            if kind == ev.ORDER_NEW:
+            if isinstance(data, ev.OrderNew):
                 relevant = True
                 self._event_seq[order_id] = event.seq
-                if data.get("status") == WAITING:
+                if data.status == WAITING:
                     self._first_seen[order_id] = self.now()
                     if self.auto_accept:
                         self._auto_quiet.add(order_id)
                         self.on_auto_new(order_id)
                     elif self._add(order_id, fresh=True):
                         changed = added = True
-            elif kind == ev.ORDER_STATUS:
+            elif isinstance(data, ev.OrderStatus):
                 relevant = True
                 self._event_seq[order_id] = event.seq
-                if data.get("status") != WAITING:
+                if data.status != WAITING:
                     self._forget(order_id)
                     changed |= self._drop(order_id)
-            elif kind == ev.ORDER_ACKNOWLEDGED or (
-                kind == ev.COMMAND_QUEUED and data.get("kind") in DECISIONS
+            elif event.kind == ev.ORDER_ACKNOWLEDGED or (
+                isinstance(data, ev.CommandQueued) and data.kind in DECISIONS
             ):
                 relevant = True
                 self._event_seq[order_id] = event.seq
                 changed |= self._drop(order_id)
-            elif kind == ev.COMMAND_DONE and data.get("kind") in DECISIONS:
+            elif isinstance(data, ev.CommandDone) and data.kind in DECISIONS:
                 relevant = True
                 self._event_seq[order_id] = event.seq
                 self._decided.add(order_id)
                 changed |= self._drop(order_id)
-                if data.get("source") == "auto":
+                if data.source == "auto":
                     self.on_auto_result(order_id, True)
-            elif kind == ev.COMMAND_FAILED and data.get("kind") in DECISIONS:
+            elif isinstance(data, ev.CommandFailed) and data.kind in DECISIONS:
                 # The order needs a person again; the reconcile puts it back if it waits.
                 relevant = True
                 self._decided.discard(order_id)
                 self._auto_quiet.discard(order_id)
-                if data.get("source") == "auto":
+                if data.source == "auto":
                     self.on_auto_result(order_id, False)
         if changed:
             self.on_change(added)

@@ -29,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from edged.clock import Clock, RealClock
-from edged.config import OrdersConfig
+from edged.config import DEFAULT_CANCEL_COMMENT, OrdersConfig
+from edged.i18n import Locale
 from edged.journal.events import Event
 from edged.journal.store import Journal, JournalError, StoredOrder
 from edged.orders import CommandRefused, OrderDesk, Outcome
@@ -72,6 +73,11 @@ class Panel:
         self.state = state
         self.clock: Clock = clock or RealClock()
         self.on_setup_request = on_setup_request
+        # The web page's proof of access: a short ACCEPT press while the page waits for
+        # one proves the browser and decides nothing (returns True when it was taken).
+        self.on_access_press: Callable[[], bool] | None = None
+        # The box's language: the default cancel comment goes out in it.
+        self.language = "en"
         self.hardware = Hardware(config)
         self.tracker = AlertTracker(
             now=self.clock.monotonic,
@@ -188,7 +194,7 @@ class Panel:
     def _on_state(self, key: str, value: Any) -> None:
         if not self._running:
             return
-        if key in _LED_KEYS or key.startswith("printer."):
+        if key in _LED_KEYS or key.startswith(("printer.", "part.")):
             self._update_led()
         if key in ("waiting_orders", "queued_commands"):
             self._resync.fire()
@@ -252,6 +258,9 @@ class Panel:
     def _on_intent(self, gesture: Gesture, intent: Intent) -> None:
         if intent == "tick":
             self.buzzer.answer("tick")
+            return
+        if intent == "accept" and self.on_access_press is not None and self.on_access_press():
+            self.buzzer.answer("confirm")
             return
         task = self._spawn(self._act(intent), name=f"panel-{intent}-{gesture.id}")
         self._actions.setdefault(gesture.id, []).append(task)
@@ -330,9 +339,8 @@ class Panel:
                 self.buzzer.answer("refused")
                 return "refused"
             try:
-                command = await self.desk.cancel(
-                    order.id, self.orders.cancel_comment, source=SOURCE
-                )
+                comment = cancel_comment(self.orders.cancel_comment, self.language)
+                command = await self.desk.cancel(order.id, comment, source=SOURCE)
             except CommandRefused as exc:
                 log.info("panel: cancel of order %s refused: %s", order.id, exc.message)
                 self.buzzer.answer("refused")
@@ -450,3 +458,11 @@ class Panel:
 
 
 __all__ = ["RESULTS", "Panel", "PanelError", "SetupHook", "VirtualButton"]
+
+
+def cancel_comment(configured: str, language: str) -> str:
+    """The CANCEL button's comment: the configured one, or the default in the box's
+    language when it was left at the default."""
+    if configured == DEFAULT_CANCEL_COMMENT:
+        return Locale(language).gettext(DEFAULT_CANCEL_COMMENT)
+    return configured

@@ -92,6 +92,20 @@ def parse_uri(uri: str) -> PrinterUri:
     return PrinterUri("virtual", path=rest)
 
 
+def uri_from_address(text: str) -> str:
+    """What a person types as a printer's address, as a printer URI: ``192.168.1.50``
+    and ``printer.local:9100`` are network printers, ``/dev/usb/lp0`` a USB printer,
+    ``/dev/ttyUSB0`` a serial one; a full URI stays as it is."""
+    text = text.strip()
+    if not text or "://" in text:
+        return text
+    if text.startswith("/dev/tty") or text.startswith("/dev/serial/"):
+        return f"serial://{text}"
+    if text.startswith("/"):
+        return f"file://{text}"
+    return f"tcp://{text}"
+
+
 @dataclass(frozen=True)
 class PrinterConfig:
     """One ESC/POS printer."""

@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from typing import Any
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
+from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, StoredOrder, Tx
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
@@ -64,7 +66,7 @@ from edged.printing.transports import (
     Transport,
     make_transport,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, WAITING
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,8 @@ async def append_print_request(
     order_id: int | None = None,
     printer: str | None = None,
     lines: list[str] | None = None,
+    qr: str = "",
+    big: Sequence[int] = (),
 ) -> Event:
     """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
     a ``test`` page on ``printer``, or free ``text`` lines. Returns the journal event."""
@@ -168,6 +172,10 @@ async def append_print_request(
         data["printer"] = printer
     if kind == "text":
         data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
+        if qr:
+            data["qr"] = str(qr)[:MAX_TEXT_LINE]
+        if big:
+            data["big"] = [int(i) for i in big][:MAX_TEXT_LINES]
     return await journal.append_event(ev.PRINT_REQUESTED, order_id, data)
 
 
@@ -230,11 +238,18 @@ class Spooler:
         await append_print_request(self.journal, "test", printer=printer, source=source)
 
     async def request_text(
-        self, lines: list[str], *, source: str, printer: str | None = None
+        self,
+        lines: list[str],
+        *,
+        source: str,
+        printer: str | None = None,
+        qr: str = "",
+        big: Sequence[int] = (),
     ) -> None:
-        """Print free text (the setup page's ticket) on ``printer`` or the first printer."""
+        """Print free text (the setup ticket) on ``printer`` or the first printer; the
+        lines at indexes ``big`` in large type, ``qr`` as a QR code at the end."""
         await append_print_request(
-            self.journal, "text", lines=lines, printer=printer, source=source
+            self.journal, "text", lines=lines, printer=printer, source=source, qr=qr, big=big
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -295,20 +310,10 @@ class Spooler:
     # -- planning --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        cursor: int | None = None
+        follower = Follower(self.journal, CONSUMER, batch=BATCH)
+        await follower.start()
         while True:
-            try:
-                if cursor is None:
-                    cursor = await self.journal.get_cursor(CONSUMER) or 0
-                events = await self.journal.read_events(cursor, BATCH)
-            except JournalError as exc:
-                # An unreadable card: queued jobs keep printing; planning waits it out.
-                log.error("spooler: cannot read the journal: %s; retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if not events:
-                await self.journal.wait_for_events(cursor)
-                continue
+            events = await follower.next_batch()
             try:
                 touched = await self.journal.transaction(
                     functools.partial(self._plan, events=events)
@@ -317,7 +322,8 @@ class Spooler:
                 log.error("spooler: cannot record print jobs: %s; retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            cursor = events[-1].seq
+            # The cursor itself moved in the planning transaction (tx.set_cursor).
+            follower.advance(events[-1].seq)
             for name in touched:
                 self._printers[name].wake.set()
 
@@ -386,7 +392,8 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", order.status))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderNew) and data.status else order.status
         stale = tx.now - order.first_seen > STALE_AFTER
         for name, printer in self._printers.items():
             config = printer.config
@@ -409,14 +416,15 @@ class Spooler:
         order = tx.get_order(event.order_id)
         if order is None:
             return
-        status = str(event.data.get("status", ""))
+        data = ev.payload(event)
+        status = data.status if isinstance(data, ev.OrderStatus) else ""
         live = ("queued", "sending", "done")
         for name, printer in self._printers.items():
             config = printer.config
             if order.type not in config.order_types:
                 continue
             has_ticket = self._has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES:
+            if status in CANCELLED_STATUSES or status == GONE:
                 if (
                     config.cancel_slip
                     and has_ticket
@@ -468,10 +476,15 @@ class Spooler:
                 self._refuse(tx, event, "text", wanted or "", "no lines")
                 return
             lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
+            params: dict[str, Any] = {"source": source, "lines": lines}
+            qr = data.get("qr")
+            if isinstance(qr, str) and qr:
+                params["qr"] = qr[:MAX_TEXT_LINE]
+            big = data.get("big")
+            if isinstance(big, list):
+                params["big"] = [i for i in big if isinstance(i, int) and not isinstance(i, bool)]
             target = wanted or next(iter(self._printers), None)
-            if target is not None and self._add(
-                tx, target, "text", event, {"source": source, "lines": lines}
-            ):
+            if target is not None and self._add(tx, target, "text", event, params):
                 touched.add(target)
         else:
             self._refuse(tx, event, str(kind), wanted or "", "unknown print request")
@@ -683,7 +696,13 @@ class Spooler:
             return printer_test_ticket(printer.config.name, self.box.name, code_page, opts, now)
         if job.kind == "text":
             lines = job.params.get("lines", [])
-            return text_ticket([str(x) for x in lines] if isinstance(lines, list) else [], opts)
+            big = job.params.get("big", [])
+            return text_ticket(
+                [str(x) for x in lines] if isinstance(lines, list) else [],
+                opts,
+                qr=str(job.params.get("qr", "")),
+                big=[i for i in big if isinstance(i, int)] if isinstance(big, list) else [],
+            )
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     # -- job state -------------------------------------------------------------------------

@@ -16,14 +16,13 @@ import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edged.sinqro.models import CANCELLED_STATUSES, Order, opt_float
+from edged.i18n import NP_, Language, Locale, zone
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, Order, opt_float
 
 Align = Literal["left", "center", "right"]
-Language = Literal["en", "es"]
 MAX_FIELD = 2000  # characters kept from one field from outside (a comment, a label)
 MAX_URL = 512
 
@@ -114,118 +113,80 @@ class TicketOptions:
 
 # -- labels ------------------------------------------------------------------------------
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "delivery": "DELIVERY",
-        "collection": "TAKEAWAY",
-        "reservation": "RESERVATION",
-        "insitu": "PRE-ORDER",
-        "inside": "TABLE ORDER",
-        "order": "Order",
-        "for": "For",
-        "asap": "ASAP",
-        "placed": "Placed",
-        "customer": "Customer",
-        "phone": "Phone",
-        "address": "Address",
-        "instructions": "For the driver",
-        "diners": "Diners",
-        "table": "Table",
-        "delivery_cost": "Delivery",
-        "total": "TOTAL",
-        "prepaid": "PAID",
-        "to_collect": "TO COLLECT",
-        "comment": "Comment",
-        "tracking": "Tracking",
-        "reprint": "REPRINT",
-        "late": "LATE",
-        "backup_for": "Instead of printer",
-        "cancelled": "CANCELLED",
-        "reason": "Reason",
-        "at": "At",
-        "test": "TEST PRINT",
-        "printer": "Printer",
-        "code_page": "Code page",
-        "columns": "Columns",
-        "big": "Big type",
-        "no_items": "(no items)",
-    },
-    "es": {
-        "delivery": "A DOMICILIO",
-        "collection": "PARA RECOGER",
-        "reservation": "RESERVA",
-        "insitu": "RESERVA CON PEDIDO",
-        "inside": "PEDIDO EN MESA",
-        "order": "Pedido",
-        "for": "Para",
-        "asap": "LO ANTES POSIBLE",
-        "placed": "Recibido",
-        "customer": "Cliente",
-        "phone": "Teléfono",
-        "address": "Dirección",
-        "instructions": "Para el repartidor",
-        "diners": "Comensales",
-        "table": "Mesa",
-        "delivery_cost": "Envío",
-        "total": "TOTAL",
-        "prepaid": "PAGADO",
-        "to_collect": "A COBRAR",
-        "comment": "Comentario",
-        "tracking": "Seguimiento",
-        "reprint": "REIMPRESIÓN",
-        "late": "CON RETRASO",
-        "backup_for": "En lugar de la impresora",
-        "cancelled": "CANCELADO",
-        "reason": "Motivo",
-        "at": "A las",
-        "test": "PRUEBA DE IMPRESIÓN",
-        "printer": "Impresora",
-        "code_page": "Página de códigos",
-        "columns": "Columnas",
-        "big": "Letra grande",
-        "no_items": "(sin productos)",
-    },
+# English source text per label key; the box's language comes from the gettext catalogs
+# (edged/i18n/locale/<lang>/LC_MESSAGES/edged.po). Context "ticket" keeps the paper's
+# capitals and wording apart from the page's.
+LABELS: dict[str, str] = {
+    "delivery": NP_("ticket", "DELIVERY"),
+    "collection": NP_("ticket", "TAKEAWAY"),
+    "reservation": NP_("ticket", "RESERVATION"),
+    "insitu": NP_("ticket", "PRE-ORDER"),
+    "inside": NP_("ticket", "TABLE ORDER"),
+    "order": NP_("ticket", "Order"),
+    "for": NP_("ticket", "For"),
+    "asap": NP_("ticket", "ASAP"),
+    "placed": NP_("ticket", "Placed"),
+    "customer": NP_("ticket", "Customer"),
+    "phone": NP_("ticket", "Phone"),
+    "address": NP_("ticket", "Address"),
+    "instructions": NP_("ticket", "For the driver"),
+    "diners": NP_("ticket", "Diners"),
+    "table": NP_("ticket", "Table"),
+    "delivery_cost": NP_("ticket", "Delivery"),
+    "total": NP_("ticket", "TOTAL"),
+    "prepaid": NP_("ticket", "PAID"),
+    "to_collect": NP_("ticket", "TO COLLECT"),
+    "comment": NP_("ticket", "Comment"),
+    "tracking": NP_("ticket", "Tracking"),
+    "reprint": NP_("ticket", "REPRINT"),
+    "late": NP_("ticket", "LATE"),
+    "backup_for": NP_("ticket", "Instead of printer"),
+    "cancelled": NP_("ticket", "CANCELLED"),
+    "reason": NP_("ticket", "Reason"),
+    "at": NP_("ticket", "At"),
+    "test": NP_("ticket", "TEST PRINT"),
+    "printer": NP_("ticket", "Printer"),
+    "code_page": NP_("ticket", "Code page"),
+    "columns": NP_("ticket", "Columns"),
+    "big": NP_("ticket", "Big type"),
+    "no_items": NP_("ticket", "(no items)"),
 }
 
-STATUS_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "accepted": "ACCEPTED",
-        "preparation": "IN PREPARATION",
-        "ready": "READY",
-        "delivering": "OUT FOR DELIVERY",
-        "delivered": "DELIVERED",
-        "incident": "INCIDENT",
-        "finished": "FINISHED",
-        "reservation_accepted": "RESERVATION ACCEPTED",
-        "payment_authorisation_failed": "PAYMENT FAILED",
-        "cancelled": "Cancelled",
-        "cancelled_by_sp": "Cancelled by the restaurant",
-        "cancelled_by_client": "Cancelled by the customer",
-        "cancelled_by_driver": "Cancelled by the driver",
-        "cancelled_by_team": "Cancelled by the Sinqro team",
-    },
-    "es": {
-        "accepted": "ACEPTADO",
-        "preparation": "EN PREPARACIÓN",
-        "ready": "LISTO",
-        "delivering": "EN REPARTO",
-        "delivered": "ENTREGADO",
-        "incident": "INCIDENCIA",
-        "finished": "FINALIZADO",
-        "reservation_accepted": "RESERVA ACEPTADA",
-        "payment_authorisation_failed": "PAGO FALLIDO",
-        "cancelled": "Cancelado",
-        "cancelled_by_sp": "Cancelado por el restaurante",
-        "cancelled_by_client": "Cancelado por el cliente",
-        "cancelled_by_driver": "Cancelado por el repartidor",
-        "cancelled_by_team": "Cancelado por el equipo de Sinqro",
-    },
+STATUS_LABELS: dict[str, str] = {
+    "accepted": NP_("ticket", "ACCEPTED"),
+    "preparation": NP_("ticket", "IN PREPARATION"),
+    "ready": NP_("ticket", "READY"),
+    "delivering": NP_("ticket", "OUT FOR DELIVERY"),
+    "delivered": NP_("ticket", "DELIVERED"),
+    "incident": NP_("ticket", "INCIDENT"),
+    "finished": NP_("ticket", "FINISHED"),
+    "reservation_accepted": NP_("ticket", "RESERVATION ACCEPTED"),
+    "payment_authorisation_failed": NP_("ticket", "PAYMENT FAILED"),
+    "cancelled": NP_("ticket", "Cancelled"),
+    "cancelled_by_sp": NP_("ticket", "Cancelled by the restaurant"),
+    "cancelled_by_client": NP_("ticket", "Cancelled by the customer"),
+    "cancelled_by_driver": NP_("ticket", "Cancelled by the driver"),
+    "cancelled_by_team": NP_("ticket", "Cancelled by the Sinqro team"),
+    "gone": NP_("ticket", "Closed: unknown to Sinqro"),
 }
 
-WEEKDAYS = {
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
-    "es": ("lun", "mar", "mié", "jue", "vie", "sáb", "dom"),
-}
+
+class _Labels:
+    """The ticket's labels in one language: ``L["total"]``, ``L.get(order.type, ...)``."""
+
+    def __init__(self, language: str) -> None:
+        self.locale = Locale(language)
+
+    def __getitem__(self, key: str) -> str:
+        return self.locale.pgettext("ticket", LABELS[key])
+
+    def get(self, key: str, default: str) -> str:
+        return self[key] if key in LABELS else default
+
+    def status(self, status: str) -> str | None:
+        known = STATUS_LABELS.get(status)
+        return self.locale.pgettext("ticket", known) if known else None
+
 
 # -- text from outside -------------------------------------------------------------------
 
@@ -301,16 +262,9 @@ def _str(obj: Any, key: str, limit: int = MAX_FIELD) -> str:
 # -- formatting --------------------------------------------------------------------------
 
 
-def money(amount: float, currency: dict[str, Any], language: Language) -> str:
+def money(amount: float, currency: dict[str, Any], language: str) -> str:
     """``amount`` per the order's ``currency.displayPattern`` (e.g. ``{{ amount }}€``)."""
-    number = f"{amount:.2f}"
-    if language == "es":
-        number = number.replace(".", ",")
-    pattern = clean(currency.get("displayPattern"), 40)
-    if not re.search(r"\{\{\s*amount\s*\}\}", pattern):
-        symbol = clean(currency.get("symbol"), 8) or clean(currency.get("isoCode"), 8)
-        pattern = "{{ amount }}" + (symbol if symbol in ("€", "") else " " + symbol)
-    return re.sub(r"\{\{\s*amount\s*\}\}", number, pattern, count=1)
+    return Locale(language).money(amount, currency)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -334,22 +288,10 @@ def _in_range(parsed: datetime | None) -> datetime | None:
     return parsed if parsed is not None and 1 < parsed.year < 9999 else None
 
 
-def zone(name: str, fallback: str = "") -> ZoneInfo:
-    for candidate in (name, fallback):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
-def local_label(when: datetime, tz: ZoneInfo, language: Language, *, date: bool = True) -> str:
-    local = when.astimezone(tz)
-    if not date:
-        return local.strftime("%H:%M")
-    day = WEEKDAYS[language][local.weekday()]
-    return f"{day} {local:%d/%m} {local:%H:%M}"
+def local_label(when: datetime, tz: tzinfo, language: str, *, date: bool = True) -> str:
+    """``Fri 25/12 14:05`` (or ``14:05``) in zone ``tz`` and ``language``."""
+    locale = Locale(language, tz)
+    return locale.short_datetime(when) if date else locale.time(when)
 
 
 def wrap(text: str, width: int, indent: str = "") -> list[str]:
@@ -431,7 +373,7 @@ class _Builder:
 
 
 def _head(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     if opts.logo:
         b.elements.append(Logo(opts.logo))
     if opts.reprint:
@@ -450,7 +392,7 @@ def _head(b: _Builder, order: Order, opts: TicketOptions) -> None:
 
 
 def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     tz = zone(order.timezone, opts.tz)
     execution = parse_time(order.execution_time)
     if order.is_asap:
@@ -464,7 +406,7 @@ def _when(b: _Builder, order: Order, opts: TicketOptions) -> None:
 
 
 def _people(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     raw = order.raw
     consumer = _dict(raw, "consumer")
     name = " ".join(p for p in (_str(consumer, "name"), _str(consumer, "lastname")) if p)
@@ -501,7 +443,7 @@ def _items(b: _Builder, order: Order, opts: TicketOptions) -> None:
     ]
     if not lines:
         if order.type != "reservation":
-            b.text(LABELS[opts.language]["no_items"])
+            b.text(_Labels(opts.language)["no_items"])
         return
 
     def emit(line: dict[str, Any], depth: int) -> None:
@@ -533,7 +475,7 @@ _TOTAL_LINES = ("DELIVERY", "DISCOUNT")
 
 
 def _totals(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     raw = order.raw
     currency = _dict(raw, "currency")
     total_lines = [line for line in _list(raw, "orderLines") if line.get("type") in _TOTAL_LINES]
@@ -585,7 +527,7 @@ def _tracking(order: Order) -> str:
 def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     """The full or kitchen ticket of an order of any of the five types."""
     b = _Builder(opts.columns)
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     _head(b, order, opts)
     b.rule()
     _when(b, order, opts)
@@ -611,7 +553,7 @@ def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
 
 
 def _slip_head(b: _Builder, order: Order, opts: TicketOptions) -> None:
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     if opts.reprint:
         b.banner(L["reprint"])
     if opts.backup_for:
@@ -623,12 +565,12 @@ def _slip_head(b: _Builder, order: Order, opts: TicketOptions) -> None:
 
 def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """A short slip telling the kitchen a printed order was cancelled, by whom and why."""
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     b = _Builder(opts.columns)
     b.banner(L["cancelled"])
     _slip_head(b, order, opts)
     b.rule()
-    who = STATUS_LABELS[opts.language].get(status, clean(order.status_name, 200))
+    who = L.status(status) or clean(order.status_name, 200)
     b.text(who, bold=True, height=2)
     reason = clean_paragraphs(order.raw.get("cancellationComment"))
     if reason:
@@ -644,13 +586,13 @@ def cancel_slip(order: Order, status: str, opts: TicketOptions, at: datetime | N
 
 def status_slip(order: Order, status: str, opts: TicketOptions, at: datetime | None) -> Ticket:
     """A short slip for a configured status change (ready, out for delivery...)."""
-    if status in CANCELLED_STATUSES:
+    if status in CANCELLED_STATUSES or status == GONE:
         return cancel_slip(order, status, opts, at)
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     b = _Builder(opts.columns)
     _slip_head(b, order, opts)
     b.rule()
-    label = STATUS_LABELS[opts.language].get(status) or clean(order.status_name, 200).upper()
+    label = L.status(status) or clean(order.status_name, 200).upper()
     b.text(label, align="center", bold=True, width=2, height=2)
     if order.consumer_name:
         b.field(L["customer"], clean(order.consumer_name, 200))
@@ -663,7 +605,7 @@ def printer_test_ticket(
     printer: str, box_name: str, code_page: str, opts: TicketOptions, at: datetime
 ) -> Ticket:
     """A page that shows the printer works: accents, euro, width, big type, QR."""
-    L = LABELS[opts.language]
+    L = _Labels(opts.language)
     b = _Builder(opts.columns)
     if opts.logo:
         b.elements.append(Logo(opts.logo))
@@ -685,17 +627,30 @@ def printer_test_ticket(
     return b.build("test", None)
 
 
-def text_ticket(lines: Sequence[str] | Iterable[str], opts: TicketOptions) -> Ticket:
-    """Free text (the setup page's ticket); every line is cleaned and wrapped."""
+def text_ticket(
+    lines: Sequence[str] | Iterable[str],
+    opts: TicketOptions,
+    *,
+    qr: str = "",
+    big: Iterable[int] = (),
+) -> Ticket:
+    """Free text (the setup ticket); every line is cleaned and wrapped. Lines at indexes
+    ``big`` print in large type (the setup code); ``qr`` (a URL) ends the ticket."""
     b = _Builder(opts.columns)
+    large = set(big)
     for count, line in enumerate(lines):
         if count >= 200:
             break
         text = clean(line, 500)
-        if text:
+        if text and count in large:
+            b.text(text, align="center", bold=True, width=2, height=2)
+        elif text:
             b.text(text)
         else:
             b.elements.append(Feed(1))
+    url = clean_url(qr)
+    if url:
+        b.elements.append(Qr(url))
     return b.build("text", None)
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,8 @@ DEFAULT_SERVER_TOKEN = "sim-server-token"
 DEFAULT_USER_TOKEN = "sim-user-token-demo"
 ADMIN_PREFIX = "/_sim"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Which order an API path is about: /orders/{id}... or /sellingPoints/{sp}/orders/{id}/...
+_ORDER_PATH = re.compile(r"/orders/(\d+)(?:/|$)")
 
 
 @dataclass
@@ -50,6 +53,12 @@ class Faults:
     stall: bool = False  # half-open: no notifications, no pongs
     mute: bool = False  # no notifications, pongs still answered
     garble_count: int = 0  # answer the next N API requests with 200 and a non-JSON body
+    # Per order: every call about these orders answers fail_status (GET, actions, status).
+    fail_orders: set[int] = field(default_factory=set)
+    # Per order: only GET /orders/{id} fails (the refresh of that one order).
+    fail_order_gets: set[int] = field(default_factory=set)
+    # Actions answer "delayMinutes": null, like the reference's only OrderAction example.
+    null_action_delays: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,7 +72,22 @@ class Faults:
             "stall": self.stall,
             "mute": self.mute,
             "garbleCount": self.garble_count,
+            "failOrders": sorted(self.fail_orders),
+            "failOrderGets": sorted(self.fail_order_gets),
+            "nullActionDelays": self.null_action_delays,
         }
+
+    def fails_order_call(self, method: str, path: str) -> bool:
+        """Is this API call about an order that is set to fail?"""
+        match = _ORDER_PATH.search(path)
+        if match is None:
+            return False
+        order_id = int(match.group(1))
+        if order_id in self.fail_orders:
+            return True
+        return (
+            method == "GET" and order_id in self.fail_order_gets and path.endswith(f"/{order_id}")
+        )
 
 
 @dataclass(eq=False)
@@ -319,6 +343,21 @@ class Simulator:
         """Answer the next ``count`` API requests with 200 and a body that is not JSON."""
         self.faults.garble_count = count
 
+    def fail_order(self, order_id: int, on: bool = True, status: int = 503) -> None:
+        """Every call about ``order_id`` answers ``status`` (GET, actions, status POST)."""
+        (self.faults.fail_orders.add if on else self.faults.fail_orders.discard)(order_id)
+        self.faults.fail_status = status
+
+    def fail_order_get(self, order_id: int, on: bool = True, status: int = 503) -> None:
+        """Only ``GET /orders/{order_id}`` answers ``status``."""
+        gets = self.faults.fail_order_gets
+        (gets.add if on else gets.discard)(order_id)
+        self.faults.fail_status = status
+
+    def null_action_delays(self, on: bool = True) -> None:
+        """Answer ``delayMinutes: null`` on every action, even a delayed accept's."""
+        self.faults.null_action_delays = on
+
     def clear_faults(self) -> None:
         self.faults = Faults()
 
@@ -371,6 +410,9 @@ class Simulator:
             return _json(error_body("UNAVAILABLE", "Service unavailable", 503), 503)
         if faults.delay:
             await asyncio.sleep(faults.delay)
+        if faults.fails_order_call(request.method, request.path):
+            status = faults.fail_status
+            return _json(error_body("INTERNAL_ERROR", "Simulated order failure", status), status)
         if faults.fail_always or faults.fail_count > 0:
             faults.fail_count = max(0, faults.fail_count - 1)
             status = faults.fail_status
@@ -489,7 +531,10 @@ class Simulator:
                 raise CloudError("BAD_REQUEST", "delayMinutes must be a number") from None
             if not 0 <= delay <= 1440:
                 raise CloudError("BAD_REQUEST", "delayMinutes out of range")
-        return _json(self.cloud.actions(user, self._int(request, "id"), delay))
+        actions = self.cloud.actions(user, self._int(request, "id"), delay)
+        if self.faults.null_action_delays:
+            actions = [{**action, "delayMinutes": None} for action in actions]
+        return _json(actions)
 
     async def _post_action(self, request: web.Request) -> web.Response:
         user = self._auth(request)
@@ -648,6 +693,12 @@ class Simulator:
                 f.mute = bool(body["mute"])
             if "garbleCount" in body:
                 f.garble_count = int(body["garbleCount"])
+            if "failOrders" in body:
+                f.fail_orders = {int(i) for i in body["failOrders"] or []}
+            if "failOrderGets" in body:
+                f.fail_order_gets = {int(i) for i in body["failOrderGets"] or []}
+            if "nullActionDelays" in body:
+                f.null_action_delays = bool(body["nullActionDelays"])
         except (TypeError, ValueError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return _json(f.to_json())

@@ -17,6 +17,9 @@ from typing import Any
 
 ORDER_TYPES = ("delivery", "collection", "reservation", "insitu", "inside")
 WAITING = "waiting_sp_validation"
+# edged's own final status for an order Sinqro no longer knows (ORDER_NOT_FOUND twice, or
+# another selling point's after re-pairing): closed locally so its alert stops. Never sent.
+GONE = "gone"
 # Codes whose orders need no more interaction (doc 003, OrderStatus). The payload's own
 # ``isFinalStatus`` wins when it is a boolean.
 FINAL_STATUSES = frozenset(
@@ -28,6 +31,7 @@ FINAL_STATUSES = frozenset(
         "cancelled_by_driver",
         "cancelled_by_team",
         "payment_authorisation_failed",
+        GONE,
     }
 )
 CANCELLED_STATUSES = frozenset(s for s in FINAL_STATUSES if s.startswith("cancelled"))

@@ -41,7 +41,7 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
-from edged.journal.store import Journal, JournalError
+from edged.journal.store import Journal, JournalError, UpsertResult
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.sinqro import endpoints, errors
@@ -113,7 +113,14 @@ class NotificationLink:
         # answer requested before that frame must not overwrite it.
         self._frame_seq = 0
         self._touched: dict[int, int] = {}
-        self._gone: set[int] = set()
+        # Per open order: when Sinqro first answered ORDER_NOT_FOUND (loop time).
+        self._missing: dict[int, float] = {}
+        # Orders whose stale report was set aside, to be read with a direct GET.
+        self._verify: asyncio.Queue[int] = asyncio.Queue()
+        self._verifying: set[int] = set()
+        self.unread_orders = 0
+        self.gone_orders = 0
+        self.stale_reports = 0
 
     # -- public ----------------------------------------------------------------------------
 
@@ -134,6 +141,9 @@ class NotificationLink:
             "polls": self.polls,
             "reconciles": self.reconciles,
             "refreshes": self.refreshes,
+            "unread_orders": self.unread_orders,
+            "gone_orders": self.gone_orders,
+            "stale_reports": self.stale_reports,
         }
 
     async def run(self) -> None:
@@ -170,13 +180,13 @@ class NotificationLink:
         self._ws_up = False
         self._rest_ok = None
         self._rest_failures = 0
-        self._gone.clear()
         kicked = unauthorized = False
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_kick(), name="sinqro-link-kick")
                 tg.create_task(self._websocket_loop(pairing), name="sinqro-websocket")
                 tg.create_task(self._sync_loop(pairing), name="sinqro-sync")
+                tg.create_task(self._verify_loop(), name="sinqro-verify")
         except* _Kicked:
             kicked = True
         except* SinqroUnauthorized:
@@ -308,7 +318,9 @@ class NotificationLink:
         self._touched[note.order.id] = self._frame_seq
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)
         try:
-            await self.desk.ingest(note.order, "websocket")
+            applied = await self.desk.ingest(note.order, "websocket")
+            if applied is None:
+                self._stale(note.order.id)
         except JournalError as exc:
             # Not stored, not lost: Sinqro still lists it, the sync fetches it again.
             self._store_failed(exc, note.order.id)
@@ -365,7 +377,13 @@ class NotificationLink:
             self._update_link()
 
     async def _sync(self, sp: int, reason: str) -> None:
-        """One active-orders call, then GETs only for open orders Sinqro no longer lists."""
+        """One active-orders call, then a GET for every open order Sinqro no longer lists.
+
+        Every open order is visited even when some GETs fail; the number that could not be
+        read is logged and kept in :attr:`unread_orders`. An order Sinqro answers
+        ORDER_NOT_FOUND for twice, ``gone_after`` seconds apart, and an order of another
+        selling point (after re-pairing), are closed locally as ``gone``.
+        """
         started = self._frame_seq
         if reason == "reconcile":
             self.reconciles += 1
@@ -380,34 +398,101 @@ class NotificationLink:
             if order.selling_point_id not in (None, sp):
                 continue
             listed.add(order.id)
+            self._missing.pop(order.id, None)
             if self._touched.get(order.id, 0) > started:
                 continue  # a websocket frame about it came after this answer was asked for
             fresh.append(order)
-        await self._ingest_all(fresh, reason)
-        for stored in await self.journal.open_orders():
-            if stored.id in listed or stored.id in self._gone:
+        for order, result in zip(fresh, await self._ingest_all(fresh, reason), strict=True):
+            if result is None:
+                self._stale(order.id)
+        unread = 0
+        open_orders = await self.journal.open_orders()
+        for stored in open_orders:
+            if stored.id in listed:
                 continue
             owner = _selling_point_of(stored.payload)
             if owner is not None and owner != sp:
+                await self._close_gone(stored.id, f"order of selling point {owner}, not {sp}")
                 continue
             try:
                 order = await self.api.get_order(stored.id)
+            except SinqroUnauthorized:
+                raise
             except SinqroError as exc:
-                if exc.code != errors.ORDER_NOT_FOUND:
-                    raise
-                self._gone.add(stored.id)
-                log.warning("open order %s is unknown to Sinqro; no longer refreshed", stored.id)
+                if exc.code == errors.ORDER_NOT_FOUND:
+                    await self._not_found(stored.id)
+                else:
+                    unread += 1
+                    log.debug("order %s not refreshed: %s", stored.id, exc)
                 continue
+            self._missing.pop(stored.id, None)
             if self._touched.get(order.id, 0) > started:
                 continue
-            await self.desk.ingest(order, reason)
+            await self.desk.ingest(order, reason, authoritative=True)
+        if unread != self.unread_orders:
+            if unread:
+                log.warning(
+                    "Sinqro %s: %d of %d open orders could not be read; next try later",
+                    reason,
+                    unread,
+                    len(open_orders),
+                )
+            else:
+                log.info("Sinqro %s: every open order read again", reason)
+        self.unread_orders = unread
+        self.state.set("link.unread_orders", unread)
         # Marks older than this sync can no longer race with anything.
         self._touched = {k: v for k, v in self._touched.items() if v > started}
+        still_open = {o.id for o in open_orders}
+        self._missing = {k: v for k, v in self._missing.items() if k in still_open}
 
-    async def _ingest_all(self, orders: list[Order], reason: str) -> None:
+    async def _not_found(self, order_id: int) -> None:
+        now = asyncio.get_running_loop().time()
+        first = self._missing.get(order_id)
+        if first is None:
+            self._missing[order_id] = now
+            log.warning("open order %s is unknown to Sinqro; asking again later", order_id)
+        elif now - first >= self.config.gone_after:
+            await self._close_gone(order_id, "unknown to Sinqro (ORDER_NOT_FOUND)")
+
+    async def _close_gone(self, order_id: int, reason: str) -> None:
+        self._missing.pop(order_id, None)
+        if await self.desk.close_gone(order_id, reason):
+            self.gone_orders += 1
+
+    def _stale(self, order_id: int) -> None:
+        """A report would move the order back: read it with a direct GET before believing."""
+        self.stale_reports += 1
+        if order_id not in self._verifying:
+            self._verifying.add(order_id)
+            self._verify.put_nowait(order_id)
+
+    async def _verify_loop(self) -> None:
+        """Apply Sinqro's answer to ``GET /orders/{id}`` for each order set aside as stale."""
+        while True:
+            order_id = await self._verify.get()
+            self._verifying.discard(order_id)
+            started = self._frame_seq
+            try:
+                order = await self.api.get_order(order_id)
+            except SinqroUnauthorized:
+                raise
+            except SinqroError as exc:
+                # The journal keeps the newer status; the next refresh asks again.
+                log.warning("order %s: stale report not checked: %s", order_id, exc)
+                continue
+            if self._touched.get(order_id, 0) > started:
+                continue
+            try:
+                await self.desk.ingest(order, "verify", authoritative=True)
+            except JournalError as exc:
+                self._store_failed(exc, order_id)
+
+    async def _ingest_all(self, orders: list[Order], reason: str) -> list[UpsertResult | None]:
         """Ingest side by side, so the journal stores orders that wait together in one
         commit (a catch-up of many orders shares its fsyncs); the first error is raised
-        once all have been tried."""
+        once all have been tried. Returns what ``ingest`` returned for each order."""
+        done: list[UpsertResult | None] = []
         for first in range(0, len(orders), INGEST_GROUP):
             chunk = orders[first : first + INGEST_GROUP]
             results = await asyncio.gather(
@@ -416,6 +501,8 @@ class NotificationLink:
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
+                done.append(result)
+        return done
 
     def _store_failed(self, exc: JournalError, order_id: int | None) -> None:
         self._store_failures += 1

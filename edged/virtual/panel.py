@@ -29,13 +29,18 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from edged.i18n import N_, Locale
 from edged.panel.controller import Panel, VirtualButton
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
 
-HELP = "keys: a/A accept short/long, c silence, C cancel (long), b both, B setup hold, ? help"
+HELP = N_("keys: a/A accept short/long, c silence, C cancel (long), b both, B setup hold, ? help")
 REDRAW = 0.1  # seconds between redraws on a terminal: enough to see a 0.2 s blink
+
+
+def _panel_locale(panel: Panel) -> Locale:
+    return Locale(getattr(panel, "language", "en"))
 
 
 def key_press(panel: Panel, key: str) -> tuple[VirtualButton, float] | None:
@@ -143,7 +148,7 @@ async def _interactive(panel: Panel, stdin: TextIO, stdout: TextIO) -> None:
 
     tty.setcbreak(fd)
     loop.add_reader(fd, readable)
-    _write(stdout, HELP + "\n")
+    _write(stdout, _panel_locale(panel).gettext(HELP) + "\n")
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_redraw(panel, stdout), name="terminal-panel-redraw")
@@ -172,8 +177,9 @@ async def _presses(panel: Panel, keys: asyncio.Queue[str], say: Callable[[str], 
     """One press at a time, in key order."""
     while True:
         key = await keys.get()
+        _ = _panel_locale(panel).gettext
         if key in ("?", "h"):
-            say(HELP)
+            say(_(HELP))
             continue
         press = key_press(panel, key)
         if press is None:
@@ -184,4 +190,8 @@ async def _presses(panel: Panel, keys: asyncio.Queue[str], say: Callable[[str], 
         except Exception as exc:  # the demo keeps going whatever a press did
             log.warning("terminal panel: press failed: %s", exc)
             continue
-        say(f"  PRESS   {button} {seconds:.1f} s -> {result}")
+        say(
+            _("  PRESS    {button} {seconds} s -> {result}").format(
+                button=button, seconds=_panel_locale(panel).number(seconds, 1), result=result
+            )
+        )

@@ -1,6 +1,9 @@
 """The live board's data: orders as plain JSON for the page, and the buttons each one gets.
 
-Pure functions, no I/O. Everything here is data; the page puts text in with
+Pure functions, no I/O. Everything a person reads is built here in the box's language and
+the selling point's time zone (a :class:`~edged.i18n.Locale`), from codes, never from
+Sinqro's own display strings (those are Spanish whatever the box speaks); Sinqro's text is
+only a fallback for a code this box does not know. The page puts text in with
 ``textContent``, never as HTML, so an order's comment stays text whatever it holds.
 """
 
@@ -10,8 +13,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from edged.i18n import N_, Locale
+from edged.i18n.words import STATUS_WORDS, TYPE_WORDS
 from edged.journal.store import Command, StoredOrder
-from edged.printing.ticket import money
+from edged.printing.ticket import parse_time
 from edged.sinqro.models import OrderAction
 
 # The order a restaurant moves an accepted order along (doc 003, orderStatusTypeCode).
@@ -26,13 +31,21 @@ STATUSES_BY_TYPE: dict[str, tuple[str, ...]] = {
     "inside": ("preparation", "ready", "finished"),
     "reservation": ("finished",),
 }
-STATUS_LABELS = {
-    "preparation": "Preparing",
-    "ready": "Ready",
-    "delivering": "Out for delivery",
-    "delivered": "Delivered",
-    "finished": "Finished",
+# Buttons that move an order to a status.
+STEP_LABELS = {
+    "preparation": N_("Start preparing"),
+    "ready": N_("Ready"),
+    "delivering": N_("Out for delivery"),
+    "delivered": N_("Delivered"),
+    "finished": N_("Finished"),
 }
+# Preset cancellation reasons (told to the customer); free text is always possible too.
+CANCEL_REASONS = (
+    N_("Sorry, we are too busy right now."),
+    N_("Sorry, an item is out of stock."),
+    N_("Sorry, we are closing."),
+    N_("Sorry, we cannot deliver to this address."),
+)
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 2000
 
@@ -51,12 +64,19 @@ def _text(value: Any) -> str:
     return str(value)[:MAX_TEXT]
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if abs(number) < 1e12 else None
+
+
 def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or depth > 3:
         return []
     out = []
     for item in raw[:200]:
-        if not isinstance(item, dict):
+        if not isinstance(item, dict) or item.get("type") in ("DELIVERY", "DISCOUNT"):
             continue
         out.append(
             {
@@ -77,62 +97,123 @@ def _address(raw: Any) -> str:
     return ", ".join(_text(raw.get(k)) for k in keys if raw.get(k) and _text(raw.get(k)))
 
 
-def order_json(order: StoredOrder, pending: Iterable[Command] = ()) -> dict[str, Any]:
+def payment(raw: dict[str, Any], total: float | None) -> tuple[str, float]:
+    """``("paid", 0)``, ``("collect", amount)`` or ``("unknown", 0)`` from the payments."""
+    payments = [p for p in raw.get("payments") or [] if isinstance(p, dict)]
+    if not payments:
+        return ("unknown", 0.0)
+    to_collect = sum(
+        _number(p.get("amount")) or 0.0 for p in payments if p.get("prepaid") is not True
+    )
+    if to_collect > 0.005:
+        return ("collect", to_collect)
+    return ("paid", 0.0)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _stamp(value: Any) -> float | None:
+    parsed = parse_time(value)
+    return parsed.timestamp() if parsed is not None else None
+
+
+def order_json(
+    order: StoredOrder, locale: Locale, pending: Iterable[Command] = ()
+) -> dict[str, Any]:
     """An order as the board shows it (no tokens: orders carry none)."""
+    _ = locale.gettext
     parsed = order.order
     raw = order.payload
-    currency = raw.get("currency")
+    currency = _dict(raw.get("currency"))
+    total = _number(parsed.total_amount)
+    pay, to_collect = payment(raw, total)
+    consumer = _dict(raw.get("consumer"))
+    due = _stamp(order.execution_time)
+    created = _stamp(parsed.created_at)
+    # Due when Sinqro says (an ASAP order carries its estimate); else as soon as it came.
+    due_at = due if due is not None else (created or order.first_seen)
+    status_word = STATUS_WORDS.get(order.status)
     return {
         "id": order.id,
         "code": order.code,
         "type": order.type,
+        "type_text": _(TYPE_WORDS[order.type]) if order.type in TYPE_WORDS else order.type,
         "status": order.status,
-        "status_name": _text(parsed.status_name),
+        "status_text": _(status_word) if status_word else _text(parsed.status_name),
         "final": order.is_final,
         "waiting": order.is_waiting,
         "acknowledged": order.acknowledged,
         "market": _text(parsed.market),
         "consumer": _text(parsed.consumer_name),
-        "total": parsed.total_amount,
-        # Formatted like the ticket, per the order's currency.displayPattern ("{{ amount }}€").
-        "total_text": (
-            money(parsed.total_amount, currency if isinstance(currency, dict) else {}, "en")
-            if parsed.total_amount is not None
-            else ""
-        ),
-        "execution_time": _text(order.execution_time),
-        "execution_label": _text(raw.get("executionTimeLabel")),
+        "phone": _text(consumer.get("phone"))[:40],
+        "total": total,
+        "total_text": locale.money(total, currency) if total is not None else "",
+        "payment": pay,
+        "to_collect_text": locale.money(to_collect, currency) if pay == "collect" else "",
         "asap": parsed.is_asap,
+        "due": due_at,
+        "due_text": locale.time(due_at) if due_at else "",
+        "due_day": locale.date(due_at) if due_at else "",
         "comment": _text(raw.get("comment")),
         "cancellation_comment": _text(raw.get("cancellationComment")),
         "diners": raw.get("dinersNumber") if isinstance(raw.get("dinersNumber"), int) else None,
         "address": _address(raw.get("deliveryAddress")),
         "lines": _lines(raw.get("orderLines")),
         "first_seen": order.first_seen,
+        "seen_text": locale.time(order.first_seen),
         "updated": order.updated,
-        "pending": [
-            {"id": c.id, "kind": c.kind, "state": c.state, "params": _public_params(c)}
-            for c in pending
-        ],
+        "pending": [pending_json(c, locale) for c in pending],
         "statuses": []
         if order.is_waiting or order.is_final
         else [
-            {"status": s, "label": STATUS_LABELS.get(s, s)}
+            {"status": s, "label": _(STEP_LABELS[s])}
             for s in next_statuses(order.type, order.status)
         ],
     }
 
 
-def _public_params(command: Command) -> dict[str, Any]:
-    keep = ("delay", "status", "comment")
-    return {k: command.params[k] for k in keep if k in command.params}
+def pending_json(command: Command, locale: Locale) -> dict[str, Any]:
+    """A queued command and what it will do, in words."""
+    _ = locale.gettext
+    delay = command.params.get("delay")
+    if command.kind == "accept":
+        text = (
+            _("Accept +{minutes} min").format(minutes=delay)
+            if isinstance(delay, int) and delay
+            else _("Accept")
+        )
+    elif command.kind == "cancel":
+        text = _("Cancel")
+    elif command.kind == "status":
+        status = str(command.params.get("status", ""))
+        text = _(STEP_LABELS[status]) if status in STEP_LABELS else status
+    else:
+        text = command.kind
+    retrying = command.attempts > 0
+    return {
+        "id": command.id,
+        "kind": command.kind,
+        "state": command.state,
+        "retrying": retrying,
+        "text": text,
+        "error": _text(command.error)[:200] if retrying else "",
+    }
+
+
+def _accept_label(delay: int | None, locale: Locale) -> str:
+    _ = locale.gettext
+    return _("Accept +{minutes} min").format(minutes=delay) if delay else _("Accept")
 
 
 def action_buttons(
-    actions: Sequence[OrderAction], *, fallback_delays: Sequence[int] = ()
+    actions: Sequence[OrderAction], locale: Locale, *, fallback_delays: Sequence[int] = ()
 ) -> list[dict[str, Any]]:
     """Buttons built from Sinqro's order actions (doc 000: accept, accept with each
-    offered delay, cancel). Tokens stay on the box: the outbox fetches fresh ones.
+    offered delay, cancel), labelled from ``actionType`` and ``delayMinutes`` in the box's
+    language; Sinqro's ``callToAction`` only labels a type this box has no words for.
+    Tokens stay on the box: the outbox fetches fresh ones.
 
     When Sinqro offers a plain ACCEPT but no delayed one, ``fallback_delays`` (the box's
     configured delays) are offered; Sinqro is asked for that delay when the command is sent.
@@ -148,9 +229,8 @@ def action_buttons(
         if key in seen:
             continue
         seen.add(key)
-        label = _text(action.call_to_action)[:60] or kind.title()
-        if kind == "ACCEPT" and delay and str(delay) not in label:
-            label = f"{label} +{delay} min"
+        cancel = locale.gettext("Cancel")
+        label = _accept_label(delay, locale) if kind == "ACCEPT" else cancel
         buttons.append(
             {
                 "kind": kind.lower(),
@@ -162,21 +242,33 @@ def action_buttons(
     if ("ACCEPT", None) in seen and not any(k == "ACCEPT" and d for k, d in seen):
         for delay in sorted({d for d in fallback_delays if d > 0}):
             buttons.append(
-                {"kind": "accept", "label": f"Accept +{delay} min", "delay": delay, "color": ""}
+                {
+                    "kind": "accept",
+                    "label": _accept_label(delay, locale),
+                    "delay": delay,
+                    "color": "",
+                }
             )
     # Accepts first (plain, then by delay), cancel last: the order staff expect.
     buttons.sort(key=lambda b: (b["kind"] != "accept", b["delay"] or 0))
     return buttons
 
 
-def offline_buttons(delays: Sequence[int]) -> list[dict[str, Any]]:
+def offline_buttons(delays: Sequence[int], locale: Locale) -> list[dict[str, Any]]:
     """Buttons when Sinqro cannot be asked: the command waits in the outbox anyway."""
     buttons: list[dict[str, Any]] = [
-        {"kind": "accept", "label": "Accept", "delay": None, "color": ""}
+        {"kind": "accept", "label": _accept_label(None, locale), "delay": None, "color": ""}
     ]
     buttons += [
-        {"kind": "accept", "label": f"Accept +{d} min", "delay": d, "color": ""}
+        {"kind": "accept", "label": _accept_label(d, locale), "delay": d, "color": ""}
         for d in sorted({d for d in delays if d > 0})
     ]
-    buttons.append({"kind": "cancel", "label": "Cancel", "delay": None, "color": ""})
+    buttons.append(
+        {"kind": "cancel", "label": locale.gettext("Cancel"), "delay": None, "color": ""}
+    )
     return buttons
+
+
+def waiting_order(orders: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Waiting orders soonest due first (then the oldest seen)."""
+    return sorted(orders, key=lambda o: (o["due"] or o["first_seen"], o["first_seen"], o["id"]))

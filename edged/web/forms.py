@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from edged.web.render import Markup, esc, join, tag
+from edged.i18n import Locale
+from edged.printing.settings import ORDER_TYPES
+from edged.web.labels import CHOICE_TEXT, FIELD_TEXT
 
 TRUE_WORDS = ("true", "on", "1", "yes")
 
@@ -123,6 +125,10 @@ def parse_form(cls: type[Any], prefix: str, form: Mapping[str, Sequence[str]]) -
         values = form.get(field.key)
         if not values:
             continue
+        if field.name in CHOICES:
+            # A group of checkboxes: every ticked value (a hidden "" says "none ticked").
+            _set_dotted(table, field.key[len(prefix) + 1 :], [v for v in values if v])
+            continue
         text = values[-1]
         if field.secret and not text:
             continue
@@ -150,7 +156,35 @@ def field_id(key: str) -> str:
     return "f-" + "".join(c if c.isalnum() else "-" for c in key).strip("-").replace("--", "-")
 
 
-def render_fields(
+@dataclass(frozen=True)
+class FieldView:
+    """One input as a template draws it."""
+
+    key: str
+    id: str
+    name: str
+    label: str
+    help: str
+    widget: Literal["checkbox", "select", "password", "text", "checks"]
+    value: str
+    checked: bool = False
+    options: tuple[tuple[str, str], ...] = ()
+    selected: tuple[str, ...] = ()
+    numeric: bool = False
+    error: str = ""
+    advanced: bool = True
+
+
+# List fields whose values come from a fixed set: drawn as a group of checkboxes.
+CHOICES: dict[str, tuple[str, ...]] = {"order_types": ORDER_TYPES}
+
+
+def section_of(prefix: str) -> str:
+    """``printers[2]`` -> ``printers``; ``orders`` -> ``orders``."""
+    return prefix.split("[", 1)[0]
+
+
+def field_views(
     cls: type[Any],
     prefix: str,
     current: Any,
@@ -158,85 +192,117 @@ def render_fields(
     errors: Mapping[str, str] | None = None,
     submitted: Mapping[str, Sequence[str]] | None = None,
     skip: Sequence[str] = (),
-) -> Markup:
-    """Labelled inputs for ``cls`` at ``prefix``, filled with ``current`` (or what the user
-    submitted, after an error) and each field's error beside it."""
+    locale: Locale | None = None,
+) -> list[FieldView]:
+    """The inputs for ``cls`` at ``prefix``, filled with ``current`` (or what the user
+    submitted, after an error), each with its error; labels and help in ``locale``'s
+    language for the fields an owner needs, the rest marked ``advanced``."""
     errors = errors or {}
-    rows: list[Markup] = []
+    _ = (locale or Locale()).gettext
+    section = section_of(prefix)
+    views: list[FieldView] = []
+    defaults = _defaults(cls)
     for field in form_fields(cls, prefix):
         if field.name in skip:
             continue
-        fid = field_id(field.key)
-        err_id = fid + "-error"
-        error = errors.get(field.key)
+        all_submitted: Sequence[str] = ()
         if submitted is not None and field.key in submitted and not field.secret:
-            value: Any = submitted[field.key][-1] if submitted[field.key] else ""
+            all_submitted = submitted[field.key]
+            value: Any = all_submitted[-1] if all_submitted else ""
+        elif current is not None:
+            value = _current(current, field, prefix)
         else:
-            value = _current(current, field, prefix) if current is not None else None
-        common: dict[str, Any] = {
-            "id": fid,
-            "name": field.key,
-            "aria_invalid": "true" if error else None,
-            "aria_describedby": err_id if error else None,
-        }
+            # A new entry starts from the field's default: only what matters is typed.
+            value = defaults.get(field.name)
         hint = field.hint
-        if hint is bool:
-            checked = value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
-            widget = join(
-                [
-                    tag("input", type="hidden", name=field.key, value="false"),
-                    tag("input", type="checkbox", value="true", checked=checked, **common),
-                ]
-            )
-        elif get_origin(hint) is Literal:
-            options = [
-                tag("option", str(a), value=str(a), selected=str(a) == _shown(value))
-                for a in get_args(hint)
-            ]
-            widget = tag("select", join(options), **common)
-        elif field.secret:
-            widget = tag(
-                "input",
-                type="password",
-                autocomplete="new-password",
-                placeholder="unchanged" if value else "",
-                **common,
-            )
-        else:
-            numeric = hint in (int, float)
-            widget = tag(
-                "input",
-                type="text",
-                value=_shown(value),
-                inputmode="decimal" if numeric else None,
-                autocomplete="off",
-                **common,
-            )
-        label = field.name.replace("_", " ")
         bounds = ""
         if field.minimum is not None or field.maximum is not None:
             lo = "" if field.minimum is None else _num(field.minimum)
             hi = "" if field.maximum is None else _num(field.maximum)
             bounds = f" ({lo}…{hi})"
-        rows.append(
-            tag(
-                "div",
-                join(
-                    [
-                        tag("label", label, for_=fid),
-                        widget,
-                        tag("small", field.doc + bounds, class_="doc")
-                        if field.doc or bounds
-                        else Markup(""),
-                        tag("p", error, id=err_id, class_="field-error", role="alert")
-                        if error
-                        else Markup(""),
-                    ]
-                ),
-                class_="field" + (" invalid" if error else ""),
+        text = FIELD_TEXT.get((section, field.name))
+        common: dict[str, Any] = {
+            "key": field.key,
+            "id": field_id(field.key),
+            "name": field.name,
+            "label": _(text[0]) if text else field.key.split(".", 1)[-1],
+            "help": (_(text[1]) if text[1] else "") if text else field.doc + bounds,
+            "error": errors.get(field.key, ""),
+            "advanced": text is None,
+        }
+        if field.name in CHOICES:
+            if all_submitted:
+                chosen = tuple(v for v in all_submitted if v)
+            else:
+                chosen = tuple(value or ()) if isinstance(value, (list, tuple)) else ()
+            options = tuple((c, _(CHOICE_TEXT.get(c, c))) for c in CHOICES[field.name])
+            views.append(
+                FieldView(widget="checks", value="", options=options, selected=chosen, **common)
             )
-        )
-    return join(rows)
+        elif hint is bool:
+            checked = value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
+            views.append(FieldView(widget="checkbox", value="true", checked=checked, **common))
+        elif get_origin(hint) is Literal:
+            options = tuple((str(a), _(CHOICE_TEXT.get(str(a), str(a)))) for a in get_args(hint))
+            views.append(FieldView(widget="select", value=_shown(value), options=options, **common))
+        elif field.secret:
+            views.append(FieldView(widget="password", value="set" if value else "", **common))
+        else:
+            views.append(
+                FieldView(
+                    widget="text", value=_shown(value), numeric=hint in (int, float), **common
+                )
+            )
+    return views
+
+
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def field_problems(
+    cls: type[Any], prefix: str, form: Mapping[str, Sequence[str]], locale: Locale
+) -> dict[str, str]:
+    """Every field's problem at once, in words, before the whole config is checked (which
+    stops at the first): missing required values, numbers that are not numbers or out of
+    range, choices not offered."""
+    _ = locale.gettext
+    problems: dict[str, str] = {}
+    required = {f.name for f in dataclasses.fields(cls) if _no_default(f)}
+    for field in form_fields(cls, prefix):
+        values = form.get(field.key)
+        if field.name in CHOICES:
+            continue
+        text = values[-1].strip() if values else ""
+        if not text:
+            if field.name in required:
+                problems[field.key] = _("Required.")
+            continue
+        hint = field.hint
+        if hint in (int, float):
+            value = _convert(text, hint)
+            if isinstance(value, str):
+                problems[field.key] = (
+                    _("Enter a whole number.") if hint is int else _("Enter a number.")
+                )
+                continue
+            if field.minimum is not None and value < field.minimum:
+                problems[field.key] = _("At least {n}.").format(n=locale.number(field.minimum))
+            elif field.maximum is not None and value > field.maximum:
+                problems[field.key] = _("At most {n}.").format(n=locale.number(field.maximum))
+        elif get_origin(hint) is Literal and text not in [str(a) for a in get_args(hint)]:
+            problems[field.key] = _("Choose one of the offered values.")
+    return problems
+
+
+def _no_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _num(value: float) -> str:
@@ -258,4 +324,13 @@ def place_error(key: str, field_keys: Sequence[str]) -> str | None:
     return inside[0] if inside else None
 
 
-__all__ = ["FormField", "esc", "field_id", "form_fields", "parse_form", "place_error"]
+__all__ = [
+    "FieldView",
+    "FormField",
+    "field_id",
+    "field_problems",
+    "field_views",
+    "form_fields",
+    "parse_form",
+    "place_error",
+]

@@ -38,5 +38,5 @@ def render_metrics(samples: Iterable[Metric]) -> str:
             if sample.labels:
                 inner = ",".join(f'{k}="{_label_value(v)}"' for k, v in sample.labels.items())
                 labels = "{" + inner + "}"
-            out.append(f"{name}{labels} {_number(sample.value)}")
+            out.append(f"{name}{sample.suffix}{labels} {_number(sample.value)}")
     return "\n".join(out) + "\n"

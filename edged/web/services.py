@@ -47,7 +47,9 @@ class DeskLike(Protocol):
 class SpoolerLike(Protocol):
     """The printer spooler; each method may return a value or an awaitable."""
 
-    def request_text(self, lines: list[str], *, source: str) -> Any: ...
+    def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> Any: ...
 
     def request_test_print(self, name: str, *, source: str) -> Any: ...
 
@@ -62,14 +64,72 @@ class PanelLike(Protocol):
 
 @dataclass(frozen=True)
 class Metric:
-    """One Prometheus sample. ``kind`` is ``counter`` or ``gauge``; a counter's name should
-    end in ``_total``. Samples sharing a name share one HELP/TYPE header."""
+    """One Prometheus sample. ``kind`` is ``counter``, ``gauge`` or ``summary``; a counter's
+    name should end in ``_total``. Samples sharing a name share one HELP/TYPE header. A
+    summary is one family ``name`` with a ``_sum`` and a ``_count`` sample: give each its
+    ``suffix``."""
 
     name: str
     value: float
     help: str = ""
-    kind: Literal["counter", "gauge"] = "gauge"
+    kind: Literal["counter", "gauge", "summary"] = "gauge"
     labels: Mapping[str, str] = field(default_factory=dict)
+    suffix: Literal["", "_sum", "_count"] = ""
+
+
+class Applied(Protocol):
+    """What :meth:`edged.app.App.apply_settings` returns besides the config: per restarted
+    part ``applied``, ``restarting`` or the error of the part that could not start."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def parts(self) -> dict[str, str]: ...
+
+    @property
+    def needs_restart(self) -> tuple[str, ...]: ...
+
+
+class LiveSpooler:
+    """Print requests go through the journal, so they reach whichever spooler runs now
+    (a saved printer change restarts it) or the next one, like the CLI's."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def _request(self, kind: str, **kw: Any) -> None:
+        from edged.printing.spooler import append_print_request
+
+        await append_print_request(self.journal, kind, **kw)
+
+    async def request_text(
+        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
+    ) -> None:
+        await self._request("text", lines=lines, source=source, qr=qr, big=big)
+
+    async def request_test_print(self, name: str, *, source: str) -> None:
+        await self._request("test", printer=name, source=source)
+
+    async def request_reprint(
+        self, order_id: int, printer: str | None = None, *, source: str
+    ) -> None:
+        await self._request("reprint", order_id=order_id, printer=printer, source=source)
+
+
+class LivePanel:
+    """The panel running now (a saved panel change restarts it)."""
+
+    def __init__(self, current: Callable[[], Any]) -> None:
+        self._current = current
+
+    async def virtual_press(
+        self, button: Literal["accept", "cancel", "both"], seconds: float
+    ) -> Any:
+        panel = self._current()
+        if panel is None:
+            return "error"
+        return await panel.virtual_press(button, seconds)
 
 
 @dataclass
@@ -100,7 +160,7 @@ class WebServices:
     logout: Callable[[], Awaitable[None]]
     order_actions: Callable[[int], Awaitable[Sequence[OrderAction]]]
     config: Callable[[], Config]
-    apply_settings: Callable[[dict[str, Any]], Awaitable[Config]]
+    apply_settings: Callable[[dict[str, Any]], Awaitable[Config | Applied]]
     spooler: SpoolerLike | None = None
     panel: PanelLike | None = None
     metrics: Callable[[], Sequence[Metric]] | None = None
@@ -130,6 +190,13 @@ class WebServices:
                 out += list(extra())
             return out
 
+        spooler = getattr(app, "spooler", None)
+        panel = getattr(app, "panel", None)
+        if hasattr(app, "supervisor"):
+            # Parts restart on saved settings: follow the one running now.
+            spooler = LiveSpooler(app.journal)
+            panel = LivePanel(lambda: getattr(app, "panel", None))
+
         return cls(
             box_name=app.config.box.name,
             journal=app.journal,
@@ -142,8 +209,8 @@ class WebServices:
             order_actions=app.order_actions,
             config=lambda: app.config,
             apply_settings=app.apply_settings,
-            spooler=getattr(app, "spooler", None),
-            panel=getattr(app, "panel", None),
+            spooler=spooler,
+            panel=panel,
             metrics=metrics,
             demo=bool(getattr(app, "demo", False)),
         )

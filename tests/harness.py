@@ -1,4 +1,5 @@
-"""Run edged and its simulator as real processes: for tests, benchmarks and crash runs.
+"""Run edged and its simulator as real processes, and build their configs: for tests,
+benchmarks and crash runs (test support, not part of the product).
 
 :class:`DaemonProcess` starts ``edged run -c FILE`` with a ``NOTIFY_SOCKET`` it owns, so it
 knows exactly when the daemon said READY=1 (the same signal systemd waits for), can
@@ -25,7 +26,8 @@ from typing import Any
 
 import httpx
 
-from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
+from edged.configtools import dump_toml
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN, Simulator
 
 
 def sinqro_section(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -45,6 +47,62 @@ def sinqro_section(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     }
     section.update(overrides)
     return section
+
+
+def fault_sinqro(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """Faults want a link that notices quickly: short timeouts and keepalive."""
+    return sinqro_section(
+        info,
+        **{"request_timeout": 1.0, "ping_interval": 0.5, "ping_timeout": 0.5, **overrides},
+    )
+
+
+def write_config(
+    tmp_path: Path,
+    info: dict[str, Any],
+    *,
+    state_dir: Path | None = None,
+    sinqro: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Path:
+    doc: dict[str, Any] = {
+        "box": {"name": "test-box", "state_dir": str(state_dir or tmp_path / "state")},
+        "sinqro": fault_sinqro(info, **(sinqro or {})),
+        "orders": {"retry_max": 0.5},
+        "panel": {"enabled": False},
+        "web": {"host": "127.0.0.1", "port": free_port(), "metrics_public": True},
+    }
+    doc.update(sections)
+    path = tmp_path / "edged.toml"
+    path.write_text(dump_toml(doc), encoding="utf-8")
+    return path
+
+
+def app_config(tmp_path: Path, sim: Simulator, **sections: Any) -> Path:
+    """A whole-box config file for an in-process :class:`Simulator` (see :func:`write_config`)."""
+    info = {
+        "sellingPointId": sim.selling_point_id,
+        "baseUrl": sim.base_url,
+        "websocketUrl": sim.websocket_url,
+    }
+    doc_sinqro = {"server_token": sim.server_token, "user_token": sim.user_token}
+    # No web page: it would print its setup ticket on the first printer.
+    sections.setdefault("web", {"enabled": False})
+    return write_config(tmp_path, info, sinqro=doc_sinqro, **sections)
+
+
+def printer(name: str, uri: str, **overrides: Any) -> dict[str, Any]:
+    """A ``[[printers]]`` table with timeouts short enough for tests."""
+    values: dict[str, Any] = {
+        "name": name,
+        "uri": uri,
+        "timeout": 1.0,
+        "retry_max": 0.3,
+        "health_interval": 0.5,
+        "qr_tracking": False,
+    }
+    values.update(overrides)
+    return values
 
 
 def free_port() -> int:

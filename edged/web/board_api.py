@@ -1,0 +1,298 @@
+"""The order board: its page, its data (``/api/board``, ``/api/history``) and the decisions
+staff take on it (accept, cancel, status steps, reprint, silence, virtual panel presses).
+
+Every decision goes through the order desk, the one door all sources share; a refusal comes
+back as ``{"ok": false, "code", "message"}`` for the page to say out loud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edged.i18n import Locale
+from edged.journal import events as ev
+from edged.journal.events import Event
+from edged.journal.store import StoredOrder
+from edged.orders import CommandRefused
+from edged.sinqro.errors import SinqroError
+from edged.sinqro.models import OrderAction, PayloadError, decode_json
+from edged.web import board
+from edged.web.http import MAX_BODY, Stop, json_response, maybe_await, path_order_id, refusal
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+ACTION_WAIT = 3.0  # seconds a button waits for Sinqro's answer before saying "queued"
+ACTIONS_TTL = 20.0  # seconds Sinqro's order actions are reused for the board
+
+
+class Board:
+    """The board page and its API."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        self.action_wait = ACTION_WAIT
+        self.action_latency_sum = 0.0
+        self.action_count = 0
+        self._actions: dict[int, tuple[str, float, list[OrderAction] | None]] = {}
+
+    def routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/board", self.page)
+        r.add_get("/api/status", self.api_status)
+        r.add_get("/api/board", self.api_board)
+        r.add_get("/api/history", self.api_history)
+        r.add_post("/api/orders/{order_id:\\d+}/accept", self.api_accept)
+        r.add_post("/api/orders/{order_id:\\d+}/cancel", self.api_cancel)
+        r.add_post("/api/orders/{order_id:\\d+}/status", self.api_status_change)
+        r.add_post("/api/orders/{order_id:\\d+}/reprint", self.api_reprint)
+        r.add_post("/api/orders/{order_id:\\d+}/ack", self.api_ack)
+        r.add_post("/api/panel/press", self.api_panel_press)
+
+    # -- words for states ------------------------------------------------------------------
+
+    def link_word(self, link: Any) -> str:
+        """The cloud link's state in the box's language."""
+        _ = self.server.locale().gettext
+        words = {
+            "online": _("online"),
+            "polling": _("polling every minute"),
+            "offline": _("offline"),
+            "starting": _("starting"),
+            "unauthorized": _("refused by Sinqro"),
+            "not_paired": _("not connected"),
+        }
+        return words.get(str(link), _("unknown"))
+
+    def printer_word(self, state: Any) -> str:
+        _ = self.server.locale().gettext
+        words = {
+            "online": _("ready"),
+            "offline": _("offline"),
+            "not_ready": _("needs attention"),
+            "paper_out": _("out of paper"),
+            "cover_open": _("cover open"),
+            "unknown": _("unknown"),
+        }
+        return words.get(str(state), str(state) if state else _("unknown"))
+
+    def part_word(self, state: str) -> str:
+        """A POS bridge's state in words (its own word when unknown)."""
+        _ = self.server.locale().gettext
+        words = {
+            "online": _("online"),
+            "offline": _("offline"),
+            "connecting": _("connecting"),
+        }
+        return words.get(state, state)
+
+    def virtual_panel(self) -> Any:
+        panel = self.server.services.panel
+        return panel if panel is not None and hasattr(panel, "virtual_press") else None
+
+    # -- page and data ---------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        _ = self.server.locale().gettext
+        return self.server.pages.render(
+            request, "board.html", _("Orders"), scripts=("board.js",), page_class="board"
+        )
+
+    def forget_actions(self, new_events: list[Event]) -> None:
+        """Drop cached Sinqro actions of orders whose status moved or whose command ended."""
+        for e in new_events:
+            if e.order_id is not None and e.kind in (ev.ORDER_STATUS, ev.COMMAND_DONE):
+                self._actions.pop(e.order_id, None)
+
+    async def _actions_for(
+        self, order: StoredOrder, locale: Locale
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Buttons for a waiting order; ``True`` when they come from Sinqro itself."""
+        services = self.server.services
+        orders_config = services.config().orders
+        delays = [orders_config.default_delay, orders_config.long_press_delay]
+        cached = self._actions.get(order.id)
+        now = time.monotonic()
+        if cached is not None and cached[0] == order.status and now - cached[1] < ACTIONS_TTL:
+            actions = cached[2]
+        else:
+            actions = None
+            try:
+                async with asyncio.timeout(3.0):
+                    actions = list(await services.order_actions(order.id))
+            except (SinqroError, TimeoutError, OSError) as exc:
+                log.info("web: order %s actions not available: %s", order.id, exc)
+            self._actions[order.id] = (order.status, now, actions)
+        if actions is None:
+            return board.offline_buttons(delays, locale), False
+        return board.action_buttons(actions, locale, fallback_delays=delays), True
+
+    async def api_board(self, request: web.Request) -> web.StreamResponse:
+        services = self.server.services
+        locale = self.server.locale()
+        journal = services.journal
+        open_orders = await journal.open_orders()
+        pending = await journal.pending_commands()
+        by_order: dict[int, list[Any]] = {}
+        for command in pending:
+            by_order.setdefault(command.order_id, []).append(command)
+        waiting = [o for o in open_orders if o.is_waiting]
+        active = [o for o in open_orders if not o.is_waiting]
+        button_sets = await asyncio.gather(*(self._actions_for(o, locale) for o in waiting))
+        waiting_json = []
+        for order, (buttons, live) in zip(waiting, button_sets, strict=True):
+            item = board.order_json(order, locale, by_order.get(order.id, ()))
+            item["actions"] = buttons
+            item["actions_live"] = live
+            waiting_json.append(item)
+        active_json = [
+            board.order_json(o, locale, by_order.get(o.id, ())) for o in reversed(active)
+        ]
+        config = services.config()
+        return json_response(
+            {
+                "now": time.time(),
+                "status": self.server.live.status_json(),
+                "waiting": board.waiting_order(waiting_json),
+                "active": active_json,
+                "printers": [p.name for p in config.printers],
+                "can_reprint": services.spooler is not None,
+                "cancel_reasons": [locale.gettext(r) for r in board.CANCEL_REASONS],
+            }
+        )
+
+    async def api_history(self, request: web.Request) -> web.StreamResponse:
+        search = request.query.get("q", "")[:100]
+        locale = self.server.locale()
+        # Today is the selling point's today.
+        midnight = locale.local(time.time()).replace(hour=0, minute=0, second=0, microsecond=0)
+        orders = await self.server.services.journal.list_orders(
+            since=midnight.timestamp(), search=search, limit=200
+        )
+        return json_response({"orders": [board.order_json(o, locale) for o in orders], "q": search})
+
+    async def api_status(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self.server.live.status_json())
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            # The bounded decoder: "[[[[..." is a 400 here, not a RecursionError.
+            try:
+                data = decode_json(await request.read(), max_bytes=MAX_BODY, what="body")
+            except PayloadError:
+                raise Stop(400, "BAD_REQUEST", "body is not JSON") from None
+            if not isinstance(data, dict):
+                raise Stop(400, "BAD_REQUEST", "body must be an object")
+            return data
+        form = await request.post()
+        return {k: str(v) for k, v in form.items()}
+
+    async def _decide(self, queue: Callable[[], Awaitable[Any]]) -> web.Response:
+        started = time.monotonic()
+        try:
+            command = await queue()
+        except CommandRefused as exc:
+            return refusal(exc.code, exc.message, 409)
+        outcome = await self.server.services.desk.wait(command.id, self.action_wait)
+        self.action_count += 1
+        self.action_latency_sum += time.monotonic() - started
+        ok = outcome.state != "failed"
+        return json_response(
+            {
+                "ok": ok,
+                "command_id": command.id,
+                "state": outcome.state,
+                "code": outcome.code,
+                "message": outcome.message,
+            },
+            status=200 if ok else 409,
+        )
+
+    async def api_accept(self, request: web.Request) -> web.StreamResponse:
+        order_id = path_order_id(request)
+        body = await self._body(request)
+        raw = body.get("delay")
+        delay: int | None
+        # Whole minutes only: a JSON true or 10.7 is a client bug, not a delay.
+        if raw in (None, "") or (isinstance(raw, str) and raw.strip() == "0"):
+            delay = None
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            delay = raw or None
+        elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 4:
+            delay = int(raw.strip()) or None
+        else:
+            return refusal("BAD_DELAY", "delay must be whole minutes", 400)
+        desk = self.server.services.desk
+        return await self._decide(lambda: desk.accept(order_id, delay, source="web"))
+
+    async def api_cancel(self, request: web.Request) -> web.StreamResponse:
+        order_id = path_order_id(request)
+        body = await self._body(request)
+        comment = str(body.get("comment") or "").strip()
+        if not comment:
+            message = self.server.locale().gettext("A cancellation comment is required.")
+            return refusal("ORDER_CANCELLATION_COMMENT_IS_REQUIRED", message, 400)
+        desk = self.server.services.desk
+        return await self._decide(lambda: desk.cancel(order_id, comment, source="web"))
+
+    async def api_status_change(self, request: web.Request) -> web.StreamResponse:
+        order_id = path_order_id(request)
+        body = await self._body(request)
+        status = str(body.get("status") or "")
+        services = self.server.services
+        order = await services.journal.get_order(order_id)
+        if order is None:
+            return refusal("UNKNOWN_ORDER", "no such order", 404)
+        if order.is_waiting or status not in board.next_statuses(order.type, order.status):
+            message = f"{status or 'that status'} does not apply to this order now"
+            return refusal("BAD_STATUS", message, 409)
+        desk = services.desk
+        return await self._decide(lambda: desk.set_status(order_id, status, source="web"))
+
+    async def api_reprint(self, request: web.Request) -> web.StreamResponse:
+        order_id = path_order_id(request)
+        body = await self._body(request)
+        printer = str(body.get("printer") or "") or None
+        services = self.server.services
+        spooler = services.spooler
+        if spooler is None:
+            return refusal("NO_SPOOLER", "no printer", 503)
+        if await services.journal.get_order(order_id) is None:
+            return refusal("UNKNOWN_ORDER", "no such order", 404)
+        names = [p.name for p in services.config().printers]
+        if printer is not None and printer not in names:
+            return refusal("UNKNOWN_PRINTER", "no such printer", 400)
+        await maybe_await(spooler.request_reprint(order_id, printer, source="web"))
+        return json_response({"ok": True})
+
+    async def api_ack(self, request: web.Request) -> web.StreamResponse:
+        order_id = path_order_id(request)
+        try:
+            done = await self.server.services.desk.acknowledge(order_id, source="web")
+        except CommandRefused as exc:
+            return refusal(exc.code, exc.message, 404)
+        return json_response({"ok": True, "acknowledged": done})
+
+    async def api_panel_press(self, request: web.Request) -> web.StreamResponse:
+        panel = self.virtual_panel()
+        if panel is None:
+            return refusal("NO_PANEL", "no virtual panel", 404)
+        body = await self._body(request)
+        button = str(body.get("button") or "")
+        try:
+            seconds = float(body.get("seconds") or 0.1)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 400 digits
+            seconds = -1.0
+        if button not in ("accept", "cancel", "both") or not 0 < seconds <= 10:
+            return refusal("BAD_PRESS", "bad button or time", 400)
+        result = await maybe_await(panel.virtual_press(button, seconds))
+        return json_response({"ok": True, "result": str(result)})

@@ -1,0 +1,133 @@
+"""The guard every request passes first: session cookie, sign-in, CSRF token, same origin,
+and the hardening headers on the way out.
+
+* a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) identifies the browser;
+  everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
+* every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
+  ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from edged.web.http import Stop, harden, redirect, wants_json
+from edged.web.security import Session, csrf_ok
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+COOKIE = "edged_session"
+SESSION_KEY = web.RequestKey("session", Session)
+PUBLIC_PATHS = frozenset(
+    {
+        "/login",
+        "/setup",
+        "/setup/press",
+        "/setup/press/state",
+        "/health",
+        "/metrics",
+        "/favicon.ico",
+    }
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Guard:
+    """Sessions and the middleware for one server."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def session(self, request: web.Request) -> Session | None:
+        session = request.get(SESSION_KEY)
+        return session if isinstance(session, Session) else None
+
+    def signed_in(self, request: web.Request) -> Session:
+        """The signed-in session (the middleware let only those through to this handler)."""
+        session = self.session(request)
+        if session is None:
+            raise Stop(401, "UNAUTHENTICATED", "sign in first")
+        return session
+
+    def ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
+        session = self.session(request)
+        if session is None:
+            session = self.server.sessions.new()
+            request[SESSION_KEY] = session
+            self.set_cookie(response, session)
+        return session
+
+    def set_cookie(self, response: web.StreamResponse, session: Session) -> None:
+        response.set_cookie(
+            COOKIE, session.sid, httponly=True, samesite="Strict", secure=self.server.tls, path="/"
+        )
+
+    def sign_in(self, request: web.Request, location: str) -> web.StreamResponse:
+        """A fresh signed-in session (an id planted before sign-in is worth nothing)."""
+        old = self.session(request)
+        if old is not None:
+            self.server.sessions.drop(old.sid)
+        session = self.server.sessions.new(authenticated=True)
+        response = redirect(location)
+        self.set_cookie(response, session)
+        return response
+
+    @staticmethod
+    def client_id(request: web.Request) -> str:
+        return request.remote or "unknown"
+
+    @staticmethod
+    def origin_ok(request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        try:
+            netloc = urlsplit(origin).netloc
+        except ValueError:
+            return False
+        return bool(netloc) and netloc == request.host
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.server.requests += 1
+        session = self.server.sessions.get(request.cookies.get(COOKIE))
+        if session is not None:
+            request[SESSION_KEY] = session
+        path = request.path
+        public = path in PUBLIC_PATHS or path.startswith("/static/")
+        try:
+            if not public and (session is None or not session.authenticated):
+                if request.method in SAFE_METHODS and not wants_json(request):
+                    response: web.StreamResponse = redirect("/login")
+                    harden(response, path)
+                    return response
+                raise Stop(401, "UNAUTHENTICATED", "sign in first")
+            if request.method not in SAFE_METHODS:
+                supplied = request.headers.get("X-CSRF-Token")
+                if supplied is None and request.content_type in (
+                    "application/x-www-form-urlencoded",
+                    "multipart/form-data",
+                ):
+                    form = await request.post()
+                    value = form.get("csrf")
+                    supplied = value if isinstance(value, str) else None
+                if session is None or not csrf_ok(session, supplied) or not self.origin_ok(request):
+                    log.warning("web: refused %s %s: bad CSRF token", request.method, path)
+                    raise Stop(403, "CSRF", "missing or wrong CSRF token; reload the page")
+            response = await handler(request)
+        except Stop as stop:
+            response = stop.response
+        except web.HTTPException as exc:
+            harden(exc, path)
+            raise
+        harden(response, path)
+        return response

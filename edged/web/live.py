@@ -1,0 +1,234 @@
+"""Live updates: the box's status for the page and a server-sent event stream (``/events``)
+that tells open pages when the board or the status changed.
+
+Bursts of journal events coalesce into one message per stream; Sinqro's refusals of queued
+decisions travel as ``notice`` events, so a page never stays silent about a dropped choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edged.i18n import Locale
+from edged.journal import events as ev
+from edged.journal.events import Event
+from edged.web.http import harden, sse
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+KEEPALIVE = 15.0
+STATUS_KEYS = (
+    "link",
+    "link.detail",
+    "link.since",
+    "link.reconnects",
+    "queued_commands",
+    "waiting_orders",
+)
+STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
+
+
+class Client:
+    """One open live-update stream; flags coalesce bursts of events into one message."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.status = True
+        self.board = True
+        self.notices: deque[dict[str, Any]] = deque(maxlen=20)
+
+
+class Live:
+    """The status the page shows and the streams that keep it current."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        self.clients: set[Client] = set()
+        self.closing = False
+        # When the cloud link last changed state (the offline banner says "since 14:02").
+        self.link_since = time.time()
+        self._link: Any = None
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status_json(self) -> dict[str, Any]:
+        """The status line's data: link, queue, printers, panel, bridges (nothing secret)."""
+        services = self.server.services
+        snapshot = services.state.snapshot()
+        values = {
+            k: v for k, v in snapshot.items() if k in STATUS_KEYS or k.startswith(STATUS_PREFIXES)
+        }
+        board = self.server.board
+        locale = self.server.locale()
+        printers = services.state.printers()
+        link = values.get("link", "unknown")
+        return {
+            "state": values,
+            "pairing": services.pairing().public(),
+            "printers": printers,
+            "virtual_panel": board.virtual_panel() is not None,
+            # Decisions still reach Sinqro while polling or starting; not when offline.
+            "online": link not in ("offline", "unauthorized", "not_paired"),
+            "link_text": board.link_word(link),
+            "link_since": self.link_since,
+            "link_since_text": locale.time(self.link_since),
+            "summary": self._summary(values, printers),
+            "pills": self._pills(values, printers),
+        }
+
+    def status_line(self, locale: Locale) -> dict[str, Any]:
+        """The status as the page's first paint shows it (the board keeps it current)."""
+        status = self.status_json()
+        return {"online": status["online"], "summary": status["summary"], "pills": status["pills"]}
+
+    def _pills(self, values: dict[str, Any], printers: dict[str, Any]) -> list[list[Any]]:
+        """(id, label, value, tone) per part of the box, in words."""
+        board = self.server.board
+        _ = self.server.locale().gettext
+        link = values.get("link", "unknown")
+        queued = int(values.get("queued_commands", 0) or 0)
+        pills: list[list[Any]] = [
+            ["st-link", _("Sinqro"), board.link_word(link), "ok" if link == "online" else "warn"],
+            ["st-queued", _("Queued"), str(queued), "warn" if queued else "ok"],
+        ]
+        for name, health in sorted(printers.items()):
+            raw = health.get("state") if isinstance(health, dict) else None
+            label = _("Printer {name}").format(name=name)
+            pills.append(
+                [None, label, board.printer_word(raw), "ok" if raw == "online" else "warn"]
+            )
+        for key, label in (
+            ("bridge.mqtt", _("POS link (MQTT)")),
+            ("bridge.serial", _("POS link (serial)")),
+        ):
+            if key in values and values[key] != "disabled":
+                raw = str(values[key])
+                pills.append(
+                    [None, label, board.part_word(raw), "warn" if raw == "offline" else "ok"]
+                )
+        for key, value in sorted(values.items()):
+            # A part the supervisor restarts after a failure (edged.parts).
+            if (
+                key.startswith("part.")
+                and isinstance(value, dict)
+                and value.get("state") == "failed"
+            ):
+                label = _("{part} failed").format(part=key[5:])
+                pills.append([None, label, str(value.get("error", "")), "warn"])
+        return pills
+
+    def _summary(self, values: dict[str, Any], printers: dict[str, Any]) -> str:
+        board = self.server.board
+        _ = self.server.locale().gettext
+        parts = [_("Sinqro {state}").format(state=board.link_word(values.get("link")))]
+        queued = int(values.get("queued_commands", 0) or 0)
+        if queued:
+            parts.append(_("{n} queued").format(n=queued))
+        bad = sorted(
+            name
+            for name, h in printers.items()
+            if not isinstance(h, dict) or h.get("state") != "online"
+        )
+        failed = sorted(
+            k[5:]
+            for k, v in values.items()
+            if k.startswith("part.") and isinstance(v, dict) and v.get("state") == "failed"
+        )
+        if failed:
+            parts.append(_("not running: {parts}").format(parts=", ".join(failed)))
+        if bad:
+            parts.append(_("printer {names}: check it").format(names=", ".join(bad)))
+        elif printers:
+            parts.append(_("printers ready"))
+        else:
+            parts.append(_("no printer"))
+        return " · ".join(parts)
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def on_journal_events(self, new_events: list[Event]) -> None:
+        self.server.board.forget_actions(new_events)
+        notices = [
+            {
+                "kind": "failed",
+                "order_id": e.order_id,
+                "code": str(e.data.get("code", "")),
+                "message": str(e.data.get("message", "")),
+            }
+            for e in new_events
+            if e.kind == ev.COMMAND_FAILED
+        ]
+        status = any(e.kind.startswith(("print", "link")) for e in new_events)
+        for client in self.clients:
+            client.board = True
+            client.status = client.status or status
+            client.notices.extend(notices)
+            client.wake.set()
+
+    def on_state_change(self, key: str, value: Any) -> None:
+        if key == "link" and value != self._link:
+            self._link = value
+            self.link_since = time.time()
+        if key not in STATUS_KEYS and not key.startswith(STATUS_PREFIXES):
+            return
+        for client in self.clients:
+            client.status = True
+            client.wake.set()
+
+    def close(self) -> None:
+        self.closing = True
+        for client in list(self.clients):
+            client.wake.set()
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``status`` (the status data), ``board`` (refetch), ``notice``."""
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        harden(response, request.path)
+        await response.prepare(request)
+        client = Client()
+        client.wake.set()  # the current status and board at once
+        self.clients.add(client)
+        try:
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await self._stream(response, client)
+        finally:
+            self.clients.discard(client)
+        return response
+
+    async def _stream(self, response: web.StreamResponse, client: Client) -> None:
+        await response.write(b"retry: 2000\n\n")
+        while not self.closing:
+            try:
+                async with asyncio.timeout(KEEPALIVE):
+                    await client.wake.wait()
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if self.closing:
+                break
+            # Let a burst of events settle into one message.
+            await asyncio.sleep(0.05)
+            client.wake.clear()
+            if client.status:
+                client.status = False
+                await response.write(sse("status", self.status_json()))
+            if client.board:
+                client.board = False
+                await response.write(sse("board", {}))
+            while client.notices:
+                await response.write(sse("notice", client.notices.popleft()))

@@ -1,0 +1,105 @@
+"""HTML pages: one Jinja environment per language over ``templates/``, autoescaped, with the
+language's gettext installed (``{% trans %}`` and ``_()`` in templates).
+
+Every page extends ``base.html``; areas hand :meth:`Pages.render` a template name and the
+values it shows. Text from outside (order comments, printer names, errors) is escaped by
+Jinja's autoescape; nothing is pasted in as markup.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+
+from edged import __version__
+from edged.i18n import LANGUAGES, NATIVE_NAMES, Locale, translations
+from edged.web.http import dumps
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+
+@cache
+def environment(language: str) -> jinja2.Environment:
+    """The templates with ``language``'s catalog installed."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("edged.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+@cache
+def script_catalog(language: str) -> str:
+    """The page scripts' strings in ``language`` as JSON, for ``<script id="i18n">``."""
+    from edged.i18n.extract import script_messages
+
+    static = Path(str(resources.files("edged.web").joinpath("static")))
+    t = translations(language)
+    texts = {
+        m.text: t.gettext(m.text)
+        for path in sorted(static.glob("*.js"))
+        for m in script_messages(path, static)
+    }
+    return dumps(texts)
+
+
+class Pages:
+    """Renders full pages for one server (its box name, footer address and status line)."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def locale(self) -> Locale:
+        return self.server.locale()
+
+    def render(
+        self,
+        request: web.Request,
+        template: str,
+        title: str,
+        *,
+        status: int = 200,
+        nav: bool = True,
+        scripts: tuple[str, ...] = (),
+        **values: Any,
+    ) -> web.Response:
+        """``template`` inside ``base.html``; creates the browser's session if it has none."""
+        server = self.server
+        response = web.Response(status=status, content_type="text/html", charset="utf-8")
+        session = server.guard.ensure_session(request, response)
+        locale = self.locale()
+        response.text = (
+            environment(locale.language)
+            .get_template(template)
+            .render(
+                title=title,
+                box_name=server.services.config().box.name,
+                version=__version__,
+                language=locale.language,
+                languages=[(code, NATIVE_NAMES[code]) for code in LANGUAGES],
+                csrf=session.csrf,
+                signed_in=session.authenticated,
+                nav=nav and session.authenticated,
+                path=request.path,
+                status=server.live.status_line(locale) if session.authenticated else None,
+                # ok | recovered | failing: the banner in base.html (edged.journal.recovery)
+                journal_state=server.services.state.get("journal", "ok"),
+                journal_recovered=server.services.state.get("journal.recovered") or {},
+                footer=server.access.footer(),
+                scripts=scripts,
+                i18n_json=script_catalog(locale.language),
+                **values,
+            )
+        )
+        return response

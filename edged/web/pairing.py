@@ -1,0 +1,114 @@
+"""Pairing: sign the box in with the restaurant's Sinqro user, pick the selling point when
+the user manages several, and disconnect (after a confirmation)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from edged.sinqro.errors import SinqroError
+from edged.web.http import redirect
+
+if TYPE_CHECKING:
+    from edged.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+
+class PairingPages:
+    """``/pairing`` and its forms."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/pairing", self.page)
+        r.add_post("/pairing/login", self.login)
+        r.add_post("/pairing/choose", self.choose)
+        r.add_post("/pairing/logout", self.logout)
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return self._render(request, {})
+
+    def _render(
+        self, request: web.Request, errors: Mapping[str, str], *, status: int = 200
+    ) -> web.Response:
+        server = self.server
+        session = server.guard.signed_in(request)
+        pairing = server.services.pairing()
+        return server.pages.render(
+            request,
+            "pairing.html",
+            server.locale().gettext("Connection to Sinqro"),
+            status=status,
+            pairing=pairing,
+            link=server.board.link_word(server.services.state.get("link")),
+            selling_points=session.selling_points,
+            errors=errors,
+        )
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        _ = server.locale().gettext
+        session = server.guard.signed_in(request)
+        form = await request.post()
+        username = str(form.get("username", "")).strip()
+        password = str(form.get("password", ""))
+        errors: dict[str, str] = {}
+        if not username:
+            errors["username"] = _("Enter the Sinqro user.")
+        if not password:
+            errors["password"] = _("Enter the Sinqro password.")
+        if errors:
+            return self._render(request, errors, status=400)
+        try:
+            points = list(await server.services.login(username, password))
+        except SinqroError as exc:
+            log.warning("web: Sinqro login failed: %s", exc.code)
+            if exc.code == "LOGIN_ERROR":
+                message = _("Incorrect Sinqro user or password.")
+                return self._render(request, {"password": message}, status=400)
+            message = _("Sinqro could not be reached or refused: {reason}")
+            return self._render(request, {"": message.format(reason=exc.message)}, status=502)
+        if not points:
+            message = _("This Sinqro user manages no selling point.")
+            return self._render(request, {"": message}, status=400)
+        if len(points) == 1:
+            await server.services.choose_selling_point(points[0].id)
+            log.info("web: box paired with selling point %s", points[0].id)
+            return redirect("/pairing")
+        session.selling_points = [(p.id, p.name, p.timezone) for p in points]
+        return redirect("/pairing")
+
+    async def choose(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        _ = server.locale().gettext
+        session = server.guard.signed_in(request)
+        form = await request.post()
+        try:
+            chosen = int(str(form.get("selling_point_id", "")))
+        except ValueError:
+            chosen = -1
+        offered = {sp_id for sp_id, _name, _tz in session.selling_points}
+        if chosen not in offered:
+            message = _("Choose one of the listed selling points.")
+            return self._render(request, {"selling_point_id": message}, status=400)
+        try:
+            await server.services.choose_selling_point(chosen)
+        except (SinqroError, ValueError) as exc:
+            reason = exc.message if isinstance(exc, SinqroError) else str(exc)
+            message = _("Sinqro refused: {reason}").format(reason=reason)
+            return self._render(request, {"": message}, status=502)
+        session.selling_points = []
+        log.info("web: box paired with selling point %s", chosen)
+        return redirect("/pairing")
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        session = self.server.guard.signed_in(request)
+        session.selling_points = []
+        await self.server.services.logout()
+        log.info("web: box logged out of Sinqro")
+        return redirect("/pairing")

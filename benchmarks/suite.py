@@ -72,6 +72,7 @@ class Settings:
     printer_samples: int
     mqtt_samples: int
     render_rounds: int
+    raster_rounds: int
     throughput_orders: int
     idle_seconds: float
     card_orders: int
@@ -80,8 +81,8 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(60, 100, 30, 200, 60, 500, 10.0, 10, 20.0)
-        return cls(200, 300, 100, 500, 200, 1000, 60.0, 30, 120.0)
+            return cls(60, 100, 30, 200, 60, 4, 500, 10.0, 10, 20.0)
+        return cls(200, 300, 100, 500, 200, 20, 1000, 60.0, 30, 120.0)
 
 
 @dataclass(frozen=True)
@@ -762,6 +763,17 @@ def run(settings: Settings, work: Path) -> tuple[list[Row], list[str]]:
     progress("ticket render")
     render = bench_printing.bench_render(settings.render_rounds)
     rows.append(latency_row("ticket render (order → ESC/POS bytes)", render, None))
+
+    progress("raster tickets at 576 dots")
+    pictures = bench_printing.bench_raster(settings.raster_rounds)
+    rows.append(
+        Row(
+            "raster ticket at 576 dots vs text (order → bytes, bytes per ticket)",
+            bench_printing.raster_summary(pictures),
+            "no aim",
+            "—",
+        )
+    )
 
     progress("daemon process: catch-up, READY, RSS, idle CPU")
     d = daemon_numbers(work, settings.idle_seconds)

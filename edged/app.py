@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edged import sdnotify
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
+from edged.fleet.identity import BoxIdentity, resolve_identity
 from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal, Tx
 from edged.orders import OrderDesk, OutboxSender
@@ -36,10 +38,13 @@ from edged.pairing import Pairing, load_pairing, save_pairing
 from edged.parts import PartSpec, Runnable, Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink
+from edged.sinqro.notifications import NotificationLink, PushSource
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
+    from edged.fleet.alerts import AlertMonitor
+    from edged.fleet.link import FleetLink
+    from edged.fleet.settings import FleetConfig
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
@@ -105,6 +110,10 @@ class App:
         self.panel: Panel | None = None
         self.web: WebServer | None = None
         self.supervisor: Supervisor
+        self.identity: BoxIdentity
+        self.alerts: AlertMonitor | None = None
+        self.fleet: FleetLink | None = None
+        self._link_fleet: FleetConfig | None = None
         # Tests: called with a part's name before each start (to inject start failures).
         self.start_hook: Callable[[str], None] | None = None
         self._stop = asyncio.Event()
@@ -194,6 +203,7 @@ class App:
                 "Orders whose next command waits for its own retry",
             ),
         ]
+        out += self._fleet_metrics()
         for name, health in sorted(self.supervisor.health().items()):
             labels = {"part": name}
             failed = float(health["state"] == "failed")
@@ -254,6 +264,15 @@ class App:
 
     async def _open(self) -> None:
         cfg = self.config
+        # Fixed for the process: a changed box.id applies when edged restarts.
+        self.identity = resolve_identity(
+            configured=cfg.box.id,
+            serial_file=cfg.box.serial_file,
+            machine_id_file=cfg.box.machine_id_file,
+            state_dir=cfg.state_dir,
+        )
+        self.state.set("box.id", self.identity.box_id)
+        log.info("box id %s (from %s)", self.identity.box_id, self.identity.source)
         # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
         self.journal = await Journal.open(cfg.journal_path, heal=True)
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
@@ -275,7 +294,7 @@ class App:
         """Every part, the config sections it is built from, and how to build it."""
         release = self._release
         return [
-            PartSpec("sinqro-link", ("sinqro",), self._link_part, release),
+            PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part, release),
             PartSpec("outbox", ("sinqro",), self._sender_part, release),
             PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
             PartSpec("panel", ("panel", "orders"), self._build_panel, release),
@@ -284,6 +303,10 @@ class App:
             # The page reads the box's name and language live: changing them (the language
             # is chosen on the page) must not restart it and sign everyone out.
             PartSpec("web", ("web",), self._build_web, release, restart_detached=True),
+            # The fleet link reads the box's name live too; the alerts' texts follow the
+            # language (their state is kept across the restart).
+            PartSpec("fleet", ("fleet",), self._build_fleet, release),
+            PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts, release),
         ]
 
     def _release(self, part: Runnable) -> None:
@@ -313,7 +336,18 @@ class App:
             self.current_pairing,
             settle=cfg.sinqro.request_timeout,
         )
-        self.link = NotificationLink(
+        self.link = self._make_link(cfg)
+
+    def _make_link(self, cfg: Config) -> NotificationLink:
+        """The notification link; with ``fleet.sinqro_notifications`` it also (or only)
+        listens to edged relay's topic on the fleet broker."""
+        push_sources: list[PushSource] = []
+        if cfg.fleet.sinqro_notifications != "off":
+            from edged.relay.subscriber import RelaySubscription
+
+            push_sources.append(RelaySubscription(cfg.fleet, box_id=self.identity.box_id))
+        self._link_fleet = cfg.fleet
+        return NotificationLink(
             cfg.sinqro,
             self.api,
             self.desk,
@@ -321,6 +355,8 @@ class App:
             self.state,
             self.current_pairing,
             on_online=self.sender.kick,
+            push_sources=push_sources,
+            websocket=cfg.fleet.sinqro_notifications != "instead",
         )
 
     def _link_part(self, cfg: Config) -> Runnable:
@@ -328,6 +364,9 @@ class App:
             old = self.api
             self._build_link(cfg)
             asyncio.get_running_loop().create_task(old.aclose(), name="old-sinqro-client")
+        elif self._link_fleet != cfg.fleet:
+            # Only the relay subscription changed: the REST client and the sender stay.
+            self.link = self._make_link(cfg)
         return self.link
 
     def _sender_part(self, cfg: Config) -> Runnable:
@@ -342,8 +381,11 @@ class App:
         if not cfg.printers:
             return None
         from edged.printing.spooler import Spooler
+        from edged.printing.transports import make_transport
 
-        self.spooler = Spooler(list(cfg.printers), self.journal, self.state, cfg.box)
+        self.spooler = Spooler(
+            list(cfg.printers), self.journal, self.state, cfg.box, transports=make_transport
+        )
         moves, self._printer_moves = self._printer_moves, []
         return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
 
@@ -372,9 +414,25 @@ class App:
         if not cfg.mqtt.enabled:
             self.state.set("bridge.mqtt", "disabled")
             return None
+        from edged.bridges.homeassistant import DeviceInfo
         from edged.bridges.mqtt import MqttBridge
 
-        return MqttBridge(cfg.mqtt, self.journal, self.desk, self.state, box_id=cfg.box.name)
+        device = DeviceInfo(
+            box_id=self.identity.box_id,
+            name=cfg.box.name,
+            serial_number=self.identity.serial,
+            hw_version=self.identity.board_model,
+            configuration_url=_page_url(cfg),
+        )
+        return MqttBridge(
+            cfg.mqtt,
+            self.journal,
+            self.desk,
+            self.state,
+            box_id=self.identity.box_id,
+            device=device,
+            printers=lambda: [p.name for p in self.config.printers],
+        )
 
     def _build_serial(self, cfg: Config) -> Runnable | None:
         if not cfg.serial.enabled:
@@ -393,6 +451,96 @@ class App:
 
         self.web = WebServer(cfg.web, WebServices.from_app(self))
         return _Served(self.web)
+
+    def _build_fleet(self, cfg: Config) -> Runnable | None:
+        """The fleet connection: telemetry, availability and the alerts' fleet topic."""
+        self.fleet = None
+        if not cfg.fleet.enabled:
+            return None
+        from edged.fleet.link import FleetLink
+        from edged.fleet.telemetry import Telemetry
+
+        telemetry = Telemetry(
+            identity=self.identity,
+            box_name=lambda: self.config.box.name,
+            state=self.state.snapshot,
+            selling_point=self._selling_point,
+            orders_since=self.journal.orders_seen_since,
+            incidents=lambda: self.alerts.open_incidents() if self.alerts else [],
+            storage_path=cfg.state_dir,
+        )
+        self.fleet = FleetLink(
+            cfg.fleet,
+            box_id=self.identity.box_id,
+            telemetry=telemetry,
+            wait_changed=self.state.wait_changed,
+        )
+        return self.fleet
+
+    def _build_alerts(self, cfg: Config) -> Runnable:
+        """Alert rules, always (the page and /health show open incidents), told through the
+        fleet topic when [fleet] is on and through every webhook."""
+        import httpx
+
+        from edged.fleet.alerts import AlertMonitor, AlertSink
+        from edged.fleet.webhook import WebhookSink
+
+        http = httpx.AsyncClient()
+        sinks: list[AlertSink] = []
+        if cfg.fleet.enabled:
+            sinks.append(_CurrentFleet(self))
+        sinks += [WebhookSink(hook, i, client=http) for i, hook in enumerate(cfg.alerts.webhooks)]
+        self.alerts = AlertMonitor(
+            cfg.alerts,
+            journal=self.journal,
+            state=self.state,
+            sinks=sinks,
+            box_id=self.identity.box_id,
+            box_name=cfg.box.name,
+            language=cfg.box.language,
+            selling_point=self._selling_point,
+            printers=lambda: [p.name for p in self.config.printers],
+        )
+        return _Alerting(self.alerts, http)
+
+    def _selling_point(self) -> tuple[int, str, str]:
+        """``(id, name, time zone)``: the pairing's zone, else ``box.timezone``."""
+        p = self.pairing
+        return p.selling_point_id, p.selling_point_name, p.timezone or self.config.box.timezone
+
+    def _fleet_metrics(self) -> list[Metric]:
+        from edged.web.services import Metric
+
+        out: list[Metric] = []
+        if self.alerts is not None:
+            alerts = self.alerts.metrics()
+            out.append(Metric("edged_alerts_open", float(alerts["open"]), "Open alert incidents"))
+            for name, courier in sorted(self.alerts.couriers.items()):
+                labels = {"sink": name}
+                out.append(
+                    Metric(
+                        "edged_alerts_queued",
+                        float(len(courier.queue)),
+                        "Undelivered alerts",
+                        labels=labels,
+                    )
+                )
+                out.append(
+                    Metric(
+                        "edged_alerts_delivered_total",
+                        float(courier.delivered),
+                        "Alerts delivered",
+                        "counter",
+                        labels,
+                    )
+                )
+        if self.fleet is not None:
+            out.append(
+                Metric(
+                    "edged_fleet_connected", float(self.fleet.connected), "Fleet broker connected"
+                )
+            )
+        return out
 
     async def _print_setup_ticket(self) -> None:
         if self.web is not None:
@@ -519,6 +667,49 @@ class _MovingJobs:
 
     async def run(self) -> None:
         await self.spooler.run()
+
+
+class _CurrentFleet:
+    """The fleet topic as an alert sink, through whichever fleet link runs now (the fleet
+    part may restart under the alerts)."""
+
+    name = "fleet"
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def deliver(self, alert: dict[str, Any]) -> None:
+        from edged.fleet.alerts import DeliveryError
+
+        if self.app.fleet is None:
+            raise DeliveryError("fleet link not running")
+        await self.app.fleet.deliver(alert)
+
+
+class _Alerting:
+    """The alert monitor as a part; its webhook client closes with it."""
+
+    def __init__(self, monitor: AlertMonitor, http: Any) -> None:
+        self.monitor = monitor
+        self.http = http
+        # The supervisor drops these when the part stops (see App._release).
+        self._on_events = monitor._on_events
+        self._on_state = monitor._on_state
+
+    async def run(self) -> None:
+        try:
+            await self.monitor.run()
+        finally:
+            await self.http.aclose()
+
+
+def _page_url(cfg: Config) -> str:
+    """The local page's address as the network sees the box (mDNS), for Home Assistant's
+    device link; empty without a web page or a fixed port."""
+    if not cfg.web.enabled or not cfg.web.port:
+        return ""
+    scheme = "https" if cfg.web.tls_cert else "http"
+    return f"{scheme}://{socket.gethostname()}.local:{cfg.web.port}/"
 
 
 class _Served:

@@ -25,6 +25,7 @@ from edged.i18n import LANGUAGES, Locale
 from edged.i18n.words import status_word, type_word
 
 DEFAULT_CONFIG = "/etc/edged/edged.toml"
+DEFAULT_RELAY_CONFIG = "/etc/edged/relay.toml"
 EX_CONFIG = 78  # sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
 log = logging.getLogger("edged")
 
@@ -146,6 +147,52 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{config.source}: OK")
     if args.show:
         print(json.dumps(to_plain(config), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from edged.relay.server import serve
+    from edged.relay.settings import load_relay_config
+
+    path = Path(args.config or os.environ.get("EDGED_RELAY_CONFIG") or DEFAULT_RELAY_CONFIG)
+    read_env_file(path.with_name("relay.env"))
+    config = load_relay_config(path)
+    setup_logging(args.log_level or config.logging.level)
+    log.info("edged relay %s starting with %s", __version__, path)
+    return asyncio.run(serve(config))
+
+
+def cmd_box_id(args: argparse.Namespace) -> int:
+    """Print the box id. Reads only the ``[box]`` table, so it works before the rest of the
+    config is complete (the image names the host ``edged-<id>`` at first boot)."""
+    from edged.config import BoxConfig, layers
+    from edged.configtools import build, merge
+    from edged.fleet.identity import resolve_identity
+
+    path = Path(_config_path(args))
+    box = BoxConfig()
+    if path.exists():
+        merged: dict[str, Any] = {}
+        for _, doc in layers(path, with_web_settings=False):
+            merged = merge(merged, doc)
+        table = merged.get("box", {})
+        box = build(
+            BoxConfig, table if isinstance(table, dict) else {}, file=str(path), where="box"
+        )
+    state_dir = Path(box.state_dir)
+    if not state_dir.is_absolute():
+        state_dir = path.parent / state_dir
+    identity = resolve_identity(
+        configured=box.id,
+        serial_file=box.serial_file,
+        machine_id_file=box.machine_id_file,
+        state_dir=state_dir,
+    )
+    print(identity.box_id)
+    if args.verbose:
+        print(f"source: {identity.source}")
+        print(f"hostname: {identity.hostname}")
+        print(f"board: {identity.board_model}")
     return 0
 
 
@@ -323,7 +370,7 @@ def _unknown_printer(config: Config, name: str | None) -> bool:
 
 
 def cmd_reprint(args: argparse.Namespace) -> int:
-    from edged.printing.spooler import append_print_request
+    from edged.printing.jobs import PrintRefused, append_print_request
 
     async def work(config: Config, journal: Any) -> int:
         if _unknown_printer(config, args.printer):
@@ -331,9 +378,13 @@ def cmd_reprint(args: argparse.Namespace) -> int:
         if await journal.get_order(args.order) is None:
             print(f"order {args.order} is not in the journal", file=sys.stderr)
             return 2
-        await append_print_request(
-            journal, "reprint", order_id=args.order, printer=args.printer, source="cli"
-        )
+        try:
+            await append_print_request(
+                journal, "reprint", order_id=args.order, printer=args.printer, source="cli"
+            )
+        except PrintRefused as exc:
+            print(f"reprint refused: {exc}", file=sys.stderr)
+            return 1
         print(f"reprint of order {args.order} requested")
         return 0
 
@@ -372,6 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("run", help="run the daemon (on a real box, under systemd)"))
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("relay", help="Sinqro webhooks in, MQTT out, for a fleet of boxes")
+    p.add_argument(
+        "-c",
+        "--config",
+        help=f"relay config (default $EDGED_RELAY_CONFIG or {DEFAULT_RELAY_CONFIG})",
+    )
+    p.set_defaults(func=cmd_relay)
+
+    p = with_config(sub.add_parser("box-id", help="print this box's id (MQTT, fleet, host name)"))
+    p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")
+    p.set_defaults(func=cmd_box_id)
 
     p = sub.add_parser("demo", help="daemon + Sinqro simulator + virtual printer and panel")
     p.add_argument(

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
+from edged.fleet.identity import MACHINE_ID_FILE, SERIAL_FILE, valid_box_id
+from edged.fleet.settings import AlertsConfig, FleetConfig
 from edged.i18n import N_
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
@@ -50,10 +52,31 @@ class BoxConfig:
             "empty: the system's"
         ),
     )
+    currency: str = field(
+        default="€",
+        metadata=opt(
+            doc="Currency sign on tickets when neither the order nor its selling point "
+            "names one ('' for none)"
+        ),
+    )
+    id: str = field(
+        default="",
+        metadata=opt(doc="Box id for MQTT, fleet and host name; empty: from the board serial"),
+    )
+    serial_file: str = field(
+        default=SERIAL_FILE, metadata=opt(doc="Board serial number, the first source of the id")
+    )
+    machine_id_file: str = field(
+        default=MACHINE_ID_FILE, metadata=opt(doc="Used (hashed) when there is no serial number")
+    )
 
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
+            raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
+        if self.id and not valid_box_id(self.id):
+            raise ValueError("id: 1 to 63 lower-case letters, digits and '-'")
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,8 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Where this config came from; not a config key.
     source: str = field(default="", init=False, compare=False)
 

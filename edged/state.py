@@ -18,6 +18,8 @@ Keys in use (values are JSON-friendly):
 ``panel.buzzer``           buzzer pattern name or ``quiet``
 ``bridge.mqtt``            ``disabled`` | ``connecting`` | ``online`` | ``offline``
 ``bridge.serial``          ``disabled`` | ``online`` | ``offline``
+``box.id``                 the box id (edged/fleet/identity.py)
+``alerts.open``            open alert incidents: ``[{"incident", "rule", "title", "since"}]``
 ``part.NAME``              ``{"state": starting|running|failed|disabled|stopped, "error": str,
                            "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
 ``outbox.retrying``        ``{order id: reason}``: orders whose next command waits for its retry

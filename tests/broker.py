@@ -19,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,15 @@ def free_port() -> int:
 class MosquittoBroker:
     """One mosquitto process with its own config, port, log and persistence in ``directory``."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, persistence: bool = True):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        persistence: bool = True,
+        extra: Sequence[str] = (),
+    ):
+        """``extra``: more mosquitto.conf lines (a bridge to another broker, ...)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.binary = find_mosquitto()
@@ -74,6 +82,7 @@ class MosquittoBroker:
                 f"persistence_location {self.directory}/",
                 "persistence_file mosquitto.db",
             ]
+        lines += extra
         self.conf.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 

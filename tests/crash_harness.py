@@ -424,7 +424,8 @@ class CrashRun:
     def _write_config(self) -> None:
         info = self.sim.info()
         doc: dict[str, Any] = {
-            "box": {"name": BOX, "state_dir": str(self.state_dir)},
+            # The box id names the MQTT topics (edged/<BOX>/...) the terminals use.
+            "box": {"name": BOX, "id": BOX, "state_dir": str(self.state_dir)},
             "sinqro": sinqro_section(info),
             "orders": {"retry_max": 1.0},
             "logging": {"level": self.s.log_level},

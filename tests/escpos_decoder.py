@@ -32,6 +32,7 @@ class Decoded:
     lines: list[Line] = field(default_factory=list)
     qr: list[str] = field(default_factory=list)
     images: int = 0
+    rasters: list[tuple[int, int, bytes]] = field(default_factory=list)  # GS v 0: xb, rows, data
     cuts: int = 0
     inits: int = 0
     code_pages: list[int] = field(default_factory=list)
@@ -146,9 +147,14 @@ def decode(data: bytes, code_pages: dict[int, str] | None = None) -> Decoded:
             elif cmd == "v" and arg == 0x30:
                 if not need(8):
                     break
+                if data[i + 3] != 0:
+                    out.unexpected.append(f"GS v 0 mode {data[i + 3]}")
                 xb = data[i + 4] | data[i + 5] << 8
                 rows = data[i + 6] | data[i + 7] << 8
+                if not need(8 + xb * rows):
+                    break
                 out.images += 1
+                out.rasters.append((xb, rows, bytes(data[i + 8 : i + 8 + xb * rows])))
                 i += 8 + xb * rows
             else:
                 out.unexpected.append(f"GS {cmd!r} {arg}")
@@ -166,3 +172,11 @@ def decode(data: bytes, code_pages: dict[int, str] | None = None) -> Decoded:
         out.unexpected.append("text after the last line feed")
         flush()
     return out
+
+
+def raster_rows(decoded: Decoded) -> list[bytes]:
+    """The dot rows of all ``GS v 0`` bands, top to bottom (1 bit = a black dot)."""
+    rows: list[bytes] = []
+    for xb, count, data in decoded.rasters:
+        rows.extend(data[r * xb : (r + 1) * xb] for r in range(count))
+    return rows

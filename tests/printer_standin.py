@@ -1,5 +1,6 @@
-"""A network ESC/POS printer stand-in: a real TCP server that keeps what it is sent and
-answers ``DLE EOT n`` status queries the way a printer in the chosen state would."""
+"""A network printer stand-in: a real TCP server that keeps what it is sent and answers
+status queries the way a printer in the chosen state would: ESC/POS ``DLE EOT n``, or, in
+the ``star-*`` modes, Star's ``ESC ACK SOH`` with an automatic status (ASB)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ REPLIES = {
     "cover_open": {1: 0x1A, 2: 0x16, 4: 0x12},
     "offline": {1: 0x1A, 2: 0x52, 4: 0x12},
 }
-MODES = (*REPLIES, "silent", "hang")
+# Star ASB, 9 bytes (header 0x23: length 9; 0x86: version 3 with a length extension bit).
+# Byte 3: bit 3 offline, bit 5 cover open; byte 6: bit 3 paper end.
+STAR_ASB = {
+    "star-online": bytes.fromhex("238600000000000000"),
+    "star-cover_open": bytes.fromhex("238628000000000000"),
+    "star-paper_out": bytes.fromhex("238608000008000000"),
+}
+ASB_REQUEST = b"\x1b\x06\x01"
+MODES = (*REPLIES, *STAR_ASB, "silent", "hang")
 
 
 class TcpPrinter:
@@ -71,12 +80,23 @@ class TcpPrinter:
             while True:
                 chunk = await reader.read(65536)
                 if not chunk:
+                    ticket += pending  # a short tail held back in case it was a query
                     break
                 data = pending + chunk
                 pending = b""
                 i = 0
                 while i < len(data):
-                    if data[i] == 0x10:
+                    if self.mode in STAR_ASB and data[i] == 0x1B:
+                        if len(data) - i < 3:
+                            pending = data[i:]
+                            break
+                        if data[i : i + 3] == ASB_REQUEST:
+                            self.queries += 1
+                            writer.write(STAR_ASB[self.mode])
+                            await writer.drain()
+                            i += 3
+                            continue
+                    if data[i] == 0x10 and self.mode not in STAR_ASB:
                         if len(data) - i < 3:
                             pending = data[i:]
                             break

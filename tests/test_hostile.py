@@ -43,7 +43,8 @@ from edged.orders import OrderDesk
 from edged.pairing import Pairing
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
-from edged.printing.ticket import TicketOptions, cancel_slip, order_ticket, status_slip
+from edged.printing.slips import cancel_slip, status_slip
+from edged.printing.ticket import TicketOptions, order_ticket
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError

@@ -420,6 +420,34 @@ async def test_nothing_waiting_is_refused(make_rig: RigFactory) -> None:
     assert await rig.commands() == []
 
 
+async def test_accept_press_proves_access_only_while_no_order_waits(
+    make_rig: RigFactory,
+) -> None:
+    """The web page's first-visit proof takes a short ACCEPT press, but never one meant for
+    an order: with an order waiting the press accepts it and proves nothing."""
+    rig = await make_rig(default_delay=0)
+    offered: list[str] = []
+
+    def access_press() -> bool:
+        offered.append("press")
+        return True  # a browser's window is open
+
+    rig.panel.on_access_press = access_press
+    await rig.add(1)
+    await rig.sync()
+    await rig.press(ACCEPT, 0.3)
+    [cmd] = await until(rig.commands, what="the accept")
+    assert (cmd.kind, cmd.order_id) == ("accept", 1)
+    assert offered == []
+    await rig.finish(cmd)
+    assert await rig.result() == "accepted"
+    await rig.sync()
+    assert rig.state.get("waiting_orders") == 0
+    await rig.press(ACCEPT, 0.3)
+    await until(lambda: offered, what="the press offered as proof")
+    assert len(await rig.commands()) == 1
+
+
 async def test_sinqro_says_no_is_refused(make_rig: RigFactory) -> None:
     rig = await make_rig()
     await rig.add(1)

@@ -17,7 +17,9 @@ from edged import cli
 from edged.configtools import dump_toml
 from edged.journal.store import Journal
 from edged.printing import discover
-from edged.printing.ticket import Qr, Text, TicketOptions, text_ticket
+from edged.printing.model import Qr, Text
+from edged.printing.slips import text_ticket
+from edged.printing.ticket import TicketOptions
 from edged.sinqro.models import parse_order
 
 EXAMPLES = Path(__file__).parent.parent / "edged" / "simulator" / "data" / "examples.json"

@@ -16,8 +16,9 @@ from printer_standin import REPLIES, TcpPrinter
 
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
-from edged.printing.settings import parse_uri
-from edged.printing.ticket import TicketOptions, text_ticket
+from edged.printing.settings import PrinterConfig, parse_uri
+from edged.printing.slips import text_ticket
+from edged.printing.ticket import TicketOptions
 from edged.printing.transports import (
     JobMeta,
     NotReady,
@@ -38,7 +39,8 @@ def ticket_bytes(text: str = "Hola, señor: 12,50€") -> bytes:
 
 
 def transport(uri: str, timeout: float = 0.5) -> Transport:
-    return make_transport(uri, timeout, base_dir=Path("/nonexistent"), codec="cp858")
+    config = PrinterConfig(name="p", uri=uri, timeout=timeout)
+    return make_transport(config, base_dir=Path("/nonexistent"), codec="cp858")
 
 
 def test_parse_status() -> None:
@@ -211,7 +213,8 @@ def test_usb_finds_its_usblp_device(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 async def test_virtual_printer_writes_text_and_picture(tmp_path: Path) -> None:
-    t = make_transport("virtual://tickets", 1.0, base_dir=tmp_path, codec="cp858")
+    config = PrinterConfig(name="v", uri="virtual://tickets", timeout=1.0)
+    t = make_transport(config, base_dir=tmp_path, codec="cp858")
     meta = JobMeta(7, "order", 422429)
     await asyncio.to_thread(t.deliver, ticket_bytes("Jamón y queso: 3,00€"), meta)
     texts = list((tmp_path / "tickets").glob("*-422429-order.txt"))

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import eventually
@@ -26,8 +27,8 @@ from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.printing.settings import PrinterConfig
-from edged.printing.spooler import Spooler, append_print_request
-from edged.printing.transports import JobMeta, Status
+from edged.printing.spooler import PrintRefused, Spooler, append_print_request
+from edged.printing.transports import JobMeta, Status, make_transport
 from edged.sinqro.models import parse_order
 from edged.state import BoxState
 
@@ -82,7 +83,9 @@ class Box:
     async def start(self, patch: Callable[[Spooler], None] | None = None) -> Box:
         self.journal = await Journal.open(self.path, watch_interval=0.05)
         box = BoxConfig(state_dir=str(self.tmp_path), language="en")
-        self.spooler = Spooler(self.printers, self.journal, self.state, box)
+        self.spooler = Spooler(
+            self.printers, self.journal, self.state, box, transports=make_transport
+        )
         if patch is not None:
             patch(self.spooler)
         self.task = asyncio.create_task(self.spooler.run(), name="spooler")
@@ -422,3 +425,199 @@ async def test_virtual_printer_in_the_spooler(tmp_path: Path) -> None:
         await box.stop()
     [txt] = (tmp_path / "tickets").glob("*-9501-order.txt")
     assert "#C9501" in txt.read_text("utf-8")
+
+
+def huge_order(order_id: int) -> dict[str, Any]:
+    """About 1 MB: 300 lines, each with 10 options of 100 sub-options (303,300 lines)."""
+    leaf = {"label": "x", "quantity": 1, "totalAmount": 0}
+    option = {"label": "opt", "quantity": 1, "childrenOrderLines": [leaf] * 100}
+    line = {"label": "Menu", "quantity": 1, "totalAmount": 1, "childrenOrderLines": [option] * 10}
+    return order("collection", order_id, orderLines=[line] * 300)
+
+
+async def test_a_huge_order_never_holds_back_the_next_ticket(tmp_path: Path, tcp: Any) -> None:
+    front = await tcp("online")
+    box = Box(tmp_path, [printer("front", front.uri)])
+    gate = threading.Event()
+    render_threads: list[str] = []
+
+    def hold_the_huge_one(spooler: Spooler) -> None:
+        real = spooler._render
+
+        def render(printer: Any, job: Any, payload: str | None) -> Any:
+            if job.order_id == 9901:
+                render_threads.append(threading.current_thread().name)
+                # Still rendering (as long as the test likes) when the next order comes.
+                assert gate.wait(30), "the test never let the huge ticket finish"
+            return real(printer, job, payload)
+
+        spooler._render = render  # type: ignore[method-assign]
+
+    await box.start(hold_the_huge_one)
+    try:
+        raw = huge_order(9901)
+        assert len(json.dumps(raw)) > 1_000_000
+        await box.add(raw)
+        await eventually(lambda: render_threads, what="the huge ticket rendering")
+        await box.add(order("collection", 9902))
+        # The next order's ticket arrives while the huge one is still being rendered.
+        await eventually(lambda: len(front.jobs) == 1, within=15, what="the next ticket")
+        assert "#C9902" in tickets(front)[0].text
+        assert not gate.is_set()
+        gate.set()
+        await eventually(lambda: len(front.jobs) == 2, within=60, what="the huge ticket")
+    finally:
+        gate.set()
+        await box.stop()
+    assert render_threads and render_threads[0].startswith("ticket-render")
+    huge = tickets(front)[1]
+    assert "#C9901" in huge.text
+    assert len(huge.lines) < 1000  # capped: not a kilometre of paper
+    more = huge.find("more lines, see the page")
+    assert more.bold and int(more.text.split()[0]) > 300_000
+
+
+async def test_reprints_are_capped_per_order_and_per_minute(tmp_path: Path, tcp: Any) -> None:
+    front = await tcp("online")
+    box = Box(tmp_path, [printer("front", front.uri)])
+    await box.start()
+    try:
+        for n in range(12):
+            await box.add(order("collection", 9600 + n))
+        await eventually(lambda: len(front.jobs) == 12, what="twelve tickets")
+        for _ in range(5):
+            await append_print_request(box.journal, "reprint", order_id=9600, source="web")
+        with pytest.raises(PrintRefused, match="already reprinted 5 times"):
+            await append_print_request(box.journal, "reprint", order_id=9600, source="web")
+        await eventually(lambda: len(front.jobs) == 17, what="five reprints")
+        for n in range(1, 6):
+            await append_print_request(box.journal, "reprint", order_id=9600 + n, source="web")
+        with pytest.raises(PrintRefused, match="in the last minute"):
+            await append_print_request(box.journal, "reprint", order_id=9610, source="web")
+        # A terminal that appends its requests straight to the journal meets the same caps.
+        for _ in range(3):
+            await box.journal.append_event(
+                ev.PRINT_REQUESTED, 9611, {"kind": "reprint", "order_id": 9611, "source": "mqtt"}
+            )
+
+        async def three_refused() -> bool:
+            return len(await box.events(ev.PRINT_FAILED)) == 3
+
+        await eventually(three_refused, what="three refusals")
+        await eventually(lambda: len(front.jobs) == 22, what="ten reprints")
+        failed = await box.events(ev.PRINT_FAILED)
+    finally:
+        await box.stop()
+    assert all("in the last minute" in e.data["reason"] for e in failed)
+    assert len(front.jobs) == 22
+
+
+async def test_an_order_of_an_unknown_type_prints_where_other_is_taken(
+    tmp_path: Path, tcp: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    front = await tcp("online")
+    kitchen = await tcp("online")
+    box = Box(
+        tmp_path,
+        [printer("front", front.uri), printer("kitchen", kitchen.uri, order_types=["delivery"])],
+    )
+    await box.start()
+    try:
+        raw = order("collection", 9701)
+        raw["type"] = "catering"
+        await box.add(raw)
+        await box.add(order("delivery", 9702))
+        await eventually(lambda: len(front.jobs) == 2 and kitchen.jobs, what="tickets")
+    finally:
+        await box.stop()
+    assert "CATERING" in tickets(front)[0].text and "#C9701" in tickets(front)[0].text
+    assert [("#C9702" in d.text) for d in tickets(kitchen)] == [True]
+    assert "type the box does not know ('catering')" in caplog.text
+    assert "'other': front" in caplog.text
+
+
+async def test_an_accepted_delay_prints_an_updated_slip(tmp_path: Path, tcp: Any) -> None:
+    front = await tcp("online")
+    quiet = await tcp("online")
+    box = Box(
+        tmp_path,
+        [printer("front", front.uri), printer("quiet", quiet.uri, update_slip=False)],
+    )
+    await box.start()
+    try:
+        raw = order("delivery", 9801, minutes=30)
+        raw["status"] = {"code": "waiting_sp_validation", "name": "Waiting"}
+        await box.add(raw)
+        await eventually(lambda: front.jobs and quiet.jobs, what="tickets")
+        later = with_status(raw, "accepted", False)
+        moved = datetime.now(UTC) + timedelta(minutes=50)
+        later["executionTime"] = moved.strftime("%Y-%m-%dT%H:%M:%S+0000")
+        await box.add(later)
+        await eventually(lambda: len(front.jobs) == 2, what="updated slip")
+        # Accepted again without a new time: nothing more to say.
+        await box.add(with_status(later, "preparation", False))
+        await eventually(lambda: box.events(ev.ORDER_STATUS), what="second status", within=5)
+    finally:
+        await box.stop()
+    slip = tickets(front)[1]
+    assert slip.lines[0].text.strip() == "UPDATED" and slip.lines[0].invert
+    local = moved.astimezone(ZoneInfo("Europe/Madrid"))
+    assert slip.find(f"New time: {local:%H:%M}").big
+    assert "Was: " in slip.text and "#C9801" in slip.text
+    assert len(front.jobs) == 2 and len(quiet.jobs) == 1
+
+
+async def test_the_cancel_slip_tells_the_kitchen_what_to_stop(tmp_path: Path, tcp: Any) -> None:
+    kitchen = await tcp("online")
+    box = Box(tmp_path, [printer("kitchen", kitchen.uri, layout="kitchen")])
+    await box.start()
+    try:
+        raw = order("inside", 9851)
+        await box.add(raw)
+        await eventually(lambda: kitchen.jobs, what="ticket")
+        gone = with_status(raw, "cancelled_by_sp", True)
+        gone["status"]["name"] = "Cancelled by the restaurant"
+        gone["cancellationComment"] = "Cancelled by the restaurant"
+        await box.add(gone)
+        await eventually(lambda: len(kitchen.jobs) == 2, what="cancel slip")
+    finally:
+        await box.stop()
+    slip = tickets(kitchen)[1]
+    assert slip.text.count("Cancelled by the restaurant") == 1  # the reason only repeated it
+    assert "Reason" not in slip.text
+    assert slip.find("Table: Terraza · Mesa 10").big
+    items = [line for line in slip.lines if " x " in line.text]
+    assert items and all(line.height == 2 for line in items)  # kitchen layout: big type
+    assert "€" not in slip.text
+
+
+async def test_the_five_reference_orders_in_raster_mode_on_the_virtual_printer(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    box = Box(
+        tmp_path,
+        [printer("demo", "virtual://tickets", render="raster", profile="TM-T20III")],
+    )
+    await box.start()
+    kinds = ("delivery", "collection", "reservation", "insitu", "inside")
+    try:
+        for n, kind in enumerate(kinds):
+            await box.add(order(kind, 9950 + n))
+        folder = tmp_path / "tickets"
+        await eventually(
+            lambda: len(list(folder.glob("*-order.txt"))) == 5, within=30, what="tickets"
+        )
+    finally:
+        await box.stop()
+    for n, kind in enumerate(kinds):
+        [txt] = folder.glob(f"*-{9950 + n}-order.txt")
+        [png] = folder.glob(f"*-{9950 + n}-order.png")
+        text = txt.read_text("utf-8")
+        assert text.startswith("[raster]") and f"#C{9950 + n}" in text, kind
+        with Image.open(png) as img:
+            gray = img.convert("L")
+            # The 576-dot picture is shown dot for dot, with the virtual paper's margins.
+            assert gray.width == 576 + 32, kind
+            assert gray.height > 400 and gray.getextrema()[0] == 0, kind

@@ -21,14 +21,14 @@ from edged.configtools import ConfigError, build
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode, encode_text
 from edged.printing.settings import PrinterConfig, parse_uri
-from edged.printing.ticket import (
-    TicketOptions,
+from edged.printing.slips import (
     cancel_slip,
-    order_ticket,
     printer_test_ticket,
     status_slip,
     text_ticket,
+    updated_slip,
 )
+from edged.printing.ticket import MAX_TICKET_LINES, TicketOptions, order_ticket
 from edged.sinqro.models import Order, parse_order
 
 EXAMPLES = Path(__file__).parent.parent / "edged" / "simulator" / "data" / "examples.json"
@@ -314,3 +314,90 @@ def test_printer_config_checks_uri() -> None:
         build(PrinterConfig, {"name": "p", "uri": "tcp://h", "status_slips": ["x"]}, file="t.toml")
     cfg = build(PrinterConfig, {"name": "p", "uri": "tcp://h"}, file="t.toml")
     assert replace(cfg, paper_width=58).paper_width == 58
+
+
+def test_currency_falls_back_to_the_selling_point_then_the_configured_sign() -> None:
+    raw = example("collection")
+    del raw["currency"]
+    assert render(parse_order(raw), currency="€").find("TOTAL").text.endswith("59.90€")
+    raw["sellingPoint"]["currency"] = {"isoCode": "GBP", "symbol": "£", "displayPattern": ""}
+    assert render(parse_order(raw), currency="€").find("TOTAL").text.endswith("59.90 £")
+    del raw["sellingPoint"]["currency"]
+    assert render(parse_order(raw)).find("TOTAL").text.endswith("59.90")
+
+
+def test_diners_only_where_people_eat_in() -> None:
+    delivery = example("delivery")
+    delivery["dinersNumber"] = 1
+    assert "Diners" not in render(parse_order(delivery)).text
+    for kind in ("reservation", "insitu", "inside"):
+        raw = example(kind)
+        raw["dinersNumber"] = 3
+        assert render(parse_order(raw)).find("Diners: 3").height == 2
+
+
+def test_kitchen_time_courier_and_driver() -> None:
+    raw = example("delivery")
+    raw["deliveries"][0]["deliveryAccountName"] = "Glovo"
+    raw["deliveries"][0]["deliveryAccountPhone"] = "600000001"
+    raw["deliveries"][0]["driver"] = {"name": "John", "lastname": "Doe", "phone": "+34600000009"}
+    d = render(parse_order(raw), language="es")
+    pickup = d.find("RECOGIDA: 06:55")
+    assert pickup.width == 2 and pickup.height == 2 and pickup.bold
+    assert d.find("Reparto: Glovo 600000001").bold
+    assert "Repartidor: John Doe +34600000009" in d.text
+    # A takeaway ready when it is collected says nothing more.
+    assert "LISTO A LAS" not in render(parse_order(example("collection")), language="es").text
+    raw = example("collection")
+    raw["preparationTime"] = "2020-07-24T04:40:00+0000"
+    assert render(parse_order(raw)).find("READY BY: 06:40").big
+
+
+def test_cancel_slip_repeats_items_and_table_not_the_reason() -> None:
+    raw = example("inside")
+    raw["status"] = {"code": "cancelled_by_sp", "name": "Cancelled", "isFinalStatus": True}
+    raw["cancellationComment"] = "Cancelled by the restaurant."
+    at = datetime(2020, 7, 24, 5, 10, tzinfo=UTC)
+    slip = decode(
+        encode(cancel_slip(parse_order(raw), "cancelled_by_sp", TicketOptions(), at), settings())
+    )
+    assert slip.unexpected == []
+    assert slip.text.count("Cancelled by the restaurant") == 1 and "Reason" not in slip.text
+    assert slip.find("Table: Terraza · Mesa 10").big
+    assert any(" x " in line.text and line.height == 2 for line in slip.lines)
+    raw["cancellationComment"] = "No queda masa"
+    es = cancel_slip(parse_order(raw), "cancelled_by_sp", TicketOptions(language="es"), at)
+    assert "Motivo:" in es.plain_text() and "No queda masa" in es.plain_text()
+
+
+def test_updated_slip_in_both_languages() -> None:
+    raw = example("delivery")
+    raw["executionTime"] = "2020-07-24T05:35:53+0000"
+    order = parse_order(raw)
+    at = datetime(2020, 7, 24, 5, 10, tzinfo=UTC)
+    en = decode(
+        encode(updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(), at), settings())
+    )
+    assert en.unexpected == []
+    assert en.lines[0].text.strip() == "UPDATED" and en.lines[0].invert
+    assert en.find("New time: 07:35").big
+    assert "Was: Fri 24/07 07:05" in en.text
+    es = updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(language="es"), at)
+    assert "ACTUALIZADO" in es.plain_text() and "Nueva hora: 07:35" in es.plain_text()
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("en", "more lines, see the page"), ("es", "líneas más, véase la página")],
+)
+def test_total_cap_on_ticket_lines(language: str, words: str) -> None:
+    raw = example("collection")
+    line = {"label": "Menu", "quantity": 1, "totalAmount": 1.0, "comment": "sin sal"}
+    raw["orderLines"] = [line] * 300
+    raw["orderLines"][0] = {**line, "childrenOrderLines": [{"label": "x", "quantity": 2}] * 100}
+    ticket = order_ticket(parse_order(raw), TicketOptions(language=language))
+    lines = ticket.plain_text().splitlines()
+    assert len(lines) < MAX_TICKET_LINES
+    [more] = [text for text in lines if words in text]
+    assert int(more.split()[0]) > 0
+    assert "TOTAL" in ticket.plain_text()  # the totals still print after the cap

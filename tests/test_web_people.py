@@ -170,10 +170,11 @@ async def test_new_order_alert_sort_by_due_time_and_payment_badges(
     sim: Simulator, tmp_path: Path, viewport: dict[str, int]
 ) -> None:
     name = "phone" if viewport is PHONE else "desktop"
-    created = sim.create_orders(4, "delivery") + sim.create_orders(2, "collection")
     async with running_box(sim, tmp_path) as box, browser(viewport) as context:
         page = await new_page(context)
+        # The ACCEPT button proves access only while no order waits.
         await sign_in_first_time(box, page)
+        created = sim.create_orders(4, "delivery") + sim.create_orders(2, "collection")
         await page.goto(box.url + "/board")
         cards = page.locator("#waiting .order")
         await expect(cards).to_have_count(len(created))
@@ -214,10 +215,10 @@ async def test_new_order_alert_sort_by_due_time_and_payment_badges(
 async def test_offline_banner_queue_buttons_and_a_second_decision_refused(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    order = sim.create_order("delivery")
     async with running_box(sim, tmp_path) as box, browser(PHONE) as context:
         page = await new_page(context)
         await sign_in_first_time(box, page)
+        order = sim.create_order("delivery")
         await page.goto(box.url + "/board")
         card = page.locator(f"#waiting .order[data-order-id='{order['id']}']")
         await expect(card).to_be_visible()

@@ -16,15 +16,17 @@ import httpx
 import pytest
 
 from edged.config import Config, load_config, save_web_settings
+from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
+from edged.printing.jobs import MAX_REPRINTS_PER_ORDER
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import OrderAction, SellingPoint, parse_order
 from edged.state import BoxState
 from edged.web.security import KV_ADMIN, KV_SETUP_CODE, AttemptLimiter
 from edged.web.server import PUBLIC_PATHS, WebServer
-from edged.web.services import WebServices
+from edged.web.services import LiveSpooler, WebServices
 
 PASSWORD = "correct horse battery"
 USER_TOKEN = "USER-TOKEN-must-never-leak-7f3a"
@@ -476,6 +478,26 @@ async def test_status_buttons_only_for_statuses_that_apply(
         "/api/orders/45/status", json={"status": "ready"}, headers={"X-CSRF-Token": token}
     )
     assert good.status_code == 200
+
+
+async def test_a_reprint_flood_is_refused_with_its_reason(
+    box: Box, client: httpx.AsyncClient
+) -> None:
+    # The daemon's own spooler front: requests go through the journal, where the caps hold.
+    box.server.services.spooler = LiveSpooler(box.journal)
+    token = await sign_in(box, client)
+    await box.journal.upsert_order(waiting_order(47))
+    answers = [
+        await client.post("/api/orders/47/reprint", json={}, headers={"X-CSRF-Token": token})
+        for _ in range(MAX_REPRINTS_PER_ORDER + 1)
+    ]
+    assert [a.status_code for a in answers] == [200] * MAX_REPRINTS_PER_ORDER + [429]
+    refused = answers[-1].json()
+    assert refused["ok"] is False and refused["code"] == "REPRINT_LIMIT"
+    assert "already reprinted" in refused["message"]
+    events = await box.journal.read_events(0)
+    requested = [e for e in events if e.kind == ev.PRINT_REQUESTED and e.order_id == 47]
+    assert len(requested) == MAX_REPRINTS_PER_ORDER
 
 
 # -- setup forms, health, metrics --------------------------------------------------------------

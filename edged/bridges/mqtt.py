@@ -28,6 +28,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
@@ -36,6 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
 from edged.bridges.protocol import (
     CommandHandler,
     FinalResponse,
@@ -115,7 +117,12 @@ class MqttBridge:
         state: BoxState,
         *,
         box_id: str,
+        device: DeviceInfo | None = None,
+        printers: Callable[[], Sequence[str]] | None = None,
     ) -> None:
+        """``box_id`` names the box's topic tree (``mqtt.box_id`` overrides it); with
+        ``mqtt.homeassistant``, ``device`` describes the box and ``printers`` lists the
+        configured printer names (default: those the spooler reported)."""
         self.config = config
         self.journal = journal
         self.state = state
@@ -135,7 +142,16 @@ class MqttBridge:
         self._saved_at = 0.0
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()
-        self._discovered: set[str] = set()
+        self.homeassistant: HomeAssistant | None = None
+        if config.homeassistant:
+            self.homeassistant = HomeAssistant(
+                prefix=config.homeassistant_prefix,
+                base=self.base,
+                device=device or DeviceInfo(box_id=self.box_id, name=self.box_id),
+                printers=printers or (lambda: sorted(state.printers())),
+                state_topic=self.state_topic,
+                actions=JournalActions(journal, desk),
+            )
         self.published = 0
         self.reconnects = 0
         # Set once a stop (cancellation) reached the session; see run().
@@ -253,9 +269,11 @@ class MqttBridge:
             await client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
         else:
             await client.subscribe(topic, qos=1)
-        self._discovered.clear()
         self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
-        if self.config.homeassistant:
+        if self.homeassistant is not None:
+            for ha_topic in self.homeassistant.subscriptions():
+                await client.subscribe(ha_topic, qos=1)
+            await self.homeassistant.publish_all(self._publisher(client))
             self._state_dirty.update(("waiting_orders", "link", "panel.led", "panel.buzzer"))
         self._state_wake.set()
         self.state.set("bridge.mqtt", "online")
@@ -347,6 +365,9 @@ class MqttBridge:
         prefix = f"{self.base}/cmd/"
         async for message in client.messages:
             topic = message.topic.value
+            if self.homeassistant is not None and self.homeassistant.owns(topic):
+                await self._homeassistant_message(client, message)
+                continue
             if not topic.startswith(prefix):
                 continue
             if message.retain:
@@ -384,64 +405,35 @@ class MqttBridge:
                 topic = self.state_topic(key)
                 if topic is None:
                     continue
-                if self.config.homeassistant and key not in self._discovered:
-                    await self._discover(client, key)
                 value = self.state.get(key)
                 if value is None:
                     continue  # not known yet (no panel, no printer report)
                 payload = value if isinstance(value, str) else dumps(value)
                 await _publish(client, topic, payload, qos=1, retain=True)
 
-    def _device(self) -> dict[str, Any]:
-        return {
-            "identifiers": [f"edged_{self.box_id}"],
-            "name": f"edged {self.box_id}",
-            "manufacturer": "edged",
-            "model": "order box",
-        }
+    # -- Home Assistant (edged/bridges/homeassistant.py) -------------------------------------
 
-    def discovery(self, key: str) -> tuple[str, dict[str, Any]] | None:
-        """Home Assistant discovery topic and config for one state key (None: no entity)."""
-        topic = self.state_topic(key)
-        if topic is None or key.startswith("part."):
-            return None
-        node = re.sub(r"[^A-Za-z0-9_-]", "_", f"edged_{self.box_id}")
-        if key.startswith("printer."):
-            object_id = "printer_" + re.sub(r"[^A-Za-z0-9_-]", "_", key[8:])
-            name = f"Printer {key[8:]}"
-        else:
-            object_id = STATE_KEYS[key]
-            name = {
-                "waiting_orders": "Waiting orders",
-                "queued_commands": "Queued commands",
-                "link": "Cloud link",
-                "led": "LED",
-                "buzzer": "Buzzer",
-            }[object_id]
-        config: dict[str, Any] = {
-            "name": name,
-            "unique_id": f"{node}_{object_id}",
-            "object_id": f"{node}_{object_id}",
-            "state_topic": topic,
-            "availability_topic": self.status_topic,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "device": self._device(),
-        }
-        if object_id in ("waiting_orders", "queued_commands"):
-            config["state_class"] = "measurement"
-            config["icon"] = "mdi:receipt-text-clock"
-        if key.startswith("printer."):
-            config["value_template"] = "{{ value_json.state }}"
-            config["json_attributes_topic"] = topic
-            config["icon"] = "mdi:printer-pos"
-        prefix = self.config.homeassistant_prefix
-        return f"{prefix}/sensor/{node}/{object_id}/config", config
+    def _publisher(
+        self, client: aiomqtt.Client
+    ) -> Callable[[str, bytes, bool], Coroutine[Any, Any, None]]:
+        async def publish(topic: str, payload: bytes, retain: bool) -> None:
+            await _publish(client, topic, payload, qos=1, retain=retain)
 
-    async def _discover(self, client: aiomqtt.Client, key: str) -> None:
-        found = self.discovery(key)
-        if found is None:
-            return
-        topic, config = found
-        await _publish(client, topic, dumps(config), qos=1, retain=True)
-        self._discovered.add(key)
+        return publish
+
+    async def _homeassistant_message(
+        self, client: aiomqtt.Client, message: aiomqtt.Message
+    ) -> None:
+        assert self.homeassistant is not None
+        payload = message.payload
+        if not isinstance(payload, (bytes, bytearray)):
+            payload = b"" if payload is None else str(payload).encode()
+        came_online = await self.homeassistant.on_message(
+            message.topic.value,
+            bytes(payload),
+            retain=bool(message.retain),
+            publish=self._publisher(client),
+        )
+        if came_online:
+            self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+            self._state_wake.set()

@@ -32,6 +32,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
 from edged.orders import CommandRefused, OrderDesk
+from edged.printing.jobs import reprint_refusal
 from edged.sinqro.models import PayloadError, decode_json
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ BAD_FIELD = "BAD_FIELD"
 BAD_CATALOG = "BAD_CATALOG"
 DUPLICATE_ID = "DUPLICATE_ID"
 UNKNOWN_ORDER = "UNKNOWN_ORDER"
+REPRINT_LIMIT = "REPRINT_LIMIT"
 INTERNAL = "INTERNAL"
 
 # Journal events a POS sees. print.requested, print.done and link.* stay inside the box.
@@ -537,6 +539,9 @@ class CommandHandler:
         def run(tx: Tx) -> None:
             if tx.get_order(order_id) is None:
                 raise CommandRefused(UNKNOWN_ORDER, f"order {order_id} is not in the journal")
+            refused = reprint_refusal(tx, order_id)
+            if refused is not None:
+                raise CommandRefused(REPRINT_LIMIT, refused)
             data: dict[str, Any] = {"kind": "reprint", "order_id": order_id, "source": self.bridge}
             if printer is not None:
                 data["printer"] = printer

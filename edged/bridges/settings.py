@@ -26,7 +26,7 @@ class MqttConfig:
     )
     client_id: str = field(default="", metadata=opt(doc="MQTT client id; empty: edged-<box id>"))
     box_id: str = field(
-        default="", metadata=opt(doc="Topic segment naming this box; empty: from box.name")
+        default="", metadata=opt(doc="Topic segment naming this box; empty: the box id")
     )
     topic_prefix: str = field(default="edged", metadata=opt(doc="First topic level(s)"))
     username: str = ""

@@ -360,6 +360,20 @@ class Journal:
         )
         return [(int(r[0]), bool(r[1])) for r in rows]
 
+    async def waiting_times(self) -> list[tuple[int, str, str, float]]:
+        """``(id, code, type, first_seen)`` of the waiting orders, oldest first (no payloads:
+        the alert rules read it whenever the journal changes)."""
+        rows = await self._query(
+            "SELECT id, code, type, first_seen FROM orders"
+            " WHERE status = 'waiting_sp_validation' AND is_final = 0 ORDER BY first_seen, id"
+        )
+        return [(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    async def orders_seen_since(self, since: float) -> int:
+        """How many orders the box first saw at or after ``since`` (unix time)."""
+        rows = await self._query("SELECT COUNT(*) FROM orders WHERE first_seen >= ?", (since,))
+        return int(rows[0][0])
+
     async def open_orders(self) -> list[StoredOrder]:
         """Every order that is not final yet, oldest first."""
         return await self._orders("SELECT * FROM orders WHERE is_final = 0 ORDER BY first_seen, id")

@@ -259,11 +259,19 @@ class Panel:
         if intent == "tick":
             self.buzzer.answer("tick")
             return
-        if intent == "accept" and self.on_access_press is not None and self.on_access_press():
+        if intent == "accept" and self._proves_access():
             self.buzzer.answer("confirm")
             return
         task = self._spawn(self._act(intent), name=f"panel-{intent}-{gesture.id}")
         self._actions.setdefault(gesture.id, []).append(task)
+
+    def _proves_access(self) -> bool:
+        """Offer a short ACCEPT press to the web page's proof of physical access, but only
+        while no order waits: a press meant for an order is never taken from it, and an
+        owner setting up presses a button that has nothing else to do."""
+        if self.on_access_press is None or int(self.state.get("waiting_orders") or 0) > 0:
+            return False
+        return self.on_access_press()
 
     def _on_gesture_end(self, gesture: Gesture) -> None:
         actions = self._actions.pop(gesture.id, [])

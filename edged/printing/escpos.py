@@ -1,10 +1,11 @@
-"""Ticket → ESC/POS bytes, with one forced code page.
+"""Ticket → ESC/POS bytes: text with one forced code page, or the ticket as a picture.
 
 The encoder writes a small, fixed command set (init, code page, align, bold, size, reverse,
 QR, raster image, feed, cut) so that tests can decode the output exactly and flag anything
-else. Text is cleaned again here and, after encoding, any byte below 0x20 or 0x7F is
-replaced: whatever a caller passes, text can never turn into a printer command (cash
-drawer kick, cut, code page switch, real-time DLE requests).
+else. In raster mode the whole ticket is one picture in ``GS v 0`` bands. Text is cleaned
+again here and, after encoding, any byte below 0x20 or 0x7F is replaced: whatever a caller
+passes, text can never turn into a printer command (cash drawer kick, cut, code page
+switch, real-time DLE requests).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import logging
 import os
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from edged.printing.codepages import CodePage, Profile
-from edged.printing.ticket import Feed, Logo, Qr, Rule, Text, Ticket, clean, strip_controls
+from edged.printing.model import Feed, Logo, Qr, Rule, Text, Ticket
+from edged.printing.text import clean, strip_controls
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ INIT = ESC + b"@"
 CANCEL_KANJI = FS + b"."  # cheap clones boot in a double-byte mode that eats accents
 ALIGN = {"left": 0, "center": 1, "right": 2}
 DEFAULT_DOTS = {58: 384, 80: 512}
+BAND_ROWS = 128  # rows per GS v 0 command: small enough for any printer's buffer
 # Punctuation that word processors and phones produce and old code pages lack.
 _FALLBACK = {
     "‘": "'",
@@ -53,11 +60,22 @@ class EncoderSettings:
     profile: Profile
     paper_width: int = 80
     cut: bool = True
+    render: Literal["text", "raster", "auto"] = "text"
+    command_set: Literal["escpos", "star"] = "escpos"
 
     @property
     def dots(self) -> int:
+        """Width for logos and QR codes in text mode (safe on any printer of that paper)."""
         default = DEFAULT_DOTS.get(self.paper_width, 384)
         return min(self.profile.dots, default) if self.profile.dots else default
+
+    @property
+    def raster_dots(self) -> int:
+        """The printer's full head width for raster tickets: from the profile, else the
+        safe width for the paper."""
+        if self.profile.dots:
+            return self.profile.dots if self.paper_width == 80 else min(self.profile.dots, 384)
+        return DEFAULT_DOTS.get(self.paper_width, 384)
 
 
 def _fallback_char(ch: str, codec: str) -> bytes:
@@ -87,6 +105,20 @@ def encode_text(text: str, codec: str) -> bytes:
     if any(b < 0x20 or b == 0x7F for b in raw):
         raw = bytes(b if b >= 0x20 and b != 0x7F else 0x3F for b in raw)
     return raw
+
+
+def printable(text: str, codec: str) -> bool:
+    """True when ``text`` prints as written in ``codec`` (typographic punctuation with an
+    exact plain stand-in counts as printable; a letter that would lose its accent or a
+    character that would become "?" does not)."""
+    text = unicodedata.normalize("NFC", text)
+    if text.isascii():
+        return True
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return all(ch in _FALLBACK or _encodes(ch, codec) for ch in text)
+    return True
 
 
 def _encodes(ch: str, codec: str) -> bool:
@@ -132,6 +164,30 @@ def raster(bits: list[list[bool]]) -> bytes:
                         value |= 0x80 >> bit
                 out.append(value)
     return bytes(out)
+
+
+def raster_bands(image: PILImage.Image) -> bytes:
+    """A 1-bit picture as ``GS v 0`` commands of :data:`BAND_ROWS` rows each.
+
+    Pillow packs mode "1" rows most significant bit first, padded to whole bytes, exactly
+    as ``GS v 0`` wants them; the "1;I" packer inverts, so a black pixel is a 1 bit.
+    """
+    packed = image.convert("1").tobytes("raw", "1;I")
+    stride = (image.width + 7) // 8
+    out = bytearray()
+    for top in range(0, image.height, BAND_ROWS):
+        rows = min(BAND_ROWS, image.height - top)
+        out += GS + b"v0\x00" + bytes([stride & 0xFF, stride >> 8, rows & 0xFF, rows >> 8])
+        out += packed[top * stride : (top + rows) * stride]
+    return bytes(out)
+
+
+def encode_picture(image: PILImage.Image, settings: EncoderSettings, copies: int = 1) -> bytes:
+    """A ticket drawn as a picture (raster mode): the picture, a feed, the cut."""
+    body = raster_bands(image) + ESC + b"d\x04"
+    if settings.cut and settings.profile.cut:
+        body += GS + b"V\x01"
+    return INIT + body * max(1, copies)
 
 
 def qr_raster(data: str, max_dots: int) -> bytes:

@@ -9,7 +9,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from edged.configtools import opt
 
-ORDER_TYPES = ("delivery", "collection", "reservation", "insitu", "inside")
+# The five documented order types, and "other" for any type Sinqro adds later: a printer
+# that takes "other" prints orders of a type the box does not know (with a log line).
+KNOWN_ORDER_TYPES = ("delivery", "collection", "reservation", "insitu", "inside")
+ORDER_TYPES = (*KNOWN_ORDER_TYPES, "other")
+OTHER = "other"
 SCHEMES = ("tcp", "usb", "serial", "file", "virtual")
 # Status codes a printer may print a short slip for (doc 003, OrderStatus). Cancellations
 # have their own switch (``cancel_slip``) because they matter to the kitchen.
@@ -92,6 +96,11 @@ def parse_uri(uri: str) -> PrinterUri:
     return PrinterUri("virtual", path=rest)
 
 
+def order_type_key(order_type: str) -> str:
+    """The ``order_types`` entry that covers an order of ``order_type``."""
+    return order_type if order_type in KNOWN_ORDER_TYPES else OTHER
+
+
 def uri_from_address(text: str) -> str:
     """What a person types as a printer's address, as a printer URI: ``192.168.1.50``
     and ``printer.local:9100`` are network printers, ``/dev/usb/lp0`` a USB printer,
@@ -108,7 +117,7 @@ def uri_from_address(text: str) -> str:
 
 @dataclass(frozen=True)
 class PrinterConfig:
-    """One ESC/POS printer."""
+    """One receipt printer (ESC/POS, or Star in its own command set)."""
 
     name: str = field(metadata=opt(doc="Short unique name, used by reprint and the web page"))
     uri: str = field(
@@ -125,7 +134,23 @@ class PrinterConfig:
     order_types: list[str] = field(default_factory=lambda: list(ORDER_TYPES))
     profile: str = field(
         default="default",
-        metadata=opt(doc="python-escpos printer profile (TM-T20II, POS-5890, ...)"),
+        metadata=opt(
+            doc="Printer profile: escpos-printer-db name (TM-T20III, TM-m30III, POS-5890...) "
+            "or, with command_set = star, TSP100, TSP143, TSP650II, TSP700II, mC-Print3..."
+        ),
+    )
+    command_set: Literal["escpos", "star"] = field(
+        default="escpos",
+        metadata=opt(
+            doc="escpos, or star: Star Graphic mode for the TSP100 family, StarPRNT for others"
+        ),
+    )
+    render: Literal["text", "raster", "auto"] = field(
+        default="text",
+        metadata=opt(
+            doc="text (fast, crisp), raster (the ticket drawn as a picture: every script), "
+            "or auto (a picture only when the code page cannot print the ticket)"
+        ),
     )
     code_page: str = field(
         default="",
@@ -142,6 +167,12 @@ class PrinterConfig:
     )
     status_slips: list[str] = field(
         default_factory=list, metadata=opt(doc="Status codes that print a short slip")
+    )
+    update_slip: bool = field(
+        default=True,
+        metadata=opt(
+            doc="Print an UPDATED slip when an accepted delay moves a printed ticket's time"
+        ),
     )
     qr_tracking: bool = field(default=True, metadata=opt(doc="QR code of the tracking link"))
     logo: str = field(default="", metadata=opt(doc="Image file printed at the top"))
@@ -177,15 +208,17 @@ class PrinterConfig:
                 )
         if self.backup == self.name:
             raise ValueError("backup: a printer cannot be its own backup")
+        if self.command_set == "star" and self.parsed_uri.scheme == "virtual":
+            raise ValueError('command_set: the virtual printer reads ESC/POS; use "escpos"')
         # Imported here: the profile database is only needed once a printer is configured.
         from edged.printing import codepages
 
         try:
-            codepages.get_profile(self.profile)
+            codepages.get_profile(self.profile, self.command_set)
         except ValueError as exc:
             raise ValueError(f"profile: {exc}") from None
         try:
-            codepages.resolve(self.profile, self.code_page)
+            codepages.resolve(self.profile, self.code_page, self.command_set)
         except ValueError as exc:
             raise ValueError(f"code_page: {exc}") from None
 

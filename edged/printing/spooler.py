@@ -19,6 +19,13 @@ printer, if it has one.
 After an outage there is no paper flood: an order that became final meanwhile (cancelled,
 finished) is skipped, one whose execution time has passed prints under a LATE banner, and
 the queue prints oldest first.
+
+Tickets are rendered off the event loop, each on a thread of its own. An order too big to
+be a real one (more than :data:`HEAVY_ORDER` bytes) may take a while to render even with
+its lines capped: the tickets queued behind it print meanwhile, and it prints when ready.
+
+Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
+:mod:`edged.printing.printer`.
 """
 
 from __future__ import annotations
@@ -31,8 +38,6 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +45,28 @@ from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
-from edged.journal.store import Journal, JournalError, StoredOrder, Tx
-from edged.printing import codepages
-from edged.printing.escpos import EncoderSettings, encode
-from edged.printing.settings import PrinterConfig, check_printers
-from edged.printing.ticket import (
-    Ticket,
-    TicketOptions,
-    cancel_slip,
-    is_late,
-    order_ticket,
-    parse_time,
-    printer_test_ticket,
-    status_slip,
-    text_ticket,
+from edged.journal.store import Journal, JournalError, Tx
+from edged.printing.jobs import (
+    REQUEST_KINDS,
+    Job,
+    PrintRefused,
+    append_print_request,
 )
+from edged.printing.planner import JobPlanner, has_ticket
+from edged.printing.printer import (
+    LOOKAHEAD,
+    PrinterRuntime,
+    Rendered,
+    columns_for,
+    encoder_for,
+    printer_executor,
+    render_job,
+)
+from edged.printing.settings import (
+    PrinterConfig,
+    check_printers,
+)
+from edged.printing.ticket import Ticket
 from edged.printing.transports import (
     NOT_READY,
     OFFLINE,
@@ -63,129 +75,28 @@ from edged.printing.transports import (
     NotReady,
     PrinterError,
     Status,
-    Transport,
-    make_transport,
+    TransportFactory,
 )
-from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING
 from edged.state import BoxState
+
+__all__ = [
+    "REQUEST_KINDS",
+    "Job",
+    "PrintRefused",
+    "Spooler",
+    "append_print_request",
+    "columns_for",
+]
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "spooler"
 BATCH = 256
-REQUEST_KINDS = ("reprint", "test", "text")
-# A spooler that meets an old journal (first start, printer added later) must not print
-# the whole history: orders the box has known for longer than this are not printed.
-STALE_AFTER = 12 * 3600.0
-MAX_TEXT_LINES = 200
-MAX_TEXT_LINE = 500
 FIRST_RETRY = 0.5
-TICKET_KINDS = ("order", "reprint")
-
-
-@dataclass(frozen=True)
-class Job:
-    """A ``print_jobs`` row."""
-
-    id: int
-    printer: str
-    origin: str
-    kind: str
-    order_id: int | None
-    event_seq: int
-    params: dict[str, Any]
-    state: str
-    reprint: bool
-    attempts: int
-    created: float
-
-    @classmethod
-    def from_row(cls, row: Any) -> Job:
-        return cls(
-            id=row["id"],
-            printer=row["printer"],
-            origin=row["origin"],
-            kind=row["kind"],
-            order_id=row["order_id"],
-            event_seq=row["event_seq"],
-            params=json.loads(row["params"]),
-            state=row["state"],
-            reprint=bool(row["reprint"]),
-            attempts=row["attempts"],
-            created=row["created"],
-        )
-
-
-@dataclass
-class _Printer:
-    """Runtime of one configured printer."""
-
-    config: PrinterConfig
-    transport: Transport
-    encoder: EncoderSettings
-    columns: int
-    executor: ThreadPoolExecutor
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    health: Status | None = None
-    down_since: float | None = None  # monotonic time of the first failure in a row
-    failed_over: bool = False
-    executor_closed: bool = False
-
-
-def _executor(name: str) -> ThreadPoolExecutor:
-    # One thread per printer: a printer stuck until its timeout only ever holds its own.
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"printer-{name}")
-
-
-def columns_for(config: PrinterConfig) -> int:
-    """Characters per line: configured, else from the paper width and the profile."""
-    if config.columns:
-        return config.columns
-    if config.paper_width == 58:
-        return 32
-    return codepages.get_profile(config.profile).columns_font_a or 42
-
-
-async def append_print_request(
-    journal: Journal,
-    kind: str,
-    *,
-    source: str,
-    order_id: int | None = None,
-    printer: str | None = None,
-    lines: list[str] | None = None,
-    qr: str = "",
-    big: Sequence[int] = (),
-) -> Event:
-    """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
-    a ``test`` page on ``printer``, or free ``text`` lines. Returns the journal event."""
-    if kind not in REQUEST_KINDS:
-        raise ValueError(f"unknown print request {kind!r}")
-    if kind == "reprint" and order_id is None:
-        raise ValueError("a reprint needs an order id")
-    if kind == "test" and not printer:
-        raise ValueError("a test print needs a printer name")
-    data: dict[str, Any] = {"kind": kind, "source": source}
-    if order_id is not None:
-        data["order_id"] = order_id
-    if printer:
-        data["printer"] = printer
-    if kind == "text":
-        data["lines"] = [str(line)[:MAX_TEXT_LINE] for line in (lines or [])][:MAX_TEXT_LINES]
-        if qr:
-            data["qr"] = str(qr)[:MAX_TEXT_LINE]
-        if big:
-            data["big"] = [int(i) for i in big][:MAX_TEXT_LINES]
-    return await journal.append_event(ev.PRINT_REQUESTED, order_id, data)
-
-
-def printed_before(tx: Tx, order: StoredOrder) -> bool:
-    """After a damaged journal was replaced, an order Sinqro created before that may have
-    printed already: its ticket comes again under a REPRINT banner, never silently twice."""
-    if tx.recovered_at is None:
-        return False
-    created = parse_time(order.payload.get("createdAt"))
-    return created is None or created.timestamp() < tx.recovered_at
+# Kinds whose printed time is remembered, to notice when an accepted delay moves it.
+TIMED_KINDS = ("order", "reprint", "updated")
+# An order payload above this many bytes may render slowly: younger jobs overtake it.
+HEAVY_ORDER = 64 * 1024
 
 
 class Spooler:
@@ -197,31 +108,39 @@ class Spooler:
         journal: Journal,
         state: BoxState,
         box: BoxConfig,
+        *,
+        transports: TransportFactory,
     ) -> None:
+        """``transports`` builds each printer's transport (the composition root passes
+        :func:`edged.printing.transports.make_transport`)."""
         check_printers(printers)
         self.journal = journal
         self.state = state
         self.box = box
-        self._printers: dict[str, _Printer] = {}
+        self._printers: dict[str, PrinterRuntime] = {}
+        # One short-lived thread per ticket being rendered: a huge order never holds
+        # back the render of the next one, on any printer.
+        self._render_pool = ThreadPoolExecutor(
+            max_workers=2 + LOOKAHEAD * len(printers), thread_name_prefix="ticket-render"
+        )
         for config in printers:
-            code_page = codepages.resolve(config.profile, config.code_page)
-            profile = codepages.get_profile(config.profile)
+            encoder = encoder_for(config)
             columns = columns_for(config)
-            transport = make_transport(
-                config.uri,
-                config.timeout,
+            transport = transports(
+                config,
                 base_dir=Path(box.state_dir),
-                codec=code_page.codec,
+                codec=encoder.code_page.codec,
                 columns=columns,
             )
-            self._printers[config.name] = _Printer(
+            self._printers[config.name] = PrinterRuntime(
                 config=config,
                 transport=transport,
-                encoder=EncoderSettings(code_page, profile, config.paper_width, config.cut),
+                encoder=encoder,
                 columns=columns,
-                executor=_executor(config.name),
+                executor=printer_executor(config.name),
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
+        self._planner = JobPlanner({name: p.config for name, p in self._printers.items()})
 
     # -- requests (same path as the CLI: through the journal) ------------------------------
 
@@ -258,7 +177,7 @@ class Spooler:
         """Plan and print until cancelled."""
         for printer in self._printers.values():
             if printer.executor_closed:
-                printer.executor = _executor(printer.config.name)
+                printer.executor = printer_executor(printer.config.name)
                 printer.executor_closed = False
         try:
             await self._recover()
@@ -333,11 +252,11 @@ class Spooler:
         for event in events:
             try:
                 if event.kind == ev.ORDER_NEW:
-                    self._plan_new(tx, event, touched)
+                    self._planner.order_new(tx, event, touched)
                 elif event.kind == ev.ORDER_STATUS:
-                    self._plan_status(tx, event, touched)
+                    self._planner.order_status(tx, event, touched)
                 elif event.kind == ev.PRINT_REQUESTED:
-                    self._plan_request(tx, event, touched)
+                    self._planner.print_requested(tx, event, touched)
             except (KeyError, TypeError, ValueError) as exc:
                 # A malformed event must not stall the queue for every later ticket.
                 log.error("spooler: cannot plan event %d (%s): %s", event.seq, event.kind, exc)
@@ -346,198 +265,52 @@ class Spooler:
         tx.set_cursor(CONSUMER, events[-1].seq, lazy=True)
         return touched
 
-    def _add(
-        self,
-        tx: Tx,
-        printer: str,
-        kind: str,
-        event: Event,
-        params: dict[str, Any],
-        *,
-        state: str = "queued",
-        error: str | None = None,
-        reprint: bool = False,
-    ) -> bool:
-        cur = tx.execute(
-            "INSERT OR IGNORE INTO print_jobs (printer, origin, kind, order_id, event_seq, params,"
-            " state, created, updated, error, reprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                printer,
-                printer,
-                kind,
-                event.order_id,
-                event.seq,
-                json.dumps(params, ensure_ascii=False),
-                state,
-                tx.now,
-                tx.now,
-                error,
-                int(reprint),
-            ),
-        )
-        return bool(cur.rowcount)
-
-    def _has_ticket(self, tx: Tx, origin: str, order_id: int, states: tuple[str, ...]) -> bool:
-        marks = ",".join("?" * len(states))
-        row = tx.execute(
-            f"SELECT 1 FROM print_jobs WHERE order_id = ? AND origin = ?"
-            f" AND kind IN ('order', 'reprint') AND state IN ({marks}) LIMIT 1",
-            (order_id, origin, *states),
-        ).fetchone()
-        return row is not None
-
-    def _plan_new(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        if event.order_id is None:
-            return
-        order = tx.get_order(event.order_id)
-        if order is None:
-            return
-        data = ev.payload(event)
-        status = data.status if isinstance(data, ev.OrderNew) and data.status else order.status
-        stale = tx.now - order.first_seen > STALE_AFTER
-        for name, printer in self._printers.items():
-            config = printer.config
-            if order.type not in config.order_types:
-                continue
-            if config.print_on == "accepted" and (status == WAITING or order.is_final):
-                continue
-            if order.is_final or stale:
-                # Over (cancelled, finished) before its ticket could print, or history from
-                # before this printer existed: recorded, not printed.
-                why = f"order already {order.status}" if order.is_final else "stale order"
-                self._add(tx, name, "order", event, {}, state="skipped", error=why)
-                continue
-            if self._add(tx, name, "order", event, {}, reprint=printed_before(tx, order)):
-                touched.add(name)
-
-    def _plan_status(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        if event.order_id is None:
-            return
-        order = tx.get_order(event.order_id)
-        if order is None:
-            return
-        data = ev.payload(event)
-        status = data.status if isinstance(data, ev.OrderStatus) else ""
-        live = ("queued", "sending", "done")
-        for name, printer in self._printers.items():
-            config = printer.config
-            if order.type not in config.order_types:
-                continue
-            has_ticket = self._has_ticket(tx, name, order.id, live)
-            if status in CANCELLED_STATUSES or status == GONE:
-                if (
-                    config.cancel_slip
-                    and has_ticket
-                    and self._add(tx, name, "cancel", event, {"status": status})
-                ):
-                    touched.add(name)
-            elif (
-                status in config.status_slips
-                and has_ticket
-                and self._add(tx, name, "status", event, {"status": status})
-            ):
-                touched.add(name)
-            if (
-                config.print_on == "accepted"
-                and status != WAITING
-                and not order.is_final
-                and not self._has_ticket(tx, name, order.id, (*live, "skipped", "failed"))
-                and tx.now - order.first_seen <= STALE_AFTER
-                and self._add(tx, name, "order", event, {})
-            ):
-                touched.add(name)
-
-    def _plan_request(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        data = event.data
-        kind = data.get("kind")
-        source = str(data.get("source", ""))[:40]
-        wanted = data.get("printer")
-        if wanted is not None and (not isinstance(wanted, str) or wanted not in self._printers):
-            self._refuse(tx, event, str(kind), str(wanted), "no such printer")
-            return
-        if kind == "reprint":
-            order = tx.get_order(event.order_id) if event.order_id is not None else None
-            if order is None:
-                self._refuse(tx, event, "reprint", wanted or "", "order not in the journal")
-                return
-            targets = [wanted] if wanted else self._reprint_targets(tx, order)
-            for name in targets:
-                if self._add(tx, name, "reprint", event, {"source": source}):
-                    touched.add(name)
-        elif kind == "test":
-            if not wanted:
-                self._refuse(tx, event, "test", "", "no printer named")
-                return
-            if self._add(tx, wanted, "test", event, {"source": source}):
-                touched.add(wanted)
-        elif kind == "text":
-            raw = data.get("lines")
-            if not isinstance(raw, list):
-                self._refuse(tx, event, "text", wanted or "", "no lines")
-                return
-            lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
-            params: dict[str, Any] = {"source": source, "lines": lines}
-            qr = data.get("qr")
-            if isinstance(qr, str) and qr:
-                params["qr"] = qr[:MAX_TEXT_LINE]
-            big = data.get("big")
-            if isinstance(big, list):
-                params["big"] = [i for i in big if isinstance(i, int) and not isinstance(i, bool)]
-            target = wanted or next(iter(self._printers), None)
-            if target is not None and self._add(tx, target, "text", event, params):
-                touched.add(target)
-        else:
-            self._refuse(tx, event, str(kind), wanted or "", "unknown print request")
-
-    def _reprint_targets(self, tx: Tx, order: StoredOrder) -> list[str]:
-        printed = [n for n in self._printers if self._has_ticket(tx, n, order.id, ("done",))]
-        if printed:
-            return printed
-        takers = [n for n, p in self._printers.items() if order.type in p.config.order_types]
-        return takers or list(self._printers)[:1]
-
-    def _refuse(self, tx: Tx, event: Event, kind: str, printer: str, reason: str) -> None:
-        log.warning("spooler: print request %d (%s) refused: %s", event.seq, kind, reason)
-        tx.append_event(
-            ev.PRINT_FAILED,
-            event.order_id,
-            {"printer": printer, "job_id": None, "kind": kind, "reason": reason},
-        )
-
     # -- printing --------------------------------------------------------------------------
 
-    async def _next_job(self, name: str) -> Job | None:
-        def run(tx: Tx) -> Job | None:
-            row = tx.execute(
-                "SELECT * FROM print_jobs WHERE printer = ? AND state IN ('queued', 'sending')"
-                " ORDER BY id LIMIT 1",
-                (name,),
-            ).fetchone()
-            return Job.from_row(row) if row else None
+    async def _queued(self, name: str) -> tuple[list[Job], dict[int, str]]:
+        """The next few jobs of printer ``name``, oldest first, with their order's size,
+        and the JSON of their orders when small (job id → text)."""
+
+        def run(tx: Tx) -> tuple[list[Job], dict[int, str]]:
+            rows = tx.execute(
+                "SELECT j.*, length(o.payload) AS payload_size,"
+                " CASE WHEN length(o.payload) <= ? THEN o.payload END AS payload"
+                " FROM print_jobs j LEFT JOIN orders o ON o.id = j.order_id"
+                " WHERE j.printer = ? AND j.state IN ('queued', 'sending') ORDER BY j.id LIMIT ?",
+                (HEAVY_ORDER, name, LOOKAHEAD),
+            ).fetchall()
+            # Ordinary orders come with the jobs: one journal hop less on the hot path.
+            payloads = {r["id"]: str(r["payload"]) for r in rows if r["payload"] is not None}
+            return [Job.from_row(r) for r in rows], payloads
 
         return await self.journal.transaction(run)
 
-    async def _worker(self, printer: _Printer) -> None:
+    async def _worker(self, printer: PrinterRuntime) -> None:
         name = printer.config.name
         delay = min(FIRST_RETRY, printer.config.retry_max)
         first = True
         while True:
             printer.wake.clear()
             try:
-                job = await self._next_job(name)
+                jobs, payloads = await self._queued(name)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 await asyncio.sleep(delay)
                 continue
-            if job is None:
+            self._forget_renders(printer, jobs)
+            if not jobs:
                 await self._idle(printer, first)
                 first = False
                 continue
             first = False
             if printer.down_since is not None and await self._maybe_fail_over(printer):
                 continue
+            job = await self._next_ready(printer, jobs, payloads)
+            if job is None:
+                continue  # woken: the queue changed while renders were under way
+            rendered = printer.renders.pop(job.id).result()
             try:
-                ok = await self._print(printer, job)
+                ok = await self._print(printer, job, rendered)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 ok = False
@@ -547,7 +320,44 @@ class Spooler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, printer.config.retry_max)
 
-    async def _idle(self, printer: _Printer, first: bool) -> None:
+    def _forget_renders(self, printer: PrinterRuntime, jobs: list[Job]) -> None:
+        keep = {job.id for job in jobs}
+        for job_id in [j for j in printer.renders if j not in keep]:
+            printer.renders.pop(job_id)  # moved to a backup or closed: its thread just ends
+
+    async def _next_ready(
+        self, printer: PrinterRuntime, jobs: list[Job], payloads: dict[int, str]
+    ) -> Job | None:
+        """The job to print next: the oldest, unless it is a heavy order still rendering,
+        which the jobs behind it may overtake. None when woken before any was ready."""
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            if job.id not in printer.renders:
+                payload = payloads.get(job.id)
+                if payload is None:
+                    payload = await self._payload(job.order_id)
+                printer.renders[job.id] = loop.run_in_executor(
+                    self._render_pool, self._render, printer, job, payload
+                )
+        waiting: list[asyncio.Future[Rendered]] = []
+        for job in jobs:
+            future = printer.renders[job.id]
+            if future.done():
+                return job
+            waiting.append(future)
+            if job.payload_size <= HEAVY_ORDER:
+                break  # an ordinary job keeps its place in the queue
+        if len(waiting) == 1 and jobs[0].payload_size <= HEAVY_ORDER:
+            await asyncio.wait(waiting)  # renders in milliseconds: not worth a wake-up
+            return jobs[0]
+        wake: asyncio.Future[Any] = asyncio.ensure_future(printer.wake.wait())
+        try:
+            await asyncio.wait([*waiting, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+        return next((j for j in jobs if printer.renders[j.id].done()), None)
+
+    async def _idle(self, printer: PrinterRuntime, first: bool) -> None:
         """Wait for work; poll health meanwhile (often while down, to notice recovery)."""
         config = printer.config
         if first:
@@ -559,7 +369,7 @@ class Spooler:
         except TimeoutError:
             await self._poll_health(printer)
 
-    async def _poll_health(self, printer: _Printer) -> None:
+    async def _poll_health(self, printer: PrinterRuntime) -> None:
         loop = asyncio.get_running_loop()
         status = await loop.run_in_executor(printer.executor, printer.transport.status)
         await self._set_health(printer, status)
@@ -571,7 +381,7 @@ class Spooler:
             printer.down_since = None
             printer.failed_over = False
 
-    async def _maybe_fail_over(self, printer: _Printer) -> bool:
+    async def _maybe_fail_over(self, printer: PrinterRuntime) -> bool:
         """Move this printer's queue to its backup once it has been down long enough."""
         config = printer.config
         assert printer.down_since is not None
@@ -599,35 +409,24 @@ class Spooler:
             self._printers[backup].wake.set()
         return moved > 0
 
-    async def _print(self, printer: _Printer, job: Job) -> bool:
-        """Print one job; False when the printer could not take it (retry later)."""
+    async def _print(self, printer: PrinterRuntime, job: Job, rendered: Rendered) -> bool:
+        """Print one rendered job; False when the printer could not take it (retry later)."""
         name = printer.config.name
-        order = await self.journal.get_order(job.order_id) if job.order_id is not None else None
-        skip = self._skip_reason(job, order)
-        if (
-            skip is None
-            and job.kind in ("cancel", "status")
-            and job.order_id is not None
-            and not await self._ticket_done(job.origin, job.order_id)
-        ):
-            skip = "its order ticket was never printed"
+        skip = rendered.skip or await self._start_sending(job)
         if skip is not None:
             log.info("printer %s: job %d (%s) skipped: %s", name, job.id, job.kind, skip)
             await self._close(job, "skipped", skip)
             return True
-        try:
-            ticket = self._ticket(printer, job, order)
-            data = encode(ticket, printer.encoder, self._copies(job))
-        except Exception as exc:  # a bug or a payload we cannot render: never block the queue
-            log.exception("printer %s: cannot render job %d", name, job.id)
-            await self._close(job, "failed", f"cannot render: {exc}")
+        if rendered.ticket is None:
+            log.error("printer %s: cannot render job %d: %s", name, job.id, rendered.error)
+            await self._close(job, "failed", f"cannot render: {rendered.error}")
             return True
-        await self._set_state(job, "sending")
-        meta = JobMeta(job.id, ticket.kind, job.order_id)
+        ticket = rendered.ticket
+        meta = JobMeta(job.id, ticket.kind, job.order_id, ticket.plain_text())
         loop = asyncio.get_running_loop()
         try:
             seen = await loop.run_in_executor(
-                printer.executor, printer.transport.deliver, data, meta
+                printer.executor, printer.transport.deliver, rendered.data, meta
             )
         except NotReady as exc:
             await self._set_state(job, "queued", error=str(exc))
@@ -637,7 +436,7 @@ class Spooler:
             await self._set_state(job, "queued", error=str(exc), reprint=exc.partial)
             await self._down(printer, Status(OFFLINE, str(exc)))
             return False
-        await self._close(job, "done", None, ticket=ticket)
+        await self._close(job, "done", None, ticket=ticket, execution_time=rendered.execution_time)
         of_order = f" for order {job.order_id}" if job.order_id else ""
         log.info("printer %s: printed %s%s (job %d)", name, ticket.kind, of_order, job.id)
         if printer.down_since is not None:
@@ -647,90 +446,115 @@ class Spooler:
         await self._set_health(printer, seen)
         return True
 
+    async def _start_sending(self, job: Job) -> str | None:
+        """Mark the job ``sending`` (committed before the first byte goes out), unless its
+        order moved on since it was rendered: then say why it must not print."""
+        order_id = job.order_id
+
+        def run(tx: Tx) -> str | None:
+            if order_id is not None:
+                row = tx.execute(
+                    "SELECT status, is_final FROM orders WHERE id = ?", (order_id,)
+                ).fetchone()
+                if row is None:
+                    return "order not in the journal"
+                reason = self._skip_reason(job, str(row["status"]), bool(row["is_final"]))
+                if (
+                    reason is None
+                    and job.kind in ("cancel", "status", "updated")
+                    and not has_ticket(tx, job.origin, order_id, ("done",))
+                ):
+                    reason = "its order ticket was never printed"
+                if reason is not None:
+                    return reason
+            self._update_state(tx, job, "sending")
+            return None
+
+        return await self.journal.transaction(run)
+
+    def _render(self, printer: PrinterRuntime, job: Job, payload: str | None) -> Rendered:
+        """Render one job (on a render thread) with its origin printer's layout."""
+        origin = self._printers.get(job.origin, printer).config
+        return render_job(printer, origin, self.box, job, payload, self._copies(job))
+
     def _copies(self, job: Job) -> int:
         if job.kind in ("order", "reprint"):
             origin = self._printers.get(job.origin)
             return origin.config.copies if origin else 1
         return 1
 
-    def _skip_reason(self, job: Job, order: StoredOrder | None) -> str | None:
+    def _skip_reason(self, job: Job, status: str, is_final: bool) -> str | None:
         if job.kind in ("test", "text"):
             return None
-        if order is None:
-            return "order not in the journal"
-        if job.kind == "order" and order.is_final:
-            return f"order became {order.status} before it printed"
-        if job.kind == "status" and order.is_final:
-            return f"order already {order.status}"
+        if job.kind in ("order", "updated") and is_final:
+            return f"order became {status} before it printed"
+        if job.kind == "status" and is_final:
+            return f"order already {status}"
         return None
 
-    async def _ticket_done(self, origin: str, order_id: int) -> bool:
-        def run(tx: Tx) -> bool:
-            return self._has_ticket(tx, origin, order_id, ("done",))
+    # -- rendering (on a render thread) ----------------------------------------------------
+
+    async def _payload(self, order_id: int | None) -> str | None:
+        """The order's stored JSON text, undecoded (decoding a big one is render work)."""
+        if order_id is None:
+            return None
+
+        def run(tx: Tx) -> str | None:
+            row = tx.execute("SELECT payload FROM orders WHERE id = ?", (order_id,)).fetchone()
+            return str(row["payload"]) if row is not None else None
 
         return await self.journal.transaction(run)
-
-    def _ticket(self, printer: _Printer, job: Job, order: StoredOrder | None) -> Ticket:
-        """Render with the origin printer's layout and this printer's paper and code page."""
-        origin = self._printers.get(job.origin, printer).config
-        now = datetime.now(UTC)
-        parsed = order.order if order is not None else None
-        opts = TicketOptions(
-            columns=printer.columns,
-            language=self.box.language,
-            layout=origin.layout,
-            qr_tracking=origin.qr_tracking,
-            logo=origin.logo,
-            reprint=job.reprint or job.kind == "reprint",
-            late=job.kind == "order" and parsed is not None and is_late(parsed, now),
-            backup_for=job.origin if job.origin != printer.config.name else "",
-        )
-        if job.kind in TICKET_KINDS and parsed is not None:
-            return order_ticket(parsed, opts)
-        if job.kind == "cancel" and parsed is not None:
-            return cancel_slip(parsed, str(job.params.get("status", "")), opts, now)
-        if job.kind == "status" and parsed is not None:
-            return status_slip(parsed, str(job.params.get("status", "")), opts, now)
-        if job.kind == "test":
-            code_page = printer.encoder.code_page.name
-            return printer_test_ticket(printer.config.name, self.box.name, code_page, opts, now)
-        if job.kind == "text":
-            lines = job.params.get("lines", [])
-            big = job.params.get("big", [])
-            return text_ticket(
-                [str(x) for x in lines] if isinstance(lines, list) else [],
-                opts,
-                qr=str(job.params.get("qr", "")),
-                big=[i for i in big if isinstance(i, int)] if isinstance(big, list) else [],
-            )
-        raise ValueError(f"unknown job kind {job.kind!r}")
 
     # -- job state -------------------------------------------------------------------------
 
     async def _set_state(
         self, job: Job, state: str, *, error: str | None = None, reprint: bool = False
     ) -> None:
-        def run(tx: Tx) -> None:
-            tx.execute(
-                "UPDATE print_jobs SET state = ?, error = ?, updated = ?,"
-                " attempts = attempts + ?, reprint = MAX(reprint, ?) WHERE id = ?",
-                (state, error, tx.now, int(state == "sending"), int(reprint), job.id),
-            )
+        await self.journal.transaction(
+            lambda tx: self._update_state(tx, job, state, error=error, reprint=reprint)
+        )
 
-        await self.journal.transaction(run)
+    def _update_state(
+        self, tx: Tx, job: Job, state: str, *, error: str | None = None, reprint: bool = False
+    ) -> None:
+        tx.execute(
+            "UPDATE print_jobs SET state = ?, error = ?, updated = ?,"
+            " attempts = attempts + ?, reprint = MAX(reprint, ?) WHERE id = ?",
+            (state, error, tx.now, int(state == "sending"), int(reprint), job.id),
+        )
 
     async def _close(
-        self, job: Job, state: str, reason: str | None, ticket: Ticket | None = None
+        self,
+        job: Job,
+        state: str,
+        reason: str | None,
+        ticket: Ticket | None = None,
+        execution_time: str = "",
     ) -> None:
-        await self.journal.transaction(lambda tx: self._close_job(tx, job, state, reason, ticket))
+        await self.journal.transaction(
+            lambda tx: self._close_job(tx, job, state, reason, ticket, execution_time)
+        )
 
     def _close_job(
-        self, tx: Tx, job: Job, state: str, reason: str | None, ticket: Ticket | None = None
+        self,
+        tx: Tx,
+        job: Job,
+        state: str,
+        reason: str | None,
+        ticket: Ticket | None = None,
+        execution_time: str = "",
     ) -> None:
         tx.execute(
             "UPDATE print_jobs SET state = ?, error = ?, updated = ? WHERE id = ?",
             (state, reason, tx.now, job.id),
         )
+        if state == "done" and job.kind in TIMED_KINDS and execution_time:
+            # The time this ticket showed: an accepted delay that moves it prints UPDATED.
+            params = {**job.params, "execution_time": execution_time}
+            tx.execute(
+                "UPDATE print_jobs SET params = ? WHERE id = ?",
+                (json.dumps(params, ensure_ascii=False), job.id),
+            )
         if state == "done":
             data: dict[str, Any] = {
                 "printer": job.printer,
@@ -750,7 +574,7 @@ class Spooler:
 
     # -- health ----------------------------------------------------------------------------
 
-    async def _down(self, printer: _Printer, status: Status) -> None:
+    async def _down(self, printer: PrinterRuntime, status: Status) -> None:
         if printer.down_since is None:
             printer.down_since = time.monotonic()
             log.warning(
@@ -758,7 +582,7 @@ class Spooler:
             )
         await self._set_health(printer, status)
 
-    async def _set_health(self, printer: _Printer, status: Status) -> None:
+    async def _set_health(self, printer: PrinterRuntime, status: Status) -> None:
         name = printer.config.name
         previous = printer.health
         printer.health = status

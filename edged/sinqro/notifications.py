@@ -29,8 +29,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Literal, Protocol
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import (
@@ -62,6 +62,18 @@ LOG_SNIPPET = 200
 INGEST_GROUP = 64  # orders of one sync stored side by side (see _ingest_all)
 
 
+class PushSource(Protocol):
+    """Another way notifications arrive besides the websocket (``edged relay`` over MQTT).
+
+    ``run`` stays connected for one selling point and reports to the link through
+    :meth:`NotificationLink.source_up`, ``source_down`` and ``source_frame``.
+    """
+
+    name: str
+
+    def run(self, selling_point_id: int, sink: Any) -> Coroutine[Any, Any, None]: ...
+
+
 class _Kicked(Exception):
     """The pairing changed: end the session and start again at once."""
 
@@ -84,7 +96,11 @@ class NotificationLink:
         pairing: Callable[[], Pairing],
         *,
         on_online: Callable[[], None] | None = None,
+        push_sources: Sequence[PushSource] = (),
+        websocket: bool = True,
     ) -> None:
+        """``push_sources`` run beside the websocket, or instead of it with
+        ``websocket=False``; their messages take the websocket's path."""
         self.config = config
         self.api = api
         self.desk = desk
@@ -92,6 +108,10 @@ class NotificationLink:
         self.state = state
         self.pairing = pairing
         self.on_online = on_online
+        self.push_sources = tuple(push_sources)
+        self.websocket = websocket
+        self._sources_up: set[str] = set()
+        self._source_reason = ""
         self.frames = 0
         self.bad_frames = 0
         self.ignored_frames = 0
@@ -132,6 +152,11 @@ class NotificationLink:
     def websocket_up(self) -> bool:
         return self._ws_up
 
+    @property
+    def _pushed(self) -> bool:
+        """Notifications arrive by themselves (websocket or a push source)."""
+        return self._ws_up or bool(self._sources_up)
+
     def metrics(self) -> dict[str, int]:
         return {
             "frames": self.frames,
@@ -171,6 +196,7 @@ class NotificationLink:
                     log.info("Sinqro pairing changed; reconnecting")
         finally:
             self._ws_up = False
+            self._sources_up.clear()
             self.state.set("link", "offline")
             self.state.set("link.detail", "link stopped")
 
@@ -178,13 +204,18 @@ class NotificationLink:
 
     async def _session(self, pairing: Pairing) -> Literal["kicked", "unauthorized"]:
         self._ws_up = False
+        self._sources_up.clear()
         self._rest_ok = None
         self._rest_failures = 0
         kicked = unauthorized = False
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_kick(), name="sinqro-link-kick")
-                tg.create_task(self._websocket_loop(pairing), name="sinqro-websocket")
+                if self.websocket:
+                    tg.create_task(self._websocket_loop(pairing), name="sinqro-websocket")
+                for source in self.push_sources:
+                    sp = pairing.selling_point_id
+                    tg.create_task(source.run(sp, self), name=f"sinqro-{source.name}")
                 tg.create_task(self._sync_loop(pairing), name="sinqro-sync")
                 tg.create_task(self._verify_loop(), name="sinqro-verify")
         except* _Kicked:
@@ -193,6 +224,7 @@ class NotificationLink:
             unauthorized = True
         finally:
             self._ws_up = False
+            self._sources_up.clear()
         return "unauthorized" if unauthorized and not kicked else "kicked"
 
     async def _watch_kick(self) -> None:
@@ -298,13 +330,38 @@ class NotificationLink:
         self._ws_reason = reason
         self._update_link()
 
-    async def _on_frame(self, message: str | bytes, sp: int) -> None:
+    # -- push sources (edged relay) --------------------------------------------------------
+
+    def source_up(self, name: str) -> None:
+        """A push source is subscribed: reconcile, as after a websocket (re)connect."""
+        self._sources_up.add(name)
+        self._source_reason = ""
+        log.info("Sinqro notifications arrive through %s", name)
+        self._update_link()
+        self._call_on_online()
+        self._request_sync("reconcile")
+
+    def source_down(self, name: str, reason: str) -> None:
+        was_up = name in self._sources_up
+        self._sources_up.discard(name)
+        if was_up or reason != self._source_reason:
+            log.warning("Sinqro %s: %s", name, reason)
+        self._source_reason = reason
+        self._update_link()
+        if was_up:
+            self._request_sync("poll")
+
+    async def source_frame(self, name: str, message: str | bytes, selling_point_id: int) -> None:
+        """One notification from a push source: parsed and stored like a websocket frame."""
+        await self._on_frame(message, selling_point_id, source=name)
+
+    async def _on_frame(self, message: str | bytes, sp: int, source: str = "websocket") -> None:
         self.frames += 1
         try:
             note = parse_notification(message, max_bytes=self.config.max_frame_bytes)
         except PayloadError as exc:
             self.bad_frames += 1
-            log.warning("ignored a websocket frame: %s", str(exc)[:LOG_SNIPPET])
+            log.warning("ignored a %s frame: %s", source, str(exc)[:LOG_SNIPPET])
             log.debug("ignored frame begins %r", message[:LOG_SNIPPET])
             return
         frame_sp = note.selling_point_id
@@ -318,7 +375,7 @@ class NotificationLink:
         self._touched[note.order.id] = self._frame_seq
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)
         try:
-            applied = await self.desk.ingest(note.order, "websocket")
+            applied = await self.desk.ingest(note.order, source)
             if applied is None:
                 self._stale(note.order.id)
         except JournalError as exc:
@@ -337,7 +394,7 @@ class NotificationLink:
     async def _sync_loop(self, pairing: Pairing) -> None:
         self._request_sync("reconcile")
         while True:
-            if self._ws_up:
+            if self._pushed:
                 interval = self.config.status_refresh_interval
             else:
                 interval = self.config.poll_interval
@@ -350,7 +407,7 @@ class NotificationLink:
                     await self._sync_wanted.wait()
                 reason = self._sync_reason
             except TimeoutError:
-                reason = "refresh" if self._ws_up else "poll"
+                reason = "refresh" if self._pushed else "poll"
             self._sync_wanted.clear()
             try:
                 await self._sync(pairing.selling_point_id, reason)
@@ -515,13 +572,15 @@ class NotificationLink:
     # -- state -----------------------------------------------------------------------------
 
     def _update_link(self) -> None:
-        if self._ws_up:
-            detail = "websocket connected"
+        if self._pushed:
+            pushing = (["websocket"] if self._ws_up else []) + sorted(self._sources_up)
+            detail = " and ".join(pushing) + " connected"
             if self._rest_ok is False:
                 detail += f"; REST failing: {self._rest_error}"
             self._set_link("online", detail)
         elif self._rest_ok:
-            why = self._ws_reason or "websocket not connected"
+            not_up = "websocket" if self.websocket else "relay"
+            why = self._ws_reason or self._source_reason or f"{not_up} not connected"
             self._set_link("polling", f"{why}; polling every {self.config.poll_interval:g}s")
         elif self._rest_ok is False:
             self._set_link("offline", f"Sinqro unreachable: {self._rest_error}")

@@ -1,46 +1,22 @@
-"""The virtual printer: a stand-in for an ESC/POS printer, for the demo and for tests.
+"""The virtual printer's paper: ESC/POS bytes read back as lines and a picture.
 
-It takes the very bytes a real printer would get, interprets the commands the encoder
-uses (text, alignment, bold, double size, reverse, QR, raster images, cut) and writes
-each ticket twice into its directory:
-
-* ``<timestamp>-<order>-<kind>.txt``: the decoded text;
-* ``<timestamp>-<order>-<kind>.png``: a picture of the paper, readable by a person.
-
-Health can be played with for the demo: a file named ``PAPER_OUT``, ``COVER_OPEN`` or
-``OFFLINE`` in the directory makes the printer report that state.
+It takes the very bytes a real printer would get and interprets the commands the encoder
+uses (text, alignment, bold, double size, reverse, QR, raster images, cut). The null
+printer transport (:mod:`edged.printing.transports.virtual`) writes what comes out of
+here; this module knows nothing of transports.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from edged.printing.settings import PrinterUri
-from edged.printing.transports import (
-    COVER_OPEN,
-    OFFLINE,
-    ONLINE,
-    PAPER_OUT,
-    JobMeta,
-    NotReady,
-    PrinterError,
-    Status,
-    Transport,
-)
-
-log = logging.getLogger(__name__)
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT = FONT_DIR / "DejaVuSansMono.ttf"
 FONT_BOLD = FONT_DIR / "DejaVuSansMono-Bold.ttf"
 FONT_SIZE = 20
 MARGIN = 16
-FLAGS = {"PAPER_OUT": PAPER_OUT, "COVER_OPEN": COVER_OPEN, "OFFLINE": OFFLINE}
 
 
 @dataclass
@@ -187,7 +163,12 @@ def render_png(paper: Paper, columns: int, path: Path) -> None:
     left, _, right, _ = probe.textbbox((0, 0), "M" * 10, font=regular)
     cell_w = max(6, round((right - left) / 10))
     cell_h = max(10, round(FONT_SIZE * 1.25))
-    page_w = columns * cell_w + 2 * MARGIN
+    # A raster ticket is as wide as the printer's head: show it dot for dot, not shrunk.
+    widest = max(
+        (it[1][0] * 8 for it in paper.items if not isinstance(it, PaperLine) and it[0] == "image"),
+        default=0,
+    )
+    page_w = max(columns * cell_w, widest) + 2 * MARGIN
     blocks: list[Image.Image] = []
     for item in paper.items:
         if isinstance(item, PaperLine):
@@ -234,63 +215,3 @@ def _centered(img: Any, width: int) -> Any:
     row = Image.new("L", (width, img.height), 255)
     row.paste(img, ((width - img.width) // 2, 0))
     return row
-
-
-class VirtualTransport(Transport):
-    """``virtual://DIR``: prints into files instead of onto paper."""
-
-    def __init__(
-        self, uri: PrinterUri, timeout: float, *, directory: Path, codec: str, columns: int = 42
-    ) -> None:
-        super().__init__(uri, timeout)
-        self.directory = directory
-        self.codec = codec
-        self.columns = columns
-
-    def describe(self) -> str:
-        return f"virtual {self.directory}"
-
-    def status(self) -> Status:
-        for flag, state in FLAGS.items():
-            if (self.directory / flag).exists():
-                return Status(state, f"{flag} flag file present")
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return Status(OFFLINE, f"cannot create {self.directory}: {exc.strerror}")
-        if not os.access(self.directory, os.W_OK):
-            return Status(OFFLINE, f"cannot write {self.directory}")
-        return Status(ONLINE, "")
-
-    def deliver(self, data: bytes, meta: JobMeta) -> Status:
-        seen = self.status()
-        if seen.state != ONLINE:
-            raise NotReady(seen)
-        try:
-            self.write(data, meta)
-        except OSError as exc:
-            raise PrinterError(f"cannot write ticket: {exc}") from None
-        return seen
-
-    def write(self, data: bytes, meta: JobMeta) -> tuple[Path, Path]:
-        """Write ``.txt`` and ``.png`` for one job; returns both paths."""
-        paper = interpret(data, self.codec)
-        stamp = time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
-        order = str(meta.order_id) if meta.order_id is not None else "none"
-        base = f"{stamp}-{order}-{meta.kind}"
-        suffix = ""
-        counter = 1
-        while (self.directory / f"{base}{suffix}.txt").exists():
-            counter += 1
-            suffix = f"-{counter}"
-        txt = self.directory / f"{base}{suffix}.txt"
-        png = self.directory / f"{base}{suffix}.png"
-        # The PNG first: a watcher that sees the .txt can count on the picture existing.
-        tmp_png = png.with_suffix(".png.tmp")
-        render_png(paper, self.columns, tmp_png)
-        os.replace(tmp_png, png)
-        tmp_txt = txt.with_suffix(".txt.tmp")
-        tmp_txt.write_text(paper.text() + "\n", encoding="utf-8")
-        os.replace(tmp_txt, txt)
-        log.info("virtual printer: wrote %s", txt.name)
-        return txt, png

@@ -20,6 +20,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
 from edged.orders import CommandRefused
+from edged.printing.jobs import PrintRefused
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import OrderAction, PayloadError, decode_json
 from edged.web import board
@@ -271,7 +272,10 @@ class Board:
         names = [p.name for p in services.config().printers]
         if printer is not None and printer not in names:
             return refusal("UNKNOWN_PRINTER", "no such printer", 400)
-        await maybe_await(spooler.request_reprint(order_id, printer, source="web"))
+        try:
+            await maybe_await(spooler.request_reprint(order_id, printer, source="web"))
+        except PrintRefused as exc:
+            return refusal("REPRINT_LIMIT", str(exc), 429)
         return json_response({"ok": True})
 
     async def api_ack(self, request: web.Request) -> web.StreamResponse:

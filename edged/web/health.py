@@ -72,6 +72,9 @@ class Health:
                 for key, value in sorted(state.snapshot().items())
                 if key.startswith("part.") and isinstance(value, dict)
             },
+            "box_id": state.get("box.id"),
+            # Open alert incidents (edged/fleet/alerts.py), oldest first.
+            "incidents": state.get("alerts.open", []),
         }
         return json_response(body, status=200 if body["ok"] else 503)
 

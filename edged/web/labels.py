@@ -65,4 +65,5 @@ CHOICE_TEXT: dict[str, str] = {
     "reservation": N_("Reservation"),
     "insitu": N_("Pre-order"),
     "inside": N_("Table order"),
+    "other": N_("Other kinds of order"),
 }

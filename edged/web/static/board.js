@@ -60,6 +60,7 @@
     NOT_WAITING: t("Refused: this order is no longer waiting."),
     ORDER_FINAL: t("Refused: this order is already finished or cancelled."),
     UNKNOWN_ORDER: t("Refused: this box does not know that order."),
+    REPRINT_LIMIT: t("Refused: this order was reprinted too often, or too many reprints were asked in the last minute."),
     ORDER_CANCELLATION_COMMENT_IS_REQUIRED: t("Please say why: Sinqro needs a cancellation comment."),
     NO_ANSWER: t("The box did not answer. Check its power and network, then try again."),
   };

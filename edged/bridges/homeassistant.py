@@ -1,0 +1,386 @@
+"""Home Assistant MQTT discovery for one box, on the MQTT bridge's connection.
+
+Modelled on zigbee2mqtt's discovery, following Home Assistant's MQTT documentation:
+
+* one retained config per entity at ``<prefix>/<component>/edged_<box id>/<object>/config``
+  (the ``node_id`` level lets the box find its own configs again);
+* ``unique_id`` and ``default_entity_id`` (``<component>.edged_<box id>_<object>``, Home
+  Assistant 2025.10 and later) with the deprecated ``object_id`` kept beside it for older
+  versions; an ``origin`` block and a full ``device`` block;
+* enum sensors list their ``options``; internals carry ``entity_category: diagnostic``;
+* buttons (acknowledge, reprint the last order, a test print per printer) and an ``event``
+  entity firing ``new_order``;
+* availability from the bridge's retained ``<base>/status`` (``online`` / ``offline``);
+* a config the box no longer has (a removed printer) is cleared with an empty retained
+  payload, found by subscribing to the box's own node;
+* ``<prefix>/status`` = ``online`` (Home Assistant started) republishes every config.
+
+The class builds and answers messages; the bridge owns the connection and calls
+:meth:`HomeAssistant.publish_all` and :meth:`HomeAssistant.on_message`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edged import __version__
+from edged.journal import events as ev
+from edged.journal.store import Journal
+from edged.orders import OrderDesk
+
+log = logging.getLogger(__name__)
+
+# Publish one message: topic, payload, retained. QoS 1 on the bridge's connection.
+Publish = Callable[[str, bytes, bool], Awaitable[None]]
+
+LINK_STATES = ("starting", "online", "polling", "offline", "unauthorized", "not_paired")
+PRINTER_STATES = ("online", "offline", "paper_out", "cover_open", "unknown")
+PRESS = "PRESS"
+SOURCE = "homeassistant"
+# The event entity's payload, built by Home Assistant from the bridge's order.new message
+# (docs/bridge-protocol.md): ``event_type`` is required, the rest become attributes.
+NEW_ORDER_TEMPLATE = (
+    '{{ {"event_type": "new_order", "order_id": value_json.order_id,'
+    ' "code": value_json.data.code, "type": value_json.data.type,'
+    ' "customer": value_json.order.customer if value_json.order is defined else none,'
+    ' "total": value_json.order.total if value_json.order is defined else none} | to_json }}'
+)
+
+
+def slug(text: str) -> str:
+    """Letters, digits and single ``_``: valid in an entity id."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "x"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The box as a Home Assistant device."""
+
+    box_id: str
+    name: str
+    serial_number: str = ""
+    hw_version: str = ""
+    configuration_url: str = ""
+    model: str = "Order box"
+    manufacturer: str = "edged"
+
+    def block(self) -> dict[str, Any]:
+        device: dict[str, Any] = {
+            "identifiers": [f"edged_{self.box_id}"],
+            "name": self.name,
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "sw_version": __version__,
+            "serial_number": self.serial_number or self.box_id,
+        }
+        if self.hw_version:
+            device["hw_version"] = self.hw_version
+        if self.configuration_url:
+            device["configuration_url"] = self.configuration_url
+        return device
+
+
+class Actions(Protocol):
+    """What the buttons do."""
+
+    async def acknowledge(self) -> None: ...
+
+    async def reprint_last(self) -> None: ...
+
+    async def test_print(self, printer: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Entity:
+    component: str  # sensor | button | event
+    object_id: str
+    config: dict[str, Any]
+
+
+class HomeAssistant:
+    """Discovery configs and button presses for one box."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        base: str,
+        device: DeviceInfo,
+        printers: Callable[[], Sequence[str]],
+        state_topic: Callable[[str], str | None],
+        actions: Actions,
+    ) -> None:
+        """``state_topic(key)`` is the bridge's topic for a BoxState key (``link``,
+        ``printer.NAME``...); the entities read their state there."""
+        self.prefix = prefix
+        self.base = base
+        self.device = device
+        self.printers = printers
+        self.state_topic = state_topic
+        self.actions = actions
+        self.node = f"edged_{slug(device.box_id)}"
+        self.status_topic = f"{prefix}/status"
+        self.cleared = 0
+        self.presses = 0
+        self._published: set[str] = set()
+
+    # -- topics ------------------------------------------------------------------------------
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.base}/status"
+
+    def config_topic(self, entity: Entity) -> str:
+        return f"{self.prefix}/{entity.component}/{self.node}/{entity.object_id}/config"
+
+    def printer_topic(self, name: str) -> str:
+        topic = self.state_topic(f"printer.{name}")
+        assert topic is not None, "the bridge mirrors every printer"
+        return topic
+
+    def printer_level(self, name: str) -> str:
+        """The printer's own topic level, as the bridge names it."""
+        return self.printer_topic(name).rsplit("/", 1)[-1]
+
+    def button_topic(self, action: str, printer: str | None = None) -> str:
+        tail = f"/{self.printer_level(printer)}" if printer is not None else ""
+        return f"{self.base}/button/{action}{tail}"
+
+    def subscriptions(self) -> list[str]:
+        """Topics the bridge subscribes to for Home Assistant (QoS 1)."""
+        return [
+            self.status_topic,
+            f"{self.prefix}/+/{self.node}/+/config",
+            f"{self.base}/button/#",
+        ]
+
+    def owns(self, topic: str) -> bool:
+        return (
+            topic == self.status_topic
+            or topic.startswith(f"{self.base}/button/")
+            or (topic.startswith(f"{self.prefix}/") and f"/{self.node}/" in topic)
+        )
+
+    # -- configs -----------------------------------------------------------------------------
+
+    def _common(self, component: str, object_id: str, name: str) -> dict[str, Any]:
+        entity_slug = f"{self.node}_{slug(object_id)}"
+        return {
+            "name": name,
+            "unique_id": f"{self.node}_{object_id}",
+            "default_entity_id": f"{component}.{entity_slug}",
+            "object_id": entity_slug,
+            "availability_topic": self.availability_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "qos": 1,
+            "device": self.device.block(),
+            "origin": {"name": "edged", "sw_version": __version__},
+        }
+
+    def _sensor(self, object_id: str, name: str, state_topic: str, **extra: Any) -> Entity:
+        config = self._common("sensor", object_id, name)
+        config["state_topic"] = state_topic
+        config.update(extra)
+        return Entity("sensor", object_id, config)
+
+    def _button(self, object_id: str, name: str, command_topic: str, **extra: Any) -> Entity:
+        config = self._common("button", object_id, name)
+        config["command_topic"] = command_topic
+        config["payload_press"] = PRESS
+        config.update(extra)
+        return Entity("button", object_id, config)
+
+    def entities(self) -> list[Entity]:
+        """Every entity the box has now (the printers as configured)."""
+
+        def state(key: str) -> str:
+            topic = self.state_topic(key)
+            assert topic is not None, f"the bridge mirrors {key}"
+            return topic
+
+        out = [
+            self._sensor(
+                "waiting_orders",
+                "Waiting orders",
+                state("waiting_orders"),
+                state_class="measurement",
+                icon="mdi:receipt-text-clock",
+            ),
+            self._sensor(
+                "link",
+                "Sinqro link",
+                state("link"),
+                device_class="enum",
+                options=list(LINK_STATES),
+                icon="mdi:cloud-sync",
+            ),
+            self._sensor(
+                "queued_commands",
+                "Queued decisions",
+                state("queued_commands"),
+                state_class="measurement",
+                entity_category="diagnostic",
+                icon="mdi:tray-full",
+            ),
+            self._sensor(
+                "led", "LED", state("panel.led"), entity_category="diagnostic", icon="mdi:led-on"
+            ),
+            self._sensor(
+                "buzzer",
+                "Buzzer",
+                state("panel.buzzer"),
+                entity_category="diagnostic",
+                icon="mdi:bullhorn",
+            ),
+            self._button(
+                "acknowledge",
+                "Acknowledge",
+                self.button_topic("acknowledge"),
+                icon="mdi:bell-off",
+            ),
+            self._button(
+                "reprint_last",
+                "Reprint last order",
+                self.button_topic("reprint_last"),
+                icon="mdi:printer-pos-refresh",
+            ),
+        ]
+        event = self._common("event", "new_order", "New order")
+        event.update(
+            state_topic=f"{self.base}/events/order.new",
+            event_types=["new_order"],
+            value_template=NEW_ORDER_TEMPLATE,
+            icon="mdi:receipt-text-plus",
+        )
+        out.append(Entity("event", "new_order", event))
+        for name in self.printers():
+            topic = self.printer_topic(name)
+            level = topic.rsplit("/", 1)[-1]
+            printer_id = f"printer_{slug(level)}"
+            out.append(
+                self._sensor(
+                    printer_id,
+                    f"Printer {name}",
+                    topic,
+                    device_class="enum",
+                    options=list(PRINTER_STATES),
+                    value_template="{{ value_json.state }}",
+                    json_attributes_topic=topic,
+                    icon="mdi:printer-pos",
+                )
+            )
+            out.append(
+                self._button(
+                    f"test_print_{slug(level)}",
+                    f"Test print {name}",
+                    self.button_topic("test_print", name),
+                    entity_category="diagnostic",
+                    icon="mdi:printer-check",
+                )
+            )
+        return out
+
+    def messages(self) -> dict[str, bytes]:
+        """Discovery topic -> config payload, for every current entity."""
+        return {
+            self.config_topic(e): json.dumps(e.config, separators=(",", ":")).encode()
+            for e in self.entities()
+        }
+
+    async def publish_all(self, publish: Publish) -> None:
+        """Publish every config (retained) and clear those the box published before but no
+        longer has (e.g. after a printer was removed while connected)."""
+        current = self.messages()
+        for topic in sorted(self._published - current.keys()):
+            await self._clear(publish, topic)
+        for topic, payload in current.items():
+            await publish(topic, payload, True)
+        self._published = set(current)
+        log.info("home assistant: %d discovery configs published", len(current))
+
+    async def _clear(self, publish: Publish, topic: str) -> None:
+        log.info("home assistant: removing %s", topic)
+        await publish(topic, b"", True)
+        self.cleared += 1
+
+    # -- messages in -------------------------------------------------------------------------
+
+    async def on_message(
+        self, topic: str, payload: bytes, *, retain: bool, publish: Publish
+    ) -> bool:
+        """Handle one message on a topic this class :meth:`owns`. Returns True when Home
+        Assistant came online and the bridge should republish its states too."""
+        if topic == self.status_topic:
+            if payload.strip().lower() == b"online":
+                log.info("home assistant is online; publishing discovery again")
+                await self.publish_all(publish)
+                return True
+            return False
+        if topic.startswith(f"{self.base}/button/"):
+            if retain:
+                # A retained press would fire again on every reconnect.
+                log.warning("home assistant: ignoring retained button press on %s", topic)
+                return False
+            await self._press(topic[len(self.base) + len("/button/") :])
+            return False
+        if payload and topic not in self.messages():
+            # A retained config of ours for an entity that no longer exists.
+            await self._clear(publish, topic)
+        return False
+
+    async def _press(self, path: str) -> None:
+        action, _, printer_level = path.partition("/")
+        try:
+            if action == "acknowledge" and not printer_level:
+                await self.actions.acknowledge()
+            elif action == "reprint_last" and not printer_level:
+                await self.actions.reprint_last()
+            elif action == "test_print" and printer_level:
+                names = {self.printer_level(p): p for p in self.printers()}
+                if printer_level not in names:
+                    log.warning("home assistant: test print for unknown printer %r", path)
+                    return
+                await self.actions.test_print(names[printer_level])
+            else:
+                log.warning("home assistant: unknown button %r", path[:80])
+                return
+        except Exception as exc:  # one failed press must not end the bridge
+            log.error("home assistant: %s failed: %s", action, exc)
+            return
+        self.presses += 1
+        log.info("home assistant: %s pressed", path)
+
+
+class JournalActions:
+    """The buttons, through the same paths as the web page and the CLI: the desk silences,
+    print requests go to the journal for the spooler (in this process or not)."""
+
+    def __init__(self, journal: Journal, desk: OrderDesk) -> None:
+        self.journal = journal
+        self.desk = desk
+
+    async def acknowledge(self) -> None:
+        ids = await self.desk.acknowledge(None, source=SOURCE)
+        log.info("home assistant: acknowledged orders %s", ids)
+
+    async def reprint_last(self) -> None:
+        latest = await self.journal.list_orders(limit=1)
+        if not latest:
+            log.warning("home assistant: no order to reprint yet")
+            return
+        await self.journal.append_event(
+            ev.PRINT_REQUESTED,
+            latest[0].id,
+            {"kind": "reprint", "order_id": latest[0].id, "source": SOURCE},
+        )
+
+    async def test_print(self, printer: str) -> None:
+        await self.journal.append_event(
+            ev.PRINT_REQUESTED, None, {"kind": "test", "printer": printer, "source": SOURCE}
+        )

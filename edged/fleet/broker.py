@@ -1,0 +1,140 @@
+"""One way to reach an MQTT broker, shared by the fleet link, the relay and its subscriber.
+
+:class:`BrokerConfig` is the config schema (``mqtt://`` or ``mqtts://``, user name and
+password or a client certificate) and :func:`make_client` turns it into an
+:class:`aiomqtt.Client`. Reconnecting is the caller's loop, as everywhere in edged.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edged.configtools import opt
+
+TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """An MQTT broker connection (TLS verified against ``ca_file`` or the system CAs)."""
+
+    url: str = field(
+        default="mqtt://localhost:1883",
+        metadata=opt(doc="mqtt://host[:port] or mqtts://host[:port] (TLS, default port 8883)"),
+    )
+    username: str = ""
+    password: str = field(default="", metadata=opt(secret=True, doc="Broker password"))
+    ca_file: str = field(default="", metadata=opt(doc="PEM CA bundle; empty: system CAs"))
+    cert_file: str = field(default="", metadata=opt(doc="PEM client certificate (mutual TLS)"))
+    key_file: str = field(default="", metadata=opt(doc="PEM client key (mutual TLS)"))
+    tls_insecure: bool = field(
+        default=False, metadata=opt(doc="Skip the broker host name check (testing only)")
+    )
+    client_id: str = field(default="", metadata=opt(doc="MQTT client id; empty: derived"))
+    topic_prefix: str = field(default="edged", metadata=opt(doc="First topic level(s)"))
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = field(default=60, metadata=opt(minimum=5, maximum=3600))
+    reconnect_min: float = field(default=1.0, metadata=opt(minimum=0.01, maximum=600))
+    reconnect_max: float = field(default=60.0, metadata=opt(minimum=0.01, maximum=3600))
+    publish_timeout: float = field(default=10.0, metadata=opt(minimum=0.1, maximum=600))
+
+    def check(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"url: expected mqtt://host[:port] or mqtts://host[:port], got {self.url!r}"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        if not TOPIC_PREFIX.match(self.topic_prefix):
+            raise ValueError("topic_prefix: letters, digits, '_', '-', '.' and '/' only")
+        if self.client_id and not CLIENT_ID.match(self.client_id):
+            raise ValueError("client_id: 1 to 128 of A-Z a-z 0-9 _ . : -")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file: cert_file and key_file go together")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max: must not be below reconnect_min")
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for log lines (the URL may one day carry credentials)."""
+        return f"{self.host}:{self.port}"
+
+
+def tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
+    """The TLS context for an ``mqtts://`` broker (certificate and host name verified)."""
+    if not config.tls:
+        return None
+    context = ssl.create_default_context(cafile=config.ca_file or None)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    if config.tls_insecure:
+        context.check_hostname = False
+    return context
+
+
+def make_client(
+    config: BrokerConfig,
+    identifier: str,
+    *,
+    will: aiomqtt.Will | None = None,
+    session_expiry: int = 0,
+    fresh: bool = False,
+    max_queued_incoming: int = 1000,
+) -> aiomqtt.Client:
+    """A client for ``config``. ``session_expiry`` > 0 asks for a persistent session (the
+    broker keeps subscriptions and QoS 1 messages for us while we are away); with ``fresh``
+    (MQTT 5) an earlier session, and the subscriptions it held, is dropped first."""
+    v5 = config.protocol == "5"
+    properties: Properties | None = None
+    persistent = session_expiry > 0
+    if v5 and persistent:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = session_expiry
+    clean_session: bool | None
+    if v5:
+        clean_session = None
+        clean_start: paho.CleanStartOption = fresh or not persistent
+    else:
+        clean_session = not persistent
+        clean_start = paho.MQTT_CLEAN_START_FIRST_ONLY
+    return aiomqtt.Client(
+        config.host,
+        config.port,
+        identifier=identifier,
+        username=config.username or None,
+        password=config.password or None,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        will=will,
+        clean_session=clean_session,
+        clean_start=clean_start,
+        properties=properties,
+        keepalive=config.keepalive,
+        timeout=config.publish_timeout,
+        tls_context=tls_context(config),
+        max_queued_incoming_messages=max_queued_incoming,
+    )

@@ -1,0 +1,176 @@
+"""The box's outbound connection to its vendor's MQTT cluster (``[fleet]``).
+
+Boxes sit behind restaurant NAT: nothing can scrape them, but each can keep one MQTT
+connection out, to a local Mosquitto bridged to the central cluster or straight to
+EMQX, HiveMQ or Mosquitto. Topics (``<prefix>`` is ``fleet.topic_prefix``):
+
+==================================  ===================================================
+``<prefix>/<box_id>/availability``  ``online`` / ``offline``, retained; ``offline`` is
+                                    the last will, and is published on a clean stop
+``<prefix>/<box_id>/info``          the telemetry document, retained, on change and
+                                    every ``info_interval`` seconds
+``<prefix>/<box_id>/alert``         alerts (QoS 1, not retained), see edged/fleet/alerts.py
+==================================  ===================================================
+
+The client id is the box id (``fleet.client_id`` overrides it), so a broker ACL of
+``<prefix>/%c/#`` confines each box to its own tree. docs/fleet.md has the broker side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+
+from edged.fleet.alerts import DeliveryError
+from edged.fleet.broker import make_client
+from edged.fleet.settings import FleetConfig
+from edged.fleet.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+# Sysfs flags (throttling) have no change notification: look this often.
+RECHECK = 30.0
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Raise MqttError as soon as the connection drops (nothing is subscribed here)."""
+    async for _ in client.messages:
+        pass
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class FleetLink:
+    """Keeps the fleet connection and publishes availability, info and alerts."""
+
+    name = "fleet"
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        *,
+        box_id: str,
+        telemetry: Telemetry,
+        wait_changed: Callable[[int, float], Awaitable[int]],
+    ) -> None:
+        """``wait_changed(version, timeout)`` returns when the live state moved past
+        ``version`` (BoxState.wait_changed): a change may be worth an info message."""
+        self.config = config
+        self.box_id = box_id
+        self.telemetry = telemetry
+        self.wait_changed = wait_changed
+        self.base = f"{config.topic_prefix}/{box_id}"
+        self.client_id = config.client_id or box_id
+        self.connected = False
+        self.infos = 0
+        self.alerts = 0
+        self.reconnects = 0
+        self._client: aiomqtt.Client | None = None
+        self._last_significant: dict[str, Any] | None = None
+        self._last_info = 0.0
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def info_topic(self) -> str:
+        return f"{self.base}/info"
+
+    @property
+    def alert_topic(self) -> str:
+        return f"{self.base}/alert"
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "connected": int(self.connected),
+            "infos": self.infos,
+            "alerts": self.alerts,
+            "reconnects": self.reconnects,
+        }
+
+    # -- alerts (an AlertSink) ---------------------------------------------------------------
+
+    async def deliver(self, alert: dict[str, Any]) -> None:
+        """Publish one alert (QoS 1, acknowledged by the broker) or raise DeliveryError."""
+        client = self._client
+        if client is None:
+            raise DeliveryError("fleet broker not connected")
+        try:
+            await client.publish(self.alert_topic, _dumps(alert), qos=1)
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(f"fleet broker: {exc}") from None
+        self.alerts += 1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        delay = self.config.reconnect_min
+        will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
+        while True:
+            try:
+                client = make_client(self.config, self.client_id, will=will)
+                async with client:
+                    log.info("fleet: connected to %s as %s", self.config.where, self.client_id)
+                    delay = self.config.reconnect_min
+                    await self._session(client)
+            except aiomqtt.MqttError as exc:
+                log.warning("fleet: %s: %s", self.config.where, exc)
+            finally:
+                self._client = None
+                self.connected = False
+            self.reconnects += 1
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(self.config.reconnect_max, delay * 2)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(self.availability_topic, b"online", qos=1, retain=True)
+            self._client = client
+            self.connected = True
+            self._last_significant = None  # a new session gets a fresh info at once
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._report(client), name="fleet-info")
+                    group.create_task(_until_disconnected(client), name="fleet-watch")
+            except* aiomqtt.MqttError as errors:
+                raise errors.exceptions[0] from None
+        except asyncio.CancelledError:
+            # A clean DISCONNECT discards the will: say offline ourselves.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await client.publish(self.availability_topic, b"offline", qos=1, retain=True)
+            raise
+
+    async def _report(self, client: aiomqtt.Client) -> None:
+        """Info when something significant changed (at most every ``info_min_interval``)
+        and every ``info_interval`` anyway."""
+        cfg = self.config
+        version = -1
+        while True:
+            significant = self.telemetry.significant()
+            since = time.monotonic() - self._last_info
+            changed = significant != self._last_significant
+            if changed and self._last_significant is not None and since < cfg.info_min_interval:
+                await asyncio.sleep(cfg.info_min_interval - since)
+                continue
+            if changed or since >= cfg.info_interval:
+                info = await self.telemetry.info()
+                await client.publish(self.info_topic, _dumps(info), qos=1, retain=True)
+                self.infos += 1
+                self._last_significant = significant
+                self._last_info = time.monotonic()
+                since = 0.0
+            timeout = max(0.1, min(RECHECK, cfg.info_interval - since))
+            version = await self.wait_changed(version, timeout)

@@ -1,0 +1,85 @@
+"""Alerts as HTTP POSTs: edged's own JSON, an ntfy message or a Telegram bot message.
+
+A 2xx answer is delivered. 408, 425, 429 and 5xx, a timeout or a connection error are
+tried again later (``Retry-After`` is honoured); any other answer is a configuration
+problem and the alert is dropped with an error in the log. The URL may hold a token (a
+Telegram bot's does): logs name only its host.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from edged import __version__
+from edged.fleet.alerts import DeliveryError
+from edged.fleet.settings import WebhookConfig
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+def body(config: WebhookConfig, alert: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body for this webhook's format."""
+    if config.format == "ntfy":
+        opened = alert["state"] == "open"
+        return {
+            "topic": config.topic,
+            "title": alert["title"],
+            "message": alert["message"],
+            "priority": 4 if opened else 3,
+            "tags": ["warning"] if opened else ["white_check_mark"],
+        }
+    if config.format == "telegram":
+        return {
+            "chat_id": config.chat_id,
+            "text": f"{alert['title']}\n{alert['message']}",
+            "disable_web_page_preview": True,
+        }
+    return alert
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class WebhookSink:
+    """One ``[[alerts.webhooks]]`` endpoint."""
+
+    def __init__(self, config: WebhookConfig, index: int, *, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.client = client
+        host = urlsplit(config.url).hostname or "webhook"
+        self.name = f"webhook-{index}"
+        self.where = f"{host} ({config.format})"
+
+    async def deliver(self, alert: dict[str, Any]) -> None:
+        headers = {"User-Agent": f"edged/{__version__}"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        try:
+            response = await self.client.post(
+                self.config.url,
+                json=body(self.config, alert),
+                headers=headers,
+                timeout=self.config.timeout,
+            )
+        except httpx.HTTPError as exc:
+            # str(exc) of a connect error can carry the URL: name the host only.
+            raise DeliveryError(f"{self.where}: {type(exc).__name__}") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            log.debug("alerts: %s took %s", self.where, alert["id"])
+            return
+        retry = status in RETRY_STATUSES or status >= 500
+        raise DeliveryError(
+            f"{self.where} answered HTTP {status}", retry=retry, retry_after=_retry_after(response)
+        )

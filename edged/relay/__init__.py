@@ -1,0 +1,1 @@
+"""``edged relay``: Sinqro webhooks in, MQTT notifications out, for a fleet of boxes."""

@@ -1,0 +1,82 @@
+"""The relay's own config file (``/etc/edged/relay.toml``): ``[relay]``, ``[mqtt]``,
+``[logging]``. Strict like the box's: unknown keys and bad values stop it at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edged.config import read_toml
+from edged.configtools import build, opt
+from edged.fleet.broker import BrokerConfig
+
+MIN_SECRET = 16
+NOTIFICATIONS_TOPIC = "{prefix}/sellingPoints/{id}/notifications"
+
+
+def notifications_topic(prefix: str, selling_point_id: int) -> str:
+    """Where the relay publishes a selling point's notifications, and its box listens."""
+    return NOTIFICATIONS_TOPIC.format(prefix=prefix, id=selling_point_id)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """The HTTP side: where Sinqro's webhooks arrive."""
+
+    secret: str = field(
+        metadata=opt(
+            env="EDGED_RELAY_SECRET",
+            secret=True,
+            doc="Shared secret, the last part of the webhook URL: <path>/<secret>",
+        )
+    )
+    host: str = field(default="0.0.0.0", metadata=opt(doc="Address to listen on"))
+    port: int = field(default=8090, metadata=opt(minimum=0, maximum=65535))
+    path: str = field(default="/sinqro", metadata=opt(doc="URL path before the secret"))
+    max_body_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    tls_cert: str = field(default="", metadata=opt(doc="PEM certificate; with tls_key, HTTPS"))
+    tls_key: str = field(default="", metadata=opt(doc="PEM private key for tls_cert"))
+
+    def check(self) -> None:
+        if len(self.secret) < MIN_SECRET:
+            raise ValueError(f"secret: at least {MIN_SECRET} characters")
+        if not all(c.isalnum() or c in "-_." for c in self.secret):
+            raise ValueError("secret: letters, digits, '-', '_' and '.' only (it goes in a URL)")
+        if not self.path.startswith("/") or self.path.endswith("/"):
+            raise ValueError("path: starts with '/' and does not end with one")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_key: tls_cert and tls_key go together")
+
+
+@dataclass(frozen=True)
+class RelayBrokerConfig(BrokerConfig):
+    """The MQTT side: the cluster the boxes listen to."""
+
+    password: str = field(
+        default="",
+        metadata=opt(env="EDGED_RELAY_MQTT_PASSWORD", secret=True, doc="Broker password"),
+    )
+    client_id: str = field(
+        default="", metadata=opt(doc="MQTT client id; empty: edged-relay-<host name>")
+    )
+
+
+@dataclass(frozen=True)
+class RelayLogging:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
+class RelayFile:
+    """The whole relay config."""
+
+    relay: RelayConfig
+    mqtt: RelayBrokerConfig = field(default_factory=RelayBrokerConfig)
+    logging: RelayLogging = field(default_factory=RelayLogging)
+
+
+def load_relay_config(path: str | os.PathLike[str]) -> RelayFile:
+    """Load and check the relay's config; raises ConfigError naming file and key."""
+    return build(RelayFile, read_toml(Path(path)), file=str(path))

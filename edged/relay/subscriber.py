@@ -1,0 +1,95 @@
+"""The box's side of the relay: its selling point's notifications from the fleet broker.
+
+With ``fleet.sinqro_notifications = "beside"`` or ``"instead"``, the Sinqro link runs this
+source next to (or in place of) the websocket. It holds a persistent MQTT session (QoS 1
+notifications published while the box is away wait at the broker) on the topic
+``<prefix>/sellingPoints/<id>/notifications`` and hands every message to the link, which
+parses it like a websocket frame, de-duplicates through the journal, and reconciles over
+REST each time the subscription is (re)established.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Protocol
+
+import aiomqtt
+
+from edged.fleet.broker import make_client
+from edged.fleet.settings import FleetConfig
+from edged.relay.settings import notifications_topic
+
+log = logging.getLogger(__name__)
+
+# Seconds the broker keeps the box's session (and queued notifications) while it is away.
+SESSION_EXPIRY = 86_400
+
+
+class PushSink(Protocol):
+    """What a push source tells the Sinqro link (NotificationLink implements it)."""
+
+    def source_up(self, name: str) -> None: ...
+
+    def source_down(self, name: str, reason: str) -> None: ...
+
+    async def source_frame(
+        self, name: str, message: str | bytes, selling_point_id: int
+    ) -> None: ...
+
+
+class RelaySubscription:
+    """A push source for :class:`~edged.sinqro.notifications.NotificationLink`."""
+
+    name = "relay"
+
+    def __init__(self, config: FleetConfig, *, box_id: str) -> None:
+        self.config = config
+        # Its own connection: the fleet link's client id is the box id; two connections
+        # with one id would take each other over.
+        self.client_id = f"{config.client_id or box_id}-orders"
+        self.messages = 0
+        self.reconnects = 0
+
+    async def run(self, selling_point_id: int, sink: PushSink) -> None:
+        """Stay subscribed to ``selling_point_id``'s topic until cancelled."""
+        topic = notifications_topic(self.config.topic_prefix, selling_point_id)
+        delay = self.config.reconnect_min
+        # The first connection starts a new session: one left from an earlier pairing would
+        # still hold another selling point's subscription. What was published meanwhile is
+        # fetched by the reconcile that follows. Reconnects resume the session.
+        fresh = True
+        while True:
+            reason = "relay subscription closed"
+            try:
+                client = make_client(
+                    self.config, self.client_id, session_expiry=SESSION_EXPIRY, fresh=fresh
+                )
+                async with client:
+                    fresh = False
+                    await client.subscribe(topic, qos=1)
+                    log.info("relay: subscribed to %s on %s", topic, self.config.where)
+                    delay = self.config.reconnect_min
+                    sink.source_up(self.name)
+                    async for message in client.messages:
+                        if message.topic.value != topic:
+                            continue
+                        self.messages += 1
+                        await sink.source_frame(
+                            self.name, _bytes(message.payload), selling_point_id
+                        )
+            except aiomqtt.MqttError as exc:
+                reason = f"relay broker {self.config.where}: {exc}"
+            sink.source_down(self.name, reason)
+            self.reconnects += 1
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(self.config.reconnect_max, delay * 2)
+
+
+def _bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()

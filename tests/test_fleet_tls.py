@@ -1,0 +1,154 @@
+"""The fleet connection over TLS: the broker's certificate is verified, and the box signs in
+with a client certificate or a user name and password (a real Mosquitto, real openssl)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from pathlib import Path
+
+from bridge_helpers import make_desk, until
+from broker import MosquittoBroker
+
+from edged.fleet.identity import BoxIdentity
+from edged.fleet.link import FleetLink
+from edged.fleet.settings import FleetConfig
+from edged.fleet.telemetry import Telemetry
+from edged.journal.store import Journal
+
+BOX = "10000000c1e27001"
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(directory: Path) -> Path:
+    """A CA, a server certificate for localhost and a client certificate for the box."""
+    directory.mkdir()
+    openssl(
+        "req", "-x509", *EC_KEY, "-nodes", "-days", "2",
+        "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=fleet test CA", cwd=directory,
+    )  # fmt: skip
+    (directory / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, subject in (("server", "/CN=localhost"), ("client", f"/CN={BOX}")):
+        openssl(
+            "req", *EC_KEY, "-nodes", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr", "-subj", subject, cwd=directory,
+        )  # fmt: skip
+        extra = ["-extfile", "server.ext"] if name == "server" else []
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *extra, cwd=directory,
+        )  # fmt: skip
+    return directory
+
+
+def password_file(path: Path, user: str, password: str) -> Path:
+    path.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True)
+    path.chmod(0o600)
+    return path
+
+
+def tls_broker(tmp_path: Path, pki: Path, *extra: str) -> MosquittoBroker:
+    return MosquittoBroker(
+        tmp_path / "broker",
+        persistence=False,
+        extra=[
+            f"cafile {pki / 'ca.pem'}",
+            f"certfile {pki / 'server.pem'}",
+            f"keyfile {pki / 'server.key'}",
+            *extra,
+        ],
+    )
+
+
+async def connects(tmp_path: Path, journal: Journal, config: FleetConfig) -> FleetLink:
+    """Run a fleet link until it published its first info; return it (stopped)."""
+    _, state = make_desk(journal)
+    link = FleetLink(
+        config,
+        box_id=BOX,
+        telemetry=Telemetry(
+            identity=BoxIdentity(BOX, "serial", BOX, "test"),
+            box_name=lambda: "TLS box",
+            state=state.snapshot,
+            selling_point=lambda: (0, "", ""),
+            orders_since=journal.orders_seen_since,
+            incidents=list,
+            storage_path=tmp_path,
+        ),
+        wait_changed=state.wait_changed,
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        await until(lambda: link.infos >= 1 or link.reconnects >= 2, "connected or refused", 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return link
+
+
+def config(broker: MosquittoBroker, pki: Path, **kw: object) -> FleetConfig:
+    return FleetConfig(
+        enabled=True,
+        url=f"mqtts://localhost:{broker.port}",
+        ca_file=str(pki / "ca.pem"),
+        reconnect_min=0.05,
+        reconnect_max=0.2,
+        publish_timeout=2.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_client_certificate(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    broker = tls_broker(tmp_path, pki, "require_certificate true")
+    broker.start()
+    journal = await Journal.open(tmp_path / "j.sqlite3")
+    try:
+        with_cert = await connects(
+            tmp_path,
+            journal,
+            config(
+                broker, pki, cert_file=str(pki / "client.pem"), key_file=str(pki / "client.key")
+            ),
+        )
+        assert with_cert.infos >= 1
+        without = await connects(tmp_path, journal, config(broker, pki))
+        assert without.infos == 0 and without.reconnects >= 2
+    finally:
+        await journal.close()
+        broker.kill()
+
+
+async def test_user_name_and_password_and_a_verified_server(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    passwords = password_file(tmp_path / "passwords", f"box-{BOX}", "right horse")
+    broker = tls_broker(tmp_path, pki, f"password_file {passwords}")
+    broker.start()
+    journal = await Journal.open(tmp_path / "j.sqlite3")
+    try:
+        good = await connects(
+            tmp_path, journal, config(broker, pki, username=f"box-{BOX}", password="right horse")
+        )
+        assert good.infos >= 1
+        bad = await connects(
+            tmp_path, journal, config(broker, pki, username=f"box-{BOX}", password="wrong")
+        )
+        assert bad.infos == 0
+        # A CA that did not sign the broker's certificate: no connection at all.
+        other = make_pki(tmp_path / "other")
+        stranger = await connects(
+            tmp_path,
+            journal,
+            config(broker, other, username=f"box-{BOX}", password="right horse"),
+        )
+        assert stranger.infos == 0
+    finally:
+        await journal.close()
+        broker.kill()

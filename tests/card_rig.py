@@ -42,7 +42,8 @@ class Subscriber:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-pos")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"edged/{BOX}/events/#", qos=1)
+        # The topic level after the prefix is the box id (edged/fleet/identity.py).
+        self.client.subscribe("edged/+/events/#", qos=1)
         self.client.loop_start()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:

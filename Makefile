@@ -1,11 +1,12 @@
 # The two commands from the README:
 #   make demo   the daemon against the built-in Sinqro simulator, virtual printer and panel
 #   make test   install everything the tests need, then lint, type-check and run every test
+#   make test-slow   the variants too long for CI's budget (the boot test on Debian 12)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv system-deps lint check bench clean
+.PHONY: demo test test-slow venv system-deps lint check bench clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ lint: venv
 
 test: system-deps venv lint
 	$(BIN)/pytest
+
+test-slow: system-deps venv
+	$(BIN)/pytest -m extended
 
 bench: venv
 	benchmarks/run

@@ -404,6 +404,15 @@ def cmd_test_print(args: argparse.Namespace) -> int:
     return asyncio.run(_with_journal(args, work))
 
 
+def cmd_failure_led(args: argparse.Namespace) -> int:
+    from edged import failure
+
+    setup_logging("INFO")
+    if args.check:
+        return 0 if failure.down_for_good(args.check) else 1
+    return failure.run(Path(_config_path(args)), args.retry_after)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -496,6 +505,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("test-print", help="print a test page"))
     p.add_argument("name", help="printer name")
     p.set_defaults(func=cmd_test_print)
+
+    p = with_config(
+        sub.add_parser("failure-led", help="log the daemon's failure and blink the failure LED")
+    )
+    p.add_argument(
+        "--retry-after", type=float, default=300.0, help="seconds to blink (0: until stopped)"
+    )
+    p.add_argument(
+        "--check",
+        metavar="UNIT",
+        help="only answer: exit 0 if UNIT is down and will not be restarted, else 1",
+    )
+    p.set_defaults(func=cmd_failure_led)
     return parser
 
 

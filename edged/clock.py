@@ -1,4 +1,5 @@
-"""Time as a seam: the real asyncio clock, and a controllable one for tests.
+"""Time as a seam: the real asyncio clock, a controllable one for tests, and a guard for the
+wall clock.
 
 Timing rules (buzzer rhythms, repeats, escalation, long presses, debounce) read the time and
 sleep through a :class:`Clock`, so tests can drive them step by step with :class:`FakeClock`
@@ -8,17 +9,41 @@ Besides ``monotonic()`` and ``sleep()``, a clock hands out *timers*: futures tha
 after a delay. A timer's deadline is fixed when it is created (not when some task first
 runs), which is what makes :meth:`FakeClock.advance` deterministic. Cancel a timer you no
 longer need.
+
+:class:`WallClock` answers "what time is it" for people (LATE banners, "due in", the board):
+a Pi has no battery-backed clock, so after a power cut its wall clock is hours off until NTP
+answers. Until the system says the clock is synchronised, it estimates now from the last
+time Sinqro stated (an HTTP ``Date`` header, a frame's timestamp) plus the monotonic clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import dataclasses
+import errno
 import heapq
 import itertools
+import logging
+import os
 import time
-from typing import Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
 
-__all__ = ["Clock", "FakeClock", "RealClock", "wait_first"]
+__all__ = [
+    "Clock",
+    "ClockReading",
+    "FakeClock",
+    "RealClock",
+    "WallClock",
+    "system_clock_synchronized",
+    "wait_first",
+]
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -155,3 +180,153 @@ async def wait_first(
         if timer is not None:
             timer.cancel()
     return wake is not None and wake.done()
+
+
+# -- the wall clock ----------------------------------------------------------------------------
+
+#: Created by systemd-timesyncd once it has synchronised the clock (until the next boot).
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+_TIME_ERROR = 5  # ntp_adjtime(3): the clock is not synchronised
+_STA_UNSYNC = 0x0040
+
+
+class _Timex(ctypes.Structure):
+    # struct timex (linux/timex.h): 11 longs after modes, a timeval, 10 more fields and
+    # padding; only ``modes`` (0: read only) and ``status`` are used here.
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("padding", ctypes.c_int * 11),
+    ]
+
+
+def system_clock_synchronized(flag: Path = TIMESYNC_FLAG) -> bool | None:
+    """Whether the kernel's clock is synchronised to a time source; None when unknown.
+
+    systemd-timesyncd's flag file first (readable inside the unit's sandbox), then the
+    kernel's own NTP state through ``adjtimex`` (chrony and ntpd keep it). The unit's
+    ``ProtectClock=`` refuses even a read-only ``adjtimex``: that is "unknown".
+    """
+    if flag.exists():
+        return True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        timex = _Timex()
+        state = libc.adjtimex(ctypes.byref(timex))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        if ctypes.get_errno() not in (errno.EPERM, errno.ENOSYS):
+            log.debug("adjtimex: %s", os.strerror(ctypes.get_errno()))
+        return None
+    return state != _TIME_ERROR and not timex.status & _STA_UNSYNC
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockReading:
+    """One answer of :meth:`WallClock.reading`.
+
+    ``source`` says how far to trust ``now``: ``system`` (the wall clock is synchronised),
+    ``sinqro`` (estimated from Sinqro's last stated time and the monotonic clock; good to a
+    second or two), ``unsynchronized`` (the wall clock as it is, possibly hours off: do not
+    call anything LATE on it).
+    """
+
+    now: datetime
+    source: Literal["system", "sinqro", "unsynchronized"]
+
+    @property
+    def trusted(self) -> bool:
+        return self.source != "unsynchronized"
+
+
+class WallClock:
+    """The time of day for people, guarded against a wall clock that is not set yet.
+
+    ``observe()`` each time Sinqro states the time (the ``Date`` header of a REST answer, a
+    frame's server timestamp). ``now()`` is the system's wall clock once it is synchronised,
+    before that Sinqro's last stated time plus the monotonic time since, and the plain wall
+    clock when neither is known. Once synchronised it stays so: the probe is then no longer
+    asked. Safe to call from the event loop: the probe runs at most every ``probe_every`` s.
+    """
+
+    def __init__(
+        self,
+        *,
+        probe: Callable[[], bool | None] = system_clock_synchronized,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        probe_every: float = 10.0,
+    ) -> None:
+        self._probe = probe
+        self._monotonic = monotonic
+        self._wall = wall
+        self._probe_every = probe_every
+        self._synchronized: bool | None = None
+        self._probed_at: float | None = None
+        self._anchor: tuple[float, float] | None = None  # (server epoch, monotonic then)
+
+    def synchronized(self) -> bool:
+        """True once the system says its clock is synchronised (unknown counts as not)."""
+        if self._synchronized:
+            return True
+        now = self._monotonic()
+        if self._probed_at is None or now - self._probed_at >= self._probe_every:
+            self._probed_at = now
+            was = self._synchronized
+            self._synchronized = self._probe()
+            if self._synchronized and not was:
+                log.info("clock: the wall clock is synchronised")
+        return bool(self._synchronized)
+
+    def observe(self, server_time: datetime | float) -> None:
+        """Sinqro says it is ``server_time`` now (an aware datetime or a Unix time)."""
+        epoch = server_time.timestamp() if isinstance(server_time, datetime) else server_time
+        first = self._anchor is None
+        self._anchor = (float(epoch), self._monotonic())
+        if first and not self.synchronized():
+            log.info(
+                "clock: not synchronised yet; using Sinqro's time (wall clock off by %+.0f s)",
+                self._wall() - epoch,
+            )
+
+    def reading(self) -> ClockReading:
+        """Now, and how it was obtained."""
+        if self.synchronized():
+            return ClockReading(datetime.fromtimestamp(self._wall(), UTC), "system")
+        if self._anchor is not None:
+            epoch, at = self._anchor
+            estimate = epoch + (self._monotonic() - at)
+            return ClockReading(datetime.fromtimestamp(estimate, UTC), "sinqro")
+        return ClockReading(datetime.fromtimestamp(self._wall(), UTC), "unsynchronized")
+
+    def now(self) -> datetime:
+        """The best estimate of now, as an aware UTC datetime."""
+        return self.reading().now
+
+    def seconds_until(self, when: datetime) -> float | None:
+        """Seconds from now until ``when`` (negative when past), or None when the time of
+        day is not known well enough to say ("due in" and LATE are then left off)."""
+        reading = self.reading()
+        if not reading.trusted:
+            return None
+        return (when - reading.now).total_seconds()

@@ -27,6 +27,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+import tomli_w
+
 T = TypeVar("T")
 
 
@@ -194,50 +196,20 @@ def to_plain(obj: Any, *, hide_secrets: bool = True) -> Any:
     return obj
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = "".join(
-            c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value
-        )
-        return f'"{escaped}"'
+def _without_none(value: Any) -> Any:
+    """``value`` with ``None`` left out of every table (TOML has no null: unset means default)."""
+    if isinstance(value, Mapping):
+        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
+        return [_without_none(v) for v in value]
+    return value
 
 
 def dump_toml(doc: Mapping[str, Any]) -> str:
-    """Write a parsed-TOML-shaped document (tables, arrays of tables, scalars, lists)."""
-    lines: list[str] = []
+    """Write a parsed-TOML-shaped document (tables, arrays of tables, scalars, lists).
 
-    def emit(table: Mapping[str, Any], path: str) -> None:
-        scalars = {k: v for k, v in table.items() if v is not None and not _is_table_like(v)}
-        for key, value in scalars.items():
-            lines.append(f"{_key(key)} = {_toml_value(value)}")
-        for key, value in table.items():
-            sub = f"{path}.{_key(key)}" if path else _key(key)
-            if isinstance(value, Mapping):
-                lines.append("")
-                lines.append(f"[{sub}]")
-                emit(value, sub)
-            elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-                for item in value:
-                    lines.append("")
-                    lines.append(f"[[{sub}]]")
-                    emit(item, sub)
-
-    emit(doc, "")
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _is_table_like(value: Any) -> bool:
-    return isinstance(value, Mapping) or (
-        isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
-    )
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+    tomli-w quotes keys that are not bare-key safe and escapes every string correctly (an
+    emoji flag in a box name, a key with accents); ``None`` values are left out. Raises
+    :class:`TypeError` for a value TOML cannot hold.
+    """
+    return tomli_w.dumps(_without_none(doc))

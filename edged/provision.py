@@ -91,7 +91,9 @@ class Plan:
 # -- parsing and validation ----------------------------------------------------------------
 
 
-def _wifi(doc: Any, file: str) -> Wifi:
+def parse_wifi(doc: Any, file: str) -> Wifi:
+    """A ``[wifi]`` table (provisioning file, onboarding page) checked; :class:`ConfigError`
+    names the key, never echoes the passphrase."""
     if not isinstance(doc, Mapping):
         raise ConfigError(file, "wifi", "expected a table")
     known = {"ssid", "psk", "hidden"}
@@ -128,7 +130,7 @@ def split(doc: Mapping[str, Any], file: str) -> Plan:
     """Separate a provisioning document into drop-in, secrets and Wi-Fi (no validation of
     the drop-in part beyond the secrets; see :func:`validate`)."""
     dropin = {k: v for k, v in doc.items() if k != "wifi"}
-    wifi = _wifi(doc["wifi"], file) if "wifi" in doc else None
+    wifi = parse_wifi(doc["wifi"], file) if "wifi" in doc else None
     secrets: dict[str, str] = {}
     sinqro = dropin.get("sinqro")
     if isinstance(sinqro, Mapping):

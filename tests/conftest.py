@@ -77,3 +77,13 @@ async def sim() -> AsyncIterator[Simulator]:
 @pytest.fixture
 def sinqro_config(sim: Simulator) -> SinqroConfig:
     return make_sinqro_config(sim)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start preparing and booting the QEMU test box as soon as it is known to be needed,
+    so its minutes overlap with the tests that run before tests/test_image_boot.py."""
+    for item in session.items:
+        module = getattr(item, "module", None)
+        callspec = getattr(item, "callspec", None)
+        if module is not None and module.__name__ == "test_image_boot" and callspec:
+            module.start_boot(callspec.params["box"])

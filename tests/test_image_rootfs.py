@@ -1,134 +1,64 @@
-"""The image's install step, end to end, in a real Debian bookworm root filesystem.
+"""The image's install step, end to end, in real Debian 12 (bookworm) and 13 (trixie) root
+filesystems.
 
-A minimal rootfs (debootstrap, variant minbase, with python3, python3-venv, systemd and
-ca-certificates from the Debian mirror this machine's apt uses) is built once and cached as
-a tarball under ``$XDG_CACHE_HOME/edged-ci`` (or ``~/.cache/edged-ci``), keyed by its package
-list; the dependency wheels are cached the same way, keyed by pyproject's dependencies.
-Each run unpacks a fresh copy, runs ``image/install-into-rootfs`` with a wheel built from this
-tree, offline (the chroot has no network), and then checks the result: the user, the files
-and their owners and modes, the units as systemd-analyze reads them, provisioning, and the
-daemon itself starting as the edged user (with the unit's no-new-privileges and
-write-xor-execute memory where the kernel allows them), reporting READY=1 to a real notify
-socket, and stopping cleanly on SIGTERM. Last, image/update-edged switches venvs and back.
+A minimal rootfs per release (tests/image_support.py: debootstrap, cached as a tarball) is
+unpacked fresh for each run; ``image/install-into-rootfs`` installs a wheel built from this
+tree with every dependency from ``requirements.lock``'s wheelhouse, hash-checked, in a
+network namespace of its own (no index reachable). Then: the user, files, owners and modes,
+the units as systemd-analyze reads them, provisioning, the daemon itself starting as the
+edged user (with the unit's no-new-privileges and write-xor-execute memory where the kernel
+allows them), reporting READY=1 and stopping on SIGTERM; signed update bundles refused when
+their signature does not verify; and an update to a version that migrates the journal, then
+a rollback that puts the journal back as it was, with every order kept. The same updates
+under systemd as PID 1, with the health window, run in tests/test_image_boot.py.
 
-Needs root, debootstrap and chroot (scripts/install-test-deps); fails without them.
+Needs root, debootstrap, chroot, unshare and ssh-keygen (scripts/install-test-deps).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
+import json
 import os
 import pwd
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
-import tarfile
 import time
-import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from harness import SimulatorProcess
+from image_support import (
+    PYTHON,
+    REPO,
+    add_migration,
+    build_wheel,
+    installed_rootfs,
+    make_bundle,
+    prefetch,
+    release_key,
+    require_tools,
+    signing_key,
+    wheelhouse,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-SUITE = "bookworm"
-INCLUDE = ("python3", "python3-venv", "systemd", "ca-certificates")
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
+
 TOKEN = "ci-server-token-0123"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+prefetch("bookworm", "trixie")  # cold caches: debootstrap while the other tests run
 
-
-def require_tools() -> None:
-    """This test needs root and debootstrap; without them it fails, it does not skip."""
-    assert os.geteuid() == 0, "the image test needs root (chroot, mounts, file owners)"
-    for tool in ("debootstrap", "chroot"):
-        assert shutil.which(tool), f"{tool} missing: run scripts/install-test-deps"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base) / "edged-ci"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def debian_mirror() -> str:
-    """The Debian mirror apt is configured with (deb822 sources first, then sources.list)."""
-    sources = Path("/etc/apt/sources.list.d/debian.sources")
-    if sources.is_file():
-        for stanza in sources.read_text().split("\n\n"):
-            fields = dict(
-                (k.strip(), v.strip())
-                for k, _, v in (line.partition(":") for line in stanza.splitlines())
-                if not k.startswith("#") and v
-            )
-            suites = fields.get("Suites", "").split()
-            if SUITE in suites and "URIs" in fields:
-                return fields["URIs"].split()[0]
-    listing = Path("/etc/apt/sources.list")
-    if listing.is_file():
-        for line in listing.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and parts[2] == SUITE:
-                return parts[1]
-    pytest.fail("no Debian bookworm mirror configured for apt")
-
-
-def rootfs_tarball() -> Path:
-    mirror = debian_mirror()
-    key = hashlib.sha256(f"{SUITE} minbase {','.join(INCLUDE)} {mirror}".encode()).hexdigest()
-    tarball = cache_dir() / f"rootfs-{SUITE}-{key[:16]}.tar"
-    if tarball.is_file():
-        return tarball
-    build = cache_dir() / f"build-{os.getpid()}"
-    shutil.rmtree(build, ignore_errors=True)
-    try:
-        started = time.monotonic()
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(INCLUDE)}",
-                SUITE,
-                str(build),
-                mirror,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        tmp = tarball.with_suffix(".tmp")
-        subprocess.run(
-            ["tar", "-C", str(build), "--numeric-owner", "-cpf", str(tmp), "."], check=True
-        )
-        tmp.rename(tarball)
-        print(f"built and cached {tarball} in {time.monotonic() - started:.0f} s")
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return tarball
-
-
-def dependency_wheels() -> Path:
-    """Wheels of edged's dependencies for the rootfs's Python 3.11, cached."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = sorted(project["dependencies"])
-    key = hashlib.sha256("\n".join([sys.version[:4], *deps]).encode()).hexdigest()
-    wheels = cache_dir() / f"wheels-{key[:16]}"
-    if (wheels / ".complete").is_file():
-        return wheels
-    shutil.rmtree(wheels, ignore_errors=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), *deps],
-        check=True,
-    )
-    (wheels / ".complete").touch()
-    return wheels
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @dataclass
@@ -138,6 +68,9 @@ class Rootfs:
     gid: int
     groups: dict[str, int]
     install_seconds: float
+    suite: str
+    work: Path
+    key: Path
 
     def path(self, inside: str) -> Path:
         return self.root / inside.lstrip("/")
@@ -184,33 +117,16 @@ def _ids(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, l
     return users, groups
 
 
-@pytest.fixture(scope="module")
-def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootfs]:
-    require_tools()
-    tarball = rootfs_tarball()
-    wheels = dependency_wheels()
-    work = tmp_path_factory.mktemp("image")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work), str(REPO)],
-        check=True,
-    )
-    (wheel,) = work.glob("edged-*.whl")
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def rootfs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Rootfs]:
+    require_tools("debootstrap", "chroot", "unshare", "ssh-keygen", "cp")
+    suite: str = request.param
+    work = tmp_path_factory.mktemp(f"image-{suite}")
+    key, _ = release_key()
     root = work / "rootfs"
-    root.mkdir()
-    with tarfile.open(tarball) as tar:
-        tar.extractall(root, filter="fully_trusted")
-    started = time.monotonic()
-    subprocess.run(
-        [
-            str(REPO / "image" / "install-into-rootfs"),
-            "--wheels",
-            str(wheels),
-            str(root),
-            str(wheel),
-        ],
-        check=True,
-    )
-    took = time.monotonic() - started
+    took = installed_rootfs(suite, root)
     users, groups = _ids(root)
     uid, gid = users["edged"]
     mounts: list[Path] = []
@@ -219,7 +135,7 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootfs]:
         mounts.append(root / "proc")
         subprocess.run(["mount", "--bind", "/dev", str(root / "dev")], check=True)
         mounts.append(root / "dev")
-        yield Rootfs(root, uid, gid, {g: groups[g][0] for g in groups}, took)
+        yield Rootfs(root, uid, gid, {g: groups[g][0] for g in groups}, took, suite, work, key)
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", str(m)], check=False)
@@ -254,8 +170,11 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
     assert owner(r.path("/var/lib/edged")) == (uid, gid, 0o750)
     for path in (
         "/usr/lib/systemd/system/edged.service",
+        "/usr/lib/systemd/system/edged-failure.service",
+        "/etc/systemd/system.conf.d/50-edged-watchdog.conf",
         "/usr/lib/systemd/system/edged-hostname.service",
         "/usr/lib/systemd/system/edged-provision.service",
+        "/usr/lib/systemd/system/edged-provision.path",
         "/usr/lib/sysusers.d/edged.conf",
         "/usr/lib/tmpfiles.d/edged.conf",
         "/etc/udev/rules.d/99-edged-printers.rules",
@@ -269,6 +188,7 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
     wants = {
         "multi-user.target.wants/edged.service": "edged.service",
         "multi-user.target.wants/edged-provision.service": "edged-provision.service",
+        "paths.target.wants/edged-provision.path": "edged-provision.path",
         "sysinit.target.wants/edged-hostname.service": "edged-hostname.service",
     }
     for link, unit in wants.items():
@@ -284,18 +204,17 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
 
 
 def test_systemd_reads_the_units(rootfs: Rootfs) -> None:
-    units = ["edged.service", "edged-hostname.service", "edged-provision.service"]
-    result = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={rootfs.root}", "--man=no", *units],
-        capture_output=True,
-        text=True,
-    )
+    units = [
+        "edged.service",
+        "edged-failure.service",
+        "edged-hostname.service",
+        "edged-provision.service",
+        "edged-provision.path",
+    ]
+    # The release's own systemd reads them (trixie's knows keys the host's does not).
+    result = rootfs.chroot("systemd-analyze", "verify", "--man=no", *units, check=False)
     assert result.stderr == "" and result.returncode == 0, result.stderr
-    tmpfiles = subprocess.run(
-        ["systemd-tmpfiles", f"--root={rootfs.root}", "--create", "edged.conf"],
-        capture_output=True,
-        text=True,
-    )
+    tmpfiles = rootfs.chroot("systemd-tmpfiles", "--create", "edged.conf", check=False)
     assert tmpfiles.returncode == 0 and tmpfiles.stderr == "", tmpfiles.stderr
     assert owner(rootfs.path("/etc/edged")) == (0, rootfs.gid, 0o750)
 
@@ -437,40 +356,256 @@ def test_daemon_starts_reports_ready_and_stops(rootfs: Rootfs) -> None:
     assert pwd.getpwuid(0).pw_name == "root"
 
 
-def test_update_switches_venv_and_rolls_back(rootfs: Rootfs, tmp_path: Path) -> None:
-    env_file = rootfs.path("/etc/edged/edged.env")
-    if not env_file.exists():
-        env_file.write_text(f"EDGED_SERVER_TOKEN={TOKEN}\n")
-    first = os.readlink(rootfs.path("/opt/edged/venv"))
-    staging = rootfs.path("/var/tmp/update")
-    shutil.copytree(dependency_wheels(), staging / "wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(staging), str(REPO)],
-        check=True,
-    )
-    (wheel,) = staging.glob("edged-*.whl")
-    time.sleep(1.1)  # venv names carry a timestamp in seconds
-    update = "/opt/edged/bin/update-edged"
-    rootfs.chroot(
-        update,
-        "--no-restart",
-        "--wheels",
-        "/var/tmp/update/wheels",
-        f"/var/tmp/update/{wheel.name}",
-    )
-    second = os.readlink(rootfs.path("/opt/edged/venv"))
-    assert second != first
-    assert os.readlink(rootfs.path("/opt/edged/venv.previous")) == first
-    assert rootfs.path("/opt/edged/venv/bin/edged").is_file()
-    listed = rootfs.chroot(update, "--list").stdout
-    assert f"* {second}" in listed and f"- {first}" in listed
+def test_lock_installed_offline_with_hashes(rootfs: Rootfs) -> None:
+    """Exactly the locked versions are in the venv, installed with no index reachable."""
+    frozen = rootfs.chroot("/opt/edged/venv/bin/python", "-m", "pip", "freeze", "--all").stdout
+    installed = {
+        name.lower().replace("_", "-"): version
+        for name, _, version in (line.partition("==") for line in frozen.splitlines())
+        if version
+    }
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^ ;\\]+)(?: ; (.*?))?\s*\\?$", line)
+        if match and "win32" not in (match.group(3) or ""):
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    assert pins, "no pins read from requirements.lock"
+    for name, version in pins.items():
+        assert installed.get(name) == version, (name, version, installed.get(name))
+    version = rootfs.chroot("/opt/edged/venv/bin/python", "--version").stdout.split()[1]
+    assert version.startswith(PYTHON[rootfs.suite] + ".")
+    assert rootfs.path("/etc/edged/update-signers").read_text().startswith("edged-release ")
 
-    rootfs.chroot(update, "--rollback", "--no-restart")
-    assert os.readlink(rootfs.path("/opt/edged/venv")) == first
-    assert os.readlink(rootfs.path("/opt/edged/venv.previous")) == second
 
-    # A wheel that is not there changes nothing.
-    failed = rootfs.chroot(update, "--no-restart", "/var/tmp/update/nope.whl", check=False)
-    assert failed.returncode != 0 and "no such wheel" in failed.stderr
-    assert os.readlink(rootfs.path("/opt/edged/venv")) == first
-    shutil.rmtree(staging)
+# -- updates -------------------------------------------------------------------------------
+
+UPDATE = "/opt/edged/bin/update-edged"
+
+
+def _venvs(rootfs: Rootfs) -> tuple[str, str | None, list[str]]:
+    prev = rootfs.path("/opt/edged/venv.previous")
+    return (
+        os.readlink(rootfs.path("/opt/edged/venv")),
+        os.readlink(prev) if prev.is_symlink() else None,
+        sorted(p.name for p in rootfs.path("/opt/edged/venvs").iterdir()),
+    )
+
+
+def _events(rootfs: Rootfs) -> list[dict[str, object]]:
+    path = rootfs.path("/var/lib/edged/box-events.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _stage(rootfs: Rootfs, bundle: Path, name: str | None = None) -> str:
+    """Copy a bundle and its signature into the rootfs; returns its path inside."""
+    staging = rootfs.path("/var/tmp/ci-bundles")
+    staging.mkdir(exist_ok=True)
+    target = staging / (name or bundle.name)
+    shutil.copy(bundle, target)
+    if bundle.with_name(bundle.name + ".sig").exists():
+        shutil.copy(bundle.with_name(bundle.name + ".sig"), target.with_name(target.name + ".sig"))
+    return "/var/tmp/ci-bundles/" + target.name
+
+
+def test_a_badly_signed_update_is_refused_before_anything_changes(rootfs: Rootfs) -> None:
+    wheel = build_wheel(rootfs.work / "dist-b", version="0.99.1")
+    wheels = wheelhouse(PYTHON[rootfs.suite])
+    stranger, _ = signing_key(rootfs.work / "stranger", "someone-else")
+    unsigned = make_bundle(wheel, wheels, stranger, rootfs.work / "by-stranger")
+    good = make_bundle(wheel, wheels, rootfs.key, rootfs.work / "signed")
+    tampered = rootfs.work / "tampered.bundle"
+    shutil.copy(good, tampered)
+    with tampered.open("ab") as fh:
+        fh.write(b"\0" * 512)  # one more (empty) tar block: still unpacks, no longer verifies
+    shutil.copy(good.with_name(good.name + ".sig"), tampered.with_name("tampered.bundle.sig"))
+    before = _venvs(rootfs)
+    etc = sorted(str(p.relative_to(rootfs.root)) for p in rootfs.path("/etc/edged").rglob("*"))
+    cases = {
+        "untrusted key": _stage(rootfs, unsigned, "untrusted.bundle"),
+        "tampered": _stage(rootfs, tampered),
+        "no signature": _stage(rootfs, wheel, "nosig.bundle"),
+    }
+    for why, inside in cases.items():
+        refused = rootfs.chroot(UPDATE, "--no-restart", inside, check=False)
+        assert refused.returncode != 0, why
+        assert "nothing changed" in refused.stderr, (why, refused.stderr)
+        assert _venvs(rootfs) == before, why
+        assert not list(rootfs.path("/opt/edged/staging").glob("bundle.*")), why
+    after = sorted(str(p.relative_to(rootfs.root)) for p in rootfs.path("/etc/edged").rglob("*"))
+    assert after == etc
+    refusals = [e for e in _events(rootfs) if e["kind"] == "update_refused"]
+    assert len(refusals) >= len(cases)
+    shutil.rmtree(rootfs.path("/var/tmp/ci-bundles"))
+
+
+def _journal_orders(path: Path) -> set[int]:
+    """Order ids in the journal; none while the daemon is still creating it."""
+    if not path.exists():
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return {row[0] for row in db.execute("SELECT id FROM orders")}
+    except sqlite3.OperationalError:  # no table yet: the first migration runs
+        return set()
+
+
+def _user_version(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextlib.contextmanager
+def _daemon(rootfs: Rootfs, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``edged run`` with the box's config, as the edged user, in the rootfs."""
+    log = rootfs.work / "run.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            rootfs.command(
+                "/opt/edged/venv/bin/edged", "run", "-c", "/etc/edged/edged.toml", user=True
+            ),
+            env=rootfs.environment(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_restricted,
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(what: str, check: Callable[[], bool], log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+@dataclass
+class Shop:
+    """A Sinqro simulator on the host and the rootfs's config pointing at it."""
+
+    sim: SimulatorProcess
+    env: dict[str, str]
+    journal: Path
+    log: Path
+
+    def create(self, count: int) -> set[int]:
+        """``count`` new orders; returns the ids of every order the cloud has."""
+        r = httpx.post(f"{self.sim.root}/_sim/orders", json={"count": count}, timeout=10)
+        r.raise_for_status()
+        return {int(o["id"]) for o in httpx.get(f"{self.sim.root}/_sim/orders").json()}
+
+
+@pytest.fixture(scope="module")
+def shop(rootfs: Rootfs) -> Iterator[Shop]:
+    with SimulatorProcess(log_path=rootfs.work / "sim.log") as sim:
+        info = sim.info()
+        dropin = rootfs.path("/etc/edged/edged.toml.d/90-ci.toml")
+        dropin.write_text(
+            f"[sinqro]\nselling_point_id = {info['sellingPointId']}\n"
+            f'base_url = "{info["baseUrl"]}"\nwebsocket_url = "{info["websocketUrl"]}"\n'
+            "poll_interval = 1.0\nstatus_refresh_interval = 2.0\nreconnect_min = 0.1\n"
+            "reconnect_max = 1.0\n"
+            f'[panel]\npin_factory = "mock"\n[web]\nport = {_free_port()}\n'
+        )
+        os.chown(dropin, 0, rootfs.gid)
+        env = {"EDGED_SERVER_TOKEN": DEFAULT_SERVER_TOKEN, "EDGED_USER_TOKEN": DEFAULT_USER_TOKEN}
+        rootfs.path("/etc/edged/edged.env").write_text(
+            "".join(f"{k}={v}\n" for k, v in env.items())
+        )
+        journal = rootfs.path("/var/lib/edged/edged.sqlite3")
+        try:
+            yield Shop(sim, env, journal, rootfs.work / "run.log")
+        finally:
+            dropin.unlink()
+
+
+def test_a_normal_update_keeps_every_order(rootfs: Rootfs, shop: Shop) -> None:
+    wheel = build_wheel(rootfs.work / "dist-n", version="0.99.1")
+    bundle = make_bundle(wheel, wheelhouse(PYTHON[rootfs.suite]), rootfs.key, rootfs.work / "n")
+    taken = shop.create(3)
+    with _daemon(rootfs, shop.env):
+        _wait_for("A stores the orders", lambda: _journal_orders(shop.journal) >= taken, shop.log)
+    before = _journal_orders(shop.journal)
+    a_venv = os.readlink(rootfs.path("/opt/edged/venv"))
+    updated = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, bundle), check=False)
+    assert updated.returncode == 0, updated.stderr
+    assert "0.99.1" in os.readlink(rootfs.path("/opt/edged/venv"))
+    version = rootfs.chroot("/usr/local/bin/edged", "--version").stdout
+    assert "0.99.1" in version
+    later = shop.create(1)
+    with _daemon(rootfs, shop.env):
+        _wait_for(
+            "the new version stores the next order",
+            lambda: _journal_orders(shop.journal) >= later,
+            shop.log,
+        )
+    assert _journal_orders(shop.journal) >= before  # nothing lost
+    assert _events(rootfs)[-1]["kind"] == "update"
+    # Back to A by hand: the schema did not move, so the journal stays as it is.
+    rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert rolled.returncode == 0, rolled.stderr
+    assert os.readlink(rootfs.path("/opt/edged/venv")) == a_venv
+    assert _events(rootfs)[-1]["journal_restored"] is False
+    assert _journal_orders(shop.journal) >= later
+
+
+def test_update_that_migrates_then_rollback_keeps_every_order(rootfs: Rootfs, shop: Shop) -> None:
+    """A takes orders; B (a schema migration) is installed and runs, takes one more order,
+    then is rolled back: A runs again on the journal as it was before B, and the order that
+    arrived under B is fetched again from Sinqro by A's reconcile."""
+    wheels = wheelhouse(PYTHON[rootfs.suite])
+    b_wheel = build_wheel(rootfs.work / "dist-m", version="0.99.2", change=add_migration)
+    bundle = make_bundle(b_wheel, wheels, rootfs.key, rootfs.work / "migrating")
+    journal, log, env = shop.journal, shop.log, shop.env
+    create = shop.create
+    # Version A takes orders.
+    taken = create(5)
+    with _daemon(rootfs, env):
+        _wait_for(
+            "A stores the orders",
+            lambda: _journal_orders(journal) >= taken,
+            log,
+        )
+    a_version = _user_version(journal)
+    a_venv = os.readlink(rootfs.path("/opt/edged/venv"))
+
+    # The update to B: verified, installed offline, config checked, journal backed up.
+    updated = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, bundle), check=False)
+    assert updated.returncode == 0, updated.stderr
+    backup = journal.with_name("edged.sqlite3.before-update")
+    assert _user_version(backup) == a_version and _journal_orders(backup) == taken
+    assert os.readlink(rootfs.path("/opt/edged/venv.previous")) == a_venv
+
+    # B migrates the journal and takes one more order.
+    late = create(1) - taken
+    with _daemon(rootfs, env):
+        _wait_for("B stores the late order", lambda: _journal_orders(journal) >= taken | late, log)
+    assert _user_version(journal) == a_version + 1
+
+    # Rolled back: A again, the journal as it was (B's kept beside it), A starts on it.
+    rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert rolled.returncode == 0, rolled.stderr
+    assert os.readlink(rootfs.path("/opt/edged/venv")) == a_venv
+    assert _user_version(journal) == a_version
+    assert _journal_orders(journal) == taken
+    kept = list(journal.parent.glob("edged.sqlite3.failed-update-*"))
+    assert [p for p in kept if not p.name.endswith(("-wal", "-shm"))]
+    with _daemon(rootfs, env):
+        # The reconcile after connecting fetches the order that arrived under B again.
+        _wait_for(
+            "A fetches the late order again",
+            lambda: _journal_orders(journal) >= taken | late,
+            log,
+        )
+    events = _events(rootfs)
+    assert [e["kind"] for e in events if e["kind"] != "update_refused"][-1] == "rollback"
+    assert events[-1]["journal_restored"] is True

@@ -6,6 +6,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,7 +17,16 @@ REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 FIRSTBOOT = REPO / "image" / "firstboot"
 UNIT = SYSTEMD / "edged.service"
-MAX_EXPOSURE = 2.0
+FAILURE_UNIT = SYSTEMD / "edged-failure.service"
+MAX_EXPOSURE = 1.7
+UNITS = (
+    UNIT,
+    FAILURE_UNIT,
+    FIRSTBOOT / "edged-hostname.service",
+    FIRSTBOOT / "edged-provision.service",
+    FIRSTBOOT / "edged-provision.path",
+    SYSTEMD / "edged-onboard.service",
+)
 
 
 def unit_settings(path: Path) -> dict[str, list[str]]:
@@ -37,14 +47,24 @@ def fake_root(tmp_path: Path) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
-    for unit in (UNIT, FIRSTBOOT / "edged-hostname.service", FIRSTBOOT / "edged-provision.service"):
+    for unit in UNITS:
         shutil.copy(unit, units / unit.name)
         settings = unit_settings(unit)
-        for command in settings.get("ExecStart", []) + settings.get("ExecReload", []):
-            program = root / shlex.split(command)[0].lstrip("/")
-            program.parent.mkdir(parents=True, exist_ok=True)
-            program.write_text("#!/bin/sh\n")
-            program.chmod(0o755)
+        for key in (
+            "ExecStartPre",
+            "ExecStart",
+            "ExecStartPost",
+            "ExecStopPost",
+            "ExecReload",
+            "ExecCondition",
+        ):
+            for command in settings.get(key, []):
+                program = root / shlex.split(command)[0].lstrip("+-@!:").lstrip("/")
+                if program.exists():
+                    continue
+                program.parent.mkdir(parents=True, exist_ok=True)
+                program.write_text("#!/bin/sh\n")
+                program.chmod(0o755)
     return root
 
 
@@ -56,9 +76,7 @@ def test_units_verify_cleanly(tmp_path: Path) -> None:
             "verify",
             f"--root={root}",
             "--man=no",
-            "edged.service",
-            "edged-hostname.service",
-            "edged-provision.service",
+            *(unit.name for unit in UNITS),
         ],
         capture_output=True,
         text=True,
@@ -124,9 +142,70 @@ def test_unit_contract() -> None:
     allowed = {v.split()[0] for v in s["DeviceAllow"]}
     for device in ("char-gpiochip", "char-ttyUSB", "char-ttyACM", "char-ttyAMA", "/dev/serial0"):
         assert device in allowed
-    assert {"char-usb_device", "char-usb"} <= allowed
+    assert "char-usb" in allowed  # usblp's /dev/usb/lp*
+    # No libusb in edged: no raw USB device nodes, no netlink hot-plug socket.
+    assert "char-usb_device" not in allowed
+    assert "AF_NETLINK" not in one("RestrictAddressFamilies").split()
     # The stop timeout covers one Sinqro request in flight (request_timeout's default is 10 s).
     assert int(one("TimeoutStopSec").rstrip("s")) >= 20
+    # Bounded resources; descriptors well above the 1024 a slowloris exhausted.
+    assert int(one("LimitNOFILE")) >= 4096
+    assert one("MemoryMax").endswith("M") and int(one("MemoryMax")[:-1]) >= 256
+    assert 32 <= int(one("TasksMax")) <= 256
+    # Time: pulled in, ordered after, never waited for by a dependency on time-wait-sync.
+    assert "time-sync.target" in one("Wants").split()
+    assert "time-sync.target" in one("After").split()
+    # A crash loop is never the end: the failure unit blinks, logs and starts edged again.
+    assert one("OnFailure") == "edged-failure.service"
+    assert int(one("StartLimitBurst")) >= 3
+
+
+def test_failure_unit_restarts_edged_only_after_its_full_time() -> None:
+    s = unit_settings(FAILURE_UNIT)
+    (start,) = s["ExecStart"]
+    argv = shlex.split(start)
+    assert argv[:2] == ["/opt/edged/venv/bin/edged", "failure-led"]
+    assert float(argv[argv.index("--retry-after") + 1]) >= 60
+    assert "Conflicts" not in s  # it would cancel edged's own restart (OnFailure= runs first)
+    # An alarm only when edged is still down after its restart delay.
+    (condition,) = s["ExecCondition"]
+    assert condition.startswith("+")  # systemd's own socket: no D-Bus needed
+    assert shlex.split(condition)[1:] == ["failure-led", "--check", "edged.service"]
+    edged = unit_settings(UNIT)
+    assert "-+/bin/systemctl stop edged-failure.service" in edged["ExecStartPre"]
+    (stop_post,) = s["ExecStopPost"]
+    assert stop_post.startswith("+/bin/sh -c ")
+    script = shlex.split(stop_post[1:])[2]
+    # The script with a stand-in systemctl that records its calls: the 5 minutes ran out
+    # (exit 0), edged started by hand (SIGTERM from Conflicts=), the alarm itself failed.
+    assert _run_stop_post(script, "exited", "0") == [
+        "reset-failed edged.service",
+        "--no-block start edged.service",
+    ]
+    assert _run_stop_post(script, "killed", "TERM") == []
+    assert _run_stop_post(script, "exited", "1") == []
+    assert s["User"] == ["edged"] and "char-gpiochip rw" in s["DeviceAllow"]
+
+
+def _run_stop_post(script: str, code: str, status: str) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "calls"
+        stand_in = Path(tmp) / "systemctl"
+        stand_in.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+        stand_in.chmod(0o755)
+        env = {"PATH": f"{tmp}:/usr/bin:/bin", "EXIT_CODE": code, "EXIT_STATUS": status}
+        subprocess.run(["/bin/sh", "-c", script], env=env, check=True)
+        return log.read_text().splitlines() if log.exists() else []
+
+
+def test_hardware_watchdog_dropin() -> None:
+    text = (SYSTEMD / "edged-watchdog.conf").read_text()
+    settings = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] != "#"
+    )
+    assert "[Manager]" in text
+    # The Pi's bcm2835 watchdog cannot count past about 15 s.
+    assert 5 <= int(settings["RuntimeWatchdogSec"].rstrip("s")) <= 15
 
 
 def test_sysusers() -> None:

@@ -103,6 +103,8 @@ async def running_box(sim: Simulator, tmp: Path) -> AsyncIterator[Box]:
         f'websocket_url = "{sim.websocket_url}"\n'
         f'[box]\nname = "Pizzeria counter"\nstate_dir = "{tmp / "state"}"\n'
         '[web]\nhost = "127.0.0.1"\nport = 0\n'
+        # A printer is configured, so the first start prints the setup ticket.
+        f'[[printers]]\nname = "counter"\nuri = "virtual://{tmp / "tickets"}"\n'
     )
     holder: dict[str, Any] = {"config": load_config(tmp / "edged.toml"), "pairing": Pairing()}
     journal = await Journal.open(tmp / "journal.sqlite3")

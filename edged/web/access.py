@@ -315,8 +315,8 @@ class Access:
             )
         server.limiter.success(client)
         await server.credentials.set_password(password)
-        if not pressed:
-            await server.credentials.consume_setup_code()
+        # Whichever proof was used, a code printed earlier must not reset this password.
+        await server.credentials.consume_setup_code()
         server.sessions.drop_all()
         target = "/board" if server.services.pairing().paired else "/pairing"
         return server.guard.sign_in(request, target)

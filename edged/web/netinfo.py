@@ -35,7 +35,7 @@ def local_addresses() -> list[str]:
 
 
 def mdns_name(hostname: str | None = None) -> str | None:
-    """``edged-XXXX.local`` when the host is named like the image names it, else None."""
+    """``edged-<box id>.local`` when the host is named like the image names it, else None."""
     name = (hostname if hostname is not None else socket.gethostname()).split(".", 1)[0]
     if name.lower().startswith("edged-") and name.replace("-", "").isalnum():
         return f"{name.lower()}.local"

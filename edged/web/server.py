@@ -146,9 +146,13 @@ class WebServer:
             self.port,
         )
         await self.access.refresh_urls()
-        if not await self.credentials.has_password() and not (
-            await self.credentials.has_setup_code()
+        if (
+            self.services.config().printers
+            and not await self.credentials.has_password()
+            and not await self.credentials.has_setup_code()
         ):
+            # First boot with a printer. Without one the ACCEPT button proves access; a
+            # ticket queued for a printer added later would only print a stale code.
             await self.print_setup_ticket()
 
     async def stop(self) -> None:

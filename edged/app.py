@@ -31,6 +31,7 @@ from edged import sdnotify
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
+from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal, Tx
 from edged.orders import OrderDesk, OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
@@ -272,8 +273,12 @@ class App:
         )
         self.state.set("box.id", self.identity.box_id)
         log.info("box id %s (from %s)", self.identity.box_id, self.identity.source)
-        self.journal = await Journal.open(cfg.journal_path)
+        # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
+        self.journal = await Journal.open(cfg.journal_path, heal=True)
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
+        await journal_recovery.report(
+            self.journal, self.state, cfg.box.language, self.pairing.timezone
+        )
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
         await self.desk.refresh_counts()
         self._build_link(cfg)

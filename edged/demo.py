@@ -169,8 +169,8 @@ def _write_file(path: Path, text: str) -> None:
 
 async def _fresh_pairing(app: App) -> None:
     """A new simulator knows none of the last run's tokens: start from the config's."""
-    if await app.journal.kv_get(KV_KEY) is not None:
-        await app.journal.kv_set(KV_KEY, None)
+    if await app.journal.kept_get(KV_KEY) is not None:
+        await app.journal.kept_set(KV_KEY, None)
         from edged.pairing import load_pairing
 
         await app.set_pairing(await load_pairing(app.journal, app.config.sinqro))

@@ -2,18 +2,23 @@
 
 Two ways in: the config file (``sinqro.user_token`` and ``sinqro.selling_point_id``, e.g.
 from first-boot provisioning), or the web page's pairing (login, selling point picker),
-stored in the journal's ``kv`` table so it survives restarts and never sits in a file the
-owner might share. A web pairing wins over the file; logging out clears it and also stops
-the box from falling back to the file's token until it is paired again.
+kept beside the journal (:meth:`Journal.kept_get`: the state directory's
+``credentials.json``, mode 0600) so it survives restarts and a rebuilt journal, and never
+sits in the config file the owner might share. A web pairing wins over the file; logging
+out clears it and also stops the box from falling back to the file's token until it is
+paired again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from edged.config import SinqroConfig
 from edged.journal.store import Journal
+
+log = logging.getLogger(__name__)
 
 KV_KEY = "pairing"
 
@@ -44,12 +49,12 @@ class Pairing:
 
 async def load_pairing(journal: Journal, config: SinqroConfig) -> Pairing:
     """The pairing in force: the web's if any, else the config file's."""
-    raw = await journal.kv_get(KV_KEY)
-    if raw is not None:
-        data = json.loads(raw)
+    raw = await journal.kept_get(KV_KEY)
+    data = _decode(raw) if raw is not None else None
+    if data is not None:
         return Pairing(
             user_token=str(data.get("user_token", "")),
-            selling_point_id=int(data.get("selling_point_id", 0)),
+            selling_point_id=_int(data.get("selling_point_id")),
             selling_point_name=str(data.get("selling_point_name", "")),
             username=str(data.get("username", "")),
             timezone=str(data.get("timezone", "")),
@@ -58,8 +63,9 @@ async def load_pairing(journal: Journal, config: SinqroConfig) -> Pairing:
 
 
 async def save_pairing(journal: Journal, pairing: Pairing) -> None:
-    """Store a pairing (a logout stores an empty one, which masks the config's token)."""
-    await journal.kv_set(
+    """Store a pairing (a logout stores an empty one, which masks the config's token).
+    Nothing is written when it did not change."""
+    await journal.kept_set(
         KV_KEY,
         json.dumps(
             {
@@ -71,3 +77,18 @@ async def save_pairing(journal: Journal, pairing: Pairing) -> None:
             }
         ),
     )
+
+
+def _decode(raw: str) -> dict[str, object] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        log.error("pairing: the stored pairing cannot be read; using the config file's")
+        return None
+    return data
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

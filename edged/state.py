@@ -6,25 +6,29 @@ websocket up, is the printer out of paper, is the LED blinking). Producers call
 
 Keys in use (values are JSON-friendly):
 
-===================  ==========================================================================
-``link``             ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
-                     | ``not_paired``
-``link.detail``      human text for the state above
-``link.reconnects``  int, websocket reconnects since start
-``queued_commands``  int, outbox entries waiting for Sinqro
-``waiting_orders``   int, orders waiting for a decision
-``printer.NAME``     ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
-``panel.led``        LED state name (see README, LED table)
-``panel.buzzer``     buzzer pattern name or ``quiet``
-``bridge.mqtt``      ``disabled`` | ``connecting`` | ``online`` | ``offline``
-``bridge.serial``    ``disabled`` | ``online`` | ``offline``
-``box.id``           the box id (edged/fleet/identity.py)
-``alerts.open``      open alert incidents: ``[{"incident", "rule", "title", "since"}]``
-``part.NAME``        ``{"state": starting|running|failed|disabled|stopped, "error": str,
-                     "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
-``outbox.retrying``  ``{order id: reason}``: orders whose next command waits for its retry
-``link.unread_orders``  int, open orders the last refresh could not read
-===================  ==========================================================================
+=========================  =========================================================================
+``link``                   ``starting`` | ``online`` | ``polling`` | ``offline`` | ``unauthorized``
+                           | ``not_paired``
+``link.detail``            human text for the state above
+``link.reconnects``        int, websocket reconnects since start
+``queued_commands``        int, outbox entries waiting for Sinqro
+``waiting_orders``         int, orders waiting for a decision
+``printer.NAME``           ``{"state": online|offline|paper_out|cover_open|unknown, "detail": str}``
+``panel.led``              LED state name (see README, LED table)
+``panel.buzzer``           buzzer pattern name or ``quiet``
+``bridge.mqtt``            ``disabled`` | ``connecting`` | ``online`` | ``offline``
+``bridge.serial``          ``disabled`` | ``online`` | ``offline``
+``box.id``                 the box id (edged/fleet/identity.py)
+``alerts.open``            open alert incidents: ``[{"incident", "rule", "title", "since"}]``
+``part.NAME``              ``{"state": starting|running|failed|disabled|stopped, "error": str,
+                           "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
+``outbox.retrying``        ``{order id: reason}``: orders whose next command waits for its retry
+``link.unread_orders``     int, open orders the last refresh could not read
+``journal``                ``ok`` | ``recovered`` (rebuilt after damage, until dismissed on the
+                           page) | ``failing`` (writes fail: disk full, I/O error)
+``journal.detail``         human text for the state above
+``journal.recovered``      ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
+=========================  =========================================================================
 """
 
 from __future__ import annotations

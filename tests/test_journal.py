@@ -201,3 +201,221 @@ async def test_disk_full_is_an_error_not_a_crash_and_keeps_what_was_stored(
             assert await j.integrity_check() == "ok"
         finally:
             await j.close()
+
+
+# -- sparing the card ---------------------------------------------------------------------------
+
+
+def data_version(path: Path) -> Any:
+    """A watcher on another connection: its data_version moves with every commit."""
+    conn = sqlite3.connect(path)
+    return conn, lambda: conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+async def test_the_same_order_again_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = await Journal.open(path)
+    conn, version = data_version(path)
+    try:
+        await j.upsert_order(order(1, comment="extra cheese"))
+        before = version()
+        again = await j.upsert_order(order(1, comment="extra cheese"))
+        # The same payload with its keys in another order is the same order.
+        raw = dict(reversed(list(order(1, comment="extra cheese").raw.items())))
+        await j.upsert_order(parse_order(raw))
+        await j.kv_set("k", "v")
+        mid = version()
+        await j.kv_set("k", "v")
+        assert not again.new and not again.status_changed and again.events == []
+        assert version() == mid and mid == before + 1  # only the first kv_set wrote
+        changed = await j.upsert_order(order(1, comment="no cheese"))
+        assert version() == mid + 1 and not changed.status_changed
+        stored = await j.get_order(1)
+        assert stored is not None and stored.payload["comment"] == "no cheese"
+    finally:
+        conn.close()
+        await j.close()
+
+
+async def test_transactions_waiting_together_share_a_commit_and_keep_their_own_errors(
+    journal: Journal,
+) -> None:
+    await journal.upsert_order(order(1))
+    commits = journal.commits
+
+    def boom(tx: Any) -> None:
+        tx.append_event("test.note", 1, {"n": "lost"})
+        raise RuntimeError("this caller's own bug")
+
+    def duplicate(tx: Any) -> None:
+        tx.execute("INSERT INTO orders SELECT * FROM orders WHERE id = 1")
+
+    results = await asyncio.gather(
+        *(journal.upsert_order(order(100 + n)) for n in range(20)),
+        journal.transaction(boom),
+        journal.transaction(duplicate),
+        *(journal.upsert_order(order(200 + n)) for n in range(20)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[20], RuntimeError)
+    assert isinstance(results[21], JournalError)
+    assert all(not isinstance(r, BaseException) and r.new for r in results[:20] + results[22:])
+    assert journal.commits - commits < 42, "the writes that waited together shared commits"
+    kinds = [e.kind for e in await journal.read_events(0)]
+    assert "test.note" not in kinds and kinds.count(ev.ORDER_NEW) == 41
+    assert (await journal.counts())["orders"] == 41
+
+
+async def test_a_lazy_cursor_rides_along_with_the_next_commit(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = await Journal.open(path)
+    conn = sqlite3.connect(path)
+
+    def on_disk() -> Any:
+        row = conn.execute("SELECT seq FROM cursors WHERE consumer = 'pos'").fetchone()
+        return row[0] if row else None
+
+    try:
+        await j.upsert_order(order(1))
+        await j.set_cursor("pos", 1, lazy=True)
+        assert await j.get_cursor("pos") == 1
+        assert on_disk() is None  # no commit of its own
+        await j.upsert_order(order(2))
+        assert on_disk() == 1
+        await j.set_cursor("pos", 2, lazy=True)
+    finally:
+        await j.close()  # writes what waits
+        assert on_disk() == 2
+        conn.close()
+
+
+async def test_rows_that_cannot_be_decoded_are_quarantined_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = await Journal.open(path)
+    for n in (1, 2, 3):
+        await j.upsert_order(order(n))
+    await j.enqueue_command(1, "accept", {}, source="test")
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("UPDATE orders SET payload = '{broken' WHERE id = 1")
+    raw.execute("UPDATE orders SET payload = CAST(x'7b22ff22' AS TEXT) WHERE id = 2")  # not UTF-8
+    raw.execute("UPDATE events SET data = '[1, 2]' WHERE seq = 3")
+    raw.execute("UPDATE outbox SET params = 'nope'")
+    raw.close()
+    try:
+        assert [o.id for o in await j.open_orders()] == [3]
+        assert [e.seq for e in await j.read_events(0)] == [1, 2, 4]
+        assert await j.pending_commands() == []
+        quarantined = await j._query("SELECT source, row_key FROM quarantine ORDER BY id")
+        assert [(r[0], r[1]) for r in quarantined] == [
+            ("orders", "1"),
+            ("orders", "2"),
+            ("events", "3"),
+            ("outbox", "1"),
+        ]
+        assert j.quarantined == 4
+        # The box goes on: the same order comes again from Sinqro and is stored afresh.
+        assert (await j.upsert_order(order(1))).new
+    finally:
+        await j.close()
+
+
+@pytest.mark.parametrize("how", ["header", "truncated"])
+async def test_a_damaged_journal_is_moved_aside_by_the_daemon_only(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    j = await Journal.open(path)
+    for n in range(1, 60):
+        await j.upsert_order(order(n, comment="x" * 500))
+    await j.kept_set("pairing", '{"user_token": "t"}')
+    old_epoch = j.epoch
+    await j.close()
+    with path.open("r+b") as fh:
+        if how == "header":
+            fh.write(b"garbage" * 10)
+        else:
+            fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(JournalError, match="damaged"):
+        await Journal.open(path, watch_interval=0)  # the CLI: refuses, moves nothing
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("edged.damaged-")]
+    healed = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert healed.recovery is not None and healed.recovered is not None
+        kept_as = healed.recovery.kept_as
+        assert (tmp_path / kept_as).exists() and kept_as.startswith("edged.damaged-")
+        assert (await healed.counts())["orders"] == 0
+        assert healed.epoch and healed.epoch != old_epoch
+        assert await healed.kept_get("pairing") == '{"user_token": "t"}'
+        await healed.dismiss_recovery()
+    finally:
+        await healed.close()
+    again = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert again.recovery is None and again.recovered is None
+    finally:
+        await again.close()
+
+
+async def test_kept_values_move_out_of_an_old_kv_table_into_a_private_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    j = await Journal.open(path)
+    await j.kv_set("web.admin_password", "hash-from-an-older-edged")
+    try:
+        assert await j.kept_get("web.admin_password") == "hash-from-an-older-edged"
+        assert await j.kv_get("web.admin_password") is None
+        kept = tmp_path / "credentials.json"
+        assert kept.stat().st_mode & 0o777 == 0o600
+        mtime = kept.stat().st_mtime_ns
+        await j.kept_set("web.admin_password", "hash-from-an-older-edged")
+        assert kept.stat().st_mtime_ns == mtime, "an unchanged value is not written"
+        await j.kept_set("web.admin_password", None)
+        assert await j.kept_get("web.admin_password") is None
+    finally:
+        await j.close()
+
+
+async def test_an_older_journal_is_rebuilt_with_small_pages_by_the_daemon(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    j = await Journal.open(path, watch_interval=0)  # the CLI leaves it as it is
+    await j.upsert_order(order(1))
+    await j.close()
+    assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] == 4096
+    j = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert (await j._query("PRAGMA page_size"))[0][0] == 1024
+        assert (await j._query("PRAGMA journal_mode"))[0][0] == "wal"
+        assert await j.get_order(1) is not None
+        assert await j.integrity_check() == "ok"
+    finally:
+        await j.close()
+
+
+async def test_settings_an_older_edged_left_in_a_damaged_journal_are_saved(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    j = await Journal.open(path)
+    await j.kv_set("web.admin_password", "hash-kept-in-kv-by-an-older-edged")
+    for n in range(1, 80):
+        await j.upsert_order(order(n, comment="y" * 800))
+    await j.close()
+    # Damage the orders' pages (the end of the file), not the small kv table.
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        fh.seek(size - 20 * 1024)
+        fh.write(b"\xff" * 16 * 1024)
+    healed = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert healed.recovery is not None
+        assert await healed.kept_get("web.admin_password") == "hash-kept-in-kv-by-an-older-edged"
+        assert (await healed.counts())["orders"] == 0
+    finally:
+        await healed.close()

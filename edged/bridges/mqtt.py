@@ -150,7 +150,8 @@ class MqttBridge:
         )
         self._v5 = config.protocol == "5"
         # Position: acknowledged by the broker; saved: written to the journal.
-        self._follower = Follower(journal, CURSOR, batch=BATCH)
+        # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
+        self._follower = Follower(journal, CURSOR, batch=BATCH, lazy=True)
         self._saved_at = 0.0
         self._state_dirty: set[str] = set()
         self._state_wake = asyncio.Event()

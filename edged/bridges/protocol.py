@@ -222,6 +222,8 @@ async def encode_event(
     message: dict[str, Any] = {
         "v": VERSION,
         "id": event.seq,
+        # Ids count up within one journal; a new epoch means a new journal (ids restart).
+        "epoch": journal.epoch,
         "ts": round(event.ts, 3),
         "kind": event.kind,
         "order_id": event.order_id,

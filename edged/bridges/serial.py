@@ -90,7 +90,8 @@ class SerialBridge:
         )
         self._wake = asyncio.Event()
         # Moves (and is written) once the terminal acknowledged each frame.
-        self._follower = Follower(journal, CURSOR, batch=32)
+        # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
+        self._follower = Follower(journal, CURSOR, batch=32, lazy=True)
         self._seq = 0
         self._last_in: int | None = None
         self._waiter: tuple[int, asyncio.Future[str]] | None = None

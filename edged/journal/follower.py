@@ -31,10 +31,15 @@ MAX_WAIT = 1.0
 class Follower:
     """One consumer's position in the event log."""
 
-    def __init__(self, journal: Journal, consumer: str, *, batch: int = BATCH) -> None:
+    def __init__(
+        self, journal: Journal, consumer: str, *, batch: int = BATCH, lazy: bool = False
+    ) -> None:
         self.journal = journal
         self.consumer = consumer
         self.batch = batch
+        # Lazy: the cursor rides with the next commit (see Journal.set_cursor), for
+        # consumers whose peers drop ids they have seen (the bridges).
+        self.lazy = lazy
         self.position = 0  # last event handed over and acted on
         self.saved = 0  # last position written to the journal
 
@@ -77,11 +82,11 @@ class Follower:
 
     async def commit(self, seq: int) -> None:
         """Write ``seq`` as the cursor, then move there (per-event acknowledgement)."""
-        await self.journal.set_cursor(self.consumer, seq)
+        await self.journal.set_cursor(self.consumer, seq, lazy=self.lazy)
         self.position = self.saved = max(self.position, seq)
 
     async def save(self) -> None:
         """Write the position as the consumer's cursor, if it moved."""
         if self.position != self.saved:
-            await self.journal.set_cursor(self.consumer, self.position)
+            await self.journal.set_cursor(self.consumer, self.position, lazy=self.lazy)
             self.saved = self.position

@@ -2,16 +2,22 @@
 
 * ``orders``: latest payload and status of every order the box has seen;
 * ``events``: append-only log, each row written in the same transaction as the change it
-  describes, numbered by ``seq``;
+  describes, numbered by ``seq``; the journal's ``epoch`` (a random id made with the
+  journal) tells a new journal's numbers from an old one's;
 * ``cursors``: how far each consumer (spooler, bridges, ...) has processed the log; a
   consumer advances its cursor in the same transaction as its own side-effect record;
 * ``outbox``: commands for Sinqro, written before anything is sent;
-* ``kv``: small durable settings (pairing, web admin).
+* ``kv``: small durable settings; ``quarantine``: rows that could not be decoded.
 
-All database work runs on one dedicated thread with one connection, so fsync never blocks
-the event loop and writes never interleave. WAL with ``synchronous=FULL``: a commit that
-returned survives a power cut. Other processes (the CLI) may write too; the daemon notices
-through ``PRAGMA data_version`` and wakes its consumers.
+The pairing and the web admin password live beside the journal in a file of their own
+(:meth:`Journal.kept_get`), so a damaged journal replaced by a fresh one keeps them.
+
+All database work runs on one dedicated thread with one connection (see
+:mod:`edged.journal.writer`: group commit, lazy cursors), so fsync never blocks the event
+loop and writes never interleave. WAL with ``synchronous=FULL``: a commit that returned
+survives a power cut. Nothing is written when nothing changed: an order that comes again
+unchanged (every status refresh) touches no row. Other processes (the CLI) may write too;
+the daemon notices through ``PRAGMA data_version`` and wakes its consumers.
 """
 
 from __future__ import annotations
@@ -23,257 +29,42 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.schema import LATEST, MIGRATIONS
-from edged.sinqro.models import Order, parse_order
+from edged.journal.kept import FILE_NAME as KEPT_FILE
+from edged.journal.kept import KeptValues
+from edged.journal.opening import Recovery, open_or_heal, presize_wal
+from edged.journal.rows import (
+    Command,
+    RowError,
+    StoredOrder,
+    UpsertResult,
+    event_from_row,
+    lenient_text,
+)
+from edged.journal.tx import COMMAND_KINDS, Tx, quarantine_row
+from edged.journal.writer import JournalError, Writer, is_storage_fault
+from edged.sinqro.models import Order
+
+__all__ = [
+    "COMMAND_KINDS",
+    "Command",
+    "Journal",
+    "JournalError",
+    "StoredOrder",
+    "Tx",
+    "UpsertResult",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
-COMMAND_KINDS = ("accept", "cancel", "status", "catalog")
-
-
-class JournalError(RuntimeError):
-    """The journal could not store something (disk full, I/O error, corrupt file)."""
-
-
-@dataclass(frozen=True)
-class StoredOrder:
-    """An order row."""
-
-    id: int
-    type: str
-    status: str
-    is_final: bool
-    code: str
-    execution_time: str
-    payload: dict[str, Any]
-    first_seen: float
-    updated: float
-    acknowledged: bool
-
-    @property
-    def order(self) -> Order:
-        return parse_order(self.payload)
-
-    @property
-    def is_waiting(self) -> bool:
-        return self.status == "waiting_sp_validation"
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StoredOrder:
-        return cls(
-            id=row["id"],
-            type=row["type"],
-            status=row["status"],
-            is_final=bool(row["is_final"]),
-            code=row["code"],
-            execution_time=row["execution_time"],
-            payload=json.loads(row["payload"]),
-            first_seen=row["first_seen"],
-            updated=row["updated"],
-            acknowledged=bool(row["acknowledged"]),
-        )
-
-
-@dataclass(frozen=True)
-class Command:
-    """An outbox row: one staff decision on its way to Sinqro."""
-
-    id: int
-    key: str | None
-    order_id: int
-    kind: str
-    params: dict[str, Any]
-    source: str
-    state: str
-    attempts: int
-    created: float
-    updated: float
-    error_code: str | None
-    error: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Command:
-        return cls(
-            id=row["id"],
-            key=row["key"],
-            order_id=row["order_id"],
-            kind=row["kind"],
-            params=json.loads(row["params"]),
-            source=row["source"],
-            state=row["state"],
-            attempts=row["attempts"],
-            created=row["created"],
-            updated=row["updated"],
-            error_code=row["error_code"],
-            error=row["error"],
-        )
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    """What storing an order changed."""
-
-    order: StoredOrder
-    new: bool
-    status_changed: bool
-    events: list[Event]
-
-
-class Tx:
-    """A transaction on the writer thread; passed to :meth:`Journal.transaction` callbacks."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.now = time.time()
-        self.events: list[Event] = []
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
-
-    def append_event(self, kind: str, order_id: int | None, data: dict[str, Any]) -> Event:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        cur = self.conn.execute(
-            "INSERT INTO events (ts, kind, order_id, data) VALUES (?, ?, ?, ?)",
-            (self.now, kind, order_id, text),
-        )
-        assert cur.lastrowid is not None
-        event = Event(seq=cur.lastrowid, ts=self.now, kind=kind, order_id=order_id, data=data)
-        self.events.append(event)
-        return event
-
-    def set_cursor(self, consumer: str, seq: int) -> None:
-        self.conn.execute(
-            "INSERT INTO cursors (consumer, seq) VALUES (?, ?) "
-            "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
-            (consumer, seq),
-        )
-
-    def get_order(self, order_id: int) -> StoredOrder | None:
-        row = self.conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
-        return StoredOrder.from_row(row) if row else None
-
-    def upsert_order(self, order: Order) -> UpsertResult:
-        """Store ``order``; append ``order.new`` / ``order.status`` events when they apply."""
-        # Only what the decision needs: the old payload is never decoded on this hot path.
-        old = self.execute(
-            "SELECT status, is_final, first_seen, acknowledged FROM orders WHERE id = ?",
-            (order.id,),
-        ).fetchone()
-
-        def stored(first_seen: float, acknowledged: bool) -> StoredOrder:
-            return StoredOrder(
-                id=order.id,
-                type=order.type,
-                status=order.status,
-                is_final=order.is_final,
-                code=order.code,
-                execution_time=order.execution_time,
-                payload=order.raw,
-                first_seen=first_seen,
-                updated=self.now,
-                acknowledged=acknowledged,
-            )
-
-        fields = (
-            order.type,
-            order.status,
-            int(order.is_final),
-            order.code,
-            order.execution_time,
-            order.to_json(),
-        )
-        if old is None:
-            self.execute(
-                "INSERT INTO orders (type, status, is_final, code, execution_time, payload,"
-                " first_seen, updated, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*fields, self.now, self.now, order.id),
-            )
-            event = self.append_event(
-                ev.ORDER_NEW,
-                order.id,
-                {"type": order.type, "status": order.status, "code": order.code},
-            )
-            return UpsertResult(
-                stored(self.now, False), new=True, status_changed=False, events=[event]
-            )
-        old_status, old_final, first_seen, acknowledged = old
-        # A final order never moves back: a late or replayed frame must not revive it.
-        if old_final and not order.is_final:
-            current = self.get_order(order.id)
-            assert current is not None
-            return UpsertResult(current, new=False, status_changed=False, events=[])
-        changed = old_status != order.status
-        self.execute(
-            "UPDATE orders SET type = ?, status = ?, is_final = ?, code = ?, execution_time = ?,"
-            " payload = ?, updated = ? WHERE id = ?",
-            (*fields, self.now, order.id),
-        )
-        new_events = []
-        if changed:
-            new_events.append(
-                self.append_event(
-                    ev.ORDER_STATUS,
-                    order.id,
-                    {
-                        "status": order.status,
-                        "previous": old_status,
-                        "type": order.type,
-                        "code": order.code,
-                        "final": order.is_final,
-                    },
-                )
-            )
-        result = stored(first_seen, bool(acknowledged))
-        return UpsertResult(result, new=False, status_changed=changed, events=new_events)
-
-    def live_counts(self) -> tuple[int, int]:
-        """``(waiting orders, queued commands)``: both from small indexed ranges, cheap
-        enough for every write."""
-        waiting = self.execute(
-            "SELECT COUNT(*) FROM orders WHERE is_final = 0 AND status = 'waiting_sp_validation'"
-        ).fetchone()[0]
-        queued = self.execute(
-            "SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')"
-        ).fetchone()[0]
-        return int(waiting), int(queued)
-
-    def enqueue_command(
-        self,
-        order_id: int,
-        kind: str,
-        params: dict[str, Any],
-        *,
-        source: str,
-        key: str | None = None,
-    ) -> tuple[Command, bool]:
-        """Outbox row plus its ``command.queued`` event (see :meth:`Journal.enqueue_command`)."""
-        if kind not in COMMAND_KINDS:
-            raise ValueError(f"unknown command kind {kind!r}")
-        if key is not None:
-            row = self.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                return Command.from_row(row), False
-        cur = self.execute(
-            "INSERT INTO outbox (key, order_id, kind, params, source, state, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (key, order_id, kind, json.dumps(params), source, self.now, self.now),
-        )
-        command_id = cur.lastrowid
-        self.append_event(
-            ev.COMMAND_QUEUED,
-            order_id,
-            {"command_id": command_id, "kind": kind, "params": params, "source": source},
-        )
-        row = self.execute("SELECT * FROM outbox WHERE id = ?", (command_id,)).fetchone()
-        return Command.from_row(row), True
+KV_EPOCH = "journal.epoch"
+KV_RECOVERED = "journal.recovered"
 
 
 class Journal:
@@ -281,117 +72,120 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._conn: sqlite3.Connection | None = None
+        self._writer = Writer(self._make_tx, self._published, self._on_fault)
         self._last_seq = 0
         self.opened_seq = 0
         self._data_version = 0
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[list[Event]], None]] = []
-        self.write_failures = 0
+        self._fault_listeners: list[Callable[[str | None], None]] = []
+        self.epoch = ""
+        self.problem: str | None = None
+        self.recovery: Recovery | None = None
+        self.recovered: dict[str, Any] | None = None
+        self.kept = KeptValues(path.parent / KEPT_FILE)
+        self.quarantined = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, *, watch_interval: float = 0.5) -> Journal:
-        """Open (creating or migrating) the journal at ``path``."""
+    async def open(
+        cls, path: str | Path, *, watch_interval: float = 0.5, heal: bool = False
+    ) -> Journal:
+        """Open (creating or migrating) the journal at ``path``.
+
+        With ``heal`` (the daemon), a damaged journal is moved aside and a fresh one is
+        started (:attr:`recovery` says so); without it, a damaged journal raises
+        :class:`JournalError`.
+        """
         journal = cls(Path(path))
-        await journal._call(journal._open_sync)
+        try:
+            await journal._call(lambda: journal._open_sync(heal), barrier=True)
+        except BaseException:
+            journal._writer.stop()
+            raise
         if watch_interval > 0:
             journal._watch_task = asyncio.create_task(
                 journal._watch_other_writers(watch_interval), name="journal-watch"
             )
         return journal
 
-    def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 5000")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            log.warning("journal: WAL not available (mode %s)", mode)
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > LATEST:
-            raise JournalError(
-                f"{self.path} has schema version {version}, newer than this edged ({LATEST})"
+    def _open_sync(self, heal: bool) -> None:
+        conn, recovery = open_or_heal(self.path, heal=heal)
+        self._writer.conn = conn
+        self.kept.load()
+        self.recovery = recovery
+        epoch = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_EPOCH,)).fetchone()
+        self.epoch = str(epoch[0]) if epoch else ""
+        if recovery is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                (KV_RECOVERED, json.dumps(recovery.to_dict())),
             )
-        for target in range(version + 1, LATEST + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(MIGRATIONS[target]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            log.info("journal: migrated %s to schema version %d", self.path, target)
-        self._conn = conn
-        self._last_seq = self._max_seq_sync()
+        raw = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_RECOVERED,)).fetchone()
+        self.recovered = _json_or_none(raw[0]) if raw else None
+        self._last_seq = self._max_seq_sync(conn)
         # Where a consumer without a cursor starts (see ensure_cursor).
         self.opened_seq = self._last_seq
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if heal:  # the daemon, which keeps the journal open; not a short CLI command
+            presize_wal(conn, self.path)
 
     async def close(self) -> None:
-        """Stop the watcher and close the connection; safe to call twice."""
+        """Stop the watcher, write what waits, checkpoint and close; safe to call twice."""
         if self._watch_task:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
-        if self._conn is not None:
-            await self._call(self._close_sync)
-        self._executor.shutdown(wait=True)
+        if self._writer.conn is not None:
+            await self._call(self._close_sync, barrier=True)
+        self._writer.stop()
+        await asyncio.to_thread(self._writer.join, 10)
 
     def _close_sync(self) -> None:
-        if self._conn is not None:
-            # Fold the WAL back so the file alone is a complete copy (e.g. for backups).
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._conn.close()
-            self._conn = None
+        conn = self._writer.conn
+        if conn is None:
+            return
+        self._writer._flush_lazy()
+        # Fold the WAL back so the file alone is a complete copy (e.g. for backups).
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        self._writer.conn = None
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+    def _make_tx(self, conn: sqlite3.Connection) -> Tx:
+        at = self.recovered.get("at") if self.recovered else None
+        return Tx(conn, self.epoch, float(at) if isinstance(at, (int, float)) else None)
+
+    async def _call(self, fn: Callable[..., R], *, barrier: bool = False) -> R:
+        """Run ``fn(conn)`` (a read) or ``fn()`` (a barrier) on the journal thread."""
+        result: R = await self._writer.submit("barrier" if barrier else "read", fn)
+        return result
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise JournalError("journal is closed")
-        return self._conn
+        return self._writer._connection()
 
-    def _tx_sync(self, fn: Callable[[Tx], T]) -> tuple[T, list[Event]]:
-        conn = self._connection()
-        tx = Tx(conn)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(tx)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self.write_failures += 1
-            raise JournalError(f"journal write failed: {exc}") from exc
-        return result, tx.events
+    @property
+    def write_failures(self) -> int:
+        """Writes that failed (disk full, I/O error...) since the journal was opened."""
+        return self._writer.write_failures
+
+    @property
+    def commits(self) -> int:
+        return self._writer.commits
 
     async def transaction(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn(tx)`` on the writer thread in one transaction; all or nothing.
 
-        Raises :class:`JournalError` when the database refuses the write (disk full...).
+        Transactions that wait together share one commit (group commit), each in its own
+        savepoint: ``fn`` gets its own result or its own error either way. Raises
+        :class:`JournalError` when the database refuses the write (disk full...).
         """
-        result: T
-        result, new_events = await self._call(self._tx_sync, fn)
-        if new_events:
-            self._published(new_events)
+        result: T = await self._writer.submit("write", fn)
         return result
 
     def _published(self, new_events: list[Event]) -> None:
@@ -416,29 +210,91 @@ class Journal:
         with contextlib.suppress(ValueError):
             self._listeners.remove(fn)
 
-    async def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        def run() -> list[sqlite3.Row]:
+    def add_fault_listener(self, fn: Callable[[str | None], None]) -> None:
+        """Call ``fn(problem)`` when writes start failing (text) or work again (None)."""
+        self._fault_listeners.append(fn)
+
+    def _on_fault(self, error: BaseException | None) -> None:
+        problem = None if error is None else str(error)
+        if problem == self.problem:
+            return
+        if problem is None:
+            log.info("journal: writes work again")
+        else:
+            log.error("journal: writes fail: %s", problem)
+        self.problem = problem
+        for listener in list(self._fault_listeners):
             try:
-                return self._connection().execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal read failed: {exc}") from exc
+                listener(problem)
+            except Exception:
+                log.exception("journal: fault listener failed")
 
-        return await self._call(run)
+    async def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(sql, params).fetchall()
 
-    def _max_seq_sync(self) -> int:
-        row = self._connection().execute("SELECT MAX(seq) FROM events").fetchone()
+        try:
+            return await self._call(run)
+        except JournalError as exc:
+            if is_storage_fault(exc):
+                self._on_fault(exc)
+            raise
+
+    async def _decoded(
+        self, table: str, sql: str, params: Any, decode: Callable[[sqlite3.Row], R]
+    ) -> list[R]:
+        """Rows of ``table`` decoded; a row that cannot be is quarantined and left out."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[R], list[tuple[sqlite3.Row, str]]]:
+            try:
+                rows = conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                conn.text_factory = lenient_text
+                try:
+                    rows = conn.execute(sql, params).fetchall()
+                finally:
+                    conn.text_factory = str
+            good: list[R] = []
+            bad: list[tuple[sqlite3.Row, str]] = []
+            for row in rows:
+                try:
+                    good.append(decode(row))
+                except RowError as exc:
+                    bad.append((row, str(exc)))
+            return good, bad
+
+        good, bad = await self._call(run)
+        if bad:
+            await self._quarantine(table, bad)
+        return good
+
+    async def _quarantine(self, table: str, bad: list[tuple[sqlite3.Row, str]]) -> None:
+        def run(tx: Tx) -> None:
+            for row, error in bad:
+                quarantine_row(tx.conn, table, row, error, tx.now)
+
+        try:
+            await self.transaction(run)
+        except JournalError as exc:
+            log.error("journal: cannot quarantine %d %s row(s) yet: %s", len(bad), table, exc)
+            return
+        self.quarantined += len(bad)
+
+    def _max_seq_sync(self, conn: sqlite3.Connection | None = None) -> int:
+        row = (conn or self._connection()).execute("SELECT MAX(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
     async def _watch_other_writers(self, interval: float) -> None:
         """Wake consumers when another process (the CLI) committed to the journal."""
 
-        def poll() -> tuple[int, int] | None:
-            conn = self._connection()
+        def poll(conn: sqlite3.Connection) -> tuple[int, int] | None:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             if version == self._data_version:
                 return None
             self._data_version = version
-            return version, self._max_seq_sync()
+            return version, self._max_seq_sync(conn)
 
         while True:
             await asyncio.sleep(interval)
@@ -461,6 +317,16 @@ class Journal:
         rows = await self._query("PRAGMA integrity_check")
         return "; ".join(str(r[0]) for r in rows)
 
+    def check(self) -> None:
+        """Raise :class:`JournalError` while writes fail (for ``/health``)."""
+        if self.problem is not None:
+            raise JournalError(self.problem)
+
+    async def dismiss_recovery(self) -> None:
+        """The owner has seen that the journal was rebuilt: stop telling."""
+        await self.kv_set(KV_RECOVERED, None)
+        self.recovered = None
+
     # -- orders ----------------------------------------------------------------------------
 
     async def upsert_order(self, order: Order) -> UpsertResult:
@@ -469,16 +335,21 @@ class Journal:
         return await self.transaction(lambda tx: tx.upsert_order(order))
 
     async def get_order(self, order_id: int) -> StoredOrder | None:
-        rows = await self._query("SELECT * FROM orders WHERE id = ?", (order_id,))
-        return StoredOrder.from_row(rows[0]) if rows else None
+        rows = await self._orders("SELECT * FROM orders WHERE id = ?", (order_id,))
+        return rows[0] if rows else None
+
+    async def _orders(self, sql: str, params: Any = ()) -> list[StoredOrder]:
+        return await self._decoded("orders", sql, params, StoredOrder.from_row)
+
+    async def _commands(self, sql: str, params: Any = ()) -> list[Command]:
+        return await self._decoded("outbox", sql, params, Command.from_row)
 
     async def waiting_orders(self) -> list[StoredOrder]:
         """Orders waiting for the restaurant's decision, oldest first."""
-        rows = await self._query(
+        return await self._orders(
             "SELECT * FROM orders WHERE status = 'waiting_sp_validation' AND is_final = 0"
             " ORDER BY first_seen, id"
         )
-        return [StoredOrder.from_row(r) for r in rows]
 
     async def waiting_refs(self) -> list[tuple[int, bool]]:
         """``(id, acknowledged)`` of the waiting orders, oldest first: no payloads, so it is
@@ -505,8 +376,7 @@ class Journal:
 
     async def open_orders(self) -> list[StoredOrder]:
         """Every order that is not final yet, oldest first."""
-        rows = await self._query("SELECT * FROM orders WHERE is_final = 0 ORDER BY first_seen, id")
-        return [StoredOrder.from_row(r) for r in rows]
+        return await self._orders("SELECT * FROM orders WHERE is_final = 0 ORDER BY first_seen, id")
 
     async def list_orders(
         self, *, since: float | None = None, search: str = "", limit: int = 200
@@ -524,7 +394,7 @@ class Journal:
             params += [like, like, like]
         sql += " ORDER BY first_seen DESC, id DESC LIMIT ?"
         params.append(limit)
-        return [StoredOrder.from_row(r) for r in await self._query(sql, params)]
+        return await self._orders(sql, params)
 
     async def acknowledge(self, order_id: int, source: str) -> bool:
         """Mark an order's alert as silenced; False if unknown or already acknowledged."""
@@ -550,11 +420,12 @@ class Journal:
         return await self.transaction(lambda tx: tx.append_event(kind, order_id, data))
 
     async def read_events(self, after: int, limit: int = 256) -> list[Event]:
-        rows = await self._query(
+        return await self._decoded(
+            "events",
             "SELECT seq, ts, kind, order_id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
+            event_from_row,
         )
-        return [Event.from_row((r[0], r[1], r[2], r[3], r[4])) for r in rows]
 
     async def wait_for_events(self, after: int, timeout: float | None = None) -> bool:
         """Return once an event with ``seq > after`` exists (True) or ``timeout`` passes."""
@@ -568,6 +439,10 @@ class Journal:
         return True
 
     async def get_cursor(self, consumer: str) -> int | None:
+        """The consumer's cursor (a lazy value not written yet counts)."""
+        lazy = self._writer.lazy_cursor(consumer)
+        if lazy is not None:
+            return lazy
         rows = await self._query("SELECT seq FROM cursors WHERE consumer = ?", (consumer,))
         return int(rows[0][0]) if rows else None
 
@@ -582,7 +457,14 @@ class Journal:
             await self.set_cursor(consumer, cursor)
         return cursor
 
-    async def set_cursor(self, consumer: str, seq: int) -> None:
+    async def set_cursor(self, consumer: str, seq: int, *, lazy: bool = False) -> None:
+        """Advance a consumer's cursor. ``lazy``: for consumers whose side effect is not in
+        the journal and who de-duplicate (bridges): no commit of its own, the value rides
+        with the next one (or is written within seconds); a crash replays a few events."""
+        if lazy:
+            self._writer.defer_cursor(consumer, seq)
+            return
+        self._writer.forget_cursor(consumer)
         await self.transaction(lambda tx: tx.set_cursor(consumer, seq))
 
     # -- outbox ----------------------------------------------------------------------------
@@ -606,19 +488,17 @@ class Journal:
         )
 
     async def get_command(self, command_id: int) -> Command | None:
-        rows = await self._query("SELECT * FROM outbox WHERE id = ?", (command_id,))
-        return Command.from_row(rows[0]) if rows else None
+        rows = await self._commands("SELECT * FROM outbox WHERE id = ?", (command_id,))
+        return rows[0] if rows else None
 
     async def pending_commands(self) -> list[Command]:
         """Commands not finished yet (queued, or caught mid-send by a crash), oldest first."""
-        rows = await self._query(
+        return await self._commands(
             "SELECT * FROM outbox WHERE state IN ('queued', 'sending') ORDER BY id"
         )
-        return [Command.from_row(r) for r in rows]
 
     async def recent_commands(self, limit: int = 100) -> list[Command]:
-        rows = await self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
-        return [Command.from_row(r) for r in rows]
+        return await self._commands("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
 
     async def mark_sending(self, command_id: int) -> None:
         """Record that a send is about to start (so a crash mid-send is detectable)."""
@@ -687,7 +567,7 @@ class Journal:
         return str(rows[0][0]) if rows else None
 
     async def kv_set(self, key: str, value: str | None) -> None:
-        """Set (or with ``None`` delete) a durable setting."""
+        """Set (or with ``None`` delete) a durable setting; unchanged, nothing is written."""
 
         def run(tx: Tx) -> None:
             if value is None:
@@ -695,11 +575,33 @@ class Journal:
             else:
                 tx.execute(
                     "INSERT INTO kv (key, value) VALUES (?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    " WHERE value IS NOT excluded.value",
                     (key, value),
                 )
 
         await self.transaction(run)
+
+    async def kept_get(self, key: str) -> str | None:
+        """A value kept beside the journal (pairing, admin password), so that it survives
+        a journal that had to be replaced. A value an older edged left in ``kv`` moves
+        there on first use."""
+        value = self.kept.get(key)
+        if value is None:
+            old = await self.kv_get(key)
+            if old is not None:
+                await self.kept.set(key, old)
+                await self.kv_set(key, None)
+                value = old
+        return value
+
+    async def kept_set(self, key: str, value: str | None) -> None:
+        """Set (``None``: delete) a kept value; written (atomically) only when it changed.
+
+        Raises :class:`JournalError` when the file cannot be written."""
+        await self.kept.set(key, value)
+        if await self.kv_get(key) is not None:
+            await self.kv_set(key, None)  # an older edged's copy must not come back
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -716,9 +618,11 @@ class Journal:
                 "DELETE FROM outbox WHERE state IN ('done','failed') AND updated < ?", (cutoff,)
             ).rowcount
             low = tx.execute("SELECT MIN(seq) FROM cursors").fetchone()[0]
+            # The newest event always stays: its seq is where numbering goes on.
+            newest = tx.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+            keep_from = min(low if low is not None else newest, newest - 1)
             events = tx.execute(
-                "DELETE FROM events WHERE ts < ? AND seq <= ?",
-                (cutoff, low if low is not None else self._last_seq),
+                "DELETE FROM events WHERE ts < ? AND seq <= ?", (cutoff, keep_from)
             ).rowcount
             return {"orders": orders, "commands": commands, "events": events}
 
@@ -726,7 +630,7 @@ class Journal:
 
     async def counts(self) -> dict[str, int]:
         """Row counts for status pages and metrics."""
-        return await self._call(lambda: _counts(self._connection()))
+        return await self._call(_counts)
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -747,7 +651,9 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (our scripts have no ';' inside strings)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+def _json_or_none(text: object) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

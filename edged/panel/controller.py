@@ -32,7 +32,7 @@ from edged.clock import Clock, RealClock
 from edged.config import DEFAULT_CANCEL_COMMENT, OrdersConfig
 from edged.i18n import Locale
 from edged.journal.events import Event
-from edged.journal.store import Journal, StoredOrder
+from edged.journal.store import Journal, JournalError, StoredOrder
 from edged.orders import CommandRefused, OrderDesk, Outcome
 from edged.panel.alerts import DECISIONS, AlertTracker
 from edged.panel.buttons import BUTTONS, ButtonLogic, ButtonName, Gesture, Intent
@@ -49,7 +49,7 @@ VirtualButton = Literal["accept", "cancel", "both"]
 SOURCE = "panel"
 #: Words :meth:`Panel.virtual_press` returns.
 RESULTS = ("accepted", "cancelled", "queued", "refused", "silenced", "setup", "ignored", "error")
-_LED_KEYS = ("link", "waiting_orders", "queued_commands")
+_LED_KEYS = ("link", "waiting_orders", "queued_commands", "journal")
 
 
 class Panel:
@@ -209,8 +209,15 @@ class Panel:
         while True:
             self._resync.consume()
             start = self.journal.last_seq
-            waiting = await self.journal.waiting_refs()
-            pending = await self.journal.pending_commands()
+            try:
+                waiting = await self.journal.waiting_refs()
+                pending = await self.journal.pending_commands()
+            except JournalError as exc:
+                # An unreadable card: keep ringing for what is known, look again shortly.
+                log.error("panel: journal unavailable: %s; retrying", exc)
+                await self.clock.sleep(1.0)
+                self._resync.fire()
+                continue
             self.tracker.reconcile(start, waiting, pending)
             # Same counts as Journal.counts(); keeps the LED true even when a writer
             # (a test, a tool) did not refresh them.

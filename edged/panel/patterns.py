@@ -32,12 +32,13 @@ The LED shows the most important of these states (priority 1 wins). Each is a cy
 priority  state             when                                LED
 ========  ================  ==================================  =============================
 1         orders_waiting    an order waits for a decision       fast blink (0.2 s on/off)
-2         printer_problem   a printer is offline/out of paper   double blink every 1.5 s
-3         part_failed       a part of the box failed            triple blink every 2 s
-4         not_paired        not paired, or token revoked        short flash every 2 s
-5         offline           no link to Sinqro (commands queue)  slow blink (1 s on/off)
-6         starting          the daemon is starting              medium blink (0.5 s on/off)
-7         online            online, nothing waiting             steady on
+2         journal_problem   journal rebuilt, or writes fail     two long blinks every 3 s
+3         printer_problem   a printer is offline/out of paper   double blink every 1.5 s
+4         part_failed       a part of the box failed            triple blink every 2 s
+5         not_paired        not paired, or token revoked        short flash every 2 s
+6         offline           no link to Sinqro (commands queue)  slow blink (1 s on/off)
+7         starting          the daemon is starting              medium blink (0.5 s on/off)
+8         online            online, nothing waiting             steady on
 ========  ================  ==================================  =============================
 
 ``link = polling`` (websocket down, REST polling works) counts as online. An acknowledged
@@ -151,37 +152,45 @@ LED_PATTERNS: Mapping[str, LedPattern] = {
             "fast blink",
         ),
         LedPattern(
-            "printer_problem",
+            "journal_problem",
             2,
+            ((True, 0.6), (False, 0.3), (True, 0.6), (False, 1.5)),
+            "the journal was damaged and rebuilt (until dismissed on the page), or its"
+            " writes fail (disk full, I/O error)",
+            "two long blinks",
+        ),
+        LedPattern(
+            "printer_problem",
+            3,
             ((True, 0.15), (False, 0.15), (True, 0.15), (False, 1.05)),
             "a printer is offline, out of paper or open",
             "double blink",
         ),
         LedPattern(
             "part_failed",
-            3,
+            4,
             ((True, 0.15), (False, 0.15), (True, 0.15), (False, 0.15), (True, 0.15), (False, 1.25)),
             "a part of the box failed and is being restarted (see the page)",
             "triple blink",
         ),
         LedPattern(
             "not_paired",
-            4,
+            5,
             ((True, 0.1), (False, 1.9)),
             "the box is not paired (or its token was revoked)",
             "short flash",
         ),
         LedPattern(
             "offline",
-            5,
+            6,
             ((True, 1.0), (False, 1.0)),
             "no link to Sinqro; decisions are queued",
             "slow blink",
         ),
         LedPattern(
-            "starting", 6, ((True, 0.5), (False, 0.5)), "the daemon is starting", "medium blink"
+            "starting", 7, ((True, 0.5), (False, 0.5)), "the daemon is starting", "medium blink"
         ),
-        LedPattern("online", 7, ((True, None),), "online, nothing waiting", "steady on"),
+        LedPattern("online", 8, ((True, None),), "online, nothing waiting", "steady on"),
     )
 }
 
@@ -192,6 +201,8 @@ def led_state(state: Mapping[str, Any]) -> str:
     """The LED state for a :class:`~edged.state.BoxState` snapshot (highest priority wins)."""
     if int(state.get("waiting_orders") or 0) > 0:
         return "orders_waiting"
+    if state.get("journal") in ("recovered", "failing"):
+        return "journal_problem"
     for key, value in state.items():
         problem = isinstance(value, Mapping) and value.get("state") in PRINTER_PROBLEMS
         if key.startswith("printer.") and problem:

@@ -39,6 +39,15 @@ def has_ticket(tx: Tx, origin: str, order_id: int, states: tuple[str, ...]) -> b
     return row is not None
 
 
+def printed_before(tx: Tx, order: StoredOrder) -> bool:
+    """After a damaged journal was replaced, an order Sinqro created before that may have
+    printed already: its ticket comes again under a REPRINT banner, never silently twice."""
+    if tx.recovered_at is None:
+        return False
+    created = parse_time(order.payload.get("createdAt"))
+    return created is None or created.timestamp() < tx.recovered_at
+
+
 class JobPlanner:
     """Plans the jobs of the configured printers (``printers``: name → config, in order)."""
 
@@ -55,10 +64,11 @@ class JobPlanner:
         *,
         state: str = "queued",
         error: str | None = None,
+        reprint: bool = False,
     ) -> bool:
         cur = tx.execute(
             "INSERT OR IGNORE INTO print_jobs (printer, origin, kind, order_id, event_seq, params,"
-            " state, created, updated, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, created, updated, error, reprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 printer,
                 printer,
@@ -70,6 +80,7 @@ class JobPlanner:
                 tx.now,
                 tx.now,
                 error,
+                int(reprint),
             ),
         )
         return bool(cur.rowcount)
@@ -104,7 +115,7 @@ class JobPlanner:
                 why = f"order already {order.status}" if order.is_final else "stale order"
                 self.add(tx, name, "order", event, {}, state="skipped", error=why)
                 continue
-            if self.add(tx, name, "order", event, {}):
+            if self.add(tx, name, "order", event, {}, reprint=printed_before(tx, order)):
                 touched.add(name)
 
     def order_status(self, tx: Tx, event: Event, touched: set[str]) -> None:

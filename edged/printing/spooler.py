@@ -260,7 +260,9 @@ class Spooler:
             except (KeyError, TypeError, ValueError) as exc:
                 # A malformed event must not stall the queue for every later ticket.
                 log.error("spooler: cannot plan event %d (%s): %s", event.seq, event.kind, exc)
-        tx.set_cursor(CONSUMER, events[-1].seq)
+        # Lazy: written with the jobs when there are any; events that planned nothing plan
+        # nothing again after a crash (jobs are unique per printer, event and kind).
+        tx.set_cursor(CONSUMER, events[-1].seq, lazy=True)
         return touched
 
     # -- printing --------------------------------------------------------------------------

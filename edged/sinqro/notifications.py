@@ -60,6 +60,7 @@ CLOSE_TIMEOUT = 2.0
 # A connection that stayed up this long resets the reconnect backoff.
 STABLE_AFTER = 30.0
 LOG_SNIPPET = 200
+INGEST_GROUP = 64  # orders of one sync stored side by side (see _ingest_all)
 
 
 class PushSource(Protocol):
@@ -478,6 +479,7 @@ class NotificationLink:
         active = await self.api.active_orders(sp)
         listed: set[int] = set()
         unread = 0
+        fresh = []
         for order in active:
             if order.selling_point_id not in (None, sp):
                 continue
@@ -485,7 +487,8 @@ class NotificationLink:
             self._missing.pop(order.id, None)
             if self._touched.get(order.id, 0) > started:
                 continue  # a websocket frame about it came after this answer was asked for
-            result = await self._ingest_one(order, reason)
+            fresh.append(order)
+        for order, result in zip(fresh, await self._ingest_all(fresh, reason), strict=True):
             if result is None:
                 self._stale(order.id)
             elif result is False:
@@ -572,6 +575,24 @@ class NotificationLink:
                 await self.desk.ingest(order, "verify", authoritative=True)
             except JournalError as exc:
                 self._store_failed(exc, order_id)
+
+    async def _ingest_all(
+        self, orders: list[Order], reason: str
+    ) -> list[UpsertResult | Literal[False] | None]:
+        """:meth:`_ingest_one` side by side, so the journal stores orders that wait together
+        in one commit (a catch-up of many orders shares its fsyncs); a journal error is
+        raised once all have been tried. Returns what each ingest returned."""
+        done: list[UpsertResult | Literal[False] | None] = []
+        for first in range(0, len(orders), INGEST_GROUP):
+            chunk = orders[first : first + INGEST_GROUP]
+            results = await asyncio.gather(
+                *(self._ingest_one(order, reason) for order in chunk), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+                done.append(result)
+        return done
 
     def _store_failed(self, exc: JournalError, order_id: int | None) -> None:
         self._store_failures += 1

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from edged import __version__
-from edged.web.http import Stop, json_response
+from edged.journal import recovery as journal_recovery
+from edged.web.http import Stop, json_response, redirect
 from edged.web.metrics import CONTENT_TYPE, render_metrics
 from edged.web.services import Metric
 
@@ -32,6 +33,13 @@ class Health:
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/health", self.health)
         r.add_get("/metrics", self.metrics)
+        r.add_post("/journal/dismiss", self.journal_dismiss)
+
+    async def journal_dismiss(self, request: web.Request) -> web.StreamResponse:
+        """The owner has read the banner about a rebuilt journal (signed in, CSRF checked)."""
+        services = self.server.services
+        await journal_recovery.dismiss(services.journal, services.state)
+        return redirect("/board")
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         services = self.server.services
@@ -39,6 +47,7 @@ class Health:
         try:
             async with asyncio.timeout(2.0):
                 await services.journal.ping()
+            services.journal.check()  # writes failing (disk full, I/O error)
         except Exception as exc:  # any failure is the answer here
             journal_ok = f"error: {type(exc).__name__}"
         state = services.state
@@ -52,6 +61,8 @@ class Health:
             "link": state.get("link", "unknown"),
             "paired": services.pairing().paired,
             "journal": journal_ok,
+            # ok | recovered (rebuilt after damage, until dismissed) | failing
+            "journal_state": state.get("journal", "ok"),
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
             "printers": printers,

@@ -93,6 +93,9 @@ class Pages:
                 nav=nav and session.authenticated,
                 path=request.path,
                 status=server.live.status_line(locale) if session.authenticated else None,
+                # ok | recovered | failing: the banner in base.html (edged.journal.recovery)
+                journal_state=server.services.state.get("journal", "ok"),
+                journal_recovered=server.services.state.get("journal.recovered") or {},
                 footer=server.access.footer(),
                 scripts=scripts,
                 i18n_json=script_catalog(locale.language),

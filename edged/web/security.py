@@ -1,9 +1,10 @@
 """Who may use the page: the admin password, the printed setup code, sessions, CSRF tokens
 and the limiter that slows down guessing.
 
-* The admin password and the setup code are stored only as salted scrypt hashes in the
-  journal's ``kv`` table; checks use a constant-time compare, and hashing runs on a thread
-  because slow parameters are the point.
+* The admin password and the setup code are stored only as salted scrypt hashes: the
+  password beside the journal (``Journal.kept_get``, so a rebuilt journal keeps it), the
+  code in the journal's ``kv`` table. Checks use a constant-time compare, and hashing
+  runs on a thread because slow parameters are the point.
 * The setup code is printed on the box's own printer, so knowing it proves physical access.
   It is single use; a code made while a password exists (a reset from the panel) expires.
 * Sessions live in memory: a restart signs everyone out, which is fine for a box by the
@@ -134,7 +135,7 @@ def password_problem(password: str) -> str | None:
 
 
 class Credentials:
-    """The admin password and setup code, stored hashed in the journal."""
+    """The admin password and setup code, stored hashed (see the module docstring)."""
 
     def __init__(self, journal: Journal, *, scrypt_n: int = SCRYPT_N) -> None:
         self.journal = journal
@@ -160,15 +161,15 @@ class Credentials:
         return isinstance(expires, (int, float)) and expires <= time.time()
 
     async def has_password(self) -> bool:
-        return await self.journal.kv_get(KV_ADMIN) is not None
+        return await self.journal.kept_get(KV_ADMIN) is not None
 
     async def set_password(self, password: str) -> None:
         hashed = await asyncio.to_thread(hash_secret, password, n=self.scrypt_n)
-        await self.journal.kv_set(KV_ADMIN, hashed.to_json(set_at=time.time()))
+        await self.journal.kept_set(KV_ADMIN, hashed.to_json(set_at=time.time()))
         log.info("web: admin password set")
 
     async def check_password(self, password: str) -> bool:
-        raw = await self.journal.kv_get(KV_ADMIN)
+        raw = await self.journal.kept_get(KV_ADMIN)
         if raw is None:
             return False
         return await self._verify(password, raw, "admin password")

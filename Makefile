@@ -27,8 +27,12 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# One test worker per core (at most 4): the suite waits on sockets, brokers and a VM as
+# much as it computes. The image tests stay together on one worker (xdist group "image").
+PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadgroup
+
 test: system-deps venv lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 test-slow: system-deps venv
 	$(BIN)/pytest -m extended

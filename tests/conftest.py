@@ -97,7 +97,12 @@ def sinqro_config(sim: Simulator) -> SinqroConfig:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start preparing and booting the QEMU test box as soon as it is known to be needed,
-    so its minutes overlap with the tests that run before tests/test_image_boot.py."""
+    so its minutes overlap with the tests that run before tests/test_image_boot.py.
+
+    Not in a parallel run's workers: each collects everything, but only one runs the image
+    tests (one xdist group), and there the other worker's tests are what overlaps."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     for item in session.items:
         module = getattr(item, "module", None)
         callspec = getattr(item, "callspec", None)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -29,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,12 +117,31 @@ def rootfs_tarball(suite: str) -> Path:
     return _build_rootfs(suite)
 
 
+@contextlib.contextmanager
+def _cache_lock(name: str) -> Iterator[None]:
+    """One builder at a time for a cache entry, across processes (the test workers each
+    collect these modules and prefetch): the others wait, then find it built."""
+    with (cache_dir() / f"{name}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _build_rootfs(suite: str) -> Path:
     mirror = debian_mirror()
     key = hashlib.sha256(f"{suite} minbase {','.join(INCLUDE)} {mirror}".encode()).hexdigest()
     tarball = cache_dir() / f"rootfs-{suite}-{key[:16]}.tar"
     if tarball.is_file():
         return tarball
+    with _cache_lock(tarball.name):
+        if tarball.is_file():
+            return tarball
+        return _debootstrap(suite, mirror, tarball)
+
+
+def _debootstrap(suite: str, mirror: str, tarball: Path) -> Path:
     build = cache_dir() / f"build-{suite}-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     try:
@@ -163,6 +184,13 @@ def wheelhouse(python: str, arch: str = "x86_64") -> Path:
     wheels = cache_dir() / f"wheelhouse-{python}-{arch}-{key[:16]}"
     if (wheels / ".complete").is_file():
         return wheels
+    with _cache_lock(wheels.name):
+        if not (wheels / ".complete").is_file():
+            _download_wheels(python, arch, wheels)
+    return wheels
+
+
+def _download_wheels(python: str, arch: str, wheels: Path) -> None:
     shutil.rmtree(wheels, ignore_errors=True)
     abi = "cp" + python.replace(".", "")
     subprocess.run(
@@ -174,7 +202,6 @@ def wheelhouse(python: str, arch: str = "x86_64") -> Path:
         check=True,
     )
     (wheels / ".complete").touch()
-    return wheels
 
 
 def copy_tree(dest: Path) -> Path:

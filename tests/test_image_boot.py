@@ -47,7 +47,8 @@ from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
 prefetch("trixie")  # cold caches: debootstrap while the other tests run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+# One test worker runs both image modules: they share the cache and the CPU-heavy VM.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.xdist_group("image")]
 
 MAC = "52:54:00:ed:9e:d1"  # first boot names the box after its last 4 hex digits
 SINQRO = "10.0.2.100:8900"  # the simulator, as the guest sees it

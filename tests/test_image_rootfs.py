@@ -58,7 +58,8 @@ TOKEN = "ci-server-token-0123"
 
 prefetch("bookworm", "trixie")  # cold caches: debootstrap while the other tests run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+# One test worker runs both image modules: they share the cache and the CPU-heavy VM.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.xdist_group("image")]
 
 
 @dataclass

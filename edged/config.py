@@ -23,7 +23,7 @@ from edged.configtools import ConfigError, build, dump_toml, merge, opt
 from edged.decoding import ascii_int
 from edged.fleet.identity import MACHINE_ID_FILE, SERIAL_FILE, valid_box_id
 from edged.fleet.settings import AlertsConfig, FleetConfig
-from edged.i18n import N_
+from edged.i18n import N_, Language
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
@@ -43,7 +43,7 @@ class BoxConfig:
     state_dir: str = field(
         default="/var/lib/edged", metadata=opt(doc="Journal and saved settings live here")
     )
-    language: Literal["en", "es"] = field(
+    language: Language = field(
         default="en", metadata=opt(doc="Language of the page, tickets and command line")
     )
     timezone: str = field(

@@ -104,6 +104,11 @@ class Locale:
 
     # -- numbers ---------------------------------------------------------------------------
 
+    @property
+    def decimal_mark(self) -> str:
+        """``.`` (en) or ``,`` (es, ca)."""
+        return _NUMBER_MARKS[self.language][0]
+
     def number(self, value: float, decimals: int = 0) -> str:
         """``1234.5`` as ``1,234.50`` (en) or ``1.234,50`` (es, ca)."""
         point, thousands = _NUMBER_MARKS[self.language]

@@ -19,8 +19,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
-from edged.printing.settings import ORDER_TYPES
-from edged.web.labels import CHOICE_TEXT, FIELD_TEXT
+from edged.printing.settings import ORDER_TYPES, SLIP_STATUSES
+from edged.web.labels import ADVANCED, CHOICE_TEXT, FIELD_TEXT
 
 TRUE_WORDS = ("true", "on", "1", "yes")
 
@@ -70,15 +70,18 @@ def form_fields(cls: type[Any], prefix: str) -> list[FormField]:
     return out
 
 
-def _convert(text: str, hint: Any) -> Any:
-    """Form text to the hinted type when it converts; else the text, for build() to refuse."""
+def _convert(text: str, hint: Any, point: str = ".") -> Any:
+    """Form text to the hinted type when it converts; else the text, for build() to refuse.
+
+    ``point`` is the decimal mark of the page's language: ``0,5`` is a number on a Spanish
+    page (``0.5`` too: people type either)."""
     origin = get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         options = [a for a in get_args(hint) if a is not type(None)]
         if not text.strip() and len(options) < len(get_args(hint)):
             return None
         for option in options:
-            value = _convert(text, option)
+            value = _convert(text, option, point)
             if not isinstance(value, str) or option is str:
                 return value
         return text
@@ -98,6 +101,8 @@ def _convert(text: str, hint: Any) -> Any:
         number = ascii_int(text, signed=True)
         return text if number is None else number
     if hint is float:
+        if point != "." and text.count(point) == 1 and "." not in text:
+            text = text.replace(point, ".")
         value = decimal(text)  # "nan", "inf", "0x10" and "1_0" stay text, and are refused
         return text if value is None else value
     return text.strip()
@@ -111,13 +116,20 @@ def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def parse_form(cls: type[Any], prefix: str, form: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """The table for ``cls`` from submitted ``form`` (key -> all submitted values).
+def parse_form(
+    cls: type[Any],
+    prefix: str,
+    form: Mapping[str, Sequence[str]],
+    locale: Locale | None = None,
+) -> dict[str, Any]:
+    """The table for ``cls`` from submitted ``form`` (key -> all submitted values), numbers
+    read as ``locale`` writes them.
 
     Keys are relative to ``prefix``. A checkbox sends a hidden ``false`` then ``true`` when
     ticked, so the last value wins. A blank secret keeps the saved one (it is left out).
     Fields missing from the form are left out too.
     """
+    point = (locale or Locale()).decimal_mark
     table: dict[str, Any] = {}
     for field in form_fields(cls, prefix):
         values = form.get(field.key)
@@ -130,15 +142,18 @@ def parse_form(cls: type[Any], prefix: str, form: Mapping[str, Sequence[str]]) -
         text = values[-1]
         if field.secret and not text:
             continue
-        _set_dotted(table, field.key[len(prefix) + 1 :], _convert(text, field.hint))
+        _set_dotted(table, field.key[len(prefix) + 1 :], _convert(text, field.hint, point))
     return table
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, point: str = ".") -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     if value is None:
         return ""
+    if isinstance(value, float):
+        # 0.05 as "0,05" on a Spanish page; no thousands marks (the field reads it back).
+        return f"{value:.10f}".rstrip("0").rstrip(".").replace(".", point)
     return str(value)
 
 
@@ -171,10 +186,11 @@ class FieldView:
     numeric: bool = False
     error: str = ""
     advanced: bool = True
+    config_key: str = ""  # shown small beside advanced fields, for support
 
 
 # List fields whose values come from a fixed set: drawn as a group of checkboxes.
-CHOICES: dict[str, tuple[str, ...]] = {"order_types": ORDER_TYPES}
+CHOICES: dict[str, tuple[str, ...]] = {"order_types": ORDER_TYPES, "status_slips": SLIP_STATUSES}
 
 
 def section_of(prefix: str) -> str:
@@ -193,10 +209,11 @@ def field_views(
     locale: Locale | None = None,
 ) -> list[FieldView]:
     """The inputs for ``cls`` at ``prefix``, filled with ``current`` (or what the user
-    submitted, after an error), each with its error; labels and help in ``locale``'s
-    language for the fields an owner needs, the rest marked ``advanced``."""
+    submitted, after an error), each with its error, label and help in ``locale``'s
+    language; the fields an owner does not need are marked ``advanced``."""
     errors = errors or {}
-    _ = (locale or Locale()).gettext
+    locale = locale or Locale()
+    _ = locale.gettext
     section = section_of(prefix)
     views: list[FieldView] = []
     defaults = _defaults(cls)
@@ -213,27 +230,25 @@ def field_views(
             # A new entry starts from the field's default: only what matters is typed.
             value = defaults.get(field.name)
         hint = field.hint
-        bounds = ""
-        if field.minimum is not None or field.maximum is not None:
-            lo = "" if field.minimum is None else _num(field.minimum)
-            hi = "" if field.maximum is None else _num(field.maximum)
-            bounds = f" ({lo}…{hi})"
-        text = FIELD_TEXT.get((section, field.name))
+        label, help_text = field_text(section, field.name)
+        advanced = (section, field.name) in ADVANCED
         common: dict[str, Any] = {
             "key": field.key,
             "id": field_id(field.key),
             "name": field.name,
-            "label": _(text[0]) if text else field.key.split(".", 1)[-1],
-            "help": (_(text[1]) if text[1] else "") if text else field.doc + bounds,
+            "label": _(label),
+            "help": " ".join(p for p in (_(help_text), _bounds(field, locale)) if p),
             "error": errors.get(field.key, ""),
-            "advanced": text is None,
+            "advanced": advanced,
+            "config_key": field.key if advanced else "",
         }
+        words = CHOICE_TEXT.get((section, field.name), {})
         if field.name in CHOICES:
             if all_submitted:
                 chosen = tuple(v for v in all_submitted if v)
             else:
                 chosen = tuple(value or ()) if isinstance(value, (list, tuple)) else ()
-            options = tuple((c, _(CHOICE_TEXT.get(c, c))) for c in CHOICES[field.name])
+            options = tuple((c, _(words.get(c, c))) for c in CHOICES[field.name])
             views.append(
                 FieldView(widget="checks", value="", options=options, selected=chosen, **common)
             )
@@ -241,14 +256,17 @@ def field_views(
             checked = value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
             views.append(FieldView(widget="checkbox", value="true", checked=checked, **common))
         elif get_origin(hint) is Literal:
-            options = tuple((str(a), _(CHOICE_TEXT.get(str(a), str(a)))) for a in get_args(hint))
+            options = tuple((str(a), _(words.get(str(a), str(a)))) for a in get_args(hint))
             views.append(FieldView(widget="select", value=_shown(value), options=options, **common))
         elif field.secret:
             views.append(FieldView(widget="password", value="set" if value else "", **common))
         else:
             views.append(
                 FieldView(
-                    widget="text", value=_shown(value), numeric=hint in (int, float), **common
+                    widget="text",
+                    value=_shown(value, locale.decimal_mark),
+                    numeric=hint in (int, float),
+                    **common,
                 )
             )
     return views
@@ -284,16 +302,16 @@ def field_problems(
             continue
         hint = field.hint
         if hint in (int, float):
-            value = _convert(text, hint)
+            value = _convert(text, hint, locale.decimal_mark)
             if isinstance(value, str):
                 problems[field.key] = (
                     _("Enter a whole number.") if hint is int else _("Enter a number.")
                 )
                 continue
             if field.minimum is not None and value < field.minimum:
-                problems[field.key] = _("At least {n}.").format(n=locale.number(field.minimum))
+                problems[field.key] = _("At least {n}.").format(n=_num(field.minimum, locale))
             elif field.maximum is not None and value > field.maximum:
-                problems[field.key] = _("At most {n}.").format(n=locale.number(field.maximum))
+                problems[field.key] = _("At most {n}.").format(n=_num(field.maximum, locale))
         elif get_origin(hint) is Literal and text not in [str(a) for a in get_args(hint)]:
             problems[field.key] = _("Choose one of the offered values.")
     return problems
@@ -303,8 +321,25 @@ def _no_default(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+def field_text(section: str, name: str) -> tuple[str, str]:
+    """The (label, help) message ids of a field; a field without words (a test keeps that
+    from landing) falls back to its name and no help rather than failing the page."""
+    return FIELD_TEXT.get((section, name), (name, ""))
+
+
+def _bounds(field: FormField, locale: Locale) -> str:
+    """``(0,01…600)``: the accepted range, in the locale's numbers."""
+    if field.minimum is None and field.maximum is None:
+        return ""
+    lo = "" if field.minimum is None else _num(field.minimum, locale)
+    hi = "" if field.maximum is None else _num(field.maximum, locale)
+    return f"({lo}…{hi})"
+
+
+def _num(value: float, locale: Locale) -> str:
+    """``value`` with as many decimals as it has (``0.005`` -> ``0,005`` in es)."""
+    decimals = len(f"{float(value):.10f}".rstrip("0").partition(".")[2])
+    return locale.number(value, decimals)
 
 
 def place_error(key: str, field_keys: Sequence[str]) -> str | None:
@@ -327,6 +362,7 @@ __all__ = [
     "FormField",
     "field_id",
     "field_problems",
+    "field_text",
     "field_views",
     "form_fields",
     "parse_form",

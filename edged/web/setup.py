@@ -206,7 +206,7 @@ class SetupPages:
         if cls is None:
             raise web.HTTPNotFound()
         form = await self._form_lists(request)
-        table = parse_form(cls, section, form)
+        table = parse_form(cls, section, form, self.server.locale())
         keys = [f.key for f in form_fields(cls, section)]
         problems = field_problems(cls, section, form, self.server.locale())
         return await self._apply(request, {section: table}, section, keys, problems=problems)
@@ -231,7 +231,7 @@ class SetupPages:
         uri_key = f"{prefix}.uri"
         if form.get(uri_key):
             form[uri_key] = [uri_from_address(form[uri_key][-1])]
-        table = parse_form(PrinterConfig, prefix, form)
+        table = parse_form(PrinterConfig, prefix, form, self.server.locale())
         problems = field_problems(PrinterConfig, prefix, form, self.server.locale())
         if uri_key not in problems and table.get("uri"):
             try:

@@ -412,7 +412,7 @@ FORBIDDEN = (b"\x1bp", b"\x10\x14", b"\x10\x04", b"\x7f")
 @given(
     order=order_objects(sane_core=True),
     layout=st.sampled_from(["full", "kitchen"]),
-    language=st.sampled_from(["en", "es"]),
+    language=st.sampled_from(["en", "es", "ca"]),
     columns=st.sampled_from([32, 42, 48]),
     profile=st.sampled_from(["default", "ZJ-5870"]),
 )

@@ -83,4 +83,13 @@ def test_numbers_amounts_and_times_follow_the_language_and_zone() -> None:
     assert madrid.date(noon_utc) == "24/07/2026"
     assert Locale("en", "America/New_York").datetime(noon_utc) == "07/24/2026 08:05"
     assert Locale("es").gettext("Orders") == "Pedidos"
+    # Catalan writes numbers, amounts and dates like Spanish, with its own words.
+    assert Locale("ca").money(1234.5, euro) == "1.234,50€"
+    assert Locale("ca").number(0.005, 3) == "0,005"
+    assert Locale("ca").decimal_mark == "," and Locale("en").decimal_mark == "."
+    barcelona = Locale("ca", "Europe/Madrid")
+    assert barcelona.short_datetime(noon_utc) == "dv. 24/07 14:05"
+    assert barcelona.date(noon_utc) == "24/07/2026"
+    assert barcelona.gettext("Orders") == "Comandes"
+    assert barcelona.pgettext("ticket", "TAKEAWAY") == "PER EMPORTAR"
     assert Locale("xx").language == "en"

@@ -54,15 +54,37 @@ def write_box(tmp_path: Path, language: str) -> tuple[Path, dict[str, object]]:
     return config, raw
 
 
+@pytest.mark.parametrize(
+    ("language", "header", "kind", "status"),
+    [
+        (
+            "es",
+            ["ID", "CÓDIGO", "TIPO", "ESTADO", "RECIBIDO"],
+            "Para recoger",
+            "Esperando su decisión",
+        ),
+        (
+            "ca",
+            ["ID", "CODI", "TIPUS", "ESTAT", "REBUDA"],
+            "Per emportar",
+            "Espera la vostra decisió",
+        ),
+    ],
+)
 def test_orders_has_a_header_and_the_selling_points_time(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    language: str,
+    header: list[str],
+    kind: str,
+    status: str,
 ) -> None:
-    config, raw = write_box(tmp_path, "es")
+    config, raw = write_box(tmp_path, language)
     assert cli.main(["orders", "-c", str(config)]) == 0
-    header, row = capsys.readouterr().out.splitlines()
-    assert header.split() == ["ID", "CÓDIGO", "TIPO", "ESTADO", "RECIBIDO"]
-    assert raw["marketOrderCode"] in row and "Para recoger" in row
-    assert "Esperando su decisión" in row
+    first, row = capsys.readouterr().out.splitlines()
+    assert first.split() == header
+    assert raw["marketOrderCode"] in row and kind in row
+    assert status in row
 
     async def seen() -> float:
         journal = await Journal.open(tmp_path / "edged.sqlite3")

@@ -14,6 +14,7 @@ import pytest
 from markupsafe import escape
 from test_web_security import Box, box, client, sign_in  # noqa: F401  (fixtures)
 
+from edged.config import DEFAULT_CANCEL_COMMENT
 from edged.i18n import Locale
 from edged.i18n.extract import all_messages
 from edged.printing.settings import PrinterConfig
@@ -83,7 +84,7 @@ def test_every_field_word_is_in_the_catalog() -> None:
     assert [w for w in words if w not in catalog] == []
 
 
-@pytest.mark.parametrize("language", ["es"])
+@pytest.mark.parametrize("language", ["es", "ca"])
 async def test_a_box_in_another_language_shows_no_english_field_doc(
     box: Box,  # noqa: F811
     client: httpx.AsyncClient,  # noqa: F811
@@ -146,3 +147,24 @@ async def test_a_spanish_page_takes_and_shows_decimal_commas(
         "/settings/panel", data={"csrf": token, "panel.repeat_every": "1.000,5"}
     )
     assert grouped.status_code == 400
+
+
+async def test_the_default_cancel_comment_is_shown_and_kept_in_the_box_language(
+    box: Box,  # noqa: F811
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    token = await sign_in(box, client)
+    await client.post("/settings/language", data={"csrf": token, "language": "ca"})
+    page = (await client.get("/settings")).text
+    assert 'name="orders.cancel_comment" value="Cancel·lada pel restaurant"' in page
+    # Saved as shown: still the default, so it follows a later change of language.
+    form = {"csrf": token, "orders.cancel_comment": "Cancel·lada pel restaurant"}
+    assert (await client.post("/settings/orders", data=form)).status_code == 303
+    assert box.server.services.config().orders.cancel_comment == DEFAULT_CANCEL_COMMENT
+    await client.post("/settings/language", data={"csrf": token, "language": "es"})
+    page = (await client.get("/settings")).text
+    assert 'name="orders.cancel_comment" value="Cancelado por el restaurante"' in page
+    # Words of the owner's own are kept as typed.
+    form["orders.cancel_comment"] = "Tancat per vacances"
+    assert (await client.post("/settings/orders", data=form)).status_code == 303
+    assert box.server.services.config().orders.cancel_comment == "Tancat per vacances"

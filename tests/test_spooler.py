@@ -411,7 +411,7 @@ async def test_requests_from_another_process(tmp_path: Path, tcp: Any) -> None:
     reprint = tickets(back)[1]
     assert reprint.lines[0].text.strip() == "REPRINT" and "#C9001" in reprint.text
     test_page = tickets(front)[1]
-    assert "TEST PRINT" in test_page.text and "ñ á é í ó ú ü ç €" in test_page.text
+    assert "TEST PRINT" in test_page.text and "ñ á é í ó ú ü ç à è ò ï l·l €" in test_page.text
     assert "Contraseña: ñandú€" in tickets(front)[2].text
 
 

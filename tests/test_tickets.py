@@ -80,7 +80,7 @@ def check_golden(name: str, text: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("language", ["en", "es", "ca"])
 def test_golden(kind: str, language: str) -> None:
     decoded = render(parse_order(example(kind)), language=language)
     check_golden(f"{kind}-{language}", styled(decoded))
@@ -231,15 +231,16 @@ def test_encode_text_is_printable_whatever_it_gets() -> None:
     ("profile", "expected"),
     [("default", "CP858"), ("TM-T20II", "CP858"), ("ZJ-5870", "CP1252"), ("POS-5890", "CP858")],
 )
-def test_code_page_prints_spanish_and_euro(profile: str, expected: str) -> None:
+def test_code_page_prints_spanish_catalan_and_euro(profile: str, expected: str) -> None:
     page = codepages.resolve(profile)
     assert page.name == expected
     options = TicketOptions(columns=32)
-    data = encode(text_ticket(["ñ á é í ó ú ü ç €"], options), settings(profile, 58))
+    sample = "ñ á é í ó ú ü ç à è ò ï l·l €"
+    data = encode(text_ticket([sample], options), settings(profile, 58))
     decoded = decode(data, {page.number: page.codec})
     assert decoded.unexpected == []
     assert decoded.code_pages == [page.number]
-    assert decoded.lines[0].text == "ñ á é í ó ú ü ç €"
+    assert decoded.lines[0].text == sample
 
 
 def test_slips_and_test_page() -> None:
@@ -268,7 +269,7 @@ def test_slips_and_test_page() -> None:
         encode(printer_test_ticket("kitchen", "Box", "CP858", TicketOptions(), at), settings())
     )
     assert page.unexpected == []
-    assert "ñ á é í ó ú ü ç €" in page.text
+    assert "ñ á é í ó ú ü ç à è ò ï l·l €" in page.text
     assert page.qr
 
 
@@ -368,9 +369,19 @@ def test_cancel_slip_repeats_items_and_table_not_the_reason() -> None:
     raw["cancellationComment"] = "No queda masa"
     es = cancel_slip(parse_order(raw), "cancelled_by_sp", TicketOptions(language="es"), at)
     assert "Motivo:" in es.plain_text() and "No queda masa" in es.plain_text()
+    # Catalan, l·l included, prints in the printer's own characters (no "?").
+    ca = decode(
+        encode(
+            cancel_slip(parse_order(raw), "cancelled_by_sp", TicketOptions(language="ca"), at),
+            settings(),
+        )
+    )
+    assert ca.unexpected == []
+    assert ca.lines[0].text.strip() == "CANCEL·LADA"
+    assert "Cancel·lada pel restaurant" in ca.text and "Motiu:" in ca.text
 
 
-def test_updated_slip_in_both_languages() -> None:
+def test_updated_slip_in_every_language() -> None:
     raw = example("delivery")
     raw["executionTime"] = "2020-07-24T05:35:53+0000"
     order = parse_order(raw)
@@ -384,11 +395,17 @@ def test_updated_slip_in_both_languages() -> None:
     assert "Was: Fri 24/07 07:05" in en.text
     es = updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(language="es"), at)
     assert "ACTUALIZADO" in es.plain_text() and "Nueva hora: 07:35" in es.plain_text()
+    ca = updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(language="ca"), at)
+    assert "ACTUALITZADA" in ca.plain_text() and "Hora nova: 07:35" in ca.plain_text()
 
 
 @pytest.mark.parametrize(
     ("language", "words"),
-    [("en", "more lines, see the page"), ("es", "líneas más, véase la página")],
+    [
+        ("en", "more lines, see the page"),
+        ("es", "líneas más, véase la página"),
+        ("ca", "línies més, vegeu la pàgina"),
+    ],
 )
 def test_total_cap_on_ticket_lines(language: str, words: str) -> None:
     raw = example("collection")

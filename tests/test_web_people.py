@@ -314,7 +314,7 @@ async def test_first_visit_by_button_then_a_printer_added_with_two_fields_prints
 
 def english_phrases(language: str) -> list[str]:
     """Catalog strings a page could show that read differently in ``language``: if one of
-    them is on a Spanish page, something was not translated."""
+    them is on a Spanish or Catalan page, something was not translated."""
     locale = Locale(language)
     phrases = []
     for message in all_messages():
@@ -333,17 +333,18 @@ async def visible_text(page: Page) -> str:
     return str(await page.evaluate("document.body.innerText"))
 
 
-async def test_a_spanish_box_shows_no_english_and_the_selling_points_time(
-    sim: Simulator, tmp_path: Path
+@pytest.mark.parametrize("language", ["es", "ca"])
+async def test_a_spanish_or_catalan_box_shows_no_english_and_the_selling_points_time(
+    sim: Simulator, tmp_path: Path, language: str
 ) -> None:
-    phrases = english_phrases("es")
+    phrases = english_phrases(language)
     assert len(phrases) > 150
 
     def english_in(text: str) -> list[str]:
         return [p for p in phrases if re.search(rf"(?<![\w]){re.escape(p)}(?![\w])", text)]
 
     async with (
-        running_box(sim, tmp_path, language="es", paired=False) as box,
+        running_box(sim, tmp_path, language=language, paired=False) as box,
         browser(PHONE) as context,
     ):
         page = await new_page(context)
@@ -368,7 +369,7 @@ async def test_a_spanish_box_shows_no_english_and_the_selling_points_time(
         await expect(page.locator("#history tr")).to_have_count(len(orders))
         text = await visible_text(page)
         assert english_in(text) == [], text
-        await shot(page, "people-phone-board-es", full=True)
+        await shot(page, f"people-phone-board-{language}", full=True)
         # Times are the selling point's, not the box's UTC.
         zone = ZoneInfo(box.app.current_pairing().timezone)
         assert str(zone) == "Europe/Madrid"
@@ -386,6 +387,9 @@ async def test_a_spanish_box_shows_no_english_and_the_selling_points_time(
             assert await row.locator("td").first.inner_text() == seen
         for path in ("/settings", "/pairing", "/login"):
             await page.goto(box.url + path)
+            # Folded parts too: the advanced fields a vendor opens are in the language.
+            await page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
             text = await visible_text(page)
             assert english_in(text) == [], f"{path}: {text}"
-        await shot(page, "people-phone-settings-es", full=True)
+            if path == "/settings":
+                await shot(page, f"people-phone-settings-{language}", full=True)

@@ -19,11 +19,11 @@ from importlib import resources
 from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Language = Literal["en", "es"]
+Language = Literal["en", "es", "ca"]
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 DOMAIN: Final = "edged"
 # What each language calls itself, for the language picker.
-NATIVE_NAMES: Final[dict[str, str]] = {"en": "English", "es": "Español"}
+NATIVE_NAMES: Final[dict[str, str]] = {"en": "English", "es": "Español", "ca": "Català"}
 # (decimal mark, thousands separator) per language.
 _NUMBER_MARKS: Final[dict[str, tuple[str, str]]] = {
     "en": (".", ","),

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-REQUIRED = "ñÑáÁéÉíÍóÓúÚüÜçÇàèòïº€"
+REQUIRED = "ñÑáÁéÉíÍóÓúÚüÜçÇàèòïº·€"  # · for the Catalan l·l
 # Best first: CP858 is CP850 with the euro, the Epson default; CP1252 next.
 PREFERRED = ("CP858", "CP1252", "ISO_8859-15")
 

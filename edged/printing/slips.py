@@ -146,7 +146,7 @@ def printer_test_ticket(
     b.field(L["columns"], str(opts.columns))
     b.field(L["at"], local_label(at, zone(opts.tz), opts.language))
     b.rule()
-    b.text("ñ á é í ó ú ü ç €")
+    b.text("ñ á é í ó ú ü ç à è ò ï l·l €")
     b.text("Ñ Á É Í Ó Ú Ü Ç ª º ¿ ¡")
     digits = "".join(str(i % 10) for i in range(1, opts.columns + 1))
     b.elements.append(Text(digits))

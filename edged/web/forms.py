@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
 from edged.printing.settings import ORDER_TYPES, SLIP_STATUSES
-from edged.web.labels import ADVANCED, CHOICE_TEXT, FIELD_TEXT
+from edged.web.labels import ADVANCED, CHOICE_TEXT, FIELD_TEXT, IN_BOX_LANGUAGE
 
 TRUE_WORDS = ("true", "on", "1", "yes")
 
@@ -129,7 +129,9 @@ def parse_form(
     ticked, so the last value wins. A blank secret keeps the saved one (it is left out).
     Fields missing from the form are left out too.
     """
-    point = (locale or Locale()).decimal_mark
+    locale = locale or Locale()
+    point = locale.decimal_mark
+    defaults = _defaults(cls)
     table: dict[str, Any] = {}
     for field in form_fields(cls, prefix):
         values = form.get(field.key)
@@ -142,6 +144,10 @@ def parse_form(
         text = values[-1]
         if field.secret and not text:
             continue
+        if (section_of(prefix), field.name) in IN_BOX_LANGUAGE:
+            default = defaults.get(field.name)
+            if isinstance(default, str) and text.strip() == locale.gettext(default):
+                text = default  # left as shown: it keeps following the box's language
         _set_dotted(table, field.key[len(prefix) + 1 :], _convert(text, field.hint, point))
     return table
 
@@ -229,6 +235,8 @@ def field_views(
         else:
             # A new entry starts from the field's default: only what matters is typed.
             value = defaults.get(field.name)
+        if (section, field.name) in IN_BOX_LANGUAGE and value == defaults.get(field.name):
+            value = _(str(value))
         hint = field.hint
         label, help_text = field_text(section, field.name)
         advanced = (section, field.name) in ADVANCED

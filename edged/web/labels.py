@@ -397,6 +397,11 @@ ADVANCED: frozenset[Key] = frozenset(
     ]
 )
 
+# Fields whose default is a catalog message (the CANCEL button's comment): the page shows it
+# in the box's language, and keeps it as the default when saved unchanged, so it goes on
+# following the language.
+IN_BOX_LANGUAGE: frozenset[Key] = frozenset([("orders", "cancel_comment")])
+
 _ORDER_TYPE_TEXT = {
     "delivery": N_("Delivery"),
     "collection": N_("Takeaway"),

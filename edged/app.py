@@ -33,7 +33,8 @@ from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
 from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal, Tx
-from edged.orders import OrderDesk, OutboxSender
+from edged.orders import OrderDesk
+from edged.outbox import OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
 from edged.parts import PartSpec, Runnable, Supervisor
 from edged.sinqro.api import SinqroApi

@@ -16,7 +16,7 @@ from test_faults import running_app
 
 from edged.app import App
 from edged.journal import events as ev
-from edged.orders import pick_action
+from edged.outbox import pick_action
 from edged.simulator.server import Simulator
 from edged.sinqro.models import Order, OrderAction, parse_order
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from edged.simulator.cloud import CloudError
+from edged.simulator.errors import CloudError
 from edged.simulator.routes import ADMIN_PREFIX, error_response, json_response, path_int
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from edged.simulator.cloud import CloudError, error_body
+from edged.simulator.errors import CloudError, error_body
 from edged.sinqro import endpoints
 
 if TYPE_CHECKING:

@@ -45,9 +45,10 @@ from edged.journal import events as ev  # noqa: E402
 from edged.journal.events import Event  # noqa: E402
 from edged.journal.store import Journal  # noqa: E402
 from edged.orders import OrderDesk  # noqa: E402
-from edged.simulator.cloud import default_selling_points, status_object  # noqa: E402
+from edged.simulator.cloud import default_selling_points  # noqa: E402
 from edged.simulator.generate import build_order, notification_example  # noqa: E402
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN  # noqa: E402
+from edged.simulator.statuses import status_object  # noqa: E402
 from edged.sinqro.models import ORDER_TYPES, Order, parse_order  # noqa: E402
 from edged.state import BoxState  # noqa: E402
 

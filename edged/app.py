@@ -1,10 +1,14 @@
-"""Composition root: the only place that picks real or virtual parts, from the config.
+"""Composition root: the daemon's lifecycle, its pairing, and settings applied live.
+
+:class:`App` holds the box's one journal, state and order desk and the parts running now.
+The only place that picks real or virtual parts from the config is :mod:`edged.assembly`,
+which builds them for the supervisor (:mod:`edged.parts`).
 
 Start-up order matters and is what systemd's READY=1 promises:
 
 1. the journal is open (migrated, WAL, writer thread up);
 2. the supervisor builds and starts every part (Sinqro link, outbox sender, spooler,
-   panel, bridges, web page; see :mod:`edged.parts`);
+   panel, bridges, web page, fleet link, alerts);
 3. READY=1 and a STATUS line; then WATCHDOG=1 while the loop and the journal answer.
 
 A part that fails is shown failed and restarted with backoff by the supervisor; order
@@ -21,30 +25,30 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edged import sdnotify
+from edged.assembly import Assembly
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
 from edged.journal import recovery as journal_recovery
-from edged.journal.store import Journal, Tx
-from edged.orders import OrderDesk, OutboxSender
+from edged.journal.store import Journal
+from edged.orders import OrderDesk
+from edged.outbox import OutboxSender
 from edged.pairing import Pairing, load_pairing, save_pairing
-from edged.parts import PartSpec, Runnable, Supervisor
+from edged.parts import Runnable, Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink, PushSource
+from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.fleet.alerts import AlertMonitor
     from edged.fleet.link import FleetLink
-    from edged.fleet.settings import FleetConfig
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
@@ -113,12 +117,12 @@ class App:
         self.identity: BoxIdentity
         self.alerts: AlertMonitor | None = None
         self.fleet: FleetLink | None = None
-        self._link_fleet: FleetConfig | None = None
+        # Builds the parts and keeps the references above to the instances running now.
+        self.assembly = Assembly(self, release=self._release)
         # Tests: called with a part's name before each start (to inject start failures).
         self.start_hook: Callable[[str], None] | None = None
         self._stop = asyncio.Event()
         self._applying = asyncio.Lock()
-        self._printer_moves: list[tuple[str, str]] = []
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
         self.demo = False
@@ -216,298 +220,6 @@ class App:
             )
         return out
 
-    async def order_actions(self, order_id: int) -> list[OrderAction]:
-        return await self.api.order_actions(order_id)
-
-    async def apply_settings(self, changes: dict[str, Any]) -> ApplyResult:
-        """Validate and save settings from the web page, then apply them: the parts whose
-        sections changed restart within a moment; queued work is in the journal."""
-        # Off the loop: the save fsyncs the file and its directory.
-        new = await asyncio.to_thread(save_web_settings, self.config, changes)
-        return await self._use(new)
-
-    async def reload(self) -> ApplyResult:
-        """SIGHUP (``systemctl reload edged``): read the config files again and apply."""
-        new = await asyncio.to_thread(load_config, self.config.source)
-        return await self._use(new)
-
-    async def _use(self, new: Config) -> ApplyResult:
-        async with self._applying:
-            old = self.config
-            self.config = new
-            self.desk.config = new.orders
-            self.sender.config = new.orders
-            if self.panel is not None:
-                self.panel.language = new.box.language
-            # Queued tickets of a removed printer go to its backup when that one stays; the
-            # rest are failed with a reason by the spooler's start (never dropped silently).
-            self._printer_moves = self._backups_of_removed(old, new)
-            parts = await self.supervisor.apply(new)
-            fixed = ("journal", "logging")
-            later = tuple(s for s in fixed if getattr(old, s) != getattr(new, s))
-            return ApplyResult(new, parts, later)
-
-    def _backups_of_removed(self, old: Config, new: Config) -> list[tuple[str, str]]:
-        """``(removed printer, its backup)`` for removed printers whose backup stays."""
-        kept = {p.name for p in new.printers}
-        return [
-            (p.name, p.backup)
-            for p in old.printers
-            if p.name not in kept and p.backup and p.backup in kept
-        ]
-
-    def part_health(self) -> dict[str, dict[str, Any]]:
-        """Every part's state (``running``, ``failed``...), for /health, the page, MQTT."""
-        return self.supervisor.health()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def _open(self) -> None:
-        cfg = self.config
-        # Fixed for the process: a changed box.id applies when edged restarts.
-        self.identity = resolve_identity(
-            configured=cfg.box.id,
-            serial_file=cfg.box.serial_file,
-            machine_id_file=cfg.box.machine_id_file,
-            state_dir=cfg.state_dir,
-        )
-        self.state.set("box.id", self.identity.box_id)
-        log.info("box id %s (from %s)", self.identity.box_id, self.identity.source)
-        # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
-        self.journal = await Journal.open(cfg.journal_path, heal=True)
-        self.pairing = await load_pairing(self.journal, cfg.sinqro)
-        await journal_recovery.report(
-            self.journal, self.state, cfg.box.language, self.pairing.timezone
-        )
-        self.desk = OrderDesk(self.journal, self.state, cfg.orders)
-        await self.desk.refresh_counts()
-        self._build_link(cfg)
-        self.supervisor = Supervisor(
-            cfg, self.state, self._part_specs(), start_hook=self._start_hook
-        )
-
-    def _start_hook(self, name: str) -> None:
-        if self.start_hook is not None:
-            self.start_hook(name)
-
-    def _part_specs(self) -> list[PartSpec]:
-        """Every part, the config sections it is built from, and how to build it."""
-        release = self._release
-        return [
-            PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part, release),
-            PartSpec("outbox", ("sinqro",), self._sender_part, release),
-            PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
-            PartSpec("panel", ("panel", "orders"), self._build_panel, release),
-            PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
-            PartSpec("serial", ("serial",), self._build_serial, release),
-            # The page reads the box's name and language live: changing them (the language
-            # is chosen on the page) must not restart it and sign everyone out.
-            PartSpec("web", ("web",), self._build_web, release, restart_detached=True),
-            # The fleet link reads the box's name live too; the alerts' texts follow the
-            # language (their state is kept across the restart).
-            PartSpec("fleet", ("fleet",), self._build_fleet, release),
-            PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts, release),
-        ]
-
-    def _release(self, part: Runnable) -> None:
-        """Forget a stopped instance's listeners, so a restart leaves nothing behind."""
-        for name in ("_on_events", "_on_journal_events"):
-            listener = getattr(part, name, None)
-            if listener is not None:
-                self.journal.remove_listener(listener)
-        for name in ("_on_state_change", "_on_state"):
-            watcher = getattr(part, name, None)
-            if watcher is not None:
-                self.state.unwatch(watcher)
-
-    def _build_link(self, cfg: Config) -> None:
-        """The REST client, outbox sender and notification link share one Sinqro config."""
-        self.api = SinqroApi(
-            cfg.sinqro.base_url,
-            cfg.sinqro.server_token,
-            self.pairing.user_token,
-            timeout=cfg.sinqro.request_timeout,
-        )
-        self.sender = OutboxSender(
-            self.journal,
-            self.api,
-            self.state,
-            cfg.orders,
-            self.current_pairing,
-            settle=cfg.sinqro.request_timeout,
-        )
-        self.link = self._make_link(cfg)
-
-    def _make_link(self, cfg: Config) -> NotificationLink:
-        """The notification link; with ``fleet.sinqro_notifications`` it also (or only)
-        listens to edged relay's topic on the fleet broker."""
-        push_sources: list[PushSource] = []
-        if cfg.fleet.sinqro_notifications != "off":
-            from edged.relay.subscriber import RelaySubscription
-
-            push_sources.append(RelaySubscription(cfg.fleet, box_id=self.identity.box_id))
-        self._link_fleet = cfg.fleet
-        return NotificationLink(
-            cfg.sinqro,
-            self.api,
-            self.desk,
-            self.journal,
-            self.state,
-            self.current_pairing,
-            on_online=self.sender.kick,
-            push_sources=push_sources,
-            websocket=cfg.fleet.sinqro_notifications != "instead",
-        )
-
-    def _link_part(self, cfg: Config) -> Runnable:
-        if self.link.config != cfg.sinqro:
-            old = self.api
-            self._build_link(cfg)
-            asyncio.get_running_loop().create_task(old.aclose(), name="old-sinqro-client")
-        elif self._link_fleet != cfg.fleet:
-            # Only the relay subscription changed: the REST client and the sender stay.
-            self.link = self._make_link(cfg)
-        return self.link
-
-    def _sender_part(self, cfg: Config) -> Runnable:
-        return self.sender
-
-    def _build_spooler(self, cfg: Config) -> Runnable | None:
-        self.spooler = None
-        kept = {f"printer.{p.name}" for p in cfg.printers}
-        for key in [k for k in self.state.snapshot() if k.startswith("printer.")]:
-            if key not in kept:
-                self.state.delete(key)
-        if not cfg.printers:
-            return None
-        from edged.printing.spooler import Spooler
-        from edged.printing.transports import make_transport
-
-        self.spooler = Spooler(
-            list(cfg.printers), self.journal, self.state, cfg.box, transports=make_transport
-        )
-        moves, self._printer_moves = self._printer_moves, []
-        return _MovingJobs(self.spooler, self.journal, moves) if moves else self.spooler
-
-    def _build_panel(self, cfg: Config) -> Panel:
-        # Always built: with panel.enabled = false it claims no pins, but the alert logic and
-        # the web page's virtual buttons still work.
-        from edged.panel.controller import Panel
-
-        self.panel = Panel(
-            cfg.panel,
-            cfg.orders,
-            self.desk,
-            self.journal,
-            self.state,
-            on_setup_request=self._print_setup_ticket,
-        )
-        self.panel.language = cfg.box.language
-        # A short ACCEPT press while the page waits for one proves the browser instead.
-        self.panel.on_access_press = self._access_press
-        return self.panel
-
-    def _access_press(self) -> bool:
-        return self.web is not None and self.web.button_pressed()
-
-    def _build_mqtt(self, cfg: Config) -> Runnable | None:
-        if not cfg.mqtt.enabled:
-            self.state.set("bridge.mqtt", "disabled")
-            return None
-        from edged.bridges.homeassistant import DeviceInfo
-        from edged.bridges.mqtt import MqttBridge
-
-        device = DeviceInfo(
-            box_id=self.identity.box_id,
-            name=cfg.box.name,
-            serial_number=self.identity.serial,
-            hw_version=self.identity.board_model,
-            configuration_url=_page_url(cfg),
-        )
-        return MqttBridge(
-            cfg.mqtt,
-            self.journal,
-            self.desk,
-            self.state,
-            box_id=self.identity.box_id,
-            device=device,
-            printers=lambda: [p.name for p in self.config.printers],
-        )
-
-    def _build_serial(self, cfg: Config) -> Runnable | None:
-        if not cfg.serial.enabled:
-            self.state.set("bridge.serial", "disabled")
-            return None
-        from edged.bridges.serial import SerialBridge
-
-        return SerialBridge(cfg.serial, self.journal, self.desk, self.state)
-
-    def _build_web(self, cfg: Config) -> Runnable | None:
-        self.web = None
-        if not cfg.web.enabled:
-            return None
-        from edged.web.server import WebServer
-        from edged.web.services import WebServices
-
-        self.web = WebServer(cfg.web, WebServices.from_app(self))
-        return _Served(self.web)
-
-    def _build_fleet(self, cfg: Config) -> Runnable | None:
-        """The fleet connection: telemetry, availability and the alerts' fleet topic."""
-        self.fleet = None
-        if not cfg.fleet.enabled:
-            return None
-        from edged.fleet.link import FleetLink
-        from edged.fleet.telemetry import Telemetry
-
-        telemetry = Telemetry(
-            identity=self.identity,
-            box_name=lambda: self.config.box.name,
-            state=self.state.snapshot,
-            selling_point=self._selling_point,
-            orders_since=self.journal.orders_seen_since,
-            incidents=lambda: self.alerts.open_incidents() if self.alerts else [],
-            storage_path=cfg.state_dir,
-        )
-        self.fleet = FleetLink(
-            cfg.fleet,
-            box_id=self.identity.box_id,
-            telemetry=telemetry,
-            wait_changed=self.state.wait_changed,
-        )
-        return self.fleet
-
-    def _build_alerts(self, cfg: Config) -> Runnable:
-        """Alert rules, always (the page and /health show open incidents), told through the
-        fleet topic when [fleet] is on and through every webhook."""
-        import httpx
-
-        from edged.fleet.alerts import AlertMonitor, AlertSink
-        from edged.fleet.webhook import WebhookSink
-
-        http = httpx.AsyncClient()
-        sinks: list[AlertSink] = []
-        if cfg.fleet.enabled:
-            sinks.append(_CurrentFleet(self))
-        sinks += [WebhookSink(hook, i, client=http) for i, hook in enumerate(cfg.alerts.webhooks)]
-        self.alerts = AlertMonitor(
-            cfg.alerts,
-            journal=self.journal,
-            state=self.state,
-            sinks=sinks,
-            box_id=self.identity.box_id,
-            box_name=cfg.box.name,
-            language=cfg.box.language,
-            selling_point=self._selling_point,
-            printers=lambda: [p.name for p in self.config.printers],
-        )
-        return _Alerting(self.alerts, http)
-
-    def _selling_point(self) -> tuple[int, str, str]:
-        """``(id, name, time zone)``: the pairing's zone, else ``box.timezone``."""
-        p = self.pairing
-        return p.selling_point_id, p.selling_point_name, p.timezone or self.config.box.timezone
-
     def _fleet_metrics(self) -> list[Metric]:
         from edged.web.services import Metric
 
@@ -542,9 +254,79 @@ class App:
             )
         return out
 
-    async def _print_setup_ticket(self) -> None:
-        if self.web is not None:
-            await self.web.print_setup_ticket()
+    async def order_actions(self, order_id: int) -> list[OrderAction]:
+        return await self.api.order_actions(order_id)
+
+    async def apply_settings(self, changes: dict[str, Any]) -> ApplyResult:
+        """Validate and save settings from the web page, then apply them: the parts whose
+        sections changed restart within a moment; queued work is in the journal."""
+        # Off the loop: the save fsyncs the file and its directory.
+        new = await asyncio.to_thread(save_web_settings, self.config, changes)
+        return await self._use(new)
+
+    async def reload(self) -> ApplyResult:
+        """SIGHUP (``systemctl reload edged``): read the config files again and apply."""
+        new = await asyncio.to_thread(load_config, self.config.source)
+        return await self._use(new)
+
+    async def _use(self, new: Config) -> ApplyResult:
+        async with self._applying:
+            old = self.config
+            self.config = new
+            self.desk.config = new.orders
+            self.sender.config = new.orders
+            if self.panel is not None:
+                self.panel.language = new.box.language
+            self.assembly.plan_printer_moves(old, new)
+            parts = await self.supervisor.apply(new)
+            fixed = ("journal", "logging")
+            later = tuple(s for s in fixed if getattr(old, s) != getattr(new, s))
+            return ApplyResult(new, parts, later)
+
+    def part_health(self) -> dict[str, dict[str, Any]]:
+        """Every part's state (``running``, ``failed``...), for /health, the page, MQTT."""
+        return self.supervisor.health()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        cfg = self.config
+        # Fixed for the process: a changed box.id applies when edged restarts.
+        self.identity = resolve_identity(
+            configured=cfg.box.id,
+            serial_file=cfg.box.serial_file,
+            machine_id_file=cfg.box.machine_id_file,
+            state_dir=cfg.state_dir,
+        )
+        self.state.set("box.id", self.identity.box_id)
+        log.info("box id %s (from %s)", self.identity.box_id, self.identity.source)
+        # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
+        self.journal = await Journal.open(cfg.journal_path, heal=True)
+        self.pairing = await load_pairing(self.journal, cfg.sinqro)
+        await journal_recovery.report(
+            self.journal, self.state, cfg.box.language, self.pairing.timezone
+        )
+        self.desk = OrderDesk(self.journal, self.state, cfg.orders)
+        await self.desk.refresh_counts()
+        self.assembly.build_link(cfg)
+        self.supervisor = Supervisor(
+            cfg, self.state, self.assembly.specs(), start_hook=self._start_hook
+        )
+
+    def _start_hook(self, name: str) -> None:
+        if self.start_hook is not None:
+            self.start_hook(name)
+
+    def _release(self, part: Runnable) -> None:
+        """Forget a stopped instance's listeners, so a restart leaves nothing behind."""
+        for name in ("_on_events", "_on_journal_events"):
+            listener = getattr(part, name, None)
+            if listener is not None:
+                self.journal.remove_listener(listener)
+        for name in ("_on_state_change", "_on_state"):
+            watcher = getattr(part, name, None)
+            if watcher is not None:
+                self.state.unwatch(watcher)
 
     async def _housekeeping(self) -> None:
         """Prune old final orders and consumed events, hourly."""
@@ -638,97 +420,6 @@ class App:
             await self.api.aclose()
         await self.journal.close()
         log.info("edged stopped")
-
-
-class _MovingJobs:
-    """The spooler, started after the tickets of removed printers moved to their backup
-    (the old spooler has stopped: a ticket it was sending is sent again, marked REPRINT)."""
-
-    def __init__(self, spooler: Spooler, journal: Journal, moves: list[tuple[str, str]]) -> None:
-        self.spooler = spooler
-        self.journal = journal
-        self.moves = moves
-
-    async def start(self) -> None:
-        def run(tx: Tx) -> int:
-            moved = 0
-            for removed, backup in self.moves:
-                moved += tx.execute(
-                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
-                    " reprint = (reprint OR state = 'sending'), state = 'queued'"
-                    " WHERE printer = ? AND state IN ('queued', 'sending')",
-                    (backup, backup, tx.now, removed),
-                ).rowcount
-            return moved
-
-        moved = await self.journal.transaction(run)
-        if moved:
-            log.info("%d ticket(s) of removed printers moved to their backup", moved)
-
-    async def run(self) -> None:
-        await self.spooler.run()
-
-
-class _CurrentFleet:
-    """The fleet topic as an alert sink, through whichever fleet link runs now (the fleet
-    part may restart under the alerts)."""
-
-    name = "fleet"
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-
-    async def deliver(self, alert: dict[str, Any]) -> None:
-        from edged.fleet.alerts import DeliveryError
-
-        if self.app.fleet is None:
-            raise DeliveryError("fleet link not running")
-        await self.app.fleet.deliver(alert)
-
-
-class _Alerting:
-    """The alert monitor as a part; its webhook client closes with it."""
-
-    def __init__(self, monitor: AlertMonitor, http: Any) -> None:
-        self.monitor = monitor
-        self.http = http
-        # The supervisor drops these when the part stops (see App._release).
-        self._on_events = monitor._on_events
-        self._on_state = monitor._on_state
-
-    async def run(self) -> None:
-        try:
-            await self.monitor.run()
-        finally:
-            await self.http.aclose()
-
-
-def _page_url(cfg: Config) -> str:
-    """The local page's address as the network sees the box (mDNS), for Home Assistant's
-    device link; empty without a web page or a fixed port."""
-    if not cfg.web.enabled or not cfg.web.port:
-        return ""
-    scheme = "https" if cfg.web.tls_cert else "http"
-    return f"{scheme}://{socket.gethostname()}.local:{cfg.web.port}/"
-
-
-class _Served:
-    """The web page as a part: listening once ``start`` returns, stopped when cancelled."""
-
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
-        # The supervisor drops these when the part stops (see App._release).
-        self._on_journal_events = server._on_journal_events
-        self._on_state_change = server._on_state_change
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def run(self) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.server.stop()
 
 
 async def run_app(config: Config, extras: Extras | None = None) -> int:

@@ -95,13 +95,20 @@ def sinqro_config(sim: Simulator) -> SinqroConfig:
     return make_sinqro_config(sim)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In a parallel run, the image tests (one xdist group, minutes of debootstrap and
+    QEMU on one worker) come first, so every other test overlaps them instead of waiting."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start preparing and booting the QEMU test box as soon as it is known to be needed,
     so its minutes overlap with the tests that run before tests/test_image_boot.py.
 
     Not in a parallel run's workers: each collects everything, but only one runs the image
     tests (one xdist group), and there the other worker's tests are what overlaps."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("PYTEST_XDIST_WORKER") or session.config.option.collectonly:
         return
     for item in session.items:
         module = getattr(item, "module", None)

@@ -211,7 +211,9 @@ async def live_link(sim: Simulator, journal: Journal) -> AsyncIterator[Link]:
     pairing = Pairing(sim.user_token, sim.selling_point_id)
     link = NotificationLink(config, api, desk, journal, state, lambda: pairing)
     task = asyncio.create_task(link.run(), name="hostile-link")
-    await eventually(lambda: link.websocket_up and link.reconciles >= 1, what="link online")
+    await eventually(
+        lambda: link.websocket_up and link.reconciler.reconciles >= 1, what="link online"
+    )
     try:
         yield Link(sim, link, journal, task)
     finally:

@@ -16,7 +16,7 @@ from test_faults import running_app
 
 from edged.app import App
 from edged.journal import events as ev
-from edged.orders import pick_action
+from edged.outbox import pick_action
 from edged.simulator.server import Simulator
 from edged.sinqro.models import Order, OrderAction, parse_order
 
@@ -95,13 +95,13 @@ async def test_a_cancellation_is_learned_while_another_orders_get_fails(
         await eventually(
             lambda: _is(app, y, "cancelled_by_client"), within=GENEROUS, what="Y cancelled"
         )
-        await eventually(lambda: app.link.unread_orders >= 1, what="X counted unread")
+        await eventually(lambda: app.link.reconciler.unread_orders >= 1, what="X counted unread")
         assert await stored_status(app, x) == "waiting_sp_validation"
         sim.fail_order_get(x, on=False)
         await eventually(
             lambda: _is(app, x, "cancelled_by_team"), within=GENEROUS, what="X refreshed"
         )
-        await eventually(lambda: app.link.unread_orders == 0, what="nothing unread")
+        await eventually(lambda: app.link.reconciler.unread_orders == 0, what="nothing unread")
 
 
 async def test_an_order_that_trips_a_bug_does_not_stop_the_sync(
@@ -129,7 +129,7 @@ async def test_an_order_that_trips_a_bug_does_not_stop_the_sync(
         await eventually(
             lambda: _is(app, y, "cancelled_by_client"), within=GENEROUS, what="Y cancelled"
         )
-        await eventually(lambda: app.link.unread_orders >= 1, what="X counted unread")
+        await eventually(lambda: app.link.reconciler.unread_orders >= 1, what="X counted unread")
         assert app.state.get("link") == "polling"
 
 
@@ -158,7 +158,7 @@ async def test_an_order_unknown_to_sinqro_stops_ringing_and_is_closed(
         ]
         assert [e.data["status"] for e in events] == ["gone"]
         assert events[0].data["final"] is True
-        assert app.link.gone_orders == 1
+        assert app.link.reconciler.gone_orders == 1
         await eventually(lambda: app.state.get("waiting_orders") == 1, what="one waiting left")
         # The real order still waits; the ghost no longer rings for itself.
         real = await app.journal.waiting_orders()
@@ -232,7 +232,7 @@ async def test_a_stale_frame_does_not_move_an_accepted_order_back(
         stale["orderLines"] = [{"label": "STALE LINE", "quantity": 9}]
         frame = {"event": "new_order", "data": stale, "sellingPointId": sim.selling_point_id}
         sim.send_raw(json.dumps(frame))
-        await eventually(lambda: app.link.stale_reports >= 1, what="stale frame seen")
+        await eventually(lambda: app.link.reconciler.stale_reports >= 1, what="stale frame seen")
         # Checked with a direct GET: Sinqro says accepted, so accepted it stays.
         await eventually(lambda: _get_count(sim, order_id) >= 1, what="GET /orders/{id}")
         after = await app.journal.get_order(order_id)

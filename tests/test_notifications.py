@@ -105,7 +105,7 @@ async def test_new_order_by_websocket_reaches_the_journal(
 ) -> None:
     h: Harness = await make_link(poll_interval=60, status_refresh_interval=60)
     await h.wait_link("online")
-    await eventually(lambda: h.link.reconciles >= 2, what="start-up reconciles")
+    await eventually(lambda: h.link.reconciler.reconciles >= 2, what="start-up reconciles")
     order = sim.create_order("delivery")
     await eventually(lambda: h.status_of(order["id"]), what="order stored")
     new = await h.events(ev.ORDER_NEW, order["id"])
@@ -114,8 +114,8 @@ async def test_new_order_by_websocket_reaches_the_journal(
     assert new[0].data["code"] == order["marketOrderCode"]
     assert h.link.frames == 1
     # Intervals are 60 s: only the websocket can have brought it.
-    assert h.link.polls == 0
-    assert h.link.refreshes == 0
+    assert h.link.reconciler.polls == 0
+    assert h.link.reconciler.refreshes == 0
     stored = await h.journal.get_order(order["id"])
     assert stored is not None
     assert stored.payload["orderLines"] == order["orderLines"]
@@ -133,9 +133,10 @@ async def test_same_order_by_websocket_and_reconcile_is_one_order(
     await sim.drop_websockets(abrupt=True)
     await eventually(lambda: h.link.reconnects >= 1, what="reconnect")
     await h.wait_link("online")
-    before = h.link.refreshes + h.link.polls + h.link.reconciles
+    syncs = h.link.reconciler
+    before = syncs.refreshes + syncs.polls + syncs.reconciles
     await eventually(
-        lambda: h.link.refreshes + h.link.polls + h.link.reconciles >= before + 2,
+        lambda: syncs.refreshes + syncs.polls + syncs.reconciles >= before + 2,
         what="more syncs",
     )
     assert len(await h.events(ev.ORDER_NEW, order["id"])) == 1
@@ -240,7 +241,7 @@ async def test_polling_takes_over_while_websocket_is_refused(
     assert "503" in h.state.get("link.detail")
     order = sim.create_order("insitu")
     await eventually(lambda: h.status_of(order["id"]), what="order found by polling")
-    assert h.link.polls >= 1
+    assert h.link.reconciler.polls >= 1
     assert h.link.frames == 0
     assert h.online_calls
     sim.set_status(order["id"], "cancelled_by_team")
@@ -264,7 +265,7 @@ async def test_refresh_learns_status_while_websocket_is_silent(
         lambda: h.events(ev.ORDER_STATUS, order["id"]), what="status refreshed by REST"
     )
     assert await h.status_of(order["id"]) == "finished"
-    assert h.link.refreshes >= 1
+    assert h.link.reconciler.refreshes >= 1
     assert h.state.get("link") == "online"
 
 

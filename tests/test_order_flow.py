@@ -15,7 +15,8 @@ from conftest import eventually
 from edged.config import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import CommandRefused, OrderDesk, OutboxSender, pick_action
+from edged.orders import CommandRefused, OrderDesk
+from edged.outbox import OutboxSender, pick_action
 from edged.pairing import Pairing
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi

@@ -155,7 +155,9 @@ async def box(
     )
     task = asyncio.create_task(link.run(), name="test-link")
     try:
-        await until(lambda: state.get("link") == "online" and link.reconciles >= 1, "link up")
+        await until(
+            lambda: state.get("link") == "online" and link.reconciler.reconciles >= 1, "link up"
+        )
         yield link, state
     finally:
         task.cancel()

@@ -23,7 +23,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from edged.config import Config, load_config, save_web_settings
 from edged.journal.store import Journal
-from edged.orders import OrderDesk, OutboxSender
+from edged.orders import OrderDesk
+from edged.outbox import OutboxSender
 from edged.pairing import Pairing, save_pairing
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi

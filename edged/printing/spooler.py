@@ -25,17 +25,16 @@ be a real one (more than :data:`HEAVY_ORDER` bytes) may take a while to render e
 its lines capped: the tickets queued behind it print meanwhile, and it prints when ready.
 
 Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
-:mod:`edged.printing.printer`.
+:mod:`edged.printing.printer`; each printer's health and the failover to its backup are
+:mod:`edged.printing.health`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +45,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, Tx
+from edged.printing.health import PrinterHealth
 from edged.printing.jobs import (
     REQUEST_KINDS,
     Job,
@@ -68,7 +68,6 @@ from edged.printing.settings import (
 )
 from edged.printing.ticket import Ticket
 from edged.printing.transports import (
-    NOT_READY,
     OFFLINE,
     UNKNOWN,
     JobMeta,
@@ -141,6 +140,7 @@ class Spooler:
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
         self._planner = JobPlanner({name: p.config for name, p in self._printers.items()})
+        self._health = PrinterHealth(journal, state, self._printers)
 
     # -- requests (same path as the CLI: through the journal) ------------------------------
 
@@ -303,7 +303,7 @@ class Spooler:
                 first = False
                 continue
             first = False
-            if printer.down_since is not None and await self._maybe_fail_over(printer):
+            if printer.down_since is not None and await self._health.fail_over(printer):
                 continue
             job = await self._next_ready(printer, jobs, payloads)
             if job is None:
@@ -361,53 +361,13 @@ class Spooler:
         """Wait for work; poll health meanwhile (often while down, to notice recovery)."""
         config = printer.config
         if first:
-            await self._poll_health(printer)
+            await self._health.poll(printer)
         interval = config.retry_max if printer.down_since is not None else config.health_interval
         try:
             async with asyncio.timeout(interval or None):
                 await printer.wake.wait()
         except TimeoutError:
-            await self._poll_health(printer)
-
-    async def _poll_health(self, printer: PrinterRuntime) -> None:
-        loop = asyncio.get_running_loop()
-        status = await loop.run_in_executor(printer.executor, printer.transport.status)
-        await self._set_health(printer, status)
-        if status.state in NOT_READY:
-            if printer.down_since is None:
-                printer.down_since = time.monotonic()
-        elif printer.down_since is not None:
-            log.info("printer %s: back (%s)", printer.config.name, status.state)
-            printer.down_since = None
-            printer.failed_over = False
-
-    async def _maybe_fail_over(self, printer: PrinterRuntime) -> bool:
-        """Move this printer's queue to its backup once it has been down long enough."""
-        config = printer.config
-        assert printer.down_since is not None
-        if not config.backup or time.monotonic() - printer.down_since < config.failover_after:
-            return False
-        name, backup = config.name, config.backup
-
-        def run(tx: Tx) -> int:
-            return tx.execute(
-                "UPDATE print_jobs SET printer = ?, updated = ?"
-                " WHERE printer = ? AND origin = ? AND state = 'queued'",
-                (backup, tx.now, name, name),
-            ).rowcount
-
-        moved = await self.journal.transaction(run)
-        if moved:
-            if not printer.failed_over:
-                log.warning(
-                    "printer %s: down for %.0f s, its tickets go to %s",
-                    name,
-                    time.monotonic() - printer.down_since,
-                    backup,
-                )
-            printer.failed_over = True
-            self._printers[backup].wake.set()
-        return moved > 0
+            await self._health.poll(printer)
 
     async def _print(self, printer: PrinterRuntime, job: Job, rendered: Rendered) -> bool:
         """Print one rendered job; False when the printer could not take it (retry later)."""
@@ -430,20 +390,16 @@ class Spooler:
             )
         except NotReady as exc:
             await self._set_state(job, "queued", error=str(exc))
-            await self._down(printer, exc.status)
+            await self._health.down(printer, exc.status)
             return False
         except PrinterError as exc:
             await self._set_state(job, "queued", error=str(exc), reprint=exc.partial)
-            await self._down(printer, Status(OFFLINE, str(exc)))
+            await self._health.down(printer, Status(OFFLINE, str(exc)))
             return False
         await self._close(job, "done", None, ticket=ticket, execution_time=rendered.execution_time)
         of_order = f" for order {job.order_id}" if job.order_id else ""
         log.info("printer %s: printed %s%s (job %d)", name, ticket.kind, of_order, job.id)
-        if printer.down_since is not None:
-            log.info("printer %s: back", name)
-        printer.down_since = None
-        printer.failed_over = False
-        await self._set_health(printer, seen)
+        await self._health.printed(printer, seen)
         return True
 
     async def _start_sending(self, job: Job) -> str | None:
@@ -572,39 +528,9 @@ class Spooler:
                 {"printer": job.printer, "job_id": job.id, "kind": job.kind, "reason": reason},
             )
 
-    # -- health ----------------------------------------------------------------------------
-
-    async def _down(self, printer: PrinterRuntime, status: Status) -> None:
-        if printer.down_since is None:
-            printer.down_since = time.monotonic()
-            log.warning(
-                "printer %s: cannot print: %s %s", printer.config.name, status.state, status.detail
-            )
-        await self._set_health(printer, status)
-
-    async def _set_health(self, printer: PrinterRuntime, status: Status) -> None:
-        name = printer.config.name
-        previous = printer.health
-        printer.health = status
-        self.state.set(f"printer.{name}", status.as_dict())
-        if previous is not None and previous.state == status.state:
-            return
-        if previous is None and status.state == UNKNOWN:
-            return
-        log.info("printer %s: %s %s", name, status.state, status.detail)
-        with contextlib.suppress(JournalError):
-            await self.journal.append_event(
-                ev.PRINTER_HEALTH,
-                None,
-                {"printer": name, "state": status.state, "detail": status.detail},
-            )
-
     def health(self) -> dict[str, dict[str, str]]:
         """Current health of every printer (as in BoxState)."""
-        return {
-            name: (p.health or Status(UNKNOWN, "starting")).as_dict()
-            for name, p in self._printers.items()
-        }
+        return self._health.current()
 
     @property
     def printer_names(self) -> list[str]:

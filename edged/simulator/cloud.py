@@ -1,19 +1,11 @@
-"""The simulated Sinqro cloud's state and rules, without any networking.
+"""The simulated Sinqro cloud's state, without any networking.
 
-Users, tokens, selling points, orders with their status machine, per-order action tokens,
-and a record of every action or status POST received (what exactly-once tests count).
-:mod:`edged.simulator.server` puts HTTP and websockets in front of it.
-
-Status machine (doc 003, OrderStatus; doc 000, POS workflow)::
-
-    waiting_sp_validation --accept--> accepted (reservation_accepted for reservations)
-    accepted -> preparation -> ready -> [delivering -> delivered] -> finished
-    any non-final --cancel--> cancelled_by_sp (needs a comment / cancellationReason)
-
-``delivering`` and ``delivered`` exist only for delivery orders brought by the restaurant's
-own riders (``deliveries[].isSelfDelivery``). Steps may be skipped forwards, never backwards,
-and a final status never changes through the API. The client, driver or team side
-(``cancelled_by_client``...) is driven through :meth:`Cloud.force_status`.
+Users, tokens, selling points, orders, per-order action tokens, and a record of every
+action or status POST received (what exactly-once tests count). Which status an order may
+move to is :mod:`edged.simulator.statuses`; the errors it answers are
+:mod:`edged.simulator.errors`; a pushed menu is checked by :mod:`edged.simulator.menus`.
+:mod:`edged.simulator.server` puts HTTP and websockets in front of it. The client, driver
+or team side (``cancelled_by_client``...) is driven through :meth:`Cloud.force_status`.
 """
 
 from __future__ import annotations
@@ -28,108 +20,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from edged.simulator.errors import CloudError
 from edged.simulator.generate import build_order, example, fmt_time, notification_example
+from edged.simulator.menus import validate_menu_collection
+from edged.simulator.statuses import STATUSES, allowed, next_step, set_status
 from edged.sinqro.models import FINAL_STATUSES, ORDER_TYPES, SETTABLE_STATUSES
 
 log = logging.getLogger(__name__)
 
-# (name, colour) per status code, as the Spanish-language examples show them.
-STATUSES: dict[str, tuple[str, str]] = {
-    "waiting_sp_validation": ("Esperando validación del negocio", "#f7981d"),
-    "accepted": ("Aceptado", "#5aac44"),
-    "reservation_accepted": ("Reserva aceptada", "#5aac44"),
-    "preparation": ("En preparación", "#0079bf"),
-    "ready": ("Listo", "#61bd4f"),
-    "delivering": ("En reparto", "#00c2e0"),
-    "delivered": ("Entregado", "#51e898"),
-    "finished": ("Finalizado", "#5aac44"),
-    "incident": ("Incidencia", "#eb5a46"),
-    "cancelled": ("Cancelado", "#eb5a46"),
-    "cancelled_by_sp": ("Cancelado por el negocio", "#eb5a46"),
-    "cancelled_by_client": ("Cancelado por el cliente", "#eb5a46"),
-    "cancelled_by_driver": ("Cancelado por el repartidor", "#eb5a46"),
-    "cancelled_by_team": ("Cancelado por el equipo", "#eb5a46"),
-    "payment_authorisation_failed": ("Autorización de pago fallida", "#eb5a46"),
-}
-RANK = {
-    "waiting_sp_validation": 0,
-    "accepted": 1,
-    "reservation_accepted": 1,
-    "incident": 1,
-    "preparation": 2,
-    "ready": 3,
-    "delivering": 4,
-    "delivered": 5,
-    "finished": 6,
-}
 DEFAULT_DELAYS = (10, 20, 30)
-
-# Documented error codes (doc 000) with their HTTP status and message.
-ERRORS: dict[str, tuple[int, str]] = {
-    "UNAUTHORIZED": (401, "Unauthorized request"),
-    "LOGIN_ERROR": (400, "Incorrect user or password"),
-    "ORDER_NOT_FOUND": (404, "Order not found"),
-    "ORDER_CANCELLATION_COMMENT_IS_REQUIRED": (400, "Order cancellation comment is required"),
-    "SELLING_POINT_ID_REQUIRED": (400, "SellingPoint ID is required"),
-    "SELLING_POINT_NOT_FOUND": (404, "SellingPoint not found"),
-    "ORDER_TYPE_NOT_FOUND": (404, "Order type not found"),
-    "MENU_TYPE_CODE_REQUIRED": (400, "Menu type code is required"),
-    "MENU_TYPE_NOT_FOUND": (404, "Menu type not found"),
-    "UNDEFINED_SECTIONS_AND_PRODUCTS": (400, "Undefined sections and products"),
-    "PRODUCT_OPTION_CATEGORY_NAME_REQUIRED": (400, "Product option category name is required"),
-    "PRODUCT_OPTION_NAME_REQUIRED": (400, "Product option name is required"),
-    "CATEGORY_MIN_OPTIONS_CANNOT_BE_GREATER_THAN_MAX_OPTIONS": (
-        400,
-        "Category min options cannot be greater than max options",
-    ),
-    # Not in the documented table; the simulator's own (docs/sinqro-assumptions.md).
-    "ORDER_ACTION_TOKEN_INVALID": (400, "Order action token is not valid"),
-    "ORDER_STATUS_NOT_ALLOWED": (400, "Order status change is not allowed"),
-    "BAD_REQUEST": (400, "Bad request"),
-}
-
-
-class CloudError(Exception):
-    """An answer in the documented ErrorResponse shape."""
-
-    def __init__(self, code: str, message: str = "", http: int | None = None) -> None:
-        default_http, default_message = ERRORS.get(code, (400, code))
-        self.code = code
-        self.message = message or default_message
-        self.http = http or default_http
-        super().__init__(f"{code}: {self.message}")
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.http)
-
-
-def error_body(code: str, message: str, http: int) -> dict[str, Any]:
-    """The documented ErrorResponse (doc 003)."""
-    return {
-        "errors": [{"code": code, "message": message}],
-        "code": code,
-        "message": message,
-        "httpResponseCode": str(http),
-    }
-
-
-def status_object(code: str) -> dict[str, Any]:
-    """An OrderStatus object (doc 003)."""
-    name, color = STATUSES[code]
-    final = code in FINAL_STATUSES
-    if code == "finished":
-        global_code = "finished"
-    elif final:
-        global_code = "cancelled"
-    else:
-        global_code = "processing"
-    return {
-        "code": code,
-        "name": name,
-        "color": color,
-        "isFinalStatus": final,
-        "globalStatusCode": global_code,
-    }
 
 
 @dataclass
@@ -333,21 +232,15 @@ class Cloud:
         order_id = self.next_id
         self.next_id += 1
         order = build_order(order_type, order_id, self.selling_points[sp_id], rng=self.rng)
-        self._set_status(order, "waiting_sp_validation")
+        set_status(order, "waiting_sp_validation")
         self.orders[order_id] = order
         log.info("sim: new %s order %d for selling point %d", order_type, order_id, sp_id)
         self._notify("new_order", order)
         return copy.deepcopy(order)
 
-    def _set_status(self, order: dict[str, Any], code: str) -> None:
-        order["status"] = status_object(code)
-        final = code in FINAL_STATUSES
-        order["isCancellable"] = not final and code not in ("delivering", "delivered")
-        order["isAcceptable"] = code == "waiting_sp_validation"
-
     def _change(self, order: dict[str, Any], code: str, comment: str | None = None) -> None:
         old = order["status"]["code"]
-        self._set_status(order, code)
+        set_status(order, code)
         if comment is not None:
             order["cancellationComment"] = comment
         # Tokens are only good for the status they were issued in.
@@ -365,49 +258,6 @@ class Cloud:
             comment = "Cancelado desde el simulador"
         self._change(order, code, comment)
         return copy.deepcopy(order)
-
-    # -- status rules ----------------------------------------------------------------------
-
-    @staticmethod
-    def _self_delivery(order: dict[str, Any]) -> bool:
-        deliveries = order.get("deliveries") or []
-        return order["type"] == "delivery" and any(
-            isinstance(d, dict) and d.get("isSelfDelivery") for d in deliveries
-        )
-
-    def _allowed(self, order: dict[str, Any], target: str) -> str:
-        """The status ``target`` leads to, or CloudError when the move is not allowed."""
-        current = order["status"]["code"]
-        if current in FINAL_STATUSES:
-            raise CloudError("ORDER_STATUS_NOT_ALLOWED", f"order is already {current}")
-        if target == "cancelled_by_sp":
-            if not order.get("isCancellable", True):
-                raise CloudError("ORDER_STATUS_NOT_ALLOWED", f"order is {current}")
-            return target
-        if target == "accepted":
-            if current != "waiting_sp_validation":
-                raise CloudError("ORDER_STATUS_NOT_ALLOWED", f"order is {current}")
-            return "reservation_accepted" if order["type"] == "reservation" else "accepted"
-        if current == "waiting_sp_validation":
-            raise CloudError("ORDER_STATUS_NOT_ALLOWED", "accept the order first")
-        if target in ("delivering", "delivered") and not self._self_delivery(order):
-            raise CloudError(
-                "ORDER_STATUS_NOT_ALLOWED", f"{target} is only for self-delivered delivery orders"
-            )
-        if order["type"] == "reservation" and target != "finished":
-            raise CloudError("ORDER_STATUS_NOT_ALLOWED", f"a reservation cannot be {target}")
-        if RANK[target] <= RANK.get(current, 0):
-            raise CloudError("ORDER_STATUS_NOT_ALLOWED", f"order is {current}, not before {target}")
-        return target
-
-    def _next_step(self, order: dict[str, Any]) -> str | None:
-        current = order["status"]["code"]
-        if current in ("reservation_accepted", "incident", "delivered"):
-            return "finished"
-        steps = {"accepted": "preparation", "preparation": "ready", "delivering": "delivered"}
-        if current == "ready":
-            return "delivering" if self._self_delivery(order) else "finished"
-        return steps.get(current)
 
     def _apply(
         self, order: dict[str, Any], target: str, delay: int | None, comment: str | None
@@ -463,7 +313,7 @@ class Cloud:
                 label = "Aceptar" if not d else f"Aceptar (+{d} min)"
                 out.append(self._action_json(order, self._grant(order, "ACCEPT", target, d), label))
         else:
-            step = self._next_step(order)
+            step = next_step(order)
             if step is not None:
                 grant = self._grant(order, "ACCEPT", step, None)
                 out.append(self._action_json(order, grant, STATUSES[step][0]))
@@ -549,7 +399,7 @@ class Cloud:
                     "ORDER_CANCELLATION_COMMENT_IS_REQUIRED",
                     "cancellationReason is required for cancelled_by_sp",
                 )
-            target = self._allowed(order, code)
+            target = allowed(order, code)
             self._apply(order, target, delay if target.endswith("accepted") else None, reason)
         except CloudError as exc:
             entry["result"] = exc.code
@@ -591,56 +441,3 @@ class Cloud:
         self.grants = {g["token"]: Grant(**g) for g in data.get("grants", [])}
         self.posted = list(data.get("posted", []))
         self.menus = list(data.get("menus", []))
-
-
-def validate_menu_collection(body: Any) -> dict[str, Any]:
-    """Basic shape of a MenuCollectionRawInputData (doc 003); counts what it holds."""
-    if not isinstance(body, dict) or not isinstance(body.get("menus"), list):
-        raise CloudError("UNDEFINED_SECTIONS_AND_PRODUCTS", "body needs a menus array")
-    counts = {"menus": 0, "menuSections": 0, "products": 0, "productOptions": 0}
-    for menu in body["menus"]:
-        if not isinstance(menu, dict) or not isinstance(menu.get("name"), str):
-            raise CloudError("BAD_REQUEST", "each menu needs a name")
-        if not menu.get("type"):
-            raise CloudError("MENU_TYPE_CODE_REQUIRED")
-        if menu["type"] not in ("menu", "setmenu"):
-            raise CloudError("MENU_TYPE_NOT_FOUND")
-        sections = menu.get("menuSections")
-        if not isinstance(sections, list) or not sections:
-            raise CloudError("UNDEFINED_SECTIONS_AND_PRODUCTS")
-        counts["menus"] += 1
-        for section in sections:
-            products = section.get("products") if isinstance(section, dict) else None
-            if not isinstance(products, list):
-                raise CloudError("UNDEFINED_SECTIONS_AND_PRODUCTS")
-            counts["menuSections"] += 1
-            for product in products:
-                _check_product(product)
-                counts["products"] += 1
-                for category in product.get("productOptionsCategories") or []:
-                    counts["productOptions"] += _check_category(category)
-    return {"autoSelection": bool(body.get("autoSelection")), **counts}
-
-
-def _check_product(product: Any) -> None:
-    if not isinstance(product, dict) or not isinstance(product.get("name"), str):
-        raise CloudError("UNDEFINED_SECTIONS_AND_PRODUCTS", "each product needs a name")
-    price = product.get("price")
-    amount = price.get("amount") if isinstance(price, dict) else None
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
-        raise CloudError("BAD_REQUEST", f"product {product['name']!r} needs price.amount >= 0")
-
-
-def _check_category(category: Any) -> int:
-    if not isinstance(category, dict) or not isinstance(category.get("name"), str):
-        raise CloudError("PRODUCT_OPTION_CATEGORY_NAME_REQUIRED")
-    low, high = category.get("minSelection"), category.get("maxSelection")
-    if isinstance(low, int) and isinstance(high, int) and low > high:
-        raise CloudError("CATEGORY_MIN_OPTIONS_CANNOT_BE_GREATER_THAN_MAX_OPTIONS")
-    options = category.get("productOptions") or []
-    if not isinstance(options, list):
-        raise CloudError("BAD_REQUEST", "productOptions must be an array")
-    for option in options:
-        if not isinstance(option, dict) or not isinstance(option.get("name"), str):
-            raise CloudError("PRODUCT_OPTION_NAME_REQUIRED")
-    return len(options)

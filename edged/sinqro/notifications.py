@@ -1,8 +1,9 @@
-"""The live link to Sinqro: notification websocket, REST polling and reconciliation.
+"""The live link to Sinqro: the notification websocket, push sources and when to sync.
 
 :class:`NotificationLink` keeps the websocket open and feeds every order it hears of into
 :meth:`OrderDesk.ingest`, which stores it before anything else happens. REST covers what the
-websocket cannot:
+websocket cannot; the link decides when, and :class:`~edged.sinqro.reconcile.Reconciler`
+does the sync itself:
 
 * at start and after every (re)connect, *reconcile*: fetch the active orders, ingest each,
   and GET every order the journal still holds open but Sinqro no longer lists, to learn its
@@ -11,9 +12,9 @@ websocket cannot:
 * while it is up, do the same every ``status_refresh_interval`` seconds (doc 000: refresh
   each service's status every 60 s until it is final).
 
-The journal de-duplicates, so the same order from websocket and REST is one order. A REST
-answer that started before a websocket frame about the same order is older than that frame
-and is not applied over it.
+The journal de-duplicates, so the same order from websocket and REST is one order. Every
+frame is shown to the reconciler first, so a REST answer that started before it is not
+applied over it.
 
 Bad frames (malformed JSON, unknown event, wrong types, oversize) are logged, counted and
 dropped; the link stays up. When the journal cannot store an order (disk full), the error
@@ -42,13 +43,14 @@ from websockets.frames import CloseCode
 
 from edged.config import SinqroConfig
 from edged.decoding import digest
-from edged.journal.store import Journal, JournalError, UpsertResult
+from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
 from edged.pairing import Pairing
-from edged.sinqro import endpoints, errors
+from edged.sinqro import endpoints
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import Order, PayloadError, parse_id, parse_notification
+from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.reconcile import Reconciler
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,6 @@ CLOSE_TIMEOUT = 2.0
 # A connection that stayed up this long resets the reconnect backoff.
 STABLE_AFTER = 30.0
 LOG_SNIPPET = 200
-INGEST_GROUP = 64  # orders of one sync stored side by side (see _ingest_all)
 
 
 class PushSource(Protocol):
@@ -83,8 +84,8 @@ class NotificationLink:
     """Websocket + polling link for the paired selling point. Run :meth:`run` as a task.
 
     Counters for metrics: ``frames`` (received), ``bad_frames`` (rejected),
-    ``ignored_frames`` (another selling point's), ``reconnects``, ``polls`` (REST syncs while
-    the websocket was down), ``reconciles``, ``refreshes``.
+    ``ignored_frames`` (another selling point's), ``reconnects``; the sync's own counters
+    are :attr:`reconciler`'s, and :meth:`metrics` holds both.
     """
 
     def __init__(
@@ -117,9 +118,7 @@ class NotificationLink:
         self.bad_frames = 0
         self.ignored_frames = 0
         self.reconnects = 0
-        self.polls = 0
-        self.reconciles = 0
-        self.refreshes = 0
+        self.reconciler = Reconciler(config, api, desk, journal, state)
         self._connects = 0
         self._kick = asyncio.Event()
         self._sync_wanted = asyncio.Event()
@@ -129,19 +128,6 @@ class NotificationLink:
         self._rest_ok: bool | None = None
         self._rest_error = ""
         self._rest_failures = 0
-        self._store_failures = 0
-        # Frame sequence and, per order, the sequence of the last frame about it: a REST
-        # answer requested before that frame must not overwrite it.
-        self._frame_seq = 0
-        self._touched: dict[int, int] = {}
-        # Per open order: when Sinqro first answered ORDER_NOT_FOUND (loop time).
-        self._missing: dict[int, float] = {}
-        # Orders whose stale report was set aside, to be read with a direct GET.
-        self._verify: asyncio.Queue[int] = asyncio.Queue()
-        self._verifying: set[int] = set()
-        self.unread_orders = 0
-        self.gone_orders = 0
-        self.stale_reports = 0
 
     # -- public ----------------------------------------------------------------------------
 
@@ -164,12 +150,7 @@ class NotificationLink:
             "bad_frames": self.bad_frames,
             "ignored_frames": self.ignored_frames,
             "reconnects": self.reconnects,
-            "polls": self.polls,
-            "reconciles": self.reconciles,
-            "refreshes": self.refreshes,
-            "unread_orders": self.unread_orders,
-            "gone_orders": self.gone_orders,
-            "stale_reports": self.stale_reports,
+            **self.reconciler.metrics(),
         }
 
     async def run(self) -> None:
@@ -218,7 +199,7 @@ class NotificationLink:
                     sp = pairing.selling_point_id
                     tg.create_task(source.run(sp, self), name=f"sinqro-{source.name}")
                 tg.create_task(self._sync_loop(pairing), name="sinqro-sync")
-                tg.create_task(self._verify_loop(), name="sinqro-verify")
+                tg.create_task(self.reconciler.verify_loop(), name="sinqro-verify")
         except* _Kicked:
             kicked = True
         except* SinqroUnauthorized:
@@ -383,19 +364,18 @@ class NotificationLink:
             self.ignored_frames += 1
             log.warning("ignored a %s frame for selling point %s", note.event, frame_sp)
             return
-        self._frame_seq += 1
-        self._touched[note.order.id] = self._frame_seq
+        self.reconciler.frame_seen(note.order.id)
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)
         try:
             applied = await self.desk.ingest(note.order, source)
             if applied is None:
-                self._stale(note.order.id)
+                self.reconciler.stale(note.order.id)
         except JournalError as exc:
             # Not stored, not lost: Sinqro still lists it, the sync fetches it again.
-            self._store_failed(exc, note.order.id)
+            self.reconciler.store_failed(exc, note.order.id)
             self._request_sync("poll")
 
-    # -- REST ------------------------------------------------------------------------------
+    # -- when to sync (the Reconciler syncs) -----------------------------------------------
 
     def _request_sync(self, reason: str) -> None:
         # A reconcile asked for while a poll is pending stays a reconcile.
@@ -412,8 +392,8 @@ class NotificationLink:
                 interval = self.config.poll_interval
             if self._rest_ok is False:
                 interval = min(interval, self._backoff(self._rest_failures))
-            if self._store_failures:
-                interval = min(interval, self._backoff(self._store_failures))
+            if self.reconciler.store_failures:
+                interval = min(interval, self._backoff(self.reconciler.store_failures))
             try:
                 async with asyncio.timeout(interval):
                     await self._sync_wanted.wait()
@@ -422,11 +402,11 @@ class NotificationLink:
                 reason = "refresh" if self._pushed else "poll"
             self._sync_wanted.clear()
             try:
-                await self._sync(pairing.selling_point_id, reason)
+                await self.reconciler.sync(pairing.selling_point_id, reason)
             except SinqroUnauthorized:
                 raise
             except JournalError as exc:
-                self._store_failed(exc, None)
+                self.reconciler.store_failed(exc, None)
             except SinqroError as exc:
                 self._rest_failures += 1
                 if self._rest_ok is not False or str(exc) != self._rest_error:
@@ -434,9 +414,6 @@ class NotificationLink:
                 self._rest_ok = False
                 self._rest_error = str(exc)
             else:
-                if self._store_failures:
-                    log.info("journal: storing orders again")
-                    self._store_failures = 0
                 was = self._rest_ok
                 self._rest_ok = True
                 self._rest_failures = 0
@@ -444,163 +421,6 @@ class NotificationLink:
                     log.info("Sinqro REST reachable again")
                     self._call_on_online()
             self._update_link()
-
-    async def _ingest_one(
-        self, order: Order, reason: str, *, authoritative: bool = False
-    ) -> UpsertResult | Literal[False] | None:
-        """``desk.ingest`` for one order of a sync; False when it failed unexpectedly.
-
-        One order that trips a bug must not stop the rest of the sync (nor, by ending the
-        link part, every sync after it). A journal error is box-wide and propagates.
-        """
-        try:
-            return await self.desk.ingest(order, reason, authoritative=authoritative)
-        except (JournalError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("order %s from the %s could not be stored; skipped", order.id, reason)
-            return False
-
-    async def _sync(self, sp: int, reason: str) -> None:
-        """One active-orders call, then a GET for every open order Sinqro no longer lists.
-
-        Every open order is visited even when some GETs fail; the number that could not be
-        read is logged and kept in :attr:`unread_orders`. An order Sinqro answers
-        ORDER_NOT_FOUND for twice, ``gone_after`` seconds apart, and an order of another
-        selling point (after re-pairing), are closed locally as ``gone``.
-        """
-        started = self._frame_seq
-        if reason == "reconcile":
-            self.reconciles += 1
-        elif reason == "refresh":
-            self.refreshes += 1
-        else:
-            self.polls += 1
-        active = await self.api.active_orders(sp)
-        listed: set[int] = set()
-        unread = 0
-        fresh = []
-        for order in active:
-            if order.selling_point_id not in (None, sp):
-                continue
-            listed.add(order.id)
-            self._missing.pop(order.id, None)
-            if self._touched.get(order.id, 0) > started:
-                continue  # a websocket frame about it came after this answer was asked for
-            fresh.append(order)
-        for order, result in zip(fresh, await self._ingest_all(fresh, reason), strict=True):
-            if result is None:
-                self._stale(order.id)
-            elif result is False:
-                unread += 1
-        open_orders = await self.journal.open_orders()
-        for stored in open_orders:
-            if stored.id in listed:
-                continue
-            owner = _selling_point_of(stored.payload)
-            if owner is not None and owner != sp:
-                await self._close_gone(stored.id, f"order of selling point {owner}, not {sp}")
-                continue
-            try:
-                order = await self.api.get_order(stored.id)
-            except SinqroUnauthorized:
-                raise
-            except SinqroError as exc:
-                if exc.code == errors.ORDER_NOT_FOUND:
-                    await self._not_found(stored.id)
-                else:
-                    unread += 1
-                    log.debug("order %s not refreshed: %s", stored.id, exc)
-                continue
-            self._missing.pop(stored.id, None)
-            if self._touched.get(order.id, 0) > started:
-                continue
-            if await self._ingest_one(order, reason, authoritative=True) is False:
-                unread += 1
-        if unread != self.unread_orders:
-            if unread:
-                log.warning(
-                    "Sinqro %s: %d of %d open orders could not be read; next try later",
-                    reason,
-                    unread,
-                    len(open_orders),
-                )
-            else:
-                log.info("Sinqro %s: every open order read again", reason)
-        self.unread_orders = unread
-        self.state.set("link.unread_orders", unread)
-        # Marks older than this sync can no longer race with anything.
-        self._touched = {k: v for k, v in self._touched.items() if v > started}
-        still_open = {o.id for o in open_orders}
-        self._missing = {k: v for k, v in self._missing.items() if k in still_open}
-
-    async def _not_found(self, order_id: int) -> None:
-        now = asyncio.get_running_loop().time()
-        first = self._missing.get(order_id)
-        if first is None:
-            self._missing[order_id] = now
-            log.warning("open order %s is unknown to Sinqro; asking again later", order_id)
-        elif now - first >= self.config.gone_after:
-            await self._close_gone(order_id, "unknown to Sinqro (ORDER_NOT_FOUND)")
-
-    async def _close_gone(self, order_id: int, reason: str) -> None:
-        self._missing.pop(order_id, None)
-        if await self.desk.close_gone(order_id, reason):
-            self.gone_orders += 1
-
-    def _stale(self, order_id: int) -> None:
-        """A report would move the order back: read it with a direct GET before believing."""
-        self.stale_reports += 1
-        if order_id not in self._verifying:
-            self._verifying.add(order_id)
-            self._verify.put_nowait(order_id)
-
-    async def _verify_loop(self) -> None:
-        """Apply Sinqro's answer to ``GET /orders/{id}`` for each order set aside as stale."""
-        while True:
-            order_id = await self._verify.get()
-            self._verifying.discard(order_id)
-            started = self._frame_seq
-            try:
-                order = await self.api.get_order(order_id)
-            except SinqroUnauthorized:
-                raise
-            except SinqroError as exc:
-                # The journal keeps the newer status; the next refresh asks again.
-                log.warning("order %s: stale report not checked: %s", order_id, exc)
-                continue
-            if self._touched.get(order_id, 0) > started:
-                continue
-            try:
-                await self.desk.ingest(order, "verify", authoritative=True)
-            except JournalError as exc:
-                self._store_failed(exc, order_id)
-
-    async def _ingest_all(
-        self, orders: list[Order], reason: str
-    ) -> list[UpsertResult | Literal[False] | None]:
-        """:meth:`_ingest_one` side by side, so the journal stores orders that wait together
-        in one commit (a catch-up of many orders shares its fsyncs); a journal error is
-        raised once all have been tried. Returns what each ingest returned."""
-        done: list[UpsertResult | Literal[False] | None] = []
-        for first in range(0, len(orders), INGEST_GROUP):
-            chunk = orders[first : first + INGEST_GROUP]
-            results = await asyncio.gather(
-                *(self._ingest_one(order, reason) for order in chunk), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-                done.append(result)
-        return done
-
-    def _store_failed(self, exc: JournalError, order_id: int | None) -> None:
-        self._store_failures += 1
-        if self._store_failures == 1:
-            what = f"order {order_id}" if order_id is not None else "what Sinqro sent"
-            log.error(
-                "journal cannot store %s: %s; retrying, Sinqro keeps it until then", what, exc
-            )
 
     # -- state -----------------------------------------------------------------------------
 
@@ -634,8 +454,3 @@ class NotificationLink:
             self.on_online()
         except Exception:
             log.exception("on_online callback failed")
-
-
-def _selling_point_of(payload: dict[str, object]) -> int | None:
-    sp = payload.get("sellingPoint")
-    return parse_id(sp.get("id")) if isinstance(sp, dict) else None

@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from edged.clock import FakeClock
 from edged.config import OrdersConfig
+from edged.i18n import Locale
 from edged.journal.store import Command, Journal
 from edged.orders import OrderDesk
 from edged.panel.controller import Panel
@@ -731,10 +732,44 @@ async def test_terminal_panel_headless_prints_changes(make_rig: RigFactory) -> N
     try:
         await rig.clock.settle()
         await rig.add(1)
-        await until(lambda: "buzzer new_order" in out.getvalue())
-        assert "LED orders_waiting" in out.getvalue()
+        await until(lambda: "buzzer new order" in out.getvalue())
+        assert "LED order waiting" in out.getvalue()
         assert stdin.read() == "aaaa"
         assert await rig.commands() == []
+    finally:
+        view.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await view
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("es", "PANEL   LED pedido esperando, zumbador pedido nuevo"),
+        ("ca", "PANELL  LED comanda en espera, brunzidor comanda nova"),
+    ],
+)
+async def test_terminal_panel_speaks_the_box_language(
+    make_rig: RigFactory, language: str, expected: str
+) -> None:
+    import io
+
+    from edged.virtual.panel import run_terminal_panel, status_line
+
+    rig = await make_rig()
+    rig.panel.language = language
+    out = io.StringIO()
+    view = asyncio.create_task(
+        run_terminal_panel(rig.panel, rig.state, stdin=io.StringIO(""), stdout=out)
+    )
+    try:
+        await rig.clock.settle()
+        await rig.add(1)
+        await until(lambda: expected in out.getvalue())
+        assert "orders_waiting" not in out.getvalue()
+        assert "new_order" not in out.getvalue()
+        line = status_line(rig.panel.snapshot(), color=False, locale=Locale(language))
+        assert "orders_waiting" not in line and "LED" in line
     finally:
         view.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -36,6 +36,49 @@ from edged.state import BoxState
 log = logging.getLogger(__name__)
 
 HELP = N_("keys: a/A accept short/long, c silence, C cancel (long), b both, B setup hold, ? help")
+
+# What the demo terminal says for the panel's internal names (LED states, buzzer patterns,
+# buttons, press results), in the box's language: staff and owners try the demo too.
+WORDS: dict[str, str] = {
+    # LED states (edged.panel.patterns.LED_PATTERNS)
+    "orders_waiting": N_("order waiting"),
+    "journal_problem": N_("storage problem"),
+    "printer_problem": N_("printer problem"),
+    "part_failed": N_("part failed"),
+    "not_paired": N_("not paired"),
+    "offline": N_("offline"),
+    "starting": N_("starting"),
+    "online": N_("online"),
+    # buzzer patterns (edged.panel.patterns.ACTIVE_PATTERNS)
+    "new_order": N_("new order"),
+    "waiting": N_("waiting"),
+    "escalated": N_("waiting too long"),
+    "confirm": N_("confirmed"),
+    "tick": N_("tick"),
+    "quiet": N_("quiet"),
+    # buttons
+    "accept": N_("ACCEPT"),
+    "cancel": N_("CANCEL"),
+    "both": N_("both buttons"),
+    # press results (edged.panel.controller.RESULTS); "queued", "refused", "error" also
+    # name buzzer patterns
+    "accepted": N_("accepted"),
+    "cancelled": N_("cancelled"),
+    "queued": N_("queued"),
+    "refused": N_("refused"),
+    "silenced": N_("silenced"),
+    "setup": N_("setup ticket"),
+    "ignored": N_("ignored"),
+    "error": N_("error"),
+}
+
+
+def word(name: object, locale: Locale) -> str:
+    """``name`` in words in ``locale``'s language; an unknown name as it is."""
+    text = WORDS.get(str(name))
+    return locale.gettext(text) if text else str(name)
+
+
 REDRAW = 0.1  # seconds between redraws on a terminal: enough to see a 0.2 s blink
 
 
@@ -58,23 +101,25 @@ def key_press(panel: Panel, key: str) -> tuple[VirtualButton, float] | None:
     return presses.get(key)
 
 
-def status_line(snapshot: dict[str, Any], *, color: bool) -> str:
+def status_line(snapshot: dict[str, Any], *, color: bool, locale: Locale | None = None) -> str:
     """One line: LED lamp and state, buzzer, buttons, last result."""
+    locale = locale or Locale()
+    _ = locale.gettext
     led = snapshot["led"]
     buzzer = snapshot["buzzer"]
     lamp = "●" if led["on"] else "○"
     if color and led["on"]:
         lamp = f"\x1b[1;32m{lamp}\x1b[0m"
     note = "♪" if buzzer["on"] else " "
-    pressed = [name.upper() for name, down in snapshot["buttons"].items() if down]
+    pressed = [word(name, locale) for name, down in snapshot["buttons"].items() if down]
     last = snapshot.get("last_press") or {}
     parts = [
-        f"LED {lamp} {led['state']:<15}",
-        f"buzzer {note} {buzzer['pattern']:<9}",
-        f"buttons {'+'.join(pressed) or '-':<13}",
+        f"{_('LED')} {lamp} {word(led['state'], locale):<16}",
+        f"{_('buzzer')} {note} {word(buzzer['pattern'] or 'quiet', locale):<16}",
+        f"{_('buttons')} {'+'.join(pressed) or '-':<13}",
     ]
     if last:
-        parts.append(f"last: {last.get('result')}")
+        parts.append(_("last: {result}").format(result=word(last.get("result"), locale)))
     return " | ".join(parts)
 
 
@@ -100,6 +145,8 @@ def _isatty(stream: TextIO) -> bool:
 
 async def _headless(panel: Panel, state: BoxState, stdout: TextIO) -> None:
     """Print a line when the LED state or buzzer pattern changes."""
+    locale = _panel_locale(panel)
+    _ = locale.gettext
     changed = asyncio.Event()
 
     def on_change(key: str, value: Any) -> None:
@@ -111,8 +158,9 @@ async def _headless(panel: Panel, state: BoxState, stdout: TextIO) -> None:
     while True:
         await changed.wait()
         changed.clear()
-        line = (
-            f"  PANEL   LED {state.get('panel.led', '-')}, buzzer {state.get('panel.buzzer', '-')}"
+        line = _("  PANEL   LED {led}, buzzer {buzzer}").format(
+            led=word(state.get("panel.led", "-"), locale),
+            buzzer=word(state.get("panel.buzzer", "-"), locale),
         )
         if line != last:
             last = line
@@ -166,7 +214,7 @@ def _say(stdout: TextIO, text: str) -> None:
 async def _redraw(panel: Panel, stdout: TextIO) -> None:
     last = ""
     while True:
-        line = status_line(panel.snapshot(), color=True)
+        line = status_line(panel.snapshot(), color=True, locale=_panel_locale(panel))
         if line != last:
             last = line
             _write(stdout, "\r\x1b[2K" + line)
@@ -192,6 +240,8 @@ async def _presses(panel: Panel, keys: asyncio.Queue[str], say: Callable[[str], 
             continue
         say(
             _("  PRESS    {button} {seconds} s -> {result}").format(
-                button=button, seconds=_panel_locale(panel).number(seconds, 1), result=result
+                button=word(button, _panel_locale(panel)),
+                seconds=_panel_locale(panel).number(seconds, 1),
+                result=word(result, _panel_locale(panel)),
             )
         )

@@ -285,13 +285,13 @@ def build_wheel(
     found = list(cached.glob("edged-*.whl"))
     if not found:
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-            source = REPO
-            if version or change:
-                source = copy_tree(Path(tmp) / "tree")
-                if version:
-                    set_version(source, version)
-                if change:
-                    change(source)
+            # Always from a copy: setuptools writes build/ and edged.egg-info/ next to the
+            # sources, and the checkout is in use by the tests running beside this build.
+            source = copy_tree(Path(tmp) / "tree")
+            if version:
+                set_version(source, version)
+            if change:
+                change(source)
             pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
             subprocess.run(
                 [*pip_wheel, "-w", f"{tmp}/dist", str(source)],

@@ -72,11 +72,14 @@ async def _event_view(app: App) -> None:
     """Print a short line for each order event, for people watching the terminal."""
     journal = app.journal
     seq = journal.last_seq
-    locale = Locale(app.config.box.language, app.current_pairing().timezone)
     # On a terminal the panel redraws its status line in place: clear it before each line.
     clear = "\r\x1b[K" if sys.stdout.isatty() else ""
     while True:
         await journal.wait_for_events(seq)
+        # Built per batch: the selling point's time zone is known only once the box has
+        # talked to Sinqro, usually after this view started.
+        timezone = app.current_pairing().timezone or app.config.box.timezone
+        locale = Locale(app.config.box.language, timezone)
         for event in await journal.read_events(seq):
             seq = event.seq
             line = describe(event.kind, event.order_id, event.data, locale)

@@ -1,15 +1,17 @@
-"""Shared fixtures: a real SQLite journal, a real Sinqro simulator on a free port, and a
-config pointing at it. Whole-box configs are built by :mod:`harness` (``write_config``)."""
+"""Shared fixtures: a real SQLite journal, a real Sinqro simulator on a free port (in this
+process, or ``cloud``: a process of its own), and a config pointing at it. Whole-box
+configs are built by :mod:`harness` (``write_config``)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import SimulatorProcess
 
 from edged.config import SinqroConfig
 from edged.journal.store import Journal
@@ -88,6 +90,17 @@ async def sim() -> AsyncIterator[Simulator]:
     """A started simulator on a free localhost port."""
     async with Simulator(host="127.0.0.1", port=0, seed=1234) as simulator:
         yield simulator
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
+    """The simulator in a process of its own, for tests that run the daemon as a process."""
+    process = SimulatorProcess(log_path=tmp_path / "sim.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

@@ -26,25 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from escpos_decoder import Line as StarLine  # a printed line reads the same in both languages
+
 ALIGNS = ("left", "center", "right")
 CUT_MODES = {8, 9, 12, 13}
 EOT_MODES = {0, 1, 2, 3, 8, 9, 12, 13}
 # ESC GS t n: StarPRNT code page numbers of the pages the box may select.
 STAR_PAGES = {1: "cp437", 4: "cp858", 32: "cp1252"}
-
-
-@dataclass
-class StarLine:
-    text: str
-    bold: bool = False
-    width: int = 1
-    height: int = 1
-    align: str = "left"
-    invert: bool = False
-
-    @property
-    def big(self) -> bool:
-        return self.width > 1 or self.height > 1
 
 
 @dataclass

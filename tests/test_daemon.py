@@ -7,25 +7,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 from edged.configtools import dump_toml
-
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
 
 
 def write_config(tmp_path: Path, sim: SimulatorProcess, **sections: Any) -> Path:
@@ -84,9 +73,9 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ready_order_cli_accept_once_and_clean_stop(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
-    config = write_config(tmp_path, simulator)
+    config = write_config(tmp_path, cloud)
     journal = tmp_path / "state" / "edged.sqlite3"
     with DaemonProcess(config) as daemon:
         daemon.start()
@@ -94,7 +83,7 @@ def test_ready_order_cli_accept_once_and_clean_stop(
         assert journal.exists()
         assert journal_rows(journal, "PRAGMA user_version")[0][0] >= 1
 
-        created = sim_post(simulator, "/orders", {"type": "collection"})
+        created = sim_post(cloud, "/orders", {"type": "collection"})
         order_id = int(created[0]["id"] if isinstance(created, list) else created["id"])
         until(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
@@ -108,7 +97,7 @@ def test_ready_order_cli_accept_once_and_clean_stop(
         accepted = cli(config, "accept", str(order_id), "--delay", "20", "--wait", "20")
         assert accepted.returncode == 0, accepted.stdout + accepted.stderr
         assert "done" in accepted.stdout
-        posts = [p for p in sim_get(simulator, "/actions") if p["orderId"] == order_id]
+        posts = [p for p in sim_get(cloud, "/actions") if p["orderId"] == order_id]
         assert len(posts) == 1
         assert posts[0]["actionType"] == "ACCEPT" and posts[0]["delayMinutes"] == 20
 
@@ -142,13 +131,13 @@ def _web_port(config: Path) -> int:
 
 
 def test_commands_queued_while_the_daemon_is_down_are_sent_once_at_start(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
-    config = write_config(tmp_path, simulator)
+    config = write_config(tmp_path, cloud)
     journal = tmp_path / "state" / "edged.sqlite3"
     with DaemonProcess(config) as daemon:
         daemon.start()
-        order_id = int(sim_post(simulator, "/orders", {"type": "delivery"})[0]["id"])
+        order_id = int(sim_post(cloud, "/orders", {"type": "delivery"})[0]["id"])
         until(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
             15,
@@ -157,31 +146,31 @@ def test_commands_queued_while_the_daemon_is_down_are_sent_once_at_start(
         assert daemon.stop() == 0
         queued = cli(config, "cancel", str(order_id), "--comment", "Cerrado hoy", "--wait", "0")
         assert queued.returncode == 0, queued.stderr
-        assert sim_get(simulator, "/actions") == []
+        assert sim_get(cloud, "/actions") == []
         daemon.start()
         until(
-            lambda: [p for p in sim_get(simulator, "/actions") if p.get("result") == "ok"],
+            lambda: [p for p in sim_get(cloud, "/actions") if p.get("result") == "ok"],
             20,
             "the cancel at Sinqro",
         )
         time.sleep(1.0)
-        posts = sim_get(simulator, "/actions")
+        posts = sim_get(cloud, "/actions")
         assert len(posts) == 1 and posts[0]["actionType"] == "CANCEL"
         assert posts[0]["comment"] == "Cerrado hoy"
         daemon.stop()
 
 
 def test_sigkill_mid_burst_loses_no_order_and_sends_no_command_twice(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
-    config = write_config(tmp_path, simulator, orders={"auto_accept": True, "retry_max": 1.0})
+    config = write_config(tmp_path, cloud, orders={"auto_accept": True, "retry_max": 1.0})
     journal = tmp_path / "state" / "edged.sqlite3"
     created: list[int] = []
     with DaemonProcess(config) as daemon:
         daemon.start()
         for round_ in range(6):
             for _ in range(5):
-                created += [int(o["id"]) for o in sim_post(simulator, "/orders", {"count": 1})]
+                created += [int(o["id"]) for o in sim_post(cloud, "/orders", {"count": 1})]
             # Kill at a different point of the burst each round.
             time.sleep(0.05 * round_)
             daemon.kill()
@@ -204,7 +193,7 @@ def test_sigkill_mid_burst_loses_no_order_and_sends_no_command_twice(
         daemon.stop()
     stored = {i for (i,) in journal_rows(journal, "SELECT id FROM orders")}
     assert set(created) <= stored
-    accepted = [p for p in sim_get(simulator, "/actions") if p.get("result") == "ok"]
+    accepted = [p for p in sim_get(cloud, "/actions") if p.get("result") == "ok"]
     per_order: dict[int, int] = {}
     for post in accepted:
         per_order[post["orderId"]] = per_order.get(post["orderId"], 0) + 1
@@ -228,11 +217,11 @@ def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
 
 
 def test_reprint_and_test_print_go_through_the_spooler(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
     tickets = tmp_path / "tickets"
     config = write_config(
-        tmp_path, simulator, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
+        tmp_path, cloud, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
     )
     journal = tmp_path / "state" / "edged.sqlite3"
 
@@ -241,7 +230,7 @@ def test_reprint_and_test_print_go_through_the_spooler(
 
     with DaemonProcess(config) as daemon:
         daemon.start()
-        order_id = int(sim_post(simulator, "/orders", {"type": "delivery"})[0]["id"])
+        order_id = int(sim_post(cloud, "/orders", {"type": "delivery"})[0]["id"])
         until(lambda: texts("order"), 15, "the first ticket")
         assert "REPRINT" not in texts("order")[0]
 
@@ -265,9 +254,9 @@ def test_reprint_and_test_print_go_through_the_spooler(
 
 
 def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
-    config = write_config(tmp_path, simulator)
+    config = write_config(tmp_path, cloud)
     journal = tmp_path / "state" / "edged.sqlite3"
     daemon = DaemonProcess(config, env={"WATCHDOG_USEC": "400000"})
     with daemon:
@@ -277,20 +266,20 @@ def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
         assert health.status_code == 200
         daemon.wait_for("WATCHDOG=1", 10)
 
-        order_id = int(sim_post(simulator, "/orders", {"type": "collection"})[0]["id"])
+        order_id = int(sim_post(cloud, "/orders", {"type": "collection"})[0]["id"])
         until(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
             15,
             "the order",
         )
-        sim_post(simulator, "/faults", {"refuseAll": "close"})
+        sim_post(cloud, "/faults", {"refuseAll": "close"})
         queued = cli(config, "accept", str(order_id), "--wait", "1")
         assert "still queued" in queued.stdout
         assert daemon.stop() == 0
         pending = journal_rows(journal, "SELECT state FROM outbox")
         assert pending in ([("queued",)], [("sending",)]), "the decision survived the stop"
 
-        sim_post(simulator, "/faults", {"refuseAll": None})
+        sim_post(cloud, "/faults", {"refuseAll": None})
         daemon.start()
         until(
             lambda: journal_rows(journal, "SELECT state FROM outbox") == [("done",)],
@@ -298,5 +287,5 @@ def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
             "the accept delivered after the restart",
         )
         daemon.stop()
-    accepted = [p for p in sim_get(simulator, "/actions") if p["orderId"] == order_id]
+    accepted = [p for p in sim_get(cloud, "/actions") if p["orderId"] == order_id]
     assert [p["result"] for p in accepted] == ["ok"]

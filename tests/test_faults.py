@@ -49,16 +49,6 @@ from edged.simulator.server import Simulator
 # -- the daemon as a process -----------------------------------------------------------------
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
 class Box:
     """A daemon process plus the ways a user looks at it."""
 

@@ -8,14 +8,13 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
 from harness import DaemonProcess, SimulatorProcess, app_config, free_port, sinqro_section
@@ -181,16 +180,6 @@ async def test_info_on_change_not_on_counters_and_offline_on_stop(
 # -- real daemons on real brokers --------------------------------------------------------------
 
 
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
 def box_config(
     tmp_path: Path, name: str, sim: SimulatorProcess, serial: str | None, **sections: Any
 ) -> Path:
@@ -220,7 +209,7 @@ def box_config(
 
 
 async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
     central = MosquittoBroker(tmp_path / "central")
     local = MosquittoBroker(
@@ -240,7 +229,7 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
     config = box_config(
         tmp_path,
         "box",
-        simulator,
+        cloud,
         BOX,
         fleet={"enabled": True, "url": local.url, "reconnect_min": 0.1, "info_interval": 60.0},
         alerts={"printer_down_after": 1.0},
@@ -261,7 +250,7 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
                 await until(lambda: hq.last(f"edged/{BOX}/info") is not None, "info at HQ", 60)
                 info = hq.last(f"edged/{BOX}/info").json()  # type: ignore[union-attr]
                 assert info["box_id"] == BOX and info["name"] == "edged"
-                assert info["selling_point"]["id"] == simulator.info()["sellingPointId"]
+                assert info["selling_point"]["id"] == cloud.info()["sellingPointId"]
                 await until(
                     lambda: (
                         (m := hq.last(f"edged/{BOX}/availability")) is not None
@@ -306,7 +295,7 @@ OBSERVE = 30.0  # seconds two boxes share a broker without kicking each other of
 
 
 async def test_two_boxes_with_the_default_config_do_not_collide(
-    tmp_path: Path, simulator: SimulatorProcess
+    tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
     broker = MosquittoBroker(tmp_path / "broker")
     broker.start()
@@ -315,8 +304,8 @@ async def test_two_boxes_with_the_default_config_do_not_collide(
         "fleet": {"enabled": True, "url": broker.url},
     }
     # One Raspberry Pi with its serial number, one board with only a machine id.
-    first = box_config(tmp_path, "a", simulator, "10000000aaaa0001", **sections)
-    second = box_config(tmp_path, "b", simulator, None, **sections)
+    first = box_config(tmp_path, "a", cloud, "10000000aaaa0001", **sections)
+    second = box_config(tmp_path, "b", cloud, None, **sections)
     try:
         async with Listener(broker.host, broker.port, ("edged/+/status",)) as watch:
             with DaemonProcess(first) as box_a, DaemonProcess(second) as box_b:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
-import pytest
 from broker import MosquittoBroker
 from conftest import eventually
 from harness import SimulatorProcess
@@ -65,16 +64,6 @@ def commands() -> list[bytes]:
         b"[" * 5000 + b"]" * 5000,
         b"\xff\xfe\x00 not even text",
     ]
-
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
 
 
 @contextlib.asynccontextmanager

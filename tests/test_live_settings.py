@@ -38,16 +38,6 @@ GENEROUS = 30.0
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, MosquittoBroker]]:
     first = MosquittoBroker(tmp_path / "broker1")
     second = MosquittoBroker(tmp_path / "broker2")

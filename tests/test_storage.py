@@ -62,16 +62,6 @@ def test_twenty_open_orders_through_refresh_cycles_write_nothing_to_the_card(
 # -- a damaged journal ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(log_path=tmp_path / "sim.log")
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
 def box_config(
     tmp_path: Path, sim: SimulatorProcess, *, user_token: str | None = None, tickets: str = "t1"
 ) -> Path:

@@ -8,6 +8,7 @@ paper or switch the code page" by asserting ``decoded.unexpected == []``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # ESC t numbers → Python codecs, for the code pages the encoder picks.
 CODE_PAGES = {0: "cp437", 2: "cp850", 16: "cp1252", 19: "cp858", 40: "iso8859_15", 53: "cp858"}
@@ -179,4 +180,18 @@ def raster_rows(decoded: Decoded) -> list[bytes]:
     rows: list[bytes] = []
     for xb, count, data in decoded.rasters:
         rows.extend(data[r * xb : (r + 1) * xb] for r in range(count))
+    return rows
+
+
+def picture_rows(image: Any) -> list[bytes]:
+    """Each row of a mode "1" picture as bits, MSB first, 1 = black, read pixel by pixel:
+    the reference the printers' raster commands are compared with (ESC/POS and Star)."""
+    stride = (image.width + 7) // 8
+    rows = []
+    for y in range(image.height):
+        row = bytearray(stride)
+        for x in range(image.width):
+            if image.getpixel((x, y)) == 0:
+                row[x // 8] |= 0x80 >> (x % 8)
+        rows.append(bytes(row))
     return rows

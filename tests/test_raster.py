@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from escpos_decoder import decode, raster_rows
+from escpos_decoder import decode, picture_rows, raster_rows
 from PIL import Image, ImageChops
 
 from edged.printing import codepages, raster
@@ -48,19 +48,6 @@ def settings(profile: str = "TM-T20III", render: str = "raster", paper: int = 80
     )
 
 
-def pillow_rows(image: Image.Image) -> list[bytes]:
-    """Each row of a mode "1" picture as bits, MSB first, 1 = black, read pixel by pixel."""
-    stride = (image.width + 7) // 8
-    rows = []
-    for y in range(image.height):
-        row = bytearray(stride)
-        for x in range(image.width):
-            if image.getpixel((x, y)) == 0:
-                row[x // 8] |= 0x80 >> (x % 8)
-        rows.append(bytes(row))
-    return rows
-
-
 def picture(rows: list[bytes], width: int) -> Image.Image:
     """Rows of dots back into a Pillow picture (black = 0)."""
     image = Image.new("1", (width, len(rows)), 1)
@@ -85,7 +72,7 @@ def test_gs_v_0_bands_are_the_picture_row_for_row(width: int, height: int) -> No
     assert len(decoded.rasters) == -(-height // BAND_ROWS)
     for xb, rows, _ in decoded.rasters:
         assert xb == (width + 7) // 8 and 0 < rows <= BAND_ROWS
-    assert raster_rows(decoded) == pillow_rows(image)
+    assert raster_rows(decoded) == picture_rows(image)
 
 
 def cjk_order() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from escpos_decoder import picture_rows
 from printer_standin import TcpPrinter
 from star_decoder import decode_star
 
@@ -40,19 +41,6 @@ def star(profile: str, render: str = "text") -> EncoderSettings:
         render,  # type: ignore[arg-type]
         "star",
     )
-
-
-def bits(image: Any) -> list[bytes]:
-    """Rows of a 1-bit picture packed MSB first, 1 = black (as Star and ESC/POS want)."""
-    stride = (image.width + 7) // 8
-    rows = []
-    for y in range(image.height):
-        row = bytearray(stride)
-        for x in range(image.width):
-            if image.getpixel((x, y)) == 0:
-                row[x // 8] |= 0x80 >> (x % 8)
-        rows.append(bytes(row))
-    return rows
 
 
 def test_starprnt_text_ticket_decodes_with_its_styles() -> None:
@@ -99,7 +87,7 @@ def test_star_graphic_mode_rows_are_the_picture() -> None:
     assert len(d.pages) == 2 and d.cuts == 2  # each copy ends its document with a cut
     image = raster.render(ticket, 576)
     assert image.width == 576
-    assert [row or bytes(72) for row in d.pages[0]] == bits(image)
+    assert [row or bytes(72) for row in d.pages[0]] == picture_rows(image)
     assert b"" in d.pages[0]  # blank rows are moved over, not sent
     assert d.pages[1] == d.pages[0]
 
@@ -127,7 +115,7 @@ def test_starprnt_draws_a_ticket_its_code_page_cannot_print() -> None:
     ((xb, rows, payload),) = d.images
     image = raster.render(ticket, 576)
     assert (xb, rows) == (72, image.height)
-    assert [payload[r * xb : (r + 1) * xb] for r in range(rows)] == bits(image)
+    assert [payload[r * xb : (r + 1) * xb] for r in range(rows)] == picture_rows(image)
     plain = order_ticket(parse_order(example("collection")), TicketOptions(columns=48))
     assert decode_star(ticket_bytes(plain, star("TSP650II", "auto"))).images == []
 

@@ -23,7 +23,7 @@ from harness import SimulatorProcess
 from hypothesis import given
 from hypothesis import strategies as st
 from test_faults import Box, new_order, write_config
-from test_hostile_daemon import cloud, daemon, wait_for  # noqa: F401 - fixture
+from test_hostile_daemon import daemon, wait_for
 
 from edged.web.limits import (
     AcceptStormFilter,
@@ -220,7 +220,7 @@ def file_limit(limit: int) -> Iterator[None]:
 
 async def test_slowloris_with_2000_connections_does_not_stop_orders_or_tickets(
     tmp_path: Path,
-    cloud: SimulatorProcess,  # noqa: F811 - the fixture
+    cloud: SimulatorProcess,
 ) -> None:
     tickets = tmp_path / "tickets"
     printers = [{"name": "kitchen", "uri": f"virtual://{tickets}"}]

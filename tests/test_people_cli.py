@@ -140,6 +140,32 @@ def test_network_printers_from_avahi_output() -> None:
     ]
 
 
+def avahi_escape(name: str) -> str:
+    """A label as ``avahi-browse --parsable`` writes it: every byte outside
+    ``[A-Za-z0-9_-]`` of its UTF-8 as ``\\DDD`` in decimal."""
+    keep = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    return "".join(chr(b) if b in keep else f"\\{b:03d}" for b in name.encode())
+
+
+@pytest.mark.parametrize(
+    ("advertised", "suggested"),
+    [
+        ("Cocina Señor", "cocina-señor"),  # Spanish
+        ("Impressora Cuina L·L", "impressora-cuina-l-l"),  # Catalan: the middle dot
+        ("Κουζίνα Εκτυπωτής", "κουζίνα-εκτυπωτής"),  # Greek
+        ("厨房打印机 2", "厨房打印机-2"),  # Chinese
+        ("Bar.Terraza\\1", "bar-terraza-1"),  # a dot and a backslash in the name
+    ],
+)
+def test_network_printer_names_are_decoded_as_utf8(advertised: str, suggested: str) -> None:
+    line = (
+        f"=;eth0;IPv4;{avahi_escape(advertised)};_pdl-datastream._tcp;local;p.local;10.0.0.9;9100;"
+    )
+    (found,) = discover.parse_avahi(line)
+    assert found.name == suggested
+    assert found.address == "tcp://10.0.0.9:9100"
+
+
 def test_the_printer_search_says_when_avahi_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.devnull)
     printers, problem = asyncio.run(discover.network_printers())

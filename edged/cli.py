@@ -48,6 +48,14 @@ class _JournaldFormatter(logging.Formatter):
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
 
 
+def fatal_line(text: str) -> str:
+    """A line that ends the process, at CRIT for journald (``<2>``) when stderr is the
+    journal: printed before logging starts, it would otherwise be filed at INFO."""
+    if os.environ.get("JOURNAL_STREAM"):
+        return "\n".join(f"<2>{line}" for line in text.splitlines())
+    return text
+
+
 def setup_logging(level: str, *, file: Path | None = None) -> None:
     """Log to stderr (journald-style under systemd). With ``file``, everything at ``level``
     goes there and only warnings reach the terminal (the interactive demo)."""
@@ -518,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except ConfigError as exc:
-        print(f"edged: bad configuration: {exc}", file=sys.stderr)
+        print(fatal_line(f"edged: bad configuration: {exc}"), file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -24,6 +24,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import tomli_w
@@ -41,6 +42,28 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+
+
+def from_environment(name: str) -> str | None:
+    """A secret from systemd's credentials, else from the environment variable ``name``.
+
+    A unit given ``LoadCredential=NAME:/etc/edged/credentials/FILE`` (systemd 247 and later)
+    finds the file at ``$CREDENTIALS_DIRECTORY/NAME``, readable by the service only and never
+    in ``/proc/*/environ`` of what it starts; one trailing newline is dropped. Without the
+    credential, ``EnvironmentFile=`` and the environment still work."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and "/" not in name:
+        try:
+            text = (Path(directory) / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                "$CREDENTIALS_DIRECTORY", name, f"unreadable credential: {exc}"
+            ) from None
+        else:
+            return text.removesuffix("\n")
+    return os.environ.get(name)
 
 
 def opt(
@@ -146,8 +169,8 @@ def build(cls: type[T], data: Mapping[str, Any], *, file: str, where: str = "") 
         key = dotted(name)
         if name in data:
             raw = data[name]
-        elif meta.get("env") and os.environ.get(meta["env"]) is not None:
-            raw = os.environ[meta["env"]]
+        elif meta.get("env") and (supplied := from_environment(meta["env"])) is not None:
+            raw = supplied
         elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
             continue
         else:

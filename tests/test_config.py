@@ -115,6 +115,25 @@ def test_secret_may_come_from_the_environment(
     assert to_plain(config)["sinqro"]["server_token"] == "***"
 
 
+def test_secrets_may_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LoadCredential=EDGED_SERVER_TOKEN:FILE puts the token in $CREDENTIALS_DIRECTORY; it
+    wins over the environment file, and what is not there still comes from the environment."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "EDGED_SERVER_TOKEN").write_text("from-credential\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("EDGED_SERVER_TOKEN", "from-env")
+    monkeypatch.setenv("EDGED_USER_TOKEN", "user-env")
+    config = load_config(write(tmp_path, "[sinqro]\n"))
+    assert config.sinqro.server_token == "from-credential"
+    assert config.sinqro.user_token == "user-env"
+    (credentials / "EDGED_USER_TOKEN").mkdir()  # unreadable as a file: said, not ignored
+    err = error_of(tmp_path / "edged.toml")
+    assert err.key == "EDGED_USER_TOKEN" and "unreadable credential" in err.problem
+
+
 def test_dropins_override_and_errors_name_the_dropin(tmp_path: Path) -> None:
     main = write(tmp_path, MINIMAL + "[orders]\ndefault_delay = 5\n")
     dropins = tmp_path / "edged.toml.d"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -213,6 +214,25 @@ def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
     )
     assert result.returncode == 78
     assert f"{bad}: sinqro.poll_interval: expected a number" in result.stderr
+
+
+def test_a_bad_config_under_systemd_is_filed_at_crit(tmp_path: Path) -> None:
+    """Under systemd stderr is the journal (JOURNAL_STREAM): the line that ends the process
+    carries journald's priority prefix for CRIT (sd-daemon(3)), not the default INFO."""
+    bad = tmp_path / "edged.toml"
+    bad.write_text('[sinqro]\nserver_token = "x"\npoll_interval = "often"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "JOURNAL_STREAM": "8:12345"},
+    )
+    assert result.returncode == 78
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("<2>edged: bad configuration: ")
+    assert "sinqro.poll_interval" in line
     assert "Traceback" not in result.stderr
 
 

@@ -209,8 +209,13 @@ def test_hostile_text_never_becomes_a_command() -> None:
     raw["currency"]["displayPattern"] = "{{ amount }}\x1bp\x00€"
     raw["deliveries"][0]["trackingUrl"] = "https://x.example/\x1bp\x00"
     data = encode(order_ticket(parse_order(raw), TicketOptions()), settings(), copies=2)
-    for bad in (b"\x1bp", b"\x1dV\x00", b"\x1bt\x00", b"\x10", b"\x9b", b"\x7f"):
+    # DLE starts the printers' real-time requests (DLE EOT, DLE ENQ, DLE DC4), which they act
+    # on wherever they stand; 0x10 alone is also the double-height bit of ESC !.
+    for bad in (b"\x1bp", b"\x1dV\x00", b"\x1bt\x00", b"\x9b", b"\x7f"):
         assert bad not in data, bad
+    for realtime in (b"\x10\x04", b"\x10\x05", b"\x10\x14"):
+        assert realtime not in data, realtime
+    assert all(data[i - 2 : i] == b"\x1b!" for i, byte in enumerate(data) if byte == 0x10)
     assert data.count(b"\x1b@") == 1
     assert data.count(b"\x1bt") == 1
     decoded = decode(data)

@@ -45,6 +45,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, Tx
+from edged.printing import pyescpos
 from edged.printing.health import PrinterHealth
 from edged.printing.jobs import (
     REQUEST_KINDS,
@@ -182,6 +183,7 @@ class Spooler:
         try:
             await self._recover()
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._warm_up(), name="spooler-warm-up")
                 tg.create_task(self._dispatch(), name="spooler-plan")
                 for printer in self._printers.values():
                     tg.create_task(self._worker(printer), name=f"spooler-{printer.config.name}")
@@ -190,6 +192,19 @@ class Spooler:
                 # A thread stuck in a printer call ends with its own timeout; don't wait.
                 printer.executor.shutdown(wait=False, cancel_futures=True)
                 printer.executor_closed = True
+
+    async def _warm_up(self) -> None:
+        """python-escpos loaded before the first ticket needs it (ESC/POS printers only)."""
+        for printer in self._printers.values():
+            settings = printer.encoder
+            if settings.command_set == "escpos":
+                try:
+                    await asyncio.to_thread(
+                        pyescpos.warm_up, settings.profile.name, settings.raster_dots
+                    )
+                except Exception:  # the first ticket will say what is wrong, with its job
+                    log.exception("printing: python-escpos could not be prepared")
+                return
 
     async def _recover(self) -> None:
         names = list(self._printers)

@@ -185,5 +185,6 @@ def test_check_config_command(tmp_path: Path) -> None:
         check=False,
     )
     assert no.returncode == 78  # EX_CONFIG: systemd will not restart-loop on it
-    assert f"{bad}: sinqro.bogus: unknown key" in no.stderr
+    line = MINIMAL.count("\n") + 1  # the line the typo was appended on
+    assert f"{bad}:{line}: sinqro.bogus: unknown key" in no.stderr
     assert "Traceback" not in no.stderr

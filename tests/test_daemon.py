@@ -15,6 +15,7 @@ import httpx
 from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 from edged.configtools import dump_toml
+from edged.i18n import Locale
 
 
 def write_config(tmp_path: Path, sim: SimulatorProcess, **sections: Any) -> Path:
@@ -227,8 +228,10 @@ def test_reprint_and_test_print_go_through_the_spooler(
     tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
     tickets = tmp_path / "tickets"
+    # A zone far from the test machine's: the test page tells the box's time, not UTC.
+    box = {"name": "test-box", "state_dir": str(tmp_path / "state"), "timezone": "Asia/Tokyo"}
     config = write_config(
-        tmp_path, cloud, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
+        tmp_path, cloud, box=box, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
     )
     journal = tmp_path / "state" / "edged.sqlite3"
 
@@ -249,8 +252,13 @@ def test_reprint_and_test_print_go_through_the_spooler(
         assert "REPRINT" in reprint
         assert len(texts("order")) == 1
 
+        tokyo = Locale("en", "Asia/Tokyo")
+        before = tokyo.day_datetime(time.time())
         assert cli(config, "test-print", "counter").returncode == 0
-        until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+        (page,) = until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+        after = tokyo.day_datetime(time.time())
+        shown = {before, after}
+        assert any(f"At: {when}" in page.read_text(encoding="utf-8") for when in shown), shown
 
         unknown = cli(config, "test-print", "bar")
         assert unknown.returncode == 2 and "no printer named bar" in unknown.stderr

@@ -13,14 +13,18 @@ from edged.configtools import ConfigError, key_line, to_plain
 from edged.i18n import Locale
 
 
-def located(error: ConfigError) -> str:
+def line_of(error: ConfigError) -> int | None:
+    """The line of the file that holds the error's key (or its table), if written there."""
+    if not error.key:
+        return None
+    try:
+        return key_line(Path(error.file).read_text(encoding="utf-8"), error.key)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def located(error: ConfigError, line: int | None) -> str:
     """``FILE:LINE: KEY: problem`` (no line when the key is not written in the file)."""
-    line = None
-    if error.key:
-        try:
-            line = key_line(Path(error.file).read_text(encoding="utf-8"), error.key)
-        except (OSError, UnicodeDecodeError, ValueError):
-            line = None
     where = f"{error.file}:{line}" if line else error.file
     return f"{where}: {error.key}: {error.problem}" if error.key else f"{where}: {error.problem}"
 
@@ -40,8 +44,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     read_env_file(Path(args.file).with_name("edged.env"))
     errors = config_errors(args.file)
     if errors:
-        for error in errors:
-            complain(located(error))
+        # In the order of the files, as an editor shows them.
+        found = [(error, line_of(error)) for error in errors]
+        found.sort(key=lambda item: (item[0].file, item[1] is None, item[1] or 0))
+        for error, line in found:
+            complain(located(error, line))
         complain(locale.gettext("problems found: {count}").format(count=len(errors)))
         return EX_CONFIG
     config = load_config(args.file)

@@ -152,6 +152,11 @@ def test_exit_codes_tell_usage_refusal_absence_and_bad_config(tmp_path: Path) ->
     )
     absent = edged("orders", "-c", str(empty / "edged.toml"))
     assert absent.returncode == 69 and "no journal at" in absent.stderr
+    (empty / "edged.sqlite3").write_text("not a database", encoding="utf-8")
+    damaged = edged("orders", "-c", str(empty / "edged.toml"))
+    assert damaged.returncode == 69 and "cannot open the journal" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    assert (empty / "edged.sqlite3").read_text(encoding="utf-8") == "not a database"
     (empty / "edged.toml").write_text("[sinqro]\nbogus = 1\n", encoding="utf-8")
     assert edged("orders", "-c", str(empty / "edged.toml")).returncode == 78
     # The daemon is not running (web off here): "unavailable", with the counts all the same.
@@ -282,3 +287,18 @@ def test_the_cli_entry_points_both_work(tmp_path: Path) -> None:
     script = edged("--version")
     assert module.returncode == script.returncode == 0
     assert module.stdout == script.stdout and module.stdout.startswith("edged ")
+
+
+def test_every_option_has_help_and_every_command_lists_the_exit_codes() -> None:
+    import argparse
+
+    from edged.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        assert "78 bad configuration" in (command.epilog or ""), name
+        for action in command._actions:
+            assert action.help, f"edged {name} {action.dest}: no help"
+            if action.choices:  # the valid values are listed, not only checked
+                assert "%(choices)s" in action.help or action.metavar is None, name

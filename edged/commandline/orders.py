@@ -28,7 +28,7 @@ from edged.config import Config
 from edged.i18n import N_, Locale
 from edged.i18n.words import status_word, type_word
 from edged.journal.rows import StoredOrder
-from edged.journal.store import Journal
+from edged.journal.store import Journal, JournalError
 
 Work = Callable[[Config, Journal, Locale], Awaitable[int]]
 
@@ -63,7 +63,12 @@ async def with_journal(args: argparse.Namespace, work: Work) -> int:
         _ = cli_locale(args, config).gettext
         complain(_("no journal at {path} (has edged run yet?)").format(path=config.journal_path))
         return EX_UNAVAILABLE
-    journal = await Journal.open(config.journal_path, watch_interval=0)
+    try:
+        journal = await Journal.open(config.journal_path, watch_interval=0)
+    except JournalError as exc:  # damaged, locked, unreadable: say so, no traceback
+        _ = cli_locale(args, config).gettext
+        complain(_("cannot open the journal: {reason}").format(reason=exc))
+        return EX_UNAVAILABLE
     try:
         from edged.pairing import load_pairing
 

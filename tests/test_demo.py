@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -44,8 +45,12 @@ def test_demo_terminal_shows_the_selling_points_time(tmp_path: Path) -> None:
     after the terminal view started, so the view must not fix it at start. Orders are
     named by code; the banner names the simulator and a command that runs as shown."""
     madrid = {_clock("Europe/Madrid")}
+    # A language saved on the page earlier: the one asked for on the command line wins.
+    (tmp_path / "demo").mkdir()
+    saved = tmp_path / "demo" / "settings.toml"
+    saved.write_text('[box]\nlanguage = "es"\n', encoding="utf-8")
     process = subprocess.Popen(
-        [EDGED, "demo", "--state-dir", "demo",
+        [EDGED, "demo", "--state-dir", "demo", "--language", "en",
          "--web-port", str(_free_port()), "--orders-every", "1"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -86,6 +91,7 @@ def test_demo_terminal_shows_the_selling_points_time(tmp_path: Path) -> None:
         )
         assert tried.returncode == 0, tried.stderr
         assert match.group(2) in tried.stdout  # the order the terminal named, by its code
+        assert tomllib.loads(saved.read_text(encoding="utf-8"))["box"]["language"] == "en"
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -333,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except ConfigError as exc:
-        print(f"edged: bad configuration: {exc}", file=sys.stderr)
+        from edged.commandline.checking import line_of, located
+
+        print(f"edged: bad configuration: {located(exc, line_of(exc))}", file=sys.stderr)
         return EX_CONFIG
     except BrokenPipeError:
         _quiet_stdout()

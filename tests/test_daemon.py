@@ -220,7 +220,7 @@ def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 78
-    assert f"{bad}: sinqro.poll_interval: expected a number" in result.stderr
+    assert f"{bad}:3: sinqro.poll_interval: expected a number" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -33,6 +33,8 @@ PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
 PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
+# One line of an 80 mm ticket in normal type (two on 58 mm): the name heads every ticket.
+BOX_NAME_MAX = 48
 DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
@@ -75,6 +77,10 @@ class BoxConfig:
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if not 1 <= len(self.name) <= BOX_NAME_MAX or not self.name.isprintable():
+            raise ValueError(
+                f"name: 1 to {BOX_NAME_MAX} printable characters (it heads every ticket)"
+            )
         if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
             raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
         if self.id and not valid_box_id(self.id):
@@ -185,10 +191,20 @@ class Config:
     source: str = field(default="", init=False, compare=False)
 
     def check(self) -> None:
-        names = [p.name for p in self.printers]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"printers: duplicate printer name {name!r}")
+        # Names are unique without regard to case: the page, Home Assistant and people
+        # reading a ticket do not tell "Bar" from "bar".
+        seen: dict[str, str] = {}
+        for printer in self.printers:
+            other = seen.get(printer.name.casefold())
+            if other is None:
+                seen[printer.name.casefold()] = printer.name
+                continue
+            if other == printer.name:
+                raise ValueError(f"printers: duplicate printer name {printer.name!r}")
+            raise ValueError(
+                f"printers: {other!r} and {printer.name!r} differ only in case; "
+                "give printers names that differ in more than case"
+            )
         check_printers(self.printers)
 
     @property

@@ -60,6 +60,24 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
             "printers[0].paper_width",
             "one of 58, 80",
         ),
+        (
+            MINIMAL + '[[printers]]\nname = "Bar"\nuri = "virtual://x"\n'
+            '[[printers]]\nname = "bar"\nuri = "virtual://y"\n',
+            "printers",
+            "'Bar' and 'bar' differ only in case",
+        ),
+        (
+            MINIMAL + '[[printers]]\nname = "bar"\nuri = "virtual://x"\n'
+            '[[printers]]\nname = "bar"\nuri = "virtual://y"\n',
+            "printers",
+            "duplicate printer name 'bar'",
+        ),
+        (
+            MINIMAL + '[[printers]]\nname = "' + "p" * 33 + '"\nuri = "virtual://x"\n',
+            "printers[0].name",
+            "at most 32",
+        ),
+        (MINIMAL + '[box]\nname = "' + "n" * 49 + '"\n', "box.name", "1 to 48"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(

@@ -146,3 +146,23 @@ def test_lines_and_log_records_print_above_the_status_line() -> None:
         "printer kitchen: offline",
         "LED ○ online",
     ]
+
+
+def test_the_demo_moves_terminal_log_records_above_the_status_line_and_back() -> None:
+    from edged.demo import _logs_above
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    out = io.StringIO()
+    terminal = Terminal(out, live=True)
+    terminal.show("LED ○ online")
+    try:
+        with _logs_above(terminal):
+            logging.getLogger("edged.test").warning("printer kitchen: offline")
+        assert handler.stream is sys.stderr  # as logging was set up, afterwards
+    finally:
+        root.handlers[:] = saved
+    rows = [row.rpartition(Terminal.CLEAR)[2] for row in out.getvalue().split("\n")]
+    assert rows == ["printer kitchen: offline", "LED ○ online"]

@@ -110,7 +110,7 @@ def test_ready_order_cli_accept_once_and_clean_stop(
         assert health["link"] in ("online", "polling")
         status = cli(config, "status")
         assert status.returncode == 0 and "daemon: running" in status.stdout
-        assert "link to Sinqro:" in status.stdout and "orders: 1" in status.stdout
+        assert "link to Sinqro:" in status.stdout and "orders in the journal: 1" in status.stdout
         scripted = cli(config, "status", "--json")
         assert scripted.returncode == 0, scripted.stderr
         document = json.loads(scripted.stdout)

@@ -236,11 +236,11 @@ def unknown_printer(config: Config, name: str | None, locale: Locale) -> bool:
     names = [p.name for p in config.printers]
     if name is None or name in names:
         return False
-    complain(
-        locale.gettext("no printer named {name}; configured: {names}").format(
-            name=name, names=", ".join(names) or locale.gettext("none")
-        )
-    )
+    if names:
+        why = locale.gettext("no printer named {name}; configured: {names}")
+    else:
+        why = locale.gettext("no printer named {name}: this box has no printer configured")
+    complain(why.format(name=name, names=", ".join(names)))
     return True
 
 

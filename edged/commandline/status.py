@@ -15,12 +15,13 @@ from edged.fleet.alert_text import word
 from edged.i18n import N_, Locale
 from edged.journal.store import Journal
 
+# Phrases, not single words: "orders" alone would also read as an MQTT topic on a page.
 COUNT_WORDS = {
-    "orders": N_("orders"),
+    "orders": N_("orders in the journal"),
     "open_orders": N_("open orders"),
     "waiting_orders": N_("waiting for you"),
     "queued_commands": N_("decisions not yet sent"),
-    "events": N_("events"),
+    "events": N_("events in the journal"),
 }
 
 

@@ -289,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = answering(command("set-status", "move an accepted order on (preparation, ready...)"))
     order_ref(p)
-    p.add_argument("status", choices=SETTABLE_STATUSES, help="the new status: %(choices)s")
+    p.add_argument(
+        "status", choices=SETTABLE_STATUSES, metavar="STATUS", help="the new status: %(choices)s"
+    )
     p.add_argument("--reason", default="", help="why; required for cancelled_by_sp")
     waiting(p)
     p.set_defaults(func=lambda a: orders.decide(a, "status"))

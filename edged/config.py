@@ -12,6 +12,7 @@ for the documented list.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -275,6 +276,29 @@ def _has_key(doc: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def _culprit(stack: list[tuple[Path, dict[str, Any]]], exc: ConfigError) -> ConfigError:
+    """``exc`` naming the last layer that holds its key (the main file when none does)."""
+    main = str(stack[0][0])
+    culprit = next((str(p) for p, doc in reversed(stack) if _has_key(doc, exc.key)), main)
+    return ConfigError(culprit, exc.key, exc.problem)
+
+
+def config_errors(path: str | os.PathLike[str]) -> list[ConfigError]:
+    """Every problem of the configuration rooted at ``path`` (empty: it loads), each naming
+    the file that holds its key: ``edged check-config`` lists them all at once."""
+    try:
+        stack = layers(Path(path))
+    except ConfigError as exc:  # a file that does not parse: nothing more to check
+        return [exc]
+    merged: dict[str, Any] = {}
+    for _, doc in stack:
+        merged = merge(merged, doc)
+    errors: list[ConfigError] = []
+    with contextlib.suppress(ConfigError):  # raised once they are all in ``errors``
+        build(Config, merged, file=str(stack[0][0]), errors=errors)
+    return [_culprit(stack, exc) for exc in errors]
+
+
 def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
     """Validate merged layers; an error names the file that holds the offending key."""
     merged: dict[str, Any] = {}
@@ -284,8 +308,7 @@ def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
     try:
         config = build(Config, merged, file=main)
     except ConfigError as exc:
-        culprit = next((str(p) for p, doc in reversed(stack) if _has_key(doc, exc.key)), main)
-        raise ConfigError(culprit, exc.key, exc.problem) from None
+        raise _culprit(stack, exc) from None
     # A relative state_dir is relative to the main file, so a config works from any cwd.
     state_dir = Path(config.box.state_dir)
     if not state_dir.is_absolute():

@@ -59,13 +59,13 @@ def write_box(tmp_path: Path, language: str) -> tuple[Path, dict[str, object]]:
     [
         (
             "es",
-            ["ID", "CÓDIGO", "TIPO", "ESTADO", "RECIBIDO"],
+            ["ID", "CÓDIGO", "TIPO", "ESTADO", "PREVISTO", "RECIBIDO"],
             "Para recoger",
             "Esperando su decisión",
         ),
         (
             "ca",
-            ["ID", "CODI", "TIPUS", "ESTAT", "REBUDA"],
+            ["ID", "CODI", "TIPUS", "ESTAT", "PREVISTA", "REBUDA"],
             "Per emportar",
             "Espera la vostra decisió",
         ),
@@ -103,13 +103,13 @@ def test_accept_takes_an_order_code(tmp_path: Path, capsys: pytest.CaptureFixtur
     config, raw = write_box(tmp_path, "en")
     code = str(raw["marketOrderCode"]).lower()  # any case
     assert cli.main(["accept", code, "--wait", "0", "-c", str(config)]) == 0
-    assert f"accept order {raw['id']}" in capsys.readouterr().out
+    assert f"Accepting order {raw['marketOrderCode']}: queued" in capsys.readouterr().out
     # A second decision while the first waits in the outbox is refused, with its code.
     assert (
-        cli.main(["accept", str(raw["id"]), "--delay", "15", "--wait", "0", "-c", str(config)]) == 2
+        cli.main(["accept", str(raw["id"]), "--delay", "15", "--wait", "0", "-c", str(config)]) == 3
     )
     assert "DECISION_QUEUED" in capsys.readouterr().err
-    assert cli.main(["accept", "NOPE42", "--wait", "0", "-c", str(config)]) == 2
+    assert cli.main(["accept", "NOPE42", "--wait", "0", "-c", str(config)]) == 3
     assert "no order with id or code NOPE42" in capsys.readouterr().err
 
 

@@ -32,10 +32,11 @@ Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class Spooler:
         self.journal = journal
         self.state = state
         self.box = box
+        # The selling point's time zone (the pairing's); set by the composition root.
+        # Tickets of orders carry their own; the test page and slips without one use it.
+        self.timezone: Callable[[], str] = lambda: ""
         self._printers: dict[str, PrinterRuntime] = {}
         # One short-lived thread per ticket being rendered: a huge order never holds
         # back the render of the next one, on any printer.
@@ -446,7 +450,8 @@ class Spooler:
     def _render(self, printer: PrinterRuntime, job: Job, payload: str | None) -> Rendered:
         """Render one job (on a render thread) with its origin printer's layout."""
         origin = self._printers.get(job.origin, printer).config
-        return render_job(printer, origin, self.box, job, payload, self._copies(job))
+        box = dataclasses.replace(self.box, timezone=self.timezone() or self.box.timezone)
+        return render_job(printer, origin, box, job, payload, self._copies(job))
 
     def _copies(self, job: Job) -> int:
         if job.kind in ("order", "reprint"):

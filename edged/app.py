@@ -67,6 +67,8 @@ LINK_COUNTERS = {
     "refreshes": "Status refreshes while the websocket was up",
     "gone_orders": "Open orders closed as gone (unknown to Sinqro, or another selling point)",
     "stale_reports": "Reports set aside because they would move an order back",
+    "hints": "Push-source notifications (relay), each only a hint checked with Sinqro",
+    "hints_applied": "Hints whose order was fetched from Sinqro and applied",
 }
 
 
@@ -188,6 +190,16 @@ class App:
         out = [
             Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
             for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_hints_rejected_total",
+                float(count),
+                "Hints dropped: unknown to Sinqro, another selling point's, queue full, unverified",
+                "counter",
+                {"reason": reason},
+            )
+            for reason, count in sorted(self.link.hints.rejected.items())
         ]
         out += [
             Metric(

@@ -180,27 +180,28 @@ async def test_webhooks_reach_the_box_through_mosquitto(
     async with box(sim, broker, journal) as (link, state), httpx.AsyncClient() as http:
         assert state.get("link.detail") == "relay connected"
         assert sim.connected() == 0  # no websocket: the relay is the only push
-        # Sinqro's REST answers 503 from now on: what the box learns, it learns by the relay.
-        sim.refuse_all("503")
+        # The box polls an hour apart: what it learns now, the relay told it of, and it
+        # stored what Sinqro answered to GET /orders/{id}.
         order = sim.create_order("delivery")
         (new_order,) = notifications
         assert new_order["event"] == "new_order"
         answer = await http.post(relay.url(), content=json.dumps(new_order))
         assert answer.status_code == 200, answer.text
         assert answer.json()["topic"] == f"edged/sellingPoints/{sim.selling_point_id}/notifications"
-        await until(lambda: link.frames == 1, "the notification at the box")
+        await until(lambda: link.hints.applied == 1, "the notification checked at the box")
+        assert {"method": "GET", "path": f"/pos-app/v1/orders/{order['id']}"} in sim.requests
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "waiting_sp_validation"
         # The same notification twice (Sinqro retrying) is still one order.
         again = await http.post(relay.url(), content=json.dumps(new_order))
         assert again.status_code == 200
-        await until(lambda: link.frames == 2, "the repeat at the box")
+        await until(lambda: link.hints.applied == 2, "the repeat at the box")
         # A status change follows the same path.
         sim.set_status(order["id"], "cancelled_by_client")
         changed = notifications[-1]
         assert changed["event"] == "order_status_changed"
         assert (await http.post(relay.url(), content=json.dumps(changed))).status_code == 200
-        await until(lambda: link.frames == 3, "the status change at the box")
+        await until(lambda: link.hints.applied == 3, "the status change at the box")
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "cancelled_by_client"
         events = await journal.read_events(0)
@@ -208,6 +209,7 @@ async def test_webhooks_reach_the_box_through_mosquitto(
             ev.ORDER_NEW,
             ev.ORDER_STATUS,
         ]
+        assert link.frames == 3 and sum(link.hints.rejected.values()) == 0
 
 
 async def test_secret_and_payload_checks(broker: MosquittoBroker, relay: RelayProcess) -> None:
@@ -314,8 +316,15 @@ async def test_the_daemon_takes_its_orders_from_the_relay(
                     "the subscription",
                     30,
                 )
-                # Sinqro's REST answers 503 from now on: the order can only come by the relay.
-                await http.post(f"{sim.root}/_sim/faults", json={"refuseAll": "503"})
+
+                # Once the reconcile that follows the subscription has asked for the active
+                # orders, with polls an hour apart, the order can only come by the relay
+                # (and the GET /orders/{id} that checks what it says).
+                async def reconciled() -> bool:
+                    seen = (await http.get(f"{sim.root}/_sim/requests")).json()
+                    return any(r["path"].endswith("/orders/active") for r in seen)
+
+                await eventually(reconciled, within=30, what="the reconcile")
                 created = await http.post(f"{sim.root}/_sim/orders", json={"type": "collection"})
                 order = created.json()[0]
                 order_id = int(order["id"])

@@ -19,7 +19,9 @@ status and no final state comes from the fleet path without Sinqro's word.
   asked for;
 * an id Sinqro does not know (``ORDER_NOT_FOUND``) or an order of another selling point is
   dropped, counted by reason (:attr:`HintChecker.rejected`) and logged at WARNING, with the
-  order id and the source only.
+  order id and the source only. A hint whose status Sinqro contradicts (a forged
+  cancellation, or a late one) is counted as ``contradicted``; Sinqro's answer is what the
+  box stores.
 
 Hints never touch websocket frames, which the link applies directly.
 """
@@ -48,7 +50,8 @@ UNKNOWN_ORDER = "unknown_order"  # Sinqro answers ORDER_NOT_FOUND
 OTHER_SELLING_POINT = "other_selling_point"  # the hint or Sinqro's answer names another one
 OVERFLOW = "overflow"  # too many orders waiting to be checked
 UNVERIFIED = "unverified"  # Sinqro could not be asked (5xx, timeouts) max_attempts times
-REASONS = (UNKNOWN_ORDER, OTHER_SELLING_POINT, OVERFLOW, UNVERIFIED)
+CONTRADICTED = "contradicted"  # Sinqro answers another status than the hint claimed
+REASONS = (UNKNOWN_ORDER, OTHER_SELLING_POINT, OVERFLOW, UNVERIFIED, CONTRADICTED)
 
 MAX_PENDING = 64
 MIN_INTERVAL = 0.2  # seconds between two GETs for hints: at most 5 a second
@@ -58,6 +61,7 @@ MAX_ATTEMPTS = 5
 @dataclass
 class _Pending:
     source: str
+    claimed: str  # the status the hint claims ("" when it names none)
     attempts: int = 0
     not_before: float = 0.0
 
@@ -126,18 +130,20 @@ class HintChecker:
         self._again = None
         self._overflowing = 0
 
-    def add(self, order_id: int, source: str) -> None:
-        """A push source says ``order_id`` changed: check it with Sinqro (never blocks)."""
+    def add(self, order_id: int, source: str, claimed: str = "") -> None:
+        """A push source says ``order_id`` is now ``claimed``: check it with Sinqro (never
+        blocks)."""
         self.received += 1
-        if order_id in self._pending:
+        waiting = self._pending.get(order_id)
+        if waiting is not None:
             self.coalesced += 1
+            waiting.claimed = claimed
             return
         if order_id == self._fetching:
             # The answer on its way may be older than what this hint tells of.
-            if self._again is None:
-                self._again = _Pending(source)
-            else:
+            if self._again is not None:
                 self.coalesced += 1
+            self._again = _Pending(source, claimed)
             return
         if len(self._pending) >= self.max_pending:
             if not self._overflowing:
@@ -153,7 +159,7 @@ class HintChecker:
         if self._overflowing:
             log.warning("%s hints: %d dropped while the queue was full", source, self._overflowing)
             self._overflowing = 0
-        self._pending[order_id] = _Pending(source)
+        self._pending[order_id] = _Pending(source, claimed)
         self._wake.set()
 
     def reject(self, reason: str, order_id: int, source: str, detail: str) -> None:
@@ -223,7 +229,6 @@ class HintChecker:
             return
         if self.reconciler.touched_since(order_id, started):
             # A websocket frame about it came while we asked: it is as new as this answer.
-            self.applied += 1
             return
         self.reconciler.frame_seen(order_id)
         try:
@@ -235,6 +240,13 @@ class HintChecker:
                 self.on_unverified()
             return
         self.applied += 1
+        if hint.claimed and hint.claimed != order.status:
+            self.reject(
+                CONTRADICTED,
+                order_id,
+                hint.source,
+                f"it said {hint.claimed}, Sinqro says {order.status}; Sinqro's answer applied",
+            )
 
     async def _ours(self, order: Order, sp: int) -> bool:
         """Sinqro's answer is the paired selling point's order.

@@ -394,7 +394,7 @@ class NotificationLink:
         if source != "websocket":
             # Not Sinqro's own connection: a claim to check, never stored as it came.
             log.debug("%s hint %s about order %s", source, note.event, note.order.id)
-            self.hints.add(note.order.id, source)
+            self.hints.add(note.order.id, source, note.order.status)
             return
         self.reconciler.frame_seen(note.order.id)
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)

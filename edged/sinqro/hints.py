@@ -114,8 +114,8 @@ class HintChecker:
 
     @property
     def pending(self) -> int:
-        """Orders waiting to be checked."""
-        return len(self._pending)
+        """Orders waiting to be checked, or being checked now."""
+        return len(self._pending) + (self._fetching is not None)
 
     def metrics(self) -> dict[str, int]:
         return {

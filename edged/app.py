@@ -69,6 +69,7 @@ LINK_COUNTERS = {
     "stale_reports": "Reports set aside because they would move an order back",
     "hints": "Push-source notifications (relay), each only a hint checked with Sinqro",
     "hints_applied": "Hints whose order was fetched from Sinqro and applied",
+    "hints_known": "Hints claiming the status the box already had (not asked)",
 }
 
 

@@ -69,8 +69,9 @@ class _Pending:
 class HintChecker:
     """Checks hints with ``GET /orders/{id}`` and ingests Sinqro's answer.
 
-    Counters: ``received``, ``coalesced`` (merged into a waiting hint), ``applied``
-    (Sinqro's answer was ingested), ``rejected`` per reason (see :data:`REASONS`).
+    Counters: ``received``, ``coalesced`` (merged into a waiting hint), ``known`` (it
+    claimed the status the journal already holds: not asked), ``applied`` (Sinqro's answer
+    was ingested), ``rejected`` per reason (see :data:`REASONS`).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class HintChecker:
         self.received = 0
         self.coalesced = 0
         self.applied = 0
+        self.known = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         state.set("link.hints_rejected", dict(self.rejected))
         # Insertion order is arrival order: the oldest ready hint is checked first.
@@ -122,6 +124,7 @@ class HintChecker:
             "hints": self.received,
             "hints_coalesced": self.coalesced,
             "hints_applied": self.applied,
+            "hints_known": self.known,
         }
 
     def clear(self) -> None:
@@ -202,6 +205,12 @@ class HintChecker:
                 self._pending[ready] = again
 
     async def _check(self, order_id: int, hint: _Pending, sp: int) -> None:
+        stored = await self.journal.get_order(order_id)
+        if stored is not None and hint.claimed and stored.status == hint.claimed:
+            # Nothing the box does not know already (the websocket told it, or Sinqro sent
+            # the webhook again): no reason to ask. The status refresh reads it anyway.
+            self.known += 1
+            return
         started = self.reconciler.frame_mark()
         try:
             order = await self.api.get_order(order_id)

@@ -193,6 +193,7 @@ class HintChecker:
             pause = self._last_get + self.min_interval - now
             if pause > 0:
                 await asyncio.sleep(pause)
+                continue  # what is ready may have changed meanwhile
             hint = self._pending.pop(ready)
             self._fetching = ready
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ def order_gets(sim: Simulator, order_id: int | None = None) -> int:
 
 
 async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
-    sim: Simulator, broker: MosquittoBroker, journal: Journal
+    sim: Simulator, broker: MosquittoBroker, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="edged.sinqro.hints")
     topic = f"edged/sellingPoints/{sim.selling_point_id}/notifications"
     template = sim.create_order("collection")
     async with box(sim, broker, journal, websocket=True) as (link, _):
@@ -96,6 +98,17 @@ async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
         stored = await eventually(lambda: journal.get_order(int(real["id"])), what="the frame")
         assert stored.status == "waiting_sp_validation"
         assert order_gets(sim) == 1
+        # Paced again: every hint that waited is checked once, rejected, and the log says
+        # so in a few lines, not one per forgery.
+        link.hints.min_interval = 0.0
+        await until(lambda: link.hints.pending == 0, "the queue drained")
+        assert link.hints.rejected[hints.UNKNOWN_ORDER] == pending + 1
+        assert order_gets(sim) == pending + 1
+        assert link.hints.rejected[hints.OVERFLOW] == overflow
+        lines = [r for r in caplog.records if r.name == "edged.sinqro.hints"]
+        assert len(lines) <= hints.LOG_BURST + 3
+        code = str(template["marketOrderCode"])
+        assert not any(code in r.getMessage() for r in lines)  # no payload in the log
 
 
 async def test_a_hint_sinqro_cannot_answer_waits_and_holds_back_no_other_order(

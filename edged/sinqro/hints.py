@@ -29,6 +29,7 @@ Hints never touch websocket frames, which the link applies directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -56,6 +57,10 @@ REASONS = (UNKNOWN_ORDER, OTHER_SELLING_POINT, OVERFLOW, UNVERIFIED, CONTRADICTE
 MAX_PENDING = 64
 MIN_INTERVAL = 0.2  # seconds between two GETs for hints: at most 5 a second
 MAX_ATTEMPTS = 5
+# A sustained forgery must not fill the log (and the SD card): this many rejection lines
+# per window, then one line that says how many more there were.
+LOG_BURST = 10
+LOG_WINDOW = 60.0
 
 
 @dataclass
@@ -98,7 +103,7 @@ class HintChecker:
         self.retry_max = retry_max
         self.on_unverified = on_unverified
         self.max_pending = max_pending
-        self.min_interval = min_interval
+        self._min_interval = min_interval
         self.max_attempts = max_attempts
         self.received = 0
         self.coalesced = 0
@@ -113,6 +118,18 @@ class HintChecker:
         self._wake = asyncio.Event()
         self._overflowing = 0
         self._last_get = -float("inf")
+        self._log_window = -float("inf")
+        self._logged = 0
+
+    @property
+    def min_interval(self) -> float:
+        """Seconds between two GETs for hints; a new value applies at once."""
+        return self._min_interval
+
+    @min_interval.setter
+    def min_interval(self, seconds: float) -> None:
+        self._min_interval = seconds
+        self._wake.set()
 
     @property
     def pending(self) -> int:
@@ -166,9 +183,24 @@ class HintChecker:
         self._wake.set()
 
     def reject(self, reason: str, order_id: int, source: str, detail: str) -> None:
-        """Drop a hint: counted by ``reason`` and logged (no payload: it may hold secrets)."""
+        """Drop a hint: counted by ``reason`` and logged (no payload: it may hold secrets;
+        at most :data:`LOG_BURST` lines a :data:`LOG_WINDOW`, then a count)."""
         self._count(reason)
-        log.warning("%s hint about order %s rejected (%s): %s", source, order_id, reason, detail)
+        now = asyncio.get_running_loop().time()
+        if now - self._log_window >= LOG_WINDOW:
+            if self._logged > LOG_BURST:
+                log.warning(
+                    "%d more hints rejected in the last %.0fs (edged_hints_rejected_total)",
+                    self._logged - LOG_BURST,
+                    now - self._log_window,
+                )
+            self._log_window = now
+            self._logged = 0
+        self._logged += 1
+        if self._logged <= LOG_BURST:
+            log.warning(
+                "%s hint about order %s rejected (%s): %s", source, order_id, reason, detail
+            )
 
     def _count(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -184,16 +216,18 @@ class HintChecker:
                 self._wake.clear()
                 wait = min((p.not_before for p in self._pending.values()), default=None)
                 timeout = None if wait is None else max(0.0, wait - now)
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
-                except TimeoutError:
-                    pass
                 continue
             pause = self._last_get + self.min_interval - now
             if pause > 0:
-                await asyncio.sleep(pause)
-                continue  # what is ready may have changed meanwhile
+                # Woken by a new hint too, so what is picked is always the oldest ready.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()
+                continue
             hint = self._pending.pop(ready)
             self._fetching = ready
             try:

@@ -384,11 +384,11 @@ class NotificationLink:
         if frame_sp is None:
             frame_sp = note.order.selling_point_id
         if frame_sp is not None and frame_sp != sp:
-            self.ignored_frames += 1
             if source != "websocket":
                 why = f"it names selling point {frame_sp}, not {sp}"
                 self.hints.reject(OTHER_SELLING_POINT, note.order.id, source, why)
                 return
+            self.ignored_frames += 1
             log.warning("ignored a %s frame for selling point %s", note.event, frame_sp)
             return
         if source != "websocket":

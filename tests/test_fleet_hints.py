@@ -179,7 +179,10 @@ async def test_a_final_status_sinqro_contradicts_on_a_get_is_corrected(
 
     try:
         await eventually(waiting, within=20, what="the order waiting again")
-        assert order_gets(sim, order_id) >= 1  # corrected on a direct GET, not the list
+        # Corrected on Sinqro's answer to a direct GET, not on the active-orders list.
+        await until(lambda: link.reconciler.verified_reports >= 1, "the verify counted")
+        assert link.reconciler.stale_reports >= 1
+        assert order_gets(sim, order_id) >= 1
         assert state.get("waiting_orders") == 1
     finally:
         task.cancel()
@@ -194,3 +197,46 @@ async def test_a_final_status_sinqro_contradicts_on_a_get_is_corrected(
         "cancelled_by_client",
         "waiting_sp_validation",
     )
+
+
+async def test_a_late_websocket_frame_never_reopens_a_final_order_by_itself(
+    sim: Simulator, journal: Journal
+) -> None:
+    order = sim.create_order("collection")
+    order_id = int(order["id"])
+    state = BoxState()
+    desk = OrderDesk(journal, state, OrdersConfig())
+    config = make_sinqro_config(sim, poll_interval=3600, status_refresh_interval=3600)
+    api = SinqroApi(config.base_url, config.server_token, sim.user_token, timeout=2.0)
+    link = NotificationLink(
+        config,
+        api,
+        desk,
+        journal,
+        state,
+        lambda: Pairing(user_token=sim.user_token, selling_point_id=sim.selling_point_id),
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        await until(lambda: link.websocket_up, "the websocket")
+
+        async def final() -> bool:
+            stored = await journal.get_order(order_id)
+            return stored is not None and stored.status == "cancelled_by_client"
+
+        sim.set_status(order_id, "cancelled_by_client")
+        await eventually(final, what="the cancellation")
+        # The old "waiting" frame again, late: checked with a GET, and Sinqro says cancelled.
+        gets = order_gets(sim, order_id)
+        assert sim.send_raw(notification(sim, order)) == 1
+        await until(lambda: link.reconciler.verified_reports == 1, "Sinqro's answer applied")
+        assert link.reconciler.stale_reports == 1
+        assert order_gets(sim, order_id) == gets + 1
+        assert await final()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.aclose()
+    kinds = [e.kind for e in await journal.read_events(0) if e.order_id == order_id]
+    assert kinds == [ev.ORDER_NEW, ev.ORDER_STATUS]

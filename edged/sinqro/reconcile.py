@@ -43,7 +43,8 @@ class Reconciler:
 
     Counters for metrics: ``polls`` (REST syncs while nothing was pushed), ``reconciles``,
     ``refreshes``, ``unread_orders`` (open orders the last sync could not read),
-    ``gone_orders``, ``stale_reports``; ``store_failures`` counts journal errors in a row.
+    ``gone_orders``, ``stale_reports``, ``verified_reports`` (set aside, then Sinqro's
+    answer applied); ``store_failures`` counts journal errors in a row.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Reconciler:
         self.unread_orders = 0
         self.gone_orders = 0
         self.stale_reports = 0
+        self.verified_reports = 0
         self.store_failures = 0
         # Frame sequence and, per order, the sequence of the last frame about it: a REST
         # answer requested before that frame must not overwrite it.
@@ -84,6 +86,7 @@ class Reconciler:
             "unread_orders": self.unread_orders,
             "gone_orders": self.gone_orders,
             "stale_reports": self.stale_reports,
+            "verified_reports": self.verified_reports,
         }
 
     def frame_seen(self, order_id: int) -> None:
@@ -236,6 +239,8 @@ class Reconciler:
                 await self.desk.ingest(order, "verify", authoritative=True)
             except JournalError as exc:
                 self.store_failed(exc, order_id)
+            else:
+                self.verified_reports += 1
 
     async def _ingest_all(
         self, orders: list[Order], reason: str

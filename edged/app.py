@@ -196,7 +196,8 @@ class App:
             Metric(
                 "edged_hints_rejected_total",
                 float(count),
-                "Hints dropped: unknown to Sinqro, another selling point's, queue full, unverified",
+                "Hints Sinqro did not bear out, by reason (unknown order, other selling point,"
+                " contradicted status, queue full, unverified)",
                 "counter",
                 {"reason": reason},
             )

@@ -92,7 +92,8 @@ class NotificationLink:
 
     Counters for metrics: ``frames`` (received), ``bad_frames`` (rejected),
     ``ignored_frames`` (another selling point's), ``reconnects``; the sync's own counters
-    are :attr:`reconciler`'s, the hints' :attr:`hints`', and :meth:`metrics` holds all.
+    are :attr:`reconciler`'s, the hint checker's :attr:`hints`', and :meth:`metrics` holds
+    them all.
     """
 
     def __init__(
@@ -358,20 +359,27 @@ class NotificationLink:
     async def source_frame(self, name: str, message: str | bytes, selling_point_id: int) -> None:
         """One notification from a push source: parsed like a websocket frame, then only a
         hint: the order is fetched from Sinqro and Sinqro's answer is stored."""
-        await self._on_frame_safely(message, selling_point_id, source=name)
+        await self._on_frame_safely(message, selling_point_id, source=name, hint=True)
 
     async def _on_frame_safely(
-        self, message: str | bytes, sp: int, source: str = "websocket"
+        self, message: str | bytes, sp: int, source: str = "websocket", *, hint: bool = False
     ) -> None:
         """The last line of defence: a frame that trips an unexpected error is logged with
         its digest and dropped; the link stays up and the next frame is taken."""
         try:
-            await self._on_frame(message, sp, source=source)
+            if hint:
+                await self._on_frame(message, sp, source=source, hint=True)
+            else:  # as before, for code that wraps _on_frame (benchmarks/suite.py)
+                await self._on_frame(message, sp, source=source)
         except Exception:
             self.bad_frames += 1
             log.exception("dropped %s frame %s after an unexpected error", source, digest(message))
 
-    async def _on_frame(self, message: str | bytes, sp: int, source: str = "websocket") -> None:
+    async def _on_frame(
+        self, message: str | bytes, sp: int, source: str = "websocket", *, hint: bool = False
+    ) -> None:
+        """One frame; with ``hint`` (it did not come from Sinqro's own websocket) only the
+        order it names is taken, to be checked with Sinqro."""
         self.frames += 1
         try:
             note = parse_notification(message, max_bytes=self.config.max_frame_bytes)
@@ -384,14 +392,14 @@ class NotificationLink:
         if frame_sp is None:
             frame_sp = note.order.selling_point_id
         if frame_sp is not None and frame_sp != sp:
-            if source != "websocket":
+            if hint:
                 why = f"it names selling point {frame_sp}, not {sp}"
                 self.hints.reject(OTHER_SELLING_POINT, note.order.id, source, why)
                 return
             self.ignored_frames += 1
             log.warning("ignored a %s frame for selling point %s", note.event, frame_sp)
             return
-        if source != "websocket":
+        if hint:
             # Not Sinqro's own connection: a claim to check, never stored as it came.
             log.debug("%s hint %s about order %s", source, note.event, note.order.id)
             self.hints.add(note.order.id, source, note.order.status)

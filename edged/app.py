@@ -67,6 +67,9 @@ LINK_COUNTERS = {
     "refreshes": "Status refreshes while the websocket was up",
     "gone_orders": "Open orders closed as gone (unknown to Sinqro, or another selling point)",
     "stale_reports": "Reports set aside because they would move an order back",
+    "hints": "Push-source notifications (relay), each only a hint checked with Sinqro",
+    "hints_applied": "Hints whose order was fetched from Sinqro and applied",
+    "hints_known": "Hints claiming the status the box already had (not asked)",
 }
 
 
@@ -188,6 +191,17 @@ class App:
         out = [
             Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
             for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_hints_rejected_total",
+                float(count),
+                "Hints Sinqro did not bear out, by reason (unknown order, other selling point,"
+                " contradicted status, queue full, unverified)",
+                "counter",
+                {"reason": reason},
+            )
+            for reason, count in sorted(self.link.hints.rejected.items())
         ]
         out += [
             Metric(

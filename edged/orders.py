@@ -89,8 +89,12 @@ class OrderDesk:
         """Store an order seen by websocket, poll or reconciliation.
 
         A report that would move an open order backwards (an accepted order "waiting"
-        again) is stale unless it is ``authoritative``, Sinqro's answer to a direct
-        ``GET /orders/{id}``: it is not applied (None) and the caller asks that GET.
+        again), or reopen a final one, is stale unless it is ``authoritative``, Sinqro's
+        answer to a direct ``GET /orders/{id}``: it is not applied (None) and the caller
+        asks that GET. That answer alone may reopen a final order (logged, and its
+        ``order.status`` event says ``reopened``). Notifications that did not come from
+        Sinqro's own connection never get here unchecked: they are hints
+        (:mod:`edged.sinqro.hints`), and only Sinqro's answer to them is ingested.
         Auto-accept is keyed by order id, so a duplicate or a restart never accepts twice.
         """
         auto_accept = self.config.auto_accept
@@ -99,13 +103,15 @@ class OrderDesk:
         def store(tx: Tx) -> tuple[UpsertResult | None, tuple[int, int] | None]:
             if not authoritative:
                 row = tx.execute(
-                    "SELECT status FROM orders WHERE id = ? AND is_final = 0", (order.id,)
+                    "SELECT status, is_final FROM orders WHERE id = ?", (order.id,)
                 ).fetchone()
-                if row is not None and moves_back(row[0], order.status):
-                    return None, None
+                if row is not None:
+                    reopens = bool(row[1]) and not order.is_final
+                    if reopens or (not row[1] and moves_back(row[0], order.status)):
+                        return None, None
             # One transaction: a crash or a full disk can never leave a new order stored
             # without its auto-accept (a later sync would no longer see it as new).
-            result = tx.upsert_order(order)
+            result = tx.upsert_order(order, reopen=authoritative)
             if result.new and order.status == WAITING and auto_accept:
                 tx.enqueue_command(
                     order.id,
@@ -125,6 +131,15 @@ class OrderDesk:
             log.info("order %s: stale %s report (%s) set aside", order.id, source, order.status)
         elif result.new:
             log.info("order %s (%s, %s) stored from %s", order.id, order.type, order.code, source)
+        elif any(e.data.get("reopened") for e in result.events):
+            previous = result.events[0].data.get("previous")
+            log.warning(
+                "order %s reopened by Sinqro's answer: %s on the box, %s at Sinqro (from %s)",
+                order.id,
+                previous,
+                order.status,
+                source,
+            )
         elif result.status_changed:
             log.info("order %s is now %s (from %s)", order.id, order.status, source)
         return result

@@ -180,27 +180,33 @@ async def test_webhooks_reach_the_box_through_mosquitto(
     async with box(sim, broker, journal) as (link, state), httpx.AsyncClient() as http:
         assert state.get("link.detail") == "relay connected"
         assert sim.connected() == 0  # no websocket: the relay is the only push
-        # Sinqro's REST answers 503 from now on: what the box learns, it learns by the relay.
-        sim.refuse_all("503")
+        # The box polls an hour apart: what it learns now, the relay told it of, and it
+        # stored what Sinqro answered to GET /orders/{id} (unless a reconcile that was still
+        # under way at the start stored the order first: the hint then tells nothing new).
         order = sim.create_order("delivery")
         (new_order,) = notifications
         assert new_order["event"] == "new_order"
         answer = await http.post(relay.url(), content=json.dumps(new_order))
         assert answer.status_code == 200, answer.text
         assert answer.json()["topic"] == f"edged/sellingPoints/{sim.selling_point_id}/notifications"
-        await until(lambda: link.frames == 1, "the notification at the box")
+        hints = link.hints
+        await until(lambda: hints.applied + hints.known == 1, "the notification at the box")
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "waiting_sp_validation"
         # The same notification twice (Sinqro retrying) is still one order.
         again = await http.post(relay.url(), content=json.dumps(new_order))
         assert again.status_code == 200
-        await until(lambda: link.frames == 2, "the repeat at the box")
+        await until(lambda: hints.applied + hints.known == 2, "the repeat at the box")
+        assert hints.known >= 1  # the same status again: nothing to ask
+        order_path = f"/pos-app/v1/orders/{order['id']}"
+        asked = sum(1 for r in sim.requests if r["path"].endswith(order_path))
         # A status change follows the same path.
         sim.set_status(order["id"], "cancelled_by_client")
         changed = notifications[-1]
         assert changed["event"] == "order_status_changed"
         assert (await http.post(relay.url(), content=json.dumps(changed))).status_code == 200
-        await until(lambda: link.frames == 3, "the status change at the box")
+        await until(lambda: hints.applied + hints.known == 3, "the status change at the box")
+        assert sum(1 for r in sim.requests if r["path"].endswith(order_path)) == asked + 1
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "cancelled_by_client"
         events = await journal.read_events(0)
@@ -208,6 +214,7 @@ async def test_webhooks_reach_the_box_through_mosquitto(
             ev.ORDER_NEW,
             ev.ORDER_STATUS,
         ]
+        assert link.frames == 3 and sum(hints.rejected.values()) == 0
 
 
 async def test_secret_and_payload_checks(broker: MosquittoBroker, relay: RelayProcess) -> None:
@@ -314,8 +321,15 @@ async def test_the_daemon_takes_its_orders_from_the_relay(
                     "the subscription",
                     30,
                 )
-                # Sinqro's REST answers 503 from now on: the order can only come by the relay.
-                await http.post(f"{sim.root}/_sim/faults", json={"refuseAll": "503"})
+
+                # Once the reconcile that follows the subscription has asked for the active
+                # orders, with polls an hour apart, the order can only come by the relay
+                # (and the GET /orders/{id} that checks what it says).
+                async def reconciled() -> bool:
+                    seen = (await http.get(f"{sim.root}/_sim/requests")).json()
+                    return any(r["path"].endswith("/orders/active") for r in seen)
+
+                await eventually(reconciled, within=30, what="the reconcile")
                 created = await http.post(f"{sim.root}/_sim/orders", json={"type": "collection"})
                 order = created.json()[0]
                 order_id = int(order["id"])

@@ -12,6 +12,7 @@ from typing import Any
 
 # order.new        {type, status, code}                      first time the box sees an order
 # order.status     {status, previous, type, code}            status changed (any source)
+#                  reopened: true when Sinqro's GET /orders/{id} contradicted a final status
 # order.acknowledged {source}                                staff silenced its alert
 # command.queued   {command_id, kind, params, source}        written to the outbox
 # command.done     {command_id, kind, source, status}        Sinqro took it (status: order's new)

@@ -74,9 +74,13 @@ class Tx(TxBase):
             quarantine_row(self.conn, "orders", row, str(exc), self.now)
             return None
 
-    def upsert_order(self, order: Order) -> UpsertResult:
+    def upsert_order(self, order: Order, *, reopen: bool = False) -> UpsertResult:
         """Store ``order``; append ``order.new`` / ``order.status`` events when they apply.
-        The same order again, unchanged, writes nothing."""
+        The same order again, unchanged, writes nothing.
+
+        A final order never moves back to an open status, unless ``reopen``: the order is
+        Sinqro's own answer to ``GET /orders/{id}``, which corrects a final status the box
+        should never have stored (its ``order.status`` event then says ``reopened``)."""
         # Only what the decision needs: the old payload is never decoded on this hot path.
         old = self.execute(
             "SELECT status, is_final, first_seen, updated, acknowledged, digest"
@@ -124,7 +128,9 @@ class Tx(TxBase):
             )
         old_status, old_final, first_seen, updated, acknowledged, old_digest = old
         # A final order never moves back: a late or replayed frame must not revive it.
-        if old_final and not order.is_final:
+        # Only Sinqro's direct answer may (``reopen``).
+        reopened = bool(old_final) and not order.is_final
+        if reopened and not reopen:
             current = self.get_order(order.id)
             if current is None:  # its row could not be decoded: quarantined, store afresh
                 return self.upsert_order(order)
@@ -143,20 +149,18 @@ class Tx(TxBase):
             (*fields, self.now, order.id),
         )
         new_events = []
-        if changed:
-            new_events.append(
-                self.append_event(
-                    ev.ORDER_STATUS,
-                    order.id,
-                    {
-                        "status": order.status,
-                        "previous": old_status,
-                        "type": order.type,
-                        "code": order.code,
-                        "final": order.is_final,
-                    },
-                )
-            )
+        if changed or reopened:
+            data: dict[str, Any] = {
+                "status": order.status,
+                "previous": old_status,
+                "type": order.type,
+                "code": order.code,
+                "final": order.is_final,
+            }
+            if reopened:
+                data["reopened"] = True
+            new_events.append(self.append_event(ev.ORDER_STATUS, order.id, data))
+            changed = True
         result = stored(first_seen, self.now, bool(acknowledged))
         return UpsertResult(result, new=False, status_changed=changed, events=new_events)
 

@@ -4,8 +4,11 @@ With ``fleet.sinqro_notifications = "beside"`` or ``"instead"``, the Sinqro link
 source next to (or in place of) the websocket. It holds a persistent MQTT session (QoS 1
 notifications published while the box is away wait at the broker) on the topic
 ``<prefix>/sellingPoints/<id>/notifications`` and hands every message to the link, which
-parses it like a websocket frame, de-duplicates through the journal, and reconciles over
-REST each time the subscription is (re)established.
+parses it like a websocket frame and reconciles over REST each time the subscription is
+(re)established. A message here did not come from Sinqro's own connection (anyone with the
+relay's secret, or a broker client the ACL lets through, can publish one), so the link takes
+it as a hint only: it fetches the order from Sinqro and stores Sinqro's answer
+(:mod:`edged.sinqro.hints`). The broker side is fenced by ``config/mosquitto-fleet.acl``.
 """
 
 from __future__ import annotations

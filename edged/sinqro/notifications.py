@@ -16,6 +16,11 @@ The journal de-duplicates, so the same order from websocket and REST is one orde
 frame is shown to the reconciler first, so a REST answer that started before it is not
 applied over it.
 
+Only frames of Sinqro's own websocket are applied as they come. A message from a push source
+(``edged relay`` over the fleet broker) did not come from Sinqro's connection: it is a
+*hint*, checked with ``GET /orders/{id}`` by :class:`~edged.sinqro.hints.HintChecker`, and
+only Sinqro's answer is stored.
+
 Bad frames (malformed JSON, unknown event, wrong types, oversize) are logged, counted and
 dropped; the link stays up. When the journal cannot store an order (disk full), the error
 is logged and the next sync, retried with backoff, fetches it again: Sinqro keeps listing
@@ -49,6 +54,7 @@ from edged.pairing import Pairing
 from edged.sinqro import endpoints
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
+from edged.sinqro.hints import OTHER_SELLING_POINT, HintChecker
 from edged.sinqro.models import PayloadError, parse_notification
 from edged.sinqro.reconcile import Reconciler
 from edged.state import BoxState
@@ -68,7 +74,8 @@ class PushSource(Protocol):
     """Another way notifications arrive besides the websocket (``edged relay`` over MQTT).
 
     ``run`` stays connected for one selling point and reports to the link through
-    :meth:`NotificationLink.source_up`, ``source_down`` and ``source_frame``.
+    :meth:`NotificationLink.source_up`, ``source_down`` and ``source_frame``. What it
+    delivers is a hint, checked with Sinqro before anything is stored.
     """
 
     name: str
@@ -85,7 +92,8 @@ class NotificationLink:
 
     Counters for metrics: ``frames`` (received), ``bad_frames`` (rejected),
     ``ignored_frames`` (another selling point's), ``reconnects``; the sync's own counters
-    are :attr:`reconciler`'s, and :meth:`metrics` holds both.
+    are :attr:`reconciler`'s, the hint checker's :attr:`hints`', and :meth:`metrics` holds
+    them all.
     """
 
     def __init__(
@@ -119,6 +127,16 @@ class NotificationLink:
         self.ignored_frames = 0
         self.reconnects = 0
         self.reconciler = Reconciler(config, api, desk, journal, state)
+        self.hints = HintChecker(
+            api,
+            desk,
+            journal,
+            self.reconciler,
+            state,
+            retry_min=config.reconnect_min,
+            retry_max=config.reconnect_max,
+            on_unverified=lambda: self._request_sync("poll"),
+        )
         self._connects = 0
         self._kick = asyncio.Event()
         self._sync_wanted = asyncio.Event()
@@ -151,6 +169,7 @@ class NotificationLink:
             "ignored_frames": self.ignored_frames,
             "reconnects": self.reconnects,
             **self.reconciler.metrics(),
+            **self.hints.metrics(),
         }
 
     async def run(self) -> None:
@@ -198,6 +217,10 @@ class NotificationLink:
                 for source in self.push_sources:
                     sp = pairing.selling_point_id
                     tg.create_task(source.run(sp, self), name=f"sinqro-{source.name}")
+                if self.push_sources:
+                    self.hints.clear()
+                    sp = pairing.selling_point_id
+                    tg.create_task(self.hints.run(sp), name="sinqro-hints")
                 tg.create_task(self._sync_loop(pairing), name="sinqro-sync")
                 tg.create_task(self.reconciler.verify_loop(), name="sinqro-verify")
         except* _Kicked:
@@ -334,21 +357,29 @@ class NotificationLink:
             self._request_sync("poll")
 
     async def source_frame(self, name: str, message: str | bytes, selling_point_id: int) -> None:
-        """One notification from a push source: parsed and stored like a websocket frame."""
-        await self._on_frame_safely(message, selling_point_id, source=name)
+        """One notification from a push source: parsed like a websocket frame, then only a
+        hint: the order is fetched from Sinqro and Sinqro's answer is stored."""
+        await self._on_frame_safely(message, selling_point_id, source=name, hint=True)
 
     async def _on_frame_safely(
-        self, message: str | bytes, sp: int, source: str = "websocket"
+        self, message: str | bytes, sp: int, source: str = "websocket", *, hint: bool = False
     ) -> None:
         """The last line of defence: a frame that trips an unexpected error is logged with
         its digest and dropped; the link stays up and the next frame is taken."""
         try:
-            await self._on_frame(message, sp, source=source)
+            if hint:
+                await self._on_frame(message, sp, source=source, hint=True)
+            else:  # as before, for code that wraps _on_frame (benchmarks/suite.py)
+                await self._on_frame(message, sp, source=source)
         except Exception:
             self.bad_frames += 1
             log.exception("dropped %s frame %s after an unexpected error", source, digest(message))
 
-    async def _on_frame(self, message: str | bytes, sp: int, source: str = "websocket") -> None:
+    async def _on_frame(
+        self, message: str | bytes, sp: int, source: str = "websocket", *, hint: bool = False
+    ) -> None:
+        """One frame; with ``hint`` (it did not come from Sinqro's own websocket) only the
+        order it names is taken, to be checked with Sinqro."""
         self.frames += 1
         try:
             note = parse_notification(message, max_bytes=self.config.max_frame_bytes)
@@ -361,8 +392,17 @@ class NotificationLink:
         if frame_sp is None:
             frame_sp = note.order.selling_point_id
         if frame_sp is not None and frame_sp != sp:
+            if hint:
+                why = f"it names selling point {frame_sp}, not {sp}"
+                self.hints.reject(OTHER_SELLING_POINT, note.order.id, source, why)
+                return
             self.ignored_frames += 1
             log.warning("ignored a %s frame for selling point %s", note.event, frame_sp)
+            return
+        if hint:
+            # Not Sinqro's own connection: a claim to check, never stored as it came.
+            log.debug("%s hint %s about order %s", source, note.event, note.order.id)
+            self.hints.add(note.order.id, source, note.order.status)
             return
         self.reconciler.frame_seen(note.order.id)
         log.debug("frame %s for order %s (%s)", note.event, note.order.id, note.order.status)

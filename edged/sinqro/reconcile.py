@@ -10,8 +10,9 @@ that frame and is not applied over it.
 
 It also owns the checks that follow from a sync: an open order Sinqro answers
 ORDER_NOT_FOUND for twice, ``gone_after`` seconds apart, or that belongs to another selling
-point, is closed locally as ``gone``; a report that would move an order back is set aside
-and read again with a direct ``GET /orders/{id}`` (:meth:`Reconciler.verify_loop`). One
+point, is closed locally as ``gone``; a report that would move an order back, or reopen a
+final one, is set aside and read again with a direct ``GET /orders/{id}``
+(:meth:`Reconciler.verify_loop`), whose answer is applied even then (logged). One
 order that trips a bug is skipped and counted, never the rest of the sync; a journal error
 is box-wide, propagates, and is counted in :attr:`Reconciler.store_failures` so the link
 retries with backoff.
@@ -42,7 +43,8 @@ class Reconciler:
 
     Counters for metrics: ``polls`` (REST syncs while nothing was pushed), ``reconciles``,
     ``refreshes``, ``unread_orders`` (open orders the last sync could not read),
-    ``gone_orders``, ``stale_reports``; ``store_failures`` counts journal errors in a row.
+    ``gone_orders``, ``stale_reports``, ``verified_reports`` (set aside, then Sinqro's
+    answer applied); ``store_failures`` counts journal errors in a row.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Reconciler:
         self.unread_orders = 0
         self.gone_orders = 0
         self.stale_reports = 0
+        self.verified_reports = 0
         self.store_failures = 0
         # Frame sequence and, per order, the sequence of the last frame about it: a REST
         # answer requested before that frame must not overwrite it.
@@ -83,6 +86,7 @@ class Reconciler:
             "unread_orders": self.unread_orders,
             "gone_orders": self.gone_orders,
             "stale_reports": self.stale_reports,
+            "verified_reports": self.verified_reports,
         }
 
     def frame_seen(self, order_id: int) -> None:
@@ -90,6 +94,15 @@ class Reconciler:
         before now are older than it."""
         self._frame_seq += 1
         self._touched[order_id] = self._frame_seq
+
+    def frame_mark(self) -> int:
+        """Where the frame sequence is now: pass it to :meth:`touched_since` after a GET."""
+        return self._frame_seq
+
+    def touched_since(self, order_id: int, mark: int) -> bool:
+        """A frame about ``order_id`` was applied after ``mark``: an answer asked for
+        before it is older than that frame."""
+        return self._touched.get(order_id, 0) > mark
 
     async def _ingest_one(
         self, order: Order, reason: str, *, authoritative: bool = False
@@ -210,7 +223,7 @@ class Reconciler:
         while True:
             order_id = await self._verify.get()
             self._verifying.discard(order_id)
-            started = self._frame_seq
+            started = self.frame_mark()
             try:
                 order = await self.api.get_order(order_id)
             except SinqroUnauthorized:
@@ -219,12 +232,15 @@ class Reconciler:
                 # The journal keeps the newer status; the next refresh asks again.
                 log.warning("order %s: stale report not checked: %s", order_id, exc)
                 continue
-            if self._touched.get(order_id, 0) > started:
+            if self.touched_since(order_id, started):
                 continue
             try:
+                # Sinqro's own answer: it may move the order back, or reopen a final one.
                 await self.desk.ingest(order, "verify", authoritative=True)
             except JournalError as exc:
                 self.store_failed(exc, order_id)
+            else:
+                self.verified_reports += 1
 
     async def _ingest_all(
         self, orders: list[Order], reason: str

@@ -66,6 +66,8 @@ class Health:
             "journal_state": state.get("journal", "ok"),
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
+            # Relay notifications dropped after checking with Sinqro, by reason.
+            "hints_rejected": state.get("link.hints_rejected", {}),
             "printers": printers,
             # Every part's state; a failed part is restarted with backoff (edged.parts).
             "parts": {

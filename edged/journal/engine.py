@@ -89,12 +89,15 @@ class JournalEngine:
         return journal
 
     def _open_sync(self, heal: bool) -> None:
-        conn, recovery = open_or_heal(self.path, heal=heal)
-        self._writer.conn = conn
         self.kept.load()
+        had_journal = self.kept.get(KV_EPOCH) is not None
+        conn, recovery = open_or_heal(self.path, heal=heal, had_journal=had_journal)
+        self._writer.conn = conn
         self.recovery = recovery
         epoch = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_EPOCH,)).fetchone()
         self.epoch = str(epoch[0]) if epoch else ""
+        if heal and self.epoch:
+            self._keep_epoch()
         if recovery is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
@@ -108,6 +111,15 @@ class JournalEngine:
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if heal:  # the daemon, which keeps the journal open; not a short CLI command
             presize_wal(conn, self.path)
+
+    def _keep_epoch(self) -> None:
+        """Remember beside the pairing that this box has this journal (written only when
+        the epoch changed: a new or rebuilt journal)."""
+        try:
+            if self.kept.set_now(KV_EPOCH, self.epoch):
+                log.info("journal: epoch %s kept in %s", self.epoch, self.kept.path.name)
+        except OSError as exc:  # the box still starts; a vanished journal goes unnoticed
+            log.error("journal: cannot keep the epoch in %s: %s", self.kept.path.name, exc)
 
     async def close(self) -> None:
         """Stop the watcher, write what waits, checkpoint and close; safe to call twice."""

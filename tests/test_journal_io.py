@@ -1,0 +1,103 @@
+"""The journal's file itself: one that vanished is damage (not a first start), and storage
+that fails under a running journal is the journal's own error, reads included."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.journal.kept import FILE_NAME
+from edged.journal.store import Journal, JournalError
+from edged.sinqro.models import parse_order
+
+
+def order(order_id: int) -> Any:
+    return parse_order(
+        {
+            "id": order_id,
+            "type": "delivery",
+            "status": {"code": "waiting_sp_validation", "isFinalStatus": False},
+            "marketOrderCode": f"C{order_id}",
+        }
+    )
+
+
+def kept(tmp_path: Path) -> dict[str, str]:
+    data: dict[str, str] = json.loads((tmp_path / FILE_NAME).read_text(encoding="utf-8"))
+    return data
+
+
+async def first_start(path: Path) -> str:
+    """A box's first start (the daemon): a quiet new journal whose epoch is kept."""
+    j = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert j.recovery is None and j.recovered is None
+        await j.upsert_order(order(1))
+        epoch = j.epoch
+    finally:
+        await j.close()
+    assert kept(path.parent)["journal.epoch"] == epoch
+    return epoch
+
+
+def empty(path: Path) -> None:
+    with path.open("r+b") as fh:
+        fh.truncate(0)
+
+
+def missing(path: Path) -> None:
+    for extra in ("", "-wal", "-shm"):
+        Path(str(path) + extra).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("vanish", [empty, missing])
+async def test_a_journal_that_vanished_is_damaged_not_new(tmp_path: Path, vanish: Any) -> None:
+    path = tmp_path / "edged.sqlite3"
+    old_epoch = await first_start(path)
+    vanish(path)
+    # The CLI refuses it (and creates nothing the daemon would then take for a journal).
+    with pytest.raises(JournalError, match="damaged"):
+        await Journal.open(path, watch_interval=0)
+    assert not path.exists() or path.stat().st_size == 0
+    healed = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert healed.recovery is not None and healed.recovered is not None
+        assert "empty" in healed.recovery.reason or "missing" in healed.recovery.reason
+        copies = [p for p in os.listdir(tmp_path) if p.startswith("edged.damaged-")]
+        if vanish is empty:
+            assert copies == [healed.recovery.kept_as]
+        else:
+            assert copies == [] and healed.recovery.kept_as == ""
+        assert healed.epoch and healed.epoch != old_epoch
+        assert (await healed.counts())["orders"] == 0
+    finally:
+        await healed.close()
+    assert kept(tmp_path)["journal.epoch"] == healed.epoch
+
+
+async def test_the_kept_epoch_is_written_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "edged.sqlite3"
+    await first_start(path)
+    before = (tmp_path / FILE_NAME).stat()
+    again = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert again.recovery is None
+    finally:
+        await again.close()
+    after = (tmp_path / FILE_NAME).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+async def test_without_a_kept_epoch_an_empty_file_is_a_first_start(tmp_path: Path) -> None:
+    path = tmp_path / "edged.sqlite3"
+    path.touch()  # e.g. made by an installer; no journal ever lived on this box
+    j = await Journal.open(path, watch_interval=0, heal=True)
+    try:
+        assert j.recovery is None and j.recovered is None
+    finally:
+        await j.close()
+    assert kept(tmp_path)["journal.epoch"] == j.epoch

@@ -3,12 +3,14 @@ that fails under a running journal is the journal's own error, reads included.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopfs import LoopFs, LoopFsUnavailable
 
 from edged.journal.kept import FILE_NAME
 from edged.journal.store import Journal, JournalError
@@ -101,3 +103,71 @@ async def test_without_a_kept_epoch_an_empty_file_is_a_first_start(tmp_path: Pat
     finally:
         await j.close()
     assert kept(tmp_path)["journal.epoch"] == j.epoch
+
+
+# -- storage that fails under a running journal ---------------------------------------------
+
+
+def big_order(order_id: int) -> Any:
+    return parse_order(
+        {
+            "id": order_id,
+            "type": "delivery",
+            "status": {"code": "waiting_sp_validation", "isFinalStatus": False},
+            "marketOrderCode": f"C{order_id}",
+            "comment": f"{order_id}-" + "x" * 60_000,
+        }
+    )
+
+
+async def until_stored(j: Journal, order_id: int, within: float = 30.0) -> int:
+    """Try to store the order until the journal takes it; returns the failed tries."""
+    failures = 0
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            await j.upsert_order(big_order(order_id))
+            return failures
+        except JournalError:
+            failures += 1
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_a_card_that_fails_under_the_journal_gives_journal_errors_then_comes_back(
+    tmp_path: Path,
+) -> None:
+    try:
+        card = LoopFs(tmp_path / "card.img", size_mib=32)
+        card.setup()
+    except LoopFsUnavailable as exc:
+        pytest.fail(f"needs a loop-mounted ext4 (run as root): {exc}", pytrace=False)
+    try:
+        path = card.mountpoint / "state" / "edged.sqlite3"
+        j = await Journal.open(path, watch_interval=0, heal=True)
+        faults: list[str | None] = []
+        j.add_fault_listener(faults.append)
+        try:
+            # More than SQLite's own page cache holds: a search has to read the card.
+            for n in range(1, 61):
+                await j.upsert_order(big_order(n))
+            card.shut_down()
+            with pytest.raises(JournalError):
+                await j.upsert_order(big_order(99))
+            with pytest.raises(JournalError):
+                await j.list_orders(search="no such text", limit=500)
+            with pytest.raises(JournalError):
+                await j.counts()
+            assert j.problem is not None and faults and faults[-1] is not None
+            card.remount()
+            # The journal opens the file again by itself and stores what waited.
+            await until_stored(j, 99)
+            assert j.problem is None and faults[-1] is None
+            assert j._writer.reopens >= 1
+            assert (await j.counts())["orders"] == 61
+            assert len(await j.list_orders(search="99-", limit=500)) == 1
+        finally:
+            await j.close()
+    finally:
+        card.teardown()

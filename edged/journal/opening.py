@@ -91,8 +91,9 @@ def connect(path: Path, *, check: bool, create: bool = True) -> sqlite3.Connecti
 
     Raises :class:`DamagedJournal` when the file is damaged.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    target = str(path) if create else f"{path.resolve().as_uri()}?mode=rw"
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    target = str(path) if create else f"{path.absolute().as_uri()}?mode=rw"
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
     try:
         conn.row_factory = sqlite3.Row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from edged.i18n.words import status_word, type_word
 DEFAULT_CONFIG = "/etc/edged/edged.toml"
 DEFAULT_RELAY_CONFIG = "/etc/edged/relay.toml"
 EX_CONFIG = 78  # sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
+EX_TEMPFAIL = 75  # sysexits.h: the journal's storage fails; trying again later may work
 log = logging.getLogger("edged")
 
 # syslog priorities for journald's "<N>" line prefixes (sd-daemon(3)).
@@ -513,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edged.journal.writer import JournalError
+
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
@@ -520,8 +524,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edged: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except JournalError as exc:
+        print(f"edged: {_journal_trouble(args, exc)}", file=sys.stderr)
+        return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _journal_trouble(args: argparse.Namespace, exc: Exception) -> str:
+    """What the journal's error means, in the box's language (English if the config
+    cannot be read)."""
+    from edged.journal.opening import DamagedJournal
+
+    language = "en"
+    with contextlib.suppress(Exception):  # the config is not what failed; English will do
+        language = _load(args).box.language
+    _ = Locale(language).gettext
+    if isinstance(exc, DamagedJournal):
+        return f"{_('the order journal is damaged')}: {exc}"
+    return f"{_('the box cannot store right now')}: {exc}"
 
 
 if __name__ == "__main__":

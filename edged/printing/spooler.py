@@ -26,7 +26,8 @@ its lines capped: the tickets queued behind it print meanwhile, and it prints wh
 
 Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
 :mod:`edged.printing.printer`; each printer's health and the failover to its backup are
-:mod:`edged.printing.health`.
+:mod:`edged.printing.health`; orders the journal could not store yet print from memory
+(:mod:`edged.printing.unstored`).
 """
 
 from __future__ import annotations
@@ -45,13 +46,9 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, Tx
+from edged.journal.unstored import UnstoredOrders
 from edged.printing.health import PrinterHealth
-from edged.printing.jobs import (
-    REQUEST_KINDS,
-    Job,
-    PrintRefused,
-    append_print_request,
-)
+from edged.printing.jobs import REQUEST_KINDS, Job, PrintRefused, append_print_request
 from edged.printing.planner import JobPlanner, has_ticket
 from edged.printing.printer import (
     LOOKAHEAD,
@@ -62,10 +59,7 @@ from edged.printing.printer import (
     printer_executor,
     render_job,
 )
-from edged.printing.settings import (
-    PrinterConfig,
-    check_printers,
-)
+from edged.printing.settings import PrinterConfig, check_printers
 from edged.printing.ticket import Ticket
 from edged.printing.transports import (
     OFFLINE,
@@ -76,6 +70,8 @@ from edged.printing.transports import (
     Status,
     TransportFactory,
 )
+from edged.printing.unstored import MemoryPrints
+from edged.sinqro.models import Order
 from edged.state import BoxState
 
 __all__ = [
@@ -109,9 +105,11 @@ class Spooler:
         box: BoxConfig,
         *,
         transports: TransportFactory,
+        unstored: UnstoredOrders | None = None,
     ) -> None:
         """``transports`` builds each printer's transport (the composition root passes
-        :func:`edged.printing.transports.make_transport`)."""
+        :func:`edged.printing.transports.make_transport`); ``unstored``: the orders the
+        journal could not store, printed from memory while the spooler runs."""
         check_printers(printers)
         self.journal = journal
         self.state = state
@@ -139,7 +137,12 @@ class Spooler:
                 executor=printer_executor(config.name),
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
-        self._planner = JobPlanner({name: p.config for name, p in self._printers.items()})
+        self.unstored = unstored
+        self.memory = MemoryPrints(self._printers, box, self._render_pool)
+        self._memory_tasks: set[asyncio.Task[None]] = set()
+        self._planner = JobPlanner(
+            {name: p.config for name, p in self._printers.items()}, self.memory.printed_on
+        )
         self._health = PrinterHealth(journal, state, self._printers)
 
     # -- requests (same path as the CLI: through the journal) ------------------------------
@@ -179,6 +182,8 @@ class Spooler:
             if printer.executor_closed:
                 printer.executor = printer_executor(printer.config.name)
                 printer.executor_closed = False
+        if self.unstored is not None:
+            self.unstored.add_listener(self._on_unstored)
         try:
             await self._recover()
             async with asyncio.TaskGroup() as tg:
@@ -186,10 +191,17 @@ class Spooler:
                 for printer in self._printers.values():
                     tg.create_task(self._worker(printer), name=f"spooler-{printer.config.name}")
         finally:
+            if self.unstored is not None:
+                self.unstored.remove_listener(self._on_unstored)
             for printer in self._printers.values():
                 # A thread stuck in a printer call ends with its own timeout; don't wait.
                 printer.executor.shutdown(wait=False, cancel_futures=True)
                 printer.executor_closed = True
+
+    def _on_unstored(self, order: Order) -> None:
+        task = asyncio.ensure_future(self.memory.print_order(order))
+        self._memory_tasks.add(task)
+        task.add_done_callback(self._memory_tasks.discard)
 
     async def _recover(self) -> None:
         names = list(self._printers)

@@ -1,0 +1,153 @@
+"""Orders that came while the journal could not store them: held in memory, rung and
+printed all the same, and stored as soon as the journal takes them again.
+
+The journal is the box's single source of truth, but a failing card must not make the
+kitchen miss an order. When :meth:`edged.orders.OrderDesk.ingest` cannot store an open
+order the box has not stored before, the order is held here:
+
+* the listeners hear of it at once: the panel rings for it (while it waits for a
+  decision), the spooler prints its ticket from memory, marked NOT STORED YET
+  (:mod:`edged.printing.unstored`);
+* a retry, with backoff, hands it to the desk again; once the journal takes it, it goes
+  the normal way (``order.new``, auto-accept, bridges, the board), and the ticket that is
+  already out counts as printed on the printers that printed it: no second copy;
+* Sinqro keeps listing the order as active, so the link's own syncs bring it again too.
+
+What the box already stored is known from what the desk stored in this process (a bounded
+memory of order ids) and from the journal when it still answers reads: an order that is
+in the journal (a status refresh that could not be written) is not held, rung or printed
+again. Held orders live only in memory: a restart before the journal took them loses the
+hold, not the order (Sinqro still lists it; it is fetched and printed again, as new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from edged.journal.writer import JournalError
+from edged.sinqro.models import Order
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = 1.0  # seconds before the first new try to store; doubles up to MAX_RETRY
+MAX_RETRY = 30.0
+KNOWN_MAX = 4096  # order ids remembered as stored (a busy day's orders, a few KiB)
+
+Listener = Callable[[Order], None]
+
+
+class UnstoredOrders:
+    """The holding area. ``store(order)`` stores one order the normal way (the desk's
+    ingest); it raises :class:`JournalError` while the journal cannot."""
+
+    def __init__(
+        self,
+        store: Callable[[Order], Awaitable[object]],
+        *,
+        first_retry: float = FIRST_RETRY,
+        max_retry: float = MAX_RETRY,
+    ) -> None:
+        self._store = store
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+        self._held: dict[int, Order] = {}
+        self._known: OrderedDict[int, None] = OrderedDict()
+        self._listeners: list[Listener] = []
+        self._retry: asyncio.Task[None] | None = None
+        self.stored_later = 0  # held orders the journal took afterwards
+
+    # -- what is held ----------------------------------------------------------------------
+
+    def held(self) -> list[Order]:
+        """The orders waiting to be stored, in the order they came."""
+        return list(self._held.values())
+
+    def waiting_ids(self) -> list[int]:
+        """Held orders that wait for the restaurant's decision (they ring)."""
+        return [o.id for o in self._held.values() if o.is_waiting]
+
+    def is_held(self, order_id: int) -> bool:
+        return order_id in self._held
+
+    def known(self, order_id: int) -> bool:
+        """Stored by this process (so not to be held, rung or printed again)."""
+        return order_id in self._known
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(order)`` on the loop whenever an order is held (again, when its
+        status changed): the panel and the spooler, while they run."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    # -- from the desk ---------------------------------------------------------------------
+
+    def note_stored(self, order_id: int) -> None:
+        """The journal holds this order now."""
+        self._known[order_id] = None
+        self._known.move_to_end(order_id)
+        while len(self._known) > KNOWN_MAX:
+            self._known.popitem(last=False)
+        if self._held.pop(order_id, None) is not None:
+            self.stored_later += 1
+            log.info("order %s: stored now that the journal works again", order_id)
+
+    def hold(self, order: Order, error: JournalError) -> bool:
+        """Hold an order the journal could not store. True when it is new here. A final
+        order is not held: nobody has anything to do for it."""
+        if order.is_final:
+            self._held.pop(order.id, None)
+            return False
+        new = order.id not in self._held
+        before = self._held.get(order.id)
+        self._held[order.id] = order
+        if new:
+            log.error(
+                "order %s (%s, %s) cannot be stored (%s): it rings and prints from memory, "
+                "marked NOT STORED YET, and is stored when the journal works again",
+                order.id,
+                order.type,
+                order.code,
+                error,
+            )
+        if new or (before is not None and before.status != order.status):
+            for listener in list(self._listeners):
+                try:
+                    listener(order)
+                except Exception:
+                    log.exception("unstored: listener failed")
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(
+                self._retry_loop(), name="unstored-retry"
+            )
+        return new
+
+    async def _retry_loop(self) -> None:
+        delay = self.first_retry
+        while self._held:
+            await asyncio.sleep(delay)
+            for order in list(self._held.values()):
+                try:
+                    await self._store(order)
+                except JournalError:
+                    break  # still failing: the rest waits for the next round
+                except Exception:
+                    log.exception("unstored: order %s could not be stored", order.id)
+                    self._held.pop(order.id, None)
+            delay = min(delay * 2, self.max_retry)
+
+    async def close(self) -> None:
+        """Stop retrying (the process ends; held orders come again from Sinqro)."""
+        task, self._retry = self._retry, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

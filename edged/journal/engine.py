@@ -220,7 +220,8 @@ class JournalEngine:
         if problem is None:
             log.info("journal: storage works again")
         else:
-            log.error("journal: writes fail: %s", problem)
+            what = "reads" if problem.startswith("journal read") else "writes"
+            log.error("journal: %s fail: %s", what, problem)
         self.problem = problem
         for listener in list(self._fault_listeners):
             try:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from loopfs import LoopFs, LoopFsUnavailable
 
+from edged import cli
+from edged.configtools import dump_toml
 from edged.journal.kept import FILE_NAME
 from edged.journal.store import Journal, JournalError
 from edged.sinqro.models import parse_order
@@ -171,3 +173,26 @@ async def test_a_card_that_fails_under_the_journal_gives_journal_errors_then_com
             await j.close()
     finally:
         card.teardown()
+
+
+def test_the_cli_says_what_a_vanished_journal_is_in_the_box_language(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "edged.sqlite3"
+    asyncio.run(first_start(path))
+    empty(path)
+    config = tmp_path / "edged.toml"
+    config.write_text(
+        dump_toml(
+            {
+                "box": {"state_dir": str(tmp_path), "language": "ca"},
+                "sinqro": {"server_token": "t", "user_token": "u", "selling_point_id": 1},
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert cli.main(["orders", "-c", str(config)]) == cli.EX_TEMPFAIL
+    err = capsys.readouterr().err
+    assert err.startswith("edged: el diari de comandes està malmès:"), err
+    assert "Traceback" not in err
+    assert path.stat().st_size == 0, "the CLI left the damaged journal as it was"

@@ -146,6 +146,13 @@ class UnstoredOrders:
 
     async def close(self) -> None:
         """Stop retrying (the process ends; held orders come again from Sinqro)."""
+        if self._held:
+            log.warning(
+                "unstored: %d order(s) were never stored (%s); Sinqro still lists them, "
+                "the next start fetches them again",
+                len(self._held),
+                ", ".join(str(i) for i in self._held),
+            )
         task, self._retry = self._retry, None
         if task is not None:
             task.cancel()

@@ -140,9 +140,9 @@ class OrderDesk:
     async def _hold(self, order: Order, error: JournalError) -> None:
         """The journal could not store ``order``: unless it is stored already (as far as
         this process or a read of the journal can tell), hold it (edged/journal/unstored)."""
-        if order.is_final or self.unstored.known(order.id):
+        if self.unstored.known(order.id):
             return
-        if not self.unstored.is_held(order.id):
+        if not order.is_final and not self.unstored.is_held(order.id):
             try:
                 stored = await self.journal.get_order(order.id) is not None
             except JournalError:

@@ -75,12 +75,20 @@ async def test_orders_the_journal_cannot_store_are_held_once_and_stored_later(
         # Final before it could be stored: nothing for anyone to do.
         with pytest.raises(JournalError):
             await desk.ingest(big(3, "cancelled_by_client"), "websocket")
-        assert not desk.unstored.is_held(3)
+        assert not desk.unstored.is_held(3) and heard[-1][0] == 2
+        # Held, then final while held: let go, and the listeners hear it (it stops ringing).
+        with pytest.raises(JournalError):
+            await desk.ingest(big(4), "websocket")
+        with pytest.raises(JournalError):
+            await desk.ingest(big(4, "cancelled_by_client"), "poll")
+        assert not desk.unstored.is_held(4)
+        assert heard[-2:] == [(4, "waiting_sp_validation"), (4, "cancelled_by_client")]
 
         await set_page_limit(journal, None)  # room again: the retry stores it
         stored = await eventually(lambda: journal.get_order(2), within=10, what="order 2")
         assert stored is not None and stored.status == "accepted"
         assert not desk.unstored.is_held(2) and desk.unstored.stored_later == 1
-        assert len(heard) == 2
+        assert len(heard) == 4
+        assert await journal.get_order(4) is None  # only Sinqro's next sync brings it
     finally:
         await journal.close()

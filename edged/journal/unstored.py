@@ -80,8 +80,9 @@ class UnstoredOrders:
     # -- listeners -------------------------------------------------------------------------
 
     def add_listener(self, fn: Listener) -> None:
-        """Call ``fn(order)`` on the loop whenever an order is held (again, when its
-        status changed): the panel and the spooler, while they run."""
+        """Call ``fn(order)`` on the loop whenever an order is held, again when its status
+        changed, and when it became final while held (then it is let go): the panel and
+        the spooler, while they run."""
         self._listeners.append(fn)
 
     def remove_listener(self, fn: Listener) -> None:
@@ -104,7 +105,8 @@ class UnstoredOrders:
         """Hold an order the journal could not store. True when it is new here. A final
         order is not held: nobody has anything to do for it."""
         if order.is_final:
-            self._held.pop(order.id, None)
+            if self._held.pop(order.id, None) is not None:
+                self._tell(order)  # it stops ringing
             return False
         new = order.id not in self._held
         before = self._held.get(order.id)
@@ -119,16 +121,19 @@ class UnstoredOrders:
                 error,
             )
         if new or (before is not None and before.status != order.status):
-            for listener in list(self._listeners):
-                try:
-                    listener(order)
-                except Exception:
-                    log.exception("unstored: listener failed")
+            self._tell(order)
         if self._retry is None or self._retry.done():
             self._retry = asyncio.get_running_loop().create_task(
                 self._retry_loop(), name="unstored-retry"
             )
         return new
+
+    def _tell(self, order: Order) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(order)
+            except Exception:
+                log.exception("unstored: listener failed")
 
     async def _retry_loop(self) -> None:
         delay = self.first_retry

@@ -197,13 +197,13 @@ class Panel:
             self._resync.fire()
 
     def _on_unstored(self, order: Order) -> None:
-        """An order the journal could not store yet rings as if it were (its event will
-        come once it is stored; see edged/journal/unstored.py)."""
-        if order.is_waiting:
-            data = {"type": order.type, "status": order.status, "code": order.code}
-            self._on_events(
-                [Event(self.journal.last_seq, time.time(), ev.ORDER_NEW, order.id, data)]
-            )
+        """An order the journal could not store yet rings (or stops) as if it were stored
+        (its own events come once it is; see edged/journal/unstored.py)."""
+        data: dict[str, Any] = {"type": order.type, "status": order.status, "code": order.code}
+        kind = ev.ORDER_NEW
+        if not order.is_waiting:
+            kind, data["final"] = ev.ORDER_STATUS, order.is_final
+        self._on_events([Event(self.journal.last_seq, time.time(), kind, order.id, data)])
 
     def _on_state(self, key: str, value: Any) -> None:
         if not self._running:

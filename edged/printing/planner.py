@@ -123,13 +123,19 @@ class JobPlanner:
                 why = f"order already {order.status}" if order.is_final else "stale order"
                 self.add(tx, name, "order", event, {}, state="skipped", error=why)
                 continue
-            if self.printed_from_memory(order.id, name):
-                # Out already, printed while the journal could not store the order.
-                out = {"execution_time": order.execution_time, "from_memory": True}
-                self.add(tx, name, "order", event, out, state="done")
-                continue
-            if self.add(tx, name, "order", event, {}, reprint=printed_before(tx, order)):
+            if self.order_ticket(tx, name, order, event, reprint=printed_before(tx, order)):
                 touched.add(name)
+
+    def order_ticket(
+        self, tx: Tx, name: str, order: StoredOrder, event: Event, *, reprint: bool = False
+    ) -> bool:
+        """Plan the order ticket on ``name``; True when it is to print. One printed from
+        memory while the journal could not store the order is out already: done."""
+        if self.printed_from_memory(order.id, name):
+            out = {"execution_time": order.execution_time, "from_memory": True}
+            self.add(tx, name, "order", event, out, state="done")
+            return False
+        return self.add(tx, name, "order", event, {}, reprint=reprint)
 
     def order_status(self, tx: Tx, event: Event, touched: set[str]) -> None:
         if event.order_id is None:
@@ -170,7 +176,7 @@ class JobPlanner:
                 and not order.is_final
                 and not has_ticket(tx, name, order.id, (*live, "skipped", "failed"))
                 and tx.now - order.first_seen <= STALE_AFTER
-                and self.add(tx, name, "order", event, {})
+                and self.order_ticket(tx, name, order, event)
             ):
                 touched.add(name)
 

@@ -28,6 +28,8 @@ Keys in use (values are JSON-friendly):
                            on the page) | ``failing`` (storage fails: disk full, I/O error)
 ``journal.detail``         human text for the state above
 ``journal.recovered``      ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
+``journal.unstored``       codes of the orders the journal could not store yet (rung and printed
+                           from memory, see :mod:`edged.journal.unstored`)
 =========================  =========================================================================
 """
 

@@ -111,6 +111,14 @@ async def run_through_a_dead_card(
     )
     assert len(marked) == 1
     assert app.desk.unstored.is_held(second)
+    # The page and /health say it: which order is not stored yet.
+    code = app.desk.unstored.held()[0].code
+    async with httpx.AsyncClient(base_url=base, cookies=cookies) as web:
+        page = await web.get("/board")
+        health = (await web.get("/health")).json()
+    assert page.status_code == 200 and 'id="journal-unstored"' in page.text
+    assert code and code in page.text.split('id="journal-unstored"')[1].split("</p>")[0]
+    assert health["journal_state"] == "failing" and health["unstored_orders"] == 1
 
     # The card comes back (mounted again): the journal opens it again and stores the order.
     card.remount()
@@ -122,6 +130,7 @@ async def run_through_a_dead_card(
     assert [(j["kind"], j["state"]) for j in jobs] == [("order", "done")]
     assert json.loads(jobs[0]["params"])["from_memory"] is True
     await eventually(lambda: app.state.get("journal") == "ok", within=20, what="journal ok")
+    assert app.state.get("journal.unstored") == []
     assert len(tickets_with(kitchen, "NO GUARDADO AÚN".encode("cp858"))) == 1
     # It still waits for a decision, and rings as any stored order does.
     assert second in app.panel.tracker.ringing

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 
 from edged.journal.writer import JournalError
 from edged.sinqro.models import Order
+from edged.state import BoxState
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,20 @@ Listener = Callable[[Order], None]
 
 class UnstoredOrders:
     """The holding area. ``store(order)`` stores one order the normal way (the desk's
-    ingest); it raises :class:`JournalError` while the journal cannot."""
+    ingest); it raises :class:`JournalError` while the journal cannot. With ``state``, the
+    codes of the held orders are kept in its ``journal.unstored`` (the page and
+    ``/health`` say which orders are not stored yet)."""
 
     def __init__(
         self,
         store: Callable[[Order], Awaitable[object]],
         *,
+        state: BoxState | None = None,
         first_retry: float = FIRST_RETRY,
         max_retry: float = MAX_RETRY,
     ) -> None:
         self._store = store
+        self._state = state
         self.first_retry = first_retry
         self.max_retry = max_retry
         self._held: dict[int, Order] = {}
@@ -99,6 +104,7 @@ class UnstoredOrders:
             self._known.popitem(last=False)
         if self._held.pop(order_id, None) is not None:
             self.stored_later += 1
+            self._publish()
             log.info("order %s: stored now that the journal works again", order_id)
 
     def hold(self, order: Order, error: JournalError) -> bool:
@@ -106,12 +112,14 @@ class UnstoredOrders:
         order is not held: nobody has anything to do for it."""
         if order.is_final:
             if self._held.pop(order.id, None) is not None:
+                self._publish()
                 self._tell(order)  # it stops ringing
             return False
         new = order.id not in self._held
         before = self._held.get(order.id)
         self._held[order.id] = order
         if new:
+            self._publish()
             log.error(
                 "order %s (%s, %s) cannot be stored (%s): it rings and prints from memory, "
                 "marked NOT STORED YET, and is stored when the journal works again",
@@ -127,6 +135,10 @@ class UnstoredOrders:
                 self._retry_loop(), name="unstored-retry"
             )
         return new
+
+    def _publish(self) -> None:
+        if self._state is not None:
+            self._state.set("journal.unstored", [o.code or str(o.id) for o in self._held.values()])
 
     def _tell(self, order: Order) -> None:
         for listener in list(self._listeners):
@@ -147,6 +159,7 @@ class UnstoredOrders:
                 except Exception:
                     log.exception("unstored: order %s could not be stored", order.id)
                     self._held.pop(order.id, None)
+                    self._publish()
             delay = min(delay * 2, self.max_retry)
 
     async def close(self) -> None:

@@ -136,7 +136,6 @@ class Writer:
         self._reopen = reopen
         self._reopen_at: float | None = None  # monotonic time of the next reopen
         self._reopen_delay = REOPEN_FIRST
-        self._read_fault = False  # the fault in force came from a read (a read clears it)
         self.reopens = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lazy: dict[str, int] = {}
@@ -253,12 +252,10 @@ class Writer:
             error = JournalError(f"journal read failed: {exc}")
             error.__cause__ = exc
             if work.kind == "read" and is_storage_fault(exc):
-                self._fault(error, read=True)
+                self._fault(error)
             return None, error
         except BaseException as exc:
             return None, exc
-        if self._read_fault:
-            self._fault(None, read=True)
         return value, None
 
     # -- a connection that failed --------------------------------------------------------------
@@ -392,18 +389,11 @@ class Writer:
             self._fault(error)
         self._answer([_Outcome(w, error=error) for w in writes])
 
-    def _fault(self, error: BaseException | None, *, read: bool = False) -> None:
-        """Tell the loop storage fails (``error``) or works again (None). A fault met by a
-        read is cleared by a read that works; one met by a write only by a commit (a full
-        card still reads)."""
-        if error is None:
-            if read and not self._read_fault:
-                return
-            self._read_fault = False
-        else:
-            self._read_fault = read
-            if needs_reopen(error) and self._reopen_at is None:
-                self._reopen_at = time.monotonic() + self._reopen_delay
+    def _fault(self, error: BaseException | None) -> None:
+        """Tell the loop storage fails (``error``) or works again (None: only a commit
+        that wrote says so; a read that works may have come from SQLite's own cache)."""
+        if error is not None and needs_reopen(error) and self._reopen_at is None:
+            self._reopen_at = time.monotonic() + self._reopen_delay
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):

@@ -119,6 +119,8 @@ async def run_through_a_dead_card(
     assert page.status_code == 200 and 'id="journal-unstored"' in page.text
     assert code and code in page.text.split('id="journal-unstored"')[1].split("</p>")[0]
     assert health["journal_state"] == "failing" and health["unstored_orders"] == 1
+    # The spooler waits the journal out: it neither fails nor is restarted meanwhile.
+    assert app.state.get("part.spooler")["restarts"] == 0
 
     # The card comes back (mounted again): the journal opens it again and stores the order.
     card.remount()

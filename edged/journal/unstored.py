@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -64,6 +65,11 @@ class UnstoredOrders:
         self._listeners: list[Listener] = []
         self._retry: asyncio.Task[None] | None = None
         self.stored_later = 0  # held orders the journal took afterwards
+        # order id -> printers that printed its ticket from memory; for the whole process
+        # (a spooler rebuilt by a settings change must not print it again). Read by the
+        # planner on the journal thread.
+        self._printed: OrderedDict[int, set[str]] = OrderedDict()
+        self._printed_lock = threading.Lock()
 
     # -- what is held ----------------------------------------------------------------------
 
@@ -81,6 +87,17 @@ class UnstoredOrders:
     def known(self, order_id: int) -> bool:
         """Stored by this process (so not to be held, rung or printed again)."""
         return order_id in self._known
+
+    def printed_on(self, order_id: int, printer: str) -> bool:
+        """Whether ``printer`` printed this order's ticket from memory (any thread)."""
+        with self._printed_lock:
+            return printer in self._printed.get(order_id, ())
+
+    def mark_printed(self, order_id: int, printer: str) -> None:
+        with self._printed_lock:
+            self._printed.setdefault(order_id, set()).add(printer)
+            while len(self._printed) > KNOWN_MAX:
+                self._printed.popitem(last=False)
 
     # -- listeners -------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from typing import Any
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.follower import Follower
+from edged.journal.follower import Follower, patiently
 from edged.journal.store import Journal, JournalError, Tx
 from edged.journal.unstored import UnstoredOrders
 from edged.printing.health import PrinterHealth
@@ -74,14 +74,7 @@ from edged.printing.unstored import MemoryPrints
 from edged.sinqro.models import Order
 from edged.state import BoxState
 
-__all__ = [
-    "REQUEST_KINDS",
-    "Job",
-    "PrintRefused",
-    "Spooler",
-    "append_print_request",
-    "columns_for",
-]
+__all__ = ["REQUEST_KINDS", "Job", "PrintRefused", "Spooler", "append_print_request", "columns_for"]
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +131,13 @@ class Spooler:
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
         self.unstored = unstored
-        self.memory = MemoryPrints(self._printers, box, self._render_pool)
+        self._memory = (
+            MemoryPrints(self._printers, box, self._render_pool, unstored) if unstored else None
+        )
         self._memory_tasks: set[asyncio.Task[None]] = set()
         self._planner = JobPlanner(
-            {name: p.config for name, p in self._printers.items()}, self.memory.printed_on
+            {name: p.config for name, p in self._printers.items()},
+            unstored.printed_on if unstored else lambda order_id, printer: False,
         )
         self._health = PrinterHealth(journal, state, self._printers)
 
@@ -184,6 +180,8 @@ class Spooler:
                 printer.executor_closed = False
         if self.unstored is not None:
             self.unstored.add_listener(self._on_unstored)
+            for order in self.unstored.held():  # held while no spooler ran
+                self._on_unstored(order)
         try:
             await self._recover()
             async with asyncio.TaskGroup() as tg:
@@ -199,7 +197,8 @@ class Spooler:
                 printer.executor_closed = True
 
     def _on_unstored(self, order: Order) -> None:
-        task = asyncio.ensure_future(self.memory.print_order(order))
+        assert self._memory is not None
+        task = asyncio.ensure_future(self._memory.print_order(order))
         self._memory_tasks.add(task)
         task.add_done_callback(self._memory_tasks.discard)
 
@@ -228,7 +227,7 @@ class Spooler:
                 self._close_job(tx, job, "failed", "printer no longer configured")
             return maybe, orphans
 
-        maybe, orphans = await self.journal.transaction(run)
+        maybe, orphans = await patiently(lambda: self.journal.transaction(run), "spooler")
         if maybe:
             log.warning(
                 "spooler: %d ticket(s) were being sent when the box stopped; "
@@ -242,9 +241,9 @@ class Spooler:
 
     async def _dispatch(self) -> None:
         follower = Follower(self.journal, CONSUMER, batch=BATCH)
-        await follower.start()
+        await patiently(follower.start, "spooler")
         while True:
-            events = await follower.next_batch()
+            events = await patiently(follower.next_batch, "spooler")
             try:
                 touched = await self.journal.transaction(
                     functools.partial(self._plan, events=events)

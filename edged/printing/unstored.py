@@ -7,10 +7,12 @@ accepted), with a NOT STORED YET banner on top, through the printer's own thread
 printer that is not ready skips it: the ticket then prints the normal way once the order
 is stored.
 
-When the journal takes the order later, the planner asks :meth:`MemoryPrints.printed_on`:
-on a printer that printed it from memory, its order ticket counts as printed (a ``done``
-job, so reprints, cancellation and UPDATED slips find it) instead of printing a second,
-unmarked copy. The memory is this process's: after a restart the order prints again.
+Where it printed is kept in the holding area (for the whole process: a spooler rebuilt by
+a settings change does not print it again). When the journal takes the order later, the
+planner asks :meth:`~edged.journal.unstored.UnstoredOrders.printed_on`: on a printer that
+printed it from memory, its order ticket counts as printed (a ``done`` job, so reprints,
+cancellation and UPDATED slips find it) instead of printing a second, unmarked copy. The
+memory is this process's: after a restart the order prints again.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from concurrent.futures import Executor
 
 from edged.config import BoxConfig
 from edged.i18n import NP_, Locale
+from edged.journal.unstored import UnstoredOrders
 from edged.printing.jobs import Job
 from edged.printing.model import Text, Ticket
 from edged.printing.output import ticket_bytes
@@ -39,24 +41,21 @@ BANNER = NP_("ticket", "NOT STORED YET")
 
 
 class MemoryPrints:
-    """Prints held orders and remembers where they printed (``printers``: name → runtime,
-    the spooler's; ``render``: where tickets are laid out, off the loop)."""
+    """Prints held orders and records where they printed in ``held`` (``printers``: name →
+    runtime, the spooler's; ``render``: where tickets are laid out, off the loop)."""
 
     def __init__(
-        self, printers: dict[str, PrinterRuntime], box: BoxConfig, render: Executor
+        self,
+        printers: dict[str, PrinterRuntime],
+        box: BoxConfig,
+        render: Executor,
+        held: UnstoredOrders,
     ) -> None:
         self.printers = printers
         self.box = box
         self.render = render
-        self._printed: dict[int, set[str]] = {}
+        self.held = held
         self._busy: set[tuple[int, str]] = set()
-        # Read by the planner on the journal thread, written on the loop.
-        self._lock = threading.Lock()
-
-    def printed_on(self, order_id: int, printer: str) -> bool:
-        """Whether ``printer`` printed this order's ticket from memory (any thread)."""
-        with self._lock:
-            return printer in self._printed.get(order_id, ())
 
     def takes(self, name: str, order: Order) -> bool:
         config = self.printers[name].config
@@ -68,13 +67,12 @@ class MemoryPrints:
         """Print ``order`` from memory on every printer that takes it and has not yet."""
         for name in self.printers:
             key = (order.id, name)
-            if not self.takes(name, order) or self.printed_on(*key) or key in self._busy:
+            if not self.takes(name, order) or self.held.printed_on(*key) or key in self._busy:
                 continue
             self._busy.add(key)
             try:
                 if await self._print(name, order):
-                    with self._lock:
-                        self._printed.setdefault(order.id, set()).add(name)
+                    self.held.mark_printed(*key)
             finally:
                 self._busy.discard(key)
 

@@ -432,6 +432,8 @@ class App:
     async def _close(self) -> None:
         with contextlib.suppress(Exception):
             await self.api.aclose()
+        if hasattr(self, "desk"):  # orders held unstored come again from Sinqro
+            await self.desk.unstored.close()
         await self.journal.close()
         log.info("edged stopped")
 

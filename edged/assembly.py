@@ -145,7 +145,12 @@ class Assembly:
         from edged.printing.transports import make_transport
 
         app.spooler = Spooler(
-            list(cfg.printers), app.journal, app.state, cfg.box, transports=make_transport
+            list(cfg.printers),
+            app.journal,
+            app.state,
+            cfg.box,
+            transports=make_transport,
+            unstored=app.desk.unstored,
         )
         app.spooler.timezone = lambda: app.pairing.timezone
         moves, self.printer_moves = self.printer_moves, []

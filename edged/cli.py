@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -22,13 +23,14 @@ from edged.commandline.base import (
     DEFAULT_RELAY_CONFIG,
     EX_CONFIG,
     EX_OK,
+    EX_UNAVAILABLE,
     EXIT_CODES,
     load,
     read_env_file,
 )
 from edged.commandline.base import config_path as _config_path
 from edged.configtools import ConfigError
-from edged.i18n import LANGUAGES
+from edged.i18n import LANGUAGES, Locale
 
 log = logging.getLogger("edged")
 
@@ -338,6 +340,8 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edged.journal.writer import JournalError
+
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
@@ -352,8 +356,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return EX_OK
+    except JournalError as exc:
+        print(f"edged: {_journal_trouble(args, exc)}", file=sys.stderr)
+        return EX_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+
+
+def _journal_trouble(args: argparse.Namespace, exc: Exception) -> str:
+    """What the journal's error means, in the box's language (English if the config
+    cannot be read)."""
+    from edged.journal.opening import DamagedJournal
+
+    language = "en"
+    with contextlib.suppress(Exception):  # the config is not what failed; English will do
+        language = load(args).box.language
+    _ = Locale(language).gettext
+    if isinstance(exc, DamagedJournal):
+        return f"{_('the order journal is damaged')}: {exc}"
+    return f"{_('the box cannot store right now')}: {exc}"
 
 
 if __name__ == "__main__":

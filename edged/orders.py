@@ -16,7 +16,8 @@ from typing import Any, Literal
 from edged.config import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Command, Journal, StoredOrder, Tx, UpsertResult
+from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx, UpsertResult
+from edged.journal.unstored import UnstoredOrders
 from edged.sinqro import errors
 from edged.sinqro.models import GONE, SETTABLE_STATUSES, WAITING, Order, parse_order
 from edged.state import BoxState
@@ -79,6 +80,8 @@ class OrderDesk:
         self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
         # One decision checked and queued at a time: two taps cannot both pass the check.
         self._deciding = asyncio.Lock()
+        # Orders the journal could not store yet: still rung and printed, stored later.
+        self.unstored = UnstoredOrders(lambda order: self.ingest(order, "unstored"), state=state)
         journal.add_listener(self._on_events)
 
     # -- orders coming in ------------------------------------------------------------------
@@ -123,7 +126,12 @@ class OrderDesk:
             counts = tx.live_counts() if result.new or result.status_changed else None
             return result, counts
 
-        result, counts = await self.journal.transaction(store)
+        try:
+            result, counts = await self.journal.transaction(store)
+        except JournalError as exc:
+            await self._hold(order, exc)
+            raise
+        self.unstored.note_stored(order.id)
         if counts is not None:
             self.state.set("waiting_orders", counts[0])
             self.state.set("queued_commands", counts[1])
@@ -143,6 +151,21 @@ class OrderDesk:
         elif result.status_changed:
             log.info("order %s is now %s (from %s)", order.id, order.status, source)
         return result
+
+    async def _hold(self, order: Order, error: JournalError) -> None:
+        """The journal could not store ``order``: unless it is stored already (as far as
+        this process or a read of the journal can tell), hold it (edged/journal/unstored)."""
+        if self.unstored.known(order.id):
+            return
+        if not order.is_final and not self.unstored.is_held(order.id):
+            try:
+                stored = await self.journal.get_order(order.id) is not None
+            except JournalError:
+                stored = False  # cannot tell: better a marked ticket than none
+            if stored:
+                self.unstored.note_stored(order.id)
+                return
+        self.unstored.hold(order, error)
 
     async def close_gone(self, order_id: int, reason: str) -> bool:
         """Close an open order Sinqro no longer knows, locally, with the final status

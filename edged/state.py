@@ -24,10 +24,12 @@ Keys in use (values are JSON-friendly):
                            "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
 ``outbox.retrying``        ``{order id: reason}``: orders whose next command waits for its retry
 ``link.unread_orders``     int, open orders the last refresh could not read
-``journal``                ``ok`` | ``recovered`` (rebuilt after damage, until dismissed on the
-                           page) | ``failing`` (writes fail: disk full, I/O error)
+``journal``                ``ok`` | ``recovered`` (rebuilt after damage or loss, until dismissed
+                           on the page) | ``failing`` (storage fails: disk full, I/O error)
 ``journal.detail``         human text for the state above
 ``journal.recovered``      ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
+``journal.unstored``       codes of the orders the journal could not store yet (rung and printed
+                           from memory, see :mod:`edged.journal.unstored`)
 =========================  =========================================================================
 """
 

@@ -8,6 +8,10 @@ Usage::
         ...
         written = card.bytes_written() - before
 
+:meth:`LoopFs.shut_down` makes every later read and write of the mounted file system fail
+with EIO (``FS_IOC_SHUTDOWN``, as a card pulled out or dying); :meth:`LoopFs.remount` then
+mounts the same image again, fresh, at the same place (a card that came back).
+
 The count is what the block layer hands the device (``/sys/block/loopN/stat``, sectors
 written), so it holds the file system's own journal and metadata, not just file contents:
 what an SD card would really see. Needs root and a free loop device; without them it raises
@@ -26,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 
 SECTOR = 512
+FS_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+GOING_NOLOGFLUSH = 2  # down at once: what the file system journal had not written is lost
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
@@ -54,6 +60,7 @@ class LoopFs:
         self.mountpoint = mountpoint or self.image.with_suffix(".mnt")
         self.device = ""
         self._mounted = False
+        self._dead: list[str] = []  # devices of shut-down mounts, detached at teardown
 
     @property
     def name(self) -> str:
@@ -90,15 +97,40 @@ class LoopFs:
             self.teardown()
             raise
 
+    def shut_down(self) -> None:
+        """From now on every read and write under the mount point fails with EIO."""
+        fd = os.open(self.mountpoint, os.O_RDONLY)
+        try:
+            flags = ctypes.c_uint32(GOING_NOLOGFLUSH)
+            if _LIBC.ioctl(fd, FS_IOC_SHUTDOWN, ctypes.byref(flags)) != 0:
+                err = ctypes.get_errno()
+                raise LoopFsUnavailable(f"FS_IOC_SHUTDOWN failed: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+    def remount(self) -> None:
+        """Mount the image again at the same place, as a fresh file system (a shut-down
+        one stays dead while files on it are open: it is detached lazily, and a new loop
+        device gives the kernel a new file system to replay the journal of)."""
+        if self._mounted:
+            _run("umount", "-l", str(self.mountpoint))
+            self._mounted = False
+        self._dead.append(self.device)
+        self.device = _run("losetup", "--find", "--show", str(self.image))
+        _run("mount", "-t", "ext4", self.device, str(self.mountpoint))
+        self._mounted = True
+
     def teardown(self) -> None:
         if self._mounted:
             with contextlib.suppress(LoopFsUnavailable):
                 _run("umount", str(self.mountpoint))
             self._mounted = False
-        if self.device:
-            with contextlib.suppress(LoopFsUnavailable):
-                _run("losetup", "--detach", self.device)
-            self.device = ""
+        for device in [self.device, *self._dead]:
+            if device:
+                with contextlib.suppress(LoopFsUnavailable):
+                    _run("losetup", "--detach", device)
+        self.device = ""
+        self._dead = []
         with contextlib.suppress(OSError):
             self.mountpoint.rmdir()
         with contextlib.suppress(OSError):

@@ -3,10 +3,12 @@ writes show as a banner on every signed-in page, on the LED state and on ``/heal
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 
 import httpx
-from test_web_security import Box, box, client, sign_in  # noqa: F401  (fixtures)
+from test_web_security import Box, box, client, sign_in, waiting_order  # noqa: F401  (fixtures)
 
 from edged.journal import recovery
 from edged.journal.writer import JournalError
@@ -54,3 +56,34 @@ async def test_failing_writes_show_on_the_page_and_make_health_not_ok(
     await box.journal.kv_set("probe", "1")
     assert box.state.get("journal") == "ok"
     assert (await client.get("/health")).json()["ok"] is True
+
+
+async def test_a_journal_that_cannot_store_answers_503_in_the_box_language_never_500(
+    box: Box,  # noqa: F811
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    csrf = await sign_in(box, client)
+    await box.journal.upsert_order(waiting_order(41))
+    config = box.server.services.config()
+    spanish = dataclasses.replace(config, box=dataclasses.replace(config.box, language="es"))
+    box.server.services.config = lambda: spanish
+    writer = box.journal._writer
+    working = writer.conn
+    dead = sqlite3.connect(":memory:", check_same_thread=False)
+    dead.close()  # every read and write on it fails, as on a card that went away
+    writer.conn = dead
+    try:
+        accept = await client.post("/api/orders/41/accept", json={}, headers={"X-CSRF-Token": csrf})
+        assert accept.status_code == 503
+        body = accept.json()
+        assert body["ok"] is False and body["code"] == "JOURNAL_UNAVAILABLE"
+        assert "no puede guardar" in body["message"]
+        assert accept.headers["Retry-After"]
+        board = await client.get("/api/board")
+        assert board.status_code == 503 and "no puede guardar" in board.json()["message"]
+        # The page itself still opens: it tells what it can.
+        page = await client.get("/board")
+        assert page.status_code == 200
+    finally:
+        writer.conn = working
+    assert (await client.get("/api/board")).status_code == 200

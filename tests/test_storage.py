@@ -114,6 +114,17 @@ def damage_truncate(path: Path) -> None:
         fh.truncate(size // 2)
 
 
+def damage_empty(path: Path) -> None:
+    """Cut to 0 bytes (a card that lost the file's blocks): not a new journal."""
+    with path.open("r+b") as fh:
+        fh.truncate(0)
+
+
+def damage_missing(path: Path) -> None:
+    for extra in ("", "-wal", "-shm"):
+        Path(str(path) + extra).unlink(missing_ok=True)
+
+
 def damage_row(path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -123,7 +134,9 @@ def damage_row(path: Path) -> None:
         conn.close()
 
 
-@pytest.mark.parametrize("damage", [damage_header, damage_truncate, damage_row])
+@pytest.mark.parametrize(
+    "damage", [damage_header, damage_truncate, damage_empty, damage_missing, damage_row]
+)
 def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
     tmp_path: Path, cloud: SimulatorProcess, damage: Callable[[Path], None]
 ) -> None:
@@ -134,7 +147,10 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
     with DaemonProcess(config, log_path=tmp_path / "first.log") as daemon:
         daemon.start()
         until(lambda: len(rows(journal, "SELECT id FROM orders")) == 12, "the orders stored")
+        # A first start is a quiet new journal.
+        assert health(config)["journal_state"] == "ok"
         assert daemon.stop() == 0
+    assert not [p for p in (tmp_path / "t1").glob("*-text.txt") if "JOURNAL" in p.read_text()]
     # The box was paired on the web page: the config's token no longer counts.
     info = cloud.info()
     token = DEFAULT_USER_TOKEN
@@ -165,13 +181,16 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
         assert state["journal_state"] == ("recovered" if rebuilt else "ok")
         copies = list(journal.parent.glob("edged.damaged-*.sqlite3"))
         if rebuilt:
-            assert len(copies) == 1, "the damaged journal is kept for diagnosis"
             tickets = tmp_path / "t2"
             notice = until(
                 lambda: [p for p in tickets.glob("*-text.txt") if "JOURNAL" in p.read_text()],
                 "the printed notice",
             )
-            assert copies[0].name in notice[0].read_text()
+            if damage is damage_missing:
+                assert copies == [] and "missing" in notice[0].read_text()
+            else:
+                assert len(copies) == 1, "the damaged journal is kept for diagnosis"
+                assert copies[0].name in notice[0].read_text()
             # They printed before the journal was lost: again, but never silently twice.
             until(lambda: len(list(tickets.glob("*-reprint.txt"))) == 12, "12 tickets again")
             assert not list(tickets.glob("*-order.txt"))

@@ -30,10 +30,10 @@ from typing import Any, Self, TypeVar
 from edged.journal.events import Event
 from edged.journal.kept import FILE_NAME as KEPT_FILE
 from edged.journal.kept import KeptValues
-from edged.journal.opening import Recovery, open_or_heal, presize_wal
+from edged.journal.opening import Recovery, connect, open_or_heal, presize_wal
 from edged.journal.rows import RowError, lenient_text
 from edged.journal.tx import Tx, quarantine_row
-from edged.journal.writer import JournalError, Writer, is_storage_fault
+from edged.journal.writer import JournalError, Writer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class JournalEngine:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = Writer(self._make_tx, self._published, self._on_fault)
+        self._writer = Writer(self._make_tx, self._published, self._on_fault, self._reopen_sync)
         self._last_seq = 0
         self.opened_seq = 0
         self._data_version = 0
@@ -89,12 +89,15 @@ class JournalEngine:
         return journal
 
     def _open_sync(self, heal: bool) -> None:
-        conn, recovery = open_or_heal(self.path, heal=heal)
-        self._writer.conn = conn
         self.kept.load()
+        had_journal = self.kept.get(KV_EPOCH) is not None
+        conn, recovery = open_or_heal(self.path, heal=heal, had_journal=had_journal)
+        self._writer.conn = conn
         self.recovery = recovery
         epoch = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_EPOCH,)).fetchone()
         self.epoch = str(epoch[0]) if epoch else ""
+        if heal and self.epoch:
+            self._keep_epoch()
         if recovery is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
@@ -108,6 +111,25 @@ class JournalEngine:
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if heal:  # the daemon, which keeps the journal open; not a short CLI command
             presize_wal(conn, self.path)
+
+    def _reopen_sync(self) -> sqlite3.Connection:
+        """This journal opened again after a storage error (on the writer thread): the same
+        file, never a new one (a journal that vanished meanwhile is healed at next start)."""
+        conn = connect(self.path, check=False, create=False)
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (KV_EPOCH,)).fetchone()
+        if row is None or str(row[0]) != self.epoch:
+            conn.close()
+            raise JournalError(f"{self.path} is no longer the journal this box opened")
+        return conn
+
+    def _keep_epoch(self) -> None:
+        """Remember beside the pairing that this box has this journal (written only when
+        the epoch changed: a new or rebuilt journal)."""
+        try:
+            if self.kept.set_now(KV_EPOCH, self.epoch):
+                log.info("journal: epoch %s kept in %s", self.epoch, self.kept.path.name)
+        except OSError as exc:  # the box still starts; a vanished journal goes unnoticed
+            log.error("journal: cannot keep the epoch in %s: %s", self.kept.path.name, exc)
 
     async def close(self) -> None:
         """Stop the watcher, write what waits, checkpoint and close; safe to call twice."""
@@ -196,9 +218,10 @@ class JournalEngine:
         if problem == self.problem:
             return
         if problem is None:
-            log.info("journal: writes work again")
+            log.info("journal: storage works again")
         else:
-            log.error("journal: writes fail: %s", problem)
+            what = "reads" if problem.startswith("journal read") else "writes"
+            log.error("journal: %s fail: %s", what, problem)
         self.problem = problem
         for listener in list(self._fault_listeners):
             try:
@@ -210,12 +233,7 @@ class JournalEngine:
         def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(sql, params).fetchall()
 
-        try:
-            return await self._call(run)
-        except JournalError as exc:
-            if is_storage_fault(exc):
-                self._on_fault(exc)
-            raise
+        return await self._call(run)  # a storage fault reaches the fault listeners
 
     async def _decoded(
         self, table: str, sql: str, params: Any, decode: Callable[[sqlite3.Row], R]
@@ -273,13 +291,17 @@ class JournalEngine:
             self._data_version = version
             return version, self._max_seq_sync(conn)
 
+        failing = False
         while True:
             await asyncio.sleep(interval)
             try:
                 seen = await self._call(poll)
             except (JournalError, sqlite3.Error) as exc:
-                log.warning("journal: watch failed: %s", exc)
+                if not failing:  # once per run of failures, not twice a second
+                    log.warning("journal: watch failed: %s", exc)
+                failing = True
                 continue
+            failing = False
             if seen is not None:
                 self._last_seq = max(self._last_seq, seen[1])
                 self._wake()

@@ -13,16 +13,26 @@ The start rule (:meth:`Journal.ensure_cursor`): a consumer without a saved curso
 the end of the log as it was when this process opened the journal. Where the cursor is
 written stays the consumer's choice: in the same transaction as its own record (spooler),
 after the broker acknowledged (MQTT), after the terminal acknowledged (serial).
+
+:func:`patiently` waits out a journal that cannot answer (a failing card) for a consumer
+that has nothing better to do meanwhile, instead of ending it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from edged.journal.events import Event
-from edged.journal.store import Journal
+from edged.journal.store import Journal, JournalError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 256
+PATIENCE_MAX = 5.0  # seconds between tries of a journal that keeps failing
 # Commits by other processes (the CLI) are seen by the journal's own watcher; waiting at
 # most this long keeps a consumer moving even if a wake-up was missed.
 MAX_WAIT = 1.0
@@ -90,3 +100,19 @@ class Follower:
         if self.position != self.saved:
             await self.journal.set_cursor(self.consumer, self.position, lazy=self.lazy)
             self.saved = self.position
+
+
+async def patiently(call: Callable[[], Awaitable[T]], who: str) -> T:
+    """``await call()`` until the journal answers: while it fails (storage fault), try
+    again with backoff, logged once per run of failures."""
+    delay = 0.25
+    failing = False
+    while True:
+        try:
+            return await call()
+        except JournalError as exc:
+            if not failing:
+                log.error("%s: waiting for the journal: %s", who, exc)
+            failing = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, PATIENCE_MAX)

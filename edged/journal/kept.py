@@ -1,4 +1,5 @@
-"""Values that must outlive the journal: the web pairing and the web admin password hash.
+"""Values that must outlive the journal: the web pairing, the web admin password hash, and
+the journal's epoch (so a journal that vanished is known for damage, not a first start).
 
 They live in ``credentials.json`` beside the journal (mode 0600), not in it, so a damaged
 journal that is moved aside and replaced does not also unpair the box or lock the owner out.
@@ -86,6 +87,17 @@ class KeptValues:
             except OSError as exc:
                 raise JournalError(f"cannot write {self.path.name}: {exc}") from exc
             self._values = values
+
+    def set_now(self, key: str, value: str) -> bool:
+        """Set and write at once (blocking: for the journal's opening, before anything else
+        uses this store); nothing is written when the value is already there. True when
+        written. Raises :class:`OSError` when the file cannot be written."""
+        if self._values.get(key) == value:
+            return False
+        values = {**self._values, key: value}
+        self._write(values)
+        self._values = values
+        return True
 
     def _write(self, values: dict[str, str]) -> None:
         text = json.dumps(values, ensure_ascii=False, indent=1, sort_keys=True) + "\n"

@@ -7,6 +7,11 @@ from Sinqro with the first reconcile; pairing and the web admin password live in
 their own (see :mod:`edged.journal.kept`), so they survive. Only the daemon heals; the CLI
 refuses a damaged journal with a clear message instead of moving it under the daemon's feet.
 
+A journal that *vanished* is damaged too: a box that had one (its epoch is kept beside the
+pairing, see :mod:`edged.journal.kept`) and finds the file empty or missing takes the same
+path (the tickets of the open orders print again marked REPRINT, the owner is told). Only a
+first start, with no kept epoch, makes a new journal quietly.
+
 Other failures (permissions, a journal from a newer edged, a card that cannot be read) are
 not damage: they are raised as they are, and nothing is moved.
 """
@@ -50,7 +55,7 @@ class Recovery:
 
     at: float  # unix time
     reason: str
-    kept_as: str  # file name of the damaged copy, in the same directory
+    kept_as: str  # file name of the damaged copy, in the same directory ("": none, it vanished)
 
     def to_dict(self) -> dict[str, object]:
         return {"at": self.at, "reason": self.reason, "kept_as": self.kept_as}
@@ -61,13 +66,35 @@ def is_damage(exc: BaseException) -> bool:
     return isinstance(code, int) and (code & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
-def connect(path: Path, *, check: bool) -> sqlite3.Connection:
-    """Open, set the pragmas, optionally ``PRAGMA quick_check``, and migrate.
+def vanished(path: Path, *, had_journal: bool) -> str | None:
+    """Why the journal counts as vanished (None: it does not): a box that had a journal
+    (``had_journal``) finds the file missing, or empty with nothing in its WAL either."""
+    if not had_journal:
+        return None
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "the journal file is missing"
+    if size > 0:
+        return None
+    try:
+        wal = Path(str(path) + "-wal").stat().st_size
+    except FileNotFoundError:
+        wal = 0
+    # A non-empty WAL beside an empty file is SQLite's to judge (quick_check).
+    return "the journal file is empty" if wal == 0 else None
+
+
+def connect(path: Path, *, check: bool, create: bool = True) -> sqlite3.Connection:
+    """Open, set the pragmas, optionally ``PRAGMA quick_check``, and migrate. Without
+    ``create``, a missing file is an error, not a new journal (reopening a running one).
 
     Raises :class:`DamagedJournal` when the file is damaged.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    target = str(path) if create else f"{path.absolute().as_uri()}?mode=rw"
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 5000")
@@ -112,9 +139,18 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         log.info("journal: migrated %s to schema version %d", path, target)
 
 
-def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recovery | None]:
-    """Open the journal; with ``heal``, a damaged one is moved aside and replaced."""
+def open_or_heal(
+    path: Path, *, heal: bool, had_journal: bool = False
+) -> tuple[sqlite3.Connection, Recovery | None]:
+    """Open the journal; with ``heal``, a damaged one is moved aside and replaced.
+
+    ``had_journal``: this box had a journal before (a kept epoch), so an empty or missing
+    file is damage, not a first start.
+    """
+    gone = vanished(path, had_journal=had_journal)
     try:
+        if gone is not None:
+            raise DamagedJournal(gone)
         conn = connect(path, check=True)
     except DamagedJournal as exc:
         if not heal:
@@ -127,21 +163,21 @@ def open_or_heal(path: Path, *, heal: bool) -> tuple[sqlite3.Connection, Recover
         if heal:
             convert_page_size(conn, path)
         return conn, None
-    settings = salvage_settings(path)
+    settings = salvage_settings(path) if path.exists() else {}
     kept = move_aside(path)
     log.critical(
         "journal: %s is damaged (%s); kept as %s, starting a fresh journal: open orders "
         "are fetched again from Sinqro",
         path,
         reason,
-        kept.name,
+        kept.name if kept is not None else "nothing (no file)",
     )
     conn = connect(path, check=False)
     for key, value in settings.items():
         conn.execute("INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)", (key, value))
     if settings:
         log.info("journal: %d setting(s) saved from the damaged journal", len(settings))
-    return conn, Recovery(time.time(), reason, kept.name)
+    return conn, Recovery(time.time(), reason, kept.name if kept is not None else "")
 
 
 def salvage_settings(path: Path) -> dict[str, str]:
@@ -216,9 +252,10 @@ def presize_wal(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ROLLBACK")
 
 
-def move_aside(path: Path) -> Path:
+def move_aside(path: Path) -> Path | None:
     """Rename the journal and its WAL to ``<stem>.damaged-<stamp><suffix>``; drop its
-    shared-memory file (rebuilt from the WAL) and all but the newest damaged copies."""
+    shared-memory file (rebuilt from the WAL) and all but the newest damaged copies.
+    Returns the copy's path (None: there was no file to keep)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
     n = 1
@@ -229,7 +266,8 @@ def move_aside(path: Path) -> Path:
         source = Path(str(path) + extra)
         if source.exists():
             os.replace(source, Path(str(target) + extra))
-    if path.exists():
+    moved = path.exists()
+    if moved:
         os.replace(path, target)
     with contextlib.suppress(FileNotFoundError):
         Path(str(path) + "-shm").unlink()
@@ -239,7 +277,7 @@ def move_aside(path: Path) -> Path:
             with contextlib.suppress(FileNotFoundError):
                 Path(str(old) + extra).unlink()
     sync_directory(path.parent)
-    return target
+    return target if moved else None
 
 
 def sync_directory(directory: Path) -> None:

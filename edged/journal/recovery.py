@@ -3,9 +3,9 @@
 The state keys (see :mod:`edged.state`) drive the LED (``journal_problem``), the banner on
 the web page and ``/health``:
 
-* ``journal``: ``ok`` | ``recovered`` (a damaged journal was moved aside and a fresh one
-  started; until the owner dismisses it on the page) | ``failing`` (writes fail: disk full,
-  I/O error; the box keeps serving what it can and retries);
+* ``journal``: ``ok`` | ``recovered`` (a damaged journal, or one that vanished, was moved
+  aside and a fresh one started; until the owner dismisses it on the page) | ``failing``
+  (storage fails: disk full, I/O error; the box keeps serving what it can and retries);
 * ``journal.detail``: a sentence for people;
 * ``journal.recovered``: ``{"at", "reason", "kept_as"}`` or ``None``.
 
@@ -31,8 +31,9 @@ NOTICE = (
     N_("Open orders were fetched again from Sinqro; their tickets print again, marked REPRINT."),
     N_("Pairing and password were kept."),
     "",
-    N_("Damaged copy kept as:"),
 )
+KEPT_AS = N_("Damaged copy kept as:")
+MISSING = N_("The journal file was missing: there was nothing to keep.")
 
 
 def describe(journal: Journal) -> tuple[str, str]:
@@ -41,9 +42,11 @@ def describe(journal: Journal) -> tuple[str, str]:
         return "failing", f"journal writes fail: {journal.problem}"
     recovered = journal.recovered
     if recovered is not None:
+        kept_as = recovered.get("kept_as", "?")
+        if not kept_as:
+            return "recovered", "the journal file was missing and a fresh one was started"
         return "recovered", (
-            "the journal was damaged and rebuilt; the damaged copy is kept as "
-            f"{recovered.get('kept_as', '?')}"
+            f"the journal was damaged and rebuilt; the damaged copy is kept as {kept_as}"
         )
     return "ok", ""
 
@@ -66,7 +69,11 @@ async def report(journal: Journal, state: BoxState, language: str, timezone: str
     locale = Locale(language, timezone)
     when = locale.local(recovery.at)
     lines = [locale.gettext(line) if line else "" for line in NOTICE]
-    lines += [recovery.kept_as, "", f"{when:%Y-%m-%d} {locale.time(when)}"]
+    if recovery.kept_as:
+        lines += [locale.gettext(KEPT_AS), recovery.kept_as]
+    else:
+        lines.append(locale.gettext(MISSING))
+    lines += ["", f"{when:%Y-%m-%d} {locale.time(when)}"]
     try:
         await journal.append_event(
             ev.PRINT_REQUESTED, None, {"kind": "text", "source": "journal", "lines": lines}

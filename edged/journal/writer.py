@@ -13,6 +13,12 @@ transaction, each inside its own savepoint:
   full, I/O error), every other caller's work is run again on its own, so a caller only ever
   sees the error its own work met.
 
+Storage that fails (an I/O error, a card that went away) is the journal's own error,
+:class:`JournalError`, for reads as for writes, and the fault listeners hear of it. After an
+I/O error the connection is opened again, with backoff, before the next work: a card that
+comes back (or is mounted again) is used again without a restart. A reopen never creates a
+journal: a file that is gone stays an error until the next start (which heals it).
+
 Lazy cursors: a consumer whose side effect is not in the journal (the MQTT and serial
 bridges publish; the spooler, when it planned nothing) may advance its cursor lazily. The
 new value is written with the next commit that changes something anyway, or by itself
@@ -39,12 +45,24 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 128  # transactions in one commit; bounds the first caller's wait in a burst
 LAZY_FLUSH = 5.0  # seconds a lazy cursor may wait for a commit to ride along with
+REOPEN_FIRST = 0.5  # seconds before the first reopen after an I/O error; doubles each time
+REOPEN_MAX = 30.0
+# SQLite's primary result codes after which the connection itself is suspect.
+SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_NOTADB = 10, 11, 14, 26
+_REOPEN_CODES = (SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_NOTADB)
 
 Kind = Literal["read", "write", "barrier"]
 
 
 class JournalError(RuntimeError):
     """The journal could not store something (disk full, I/O error, corrupt file)."""
+
+
+def needs_reopen(exc: BaseException) -> bool:
+    """An error after which the connection may be dead (I/O error, the card remounted)."""
+    cause = exc.__cause__ if isinstance(exc, JournalError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _REOPEN_CODES
 
 
 def is_storage_fault(exc: BaseException) -> bool:
@@ -95,20 +113,30 @@ _STOP = object()
 _TICK = object()  # wakes the thread so it notices a new lazy cursor's deadline
 
 
+class _Stopped(Exception):
+    """The writer thread was asked to stop."""
+
+
 class Writer:
     """Owns the thread and the connection. ``make_tx(conn)`` builds each callback's Tx;
-    ``on_commit(events, outcomes)`` runs on the loop after each commit (see Journal)."""
+    ``on_commit(events, outcomes)`` runs on the loop after each commit (see Journal);
+    ``reopen()`` opens the journal again after an I/O error (None: never)."""
 
     def __init__(
         self,
         make_tx: Callable[[sqlite3.Connection], TxBase],
         on_commit: Callable[[list[Event]], None],
         on_fault: Callable[[BaseException | None], None],
+        reopen: Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
         self.conn: sqlite3.Connection | None = None
         self._make_tx = make_tx
         self._on_commit = on_commit
         self._on_fault = on_fault
+        self._reopen = reopen
+        self._reopen_at: float | None = None  # monotonic time of the next reopen
+        self._reopen_delay = REOPEN_FIRST
+        self.reopens = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lazy: dict[str, int] = {}
         self._lazy_since: float | None = None
@@ -157,35 +185,46 @@ class Writer:
     def _run(self) -> None:
         writes: list[_Work] = []  # transactions waiting next to each other in the queue
         while True:
-            if writes:
-                item = self._get(0)
-                if item is None:  # nothing more waits: commit at once
-                    self._commit(writes)
-                    writes = []
-                    continue
-            else:
-                item = self._next()
-                if item is None or item is _TICK:
-                    self._maybe_flush_lazy()
-                    continue
-            if item is _STOP:
-                self._commit(writes)
-                self._flush_lazy()
+            try:
+                writes = self._step(writes)
+            except _Stopped:
                 return
-            if item is _TICK:
-                continue
-            assert isinstance(item, _Work)
-            if item.kind == "write":
-                writes.append(item)
-                if len(writes) >= MAX_GROUP:
-                    self._commit(writes)
-                    writes = []
-            else:
-                # Reads and barriers (open, close) keep their place in line: whoever asks
-                # after a write was queued sees it committed.
-                self._commit(writes)
+            except BaseException:  # a bug here must not leave every caller waiting forever
+                log.exception("journal: writer step failed")
+                self._answer([_Outcome(w, error=JournalError("journal failed")) for w in writes])
                 writes = []
-                self._answer([_Outcome(item, *self._call(item))])
+
+    def _step(self, writes: list[_Work]) -> list[_Work]:
+        """Take the next item and do what it says; returns the writes still waiting.
+        Raises :class:`_Stopped` after the stop item."""
+        if writes:
+            item = self._get(0)
+            if item is None:  # nothing more waits: commit at once
+                self._commit(writes)
+                return []
+        else:
+            item = self._next()
+            if item is None or item is _TICK:
+                self._maybe_flush_lazy()
+                return []
+        if item is _STOP:
+            self._commit(writes)
+            self._flush_lazy()
+            raise _Stopped
+        if item is _TICK:
+            return writes
+        assert isinstance(item, _Work)
+        if item.kind == "write":
+            writes.append(item)
+            if len(writes) >= MAX_GROUP:
+                self._commit(writes)
+                return []
+            return writes
+        # Reads and barriers (open, close) keep their place in line: whoever asks after
+        # a write was queued sees it committed.
+        self._commit(writes)
+        self._answer([_Outcome(item, *self._call(item))])
+        return []
 
     def _get(self, timeout: float) -> object | None:
         try:
@@ -207,13 +246,40 @@ class Writer:
         try:
             if work.kind == "barrier":
                 return work.fn(), None
-            return work.fn(self._connection()), None
+            self._maybe_reopen()
+            value = work.fn(self._connection())
         except sqlite3.Error as exc:
             error = JournalError(f"journal read failed: {exc}")
             error.__cause__ = exc
+            if work.kind == "read" and is_storage_fault(exc):
+                self._fault(error)
             return None, error
         except BaseException as exc:
             return None, exc
+        return value, None
+
+    # -- a connection that failed --------------------------------------------------------------
+
+    def _maybe_reopen(self) -> None:
+        """After an I/O error, open the journal again once the backoff has passed."""
+        at = self._reopen_at
+        if at is None or self._reopen is None or time.monotonic() < at:
+            return
+        try:
+            conn = self._reopen()
+        except (sqlite3.Error, JournalError, OSError) as exc:
+            self._reopen_delay = min(self._reopen_delay * 2, REOPEN_MAX)
+            self._reopen_at = time.monotonic() + self._reopen_delay
+            log.warning("journal: cannot open it again yet: %s", exc)
+            return
+        old, self.conn = self.conn, conn
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+        self._reopen_at = None
+        self._reopen_delay = REOPEN_FIRST
+        self.reopens += 1
+        log.info("journal: opened again after a storage error")
 
     def _connection(self) -> sqlite3.Connection:
         if self.conn is None:
@@ -225,6 +291,7 @@ class Writer:
         if not writes:
             return
         try:
+            self._maybe_reopen()
             conn = self._connection()
             changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
@@ -235,7 +302,14 @@ class Writer:
         lazy: dict[str, int] = {}
         for index, work in enumerate(writes):
             tx = self._make_tx(conn)
-            conn.execute("SAVEPOINT work")
+            try:
+                conn.execute("SAVEPOINT work")
+            except sqlite3.Error as exc:  # the storage gave up between two callers
+                self._abandon(conn)
+                self._answer([o for o in outcomes if o.error is not None])
+                self._fail_all([o.work for o in outcomes if o.error is None], exc)
+                self._fail_all(writes[index:], exc)
+                return
             try:
                 value = work.fn(tx)
                 conn.execute("RELEASE work")
@@ -247,8 +321,16 @@ class Writer:
                     self._answer([_Outcome(work, error=error)])
                     self._commit([o.work for o in outcomes] + writes[index + 1 :])
                     return
-                conn.execute("ROLLBACK TO work")
-                conn.execute("RELEASE work")
+                try:
+                    conn.execute("ROLLBACK TO work")
+                    conn.execute("RELEASE work")
+                except sqlite3.Error as again:
+                    self._abandon(conn)
+                    self._answer([o for o in outcomes if o.error is not None])
+                    self._answer([_Outcome(work, error=error)])
+                    self._fail_all([o.work for o in outcomes if o.error is None], again)
+                    self._fail_all(writes[index + 1 :], again)
+                    return
                 outcomes.append(_Outcome(work, error=error))
                 continue
             lazy.update(tx.lazy_cursors)
@@ -260,9 +342,7 @@ class Writer:
             flushed = self._write_lazy(conn) if changed else {}
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            self._abandon(conn)
             ok = [o.work for o in outcomes if o.error is None]
             if len(ok) > 1:
                 # Whose work made the commit fail is unknown: each runs again alone.
@@ -280,6 +360,12 @@ class Writer:
         if changed:
             self._fault(None)
         self._answer(outcomes)
+
+    @staticmethod
+    def _abandon(conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def _as_journal_error(self, exc: BaseException, what: str) -> BaseException:
         if not isinstance(exc, sqlite3.Error):
@@ -304,6 +390,10 @@ class Writer:
         self._answer([_Outcome(w, error=error) for w in writes])
 
     def _fault(self, error: BaseException | None) -> None:
+        """Tell the loop storage fails (``error``) or works again (None: only a commit
+        that wrote says so; a read that works may have come from SQLite's own cache)."""
+        if error is not None and needs_reopen(error) and self._reopen_at is None:
+            self._reopen_at = time.monotonic() + self._reopen_delay
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):

@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from edged.clock import Clock, RealClock
 from edged.config import DEFAULT_CANCEL_COMMENT, OrdersConfig
 from edged.i18n import Locale
+from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Journal, JournalError, StoredOrder
 from edged.orders import CommandRefused, OrderDesk, Outcome
@@ -40,6 +42,7 @@ from edged.panel.gpio import ButtonInput, Hardware, PanelError
 from edged.panel.patterns import buzzer_table, led_state
 from edged.panel.players import BuzzerPlayer, LedPlayer, Signal
 from edged.panel.settings import PanelConfig
+from edged.sinqro.models import Order
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,7 @@ class Panel:
         for button in (self.hardware.accept, self.hardware.cancel):
             button.watch(self._edge_callback(button.name))
         self._running = True
+        self.desk.unstored.add_listener(self._on_unstored)
         self.state.set("panel.buzzer", self.buzzer.playing)
         self._update_led()
         try:
@@ -135,6 +139,7 @@ class Panel:
                 tg.create_task(self._watch_journal(), name="panel-journal")
         finally:
             self._running = False
+            self.desk.unstored.remove_listener(self._on_unstored)
             self.buttons.close()
             for task in list(self._tasks):
                 task.cancel()
@@ -191,6 +196,15 @@ class Panel:
         if self._running and self.tracker.apply(events):
             self._resync.fire()
 
+    def _on_unstored(self, order: Order) -> None:
+        """An order the journal could not store yet rings (or stops) as if it were stored
+        (its own events come once it is; see edged/journal/unstored.py)."""
+        data: dict[str, Any] = {"type": order.type, "status": order.status, "code": order.code}
+        kind = ev.ORDER_NEW
+        if not order.is_waiting:
+            kind, data["final"] = ev.ORDER_STATUS, order.is_final
+        self._on_events([Event(self.journal.last_seq, time.time(), kind, order.id, data)])
+
     def _on_state(self, key: str, value: Any) -> None:
         if not self._running:
             return
@@ -212,6 +226,9 @@ class Panel:
             try:
                 waiting = await self.journal.waiting_refs()
                 pending = await self.journal.pending_commands()
+                stored = {order_id for order_id, _ in waiting}
+                held = self.desk.unstored.waiting_ids()  # ring too, till they are stored
+                waiting += [(order_id, False) for order_id in held if order_id not in stored]
             except JournalError as exc:
                 # An unreadable card: keep ringing for what is known, look again shortly.
                 log.error("panel: journal unavailable: %s; retrying", exc)

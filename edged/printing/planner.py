@@ -4,13 +4,16 @@ Runs on the journal thread, inside the transaction that advances the spooler's c
 a job can neither be lost nor planned twice. A printer takes the order types in its
 ``order_types``; an order of a type the box does not know goes to every printer that takes
 ``"other"``. Printers with ``update_slip`` print an UPDATED slip when an accepted delay
-moves the time of an order whose ticket is already out.
+moves the time of an order whose ticket is already out. An order whose ticket a printer
+printed from memory before the journal could store it (:mod:`edged.printing.unstored`)
+gets a ``done`` job there: it is out, and never prints a second time unmarked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from edged.journal import events as ev
@@ -51,8 +54,13 @@ def printed_before(tx: Tx, order: StoredOrder) -> bool:
 class JobPlanner:
     """Plans the jobs of the configured printers (``printers``: name → config, in order)."""
 
-    def __init__(self, printers: dict[str, PrinterConfig]) -> None:
+    def __init__(
+        self,
+        printers: dict[str, PrinterConfig],
+        printed_from_memory: Callable[[int, str], bool] = lambda order_id, printer: False,
+    ) -> None:
         self.printers = printers
+        self.printed_from_memory = printed_from_memory
 
     def add(
         self,
@@ -115,8 +123,19 @@ class JobPlanner:
                 why = f"order already {order.status}" if order.is_final else "stale order"
                 self.add(tx, name, "order", event, {}, state="skipped", error=why)
                 continue
-            if self.add(tx, name, "order", event, {}, reprint=printed_before(tx, order)):
+            if self.order_ticket(tx, name, order, event, reprint=printed_before(tx, order)):
                 touched.add(name)
+
+    def order_ticket(
+        self, tx: Tx, name: str, order: StoredOrder, event: Event, *, reprint: bool = False
+    ) -> bool:
+        """Plan the order ticket on ``name``; True when it is to print. One printed from
+        memory while the journal could not store the order is out already: done."""
+        if self.printed_from_memory(order.id, name):
+            out = {"execution_time": order.execution_time, "from_memory": True}
+            self.add(tx, name, "order", event, out, state="done")
+            return False
+        return self.add(tx, name, "order", event, {}, reprint=reprint)
 
     def order_status(self, tx: Tx, event: Event, touched: set[str]) -> None:
         if event.order_id is None:
@@ -157,7 +176,7 @@ class JobPlanner:
                 and not order.is_final
                 and not has_ticket(tx, name, order.id, (*live, "skipped", "failed"))
                 and tx.now - order.first_seen <= STALE_AFTER
-                and self.add(tx, name, "order", event, {})
+                and self.order_ticket(tx, name, order, event)
             ):
                 touched.add(name)
 

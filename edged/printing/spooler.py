@@ -26,7 +26,8 @@ its lines capped: the tickets queued behind it print meanwhile, and it prints wh
 
 Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
 :mod:`edged.printing.printer`; each printer's health and the failover to its backup are
-:mod:`edged.printing.health`.
+:mod:`edged.printing.health`; orders the journal could not store yet print from memory
+(:mod:`edged.printing.unstored`).
 """
 
 from __future__ import annotations
@@ -44,16 +45,12 @@ from typing import Any
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.follower import Follower
+from edged.journal.follower import Follower, patiently
 from edged.journal.store import Journal, JournalError, Tx
+from edged.journal.unstored import UnstoredOrders
 from edged.printing import pyescpos
 from edged.printing.health import PrinterHealth
-from edged.printing.jobs import (
-    REQUEST_KINDS,
-    Job,
-    PrintRefused,
-    append_print_request,
-)
+from edged.printing.jobs import REQUEST_KINDS, Job, PrintRefused, append_print_request
 from edged.printing.planner import JobPlanner, has_ticket
 from edged.printing.printer import (
     LOOKAHEAD,
@@ -64,10 +61,7 @@ from edged.printing.printer import (
     printer_executor,
     render_job,
 )
-from edged.printing.settings import (
-    PrinterConfig,
-    check_printers,
-)
+from edged.printing.settings import PrinterConfig, check_printers
 from edged.printing.ticket import Ticket
 from edged.printing.transports import (
     OFFLINE,
@@ -78,16 +72,11 @@ from edged.printing.transports import (
     Status,
     TransportFactory,
 )
+from edged.printing.unstored import MemoryPrints
+from edged.sinqro.models import Order
 from edged.state import BoxState
 
-__all__ = [
-    "REQUEST_KINDS",
-    "Job",
-    "PrintRefused",
-    "Spooler",
-    "append_print_request",
-    "columns_for",
-]
+__all__ = ["REQUEST_KINDS", "Job", "PrintRefused", "Spooler", "append_print_request", "columns_for"]
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +100,11 @@ class Spooler:
         box: BoxConfig,
         *,
         transports: TransportFactory,
+        unstored: UnstoredOrders | None = None,
     ) -> None:
         """``transports`` builds each printer's transport (the composition root passes
-        :func:`edged.printing.transports.make_transport`)."""
+        :func:`edged.printing.transports.make_transport`); ``unstored``: the orders the
+        journal could not store, printed from memory while the spooler runs."""
         check_printers(printers)
         self.journal = journal
         self.state = state
@@ -144,7 +135,15 @@ class Spooler:
                 executor=printer_executor(config.name),
             )
             state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
-        self._planner = JobPlanner({name: p.config for name, p in self._printers.items()})
+        self.unstored = unstored
+        self._memory = (
+            MemoryPrints(self._printers, box, self._render_pool, unstored) if unstored else None
+        )
+        self._memory_tasks: set[asyncio.Task[None]] = set()
+        self._planner = JobPlanner(
+            {name: p.config for name, p in self._printers.items()},
+            unstored.printed_on if unstored else lambda order_id, printer: False,
+        )
         self._health = PrinterHealth(journal, state, self._printers)
 
     # -- requests (same path as the CLI: through the journal) ------------------------------
@@ -184,6 +183,10 @@ class Spooler:
             if printer.executor_closed:
                 printer.executor = printer_executor(printer.config.name)
                 printer.executor_closed = False
+        if self.unstored is not None:
+            self.unstored.add_listener(self._on_unstored)
+            for order in self.unstored.held():  # held while no spooler ran
+                self._on_unstored(order)
         try:
             await self._recover()
             async with asyncio.TaskGroup() as tg:
@@ -192,6 +195,8 @@ class Spooler:
                 for printer in self._printers.values():
                     tg.create_task(self._worker(printer), name=f"spooler-{printer.config.name}")
         finally:
+            if self.unstored is not None:
+                self.unstored.remove_listener(self._on_unstored)
             for printer in self._printers.values():
                 # A thread stuck in a printer call ends with its own timeout; don't wait.
                 printer.executor.shutdown(wait=False, cancel_futures=True)
@@ -209,6 +214,12 @@ class Spooler:
                 except Exception:  # the first ticket will say what is wrong, with its job
                     log.exception("printing: python-escpos could not be prepared")
                 return
+
+    def _on_unstored(self, order: Order) -> None:
+        assert self._memory is not None
+        task = asyncio.ensure_future(self._memory.print_order(order))
+        self._memory_tasks.add(task)
+        task.add_done_callback(self._memory_tasks.discard)
 
     async def _recover(self) -> None:
         names = list(self._printers)
@@ -235,7 +246,7 @@ class Spooler:
                 self._close_job(tx, job, "failed", "printer no longer configured")
             return maybe, orphans
 
-        maybe, orphans = await self.journal.transaction(run)
+        maybe, orphans = await patiently(lambda: self.journal.transaction(run), "spooler")
         if maybe:
             log.warning(
                 "spooler: %d ticket(s) were being sent when the box stopped; "
@@ -249,9 +260,9 @@ class Spooler:
 
     async def _dispatch(self) -> None:
         follower = Follower(self.journal, CONSUMER, batch=BATCH)
-        await follower.start()
+        await patiently(follower.start, "spooler")
         while True:
-            events = await follower.next_batch()
+            events = await patiently(follower.next_batch, "spooler")
             try:
                 touched = await self.journal.transaction(
                     functools.partial(self._plan, events=events)

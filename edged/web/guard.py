@@ -5,6 +5,10 @@ and the hardening headers on the way out.
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
   ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent.
+
+A request that meets a journal that cannot store or read right now (disk full, failing
+card) is answered 503 "the box cannot store right now", in the box's language, never 500:
+nothing was stored, and trying again later may work.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from edged.web.http import Stop, harden, redirect, wants_json
+from edged.journal.writer import JournalError
+from edged.web.http import Stop, harden, redirect, refusal, wants_json
 from edged.web.security import Session, client_key, csrf_ok
 
 if TYPE_CHECKING:
@@ -38,6 +43,7 @@ PUBLIC_PATHS = frozenset(
     }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_AFTER = "5"  # seconds a client waits before it tries a journal that failed again
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -97,6 +103,19 @@ class Guard:
             return False
         return bool(netloc) and netloc == request.host
 
+    def cannot_store(self, request: web.Request) -> web.Response:
+        """503: the journal cannot store (or read) right now; said in the box's language."""
+        message = self.server.locale().gettext(
+            "The box cannot store right now: its storage is failing. Nothing was saved; "
+            "try again in a moment."
+        )
+        if wants_json(request) or request.method not in SAFE_METHODS:
+            response = refusal("JOURNAL_UNAVAILABLE", message, 503)
+        else:
+            response = web.Response(text=message, status=503)
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.server.requests += 1
@@ -127,6 +146,9 @@ class Guard:
             response = await handler(request)
         except Stop as stop:
             response = stop.response
+        except JournalError as exc:
+            log.error("web: %s %s: the journal cannot store: %s", request.method, path, exc)
+            response = self.cannot_store(request)
         except web.HTTPException as exc:
             harden(exc, path)
             raise

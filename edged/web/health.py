@@ -64,6 +64,8 @@ class Health:
             "journal": journal_ok,
             # ok | recovered (rebuilt after damage, until dismissed) | failing
             "journal_state": state.get("journal", "ok"),
+            # Orders rung and printed from memory that the journal could not store yet.
+            "unstored_orders": len(state.get("journal.unstored") or []),
             "queued_commands": state.get("queued_commands", 0),
             "waiting_orders": state.get("waiting_orders", 0),
             # Relay notifications dropped after checking with Sinqro, by reason.

@@ -96,6 +96,7 @@ class Pages:
                 # ok | recovered | failing: the banner in base.html (edged.journal.recovery)
                 journal_state=server.services.state.get("journal", "ok"),
                 journal_recovered=server.services.state.get("journal.recovered") or {},
+                journal_unstored=server.services.state.get("journal.unstored") or [],
                 footer=server.access.footer(),
                 scripts=scripts,
                 i18n_json=script_catalog(locale.language),

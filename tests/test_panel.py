@@ -421,20 +421,24 @@ async def test_nothing_waiting_is_refused(make_rig: RigFactory) -> None:
     assert await rig.commands() == []
 
 
-async def test_accept_press_proves_access_only_while_no_order_waits(
+async def test_only_both_buttons_prove_access_and_a_press_for_an_order_never_does(
     make_rig: RigFactory,
 ) -> None:
-    """The web page's first-visit proof takes a short ACCEPT press, but never one meant for
-    an order: with an order waiting the press accepts it and proves nothing."""
+    """The web page's first-visit proof takes both buttons pressed together, a gesture no
+    order decision uses: with orders waiting and the page's window open, ACCEPT accepts
+    (and the page hears it went to an order); both buttons prove and decide nothing."""
     rig = await make_rig(default_delay=0)
     offered: list[str] = []
+    told: list[tuple[str, str]] = []
 
     def access_press() -> bool:
-        offered.append("press")
+        offered.append("both")
         return True  # a browser's window is open
 
     rig.panel.on_access_press = access_press
+    rig.panel.on_press_result = lambda result, code: told.append((result, code))
     await rig.add(1)
+    await rig.add(2)
     await rig.sync()
     await rig.press(ACCEPT, 0.3)
     [cmd] = await until(rig.commands, what="the accept")
@@ -442,11 +446,16 @@ async def test_accept_press_proves_access_only_while_no_order_waits(
     assert offered == []
     await rig.finish(cmd)
     assert await rig.result() == "accepted"
-    await rig.sync()
-    assert rig.state.get("waiting_orders") == 0
-    await rig.press(ACCEPT, 0.3)
-    await until(lambda: offered, what="the press offered as proof")
-    assert len(await rig.commands()) == 1
+    stored = await rig.journal.get_order(1)
+    assert stored is not None
+    assert told == [("accepted", stored.code)]
+    await rig.press_both(0.5)
+    assert await rig.result() == "proof"
+    assert offered == ["both"]
+    assert len(await rig.commands()) == 1, "the proof decided nothing"
+    second = await rig.journal.get_order(2)
+    assert second is not None and not second.acknowledged, "nor silenced anything"
+    assert told == [("accepted", stored.code)], "a proof is no press that went elsewhere"
 
 
 async def test_sinqro_says_no_is_refused(make_rig: RigFactory) -> None:

@@ -68,6 +68,7 @@ WORDS: dict[str, str] = {
     "refused": N_("refused"),
     "silenced": N_("silenced"),
     "setup": N_("setup ticket"),
+    "proof": N_("proof of access"),
     "ignored": N_("ignored"),
     "error": N_("error"),
 }

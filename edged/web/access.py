@@ -27,6 +27,7 @@ from edged.web.security import (
     normalize_code,
     password_problem,
 )
+from edged.web.sessions import clean_name, device_name
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-PRESS_WINDOW = 60.0  # seconds to press ACCEPT on the box after starting the proof
+PRESS_WINDOW = 60.0  # seconds to press both buttons on the box after starting the proof
 PROVEN_FOR = 600.0  # seconds a proven browser has to choose the password
+# Panel results that mean a press went to an order (it decided or tried to decide one).
+ORDER_RESULTS = frozenset({"accepted", "cancelled", "queued", "refused"})
 
 
 def minutes(seconds: float) -> int:
@@ -43,49 +46,59 @@ def minutes(seconds: float) -> int:
 
 
 class PressProof:
-    """Proof of physical access by the box's own ACCEPT button (the printed code is the
-    other way). A browser opens a 60 s window; the next short ACCEPT press inside it
-    proves that browser, which may then set the password (first visit or a forgotten
-    one). One window at a time: a newer start replaces an older one."""
+    """Proof of physical access by the box's own buttons (the printed code is the other
+    way): both buttons pressed together, a gesture no order decision uses. A browser opens
+    a 60 s window; the next both-buttons press inside it proves that browser, which may
+    then set the password (first visit or a forgotten one). A press that went to an order
+    meanwhile proves nothing and is remembered, so the page can say so. One window at a
+    time: a newer start replaces an older one."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._sid: str | None = None
+        self._key: str | None = None
         self._deadline = 0.0
         self._proven: dict[str, float] = {}
+        self._other: dict[str, str] | None = None
 
-    def start(self, sid: str) -> float:
-        """Open the window for session ``sid``; returns its seconds."""
-        self._sid = sid
+    def start(self, key: str) -> float:
+        """Open the window for session ``key``; returns its seconds."""
+        self._key = key
         self._deadline = self.clock() + PRESS_WINDOW
+        self._other = None
         return PRESS_WINDOW
 
     @property
     def open(self) -> bool:
-        return self._sid is not None and self.clock() < self._deadline
+        return self._key is not None and self.clock() < self._deadline
 
     def press(self) -> bool:
-        """The ACCEPT button was pressed: ``True`` when it proved a browser (the panel then
-        leaves the press out of order decisions)."""
-        if not self.open or self._sid is None:
+        """Both buttons were pressed together: ``True`` when that proved a browser (the
+        panel then leaves the press out of everything else)."""
+        if not self.open or self._key is None:
             return False
         self._proven = {k: v for k, v in self._proven.items() if v > self.clock()}
-        self._proven[self._sid] = self.clock() + PROVEN_FOR
-        self._sid = None
+        self._proven[self._key] = self.clock() + PROVEN_FOR
+        self._key = None
         return True
 
-    def state(self, sid: str) -> tuple[str, float]:
-        """``proven``, ``waiting`` (with seconds left), or ``idle`` for session ``sid``."""
-        now = self.clock()
-        if self._proven.get(sid, 0.0) > now:
-            return ("proven", 0.0)
-        if self._sid == sid and now < self._deadline:
-            return ("waiting", self._deadline - now)
-        return ("idle", 0.0)
+    def went_elsewhere(self, result: str, order_code: str) -> None:
+        """A press while the window is open that was no proof (e.g. it accepted an order)."""
+        if self.open and result in ORDER_RESULTS:
+            self._other = {"result": result, "code": order_code}
 
-    def use(self, sid: str) -> bool:
-        """Spend ``sid``'s proof (once): ``True`` when it was proven and still fresh."""
-        return self._proven.pop(sid, 0.0) > self.clock()
+    def state(self, key: str) -> tuple[str, float, dict[str, str] | None]:
+        """``proven``, ``waiting`` (with seconds left) or ``idle`` for session ``key``, and
+        the last press in its window that went to an order instead."""
+        now = self.clock()
+        if self._proven.get(key, 0.0) > now:
+            return ("proven", 0.0, None)
+        if self._key == key and now < self._deadline:
+            return ("waiting", self._deadline - now, self._other)
+        return ("idle", 0.0, None)
+
+    def use(self, key: str) -> bool:
+        """Spend ``key``'s proof (once): ``True`` when it was proven and still fresh."""
+        return self._proven.pop(key, 0.0) > self.clock()
 
 
 class Access:
@@ -107,6 +120,8 @@ class Access:
         r.add_post("/setup/press", self.press_start)
         r.add_get("/setup/press/state", self.press_state)
         r.add_get("/favicon.ico", self.favicon)
+        r.add_post("/devices/revoke", self.device_revoke)
+        r.add_post("/devices/rename", self.device_rename)
 
     # -- where the page is -----------------------------------------------------------------
 
@@ -227,7 +242,13 @@ class Access:
         password = str(form.get("password", ""))
         if await server.credentials.check_password(password):
             server.limiter.success(client)
-            return server.guard.sign_in(request, "/board")
+            if form.get("keep") != "on":
+                return await server.guard.sign_in(request, "/board")
+            name = clean_name(str(form.get("device_name", ""))) or device_name(
+                request.headers.get("User-Agent", "")
+            )
+            log.info("web: device %r kept signed in", name)
+            return await server.guard.sign_in(request, "/board", device=True, name=name)
         log.warning("web: wrong admin password from %s", client)
         server.limiter.failure(client)
         return self._login(request, _("Wrong password."), status=401)
@@ -244,7 +265,9 @@ class Access:
     async def logout_submit(self, request: web.Request) -> web.StreamResponse:
         session = self.server.guard.session(request)
         if session is not None:
-            self.server.sessions.drop(session.sid)
+            # A device kept signed in is revoked with it; written before the answer.
+            self.server.sessions.drop(session)
+            await self.server.sessions.save()
         response = redirect("/login")
         response.del_cookie(COOKIE, path="/")
         return response
@@ -261,7 +284,7 @@ class Access:
         first = not await self.server.credentials.has_password()
         has_code = await self.server.credentials.has_setup_code()
         session = self.server.guard.session(request)
-        proven = session is not None and self.press_proof.state(session.sid)[0] == "proven"
+        proven = session is not None and self.press_proof.state(session.key)[0] == "proven"
         return self.server.pages.render(
             request,
             "setup.html",
@@ -272,30 +295,63 @@ class Access:
             has_code=has_code,
             proven=proven,
             window=int(PRESS_WINDOW),
+            waiting_orders=self.waiting_orders(),
             errors=errors,
             scripts=("setup.js",),
         )
 
+    def waiting_orders(self) -> int:
+        return int(self.server.services.state.get("waiting_orders") or 0)
+
     async def press_start(self, request: web.Request) -> web.StreamResponse:
-        """Open the ACCEPT-button window for this browser (CSRF-checked by the guard)."""
+        """Open the both-buttons window for this browser (CSRF-checked by the guard)."""
         session = self.server.guard.session(request)
         if session is None:
             return refusal("NO_SESSION", "reload the page", 400)
-        seconds = self.press_proof.start(session.sid)
-        log.info("web: waiting %.0f s for the ACCEPT button to prove access", seconds)
-        return json_response({"ok": True, "state": "waiting", "seconds": seconds})
+        seconds = self.press_proof.start(session.key)
+        log.info("web: waiting %.0f s for both panel buttons to prove access", seconds)
+        return await self.press_state(request)
 
     async def press_state(self, request: web.Request) -> web.StreamResponse:
+        """Where this browser's proof is, what a press in its window did instead, and how
+        many orders wait (the page warns that one button alone would decide one)."""
         session = self.server.guard.session(request)
-        state, left = self.press_proof.state(session.sid) if session else ("idle", 0.0)
-        return json_response({"ok": True, "state": state, "seconds": round(left)})
+        state, left, other = self.press_proof.state(session.key) if session else ("idle", 0, None)
+        _ = self.server.locale().gettext
+        went = ""
+        if other is not None:
+            went = {
+                "accepted": _("That press accepted order #{code}: it proves nothing."),
+                "cancelled": _("That press cancelled order #{code}: it proves nothing."),
+                "queued": _("That press decided order #{code} (queued): it proves nothing."),
+                "refused": _(
+                    "That press went to order #{code} and was refused: it proves nothing."
+                ),
+            }[other["result"]].format(code=other["code"] or "?")
+        return json_response(
+            {
+                "ok": True,
+                "state": state,
+                "seconds": round(left),
+                "waiting_orders": self.waiting_orders(),
+                "went_elsewhere": went,
+            }
+        )
 
     def button_pressed(self) -> bool:
-        """The box's ACCEPT button was pressed; ``True`` when that proved a browser."""
+        """Both panel buttons were pressed together; ``True`` when that proved a browser."""
         proved = self.press_proof.press()
         if proved:
-            log.info("web: ACCEPT button pressed: access proven")
+            log.info("web: both panel buttons pressed: proof of access for the waiting browser")
         return proved
+
+    def press_went_elsewhere(self, result: str, order_code: str) -> None:
+        """A panel press that was no proof of access (the panel reports each one)."""
+        if self.press_proof.open and result in ORDER_RESULTS:
+            log.info(
+                "web: a press went to order %s (%s): not a proof of access", order_code, result
+            )
+        self.press_proof.went_elsewhere(result, order_code)
 
     async def setup_submit(self, request: web.Request) -> web.StreamResponse:
         server = self.server
@@ -309,7 +365,7 @@ class Access:
         if errors:
             return await self._setup(request, errors, status=400)
         session = server.guard.session(request)
-        pressed = session is not None and self.press_proof.use(session.sid)
+        pressed = session is not None and self.press_proof.use(session.key)
         if not pressed:
             # Setup codes have their own throttle: guessing passwords never blocks them.
             wait = server.code_limiter.begin(client)
@@ -332,9 +388,10 @@ class Access:
         await server.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
         await server.credentials.consume_setup_code()
+        # A new password ends every sign-in, devices kept signed in too.
         server.sessions.drop_all()
         target = "/board" if server.services.pairing().paired else "/pairing"
-        return server.guard.sign_in(request, target)
+        return await server.guard.sign_in(request, target)
 
     def password_errors(self, password: str, confirm: str) -> dict[str, str]:
         _ = self.server.locale().gettext
@@ -346,3 +403,41 @@ class Access:
         if password != confirm:
             return {"confirm": _("The two passwords differ.")}
         return {}
+
+    # -- devices kept signed in ------------------------------------------------------------
+
+    def devices(self, request: web.Request) -> list[dict[str, Any]]:
+        """The devices kept signed in, for the setup page: name, last use, this one."""
+        locale = self.server.locale()
+        mine = self.server.guard.session(request)
+        return [
+            {
+                "ref": s.ref,
+                "name": s.name,
+                "last_used": locale.short_datetime(s.last_seen),
+                "signed_in": locale.date(s.created),
+                "this": mine is not None and mine.key == s.key,
+            }
+            for s in self.server.sessions.devices()
+        ]
+
+    async def device_revoke(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        revoked = self.server.sessions.revoke(str(form.get("ref", ""))[:64])
+        if revoked is None:
+            return redirect("/settings#section-devices")
+        # Written before the answer: a revoked device never comes back with a restart.
+        await self.server.sessions.save()
+        log.info("web: device %r signed out from the page", revoked.name)
+        mine = self.server.guard.session(request)
+        if mine is not None and mine.key == revoked.key:
+            response = redirect("/login")
+            response.del_cookie(COOKIE, path="/")
+            return response
+        return redirect("/settings?revoked=1#section-devices")
+
+    async def device_rename(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        if self.server.sessions.rename(str(form.get("ref", ""))[:64], str(form.get("name", ""))):
+            await self.server.sessions.save()
+        return redirect("/settings#section-devices")

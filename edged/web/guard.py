@@ -2,6 +2,7 @@
 and the hardening headers on the way out.
 
 * a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) identifies the browser;
+  a device kept signed in gets a persistent one (``Max-Age``), any other a session cookie;
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
   ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent.
@@ -17,7 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from edged.web.http import Stop, harden, redirect, wants_json
-from edged.web.security import Session, client_key, csrf_ok
+from edged.web.security import client_key, csrf_ok
+from edged.web.sessions import DEVICE_LIFETIME, Session
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -61,24 +63,36 @@ class Guard:
     def ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
         session = self.session(request)
         if session is None:
-            session = self.server.sessions.new(client=self.client_id(request))
+            token, session = self.server.sessions.new(client=self.client_id(request))
             request[SESSION_KEY] = session
-            self.set_cookie(response, session)
+            self.set_cookie(response, token, session)
         return session
 
-    def set_cookie(self, response: web.StreamResponse, session: Session) -> None:
+    def set_cookie(self, response: web.StreamResponse, token: str, session: Session) -> None:
+        # A device kept signed in outlives the browser; any other sign-in ends with it.
+        max_age = int(DEVICE_LIFETIME) if session.device else None
         response.set_cookie(
-            COOKIE, session.sid, httponly=True, samesite="Strict", secure=self.server.tls, path="/"
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=self.server.tls,
+            path="/",
+            max_age=max_age,
         )
 
-    def sign_in(self, request: web.Request, location: str) -> web.StreamResponse:
-        """A fresh signed-in session (an id planted before sign-in is worth nothing)."""
+    async def sign_in(
+        self, request: web.Request, location: str, *, device: bool = False, name: str = ""
+    ) -> web.StreamResponse:
+        """A fresh signed-in session (an id planted before sign-in is worth nothing),
+        written to the sessions file before the answer; ``device``: kept signed in."""
         old = self.session(request)
         if old is not None:
-            self.server.sessions.drop(old.sid)
-        session = self.server.sessions.new(authenticated=True)
+            self.server.sessions.drop(old)
+        token, session = self.server.sessions.new(authenticated=True, device=device, name=name)
+        await self.server.sessions.save()
         response = redirect(location)
-        self.set_cookie(response, session)
+        self.set_cookie(response, token, session)
         return response
 
     @staticmethod

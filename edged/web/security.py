@@ -7,8 +7,8 @@ and the limiter that slows down guessing.
   runs on a thread because slow parameters are the point.
 * The setup code is printed on the box's own printer, so knowing it proves physical access.
   It is single use; a code made while a password exists (a reset from the panel) expires.
-* Sessions live in memory: a restart signs everyone out, which is fine for a box by the
-  counter. Each session has its own CSRF token.
+* Sessions (kept across restarts, hashed at rest) are :mod:`edged.web.sessions`; each has
+  its own CSRF token.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edged.journal.store import Journal
+from edged.web.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -194,105 +195,6 @@ class Credentials:
 
     async def consume_setup_code(self) -> None:
         await self.journal.kv_set(KV_SETUP_CODE, None)
-
-
-@dataclass
-class Session:
-    """A browser's session; ``authenticated`` once the admin signed in."""
-
-    sid: str
-    csrf: str
-    created: float
-    last_seen: float
-    authenticated: bool = False
-    # Who asked for it (see client_key): anonymous sessions are capped per client.
-    client: str = ""
-    # Selling points offered after a Sinqro login, waiting for the picker.
-    selling_points: list[tuple[int, str, str]] = field(default_factory=list)
-
-
-class Sessions:
-    """In-memory sessions with idle and absolute expiry.
-
-    Anonymous sessions (a sign-in or setup form that was shown) and signed-in ones are
-    capped separately, so a flood of ``GET /login`` can never push a signed-in session
-    out; and each client may hold only :attr:`MAX_ANONYMOUS_PER_CLIENT` anonymous ones, so
-    a flood from one client pushes out its own, not the owner's half-finished sign-in.
-    """
-
-    MAX_AUTHENTICATED = 64
-    MAX_ANONYMOUS = 512
-    MAX_ANONYMOUS_PER_CLIENT = 8
-
-    def __init__(
-        self, *, idle: float, lifetime: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.idle = idle
-        self.lifetime = lifetime
-        self.clock = clock
-        self._by_id: dict[str, Session] = {}
-
-    def new(self, *, authenticated: bool = False, client: str = "") -> Session:
-        self._prune(authenticated, client)
-        now = self.clock()
-        session = Session(
-            sid=secrets.token_urlsafe(32),
-            csrf=secrets.token_urlsafe(32),
-            created=now,
-            last_seen=now,
-            authenticated=authenticated,
-            client=client,
-        )
-        self._by_id[session.sid] = session
-        return session
-
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
-            return None
-        session = self._by_id.get(sid)
-        if session is None:
-            return None
-        now = self.clock()
-        if self._expired(session, now):
-            self._by_id.pop(sid, None)
-            return None
-        session.last_seen = now
-        return session
-
-    def drop(self, sid: str) -> None:
-        self._by_id.pop(sid, None)
-
-    def drop_all(self) -> None:
-        """Sign everyone out (the password changed)."""
-        self._by_id.clear()
-
-    def _expired(self, session: Session, now: float) -> bool:
-        return now - session.last_seen > self.idle or now - session.created > self.lifetime
-
-    def _prune(self, authenticated: bool, client: str) -> None:
-        now = self.clock()
-        for sid, s in list(self._by_id.items()):
-            if self._expired(s, now):
-                del self._by_id[sid]
-        if authenticated:
-            mine = [s for s in self._by_id.values() if s.authenticated]
-            limit = self.MAX_AUTHENTICATED
-        else:
-            anonymous = [s for s in self._by_id.values() if not s.authenticated]
-            mine = [s for s in anonymous if s.client == client]
-            limit = self.MAX_ANONYMOUS_PER_CLIENT
-            if len(mine) < limit and len(anonymous) >= self.MAX_ANONYMOUS:
-                # Full: the client holding the most anonymous sessions gives one up.
-                counts: dict[str, int] = {}
-                for s in anonymous:
-                    counts[s.client] = counts.get(s.client, 0) + 1
-                greediest = max(counts, key=lambda c: counts[c])
-                mine = [s for s in anonymous if s.client == greediest]
-                limit = len(mine)
-        while len(mine) >= limit and mine:
-            oldest = min(mine, key=lambda s: s.last_seen)
-            mine.remove(oldest)
-            del self._by_id[oldest.sid]
 
 
 def csrf_ok(session: Session, supplied: str | None) -> bool:

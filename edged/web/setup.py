@@ -149,6 +149,8 @@ class SetupPages:
             printers=printers,
             new_printer=new_printer,
             sections=sections,
+            devices=server.access.devices(request),
+            revoked=request.query.get("revoked") == "1",
         )
 
     def _applied_report(self) -> dict[str, Any] | None:

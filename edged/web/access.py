@@ -268,6 +268,7 @@ class Access:
             # A device kept signed in is revoked with it; written before the answer.
             self.server.sessions.drop(session)
             await self.server.sessions.save()
+            self.server.live.end_sessions({session.key})
         response = redirect("/login")
         response.del_cookie(COOKIE, path="/")
         return response
@@ -390,6 +391,7 @@ class Access:
         await server.credentials.consume_setup_code()
         # A new password ends every sign-in, devices kept signed in too.
         server.sessions.drop_all()
+        server.live.end_sessions(None)
         target = "/board" if server.services.pairing().paired else "/pairing"
         return await server.guard.sign_in(request, target)
 
@@ -428,6 +430,7 @@ class Access:
             return redirect("/settings#section-devices")
         # Written before the answer: a revoked device never comes back with a restart.
         await self.server.sessions.save()
+        self.server.live.end_sessions({revoked.key})
         log.info("web: device %r signed out from the page", revoked.name)
         mine = self.server.guard.session(request)
         if mine is not None and mine.key == revoked.key:

@@ -31,7 +31,7 @@ from edged.web.http import harden, sse
 if TYPE_CHECKING:
     from edged.web.server import WebServer
 
-KEEPALIVE = 15.0
+KEEPALIVE = 10.0  # a ping: the page takes 25 s of silence for a dead stream
 # Missed journal events a reconnecting page gets its notices from; beyond this, only the
 # full board (its cards show every decision's outcome anyway).
 REPLAY_MAX = 1024
@@ -49,7 +49,9 @@ STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 class Client:
     """One open live-update stream; flags coalesce bursts of events into one message."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_key: str = "") -> None:
+        self.session_key = session_key
+        self.ended = False  # its sign-in ended: the stream closes, the page signs in again
         self.wake = asyncio.Event()
         self.status = True
         self.board = True
@@ -210,6 +212,14 @@ class Live:
             client.status = True
             client.wake.set()
 
+    def end_sessions(self, keys: set[str] | None) -> None:
+        """Close the streams of the sessions ``keys`` (``None``: every one), e.g. a device
+        signed out from the page: its board must not go on showing orders."""
+        for client in self.clients:
+            if keys is None or client.session_key in keys:
+                client.ended = True
+                client.wake.set()
+
     def close(self) -> None:
         self.closing = True
         for client in list(self.clients):
@@ -231,7 +241,8 @@ class Live:
         )
         harden(response, request.path)
         await response.prepare(request)
-        client = Client()
+        session = self.server.guard.session(request)
+        client = Client(session.key if session is not None else "")
         client.notices.extend(missed)
         client.reset = not kept
         client.wake.set()  # the current status and board at once
@@ -252,7 +263,7 @@ class Live:
             except TimeoutError:
                 await response.write(sse("ping", {}, self.stream_id()))
                 continue
-            if self.closing:
+            if self.closing or client.ended:
                 break
             # Let a burst of events settle into one message.
             await asyncio.sleep(0.05)

@@ -11,8 +11,8 @@ window.EdgedLive = (() => {
   const catalog = JSON.parse(($("#i18n") || {}).textContent || "{}");
   const t = (text) => catalog[text] || text;
   const RETRY_MIN = 500; // ms; doubled per failed try
-  const RETRY_MAX = 4000; // a box on the LAN is cheap to ask; a tablet must not lag behind
-  const SILENCE = 40000; // no message (the box pings every 15 s): the stream is dead
+  const RETRY_MAX = 3000; // a box on the LAN is cheap to ask; a tablet must not lag behind
+  const SILENCE = 25000; // no message (the box pings every 10 s): the stream is dead
 
   let hooks = null;
   let source = null;

@@ -80,7 +80,9 @@ class Live:
         """The notices a page whose last id was ``last`` missed, and whether it may keep
         what it holds (``False``: another journal, an unreadable id or a long gap)."""
         journal = self.server.services.journal
-        epoch, _, seq_text = (last or "").rpartition(".")
+        if not last:
+            return True, []  # a first stream: the page holds nothing yet
+        epoch, _, seq_text = last.rpartition(".")
         if not epoch or epoch != journal.epoch or not seq_text.isdigit():
             return False, []
         seq = int(seq_text)

@@ -96,7 +96,8 @@ def device_name(user_agent: str) -> str:
 
 def clean_name(text: str) -> str:
     """A device name as typed: printable, one line, short."""
-    return " ".join("".join(c for c in text if c.isprintable()).split())[:MAX_NAME]
+    printable = "".join(c if c.isprintable() else " " for c in text[: MAX_NAME * 4])
+    return " ".join(printable.split())[:MAX_NAME]
 
 
 @dataclass

@@ -18,6 +18,7 @@ window.EdgedLive = (() => {
   let source = null;
   let lastId = "";
   let live = false; // the stream is open and the last status is from it
+  let lost = false; // a stream was lost and none is back yet
   let tries = 0;
   let retryTimer = null;
   let silenceTimer = null;
@@ -61,6 +62,7 @@ window.EdgedLive = (() => {
     const dot = $("#link-dot");
     const banner = $("#offline-banner");
     const online = !!(lastStatus && lastStatus.online);
+    if (!live && !lost) return; // the first stream is opening: the page's own status stands
     if (!live) {
       dot.className = "dot unknown";
       banner.textContent = t("The box does not answer: reconnecting… This page is not up to date until it is back.");
@@ -94,6 +96,7 @@ window.EdgedLive = (() => {
     source.addEventListener("status", (e) => {
       heard(e);
       live = true;
+      lost = false;
       const status = JSON.parse(e.data);
       renderStatus(status);
       hooks.status(status);
@@ -111,6 +114,7 @@ window.EdgedLive = (() => {
     clearTimeout(silenceTimer);
     if (source) { source.close(); source = null; }
     live = false;
+    lost = true;
     renderStale();
     schedule();
   }
@@ -134,7 +138,7 @@ window.EdgedLive = (() => {
 
   function now() {
     // Back on the network or in front of someone: no need to wait out the backoff.
-    if (source || live) return;
+    if (source || !lost) return;
     clearTimeout(retryTimer);
     retryTimer = null;
     tries = 0;

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,3 +192,60 @@ async def test_a_reconnecting_page_gets_what_it_missed_and_a_new_journal_a_reset
         other = await stream(client, f"/events?last=0123456789abcdef.{seq}")
         assert [e["event"] for e in other] == ["status", "board"]
         assert json.loads(other[-1]["data"]) == {"reset": True}
+
+
+# -- staff: the board only ------------------------------------------------------------------
+
+
+def csrf_in(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+async def test_staff_sign_in_with_a_pin_and_run_the_board_but_nothing_else(
+    box: Box,  # noqa: F811
+) -> None:
+    pin = "246813"
+    async with (
+        httpx.AsyncClient(base_url=box.url) as owner,
+        httpx.AsyncClient(base_url=box.url) as staff,
+    ):
+        csrf = await sign_in(box, owner)
+        short = await owner.post(
+            "/staff-pin", data={"csrf": csrf, "pin": "1234", "confirm": "1234"}
+        )
+        assert short.headers["Location"] == "/settings?pin_error=digits#section-devices"
+        assert not await box.server.credentials.has_staff_pin()
+        saved = await owner.post("/staff-pin", data={"csrf": csrf, "pin": pin, "confirm": pin})
+        assert saved.headers["Location"] == "/settings?pin=set#section-devices"
+        assert pin not in box.journal.kept.path.read_text()
+
+        login = await staff.get("/login")
+        assert "staff PIN" in login.text
+        signed = await staff.post("/login", data={"csrf": csrf_in(login.text), "password": pin})
+        assert signed.status_code == 303 and signed.headers["Location"] == "/board"
+        board = await staff.get("/board")
+        assert board.status_code == 200
+        assert 'href="/settings"' not in board.text and 'href="/pairing"' not in board.text
+        staff_csrf = csrf_in(board.text)
+        assert (await staff.get("/api/board")).status_code == 200
+        for path in ("/settings", "/pairing"):
+            page = await staff.get(path)
+            assert (page.status_code, page.headers.get("Location")) == (303, "/board"), path
+        for path, data in (
+            ("/settings/language", {"language": "es"}),
+            ("/staff-pin", {"remove": "1"}),
+            ("/devices/revoke", {"ref": "x"}),
+            ("/pairing/logout", {}),
+        ):
+            refused = await staff.post(path, data={"csrf": staff_csrf, **data})
+            assert refused.status_code == 403, path
+            assert refused.json()["code"] == "OWNER_ONLY"
+        assert box.server.services.config().box.language == "en"
+        assert await box.server.credentials.has_staff_pin()
+        # A new PIN: whoever knew the old one signs in again; the owner stays.
+        new = "97531864"
+        await owner.post("/staff-pin", data={"csrf": csrf, "pin": new, "confirm": new})
+        assert (await staff.get("/api/board")).status_code == 401
+        assert (await owner.get("/api/board")).status_code == 200

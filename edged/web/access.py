@@ -22,10 +22,13 @@ from edged.web.http import json_response, maybe_await, redirect, refusal
 from edged.web.reach import default_mdns, page_urls, qr_svg
 from edged.web.security import (
     MAX_PASSWORD,
+    MAX_PIN,
     MIN_PASSWORD,
+    MIN_PIN,
     format_code,
     normalize_code,
     password_problem,
+    pin_problem,
 )
 from edged.web.sessions import clean_name, device_name
 
@@ -109,6 +112,8 @@ class Access:
         self.urls: list[str] = []
         self.press_proof = PressProof()
         self.hotspot_password_file = HOTSPOT_PASSWORD_FILE
+        # A staff PIN exists (read at start, kept current by staff_pin_submit).
+        self.staff_pin_set = False
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/", self.index)
@@ -122,6 +127,7 @@ class Access:
         r.add_get("/favicon.ico", self.favicon)
         r.add_post("/devices/revoke", self.device_revoke)
         r.add_post("/devices/rename", self.device_rename)
+        r.add_post("/staff-pin", self.staff_pin_submit)
 
     # -- where the page is -----------------------------------------------------------------
 
@@ -227,7 +233,13 @@ class Access:
     def _login(self, request: web.Request, error: str, *, status: int = 200) -> web.Response:
         _ = self.server.locale().gettext
         return self.server.pages.render(
-            request, "login.html", _("Sign in"), status=status, nav=False, error=error
+            request,
+            "login.html",
+            _("Sign in"),
+            status=status,
+            nav=False,
+            error=error,
+            staff_pin=self.staff_pin_set,
         )
 
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
@@ -240,15 +252,20 @@ class Access:
             return self._too_many(request, wait, self._login)
         form = await request.post()
         password = str(form.get("password", ""))
+        role = None
         if await server.credentials.check_password(password):
+            role = "owner"
+        elif await server.credentials.check_staff_pin(password):
+            role = "staff"
+        if role is not None:
             server.limiter.success(client)
             if form.get("keep") != "on":
-                return await server.guard.sign_in(request, "/board")
+                return await server.guard.sign_in(request, "/board", role=role)
             name = clean_name(str(form.get("device_name", ""))) or device_name(
                 request.headers.get("User-Agent", "")
             )
-            log.info("web: device %r kept signed in", name)
-            return await server.guard.sign_in(request, "/board", device=True, name=name)
+            log.info("web: device %r kept signed in (%s)", name, role)
+            return await server.guard.sign_in(request, "/board", device=True, name=name, role=role)
         log.warning("web: wrong admin password from %s", client)
         server.limiter.failure(client)
         return self._login(request, _("Wrong password."), status=401)
@@ -408,20 +425,34 @@ class Access:
 
     # -- devices kept signed in ------------------------------------------------------------
 
-    def devices(self, request: web.Request) -> list[dict[str, Any]]:
-        """The devices kept signed in, for the setup page: name, last use, this one."""
+    def devices(self, request: web.Request) -> dict[str, Any]:
+        """The setup page's devices section: the devices kept signed in (name, last use,
+        this one, staff or owner) and the staff PIN's state."""
+        _ = self.server.locale().gettext
         locale = self.server.locale()
         mine = self.server.guard.session(request)
-        return [
-            {
-                "ref": s.ref,
-                "name": s.name,
-                "last_used": locale.short_datetime(s.last_seen),
-                "signed_in": locale.date(s.created),
-                "this": mine is not None and mine.key == s.key,
-            }
-            for s in self.server.sessions.devices()
-        ]
+        notices = {"set": _("Staff PIN saved."), "removed": _("Staff PIN removed.")}
+        errors = {
+            "digits": _("Use {min} to {max} digits.").format(min=MIN_PIN, max=MAX_PIN),
+            "differ": _("The two PINs differ."),
+        }
+        return {
+            "list": [
+                {
+                    "ref": s.ref,
+                    "name": s.name,
+                    "last_used": locale.short_datetime(s.last_seen),
+                    "signed_in": locale.date(s.created),
+                    "this": mine is not None and mine.key == s.key,
+                    "staff": s.role == "staff",
+                }
+                for s in self.server.sessions.devices()
+            ],
+            "revoked": request.query.get("revoked") == "1",
+            "pin_set": self.staff_pin_set,
+            "pin_notice": notices.get(request.query.get("pin", ""), ""),
+            "pin_error": errors.get(request.query.get("pin_error", ""), ""),
+        }
 
     async def device_revoke(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -444,3 +475,26 @@ class Access:
         if self.server.sessions.rename(str(form.get("ref", ""))[:64], str(form.get("name", ""))):
             await self.server.sessions.save()
         return redirect("/settings#section-devices")
+
+    async def staff_pin_submit(self, request: web.Request) -> web.StreamResponse:
+        """Set or remove the staff PIN (the owner only: the guard keeps staff out). Either
+        way the staff sessions end: whoever knew the old PIN signs in again."""
+        server = self.server
+        form = await request.post()
+        if form.get("remove"):
+            await server.credentials.set_staff_pin(None)
+            self.staff_pin_set = False
+            outcome = "pin=removed"
+        else:
+            pin, confirm = str(form.get("pin", "")), str(form.get("confirm", ""))
+            if pin_problem(pin):
+                return redirect("/settings?pin_error=digits#section-devices")
+            if pin != confirm:
+                return redirect("/settings?pin_error=differ#section-devices")
+            await server.credentials.set_staff_pin(pin)
+            self.staff_pin_set = True
+            outcome = "pin=set"
+        ended = server.sessions.drop_role("staff")
+        await server.sessions.save()
+        server.live.end_sessions(ended)
+        return redirect(f"/settings?{outcome}#section-devices")

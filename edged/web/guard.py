@@ -5,7 +5,9 @@ and the hardening headers on the way out.
   a device kept signed in gets a persistent one (``Max-Age``), any other a session cookie;
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
-  ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent.
+  ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent;
+* a staff session (the staff PIN) reaches only the board (:data:`STAFF_PATHS`): never the
+  settings, the pairing or the devices list.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ PUBLIC_PATHS = frozenset(
         "/favicon.ico",
     }
 )
+# What a staff session may use: the board, its data and decisions, and signing out.
+STAFF_PATHS = frozenset(
+    {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
+    | {"/logout"}
+)
+STAFF_PREFIXES = ("/api/orders/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,14 +90,22 @@ class Guard:
         )
 
     async def sign_in(
-        self, request: web.Request, location: str, *, device: bool = False, name: str = ""
+        self,
+        request: web.Request,
+        location: str,
+        *,
+        device: bool = False,
+        name: str = "",
+        role: str = "owner",
     ) -> web.StreamResponse:
         """A fresh signed-in session (an id planted before sign-in is worth nothing),
         written to the sessions file before the answer; ``device``: kept signed in."""
         old = self.session(request)
         if old is not None:
             self.server.sessions.drop(old)
-        token, session = self.server.sessions.new(authenticated=True, device=device, name=name)
+        token, session = self.server.sessions.new(
+            authenticated=True, device=device, name=name, role=role
+        )
         await self.server.sessions.save()
         response = redirect(location)
         self.set_cookie(response, token, session)
@@ -126,6 +142,17 @@ class Guard:
                     harden(response, path)
                     return response
                 raise Stop(401, "UNAUTHENTICATED", "sign in first")
+            if (
+                not public
+                and session is not None
+                and session.role == "staff"
+                and not (path in STAFF_PATHS or path.startswith(STAFF_PREFIXES))
+            ):
+                if request.method in SAFE_METHODS and not wants_json(request):
+                    response = redirect("/board")
+                    harden(response, path)
+                    return response
+                raise Stop(403, "OWNER_ONLY", "only the owner's password may do this")
             if request.method not in SAFE_METHODS:
                 supplied = request.headers.get("X-CSRF-Token")
                 if supplied is None and request.content_type in (

@@ -1,9 +1,10 @@
 """Who may use the page: the admin password, the printed setup code, sessions, CSRF tokens
 and the limiter that slows down guessing.
 
-* The admin password and the setup code are stored only as salted scrypt hashes: the
-  password beside the journal (``Journal.kept_get``, so a rebuilt journal keeps it), the
-  code in the journal's ``kv`` table. Checks use a constant-time compare, and hashing
+* The admin password, the staff PIN (it runs the board only) and the setup code are
+  stored only as salted scrypt hashes: password and PIN beside the journal
+  (``Journal.kept_get``, so a rebuilt journal keeps them), the code in the journal's
+  ``kv`` table. Checks use a constant-time compare, and hashing
   runs on a thread because slow parameters are the point.
 * The setup code is printed on the box's own printer, so knowing it proves physical access.
   It is single use; a code made while a password exists (a reset from the panel) expires.
@@ -31,6 +32,7 @@ from edged.web.sessions import Session
 log = logging.getLogger(__name__)
 
 KV_ADMIN = "web.admin_password"
+KV_STAFF_PIN = "web.staff_pin"
 KV_SETUP_CODE = "web.setup_code"
 # scrypt cost: the scrypt paper's interactive-login parameters, 2**14 * 8 * 128 bytes =
 # 16 MiB per check (~0.05 s on a PC, a few tenths on a Pi). Stored hashes carry their own
@@ -45,6 +47,9 @@ MAX_SCRYPT_N = 2**18
 CONCURRENT_CHECKS = 1
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
+# The staff PIN runs the board only; long enough that the limiter and scrypt hold it.
+MIN_PIN = 6
+MAX_PIN = 12
 # Unambiguous alphabet for a code read off a paper ticket (no 0/O, 1/I/L).
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
@@ -135,8 +140,16 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def pin_problem(pin: str) -> str | None:
+    """Why ``pin`` is not acceptable as the staff PIN, or None."""
+    if not (pin.isascii() and pin.isdigit()) or not MIN_PIN <= len(pin) <= MAX_PIN:
+        return f"use {MIN_PIN} to {MAX_PIN} digits"
+    return None
+
+
 class Credentials:
-    """The admin password and setup code, stored hashed (see the module docstring)."""
+    """The admin password, the staff PIN and the setup code, stored hashed (see the
+    module docstring)."""
 
     def __init__(self, journal: Journal, *, scrypt_n: int = SCRYPT_N) -> None:
         self.journal = journal
@@ -174,6 +187,25 @@ class Credentials:
         if raw is None:
             return False
         return await self._verify(password, raw, "admin password")
+
+    async def has_staff_pin(self) -> bool:
+        return await self.journal.kept_get(KV_STAFF_PIN) is not None
+
+    async def set_staff_pin(self, pin: str | None) -> None:
+        """Set the staff PIN (``None``: staff can no longer sign in)."""
+        if pin is None:
+            await self.journal.kept_set(KV_STAFF_PIN, None)
+            log.info("web: staff PIN removed")
+            return
+        hashed = await asyncio.to_thread(hash_secret, pin, n=self.scrypt_n)
+        await self.journal.kept_set(KV_STAFF_PIN, hashed.to_json(set_at=time.time()))
+        log.info("web: staff PIN set")
+
+    async def check_staff_pin(self, pin: str) -> bool:
+        raw = await self.journal.kept_get(KV_STAFF_PIN)
+        if raw is None or pin_problem(pin):
+            return False
+        return await self._verify(pin, raw, "staff PIN")
 
     async def has_setup_code(self) -> bool:
         raw = await self.journal.kv_get(KV_SETUP_CODE)

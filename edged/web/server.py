@@ -145,6 +145,7 @@ class WebServer:
         if not self._sessions_loaded:
             await asyncio.to_thread(self.sessions.load)
             self._sessions_loaded = True
+        self.access.staff_pin_set = await self.credentials.has_staff_pin()
         quiet_accept_storms()
         runner = web.AppRunner(
             self.app, access_log=None, shutdown_timeout=2.0, **runner_options(self.config)

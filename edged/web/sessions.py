@@ -11,6 +11,8 @@
 * "Keep this device signed in" makes a *device* session: months long, a persistent cookie,
   listed on the setup page by a name and its last use, revocable one by one. Signing out
   ends the session it is (device or not); a new password ends every session.
+* A session signed in with the staff PIN has the role ``staff``: the board only (see
+  :mod:`edged.web.guard`); a new staff PIN ends the staff sessions.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class Session:
     name: str = ""
     # When last_seen was last written (it is written coarsely).
     saved_seen: float = 0.0
+    # "owner" (the password) or "staff" (the staff PIN: the board only).
+    role: str = "owner"
 
     @property
     def ref(self) -> str:
@@ -131,6 +135,7 @@ class Session:
             "last_seen": self.last_seen,
             "device": self.device,
             "name": self.name,
+            "role": self.role,
         }
 
     @classmethod
@@ -156,6 +161,7 @@ class Session:
             device=data.get("device") is True,
             name=clean_name(name) if isinstance(name, str) else "",
             saved_seen=float(seen),
+            role="staff" if data.get("role") == "staff" else "owner",
         )
 
 
@@ -275,6 +281,7 @@ class Sessions:
         client: str = "",
         device: bool = False,
         name: str = "",
+        role: str = "owner",
     ) -> tuple[str, Session]:
         """A fresh session: its token (for the cookie, kept nowhere) and the session."""
         self._prune(authenticated, client)
@@ -290,6 +297,7 @@ class Sessions:
             device=device and authenticated,
             name=clean_name(name) if device else "",
             saved_seen=now,
+            role="staff" if role == "staff" else "owner",
         )
         self._by_key[session.key] = session
         if authenticated:
@@ -339,6 +347,13 @@ class Sessions:
 
     def drop(self, session: Session) -> None:
         self._forget(session.key)
+
+    def drop_role(self, role: str) -> set[str]:
+        """End every session of ``role`` (the staff PIN changed); their keys."""
+        ended = {k for k, s in self._by_key.items() if s.authenticated and s.role == role}
+        for key in ended:
+            self._forget(key)
+        return ended
 
     def drop_all(self) -> None:
         """Sign everyone out, devices too (the password changed)."""

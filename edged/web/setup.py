@@ -150,7 +150,6 @@ class SetupPages:
             new_printer=new_printer,
             sections=sections,
             devices=server.access.devices(request),
-            revoked=request.query.get("revoked") == "1",
         )
 
     def _applied_report(self) -> dict[str, Any] | None:

@@ -398,3 +398,42 @@ async def test_the_first_visit_proof_leaves_every_waiting_order_waiting(
         await page.click("#setup-form button[type=submit]")
         await expect(page).to_have_url(re.compile(r"/board$"))
         await expect(page.locator("#waiting .order")).to_have_count(len(created))
+
+
+async def test_a_board_reconnecting_all_day_keeps_its_listeners_and_nodes(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A page left open for days: every reconnect and board refetch leaves the listener
+    and DOM node counts (after a garbage collection) where they were."""
+    async with running(sim, tmp_path) as box, chromium() as browser:
+        app = box.app
+        assert app is not None and app.web is not None
+        live = app.web.live
+        page = await new_page(browser, TABLET)
+        await sign_in(page, box.url)
+        sim.create_orders(3, "delivery")
+        await expect(page.locator("#waiting .order")).to_have_count(3)
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("Performance.enable")
+
+        async def counts() -> dict[str, float]:
+            await cdp.send("HeapProfiler.collectGarbage")
+            metrics = (await cdp.send("Performance.getMetrics"))["metrics"]
+            return {m["name"]: m["value"] for m in metrics}
+
+        async def drop_and_heal() -> None:
+            before = set(live.clients)
+            live.end_sessions(None)  # the stream goes, the sign-in stays
+            await eventually(
+                lambda: live.clients and not live.clients & before, within=20, what="a new stream"
+            )
+            await expect(page.locator("body")).to_have_attribute("data-live", "true")
+
+        await drop_and_heal()  # warm: every code path has run once
+        start = await counts()
+        for _ in range(15):
+            await drop_and_heal()
+        end = await counts()
+        await expect(page.locator("#waiting .order")).to_have_count(3)
+        assert end["JSEventListeners"] <= start["JSEventListeners"] + 5, (start, end)
+        assert end["Nodes"] <= start["Nodes"] * 1.1 + 50, (start, end)

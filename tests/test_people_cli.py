@@ -157,7 +157,7 @@ def test_local_printers_are_listed_from_dev(tmp_path: Path) -> None:
     ]
 
 
-def test_both_buttons_prove_only_the_browser_that_asked_within_its_minute() -> None:
+def test_both_buttons_held_prove_only_the_browser_that_asked_within_its_minute() -> None:
     from edged.web.access import PRESS_WINDOW, PressProof
 
     now = [1000.0]
@@ -165,6 +165,8 @@ def test_both_buttons_prove_only_the_browser_that_asked_within_its_minute() -> N
     assert not proof.press()  # no window open: the press is an order decision
     proof.start("browser-a")
     assert proof.state("browser-a")[0] == "waiting"
+    assert proof.start("browser-b") is None, "another browser cannot take the window over"
+    assert proof.busy_for() == PRESS_WINDOW
     assert proof.state("browser-b") == ("idle", 0.0, None)
     now[0] += PRESS_WINDOW + 1
     assert not proof.press()  # too late

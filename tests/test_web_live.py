@@ -32,6 +32,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from edged.app import App
 from edged.config import load_config
 from edged.configtools import dump_toml
+from edged.panel.buttons import PROOF_HOLD
 from edged.simulator.server import Simulator
 from edged.web.guard import COOKIE
 from edged.web.sessions import FILE_NAME as SESSIONS_FILE
@@ -351,11 +352,11 @@ async def test_a_device_kept_signed_in_outlives_restarts_until_signed_out_from_t
 # -- the proof of physical access -------------------------------------------------------------
 
 
-async def press_both(seconds: float = 0.3) -> None:
+async def press_both(seconds: float) -> None:
     pins = [Device.pin_factory.pin(n) for n in (ACCEPT_PIN, CANCEL_PIN)]
     for pin in pins:
         pin.drive_low()
-    await asyncio.sleep(seconds)  # held like fingers would
+    await asyncio.sleep(seconds)  # held like fingers would: the gesture is a duration
     for pin in pins:
         pin.drive_high()
 
@@ -376,21 +377,33 @@ async def test_the_first_visit_proof_leaves_every_waiting_order_waiting(
         note = page.locator("#orders-waiting")
         await expect(note).to_be_visible()
         await expect(note).to_contain_text("Orders waiting: 2")
-        await expect(page.locator("#press-proof")).to_contain_text("both buttons")
+        await expect(page.locator("#press-proof")).to_contain_text("hold the box's ACCEPT")
         await page.click("#press-start")
         await expect(page.locator("#press-proof")).to_have_attribute("data-state", "waiting")
-        await press_both()
+        # Another browser cannot take over the window this one opened.
+        other = await new_page(browser, PHONE)
+        await other.goto(box.url + "/setup")
+        await other.click("#press-start")
+        await expect(other.locator("#press-proof")).to_have_attribute("data-state", "busy")
+        await expect(other.locator("#press-state")).to_contain_text("Another browser")
+        assert app.panel is not None
+        panel = app.panel
+        # The everyday brief press (silence) proves nothing, and the page says so.
+        await press_both(0.3)
+        await eventually(lambda: panel.last_press, what="the brief press's result")
+        assert panel.last_press is not None and panel.last_press["result"] == "silenced"
+        await expect(page.locator("#press-elsewhere")).to_contain_text("only silenced")
+        await expect(page.locator("#press-proof")).to_have_attribute("data-state", "waiting")
+        panel.last_press = None
+        await press_both(PROOF_HOLD + 0.5)
         await expect(page.locator("#press-proof")).to_have_attribute("data-state", "proven")
         await expect(page.locator("#press-state")).to_contain_text("proof of access")
-        assert app.panel is not None
-        await eventually(lambda: app.panel.last_press, what="the press's result")  # type: ignore[union-attr]
-        assert app.panel.last_press is not None
-        assert app.panel.last_press["result"] == "proof"
+        await eventually(lambda: panel.last_press, what="the held press's result")
+        assert panel.last_press is not None and panel.last_press["result"] == "proof"
         await shot(page, "live-proof-proven")
-        # Every order still waits, none silenced, nothing went to Sinqro.
+        # Every order still waits (silenced, never decided); nothing went to Sinqro.
         waiting = await app.journal.waiting_orders()
         assert sorted(o.id for o in waiting) == sorted(o["id"] for o in created)
-        assert not any(o.acknowledged for o in waiting)
         assert await app.journal.pending_commands() == []
         assert sim.posted_actions() == []
         await page.fill("#new-password", PASSWORD)

@@ -29,6 +29,7 @@ from edged.config import load_config
 from edged.configtools import dump_toml
 from edged.i18n import Locale
 from edged.i18n.extract import all_messages
+from edged.panel.buttons import PROOF_HOLD
 from edged.simulator.server import Simulator
 
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
@@ -136,8 +137,8 @@ async def shot(page: Page, name: str, *, full: bool = False) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
 
 
-async def press_both(seconds: float = 0.3) -> None:
-    """Both buttons on the mock pins, held like fingers would."""
+async def press_both(seconds: float = PROOF_HOLD + 0.5) -> None:
+    """Both buttons on the mock pins, held past the click for the proof, then let go."""
     pins = [Device.pin_factory.pin(n) for n in (ACCEPT_PIN, CANCEL_PIN)]
     for pin in pins:
         pin.drive_low()
@@ -147,7 +148,7 @@ async def press_both(seconds: float = 0.3) -> None:
 
 
 async def sign_in_first_time(box: Box, page: Page) -> None:
-    """First visit by the panel: both buttons on the mock pins prove the browser."""
+    """First visit by the panel: both buttons held on the mock pins prove the browser."""
     await page.goto(box.url + "/")
     await expect(page).to_have_url(re.compile(r"/setup$"))
     await page.click("#press-start")

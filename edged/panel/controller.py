@@ -83,9 +83,9 @@ class Panel:
         self.state = state
         self.clock: Clock = clock or RealClock()
         self.on_setup_request = on_setup_request
-        # The web page's proof of physical access: both buttons pressed together while the
-        # page waits for one prove the browser and do nothing else (True when taken). No
-        # order decision uses that gesture, so a press meant for an order never proves.
+        # The web page's proof of physical access: both buttons held (buttons.proof_hold),
+        # then let go, while the page waits for one prove the browser (True when taken).
+        # No order decision uses that gesture, so a press meant for an order never proves.
         self.on_access_press: Callable[[], bool] | None = None
         # Told every other press's result and the order it went to (its code, or ""), so
         # the page can say that a press went to an order and proved nothing.
@@ -274,17 +274,19 @@ class Panel:
         if intent == "tick":
             self.buzzer.answer("tick")
             return
-        if intent == "both" and self.on_access_press is not None and self.on_access_press():
-            # Taken as the proof: it silences nothing and decides nothing.
-            task = self._spawn(self._proof(), name=f"panel-proof-{gesture.id}")
-        else:
-            task = self._spawn(self._act(intent), name=f"panel-{intent}-{gesture.id}")
+        task = self._spawn(self._act(intent), name=f"panel-{intent}-{gesture.id}")
         self._actions.setdefault(gesture.id, []).append(task)
 
-    async def _proof(self) -> str:
-        log.info("panel: both buttons: proof of access for the web page")
-        self.buzzer.answer("confirm")
-        return "proof"
+    def _proof(self) -> str:
+        """Both buttons held, then let go: the proof of access for the page waiting for
+        one. It decides nothing (the brief both press before it only silenced)."""
+        if self.on_access_press is not None and self.on_access_press():
+            log.info("panel: both buttons held: proof of access for the web page")
+            self.buzzer.answer("confirm")
+            return "proof"
+        log.info("panel: both buttons held, but no web page waits for a proof of access")
+        self.buzzer.answer("refused")
+        return "refused"
 
     def _on_gesture_end(self, gesture: Gesture) -> None:
         actions = self._actions.pop(gesture.id, [])
@@ -325,6 +327,8 @@ class Panel:
                 return await self._silence(everything=intent == "both")
             if intent == "setup":
                 return await self._setup()
+            if intent == "proof":
+                return self._proof()
             self.buzzer.answer("error")  # stuck
             return "ignored"
         except asyncio.CancelledError:

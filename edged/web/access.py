@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 PRESS_WINDOW = 60.0  # seconds to press both buttons on the box after starting the proof
 PROVEN_FOR = 600.0  # seconds a proven browser has to choose the password
-# Panel results that mean a press went to an order (it decided or tried to decide one).
-ORDER_RESULTS = frozenset({"accepted", "cancelled", "queued", "refused"})
+# Panel results the waiting page tells of: a press that went to an order (it decided or
+# tried to decide one), or a brief both press that only silenced the buzzer.
+ORDER_RESULTS = frozenset({"accepted", "cancelled", "queued", "refused", "silenced"})
 
 
 def minutes(seconds: float) -> int:
@@ -50,11 +51,12 @@ def minutes(seconds: float) -> int:
 
 class PressProof:
     """Proof of physical access by the box's own buttons (the printed code is the other
-    way): both buttons pressed together, a gesture no order decision uses. A browser opens
-    a 60 s window; the next both-buttons press inside it proves that browser, which may
-    then set the password (first visit or a forgotten one). A press that went to an order
-    meanwhile proves nothing and is remembered, so the page can say so. One window at a
-    time: a newer start replaces an older one."""
+    way): both buttons held together, then let go (the panel's ``proof`` gesture), which no
+    order decision uses. A browser opens a 60 s window; the next proof gesture inside it
+    proves that browser, which may then set the password (first visit or a forgotten
+    one). A press that went to an order meanwhile proves nothing and is remembered, so the
+    page can say so. One window at a time, and a window open for one browser is not taken
+    over by another (it would be proven by a person looking at the first)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -63,8 +65,11 @@ class PressProof:
         self._proven: dict[str, float] = {}
         self._other: dict[str, str] | None = None
 
-    def start(self, key: str) -> float:
-        """Open the window for session ``key``; returns its seconds."""
+    def start(self, key: str) -> float | None:
+        """Open the window for session ``key``; returns its seconds, or None while another
+        browser's window is open."""
+        if self.open and self._key != key:
+            return None
         self._key = key
         self._deadline = self.clock() + PRESS_WINDOW
         self._other = None
@@ -83,6 +88,10 @@ class PressProof:
         self._proven[self._key] = self.clock() + PROVEN_FOR
         self._key = None
         return True
+
+    def busy_for(self) -> float:
+        """Seconds another browser's window stays open (0: none is)."""
+        return max(0.0, self._deadline - self.clock()) if self.open else 0.0
 
     def went_elsewhere(self, result: str, order_code: str) -> None:
         """A press while the window is open that was no proof (e.g. it accepted an order)."""
@@ -327,6 +336,12 @@ class Access:
         if session is None:
             return refusal("NO_SESSION", "reload the page", 400)
         seconds = self.press_proof.start(session.key)
+        if seconds is None:
+            left = round(self.press_proof.busy_for())
+            log.warning("web: a proof of access was asked while another browser waits")
+            return json_response(
+                {"ok": False, "code": "PROOF_BUSY", "state": "busy", "seconds": left}, 409
+            )
         log.info("web: waiting %.0f s for both panel buttons to prove access", seconds)
         return await self.press_state(request)
 
@@ -345,6 +360,10 @@ class Access:
                 "refused": _(
                     "That press went to order #{code} and was refused: it proves nothing."
                 ),
+                "silenced": _(
+                    "That press only silenced the buzzer. Hold both buttons until the click, "
+                    "then let go."
+                ),
             }[other["result"]].format(code=other["code"] or "?")
         return json_response(
             {
@@ -357,17 +376,19 @@ class Access:
         )
 
     def button_pressed(self) -> bool:
-        """Both panel buttons were pressed together; ``True`` when that proved a browser."""
+        """Both panel buttons were held, then let go; ``True`` when that proved a browser."""
         proved = self.press_proof.press()
         if proved:
-            log.info("web: both panel buttons pressed: proof of access for the waiting browser")
+            log.info("web: both panel buttons held: proof of access for the waiting browser")
         return proved
 
     def press_went_elsewhere(self, result: str, order_code: str) -> None:
         """A panel press that was no proof of access (the panel reports each one)."""
         if self.press_proof.open and result in ORDER_RESULTS:
             log.info(
-                "web: a press went to order %s (%s): not a proof of access", order_code, result
+                "web: a panel press (%s, order %s) was no proof of access",
+                result,
+                order_code or "-",
             )
         self.press_proof.went_elsewhere(result, order_code)
 

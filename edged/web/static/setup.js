@@ -1,5 +1,5 @@
-// First visit and forgotten password: prove access with both buttons of the box pressed
-// together (a gesture no order decision uses). The page opens a 60 s window, then asks
+// First visit and forgotten password: prove access with both buttons of the box held
+// together, then let go (a gesture no order decision uses). The page opens a 60 s window, then asks
 // the box every second whether it came, how many orders wait, and whether a press went
 // to an order instead (that proves nothing, and the page says so).
 "use strict";
@@ -16,8 +16,9 @@
   function show(data) {
     const state = data.state;
     document.getElementById("press-proof").dataset.state = state;
-    waitingNote.hidden = !data.waiting_orders || state === "proven";
-    waitingNote.textContent = waitingNote.dataset.text.replace("{n}", String(data.waiting_orders));
+    const waiting = data.waiting_orders || 0;
+    waitingNote.hidden = !waiting || state === "proven";
+    waitingNote.textContent = waitingNote.dataset.text.replace("{n}", String(waiting));
     elsewhere.hidden = !data.went_elsewhere;
     elsewhere.textContent = data.went_elsewhere || "";
     if (state === "proven") {
@@ -25,6 +26,9 @@
       start.hidden = true;
       codeProof.hidden = true;
       document.getElementById("new-password").focus();
+    } else if (state === "busy") {
+      out.textContent = out.dataset.busy.replace("{n}", String(data.seconds));
+      start.hidden = false;
     } else if (state === "waiting") {
       out.textContent = out.dataset.waiting.replace("{n}", String(data.seconds));
       start.hidden = true;
@@ -58,8 +62,10 @@
     } catch (err) {
       return;
     }
+    let data;
+    try { data = await response.json(); } catch (err) { return; }
+    show(data);
     if (!response.ok) return;
-    show(await response.json());
     clearInterval(timer);
     timer = setInterval(poll, 1000);
   });

@@ -171,12 +171,18 @@ class Assembly:
             on_setup_request=self._print_setup_ticket,
         )
         app.panel.language = cfg.box.language
-        # A short ACCEPT press while the page waits for one proves the browser instead.
+        # Both buttons while the page waits for them prove the browser instead; the page
+        # hears of every other press (one that went to an order proves nothing).
         app.panel.on_access_press = self._access_press
+        app.panel.on_press_result = self._press_result
         return app.panel
 
     def _access_press(self) -> bool:
         return self.app.web is not None and self.app.web.button_pressed()
+
+    def _press_result(self, result: str, order_code: str) -> None:
+        if self.app.web is not None:
+            self.app.web.press_went_elsewhere(result, order_code)
 
     async def _print_setup_ticket(self) -> None:
         if self.app.web is not None:

@@ -20,6 +20,7 @@ from edged.config import OrdersConfig
 from edged.i18n import Locale
 from edged.journal.store import Command, Journal
 from edged.orders import OrderDesk
+from edged.panel.buttons import proof_hold
 from edged.panel.controller import Panel
 from edged.panel.gpio import PanelError, make_pin_factory
 from edged.panel.patterns import ACTIVE_PATTERNS, PASSIVE_PATTERNS
@@ -421,32 +422,54 @@ async def test_nothing_waiting_is_refused(make_rig: RigFactory) -> None:
     assert await rig.commands() == []
 
 
-async def test_accept_press_proves_access_only_while_no_order_waits(
+async def test_only_both_buttons_held_prove_access_and_a_press_for_an_order_never_does(
     make_rig: RigFactory,
 ) -> None:
-    """The web page's first-visit proof takes a short ACCEPT press, but never one meant for
-    an order: with an order waiting the press accepts it and proves nothing."""
+    """The web page's first-visit proof takes both buttons held together, then let go, a
+    gesture no order decision uses: with orders waiting and the page's window open, ACCEPT
+    accepts (and the page hears it went to an order); the brief both press staff use to
+    silence proves nothing; the hold proves and decides nothing."""
     rig = await make_rig(default_delay=0)
     offered: list[str] = []
+    told: list[tuple[str, str]] = []
 
     def access_press() -> bool:
-        offered.append("press")
+        offered.append("proof")
         return True  # a browser's window is open
 
     rig.panel.on_access_press = access_press
+    rig.panel.on_press_result = lambda result, code: told.append((result, code))
     await rig.add(1)
+    await rig.add(2)
     await rig.sync()
     await rig.press(ACCEPT, 0.3)
     [cmd] = await until(rig.commands, what="the accept")
     assert (cmd.kind, cmd.order_id) == ("accept", 1)
-    assert offered == []
     await rig.finish(cmd)
     assert await rig.result() == "accepted"
-    await rig.sync()
-    assert rig.state.get("waiting_orders") == 0
-    await rig.press(ACCEPT, 0.3)
-    await until(lambda: offered, what="the press offered as proof")
-    assert len(await rig.commands()) == 1
+    stored = await rig.journal.get_order(1)
+    assert stored is not None
+    assert told == [("accepted", stored.code)]
+    await rig.press_both(0.5)
+    assert await rig.result() == "silenced"
+    assert offered == [], "a brief both press is the everyday silence, never a proof"
+    assert told[-1] == ("silenced", "")
+    await rig.press_both(proof_hold(rig.config) + 0.3)
+    assert await rig.result() == "proof"
+    assert offered == ["proof"]
+    assert "tick" in rig.buzzer_log, "a click says when to let go"
+    assert len(await rig.commands()) == 1, "the proof decided nothing"
+    second = await rig.journal.get_order(2)
+    assert second is not None and second.is_waiting
+    assert told[-1] == ("silenced", ""), "a proof is no press that went elsewhere"
+    assert rig.setup_calls == 0
+
+
+async def test_both_held_with_no_page_waiting_is_refused(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    rig.panel.on_access_press = lambda: False
+    await rig.press_both(proof_hold(rig.config) + 0.3)
+    assert await rig.result() == "refused"
 
 
 async def test_sinqro_says_no_is_refused(make_rig: RigFactory) -> None:

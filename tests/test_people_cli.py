@@ -183,7 +183,7 @@ def test_local_printers_are_listed_from_dev(tmp_path: Path) -> None:
     ]
 
 
-def test_the_accept_button_proves_only_the_browser_that_asked_within_its_minute() -> None:
+def test_both_buttons_held_prove_only_the_browser_that_asked_within_its_minute() -> None:
     from edged.web.access import PRESS_WINDOW, PressProof
 
     now = [1000.0]
@@ -191,14 +191,20 @@ def test_the_accept_button_proves_only_the_browser_that_asked_within_its_minute(
     assert not proof.press()  # no window open: the press is an order decision
     proof.start("browser-a")
     assert proof.state("browser-a")[0] == "waiting"
-    assert proof.state("browser-b") == ("idle", 0.0)
+    assert proof.start("browser-b") is None, "another browser cannot take the window over"
+    assert proof.busy_for() == PRESS_WINDOW
+    assert proof.state("browser-b") == ("idle", 0.0, None)
     now[0] += PRESS_WINDOW + 1
     assert not proof.press()  # too late
     proof.start("browser-a")
     now[0] += 5
+    # A press that went to an order meanwhile is told to the page, and proves nothing.
+    proof.went_elsewhere("accepted", "OP4ES5")
+    assert proof.state("browser-a")[2] == {"result": "accepted", "code": "OP4ES5"}
+    assert proof.state("browser-a")[0] == "waiting"
     assert proof.press()
     assert not proof.press()  # one press proves once
-    assert proof.state("browser-a") == ("proven", 0.0)
+    assert proof.state("browser-a") == ("proven", 0.0, None)
     assert not proof.use("browser-b")
     assert proof.use("browser-a")
     assert not proof.use("browser-a")  # spent with the password it set

@@ -29,6 +29,7 @@ from edged.config import load_config
 from edged.configtools import dump_toml
 from edged.i18n import Locale
 from edged.i18n.extract import all_messages
+from edged.panel.buttons import PROOF_HOLD
 from edged.simulator.server import Simulator
 
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
@@ -39,6 +40,7 @@ DESKTOP = {"width": 1280, "height": 800}
 WAIT_MS = 20_000
 PASSWORD = "counter-box-2024"
 ACCEPT_PIN = 5
+CANCEL_PIN = 6
 
 
 @dataclass
@@ -135,17 +137,23 @@ async def shot(page: Page, name: str, *, full: bool = False) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
 
 
+async def press_both(seconds: float = PROOF_HOLD + 0.5) -> None:
+    """Both buttons on the mock pins, held past the click for the proof, then let go."""
+    pins = [Device.pin_factory.pin(n) for n in (ACCEPT_PIN, CANCEL_PIN)]
+    for pin in pins:
+        pin.drive_low()
+    await asyncio.sleep(seconds)
+    for pin in pins:
+        pin.drive_high()
+
+
 async def sign_in_first_time(box: Box, page: Page) -> None:
-    """First visit by the ACCEPT button: a press on the mock pin proves the browser."""
+    """First visit by the panel: both buttons held on the mock pins prove the browser."""
     await page.goto(box.url + "/")
     await expect(page).to_have_url(re.compile(r"/setup$"))
     await page.click("#press-start")
     await expect(page.locator("#press-proof")).to_have_attribute("data-state", "waiting")
-    pin = Device.pin_factory.pin(ACCEPT_PIN)
-    pin.drive_low()
-    # Held like a finger would; the panel reads the release as a short press.
-    await asyncio.sleep(0.3)
-    pin.drive_high()
+    await press_both()
     await expect(page.locator("#press-proof")).to_have_attribute("data-state", "proven")
     await page.fill("#new-password", PASSWORD)
     await page.fill("#confirm", PASSWORD)
@@ -172,7 +180,6 @@ async def test_new_order_alert_sort_by_due_time_and_payment_badges(
     name = "phone" if viewport is PHONE else "desktop"
     async with running_box(sim, tmp_path) as box, browser(viewport) as context:
         page = await new_page(context)
-        # The ACCEPT button proves access only while no order waits.
         await sign_in_first_time(box, page)
         created = sim.create_orders(4, "delivery") + sim.create_orders(2, "collection")
         await page.goto(box.url + "/board")

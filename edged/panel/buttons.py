@@ -19,9 +19,14 @@ CANCEL < ``cancel_hold``       ``silence`` (on release): acknowledge, never canc
 CANCEL >= ``cancel_hold``      ``cancel`` (on release; a ``tick`` at the threshold)
 both down at once              ``both`` (at once): acknowledge all; single-button
                                intents are dropped for the rest of the gesture
+both held :func:`proof_hold`   ``tick`` at the threshold; let go before ``setup_hold``:
+                               ``proof`` (the web page's proof of physical access)
 both held ``setup_hold``       ``setup`` (while held)
 held >= ``max_hold``           ``stuck``: nothing is done
 ============================  ==========================================================
+
+The proof is a deliberate hold, not the brief both-buttons press staff use to silence the
+buzzer, so a routine press never proves a browser that happens to be waiting.
 """
 
 from __future__ import annotations
@@ -41,7 +46,17 @@ log = logging.getLogger(__name__)
 
 ButtonName = Literal["accept", "cancel"]
 BUTTONS: tuple[ButtonName, ButtonName] = ("accept", "cancel")
-Intent = Literal["accept", "accept_long", "silence", "cancel", "both", "setup", "stuck", "tick"]
+Intent = Literal[
+    "accept", "accept_long", "silence", "cancel", "both", "proof", "setup", "stuck", "tick"
+]
+# Both buttons held this long, then let go: the proof of access (below the setup hold).
+PROOF_HOLD = 2.0
+
+
+def proof_hold(config: PanelConfig) -> float:
+    """Seconds both buttons are held for the proof of access (always below the setup hold)."""
+    return min(PROOF_HOLD, config.setup_hold / 2)
+
 
 _ids = itertools.count(1)
 
@@ -55,6 +70,7 @@ class Gesture:
     both: bool = False
     acted: bool = False
     setup: bool = False
+    proof_ready: bool = False
     intents: list[Intent] = field(default_factory=list)
 
 
@@ -87,6 +103,7 @@ class ButtonLogic:
             "cancel": None,
         }
         self._setup: asyncio.Future[None] | None = None
+        self._proof: asyncio.Future[None] | None = None
         self.edges = 0
 
     def close(self) -> None:
@@ -97,9 +114,13 @@ class ButtonLogic:
                 if timer is not None:
                     timer.cancel()
                 timers[name] = None
-        if self._setup is not None:
-            self._setup.cancel()
-            self._setup = None
+        self._cancel_both_timers()
+
+    def _cancel_both_timers(self) -> None:
+        for timer in (self._setup, self._proof):
+            if timer is not None:
+                timer.cancel()
+        self._setup = self._proof = None
 
     # -- edges and debounce ----------------------------------------------------------------
 
@@ -159,11 +180,22 @@ class ButtonLogic:
         self._hold[name] = timer
 
     def _start_setup_timer(self, gesture: Gesture, at: float) -> None:
-        if self._setup is not None:
-            self._setup.cancel()
-        timer = self.clock.timer(self.config.setup_hold - (self.clock.monotonic() - at))
+        self._cancel_both_timers()
+        held = self.clock.monotonic() - at
+        timer = self.clock.timer(self.config.setup_hold - held)
         timer.add_done_callback(partial(self._setup_reached, gesture))
         self._setup = timer
+        proof = self.clock.timer(proof_hold(self.config) - held)
+        proof.add_done_callback(partial(self._proof_reached, gesture))
+        self._proof = proof
+
+    def _proof_reached(self, gesture: Gesture, timer: asyncio.Future[None]) -> None:
+        if timer.cancelled() or self._proof is not timer:
+            return
+        self._proof = None
+        if self.gesture is gesture and all(self.stable[b] for b in BUTTONS):
+            gesture.proof_ready = True
+            self._fire(gesture, "tick")  # let go now for the proof
 
     def _hold_reached(
         self, name: ButtonName, gesture: Gesture, timer: asyncio.Future[None]
@@ -192,11 +224,12 @@ class ButtonLogic:
         gesture = self.gesture
         down = self._down_at.pop(name, None)
         self._cancel_hold(name)
-        if self._setup is not None:
-            self._setup.cancel()
-            self._setup = None
+        self._cancel_both_timers()
         if gesture is None or down is None:
             return
+        if gesture.both and gesture.proof_ready and not gesture.setup and not gesture.acted:
+            gesture.acted = True
+            self._fire(gesture, "proof")
         if not gesture.both and not gesture.acted:
             held = at - down
             intent: Intent

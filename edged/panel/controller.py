@@ -51,7 +51,17 @@ SetupHook = Callable[[], Awaitable[None]]
 VirtualButton = Literal["accept", "cancel", "both"]
 SOURCE = "panel"
 #: Words :meth:`Panel.virtual_press` returns.
-RESULTS = ("accepted", "cancelled", "queued", "refused", "silenced", "setup", "ignored", "error")
+RESULTS = (
+    "accepted",
+    "cancelled",
+    "queued",
+    "refused",
+    "silenced",
+    "setup",
+    "proof",
+    "ignored",
+    "error",
+)
 _LED_KEYS = ("link", "waiting_orders", "queued_commands", "journal")
 
 
@@ -76,9 +86,14 @@ class Panel:
         self.state = state
         self.clock: Clock = clock or RealClock()
         self.on_setup_request = on_setup_request
-        # The web page's proof of access: a short ACCEPT press while the page waits for
-        # one proves the browser and decides nothing (returns True when it was taken).
+        # The web page's proof of physical access: both buttons held (buttons.proof_hold),
+        # then let go, while the page waits for one prove the browser (True when taken).
+        # No order decision uses that gesture, so a press meant for an order never proves.
         self.on_access_press: Callable[[], bool] | None = None
+        # Told every other press's result and the order it went to (its code, or ""), so
+        # the page can say that a press went to an order and proved nothing.
+        self.on_press_result: Callable[[str, str], None] | None = None
+        self._decided_code = ""
         # The box's language: the default cancel comment goes out in it.
         self.language = "en"
         self.hardware = Hardware(config)
@@ -276,19 +291,19 @@ class Panel:
         if intent == "tick":
             self.buzzer.answer("tick")
             return
-        if intent == "accept" and self._proves_access():
-            self.buzzer.answer("confirm")
-            return
         task = self._spawn(self._act(intent), name=f"panel-{intent}-{gesture.id}")
         self._actions.setdefault(gesture.id, []).append(task)
 
-    def _proves_access(self) -> bool:
-        """Offer a short ACCEPT press to the web page's proof of physical access, but only
-        while no order waits: a press meant for an order is never taken from it, and an
-        owner setting up presses a button that has nothing else to do."""
-        if self.on_access_press is None or int(self.state.get("waiting_orders") or 0) > 0:
-            return False
-        return self.on_access_press()
+    def _proof(self) -> str:
+        """Both buttons held, then let go: the proof of access for the page waiting for
+        one. It decides nothing (the brief both press before it only silenced)."""
+        if self.on_access_press is not None and self.on_access_press():
+            log.info("panel: both buttons held: proof of access for the web page")
+            self.buzzer.answer("confirm")
+            return "proof"
+        log.info("panel: both buttons held, but no web page waits for a proof of access")
+        self.buzzer.answer("refused")
+        return "refused"
 
     def _on_gesture_end(self, gesture: Gesture) -> None:
         actions = self._actions.pop(gesture.id, [])
@@ -307,6 +322,12 @@ class Panel:
             last = actions[-1]
             result = "error" if last.cancelled() or last.exception() else last.result()
         self.last_press = {"gesture": list(gesture.intents), "result": result}
+        code, self._decided_code = self._decided_code, ""
+        if result != "proof" and self.on_press_result is not None:
+            try:
+                self.on_press_result(result, code)
+            except Exception:
+                log.exception("panel: the press report failed")
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(result)
@@ -323,6 +344,8 @@ class Panel:
                 return await self._silence(everything=intent == "both")
             if intent == "setup":
                 return await self._setup()
+            if intent == "proof":
+                return self._proof()
             self.buzzer.answer("error")  # stuck
             return "ignored"
         except asyncio.CancelledError:
@@ -348,6 +371,7 @@ class Panel:
                 log.info("panel: ACCEPT with no order waiting")
                 self.buzzer.answer("refused")
                 return "refused"
+            self._decided_code = order.code
             try:
                 command = await self.desk.accept(order.id, delay or None, source=SOURCE)
             except CommandRefused as exc:
@@ -363,6 +387,7 @@ class Panel:
                 log.info("panel: CANCEL with no order waiting")
                 self.buzzer.answer("refused")
                 return "refused"
+            self._decided_code = order.code
             try:
                 comment = cancel_comment(self.orders.cancel_comment, self.language)
                 command = await self.desk.cancel(order.id, comment, source=SOURCE)

@@ -34,12 +34,16 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from edged.i18n import N_, Locale
+from edged.panel.buttons import proof_hold
 from edged.panel.controller import Panel, VirtualButton
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
 
-HELP = N_("keys: a/A accept short/long, c silence, C cancel (long), b both, B setup hold, ? help")
+HELP = N_(
+    "keys: a/A accept short/long, c silence, C cancel (long), b both, "
+    "p proof of access (both held), B setup hold, ? help"
+)
 
 # What the demo terminal says for the panel's internal names (LED states, buzzer patterns,
 # buttons, press results), in the box's language: staff and owners try the demo too.
@@ -72,6 +76,7 @@ WORDS: dict[str, str] = {
     "refused": N_("refused"),
     "silenced": N_("silenced"),
     "setup": N_("setup ticket"),
+    "proof": N_("proof of access"),
     "ignored": N_("ignored"),
     "error": N_("error"),
 }
@@ -149,6 +154,7 @@ def key_press(panel: Panel, key: str) -> tuple[VirtualButton, float] | None:
         "c": ("cancel", 0.2),
         "C": ("cancel", c.cancel_hold + margin),
         "b": ("both", 0.3),
+        "p": ("both", proof_hold(c) + margin),
         "B": ("both", c.setup_hold + margin),
     }
     return presses.get(key)

@@ -22,11 +22,15 @@ from edged.web.http import json_response, maybe_await, redirect, refusal
 from edged.web.reach import default_mdns, page_urls, qr_svg
 from edged.web.security import (
     MAX_PASSWORD,
+    MAX_PIN,
     MIN_PASSWORD,
+    MIN_PIN,
     format_code,
     normalize_code,
     password_problem,
+    pin_problem,
 )
+from edged.web.sessions import clean_name, device_name
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -34,8 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-PRESS_WINDOW = 60.0  # seconds to press ACCEPT on the box after starting the proof
+PRESS_WINDOW = 60.0  # seconds to press both buttons on the box after starting the proof
 PROVEN_FOR = 600.0  # seconds a proven browser has to choose the password
+# Panel results the waiting page tells of: a press that went to an order (it decided or
+# tried to decide one), or a brief both press that only silenced the buzzer.
+ORDER_RESULTS = frozenset({"accepted", "cancelled", "queued", "refused", "silenced"})
 
 
 def minutes(seconds: float) -> int:
@@ -43,49 +50,67 @@ def minutes(seconds: float) -> int:
 
 
 class PressProof:
-    """Proof of physical access by the box's own ACCEPT button (the printed code is the
-    other way). A browser opens a 60 s window; the next short ACCEPT press inside it
+    """Proof of physical access by the box's own buttons (the printed code is the other
+    way): both buttons held together, then let go (the panel's ``proof`` gesture), which no
+    order decision uses. A browser opens a 60 s window; the next proof gesture inside it
     proves that browser, which may then set the password (first visit or a forgotten
-    one). One window at a time: a newer start replaces an older one."""
+    one). A press that went to an order meanwhile proves nothing and is remembered, so the
+    page can say so. One window at a time, and a window open for one browser is not taken
+    over by another (it would be proven by a person looking at the first)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._sid: str | None = None
+        self._key: str | None = None
         self._deadline = 0.0
         self._proven: dict[str, float] = {}
+        self._other: dict[str, str] | None = None
 
-    def start(self, sid: str) -> float:
-        """Open the window for session ``sid``; returns its seconds."""
-        self._sid = sid
+    def start(self, key: str) -> float | None:
+        """Open the window for session ``key``; returns its seconds, or None while another
+        browser's window is open."""
+        if self.open and self._key != key:
+            return None
+        self._key = key
         self._deadline = self.clock() + PRESS_WINDOW
+        self._other = None
         return PRESS_WINDOW
 
     @property
     def open(self) -> bool:
-        return self._sid is not None and self.clock() < self._deadline
+        return self._key is not None and self.clock() < self._deadline
 
     def press(self) -> bool:
-        """The ACCEPT button was pressed: ``True`` when it proved a browser (the panel then
-        leaves the press out of order decisions)."""
-        if not self.open or self._sid is None:
+        """Both buttons were pressed together: ``True`` when that proved a browser (the
+        panel then leaves the press out of everything else)."""
+        if not self.open or self._key is None:
             return False
         self._proven = {k: v for k, v in self._proven.items() if v > self.clock()}
-        self._proven[self._sid] = self.clock() + PROVEN_FOR
-        self._sid = None
+        self._proven[self._key] = self.clock() + PROVEN_FOR
+        self._key = None
         return True
 
-    def state(self, sid: str) -> tuple[str, float]:
-        """``proven``, ``waiting`` (with seconds left), or ``idle`` for session ``sid``."""
-        now = self.clock()
-        if self._proven.get(sid, 0.0) > now:
-            return ("proven", 0.0)
-        if self._sid == sid and now < self._deadline:
-            return ("waiting", self._deadline - now)
-        return ("idle", 0.0)
+    def busy_for(self) -> float:
+        """Seconds another browser's window stays open (0: none is)."""
+        return max(0.0, self._deadline - self.clock()) if self.open else 0.0
 
-    def use(self, sid: str) -> bool:
-        """Spend ``sid``'s proof (once): ``True`` when it was proven and still fresh."""
-        return self._proven.pop(sid, 0.0) > self.clock()
+    def went_elsewhere(self, result: str, order_code: str) -> None:
+        """A press while the window is open that was no proof (e.g. it accepted an order)."""
+        if self.open and result in ORDER_RESULTS:
+            self._other = {"result": result, "code": order_code}
+
+    def state(self, key: str) -> tuple[str, float, dict[str, str] | None]:
+        """``proven``, ``waiting`` (with seconds left) or ``idle`` for session ``key``, and
+        the last press in its window that went to an order instead."""
+        now = self.clock()
+        if self._proven.get(key, 0.0) > now:
+            return ("proven", 0.0, None)
+        if self._key == key and now < self._deadline:
+            return ("waiting", self._deadline - now, self._other)
+        return ("idle", 0.0, None)
+
+    def use(self, key: str) -> bool:
+        """Spend ``key``'s proof (once): ``True`` when it was proven and still fresh."""
+        return self._proven.pop(key, 0.0) > self.clock()
 
 
 class Access:
@@ -96,6 +121,8 @@ class Access:
         self.urls: list[str] = []
         self.press_proof = PressProof()
         self.hotspot_password_file = HOTSPOT_PASSWORD_FILE
+        # A staff PIN exists (read at start, kept current by staff_pin_submit).
+        self.staff_pin_set = False
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/", self.index)
@@ -107,6 +134,9 @@ class Access:
         r.add_post("/setup/press", self.press_start)
         r.add_get("/setup/press/state", self.press_state)
         r.add_get("/favicon.ico", self.favicon)
+        r.add_post("/devices/revoke", self.device_revoke)
+        r.add_post("/devices/rename", self.device_rename)
+        r.add_post("/staff-pin", self.staff_pin_submit)
 
     # -- where the page is -----------------------------------------------------------------
 
@@ -212,7 +242,13 @@ class Access:
     def _login(self, request: web.Request, error: str, *, status: int = 200) -> web.Response:
         _ = self.server.locale().gettext
         return self.server.pages.render(
-            request, "login.html", _("Sign in"), status=status, nav=False, error=error
+            request,
+            "login.html",
+            _("Sign in"),
+            status=status,
+            nav=False,
+            error=error,
+            staff_pin=self.staff_pin_set,
         )
 
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
@@ -225,9 +261,20 @@ class Access:
             return self._too_many(request, wait, self._login)
         form = await request.post()
         password = str(form.get("password", ""))
+        role = None
         if await server.credentials.check_password(password):
+            role = "owner"
+        elif await server.credentials.check_staff_pin(password):
+            role = "staff"
+        if role is not None:
             server.limiter.success(client)
-            return server.guard.sign_in(request, "/board")
+            if form.get("keep") != "on":
+                return await server.guard.sign_in(request, "/board", role=role)
+            name = clean_name(str(form.get("device_name", ""))) or device_name(
+                request.headers.get("User-Agent", "")
+            )
+            log.info("web: device %r kept signed in (%s)", name, role)
+            return await server.guard.sign_in(request, "/board", device=True, name=name, role=role)
         log.warning("web: wrong admin password from %s", client)
         server.limiter.failure(client)
         return self._login(request, _("Wrong password."), status=401)
@@ -244,7 +291,10 @@ class Access:
     async def logout_submit(self, request: web.Request) -> web.StreamResponse:
         session = self.server.guard.session(request)
         if session is not None:
-            self.server.sessions.drop(session.sid)
+            # A device kept signed in is revoked with it; written before the answer.
+            self.server.sessions.drop(session)
+            await self.server.sessions.save()
+            self.server.live.end_sessions({session.key})
         response = redirect("/login")
         response.del_cookie(COOKIE, path="/")
         return response
@@ -261,7 +311,7 @@ class Access:
         first = not await self.server.credentials.has_password()
         has_code = await self.server.credentials.has_setup_code()
         session = self.server.guard.session(request)
-        proven = session is not None and self.press_proof.state(session.sid)[0] == "proven"
+        proven = session is not None and self.press_proof.state(session.key)[0] == "proven"
         return self.server.pages.render(
             request,
             "setup.html",
@@ -272,30 +322,75 @@ class Access:
             has_code=has_code,
             proven=proven,
             window=int(PRESS_WINDOW),
+            waiting_orders=self.waiting_orders(),
             errors=errors,
             scripts=("setup.js",),
         )
 
+    def waiting_orders(self) -> int:
+        return int(self.server.services.state.get("waiting_orders") or 0)
+
     async def press_start(self, request: web.Request) -> web.StreamResponse:
-        """Open the ACCEPT-button window for this browser (CSRF-checked by the guard)."""
+        """Open the both-buttons window for this browser (CSRF-checked by the guard)."""
         session = self.server.guard.session(request)
         if session is None:
             return refusal("NO_SESSION", "reload the page", 400)
-        seconds = self.press_proof.start(session.sid)
-        log.info("web: waiting %.0f s for the ACCEPT button to prove access", seconds)
-        return json_response({"ok": True, "state": "waiting", "seconds": seconds})
+        seconds = self.press_proof.start(session.key)
+        if seconds is None:
+            left = round(self.press_proof.busy_for())
+            log.warning("web: a proof of access was asked while another browser waits")
+            return json_response(
+                {"ok": False, "code": "PROOF_BUSY", "state": "busy", "seconds": left}, 409
+            )
+        log.info("web: waiting %.0f s for both panel buttons to prove access", seconds)
+        return await self.press_state(request)
 
     async def press_state(self, request: web.Request) -> web.StreamResponse:
+        """Where this browser's proof is, what a press in its window did instead, and how
+        many orders wait (the page warns that one button alone would decide one)."""
         session = self.server.guard.session(request)
-        state, left = self.press_proof.state(session.sid) if session else ("idle", 0.0)
-        return json_response({"ok": True, "state": state, "seconds": round(left)})
+        state, left, other = self.press_proof.state(session.key) if session else ("idle", 0, None)
+        _ = self.server.locale().gettext
+        went = ""
+        if other is not None:
+            went = {
+                "accepted": _("That press accepted order #{code}: it proves nothing."),
+                "cancelled": _("That press cancelled order #{code}: it proves nothing."),
+                "queued": _("That press decided order #{code} (queued): it proves nothing."),
+                "refused": _(
+                    "That press went to order #{code} and was refused: it proves nothing."
+                ),
+                "silenced": _(
+                    "That press only silenced the buzzer. Hold both buttons until the click, "
+                    "then let go."
+                ),
+            }[other["result"]].format(code=other["code"] or "?")
+        return json_response(
+            {
+                "ok": True,
+                "state": state,
+                "seconds": round(left),
+                "waiting_orders": self.waiting_orders(),
+                "went_elsewhere": went,
+            }
+        )
 
     def button_pressed(self) -> bool:
-        """The box's ACCEPT button was pressed; ``True`` when that proved a browser."""
+        """Both panel buttons were held, then let go; ``True`` when that proved a browser."""
         proved = self.press_proof.press()
         if proved:
-            log.info("web: ACCEPT button pressed: access proven")
+            log.info("web: both panel buttons held: proof of access for the waiting browser")
         return proved
+
+    def press_went_elsewhere(self, result: str, order_code: str) -> None:
+        """A panel press that was no proof of access (the panel reports each one)."""
+        if self.press_proof.open and result in ORDER_RESULTS:
+            log.info(
+                "web: a panel press (%s, order %s) was no proof of access",
+                result,
+                order_code or "-",
+            )
+        self.press_proof.went_elsewhere(result, order_code)
 
     async def setup_submit(self, request: web.Request) -> web.StreamResponse:
         server = self.server
@@ -309,7 +404,7 @@ class Access:
         if errors:
             return await self._setup(request, errors, status=400)
         session = server.guard.session(request)
-        pressed = session is not None and self.press_proof.use(session.sid)
+        pressed = session is not None and self.press_proof.use(session.key)
         if not pressed:
             # Setup codes have their own throttle: guessing passwords never blocks them.
             wait = server.code_limiter.begin(client)
@@ -332,9 +427,11 @@ class Access:
         await server.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
         await server.credentials.consume_setup_code()
+        # A new password ends every sign-in, devices kept signed in too.
         server.sessions.drop_all()
+        server.live.end_sessions(None)
         target = "/board" if server.services.pairing().paired else "/pairing"
-        return server.guard.sign_in(request, target)
+        return await server.guard.sign_in(request, target)
 
     def password_errors(self, password: str, confirm: str) -> dict[str, str]:
         _ = self.server.locale().gettext
@@ -346,3 +443,79 @@ class Access:
         if password != confirm:
             return {"confirm": _("The two passwords differ.")}
         return {}
+
+    # -- devices kept signed in ------------------------------------------------------------
+
+    def devices(self, request: web.Request) -> dict[str, Any]:
+        """The setup page's devices section: the devices kept signed in (name, last use,
+        this one, staff or owner) and the staff PIN's state."""
+        _ = self.server.locale().gettext
+        locale = self.server.locale()
+        mine = self.server.guard.session(request)
+        notices = {"set": _("Staff PIN saved."), "removed": _("Staff PIN removed.")}
+        errors = {
+            "digits": _("Use {min} to {max} digits.").format(min=MIN_PIN, max=MAX_PIN),
+            "differ": _("The two PINs differ."),
+        }
+        return {
+            "list": [
+                {
+                    "ref": s.ref,
+                    "name": s.name,
+                    "last_used": locale.day_datetime(s.last_seen),
+                    "signed_in": locale.date(s.created),
+                    "this": mine is not None and mine.key == s.key,
+                    "staff": s.role == "staff",
+                }
+                for s in self.server.sessions.devices()
+            ],
+            "revoked": request.query.get("revoked") == "1",
+            "pin_set": self.staff_pin_set,
+            "pin_notice": notices.get(request.query.get("pin", ""), ""),
+            "pin_error": errors.get(request.query.get("pin_error", ""), ""),
+        }
+
+    async def device_revoke(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        revoked = self.server.sessions.revoke(str(form.get("ref", ""))[:64])
+        if revoked is None:
+            return redirect("/settings#section-devices")
+        # Written before the answer: a revoked device never comes back with a restart.
+        await self.server.sessions.save()
+        self.server.live.end_sessions({revoked.key})
+        log.info("web: device %r signed out from the page", revoked.name)
+        mine = self.server.guard.session(request)
+        if mine is not None and mine.key == revoked.key:
+            response = redirect("/login")
+            response.del_cookie(COOKIE, path="/")
+            return response
+        return redirect("/settings?revoked=1#section-devices")
+
+    async def device_rename(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        if self.server.sessions.rename(str(form.get("ref", ""))[:64], str(form.get("name", ""))):
+            await self.server.sessions.save()
+        return redirect("/settings#section-devices")
+
+    async def staff_pin_submit(self, request: web.Request) -> web.StreamResponse:
+        """Set or remove the staff PIN (the owner only: the guard keeps staff out). Either
+        way the staff sessions end: whoever knew the old PIN signs in again."""
+        server = self.server
+        form = await request.post()
+        if form.get("remove"):
+            await server.credentials.set_staff_pin(None)
+            self.staff_pin_set = False
+            outcome = "pin=removed"
+        else:
+            pin, confirm = str(form.get("pin", "")), str(form.get("confirm", ""))
+            if pin_problem(pin):
+                return redirect("/settings?pin_error=digits#section-devices")
+            if pin != confirm:
+                return redirect("/settings?pin_error=differ#section-devices")
+            await server.credentials.set_staff_pin(pin)
+            self.staff_pin_set = True
+            outcome = "pin=set"
+        ended = server.sessions.drop_role("staff")
+        await server.sessions.save()
+        server.live.end_sessions(ended)
+        return redirect(f"/settings?{outcome}#section-devices")

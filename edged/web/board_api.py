@@ -104,7 +104,7 @@ class Board:
     async def page(self, request: web.Request) -> web.StreamResponse:
         _ = self.server.locale().gettext
         return self.server.pages.render(
-            request, "board.html", _("Orders"), scripts=("board.js",), page_class="board"
+            request, "board.html", _("Orders"), scripts=("live.js", "board.js"), page_class="board"
         )
 
     def forget_actions(self, new_events: list[Event]) -> None:

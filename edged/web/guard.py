@@ -2,9 +2,12 @@
 and the hardening headers on the way out.
 
 * a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) identifies the browser;
+  a device kept signed in gets a persistent one (``Max-Age``), any other a session cookie;
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
-  ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent.
+  ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent;
+* a staff session (the staff PIN) reaches only the board (:data:`STAFF_PATHS`): never the
+  settings, the pairing or the devices list.
 
 A request that meets a journal that cannot store or read right now (disk full, failing
 card) is answered 503 "the box cannot store right now", in the box's language, never 500:
@@ -22,7 +25,8 @@ from aiohttp import web
 
 from edged.journal.writer import JournalError
 from edged.web.http import Stop, harden, redirect, refusal, wants_json
-from edged.web.security import Session, client_key, csrf_ok
+from edged.web.security import client_key, csrf_ok
+from edged.web.sessions import DEVICE_LIFETIME, Session
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -42,6 +46,12 @@ PUBLIC_PATHS = frozenset(
         "/favicon.ico",
     }
 )
+# What a staff session may use: the board, its data and decisions, and signing out.
+STAFF_PATHS = frozenset(
+    {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
+    | {"/logout"}
+)
+STAFF_PREFIXES = ("/api/orders/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RETRY_AFTER = "5"  # seconds a client waits before it tries a journal that failed again
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,24 +77,44 @@ class Guard:
     def ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
         session = self.session(request)
         if session is None:
-            session = self.server.sessions.new(client=self.client_id(request))
+            token, session = self.server.sessions.new(client=self.client_id(request))
             request[SESSION_KEY] = session
-            self.set_cookie(response, session)
+            self.set_cookie(response, token, session)
         return session
 
-    def set_cookie(self, response: web.StreamResponse, session: Session) -> None:
+    def set_cookie(self, response: web.StreamResponse, token: str, session: Session) -> None:
+        # A device kept signed in outlives the browser; any other sign-in ends with it.
+        max_age = int(DEVICE_LIFETIME) if session.device else None
         response.set_cookie(
-            COOKIE, session.sid, httponly=True, samesite="Strict", secure=self.server.tls, path="/"
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=self.server.tls,
+            path="/",
+            max_age=max_age,
         )
 
-    def sign_in(self, request: web.Request, location: str) -> web.StreamResponse:
-        """A fresh signed-in session (an id planted before sign-in is worth nothing)."""
+    async def sign_in(
+        self,
+        request: web.Request,
+        location: str,
+        *,
+        device: bool = False,
+        name: str = "",
+        role: str = "owner",
+    ) -> web.StreamResponse:
+        """A fresh signed-in session (an id planted before sign-in is worth nothing),
+        written to the sessions file before the answer; ``device``: kept signed in."""
         old = self.session(request)
         if old is not None:
-            self.server.sessions.drop(old.sid)
-        session = self.server.sessions.new(authenticated=True)
+            self.server.sessions.drop(old)
+        token, session = self.server.sessions.new(
+            authenticated=True, device=device, name=name, role=role
+        )
+        await self.server.sessions.save()
         response = redirect(location)
-        self.set_cookie(response, session)
+        self.set_cookie(response, token, session)
         return response
 
     @staticmethod
@@ -131,6 +161,17 @@ class Guard:
                     harden(response, path)
                     return response
                 raise Stop(401, "UNAUTHENTICATED", "sign in first")
+            if (
+                not public
+                and session is not None
+                and session.role == "staff"
+                and not (path in STAFF_PATHS or path.startswith(STAFF_PREFIXES))
+            ):
+                if request.method in SAFE_METHODS and not wants_json(request):
+                    response = redirect("/board")
+                    harden(response, path)
+                    return response
+                raise Stop(403, "OWNER_ONLY", "only the owner's password may do this")
             if request.method not in SAFE_METHODS:
                 supplied = request.headers.get("X-CSRF-Token")
                 if supplied is None and request.content_type in (

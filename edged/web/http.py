@@ -83,6 +83,7 @@ def path_order_id(request: web.Request) -> int:
     return order_id
 
 
-def sse(event: str, data: Any) -> bytes:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {dumps(data)}\n\n".encode()
+def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One server-sent event, with an ``id:`` line when ``event_id`` is given."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {dumps(data)}\n\n".encode()

@@ -3,6 +3,14 @@ that tells open pages when the board or the status changed.
 
 Bursts of journal events coalesce into one message per stream; Sinqro's refusals of queued
 decisions travel as ``notice`` events, so a page never stays silent about a dropped choice.
+
+Every message carries an SSE ``id:`` of ``<journal epoch>.<last seq>``. A page that lost
+its stream (the daemon restarted, the network dropped) opens a new one with that id
+(``Last-Event-ID`` or ``?last=``): the stream starts with the status and a ``board``
+message (the page refetches the whole board), and, when the id is from this journal and
+the gap is small, first replays the ``notice`` events the page missed. A new journal (a
+new epoch) or a long gap gets the full board only, marked ``reset``. A ``ping`` every
+:data:`KEEPALIVE` seconds lets the page tell a dead stream from a quiet one.
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from edged.web.http import harden, sse
 if TYPE_CHECKING:
     from edged.web.server import WebServer
 
-KEEPALIVE = 15.0
+KEEPALIVE = 10.0  # a ping: the page takes 25 s of silence for a dead stream
+# Missed journal events a reconnecting page gets its notices from; beyond this, only the
+# full board (its cards show every decision's outcome anyway).
+REPLAY_MAX = 1024
 STATUS_KEYS = (
     "link",
     "link.detail",
@@ -38,11 +49,15 @@ STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 class Client:
     """One open live-update stream; flags coalesce bursts of events into one message."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_key: str = "") -> None:
+        self.session_key = session_key
+        self.ended = False  # its sign-in ended: the stream closes, the page signs in again
         self.wake = asyncio.Event()
         self.status = True
         self.board = True
         self.notices: deque[dict[str, Any]] = deque(maxlen=20)
+        # The page's id was from another journal or too old: it drops what it holds.
+        self.reset = False
 
 
 class Live:
@@ -55,6 +70,32 @@ class Live:
         # When the cloud link last changed state (the offline banner says "since 14:02").
         self.link_since = time.time()
         self._link: Any = None
+
+    def stream_id(self) -> str:
+        """Where the journal is now, as the SSE ``id``: ``<epoch>.<seq>``."""
+        journal = self.server.services.journal
+        return f"{journal.epoch}.{journal.last_seq}"
+
+    async def missed_notices(self, last: str | None) -> tuple[bool, list[dict[str, Any]]]:
+        """The notices a page whose last id was ``last`` missed, and whether it may keep
+        what it holds (``False``: another journal, an unreadable id or a long gap)."""
+        journal = self.server.services.journal
+        if not last:
+            return True, []  # a first stream: the page holds nothing yet
+        epoch, _, seq_text = last.rpartition(".")
+        if not epoch or epoch != journal.epoch or not seq_text.isdigit():
+            return False, []
+        seq = int(seq_text)
+        if seq > journal.last_seq or journal.last_seq - seq > REPLAY_MAX:
+            return False, []
+        missed: list[Event] = []
+        while seq < journal.last_seq:
+            batch = await journal.read_events(seq, limit=256)
+            if not batch:
+                break
+            missed += batch
+            seq = batch[-1].seq
+        return True, _notices(missed)
 
     # -- status ----------------------------------------------------------------------------
 
@@ -155,16 +196,7 @@ class Live:
 
     def on_journal_events(self, new_events: list[Event]) -> None:
         self.server.board.forget_actions(new_events)
-        notices = [
-            {
-                "kind": "failed",
-                "order_id": e.order_id,
-                "code": str(e.data.get("code", "")),
-                "message": str(e.data.get("message", "")),
-            }
-            for e in new_events
-            if e.kind == ev.COMMAND_FAILED
-        ]
+        notices = _notices(new_events)
         status = any(e.kind.startswith(("print", "link")) for e in new_events)
         for client in self.clients:
             client.board = True
@@ -182,6 +214,14 @@ class Live:
             client.status = True
             client.wake.set()
 
+    def end_sessions(self, keys: set[str] | None) -> None:
+        """Close the streams of the sessions ``keys`` (``None``: every one), e.g. a device
+        signed out from the page: its board must not go on showing orders."""
+        for client in self.clients:
+            if keys is None or client.session_key in keys:
+                client.ended = True
+                client.wake.set()
+
     def close(self) -> None:
         self.closing = True
         for client in list(self.clients):
@@ -190,7 +230,10 @@ class Live:
     # -- the stream ------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: ``status`` (the status data), ``board`` (refetch), ``notice``."""
+        """Server-sent events: ``status`` (the status data), ``board`` (refetch),
+        ``notice``, ``ping``; resumed from ``Last-Event-ID`` / ``?last=`` (module doc)."""
+        last = request.headers.get("Last-Event-ID") or request.query.get("last")
+        kept, missed = await self.missed_notices(last[:200] if last else None)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -200,7 +243,10 @@ class Live:
         )
         harden(response, request.path)
         await response.prepare(request)
-        client = Client()
+        session = self.server.guard.session(request)
+        client = Client(session.key if session is not None else "")
+        client.notices.extend(missed)
+        client.reset = not kept
         client.wake.set()  # the current status and board at once
         self.clients.add(client)
         try:
@@ -217,18 +263,35 @@ class Live:
                 async with asyncio.timeout(KEEPALIVE):
                     await client.wake.wait()
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                await response.write(sse("ping", {}, self.stream_id()))
                 continue
-            if self.closing:
+            if self.closing or client.ended:
                 break
             # Let a burst of events settle into one message.
             await asyncio.sleep(0.05)
             client.wake.clear()
+            # Read before the writes: an event landing meanwhile wakes the stream again.
+            at = self.stream_id()
+            while client.notices:
+                await response.write(sse("notice", client.notices.popleft(), at))
             if client.status:
                 client.status = False
-                await response.write(sse("status", self.status_json()))
+                await response.write(sse("status", self.status_json(), at))
             if client.board:
                 client.board = False
-                await response.write(sse("board", {}))
-            while client.notices:
-                await response.write(sse("notice", client.notices.popleft()))
+                await response.write(sse("board", {"reset": client.reset}, at))
+                client.reset = False
+
+
+def _notices(events: list[Event]) -> list[dict[str, Any]]:
+    """Sinqro's refusals among ``events``, as the page's ``notice`` data."""
+    return [
+        {
+            "kind": "failed",
+            "order_id": e.order_id,
+            "code": str(e.data.get("code", "")),
+            "message": str(e.data.get("message", "")),
+        }
+        for e in events
+        if e.kind == ev.COMMAND_FAILED
+    ]

@@ -91,6 +91,8 @@ class Pages:
                 csrf=session.csrf,
                 signed_in=session.authenticated,
                 nav=nav and session.authenticated,
+                # Staff (the staff PIN) run the board only: no links to the rest.
+                staff=session.role == "staff",
                 path=request.path,
                 status=server.live.status_line(locale) if session.authenticated else None,
                 # ok | recovered | failing: the banner in base.html (edged.journal.recovery)

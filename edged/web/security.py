@@ -1,14 +1,15 @@
 """Who may use the page: the admin password, the printed setup code, sessions, CSRF tokens
 and the limiter that slows down guessing.
 
-* The admin password and the setup code are stored only as salted scrypt hashes: the
-  password beside the journal (``Journal.kept_get``, so a rebuilt journal keeps it), the
-  code in the journal's ``kv`` table. Checks use a constant-time compare, and hashing
+* The admin password, the staff PIN (it runs the board only) and the setup code are
+  stored only as salted scrypt hashes: password and PIN beside the journal
+  (``Journal.kept_get``, so a rebuilt journal keeps them), the code in the journal's
+  ``kv`` table. Checks use a constant-time compare, and hashing
   runs on a thread because slow parameters are the point.
 * The setup code is printed on the box's own printer, so knowing it proves physical access.
   It is single use; a code made while a password exists (a reset from the panel) expires.
-* Sessions live in memory: a restart signs everyone out, which is fine for a box by the
-  counter. Each session has its own CSRF token.
+* Sessions (kept across restarts, hashed at rest) are :mod:`edged.web.sessions`; each has
+  its own CSRF token.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edged.journal.store import Journal
+from edged.web.sessions import Session
 
 log = logging.getLogger(__name__)
 
 KV_ADMIN = "web.admin_password"
+KV_STAFF_PIN = "web.staff_pin"
 KV_SETUP_CODE = "web.setup_code"
 # scrypt cost: the scrypt paper's interactive-login parameters, 2**14 * 8 * 128 bytes =
 # 16 MiB per check (~0.05 s on a PC, a few tenths on a Pi). Stored hashes carry their own
@@ -44,6 +47,9 @@ MAX_SCRYPT_N = 2**18
 CONCURRENT_CHECKS = 1
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
+# The staff PIN runs the board only; long enough that the limiter and scrypt hold it.
+MIN_PIN = 6
+MAX_PIN = 12
 # Unambiguous alphabet for a code read off a paper ticket (no 0/O, 1/I/L).
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
@@ -134,8 +140,16 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def pin_problem(pin: str) -> str | None:
+    """Why ``pin`` is not acceptable as the staff PIN, or None."""
+    if not (pin.isascii() and pin.isdigit()) or not MIN_PIN <= len(pin) <= MAX_PIN:
+        return f"use {MIN_PIN} to {MAX_PIN} digits"
+    return None
+
+
 class Credentials:
-    """The admin password and setup code, stored hashed (see the module docstring)."""
+    """The admin password, the staff PIN and the setup code, stored hashed (see the
+    module docstring)."""
 
     def __init__(self, journal: Journal, *, scrypt_n: int = SCRYPT_N) -> None:
         self.journal = journal
@@ -174,6 +188,25 @@ class Credentials:
             return False
         return await self._verify(password, raw, "admin password")
 
+    async def has_staff_pin(self) -> bool:
+        return await self.journal.kept_get(KV_STAFF_PIN) is not None
+
+    async def set_staff_pin(self, pin: str | None) -> None:
+        """Set the staff PIN (``None``: staff can no longer sign in)."""
+        if pin is None:
+            await self.journal.kept_set(KV_STAFF_PIN, None)
+            log.info("web: staff PIN removed")
+            return
+        hashed = await asyncio.to_thread(hash_secret, pin, n=self.scrypt_n)
+        await self.journal.kept_set(KV_STAFF_PIN, hashed.to_json(set_at=time.time()))
+        log.info("web: staff PIN set")
+
+    async def check_staff_pin(self, pin: str) -> bool:
+        raw = await self.journal.kept_get(KV_STAFF_PIN)
+        if raw is None or pin_problem(pin):
+            return False
+        return await self._verify(pin, raw, "staff PIN")
+
     async def has_setup_code(self) -> bool:
         raw = await self.journal.kv_get(KV_SETUP_CODE)
         return raw is not None and not self._expired(raw)
@@ -194,105 +227,6 @@ class Credentials:
 
     async def consume_setup_code(self) -> None:
         await self.journal.kv_set(KV_SETUP_CODE, None)
-
-
-@dataclass
-class Session:
-    """A browser's session; ``authenticated`` once the admin signed in."""
-
-    sid: str
-    csrf: str
-    created: float
-    last_seen: float
-    authenticated: bool = False
-    # Who asked for it (see client_key): anonymous sessions are capped per client.
-    client: str = ""
-    # Selling points offered after a Sinqro login, waiting for the picker.
-    selling_points: list[tuple[int, str, str]] = field(default_factory=list)
-
-
-class Sessions:
-    """In-memory sessions with idle and absolute expiry.
-
-    Anonymous sessions (a sign-in or setup form that was shown) and signed-in ones are
-    capped separately, so a flood of ``GET /login`` can never push a signed-in session
-    out; and each client may hold only :attr:`MAX_ANONYMOUS_PER_CLIENT` anonymous ones, so
-    a flood from one client pushes out its own, not the owner's half-finished sign-in.
-    """
-
-    MAX_AUTHENTICATED = 64
-    MAX_ANONYMOUS = 512
-    MAX_ANONYMOUS_PER_CLIENT = 8
-
-    def __init__(
-        self, *, idle: float, lifetime: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.idle = idle
-        self.lifetime = lifetime
-        self.clock = clock
-        self._by_id: dict[str, Session] = {}
-
-    def new(self, *, authenticated: bool = False, client: str = "") -> Session:
-        self._prune(authenticated, client)
-        now = self.clock()
-        session = Session(
-            sid=secrets.token_urlsafe(32),
-            csrf=secrets.token_urlsafe(32),
-            created=now,
-            last_seen=now,
-            authenticated=authenticated,
-            client=client,
-        )
-        self._by_id[session.sid] = session
-        return session
-
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
-            return None
-        session = self._by_id.get(sid)
-        if session is None:
-            return None
-        now = self.clock()
-        if self._expired(session, now):
-            self._by_id.pop(sid, None)
-            return None
-        session.last_seen = now
-        return session
-
-    def drop(self, sid: str) -> None:
-        self._by_id.pop(sid, None)
-
-    def drop_all(self) -> None:
-        """Sign everyone out (the password changed)."""
-        self._by_id.clear()
-
-    def _expired(self, session: Session, now: float) -> bool:
-        return now - session.last_seen > self.idle or now - session.created > self.lifetime
-
-    def _prune(self, authenticated: bool, client: str) -> None:
-        now = self.clock()
-        for sid, s in list(self._by_id.items()):
-            if self._expired(s, now):
-                del self._by_id[sid]
-        if authenticated:
-            mine = [s for s in self._by_id.values() if s.authenticated]
-            limit = self.MAX_AUTHENTICATED
-        else:
-            anonymous = [s for s in self._by_id.values() if not s.authenticated]
-            mine = [s for s in anonymous if s.client == client]
-            limit = self.MAX_ANONYMOUS_PER_CLIENT
-            if len(mine) < limit and len(anonymous) >= self.MAX_ANONYMOUS:
-                # Full: the client holding the most anonymous sessions gives one up.
-                counts: dict[str, int] = {}
-                for s in anonymous:
-                    counts[s.client] = counts.get(s.client, 0) + 1
-                greediest = max(counts, key=lambda c: counts[c])
-                mine = [s for s in anonymous if s.client == greediest]
-                limit = len(mine)
-        while len(mine) >= limit and mine:
-            oldest = min(mine, key=lambda s: s.last_seen)
-            mine.remove(oldest)
-            del self._by_id[oldest.sid]
 
 
 def csrf_ok(session: Session, supplied: str | None) -> bool:

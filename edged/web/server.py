@@ -36,8 +36,10 @@ from edged.web.live import Live
 from edged.web.netinfo import mdns_name
 from edged.web.pages import Pages
 from edged.web.pairing import PairingPages
-from edged.web.security import AttemptLimiter, Credentials, Sessions
+from edged.web.security import AttemptLimiter, Credentials
 from edged.web.services import Metric, WebServices
+from edged.web.sessions import FILE_NAME as SESSIONS_FILE
+from edged.web.sessions import Sessions
 from edged.web.settings import WebConfig
 from edged.web.setup import SECTIONS, SetupPages
 
@@ -68,9 +70,13 @@ class WebServer:
             if scrypt_n
             else Credentials(services.journal)
         )
+        # Signed-in sessions are kept beside the journal (and credentials.json).
         self.sessions = Sessions(
-            idle=config.session_idle_minutes * 60.0, lifetime=config.session_max_hours * 3600.0
+            idle=config.session_idle_minutes * 60.0,
+            lifetime=config.session_max_hours * 3600.0,
+            path=Path(services.journal.path).parent / SESSIONS_FILE,
         )
+        self._sessions_loaded = False
         self.port = 0
         self.tls = bool(config.tls_cert and config.tls_key)
         self.requests = 0
@@ -136,6 +142,10 @@ class WebServer:
             self.services.state.watch(self._on_state_change)
             self._listening = True
         self.live.closing = False
+        if not self._sessions_loaded:
+            await asyncio.to_thread(self.sessions.load)
+            self._sessions_loaded = True
+        self.access.staff_pin_set = await self.credentials.has_staff_pin()
         quiet_accept_storms()
         runner = web.AppRunner(
             self.app, access_log=None, shutdown_timeout=2.0, **runner_options(self.config)
@@ -173,6 +183,8 @@ class WebServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            # The last uses not written yet (they are written coarsely).
+            await self.sessions.save()
             log.info("web: stopped")
 
     async def run(self) -> None:
@@ -193,9 +205,14 @@ class WebServer:
         await self.access.print_setup_ticket()
 
     def button_pressed(self) -> bool:
-        """The box's ACCEPT button was pressed: ``True`` when it proved a browser's access
-        (the first visit or a forgotten password), so the press decides no order."""
+        """Both panel buttons were pressed together: ``True`` when that proved a browser's
+        access (the first visit or a forgotten password), so the press does nothing else."""
         return self.access.button_pressed()
+
+    def press_went_elsewhere(self, result: str, order_code: str) -> None:
+        """A panel press that was no proof (``accepted`` order ``order_code``...): the
+        page waiting for a proof says so."""
+        self.access.press_went_elsewhere(result, order_code)
 
     def status_json(self) -> dict[str, Any]:
         """The status data the page shows (nothing secret)."""

@@ -149,6 +149,7 @@ class SetupPages:
             printers=printers,
             new_printer=new_printer,
             sections=sections,
+            devices=server.access.devices(request),
         )
 
     def _applied_report(self) -> dict[str, Any] | None:

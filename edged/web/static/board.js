@@ -18,7 +18,6 @@
   let canReprint = false;
   let reasons = [];
   let online = true;
-  let boxAnswers = true;
   let clockSkew = 0; // box time minus this device's time, seconds
   let chimeTimer = null;
   let wakeLock = null;
@@ -391,57 +390,33 @@
     }
   }
 
-  // -- status and offline ------------------------------------------------------------------
+  // -- status and offline (the stream and the status line: live.js) -----------------------
 
-  function renderStatus(status) {
+  function onStatus(status) {
     const was = online;
     online = status.online;
     if (was !== online) scheduleBoard(); // the buttons say "queue" while offline
-    $("#status-summary").textContent = status.summary;
-    const bar = $("#status-bar");
-    bar.replaceChildren(...status.pills.map(([id, label, value, tone]) => {
-      const pill = el("span", { class: `pill ${tone}` },
-        el("span", { class: "pill-label", text: label }), " ", el("span", { class: "pill-value", text: value }));
-      if (id) pill.id = id;
-      return pill;
-    }));
-    $("#link-dot").className = `dot ${online && boxAnswers ? "ok" : "bad"}`;
     $("#virtual-panel").hidden = !status.virtual_panel;
-    renderBanner(status);
-    document.body.classList.toggle("offline", !online || !boxAnswers);
-  }
-
-  let lastStatus = null;
-  function renderBanner(status) {
-    if (status) lastStatus = status;
-    const banner = $("#offline-banner");
-    if (!boxAnswers) {
-      banner.textContent = t("The box does not answer: this page is not up to date. Check its power and network.");
-      banner.hidden = false;
-    } else if (lastStatus && !lastStatus.online) {
-      banner.textContent = t("Offline since {time}: decisions are queued and sent when the box is back online.",
-        { time: lastStatus.link_since_text });
-      banner.hidden = false;
-    } else {
-      banner.hidden = true;
-    }
   }
 
   // -- loading -----------------------------------------------------------------------------
 
+  // The whole board (the snapshot); true when the box answered.
   async function loadBoard() {
     let response;
+    let data;
     try {
       response = await fetch("/api/board", { credentials: "same-origin" });
-    } catch (err) { return; }
-    if (response.status === 401) { window.location.assign("/login"); return; }
-    if (!response.ok) return;
-    const data = await response.json();
+      if (response.status === 401) { window.location.assign("/login"); return false; }
+      if (!response.ok) return false;
+      data = await response.json();
+    } catch (err) { return false; }
     clockSkew = data.now - Date.now() / 1000;
     printers = data.printers;
     canReprint = data.can_reprint;
     reasons = data.cancel_reasons;
-    renderStatus(data.status);
+    window.EdgedLive.renderStatus(data.status);
+    onStatus(data.status);
     fill($("#waiting"), data.waiting, t("No order waiting."));
     fill($("#active"), data.active, t("Nothing in progress."));
     $("#waiting-count").textContent = String(data.waiting.length);
@@ -449,7 +424,16 @@
     announce(data.waiting);
     updateTitle(data.waiting.length);
     document.body.dataset.boardLoaded = "true";
+    forgetGone([...data.waiting, ...data.active]);
     loadHistory();
+    return true;
+  }
+
+  function forgetGone(orders) {
+    // A page open for days keeps only what the board still shows.
+    const ids = new Set(orders.map((o) => o.id));
+    for (const id of results.keys()) if (!ids.has(id)) results.delete(id);
+    for (const id of seenOrders) if (!ids.has(id)) seenOrders.delete(id);
   }
 
   let boardTimer = null;
@@ -493,23 +477,6 @@
     setTimeout(() => node.remove(), 60000);
   }
 
-  function connect() {
-    const source = new EventSource("/events");
-    source.addEventListener("board", scheduleBoard);
-    source.addEventListener("status", (e) => renderStatus(JSON.parse(e.data)));
-    source.addEventListener("notice", (e) => notice(JSON.parse(e.data)));
-    source.addEventListener("open", () => {
-      document.body.dataset.live = "true";
-      if (!boxAnswers) { boxAnswers = true; renderBanner(null); scheduleBoard(); }
-    });
-    source.addEventListener("error", () => {
-      document.body.dataset.live = "false";
-      boxAnswers = false;
-      renderBanner(null);
-      document.body.classList.add("offline");
-    });
-  }
-
   document.querySelectorAll("#virtual-panel [data-press]").forEach((button) => {
     button.addEventListener("click", async () => {
       const { data } = await post("/api/panel/press", {
@@ -520,5 +487,10 @@
   $("#history-search").addEventListener("submit", (event) => { event.preventDefault(); loadHistory(); });
 
   loadBoard();
-  connect();
+  window.EdgedLive.start({
+    snapshot: loadBoard,
+    board: scheduleBoard,
+    status: onStatus,
+    notice,
+  });
 })();

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
+from edged.i18n.words import TYPE_WORDS
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
@@ -108,7 +109,13 @@ class Board:
     async def page(self, request: web.Request) -> web.StreamResponse:
         _ = self.server.locale().gettext
         return self.server.pages.render(
-            request, "board.html", _("Orders"), scripts=("board.js",), page_class="board"
+            request,
+            "board.html",
+            _("Orders"),
+            scripts=("board.js",),
+            page_class="board",
+            order_types=[(k, _(v)) for k, v in TYPE_WORDS.items()],
+            retention_days=self.server.services.config().journal.retention_days,
         )
 
     def forget_actions(self, new_events: list[Event]) -> None:

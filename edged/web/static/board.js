@@ -11,13 +11,15 @@
   const t = (text, values = {}) =>
     (catalog[text] || text).replace(/\{(\w+)\}/g, (m, key) => (key in values ? String(values[key]) : m));
   const baseTitle = document.title;
-  const results = new Map(); // order id -> last result text, kept across re-renders
+  const results = new Map(); // order id -> last result {text, ok, queued}, kept across re-renders
+  const opened = new Set(); // orders opened in the compact view
   const seenOrders = new Set(); // waiting orders this page already announced
   let alerting = []; // waiting orders announced and not marked seen yet
   let printers = [];
   let canReprint = false;
-  let reasons = [];
   let online = true;
+  let paired = true;
+  let compact = localStorage.getItem("edged.board.compact") === "1";
   let boxAnswers = true;
   let clockSkew = 0; // box time minus this device's time, seconds
   let chimeTimer = null;
@@ -137,6 +139,7 @@
     const box = $("#new-order-alert");
     if (!alerting.length) {
       box.hidden = true;
+      keepClearOfBanner();
       clearInterval(chimeTimer);
       chimeTimer = null;
       return;
@@ -147,6 +150,7 @@
       : t("{n} new orders", { n: alerting.length });
     $("#alert-text").textContent = text;
     box.hidden = false;
+    keepClearOfBanner();
     if (fresh.length) {
       ring();
       clearInterval(chimeTimer);
@@ -154,10 +158,18 @@
     }
   }
 
+  function keepClearOfBanner() {
+    // The sticky banner covers the top of the page: scrolling to a card (a cancel form
+    // opened, "seen") stops below it, never under it.
+    const box = $("#new-order-alert");
+    document.documentElement.style.scrollPaddingTop = box.hidden ? "" : `${box.offsetHeight + 8}px`;
+  }
+
   $("#alert-seen").addEventListener("click", async () => {
     const ids = alerting.map((o) => o.id);
     alerting = [];
     $("#new-order-alert").hidden = true;
+    keepClearOfBanner();
     clearInterval(chimeTimer);
     chimeTimer = null;
     updateTitle(Number($("#waiting-count").textContent));
@@ -189,7 +201,8 @@
     }
     if (due) {
       const left = Math.round((due - now) / 60);
-      const when = node.dataset.dueText;
+      // "Pickup 13:42": the time the kitchen must meet, when it is not the customer's.
+      const when = [node.dataset.dueLabel, node.dataset.dueText].filter(Boolean).join(" ");
       if (left < 0) dueNode.textContent = t("{time} · late {n} min", { time: when, n: -left });
       else if (left <= 90) dueNode.textContent = t("{time} · in {n} min", { time: when, n: left });
       else dueNode.textContent = t("{time} · {day}", { time: when, day: node.dataset.dueDay });
@@ -202,7 +215,7 @@
   // -- cards -------------------------------------------------------------------------------
 
   function decisionLabel(label) {
-    return online ? label : t("Queue: {action}", { action: label });
+    return online || !paired ? label : t("Queue: {action}", { action: label });
   }
 
   async function decide(order, url, body, node) {
@@ -211,7 +224,7 @@
     node.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     const { data } = await post(url, body);
     const text = describeResult(data);
-    results.set(order.id, { text, ok: !!data.ok });
+    results.set(order.id, { text, ok: !!data.ok, queued: !!data.ok && data.state === "queued" });
     out.textContent = text;
     out.dataset.ok = data.ok ? "true" : "false";
     node.querySelectorAll("button").forEach((b) => { b.disabled = false; });
@@ -230,11 +243,20 @@
       : t("{action}: queued, sent as soon as Sinqro answers", { action: c.text }))).join(" · ");
   }
 
+  function allergyMark() {
+    return el("strong", { class: "allergy-mark", text: t("ALLERGY") });
+  }
+
   function addLines(list, lines) {
     const add = (line, depth) => {
       const text = `${line.quantity ? line.quantity + "× " : ""}${line.label}`;
       const item = el("li", { text, class: depth ? "child" : "" });
-      if (line.comment) item.append(el("span", { class: "line-note", text: line.comment }));
+      if (line.comment) {
+        const note = el("span", { class: line.allergy ? "line-note allergy" : "line-note" });
+        if (line.allergy) note.append(allergyMark(), " ");
+        note.append(line.comment);
+        item.append(note);
+      }
       list.append(item);
       line.children.forEach((child) => add(child, depth + 1));
     };
@@ -244,7 +266,7 @@
   function cancelForm(order, node) {
     const form = $(".cancel-form", node);
     const box = $(".reasons", form);
-    reasons.forEach((reason, i) => {
+    order.cancel_reasons.forEach((reason, i) => {
       const id = `reason-${order.id}-${i}`;
       box.append(el("label", { class: "reason", htmlFor: id },
         el("input", { type: "radio", name: "reason", value: reason, id }), el("span", { text: reason })));
@@ -270,6 +292,25 @@
     return form;
   }
 
+  function openCancel(form, node) {
+    form.hidden = false;
+    $(".actions", node).hidden = true;
+    // Below the sticky banner, never under it (scroll-padding-top follows its height).
+    form.scrollIntoView({ block: "nearest" });
+  }
+
+  function resultFor(order) {
+    const last = results.get(order.id);
+    if (!last) return null;
+    // A queued decision that is no longer queued was delivered: say so, not "queued".
+    if (last.queued && !order.pending.length) {
+      const sent = { text: t("Sent: Sinqro has it."), ok: true, queued: false };
+      results.set(order.id, sent);
+      return sent;
+    }
+    return last;
+  }
+
   function card(order) {
     const node = $("#order-template").content.firstElementChild.cloneNode(true);
     node.dataset.orderId = String(order.id);
@@ -277,10 +318,32 @@
     node.dataset.due = String(order.due || "");
     node.dataset.dueText = order.due_text;
     node.dataset.dueDay = order.due_day;
+    node.dataset.dueLabel = order.due_label || "";
     node.dataset.type = order.type;
+    node.dataset.state = orderState(order);
     node.classList.add(order.waiting ? "waiting" : "active");
+    if (compact && !opened.has(order.id)) node.classList.add("folded");
+    const head = $("header", node);
+    head.addEventListener("click", (event) => {
+      if (!compact || event.target.closest("a, button")) return;
+      if (opened.has(order.id)) opened.delete(order.id); else opened.add(order.id);
+      node.classList.toggle("folded", !opened.has(order.id));
+      head.setAttribute("aria-expanded", String(opened.has(order.id)));
+    });
+    if (compact) {
+      head.setAttribute("role", "button");
+      head.tabIndex = 0;
+      head.setAttribute("aria-expanded", String(opened.has(order.id)));
+      head.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); head.click(); }
+      });
+    }
     $(".code", node).textContent = `#${order.code}`;
     $(".type", node).textContent = order.type_text;
+    $(".where", node).textContent = order.table || order.consumer;
+    if (order.comment_allergy || order.lines.some(function hasAllergy(l) {
+      return l.allergy || l.children.some(hasAllergy);
+    })) $(".flag", node).append(allergyMark());
     const pay = $(".pay", node);
     if (order.payment === "paid") {
       pay.textContent = `${t("PAID")} ${order.total_text}`;
@@ -294,6 +357,11 @@
       pay.dataset.payment = "unknown";
     }
     $(".status", node).textContent = order.waiting ? "" : order.status_text;
+    if (order.customer_time_text) {
+      $(".customer-time", node).textContent = t(order.type === "delivery"
+        ? "Delivery to the customer at {time}" : "Customer's time: {time}", { time: order.customer_time_text });
+    }
+    if (order.table) $(".table", node).textContent = t("Table: {table}", { table: order.table });
     $(".name", node).textContent = [order.consumer, order.diners ? t("{n} diners", { n: order.diners }) : ""]
       .filter(Boolean).join(" · ");
     const phone = $(".phone", node);
@@ -302,34 +370,48 @@
       phone.href = `tel:${order.phone.replace(/[^+\d]/g, "")}`;
     } else phone.remove();
     $(".address", node).textContent = order.address;
+    $(".courier", node).textContent = order.couriers.map((c) => [
+      c.company ? t("Courier: {name}", { name: c.company }) : "",
+      c.driver ? t("Driver: {name}", { name: c.driver }) : "",
+    ].filter(Boolean).join(" · ")).join(" / ");
     addLines($(".lines", node), order.lines);
-    $(".note", node).textContent = order.comment;
+    const note = $(".note", node);
+    if (order.comment) {
+      if (order.comment_allergy) { note.classList.add("allergy"); note.append(allergyMark(), " "); }
+      note.append(order.comment);
+    }
     $(".pending", node).textContent = pendingText(order);
-    const last = results.get(order.id);
+    const last = resultFor(order);
     if (last) {
       $(".result", node).textContent = last.text;
       $(".result", node).dataset.ok = last.ok ? "true" : "false";
     }
     const actions = $(".actions", node);
-    if (order.waiting) {
+    // A decision is queued: no second one to take (the box would refuse it); the card
+    // says "queued" until Sinqro has it.
+    const decided = order.pending.length > 0;
+    if (order.waiting && !decided) {
       const form = cancelForm(order, node);
       for (const action of order.actions) {
-        const button = el("button", { type: "button", text: decisionLabel(action.label),
+        const label = action.kind === "accept" && action.delay
+          ? t("+{minutes} min", { minutes: action.delay }) : action.label;
+        const button = el("button", { type: "button", text: decisionLabel(label),
           class: action.kind === "cancel" ? "danger" : "accept" });
         button.dataset.kind = action.kind;
-        if (action.delay) button.dataset.delay = String(action.delay);
+        button.title = action.label;
+        if (action.delay) {
+          button.dataset.delay = String(action.delay);
+          button.setAttribute("aria-label", decisionLabel(action.label));
+        }
         if (action.kind === "accept") {
           button.addEventListener("click", () => decide(order,
             `/api/orders/${order.id}/accept`, { delay: action.delay }, node));
         } else {
-          button.addEventListener("click", () => {
-            form.hidden = false;
-            actions.hidden = true;
-          });
+          button.addEventListener("click", () => openCancel(form, node));
         }
         actions.append(button);
       }
-    } else {
+    } else if (!order.waiting && !decided) {
       for (const step of order.statuses) {
         const button = el("button", { type: "button", text: decisionLabel(step.label), class: "step" });
         button.dataset.status = step.status;
@@ -338,9 +420,21 @@
         actions.append(button);
       }
     }
-    if (canReprint) actions.append(reprintButton(order, node));
+    // Reprint belongs to orders already decided, not to a card waiting for a decision.
+    if (canReprint && !order.waiting) actions.append(reprintButton(order, node));
     updateClock(node);
     return node;
+  }
+
+  function orderState(order) {
+    if (order.pending.length) return "queued";
+    return order.waiting ? "waiting" : "active";
+  }
+
+  function shown(order) {
+    const type = $("#filter-type").value;
+    const state = $("#filter-state").value;
+    return (type === "all" || order.type === type) && (state === "all" || orderState(order) === state);
   }
 
   function reprintButton(order, node) {
@@ -376,8 +470,10 @@
       }
     });
     container.replaceChildren();
+    const visible = orders.filter(shown);
     if (!orders.length) container.append(el("p", { class: "empty", text: emptyText }));
-    for (const order of orders) {
+    else if (!visible.length) container.append(el("p", { class: "empty", text: t("No order matches the filter.") }));
+    for (const order of visible) {
       const node = card(order);
       const kept = typing.get(String(order.id));
       if (kept) {
@@ -389,6 +485,9 @@
       }
       container.append(node);
     }
+    const hidden = orders.length - visible.length;
+    const count = container.parentElement.querySelector(".filtered");
+    if (count) count.textContent = hidden ? t("{n} hidden by the filter", { n: hidden }) : "";
   }
 
   // -- status and offline ------------------------------------------------------------------
@@ -418,6 +517,11 @@
     if (!boxAnswers) {
       banner.textContent = t("The box does not answer: this page is not up to date. Check its power and network.");
       banner.hidden = false;
+    } else if (!paired || (lastStatus && lastStatus.pairing && !lastStatus.pairing.paired)) {
+      // Deliberately disconnected: nothing is queued, nothing will be sent until it is paired.
+      banner.replaceChildren(t("This box is not connected to Sinqro: orders cannot be accepted or cancelled here."),
+        " ", el("a", { href: "/pairing", text: t("Connect it on the Sinqro page.") }));
+      banner.hidden = false;
     } else if (lastStatus && !lastStatus.online) {
       banner.textContent = t("Offline since {time}: decisions are queued and sent when the box is back online.",
         { time: lastStatus.link_since_text });
@@ -440,10 +544,10 @@
     clockSkew = data.now - Date.now() / 1000;
     printers = data.printers;
     canReprint = data.can_reprint;
-    reasons = data.cancel_reasons;
+    paired = data.paired;
+    lastBoard = data;
     renderStatus(data.status);
-    fill($("#waiting"), data.waiting, t("No order waiting."));
-    fill($("#active"), data.active, t("Nothing in progress."));
+    render();
     $("#waiting-count").textContent = String(data.waiting.length);
     $("#active-count").textContent = String(data.active.length);
     announce(data.waiting);
@@ -451,6 +555,28 @@
     document.body.dataset.boardLoaded = "true";
     loadHistory();
   }
+
+  let lastBoard = null;
+  function render() {
+    if (!lastBoard) return;
+    fill($("#waiting"), lastBoard.waiting, t("No order waiting."));
+    fill($("#active"), lastBoard.active, t("Nothing in progress."));
+  }
+
+  function setCompact(on) {
+    compact = on;
+    localStorage.setItem("edged.board.compact", on ? "1" : "0");
+    document.body.classList.toggle("compact", on);
+    const button = $("#view-compact");
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? t("Full cards") : t("Compact list");
+    render();
+  }
+  $("#view-compact").addEventListener("click", () => setCompact(!compact));
+  ["#filter-type", "#filter-state"].forEach((sel) => $(sel).addEventListener("change", render));
+  document.body.classList.toggle("compact", compact);
+  $("#view-compact").setAttribute("aria-pressed", String(compact));
+  $("#view-compact").textContent = compact ? t("Full cards") : t("Compact list");
 
   let boardTimer = null;
   function scheduleBoard() {
@@ -460,28 +586,37 @@
 
   async function loadHistory() {
     const q = $("#history-q").value;
+    const days = $("#history-days").value;
     let response;
     try {
-      response = await fetch(`/api/history?q=${encodeURIComponent(q)}`, { credentials: "same-origin" });
+      response = await fetch(`/api/history?q=${encodeURIComponent(q)}&days=${encodeURIComponent(days)}`,
+        { credentials: "same-origin" });
     } catch (err) { return; }
     if (!response.ok) return;
     const data = await response.json();
     const body = $("#history");
     body.replaceChildren();
+    const labels = [...document.querySelectorAll("table.history thead th")].map((th) => th.textContent);
     for (const order of data.orders) {
-      const row = el("tr", {},
-        el("td", { text: order.seen_text }),
+      const when = el("td", { text: order.seen_text });
+      if (data.days > 1) when.prepend(el("span", { class: "day", text: `${order.seen_day} ` }));
+      const row = el("tr", {}, when,
         el("td", { text: `#${order.code}` }),
         el("td", { text: order.type_text }),
         el("td", { text: order.status_text }),
         el("td", { text: [order.consumer, order.phone].filter(Boolean).join(" · ") }),
         el("td", { text: order.total_text }));
-      const last = el("td", {}, canReprint ? reprintButton(order, row) : null);
+      const last = el("td", {}, canReprint && !order.waiting ? reprintButton(order, row) : null);
       last.append(el("span", { class: "result" }));
       row.append(last);
+      row.querySelectorAll("td").forEach((td, i) => { if (labels[i]) td.dataset.label = labels[i]; });
       body.append(row);
     }
-    if (!data.orders.length) body.append(el("tr", {}, el("td", { text: t("No order today."), colSpan: 7 })));
+    if (!data.orders.length) {
+      const text = q ? t("No order matches the search.") : data.days > 1 ? t("No order in that time.") : t("No order today.");
+      body.append(el("tr", { class: "none" }, el("td", { text, colSpan: 7 })));
+    }
+    $("#history-more").hidden = data.orders.length < data.limit;
   }
 
   function notice(data) {
@@ -518,6 +653,7 @@
     });
   });
   $("#history-search").addEventListener("submit", (event) => { event.preventDefault(); loadHistory(); });
+  $("#history-days").addEventListener("change", loadHistory);
 
   loadBoard();
   connect();

@@ -114,7 +114,7 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
     ("orders", "long_press_delay"): (
         N_("Minutes added by a long ACCEPT press"),
         # The hold itself is the panel's setting: a number here would go stale.
-        N_("ACCEPT held for the panel's long press (Panel: Long ACCEPT press) adds these."),
+        N_("How long the hold is: Panel, Long ACCEPT press."),
     ),
     ("orders", "cancel_comment"): (
         N_("Reason sent by the CANCEL button"),

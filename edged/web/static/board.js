@@ -358,8 +358,9 @@
     }
     $(".status", node).textContent = order.waiting ? "" : order.status_text;
     if (order.customer_time_text) {
-      $(".customer-time", node).textContent = t(order.type === "delivery"
-        ? "Delivery to the customer at {time}" : "Customer's time: {time}", { time: order.customer_time_text });
+      const time = order.customer_time_text;
+      $(".customer-time", node).textContent = order.type === "delivery"
+        ? t("Delivery to the customer at {time}", { time }) : t("Customer's time: {time}", { time });
     }
     if (order.table) $(".table", node).textContent = t("Table: {table}", { table: order.table });
     $(".name", node).textContent = [order.consumer, order.diners ? t("{n} diners", { n: order.diners }) : ""]

@@ -240,6 +240,10 @@ async def test_a_queued_decision_hides_the_buttons_then_says_sent(
         fresh = page.locator(f"#waiting .order[data-order-id='{waiting['id']}']")
         await expect(fresh).to_be_visible()
         await page.goto(box.url + "/pairing")
+        # Paired by the config file, so only the id was known: the name is Sinqro's own.
+        await expect(page.locator("#paired-selling-point")).to_have_text(
+            order["sellingPoint"]["name"]
+        )
         page.once("dialog", lambda d: d.accept())
         await page.click("#unpair-form button[type=submit]")
         await expect(page.locator("#pairing-form")).to_be_visible()

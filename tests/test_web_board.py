@@ -319,7 +319,7 @@ async def test_setup_code_form_lists_every_error_and_keeps_the_code(
         await page.click("#setup-form button[type=submit]")
         await expect(page.locator("#code-error")).to_be_visible()
         await expect(page.locator("#password-error")).to_contain_text("at least")
-        # A code typed, a short password and a different confirmation: the three fields
+        # A wrong code, a short password and a different confirmation: the three fields
         # each say theirs, and the code is still there.
         await expect(page.locator("#code-proof")).to_have_attribute("open", "")
         await page.fill("#code", "WXYZ-2345")
@@ -328,6 +328,7 @@ async def test_setup_code_form_lists_every_error_and_keeps_the_code(
         await page.click("#setup-form button[type=submit]")
         await expect(page.locator("#password-error")).to_contain_text("at least")
         await expect(page.locator("#confirm-error")).to_contain_text("differ")
+        await expect(page.locator("#code-error")).to_contain_text("not valid")
         await expect(page.locator("#code")).to_have_value("WXYZ-2345")
         await expect(page.locator("#code-proof")).to_have_attribute("open", "")
         await shots(page, tmp_path, "setup-code-errors")

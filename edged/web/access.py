@@ -310,12 +310,10 @@ class Access:
         errors = self.password_errors(password, confirm)
         session = server.guard.session(request)
         proven = session is not None and self.press_proof.state(session.sid)[0] == "proven"
+        status = 400
         if not proven and not normalize_code(code):
             errors["code"] = _("Type the setup code from the printed ticket, or press ACCEPT.")
-        if errors:
-            return await self._setup(request, errors, status=400, code=code)
-        pressed = session is not None and self.press_proof.use(session.sid)
-        if not pressed:
+        elif not proven:
             # Setup codes have their own throttle: guessing passwords never blocks them.
             wait = server.code_limiter.begin(client)
             if wait > 0:
@@ -325,16 +323,19 @@ class Access:
                 )
                 response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
                 return response
-            if not await server.credentials.check_setup_code(code):
+            if await server.credentials.check_setup_code(code):
+                server.code_limiter.success(client)
+            else:
                 log.warning("web: wrong setup code from %s", client)
                 server.code_limiter.failure(client)
-                return await self._setup(
-                    request,
-                    {"code": _("That setup code is not valid (or was used already).")},
-                    status=401,
-                    code=code,
-                )
-            server.code_limiter.success(client)
+                errors["code"] = _("That setup code is not valid (or was used already).")
+                status = 401
+        if errors:
+            return await self._setup(request, errors, status=status, code=code)
+        if proven and (session is None or not self.press_proof.use(session.sid)):
+            # The press proof ran out between the two looks: the code is needed after all.
+            message = _("Type the setup code from the printed ticket, or press ACCEPT.")
+            return await self._setup(request, {"code": message}, status=400, code=code)
         await server.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
         await server.credentials.consume_setup_code()

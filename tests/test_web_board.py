@@ -153,24 +153,33 @@ async def test_the_card_shows_what_the_ticket_shows(
         assert f"PICKUP: {pickup}" in printed[0]
 
 
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 async def test_a_hundred_orders_in_the_compact_list_and_filters(
-    sim: Simulator, tmp_path: Path, orders_with: Callable[..., None]
+    sim: Simulator, tmp_path: Path, orders_with: Callable[..., None], viewport: dict[str, int]
 ) -> None:
+    name = "phone" if viewport is PHONE else "desktop"
     orders_with(comment="", courier=False)
-    async with running_box(sim, tmp_path) as box, browser(PHONE) as context:
+    async with running_box(sim, tmp_path) as box, browser(viewport) as context:
         page = await new_page(context)
         await sign_in_first_time(box, page)
         created = [sim.create_order(kind) for kind in ("delivery", "collection") * 50]
         await page.goto(box.url + "/board")
         await expect(page.locator("#waiting-count")).to_have_text("100")
         await page.click("#alert-seen")
+        if viewport is DESKTOP:
+            # Full cards fill the width: four columns side by side at 1280 px.
+            tops = await page.locator("#waiting .order").evaluate_all(
+                "ns => ns.slice(0, 8).map((n) => Math.round(n.getBoundingClientRect().top))"
+            )
+            assert tops.count(tops[0]) >= 4, tops
+            await shots(page, tmp_path, "board-desktop-cards-100")
         await page.click("#view-compact")
         await expect(page.locator("#view-compact")).to_have_attribute("aria-pressed", "true")
         rows = "#waiting .order"
         await expect(page.locator(rows)).to_have_count(100)
         await page.evaluate("window.scrollTo(0, document.querySelector('#waiting').offsetTop)")
         seen = await rows_in_view(page, rows)
-        await shots(page, tmp_path, "board-phone-compact-100")
+        await shots(page, tmp_path, f"board-{name}-compact-100")
         assert seen >= 8, f"{seen} rows visible"
         # A tap opens one row, with its buttons; the others stay one line.
         first = page.locator(rows).first

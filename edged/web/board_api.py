@@ -116,6 +116,8 @@ class Board:
             page_class="board",
             order_types=[(k, _(v)) for k, v in TYPE_WORDS.items()],
             retention_days=self.server.services.config().journal.retention_days,
+            # The virtual panel's long press holds a little longer than the panel needs.
+            hold_seconds=round(self.server.services.config().panel.accept_hold + 0.3, 1),
         )
 
     def forget_actions(self, new_events: list[Event]) -> None:

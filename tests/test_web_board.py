@@ -108,7 +108,6 @@ async def test_the_card_shows_what_the_ticket_shows(
         await page.goto(box.url + "/board")
         card = page.locator(f"#waiting .order[data-order-id='{delivery['id']}']")
         await expect(card).to_be_visible()
-        await page.click("#alert-seen")
         # The counter counts to the courier's pickup, as the kitchen ticket prints it big;
         # the customer's time is said beside it.
         pickup = hhmm(delivery["deliveries"][0]["pickupAgreedAt"])
@@ -135,9 +134,26 @@ async def test_the_card_shows_what_the_ticket_shows(
         await expect(card.locator(".cancel-form")).to_be_visible()
         offered = await card.locator(".cancel-form .reason").all_inner_texts()
         assert "Sorry, we cannot deliver to this address." in offered, offered
-        await table_card.locator("button[data-kind=cancel]").click()
+        # The sticky "new orders" banner never covers the form being filled in: with the
+        # page scrolled so the table card's buttons sit under the banner, a tap on Cancel
+        # brings the form out below it.
+        await page.evaluate(
+            """id => {
+                 const card = document.querySelector(`#waiting .order[data-order-id='${id}']`);
+                 const banner = document.querySelector("#new-order-alert");
+                 const actions = card.querySelector(".actions");
+                 const top = actions.getBoundingClientRect().top + window.scrollY;
+                 window.scrollTo(0, top - banner.offsetHeight + 20);
+                 card.querySelector("button[data-kind=cancel]").click();
+               }""",
+            table["id"],
+        )
+        banner = await page.locator("#new-order-alert").bounding_box()
+        form = await table_card.locator(".cancel-form").bounding_box()
+        assert banner and form and form["y"] >= banner["y"] + banner["height"], (banner, form)
         reasons = await table_card.locator(".cancel-form .reason").all_inner_texts()
         assert reasons and not any("deliver" in r for r in reasons), reasons
+        await page.click("#alert-seen")
         await shots(page, tmp_path, f"board-{name}-cards")
         # The kitchen ticket (the virtual printer's text) has the same mark.
         printed = await eventually(

@@ -280,6 +280,24 @@ async def test_a_queued_decision_hides_the_buttons_then_says_sent(
         await expect(page.locator("#waiting .order .actions button")).to_have_count(0)
         assert "Queue" not in await page.locator("#waiting").inner_text()
         await shots(page, tmp_path, "board-phone-not-paired")
+        # Paired again, and Sinqro does not answer for a new order's actions: its buttons
+        # still have the shape Sinqro gave the others.
+        await page.goto(box.url + "/pairing")
+        await page.fill("#sinqro-username", "demo")
+        await page.fill("#sinqro-password", "demo")
+        await page.click("#pairing-form button[type=submit]")
+        await page.check(f"#picker input[value='{sim.selling_point_id}']")
+        await page.click("#picker button[type=submit]")
+        await expect(page.locator("#paired")).to_be_visible()
+        sim.fail_order(sim.cloud.next_id)
+        silent = sim.create_order("collection")
+        await page.goto(box.url + "/board")
+        buttons = page.locator(f"#waiting .order[data-order-id='{silent['id']}'] .actions button")
+        await expect(buttons.first).to_be_visible()
+        again = await buttons.evaluate_all(
+            "ns => ns.map(n => n.dataset.kind + (n.dataset.delay || ''))"
+        )
+        assert again == shape
 
 
 async def test_history_reaches_back_and_searches(sim: Simulator, tmp_path: Path) -> None:

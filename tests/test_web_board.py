@@ -230,6 +230,14 @@ async def test_a_queued_decision_hides_the_buttons_then_says_sent(
         card = page.locator(f"#waiting .order[data-order-id='{order['id']}']")
         await expect(card.locator("button[data-kind=accept]").first).to_be_visible()
         await page.click("#alert-seen")
+        # Another order arrives: this card, unchanged, is the very same element (a button
+        # under a finger is not swapped for a new one).
+        await card.evaluate("n => { n.dataset.kept = 'yes'; }")
+        other = sim.create_order("delivery")
+        await expect(
+            page.locator(f"#waiting .order[data-order-id='{other['id']}']")
+        ).to_be_visible()
+        await expect(card).to_have_attribute("data-kept", "yes")
         shape = await card.locator(".actions button").evaluate_all(
             "ns => ns.map(n => n.dataset.kind + (n.dataset.delay || ''))"
         )
@@ -276,7 +284,7 @@ async def test_a_queued_decision_hides_the_buttons_then_says_sent(
         banner = page.locator("#offline-banner")
         await expect(banner).to_contain_text("not connected to Sinqro")
         await expect(banner.locator("a[href='/pairing']")).to_be_visible()
-        await expect(page.locator("#waiting .order")).to_have_count(1)
+        await expect(page.locator("#waiting .order")).to_have_count(2)
         await expect(page.locator("#waiting .order .actions button")).to_have_count(0)
         assert "Queue" not in await page.locator("#waiting").inner_text()
         await shots(page, tmp_path, "board-phone-not-paired")

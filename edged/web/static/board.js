@@ -460,32 +460,43 @@
     return wrap;
   }
 
+  function signature(order) {
+    // Everything a card is drawn from: the same signature draws the same card.
+    const last = results.get(order.id);
+    const { acknowledged, updated, ...drawn } = order; // not on the card
+    return JSON.stringify([drawn, last ? last.text : "", online, paired, compact, opened.has(order.id)]);
+  }
+
   function fill(container, orders, emptyText) {
-    // Keep a cancel reason being typed when the board refreshes under it.
-    const typing = new Map();
-    container.querySelectorAll(".order").forEach((node) => {
-      const form = $(".cancel-form", node);
-      if (form && !form.hidden) {
-        const picked = $("input[name=reason]:checked", form);
-        typing.set(node.dataset.orderId, { text: $("input[name=comment]", form).value, reason: picked ? picked.value : null });
-      }
-    });
-    container.replaceChildren();
+    // A card whose order did not change is kept as it is, so a button under a finger, a
+    // cancel reason being typed or a scroll position never jumps when the board refreshes.
+    const kept = new Map();
+    container.querySelectorAll(".order").forEach((node) => kept.set(node.dataset.orderId, node));
     const visible = orders.filter(shown);
-    if (!orders.length) container.append(el("p", { class: "empty", text: emptyText }));
-    else if (!visible.length) container.append(el("p", { class: "empty", text: t("No order matches the filter.") }));
+    const nodes = [];
+    if (!orders.length) nodes.push(el("p", { class: "empty", text: emptyText }));
+    else if (!visible.length) nodes.push(el("p", { class: "empty", text: t("No order matches the filter.") }));
     for (const order of visible) {
-      const node = card(order);
-      const kept = typing.get(String(order.id));
-      if (kept) {
-        const form = $(".cancel-form", node);
-        form.hidden = false;
-        $(".actions", node).hidden = true;
-        $("input[name=comment]", form).value = kept.text;
-        form.querySelectorAll("input[name=reason]").forEach((r) => { r.checked = r.value === kept.reason; });
+      const old = kept.get(String(order.id));
+      const sig = signature(order);
+      if (old && old.dataset.sig === sig) {
+        nodes.push(old);
+        continue;
       }
-      container.append(node);
+      const node = card(order);
+      node.dataset.sig = signature(order); // resultFor() may have just said "sent"
+      const form = old && $(".cancel-form", old);
+      if (form && !form.hidden) { // keep a cancel reason being typed
+        const picked = $("input[name=reason]:checked", form);
+        const fresh = $(".cancel-form", node);
+        fresh.hidden = false;
+        $(".actions", node).hidden = true;
+        $("input[name=comment]", fresh).value = $("input[name=comment]", form).value;
+        fresh.querySelectorAll("input[name=reason]").forEach((r) => { r.checked = !!picked && r.value === picked.value; });
+      }
+      nodes.push(node);
     }
+    container.replaceChildren(...nodes);
     const hidden = orders.length - visible.length;
     const count = container.parentElement.querySelector(".filtered");
     if (count) count.textContent = hidden ? t("{n} hidden by the filter", { n: hidden }) : "";

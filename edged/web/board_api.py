@@ -112,7 +112,7 @@ class Board:
             request,
             "board.html",
             _("Orders"),
-            scripts=("board.js",),
+            scripts=("cards.js", "board.js"),
             page_class="board",
             order_types=[(k, _(v)) for k, v in TYPE_WORDS.items()],
             retention_days=self.server.services.config().journal.retention_days,

@@ -1,15 +1,12 @@
 // The live order board: fetches /api/board, listens to /events (server-sent events) and
-// sends decisions with the session's CSRF token. Text from orders only ever goes in
-// through textContent, never as HTML. Words come from the box's catalog (t()); times,
+// sends decisions with the session's CSRF token. What a card and a history row show is
+// drawn by cards.js (loaded first). Words come from the box's catalog (t()); times,
 // amounts and labels arrive already in the box's language and time zone.
 "use strict";
 
 (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const $ = (sel, root = document) => root.querySelector(sel);
-  const catalog = JSON.parse($("#i18n").textContent || "{}");
-  const t = (text, values = {}) =>
-    (catalog[text] || text).replace(/\{(\w+)\}/g, (m, key) => (key in values ? String(values[key]) : m));
+  const { $, t, el, drawFacts, orderState, historyRow } = window.edgedCards;
   const baseTitle = document.title;
   const results = new Map(); // order id -> last result {text, ok, queued}, kept across re-renders
   const opened = new Set(); // orders opened in the compact view
@@ -24,18 +21,6 @@
   let clockSkew = 0; // box time minus this device's time, seconds
   let chimeTimer = null;
   let wakeLock = null;
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
-      else node[key] = value;
-    }
-    for (const child of children) if (child) node.append(child);
-    return node;
-  }
 
   async function post(url, body) {
     let response;
@@ -243,26 +228,6 @@
       : t("{action}: queued, sent as soon as Sinqro answers", { action: c.text }))).join(" · ");
   }
 
-  function allergyMark() {
-    return el("strong", { class: "allergy-mark", text: t("ALLERGY") });
-  }
-
-  function addLines(list, lines) {
-    const add = (line, depth) => {
-      const text = `${line.quantity ? line.quantity + "× " : ""}${line.label}`;
-      const item = el("li", { text, class: depth ? "child" : "" });
-      if (line.comment) {
-        const note = el("span", { class: line.allergy ? "line-note allergy" : "line-note" });
-        if (line.allergy) note.append(allergyMark(), " ");
-        note.append(line.comment);
-        item.append(note);
-      }
-      list.append(item);
-      line.children.forEach((child) => add(child, depth + 1));
-    };
-    lines.forEach((line) => add(line, 0));
-  }
-
   function cancelForm(order, node) {
     const form = $(".cancel-form", node);
     const box = $(".reasons", form);
@@ -338,49 +303,7 @@
         if (event.key === "Enter" || event.key === " ") { event.preventDefault(); head.click(); }
       });
     }
-    $(".code", node).textContent = `#${order.code}`;
-    $(".type", node).textContent = order.type_text;
-    $(".where", node).textContent = order.table || order.consumer;
-    if (order.comment_allergy || order.lines.some(function hasAllergy(l) {
-      return l.allergy || l.children.some(hasAllergy);
-    })) $(".flag", node).append(allergyMark());
-    const pay = $(".pay", node);
-    if (order.payment === "paid") {
-      pay.textContent = `${t("PAID")} ${order.total_text}`;
-      pay.dataset.payment = "paid";
-    } else if (order.payment === "collect") {
-      pay.textContent = `${t("CASH TO COLLECT")} ${order.to_collect_text}`;
-      pay.dataset.payment = "collect";
-    } else {
-      // No payment info: the amount alone (nothing for a free reservation).
-      pay.textContent = order.total ? order.total_text : "";
-      pay.dataset.payment = "unknown";
-    }
-    $(".status", node).textContent = order.waiting ? "" : order.status_text;
-    if (order.customer_time_text) {
-      const time = order.customer_time_text;
-      $(".customer-time", node).textContent = order.type === "delivery"
-        ? t("Delivery to the customer at {time}", { time }) : t("Customer's time: {time}", { time });
-    }
-    if (order.table) $(".table", node).textContent = t("Table: {table}", { table: order.table });
-    $(".name", node).textContent = [order.consumer, order.diners ? t("{n} diners", { n: order.diners }) : ""]
-      .filter(Boolean).join(" · ");
-    const phone = $(".phone", node);
-    if (order.phone) {
-      phone.textContent = order.phone;
-      phone.href = `tel:${order.phone.replace(/[^+\d]/g, "")}`;
-    } else phone.remove();
-    $(".address", node).textContent = order.address;
-    $(".courier", node).textContent = order.couriers.map((c) => [
-      c.company ? t("Courier: {name}", { name: c.company }) : "",
-      c.driver ? t("Driver: {name}", { name: c.driver }) : "",
-    ].filter(Boolean).join(" · ")).join(" / ");
-    addLines($(".lines", node), order.lines);
-    const note = $(".note", node);
-    if (order.comment) {
-      if (order.comment_allergy) { note.classList.add("allergy"); note.append(allergyMark(), " "); }
-      note.append(order.comment);
-    }
+    drawFacts(node, order);
     $(".pending", node).textContent = pendingText(order);
     const last = resultFor(order);
     if (last) {
@@ -425,11 +348,6 @@
     if (canReprint && !order.waiting) actions.append(reprintButton(order, node));
     updateClock(node);
     return node;
-  }
-
-  function orderState(order) {
-    if (order.pending.length) return "queued";
-    return order.waiting ? "waiting" : "active";
   }
 
   function shown(order) {
@@ -610,18 +528,10 @@
     body.replaceChildren();
     const labels = [...document.querySelectorAll("table.history thead th")].map((th) => th.textContent);
     for (const order of data.orders) {
-      const when = el("td", { text: order.seen_text });
-      if (data.days > 1) when.prepend(el("span", { class: "day", text: `${order.seen_day} ` }));
-      const row = el("tr", {}, when,
-        el("td", { text: `#${order.code}` }),
-        el("td", { text: order.type_text }),
-        el("td", { text: order.status_text }),
-        el("td", { text: [order.consumer, order.phone].filter(Boolean).join(" · ") }),
-        el("td", { text: order.total_text }));
+      const row = historyRow(order, data.days, labels);
       const last = el("td", {}, canReprint && !order.waiting ? reprintButton(order, row) : null);
       last.append(el("span", { class: "result" }));
       row.append(last);
-      row.querySelectorAll("td").forEach((td, i) => { if (labels[i]) td.dataset.label = labels[i]; });
       body.append(row);
     }
     if (!data.orders.length) {

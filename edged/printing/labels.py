@@ -36,6 +36,7 @@ LABELS: dict[str, str] = {
     "prepaid": NP_("ticket", "PAID"),
     "to_collect": NP_("ticket", "TO COLLECT"),
     "comment": NP_("ticket", "Comment"),
+    "allergy": NP_("ticket", "ALLERGY"),
     "tracking": NP_("ticket", "Tracking"),
     "reprint": NP_("ticket", "REPRINT"),
     "late": NP_("ticket", "LATE"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
+from edged.allergens import is_allergy_note
 from edged.i18n import Language, Locale, zone
 from edged.printing.labels import labels
 from edged.printing.model import Align, Element, Feed, Logo, Qr, Rule, Text, Ticket
@@ -44,6 +45,7 @@ __all__ = [
     "clean",
     "clean_paragraphs",
     "clean_url",
+    "couriers",
     "item_lines",
     "kitchen_time",
     "local_label",
@@ -52,6 +54,7 @@ __all__ = [
     "parse_time",
     "strip_controls",
     "table_line",
+    "table_text",
     "zone",
 ]
 
@@ -305,6 +308,15 @@ _DINER_TYPES = ("reservation", "insitu", "inside")
 def _courier(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
     """Who collects a delivery: the delivery company and the driver, with phones."""
     L = labels(opts.language)
+    for company, driver in couriers(order):
+        b.field(L["courier"], company, bold=True)
+        b.field(L["driver"], driver)
+
+
+def couriers(order: Order) -> list[tuple[str, str]]:
+    """(delivery company with phone, driver with phone) per delivery, at most three;
+    the ticket and the board both show them."""
+    found = []
     for delivery in _list(order.raw, "deliveries")[:3]:
         company = " ".join(
             p
@@ -314,7 +326,6 @@ def _courier(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
             )
             if p
         )
-        b.field(L["courier"], company, bold=True)
         driver = _dict(delivery, "driver")
         name = " ".join(
             p
@@ -325,16 +336,21 @@ def _courier(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
             )
             if p
         )
-        b.field(L["driver"], name)
+        if company or name:
+            found.append((company, name))
+    return found
+
+
+def table_text(order: Order) -> str:
+    """``Terraza · Mesa 10``: the service zone and the table, as Sinqro names them."""
+    location = _dict(order.raw, "serviceLocation")
+    zone_name = _str(_dict(location, "serviceZone"), "name", 80)
+    spot = _str(location, "name", 80) or _str(location, "code", 40)
+    return " · ".join(p for p in (zone_name, spot) if p)
 
 
 def table_line(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
-    location = _dict(order.raw, "serviceLocation")
-    if location:
-        zone_name = _str(_dict(location, "serviceZone"), "name", 80)
-        spot = _str(location, "name", 80) or _str(location, "code", 40)
-        table = " · ".join(p for p in (zone_name, spot) if p)
-        b.field(labels(opts.language)["table"], table, bold=True, height=2)
+    b.field(labels(opts.language)["table"], table_text(order), bold=True, height=2)
 
 
 def _currency(order: Order, opts: TicketOptions) -> dict[str, Any]:
@@ -385,8 +401,14 @@ def item_lines(b: TicketBuilder, order: Order, opts: TicketOptions) -> None:
         for child in _list(line, "childrenOrderLines")[:100]:
             if depth < 4:
                 emit(child, depth + 1)
+        allergy = is_allergy_note(line.get("comment"))
         for comment in clean_paragraphs(line.get("comment"), 500):
-            b.text(f"{pad}  > {comment}", bold=kitchen, height=height, indent=pad + "    ")
+            if allergy:  # never lost among "well done" and "cut in 8"
+                mark = labels(opts.language)["allergy"]
+                text = f"{pad}  > {mark}: {comment}"
+                b.text(text, bold=True, height=height, indent=pad + "    ")
+            else:
+                b.text(f"{pad}  > {comment}", bold=kitchen, height=height, indent=pad + "    ")
 
     for line in lines[:300]:
         emit(line, 0)
@@ -478,7 +500,11 @@ def order_ticket(order: Order, opts: TicketOptions) -> Ticket:
     comment = clean_paragraphs(order.raw.get("comment"))
     if comment:
         b.rule()
-        b.text(f"{L['comment']}:", bold=True)
+        if is_allergy_note(order.raw.get("comment")):
+            # The same mark as on the board (edged.allergens): the cook cannot miss it.
+            b.text(f" {L['allergy']} ", align="center", bold=True, width=2, height=2, invert=True)
+        else:
+            b.text(f"{L['comment']}:", bold=True)
         for paragraph in comment:
             b.text(paragraph, bold=True, height=2 if opts.layout == "kitchen" else 1)
     url = _tracking(order) if opts.qr_tracking and opts.layout == "full" else ""

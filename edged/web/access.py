@@ -305,7 +305,7 @@ class Access:
         return await self._setup(request, {})
 
     async def _setup(
-        self, request: web.Request, errors: Mapping[str, str], *, status: int = 200
+        self, request: web.Request, errors: Mapping[str, str], *, status: int = 200, code: str = ""
     ) -> web.Response:
         _ = self.server.locale().gettext
         first = not await self.server.credentials.has_password()
@@ -324,6 +324,7 @@ class Access:
             window=int(PRESS_WINDOW),
             waiting_orders=self.waiting_orders(),
             errors=errors,
+            code=code[:40],
             scripts=("setup.js",),
         )
 
@@ -400,30 +401,36 @@ class Access:
         code = str(form.get("code", ""))
         password = str(form.get("password", ""))
         confirm = str(form.get("confirm", ""))
+        # Every problem at once, and the code as typed: a person fixes all in one go.
         errors = self.password_errors(password, confirm)
-        if errors:
-            return await self._setup(request, errors, status=400)
         session = server.guard.session(request)
-        pressed = session is not None and self.press_proof.use(session.key)
-        if not pressed:
+        proven = session is not None and self.press_proof.state(session.key)[0] == "proven"
+        status = 400
+        if not proven and not normalize_code(code):
+            errors["code"] = _("Type the setup code from the printed ticket, or press ACCEPT.")
+        elif not proven:
             # Setup codes have their own throttle: guessing passwords never blocks them.
             wait = server.code_limiter.begin(client)
             if wait > 0:
                 message = _("Too many wrong attempts. Try again in about {minutes} min.")
                 response = await self._setup(
-                    request, {"": message.format(minutes=minutes(wait))}, status=429
+                    request, {"": message.format(minutes=minutes(wait))}, status=429, code=code
                 )
                 response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
                 return response
-            if not normalize_code(code) or not await server.credentials.check_setup_code(code):
+            if await server.credentials.check_setup_code(code):
+                server.code_limiter.success(client)
+            else:
                 log.warning("web: wrong setup code from %s", client)
                 server.code_limiter.failure(client)
-                return await self._setup(
-                    request,
-                    {"code": _("That setup code is not valid (or was used already).")},
-                    status=401,
-                )
-            server.code_limiter.success(client)
+                errors["code"] = _("That setup code is not valid (or was used already).")
+                status = 401
+        if errors:
+            return await self._setup(request, errors, status=status, code=code)
+        if proven and (session is None or not self.press_proof.use(session.key)):
+            # The press proof ran out between the two looks: the code is needed after all.
+            message = _("Type the setup code from the printed ticket, or press ACCEPT.")
+            return await self._setup(request, {"code": message}, status=400, code=code)
         await server.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
         await server.credentials.consume_setup_code()
@@ -436,13 +443,14 @@ class Access:
     def password_errors(self, password: str, confirm: str) -> dict[str, str]:
         _ = self.server.locale().gettext
         problem = password_problem(password)
+        errors: dict[str, str] = {}
         if problem and len(password) < MIN_PASSWORD:
-            return {"password": _("Use at least {n} characters.").format(n=MIN_PASSWORD)}
-        if problem:
-            return {"password": _("Use at most {n} characters.").format(n=MAX_PASSWORD)}
+            errors["password"] = _("Use at least {n} characters.").format(n=MIN_PASSWORD)
+        elif problem:
+            errors["password"] = _("Use at most {n} characters.").format(n=MAX_PASSWORD)
         if password != confirm:
-            return {"confirm": _("The two passwords differ.")}
-        return {}
+            errors["confirm"] = _("The two passwords differ.")
+        return errors
 
     # -- devices kept signed in ------------------------------------------------------------
 

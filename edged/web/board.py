@@ -13,10 +13,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from edged.allergens import is_allergy_note
 from edged.i18n import N_, Locale
 from edged.i18n.words import STATUS_WORDS, TYPE_WORDS
 from edged.journal.store import Command, StoredOrder
-from edged.printing.ticket import parse_time
+from edged.printing.ticket import couriers, kitchen_time, parse_time, table_text
 from edged.sinqro.models import OrderAction
 
 # The order a restaurant moves an accepted order along (doc 003, orderStatusTypeCode).
@@ -39,13 +40,18 @@ STEP_LABELS = {
     "delivered": N_("Delivered"),
     "finished": N_("Finished"),
 }
-# Preset cancellation reasons (told to the customer); free text is always possible too.
-CANCEL_REASONS = (
-    N_("Sorry, we are too busy right now."),
-    N_("Sorry, an item is out of stock."),
-    N_("Sorry, we are closing."),
-    N_("Sorry, we cannot deliver to this address."),
-)
+# Preset cancellation reasons (told to the customer), per order type: "we cannot deliver
+# to this address" only makes sense for a delivery. Free text is always possible too.
+_BUSY = N_("Sorry, we are too busy right now.")
+_STOCK = N_("Sorry, an item is out of stock.")
+_CLOSING = N_("Sorry, we are closing.")
+CANCEL_REASONS: dict[str, tuple[str, ...]] = {
+    "delivery": (_BUSY, _STOCK, _CLOSING, N_("Sorry, we cannot deliver to this address.")),
+    "collection": (_BUSY, _STOCK, _CLOSING),
+    "insitu": (_BUSY, _STOCK, _CLOSING),
+    "inside": (_STOCK, _BUSY, _CLOSING),
+    "reservation": (N_("Sorry, we are fully booked at that time."), _CLOSING),
+}
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 2000
 
@@ -71,6 +77,12 @@ def _number(value: Any) -> float | None:
     return number if abs(number) < 1e12 else None
 
 
+def cancel_reasons(order_type: str, locale: Locale) -> list[str]:
+    """The preset reasons offered for cancelling an order of ``order_type``."""
+    presets = CANCEL_REASONS.get(order_type, (_BUSY, _STOCK, _CLOSING))
+    return [locale.gettext(r) for r in presets]
+
+
 def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or depth > 3:
         return []
@@ -83,6 +95,7 @@ def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
                 "label": _text(item.get("label")),
                 "quantity": item.get("quantity") if isinstance(item.get("quantity"), int) else None,
                 "comment": _text(item.get("comment")),
+                "allergy": is_allergy_note(item.get("comment")),
                 "children": _lines(item.get("childrenOrderLines"), depth + 1),
             }
         )
@@ -133,7 +146,14 @@ def order_json(
     due = _stamp(order.execution_time)
     created = _stamp(parsed.created_at)
     # Due when Sinqro says (an ASAP order carries its estimate); else as soon as it came.
-    due_at = due if due is not None else (created or order.first_seen)
+    customer_at = due if due is not None else (created or order.first_seen)
+    # The counter counts to the time the kitchen must meet, as the kitchen ticket prints
+    # it big: the courier's pickup, else the preparation time, when it is another minute.
+    due_at, due_label = customer_at, ""
+    ready = kitchen_time(parsed)
+    if ready is not None and due is not None and int(ready[1].timestamp()) // 60 != int(due) // 60:
+        due_at = ready[1].timestamp()
+        due_label = _("Pickup") if ready[0] == "pickup" else _("Ready by")
     status_word = STATUS_WORDS.get(order.status)
     return {
         "id": order.id,
@@ -154,17 +174,25 @@ def order_json(
         "to_collect_text": locale.money(to_collect, currency) if pay == "collect" else "",
         "asap": parsed.is_asap,
         "due": due_at,
+        "due_label": due_label,
         "due_text": locale.time(due_at) if due_at else "",
         "due_day": locale.date(due_at) if due_at else "",
+        # The customer's own time, said apart when the counter counts to another one.
+        "customer_time_text": locale.time(customer_at) if due_label else "",
+        "table": table_text(parsed),
+        "couriers": [{"company": c, "driver": d} for c, d in couriers(parsed)],
         "comment": _text(raw.get("comment")),
+        "comment_allergy": is_allergy_note(raw.get("comment")),
         "cancellation_comment": _text(raw.get("cancellationComment")),
         "diners": raw.get("dinersNumber") if isinstance(raw.get("dinersNumber"), int) else None,
         "address": _address(raw.get("deliveryAddress")),
         "lines": _lines(raw.get("orderLines")),
         "first_seen": order.first_seen,
         "seen_text": locale.time(order.first_seen),
+        "seen_day": locale.date(order.first_seen),
         "updated": order.updated,
         "pending": [pending_json(c, locale) for c in pending],
+        "cancel_reasons": cancel_reasons(order.type, locale) if order.is_waiting else [],
         "statuses": []
         if order.is_waiting or order.is_final
         else [
@@ -255,7 +283,8 @@ def action_buttons(
 
 
 def offline_buttons(delays: Sequence[int], locale: Locale) -> list[dict[str, Any]]:
-    """Buttons when Sinqro cannot be asked: the command waits in the outbox anyway."""
+    """Buttons when Sinqro cannot be asked: the command waits in the outbox anyway. The
+    same shape as Sinqro's own buttons when ``delays`` are the ones Sinqro last offered."""
     buttons: list[dict[str, Any]] = [
         {"kind": "accept", "label": _accept_label(None, locale), "delay": None, "color": ""}
     ]
@@ -267,6 +296,19 @@ def offline_buttons(delays: Sequence[int], locale: Locale) -> list[dict[str, Any
         {"kind": "cancel", "label": locale.gettext("Cancel"), "delay": None, "color": ""}
     )
     return buttons
+
+
+def offered_delays(actions: Sequence[OrderAction]) -> tuple[int, ...]:
+    """The accept delays (minutes) Sinqro offers in ``actions``, smallest first."""
+    return tuple(
+        sorted(
+            {
+                int(a.delay_minutes)
+                for a in actions
+                if a.action_type.upper() == "ACCEPT" and a.delay_minutes and a.delay_minutes > 0
+            }
+        )
+    )
 
 
 def waiting_order(orders: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edged.decoding import ascii_int, decimal
 from edged.i18n import Locale
+from edged.i18n.words import TYPE_WORDS
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ACTION_WAIT = 3.0  # seconds a button waits for Sinqro's answer before saying "queued"
 ACTIONS_TTL = 20.0  # seconds Sinqro's order actions are reused for the board
+FAILED_TTL = 3.0  # seconds an unanswered ask for actions is not asked again
 
 
 class Board:
@@ -45,6 +47,9 @@ class Board:
         self.action_wait = ACTION_WAIT
         self.decision_seconds = Histogram(DECISION_BUCKETS)
         self._actions: dict[int, tuple[str, float, list[OrderAction] | None]] = {}
+        # The accept delays Sinqro offered last: the one source of the buttons' shape, so
+        # they look the same whether Sinqro answers now, later or not at all.
+        self._delays: tuple[int, ...] = ()
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/board", self.page)
@@ -104,7 +109,15 @@ class Board:
     async def page(self, request: web.Request) -> web.StreamResponse:
         _ = self.server.locale().gettext
         return self.server.pages.render(
-            request, "board.html", _("Orders"), scripts=("live.js", "board.js"), page_class="board"
+            request,
+            "board.html",
+            _("Orders"),
+            scripts=("live.js", "cards.js", "board.js"),
+            page_class="board",
+            order_types=[(k, _(v)) for k, v in TYPE_WORDS.items()],
+            retention_days=self.server.services.config().journal.retention_days,
+            # The virtual panel's long press holds a little longer than the panel needs.
+            hold_seconds=round(self.server.services.config().panel.accept_hold + 0.3, 1),
         )
 
     def forget_actions(self, new_events: list[Event]) -> None:
@@ -118,11 +131,13 @@ class Board:
     ) -> tuple[list[dict[str, Any]], bool]:
         """Buttons for a waiting order; ``True`` when they come from Sinqro itself."""
         services = self.server.services
-        orders_config = services.config().orders
-        delays = [orders_config.default_delay, orders_config.long_press_delay]
         cached = self._actions.get(order.id)
         now = time.monotonic()
-        if cached is not None and cached[0] == order.status and now - cached[1] < ACTIONS_TTL:
+        fresh = cached is not None and cached[0] == order.status
+        if fresh and cached is not None:
+            ttl = ACTIONS_TTL if cached[2] is not None else FAILED_TTL
+            fresh = now - cached[1] < ttl
+        if fresh and cached is not None:
             actions = cached[2]
         else:
             actions = None
@@ -132,9 +147,19 @@ class Board:
             except (SinqroError, TimeoutError, OSError) as exc:
                 log.info("web: order %s actions not available: %s", order.id, exc)
             self._actions[order.id] = (order.status, now, actions)
+            if actions is not None and (offered := board.offered_delays(actions)):
+                self._delays = offered
+        delays = self.delays()
         if actions is None:
             return board.offline_buttons(delays, locale), False
         return board.action_buttons(actions, locale, fallback_delays=delays), True
+
+    def delays(self) -> tuple[int, ...]:
+        """Accept delays for the buttons: Sinqro's last offer, else the box's own."""
+        if self._delays:
+            return self._delays
+        orders_config = self.server.services.config().orders
+        return tuple(d for d in (orders_config.default_delay, orders_config.long_press_delay) if d)
 
     async def api_board(self, request: web.Request) -> web.StreamResponse:
         services = self.server.services
@@ -147,7 +172,13 @@ class Board:
             by_order.setdefault(command.order_id, []).append(command)
         waiting = [o for o in open_orders if o.is_waiting]
         active = [o for o in open_orders if not o.is_waiting]
-        button_sets = await asyncio.gather(*(self._actions_for(o, locale) for o in waiting))
+        paired = bool(services.pairing().paired)
+        if paired:
+            button_sets = await asyncio.gather(*(self._actions_for(o, locale) for o in waiting))
+        else:
+            # Nothing can reach Sinqro until the box is connected again: no buttons to
+            # queue decisions that would wait for a pairing nobody may ever make.
+            button_sets = [([], False) for _o in waiting]
         waiting_json = []
         for order, (buttons, live) in zip(waiting, button_sets, strict=True):
             item = board.order_json(order, locale, by_order.get(order.id, ()))
@@ -161,24 +192,42 @@ class Board:
         return json_response(
             {
                 "now": time.time(),
+                "paired": paired,
                 "status": self.server.live.status_json(),
                 "waiting": board.waiting_order(waiting_json),
                 "active": active_json,
                 "printers": [p.name for p in config.printers],
                 "can_reprint": services.spooler is not None,
-                "cancel_reasons": [locale.gettext(r) for r in board.CANCEL_REASONS],
+                "long_press": {
+                    "seconds": config.panel.accept_hold,
+                    "delay": config.orders.long_press_delay,
+                },
             }
         )
 
     async def api_history(self, request: web.Request) -> web.StreamResponse:
+        """Orders the journal still keeps: today's by default, ``days=N`` back (at most
+        the journal's retention, ``all``), matching ``q`` (code, name, phone, comment...)."""
         search = request.query.get("q", "")[:100]
         locale = self.server.locale()
-        # Today is the selling point's today.
+        retention = self.server.services.config().journal.retention_days
+        raw_days = request.query.get("days", "1")
+        days = retention if raw_days == "all" else (ascii_int(raw_days, max_digits=4) or 1)
+        days = max(1, min(days, retention))
+        # Today is the selling point's today; "N days" are today and the N-1 before it.
         midnight = locale.local(time.time()).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = midnight.timestamp() - (days - 1) * 86400
         orders = await self.server.services.journal.list_orders(
-            since=midnight.timestamp(), search=search, limit=200
+            since=since, search=search, limit=200
         )
-        return json_response({"orders": [board.order_json(o, locale) for o in orders], "q": search})
+        return json_response(
+            {
+                "orders": [board.order_json(o, locale) for o in orders],
+                "q": search,
+                "days": days,
+                "limit": 200,
+            }
+        )
 
     async def api_status(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.server.live.status_json())

@@ -113,7 +113,8 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
     ),
     ("orders", "long_press_delay"): (
         N_("Minutes added by a long ACCEPT press"),
-        N_("Hold ACCEPT for 2 seconds to accept with this delay."),
+        # The hold itself is the panel's setting: a number here would go stale.
+        N_("How long the hold is: Panel, Long ACCEPT press."),
     ),
     ("orders", "cancel_comment"): (
         N_("Reason sent by the CANCEL button"),

@@ -32,10 +32,29 @@ class PairingPages:
         r.add_post("/pairing/logout", self.logout)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        return self._render(request, {})
+        return self._render(request, {}, name=await self.selling_point_name())
+
+    async def selling_point_name(self) -> str:
+        """The paired selling point's name: the pairing's, else the one Sinqro writes in
+        the orders it sent for it (a box paired by its config file knows only the id)."""
+        pairing = self.server.services.pairing()
+        if not pairing.paired or pairing.selling_point_name:
+            return pairing.selling_point_name
+        for order in await self.server.services.journal.list_orders(limit=20):
+            point = order.payload.get("sellingPoint")
+            if isinstance(point, dict) and parse_id(point.get("id")) == pairing.selling_point_id:
+                name = point.get("name")
+                if isinstance(name, str) and name.strip():
+                    return name.strip()[:200]
+        return ""
 
     def _render(
-        self, request: web.Request, errors: Mapping[str, str], *, status: int = 200
+        self,
+        request: web.Request,
+        errors: Mapping[str, str],
+        *,
+        status: int = 200,
+        name: str | None = None,
     ) -> web.Response:
         server = self.server
         session = server.guard.signed_in(request)
@@ -46,6 +65,7 @@ class PairingPages:
             server.locale().gettext("Connection to Sinqro"),
             status=status,
             pairing=pairing,
+            selling_point_name=pairing.selling_point_name if name is None else name,
             link=server.board.link_word(server.services.state.get("link")),
             selling_points=session.selling_points,
             errors=errors,

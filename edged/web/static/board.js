@@ -1,38 +1,25 @@
 // The live order board: fetches /api/board, listens to /events (server-sent events) and
-// sends decisions with the session's CSRF token. Text from orders only ever goes in
-// through textContent, never as HTML. Words come from the box's catalog (t()); times,
+// sends decisions with the session's CSRF token. What a card and a history row show is
+// drawn by cards.js (loaded first). Words come from the box's catalog (t()); times,
 // amounts and labels arrive already in the box's language and time zone.
 "use strict";
 
 (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const $ = (sel, root = document) => root.querySelector(sel);
-  const catalog = JSON.parse($("#i18n").textContent || "{}");
-  const t = (text, values = {}) =>
-    (catalog[text] || text).replace(/\{(\w+)\}/g, (m, key) => (key in values ? String(values[key]) : m));
+  const { $, t, el, drawFacts, orderState, historyRow } = window.edgedCards;
   const baseTitle = document.title;
-  const results = new Map(); // order id -> last result text, kept across re-renders
+  const results = new Map(); // order id -> last result {text, ok, queued}, kept across re-renders
+  const opened = new Set(); // orders opened in the compact view
   const seenOrders = new Set(); // waiting orders this page already announced
   let alerting = []; // waiting orders announced and not marked seen yet
   let printers = [];
   let canReprint = false;
-  let reasons = [];
   let online = true;
+  let paired = true;
+  let compact = localStorage.getItem("edged.board.compact") === "1";
   let clockSkew = 0; // box time minus this device's time, seconds
   let chimeTimer = null;
   let wakeLock = null;
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
-      else node[key] = value;
-    }
-    for (const child of children) if (child) node.append(child);
-    return node;
-  }
 
   async function post(url, body) {
     let response;
@@ -136,6 +123,7 @@
     const box = $("#new-order-alert");
     if (!alerting.length) {
       box.hidden = true;
+      keepClearOfBanner();
       clearInterval(chimeTimer);
       chimeTimer = null;
       return;
@@ -146,6 +134,7 @@
       : t("{n} new orders", { n: alerting.length });
     $("#alert-text").textContent = text;
     box.hidden = false;
+    keepClearOfBanner();
     if (fresh.length) {
       ring();
       clearInterval(chimeTimer);
@@ -153,10 +142,18 @@
     }
   }
 
+  function keepClearOfBanner() {
+    // The sticky banner covers the top of the page: scrolling to a card (a cancel form
+    // opened, "seen") stops below it, never under it.
+    const box = $("#new-order-alert");
+    document.documentElement.style.scrollPaddingTop = box.hidden ? "" : `${box.offsetHeight + 8}px`;
+  }
+
   $("#alert-seen").addEventListener("click", async () => {
     const ids = alerting.map((o) => o.id);
     alerting = [];
     $("#new-order-alert").hidden = true;
+    keepClearOfBanner();
     clearInterval(chimeTimer);
     chimeTimer = null;
     updateTitle(Number($("#waiting-count").textContent));
@@ -188,7 +185,8 @@
     }
     if (due) {
       const left = Math.round((due - now) / 60);
-      const when = node.dataset.dueText;
+      // "Pickup 13:42": the time the kitchen must meet, when it is not the customer's.
+      const when = [node.dataset.dueLabel, node.dataset.dueText].filter(Boolean).join(" ");
       if (left < 0) dueNode.textContent = t("{time} · late {n} min", { time: when, n: -left });
       else if (left <= 90) dueNode.textContent = t("{time} · in {n} min", { time: when, n: left });
       else dueNode.textContent = t("{time} · {day}", { time: when, day: node.dataset.dueDay });
@@ -201,7 +199,7 @@
   // -- cards -------------------------------------------------------------------------------
 
   function decisionLabel(label) {
-    return online ? label : t("Queue: {action}", { action: label });
+    return online || !paired ? label : t("Queue: {action}", { action: label });
   }
 
   async function decide(order, url, body, node) {
@@ -210,7 +208,7 @@
     node.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     const { data } = await post(url, body);
     const text = describeResult(data);
-    results.set(order.id, { text, ok: !!data.ok });
+    results.set(order.id, { text, ok: !!data.ok, queued: !!data.ok && data.state === "queued" });
     out.textContent = text;
     out.dataset.ok = data.ok ? "true" : "false";
     node.querySelectorAll("button").forEach((b) => { b.disabled = false; });
@@ -229,21 +227,10 @@
       : t("{action}: queued, sent as soon as Sinqro answers", { action: c.text }))).join(" · ");
   }
 
-  function addLines(list, lines) {
-    const add = (line, depth) => {
-      const text = `${line.quantity ? line.quantity + "× " : ""}${line.label}`;
-      const item = el("li", { text, class: depth ? "child" : "" });
-      if (line.comment) item.append(el("span", { class: "line-note", text: line.comment }));
-      list.append(item);
-      line.children.forEach((child) => add(child, depth + 1));
-    };
-    lines.forEach((line) => add(line, 0));
-  }
-
   function cancelForm(order, node) {
     const form = $(".cancel-form", node);
     const box = $(".reasons", form);
-    reasons.forEach((reason, i) => {
+    order.cancel_reasons.forEach((reason, i) => {
       const id = `reason-${order.id}-${i}`;
       box.append(el("label", { class: "reason", htmlFor: id },
         el("input", { type: "radio", name: "reason", value: reason, id }), el("span", { text: reason })));
@@ -269,6 +256,25 @@
     return form;
   }
 
+  function openCancel(form, node) {
+    form.hidden = false;
+    $(".actions", node).hidden = true;
+    // Below the sticky banner, never under it (scroll-padding-top follows its height).
+    form.scrollIntoView({ block: "nearest" });
+  }
+
+  function resultFor(order) {
+    const last = results.get(order.id);
+    if (!last) return null;
+    // A queued decision that is no longer queued was delivered: say so, not "queued".
+    if (last.queued && !order.pending.length) {
+      const sent = { text: t("Sent: Sinqro has it."), ok: true, queued: false };
+      results.set(order.id, sent);
+      return sent;
+    }
+    return last;
+  }
+
   function card(order) {
     const node = $("#order-template").content.firstElementChild.cloneNode(true);
     node.dataset.orderId = String(order.id);
@@ -276,59 +282,59 @@
     node.dataset.due = String(order.due || "");
     node.dataset.dueText = order.due_text;
     node.dataset.dueDay = order.due_day;
+    node.dataset.dueLabel = order.due_label || "";
     node.dataset.type = order.type;
+    node.dataset.state = orderState(order);
     node.classList.add(order.waiting ? "waiting" : "active");
-    $(".code", node).textContent = `#${order.code}`;
-    $(".type", node).textContent = order.type_text;
-    const pay = $(".pay", node);
-    if (order.payment === "paid") {
-      pay.textContent = `${t("PAID")} ${order.total_text}`;
-      pay.dataset.payment = "paid";
-    } else if (order.payment === "collect") {
-      pay.textContent = `${t("CASH TO COLLECT")} ${order.to_collect_text}`;
-      pay.dataset.payment = "collect";
-    } else {
-      // No payment info: the amount alone (nothing for a free reservation).
-      pay.textContent = order.total ? order.total_text : "";
-      pay.dataset.payment = "unknown";
+    if (compact && !opened.has(order.id)) node.classList.add("folded");
+    const head = $("header", node);
+    head.addEventListener("click", (event) => {
+      if (!compact || event.target.closest("a, button")) return;
+      if (opened.has(order.id)) opened.delete(order.id); else opened.add(order.id);
+      node.classList.toggle("folded", !opened.has(order.id));
+      head.setAttribute("aria-expanded", String(opened.has(order.id)));
+    });
+    if (compact) {
+      head.setAttribute("role", "button");
+      head.tabIndex = 0;
+      head.setAttribute("aria-expanded", String(opened.has(order.id)));
+      head.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); head.click(); }
+      });
     }
-    $(".status", node).textContent = order.waiting ? "" : order.status_text;
-    $(".name", node).textContent = [order.consumer, order.diners ? t("{n} diners", { n: order.diners }) : ""]
-      .filter(Boolean).join(" · ");
-    const phone = $(".phone", node);
-    if (order.phone) {
-      phone.textContent = order.phone;
-      phone.href = `tel:${order.phone.replace(/[^+\d]/g, "")}`;
-    } else phone.remove();
-    $(".address", node).textContent = order.address;
-    addLines($(".lines", node), order.lines);
-    $(".note", node).textContent = order.comment;
+    drawFacts(node, order);
     $(".pending", node).textContent = pendingText(order);
-    const last = results.get(order.id);
+    const last = resultFor(order);
     if (last) {
       $(".result", node).textContent = last.text;
       $(".result", node).dataset.ok = last.ok ? "true" : "false";
     }
     const actions = $(".actions", node);
-    if (order.waiting) {
+    // A decision is queued: no second one to take (the box would refuse it); the card
+    // says "queued" until Sinqro has it.
+    const decided = order.pending.length > 0;
+    if (order.waiting && !decided) {
       const form = cancelForm(order, node);
       for (const action of order.actions) {
-        const button = el("button", { type: "button", text: decisionLabel(action.label),
+        const label = action.kind === "accept" && action.delay
+          ? t("+{minutes} min", { minutes: action.delay }) : action.label;
+        const button = el("button", { type: "button", text: decisionLabel(label),
           class: action.kind === "cancel" ? "danger" : "accept" });
         button.dataset.kind = action.kind;
-        if (action.delay) button.dataset.delay = String(action.delay);
+        button.title = action.label;
+        if (action.delay) {
+          button.dataset.delay = String(action.delay);
+          button.setAttribute("aria-label", decisionLabel(action.label));
+        }
         if (action.kind === "accept") {
           button.addEventListener("click", () => decide(order,
             `/api/orders/${order.id}/accept`, { delay: action.delay }, node));
         } else {
-          button.addEventListener("click", () => {
-            form.hidden = false;
-            actions.hidden = true;
-          });
+          button.addEventListener("click", () => openCancel(form, node));
         }
         actions.append(button);
       }
-    } else {
+    } else if (!order.waiting && !decided) {
       for (const step of order.statuses) {
         const button = el("button", { type: "button", text: decisionLabel(step.label), class: "step" });
         button.dataset.status = step.status;
@@ -337,9 +343,16 @@
         actions.append(button);
       }
     }
-    if (canReprint) actions.append(reprintButton(order, node));
+    // Reprint belongs to orders already decided, not to a card waiting for a decision.
+    if (canReprint && !order.waiting) actions.append(reprintButton(order, node));
     updateClock(node);
     return node;
+  }
+
+  function shown(order) {
+    const type = $("#filter-type").value;
+    const state = $("#filter-state").value;
+    return (type === "all" || order.type === type) && (state === "all" || orderState(order) === state);
   }
 
   function reprintButton(order, node) {
@@ -364,30 +377,46 @@
     return wrap;
   }
 
+  function signature(order) {
+    // Everything a card is drawn from: the same signature draws the same card.
+    const last = results.get(order.id);
+    const { acknowledged, updated, ...drawn } = order; // not on the card
+    return JSON.stringify([drawn, last ? last.text : "", online, paired, compact, opened.has(order.id)]);
+  }
+
   function fill(container, orders, emptyText) {
-    // Keep a cancel reason being typed when the board refreshes under it.
-    const typing = new Map();
-    container.querySelectorAll(".order").forEach((node) => {
-      const form = $(".cancel-form", node);
-      if (form && !form.hidden) {
-        const picked = $("input[name=reason]:checked", form);
-        typing.set(node.dataset.orderId, { text: $("input[name=comment]", form).value, reason: picked ? picked.value : null });
+    // A card whose order did not change is kept as it is, so a button under a finger, a
+    // cancel reason being typed or a scroll position never jumps when the board refreshes.
+    const kept = new Map();
+    container.querySelectorAll(".order").forEach((node) => kept.set(node.dataset.orderId, node));
+    const visible = orders.filter(shown);
+    const nodes = [];
+    if (!orders.length) nodes.push(el("p", { class: "empty", text: emptyText }));
+    else if (!visible.length) nodes.push(el("p", { class: "empty", text: t("No order matches the filter.") }));
+    for (const order of visible) {
+      const old = kept.get(String(order.id));
+      const sig = signature(order);
+      if (old && old.dataset.sig === sig) {
+        nodes.push(old);
+        continue;
       }
-    });
-    container.replaceChildren();
-    if (!orders.length) container.append(el("p", { class: "empty", text: emptyText }));
-    for (const order of orders) {
       const node = card(order);
-      const kept = typing.get(String(order.id));
-      if (kept) {
-        const form = $(".cancel-form", node);
-        form.hidden = false;
+      node.dataset.sig = signature(order); // resultFor() may have just said "sent"
+      const form = old && $(".cancel-form", old);
+      if (form && !form.hidden) { // keep a cancel reason being typed
+        const picked = $("input[name=reason]:checked", form);
+        const fresh = $(".cancel-form", node);
+        fresh.hidden = false;
         $(".actions", node).hidden = true;
-        $("input[name=comment]", form).value = kept.text;
-        form.querySelectorAll("input[name=reason]").forEach((r) => { r.checked = r.value === kept.reason; });
+        $("input[name=comment]", fresh).value = $("input[name=comment]", form).value;
+        fresh.querySelectorAll("input[name=reason]").forEach((r) => { r.checked = !!picked && r.value === picked.value; });
       }
-      container.append(node);
+      nodes.push(node);
     }
+    container.replaceChildren(...nodes);
+    const hidden = orders.length - visible.length;
+    const count = container.parentElement.querySelector(".filtered");
+    if (count) count.textContent = hidden ? t("{n} hidden by the filter", { n: hidden }) : "";
   }
 
   // -- status and offline (the stream and the status line: live.js) -----------------------
@@ -397,6 +426,17 @@
     online = status.online;
     if (was !== online) scheduleBoard(); // the buttons say "queue" while offline
     $("#virtual-panel").hidden = !status.virtual_panel;
+    renderPairing(status);
+  }
+
+  function renderPairing(status) {
+    // Deliberately disconnected: nothing is queued, nothing will be sent until it is paired.
+    if (paired && !(status && status.pairing && !status.pairing.paired)) return;
+    if (document.body.dataset.live === "false") return; // the box itself does not answer
+    const banner = $("#offline-banner");
+    banner.replaceChildren(t("This box is not connected to Sinqro: orders cannot be accepted or cancelled here."),
+      " ", el("a", { href: "/pairing", text: t("Connect it on the Sinqro page.") }));
+    banner.hidden = false;
   }
 
   // -- loading -----------------------------------------------------------------------------
@@ -414,11 +454,11 @@
     clockSkew = data.now - Date.now() / 1000;
     printers = data.printers;
     canReprint = data.can_reprint;
-    reasons = data.cancel_reasons;
+    paired = data.paired;
+    lastBoard = data;
     window.EdgedLive.renderStatus(data.status);
     onStatus(data.status);
-    fill($("#waiting"), data.waiting, t("No order waiting."));
-    fill($("#active"), data.active, t("Nothing in progress."));
+    render();
     $("#waiting-count").textContent = String(data.waiting.length);
     $("#active-count").textContent = String(data.active.length);
     announce(data.waiting);
@@ -436,6 +476,28 @@
     for (const id of seenOrders) if (!ids.has(id)) seenOrders.delete(id);
   }
 
+  let lastBoard = null;
+  function render() {
+    if (!lastBoard) return;
+    fill($("#waiting"), lastBoard.waiting, t("No order waiting."));
+    fill($("#active"), lastBoard.active, t("Nothing in progress."));
+  }
+
+  function setCompact(on) {
+    compact = on;
+    localStorage.setItem("edged.board.compact", on ? "1" : "0");
+    document.body.classList.toggle("compact", on);
+    const button = $("#view-compact");
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? t("Full cards") : t("Compact list");
+    render();
+  }
+  $("#view-compact").addEventListener("click", () => setCompact(!compact));
+  ["#filter-type", "#filter-state"].forEach((sel) => $(sel).addEventListener("change", render));
+  document.body.classList.toggle("compact", compact);
+  $("#view-compact").setAttribute("aria-pressed", String(compact));
+  $("#view-compact").textContent = compact ? t("Full cards") : t("Compact list");
+
   let boardTimer = null;
   function scheduleBoard() {
     if (boardTimer) return;
@@ -444,28 +506,29 @@
 
   async function loadHistory() {
     const q = $("#history-q").value;
+    const days = $("#history-days").value;
     let response;
     try {
-      response = await fetch(`/api/history?q=${encodeURIComponent(q)}`, { credentials: "same-origin" });
+      response = await fetch(`/api/history?q=${encodeURIComponent(q)}&days=${encodeURIComponent(days)}`,
+        { credentials: "same-origin" });
     } catch (err) { return; }
     if (!response.ok) return;
     const data = await response.json();
     const body = $("#history");
     body.replaceChildren();
+    const labels = [...document.querySelectorAll("table.history thead th")].map((th) => th.textContent);
     for (const order of data.orders) {
-      const row = el("tr", {},
-        el("td", { text: order.seen_text }),
-        el("td", { text: `#${order.code}` }),
-        el("td", { text: order.type_text }),
-        el("td", { text: order.status_text }),
-        el("td", { text: [order.consumer, order.phone].filter(Boolean).join(" · ") }),
-        el("td", { text: order.total_text }));
-      const last = el("td", {}, canReprint ? reprintButton(order, row) : null);
+      const row = historyRow(order, data.days, labels);
+      const last = el("td", {}, canReprint && !order.waiting ? reprintButton(order, row) : null);
       last.append(el("span", { class: "result" }));
       row.append(last);
       body.append(row);
     }
-    if (!data.orders.length) body.append(el("tr", {}, el("td", { text: t("No order today."), colSpan: 7 })));
+    if (!data.orders.length) {
+      const text = q ? t("No order matches the search.") : data.days > 1 ? t("No order in that time.") : t("No order today.");
+      body.append(el("tr", { class: "none" }, el("td", { text, colSpan: 7 })));
+    }
+    $("#history-more").hidden = data.orders.length < data.limit;
   }
 
   function notice(data) {
@@ -485,6 +548,7 @@
     });
   });
   $("#history-search").addEventListener("submit", (event) => { event.preventDefault(); loadHistory(); });
+  $("#history-days").addEventListener("change", loadHistory);
 
   loadBoard();
   window.EdgedLive.start({

@@ -145,6 +145,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     read_env_file(Path(args.file).with_name("edged.env"))
     config = load_config(args.file)
     print(f"{config.source}: OK")
+    for refused in config.refused:  # the web page's settings the daemon ignores
+        print(f"edged: refused: {refused}", file=sys.stderr)
     if args.show:
         print(json.dumps(to_plain(config), indent=2, ensure_ascii=False))
     return 0

@@ -4,7 +4,10 @@ Load order (later wins, tables merge key by key):
 
 1. the main file, e.g. ``/etc/edged/edged.toml``;
 2. drop-ins ``/etc/edged/edged.toml.d/*.toml`` in name order (vendor and fleet overrides);
-3. ``settings.toml`` in the state directory, written atomically by the web setup page.
+3. ``settings.toml`` in the state directory, written atomically by the web setup page. It
+   belongs to the daemon's user, so only the keys the page edits apply from it
+   (:mod:`edged.weblayer`); any other key is ignored with a logged error and listed in
+   :attr:`Config.refused`.
 
 Every key is checked by :func:`edged.configtools.build`; see ``config/edged.example.toml``
 for the documented list.
@@ -12,6 +15,7 @@ for the documented list.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -27,6 +31,9 @@ from edged.i18n import N_, Language
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
+from edged.weblayer import WebLayer, screen
+
+log = logging.getLogger(__name__)
 
 PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
@@ -182,6 +189,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Where this config came from; not a config key.
     source: str = field(default="", init=False, compare=False)
+    # Keys of the web page's settings.toml that were ignored (edged.weblayer), as messages.
+    refused: tuple[str, ...] = field(default=(), init=False, compare=False)
 
     def check(self) -> None:
         names = [p.name for p in self.printers]
@@ -218,7 +227,11 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, dict[str, Any]]]:
-    """The parsed files that make up the config, in load order."""
+    """The parsed files that make up the config, in load order.
+
+    The web page's layer comes screened (:func:`edged.weblayer.screen`): what it may not
+    set is left out and logged, and the layer (a :class:`~edged.weblayer.WebLayer`) lists it.
+    """
     out = [(path, read_toml(path))]
     dropin_dir = path.with_name(path.name + ".d")
     if dropin_dir.is_dir():
@@ -241,7 +254,10 @@ def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, di
         except (OSError, ValueError) as exc:  # a name too long, a NUL in it
             raise ConfigError(str(path), "box.state_dir", f"cannot be used: {exc}") from None
         if found:
-            out.append((web, read_toml(web)))
+            kept, refused = screen(read_toml(web), merged, str(web))
+            for refusal in refused:
+                log.error("bad configuration: %s", refusal)
+            out.append((web, WebLayer(kept, refused)))
     return out
 
 
@@ -276,6 +292,8 @@ def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
         state_dir = (stack[0][0].parent / state_dir).resolve()
         object.__setattr__(config.box, "state_dir", str(state_dir))
     object.__setattr__(config, "source", main)
+    refused = [str(r) for _, doc in stack if isinstance(doc, WebLayer) for r in doc.refused]
+    object.__setattr__(config, "refused", tuple(refused))
     return config
 
 
@@ -304,13 +322,27 @@ def save_web_settings(config: Config, changes: dict[str, Any]) -> Config:
     ``changes`` is a partial TOML-shaped document (e.g. ``{"orders": {"auto_accept": True}}``).
     It is merged into the state directory's ``settings.toml``; the whole result is validated
     before anything is written, so a bad value leaves the file as it was.
+    Only what the page may set is accepted (:mod:`edged.weblayer`); keys of the file that
+    it may not set are dropped from it. Nothing is written when nothing changes.
     Returns the new config. Raises :class:`ConfigError` naming the key on a bad value.
     """
     path = config.state_dir / WEB_SETTINGS_FILE
     stack = layers(Path(config.source), with_web_settings=False)
-    current = read_toml(path) if path.is_file() else {}
+    root: dict[str, Any] = {}
+    for _, doc in stack:
+        root = merge(root, doc)
+    _, refused = screen(changes, root, str(path))
+    if refused:
+        first = refused[0]
+        raise ConfigError(first.file, first.key, first.reason)
+    raw = read_toml(path) if path.is_file() else {}
+    current, dropped = screen(raw, root, str(path))
+    for refusal in dropped:
+        log.error("web: removing from the saved settings: %s", refusal)
     updated = merge(current, changes)
-    new = from_layers([*stack, (path, updated)])
+    new = from_layers([*stack, (path, WebLayer(updated, []))])
+    if updated == raw:
+        return new
     tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("w", encoding="utf-8") as fh:

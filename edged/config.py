@@ -31,7 +31,7 @@ from edged.i18n import N_, Language
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
-from edged.weblayer import WebLayer, screen
+from edged.weblayer import Refusal, WebLayer, screen
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Where this config came from; not a config key.
     source: str = field(default="", init=False, compare=False)
-    # Keys of the web page's settings.toml that were ignored (edged.weblayer), as messages.
-    refused: tuple[str, ...] = field(default=(), init=False, compare=False)
+    # Keys of the web page's settings.toml that were ignored (edged.weblayer).
+    refused: tuple[Refusal, ...] = field(default=(), init=False, compare=False)
 
     def check(self) -> None:
         names = [p.name for p in self.printers]
@@ -292,7 +292,7 @@ def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
         state_dir = (stack[0][0].parent / state_dir).resolve()
         object.__setattr__(config.box, "state_dir", str(state_dir))
     object.__setattr__(config, "source", main)
-    refused = [str(r) for _, doc in stack if isinstance(doc, WebLayer) for r in doc.refused]
+    refused = [r for _, doc in stack if isinstance(doc, WebLayer) for r in doc.refused]
     object.__setattr__(config, "refused", tuple(refused))
     return config
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edged.i18n import N_
+
 # The keys the setup page writes (edged/web/setup.py): the box's language, the sections it
 # shows a form for, and the printer list. Every other table or key is refused.
 WEB_KEYS: dict[str, frozenset[str]] = {
@@ -130,7 +132,14 @@ PATH_KEYS: dict[str, frozenset[str]] = {
 PRINTER_PATH_KEYS = frozenset({"logo"})
 # pyserial URLs that reach a device over the network, or nothing at all.
 SERIAL_URLS = ("socket://", "rfc2217://", "loop://")
-WHY_NOT_HERE = "not a setting the web page may change (set it in /etc/edged/edged.toml)"
+# Why a key was refused: message ids, shown on the setup page in the box's language.
+WHY_NOT_HERE = N_("not a setting the web page may change (set it in /etc/edged/edged.toml)")
+WHY_PATH = N_("a path is not a setting the web page may change")
+WHY_TABLE = N_("expected a table")
+WHY_PRINTERS = N_("expected a list of printer tables")
+WHY_DEVICE = N_("a printer address from the web page must be a network, USB or /dev device")
+WHY_VIRTUAL = N_("a virtual printer from the web page must be a directory inside the state dir")
+WHY_SERIAL = N_("the serial port from the web page must be a device under /dev")
 
 
 @dataclass(frozen=True)
@@ -170,12 +179,12 @@ def printer_uri_problem(uri: Any) -> str:
         path = rest.partition("?")[0] if scheme == "serial" else rest
         if _under_dev(path):
             return ""
-        return f"a {scheme}:// printer address from the web page must be a device under /dev"
+        return WHY_DEVICE
     if scheme == "virtual":
         parts = rest.split("/")
         if rest and not rest.startswith("/") and ".." not in parts:
             return ""
-        return "a virtual printer from the web page must be a directory inside the state dir"
+        return WHY_VIRTUAL
     return ""  # an unknown scheme: the printer schema refuses it in its own words
 
 
@@ -183,7 +192,7 @@ def serial_port_problem(port: Any) -> str:
     """Why the web layer may not set the serial bridge's ``port``; ``""`` when it may."""
     if not isinstance(port, str) or _under_dev(port) or port.startswith(SERIAL_URLS):
         return ""
-    return "the serial port from the web page must be a device under /dev"
+    return WHY_SERIAL
 
 
 def _printers_by_name(root: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -215,7 +224,7 @@ def screen(
             refuse(table)
             continue
         if not isinstance(value, Mapping):
-            refuse(table, "expected a table")
+            refuse(table, WHY_TABLE)
             continue
         base = root.get(table)
         base = base if isinstance(base, Mapping) else {}
@@ -226,7 +235,7 @@ def screen(
                 if item in ("", base.get(key, "")):
                     out[key] = item
                 else:
-                    refuse(dotted, "a path is not a setting the web page may change")
+                    refuse(dotted, WHY_PATH)
                 continue
             if key not in allowed:
                 refuse(dotted)
@@ -247,7 +256,7 @@ def _screen_printers(
     whole list is refused (it replaces the root-owned list, so a printer that loses its
     address is left out rather than changed)."""
     if not isinstance(value, list) or not all(isinstance(p, Mapping) for p in value):
-        refuse("printers", "expected a list of printer tables")
+        refuse("printers", WHY_PRINTERS)
         return None
     root_printers = _printers_by_name(root)
     out: list[dict[str, Any]] = []
@@ -260,7 +269,7 @@ def _screen_printers(
                 if item in ("", same.get(key, "")):
                     entry[key] = item
                 else:
-                    refuse(dotted, "a path is not a setting the web page may change")
+                    refuse(dotted, WHY_PATH)
                     if key in same:  # the list replaces root's: keep root's value
                         entry[key] = same[key]
             elif key not in PRINTER_KEYS:

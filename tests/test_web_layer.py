@@ -5,6 +5,7 @@ listed as refused, and the rest of the config loads."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_hostile_forms import WebBox, webbox  # noqa: F401 - the fixture, signed in
 
 from edged.config import load_config, save_web_settings
 from edged.configtools import ConfigError
@@ -52,10 +54,10 @@ def test_paths_and_other_tables_from_the_web_layer_are_ignored_and_listed(
     assert config.box.state_dir == str(tmp_path / "state")
     assert config.sinqro.base_url == "https://api.sinqro.com/pos-app/v1"
     assert config.mqtt.ca_file == ""
-    keys = [line.split(": ")[1] for line in config.refused]
+    keys = [r.key for r in config.refused]
     assert keys == ["journal", "box.state_dir", "sinqro", "mqtt.ca_file"]
-    assert all(line.startswith(f"{web}: ") for line in config.refused)
-    assert all(line.endswith("; ignored") for line in config.refused)
+    assert all(str(r).startswith(f"{web}: ") for r in config.refused)
+    assert all(str(r).endswith("; ignored") for r in config.refused)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for key in keys:
         assert f"{web}: {key}: " in logged
@@ -85,7 +87,7 @@ def test_printer_addresses_from_the_web_layer(tmp_path: Path, uri: str, applies:
         assert config.refused == ()
     else:
         assert config.printers == []
-        assert [line.split(": ")[1] for line in config.refused] == ["printers[0].uri"]
+        assert [r.key for r in config.refused] == ["printers[0].uri"]
 
 
 def test_the_page_may_repeat_what_the_root_owned_files_say(tmp_path: Path) -> None:
@@ -110,7 +112,7 @@ def test_the_page_may_repeat_what_the_root_owned_files_say(tmp_path: Path) -> No
         '[[printers]]\nname = "k"\nuri = "file:///srv/tickets.bin"\nlogo = "/etc/shadow"\n'
     )
     config = load_config(main)
-    assert [line.split(": ")[1] for line in config.refused] == ["printers[0].logo"]
+    assert [r.key for r in config.refused] == ["printers[0].logo"]
     assert config.printers[0].logo == "/etc/edged/l.png"
     web.write_text('[[printers]]\nname = "other"\nuri = "file:///srv/tickets.bin"\n')
     config = load_config(main)
@@ -123,7 +125,7 @@ def test_the_serial_bridge_port_must_be_a_device(tmp_path: Path) -> None:
     config = load_config(main)
     assert config.serial.port == "/dev/ttyUSB0"
     assert config.serial.baudrate == 19200
-    assert [line.split(": ")[1] for line in config.refused] == ["serial.port"]
+    assert [r.key for r in config.refused] == ["serial.port"]
     web.write_text('[serial]\nport = "/dev/serial/by-id/usb-pos"\n')
     assert load_config(main).serial.port == "/dev/serial/by-id/usb-pos"
 
@@ -183,3 +185,23 @@ def test_every_key_the_setup_page_writes_is_allowed() -> None:
     assert printer_fields == PRINTER_KEYS | PRINTER_PATH_KEYS
     assert "language" in WEB_KEYS["box"]
     assert set(WEB_KEYS) == {"box", *SECTIONS}
+
+
+async def test_the_setup_page_lists_what_it_refused_in_the_box_language(
+    webbox: WebBox,  # noqa: F811 - the fixture imported above
+) -> None:
+    webbox.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    webbox.settings_file.write_text(
+        '[box]\nlanguage = "es"\n[journal]\npath = "/etc/shadow"\n'
+        '[[printers]]\nname = "kitchen"\nuri = "file:///etc/passwd"\n'
+    )
+    config = load_config(webbox.state_dir.parent / "edged.toml")
+    webbox.server.services.config = lambda: config
+    page = await webbox.client.get("/settings")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    assert "No aplicado: estos ajustes guardados no los puede cambiar esta página" in text
+    assert "<code>journal</code>: no es un ajuste que la página web pueda cambiar" in text
+    assert "<code>printers[0].uri</code>: una dirección de impresora de la página web" in text
+    # The printer in force is root's, not the one the file names.
+    assert [p.uri for p in config.printers] == ["virtual://kitchen"]

@@ -97,6 +97,8 @@ class Pages:
                 journal_state=server.services.state.get("journal", "ok"),
                 journal_recovered=server.services.state.get("journal.recovered") or {},
                 footer=server.access.footer(),
+                # Keys of the saved settings the box ignores (edged.weblayer): settings.html
+                refused=server.services.config().refused,
                 scripts=scripts,
                 i18n_json=script_catalog(locale.language),
                 **values,

@@ -20,7 +20,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
@@ -189,8 +189,9 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Where this config came from; not a config key.
     source: str = field(default="", init=False, compare=False)
-    # Keys of the web page's settings.toml that were ignored (edged.weblayer).
-    refused: tuple[Refusal, ...] = field(default=(), init=False, compare=False)
+    # Keys of the web page's settings.toml that were ignored (edged.weblayer); set per
+    # instance by from_layers(). Not a field: no config key, not in check-config --show.
+    refused: ClassVar[tuple[Refusal, ...]] = ()
 
     def check(self) -> None:
         names = [p.name for p in self.printers]

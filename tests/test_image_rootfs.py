@@ -626,7 +626,9 @@ def _version_here() -> str:
     return found.group(1)
 
 
-def test_an_older_or_the_same_version_is_refused_unless_asked_for(rootfs: Rootfs) -> None:
+def test_an_older_or_the_same_version_is_refused_unless_asked_for(
+    rootfs: Rootfs, shop: Shop
+) -> None:
     """PEP 440 order, not string order: 0.1.0rc1 comes before 0.1.0 (and sorts after it as
     text). A signed older bundle is refused, and goes in with --allow-downgrade, recorded."""
     running = _version_here()
@@ -660,10 +662,19 @@ def test_an_older_or_the_same_version_is_refused_unless_asked_for(rootfs: Rootfs
     back = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
     assert back.returncode == 0, back.stderr
     assert _venvs(rootfs)[0] == before[0]
+    again = rootfs.chroot(
+        UPDATE, "--no-restart", "--reinstall", _stage(rootfs, same_bundle), check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert _venvs(rootfs)[0] != before[0]  # a new venv of the same version
+    assert _events(rootfs)[-1]["forced"] == "reinstall"
+    back = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert back.returncode == 0, back.stderr
+    assert _venvs(rootfs)[0] == before[0]
 
 
 def test_a_bundle_swapped_after_its_signature_was_checked_is_not_what_goes_in(
-    rootfs: Rootfs,
+    rootfs: Rootfs, shop: Shop
 ) -> None:
     """The file given is read once, into root's staging directory; the swap (between the
     verification and the unpacking, where the updater used to read it again) has no effect:

@@ -4,7 +4,10 @@ Load order (later wins, tables merge key by key):
 
 1. the main file, e.g. ``/etc/edged/edged.toml``;
 2. drop-ins ``/etc/edged/edged.toml.d/*.toml`` in name order (vendor and fleet overrides);
-3. ``settings.toml`` in the state directory, written atomically by the web setup page.
+3. ``settings.toml`` in the state directory, written atomically by the web setup page. It
+   belongs to the daemon's user, so only the keys the page edits apply from it
+   (:mod:`edged.weblayer`); any other key is ignored with a logged error and listed in
+   :attr:`Config.refused`.
 
 Every key is checked by :func:`edged.configtools.build`; see ``config/edged.example.toml``
 for the documented list.
@@ -13,11 +16,12 @@ for the documented list.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from edged.bridges.settings import MqttConfig, SerialConfig
 from edged.configtools import ConfigError, build, dump_toml, merge, opt
@@ -28,6 +32,9 @@ from edged.i18n import N_, Language
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
 from edged.web.settings import WebConfig
+from edged.weblayer import Refusal, WebLayer, screen
+
+log = logging.getLogger(__name__)
 
 PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
@@ -189,6 +196,9 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Where this config came from; not a config key.
     source: str = field(default="", init=False, compare=False)
+    # Keys of the web page's settings.toml that were ignored (edged.weblayer); set per
+    # instance by from_layers(). Not a field: no config key, not in check-config --show.
+    refused: ClassVar[tuple[Refusal, ...]] = ()
 
     def check(self) -> None:
         # Names are unique without regard to case: the page, Home Assistant and people
@@ -235,7 +245,11 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, dict[str, Any]]]:
-    """The parsed files that make up the config, in load order."""
+    """The parsed files that make up the config, in load order.
+
+    The web page's layer comes screened (:func:`edged.weblayer.screen`): what it may not
+    set is left out and logged, and the layer (a :class:`~edged.weblayer.WebLayer`) lists it.
+    """
     out = [(path, read_toml(path))]
     dropin_dir = path.with_name(path.name + ".d")
     if dropin_dir.is_dir():
@@ -258,7 +272,10 @@ def layers(path: Path, *, with_web_settings: bool = True) -> list[tuple[Path, di
         except (OSError, ValueError) as exc:  # a name too long, a NUL in it
             raise ConfigError(str(path), "box.state_dir", f"cannot be used: {exc}") from None
         if found:
-            out.append((web, read_toml(web)))
+            kept, refused = screen(read_toml(web), merged, str(web))
+            for refusal in refused:
+                log.error("bad configuration: %s", refusal)
+            out.append((web, WebLayer(kept, refused)))
     return out
 
 
@@ -315,6 +332,8 @@ def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
         state_dir = (stack[0][0].parent / state_dir).resolve()
         object.__setattr__(config.box, "state_dir", str(state_dir))
     object.__setattr__(config, "source", main)
+    refused = [r for _, doc in stack if isinstance(doc, WebLayer) for r in doc.refused]
+    object.__setattr__(config, "refused", tuple(refused))
     return config
 
 
@@ -343,13 +362,27 @@ def save_web_settings(config: Config, changes: dict[str, Any]) -> Config:
     ``changes`` is a partial TOML-shaped document (e.g. ``{"orders": {"auto_accept": True}}``).
     It is merged into the state directory's ``settings.toml``; the whole result is validated
     before anything is written, so a bad value leaves the file as it was.
+    Only what the page may set is accepted (:mod:`edged.weblayer`); keys of the file that
+    it may not set are dropped from it. Nothing is written when nothing changes.
     Returns the new config. Raises :class:`ConfigError` naming the key on a bad value.
     """
     path = config.state_dir / WEB_SETTINGS_FILE
     stack = layers(Path(config.source), with_web_settings=False)
-    current = read_toml(path) if path.is_file() else {}
+    root: dict[str, Any] = {}
+    for _, doc in stack:
+        root = merge(root, doc)
+    _, refused = screen(changes, root, str(path))
+    if refused:
+        first = refused[0]
+        raise ConfigError(first.file, first.key, first.reason)
+    raw = read_toml(path) if path.is_file() else {}
+    current, dropped = screen(raw, root, str(path))
+    for refusal in dropped:
+        log.error("web: removing from the saved settings: %s", refusal)
     updated = merge(current, changes)
-    new = from_layers([*stack, (path, updated)])
+    new = from_layers([*stack, (path, WebLayer(updated, []))])
+    if updated == raw:
+        return new
     tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("w", encoding="utf-8") as fh:

@@ -610,3 +610,182 @@ def test_update_that_migrates_then_rollback_keeps_every_order(rootfs: Rootfs, sh
     events = _events(rootfs)
     assert [e["kind"] for e in events if e["kind"] != "update_refused"][-1] == "rollback"
     assert events[-1]["journal_restored"] is True
+
+
+# -- what root's updater must not be talked into ---------------------------------------------
+
+
+def _installed_version(rootfs: Rootfs) -> str:
+    return rootfs.chroot("/opt/edged/venv/bin/edged", "--version").stdout
+
+
+def _version_here() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    found = re.search(r'(?m)^version = "([^"]+)"', text)
+    assert found
+    return found.group(1)
+
+
+def test_an_older_or_the_same_version_is_refused_unless_asked_for(
+    rootfs: Rootfs, shop: Shop
+) -> None:
+    """PEP 440 order, not string order: 0.1.0rc1 comes before 0.1.0 (and sorts after it as
+    text). A signed older bundle is refused, and goes in with --allow-downgrade, recorded."""
+    running = _version_here()
+    older = f"{running}rc1"
+    wheels = wheelhouse(PYTHON[rootfs.suite])
+    old_bundle = make_bundle(
+        build_wheel(rootfs.work / "dist-old", version=older), wheels, rootfs.key, rootfs.work / "o"
+    )
+    same_bundle = make_bundle(
+        build_wheel(rootfs.work / "dist-same"), wheels, rootfs.key, rootfs.work / "s"
+    )
+    before = _venvs(rootfs)
+    refused = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, old_bundle), check=False)
+    assert refused.returncode != 0
+    assert f"edged {older} is older than the running {running}" in refused.stderr
+    assert "nothing changed" in refused.stderr
+    assert _venvs(rootfs) == before
+    assert _events(rootfs)[-1]["kind"] == "update_refused"
+    same = rootfs.chroot(UPDATE, "--no-restart", _stage(rootfs, same_bundle), check=False)
+    assert same.returncode != 0 and "already running" in same.stderr, same.stderr
+    assert _venvs(rootfs) == before
+
+    forced = rootfs.chroot(
+        UPDATE, "--no-restart", "--allow-downgrade", _stage(rootfs, old_bundle), check=False
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert older in _installed_version(rootfs)
+    event = _events(rootfs)[-1]
+    assert (event["kind"], event["to"], event["forced"]) == ("update", older, "downgrade")
+    assert event["health"] == {"result": "skipped", "reason": "not restarted (--no-restart)"}
+    back = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert back.returncode == 0, back.stderr
+    assert _venvs(rootfs)[0] == before[0]
+    again = rootfs.chroot(
+        UPDATE, "--no-restart", "--reinstall", _stage(rootfs, same_bundle), check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert _venvs(rootfs)[0] != before[0]  # a new venv of the same version
+    assert _events(rootfs)[-1]["forced"] == "reinstall"
+    back = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert back.returncode == 0, back.stderr
+    assert _venvs(rootfs)[0] == before[0]
+
+
+def test_a_bundle_swapped_after_its_signature_was_checked_is_not_what_goes_in(
+    rootfs: Rootfs, shop: Shop
+) -> None:
+    """The file given is read once, into root's staging directory; the swap (between the
+    verification and the unpacking, where the updater used to read it again) has no effect:
+    the signed version goes in, not the stranger's."""
+    wheels = wheelhouse(PYTHON[rootfs.suite])
+    signed = make_bundle(
+        build_wheel(rootfs.work / "dist-sw", version="0.99.5"),
+        wheels,
+        rootfs.key,
+        rootfs.work / "sw-good",
+    )
+    stranger, _ = signing_key(rootfs.work / "stranger-sw", "mallory")
+    evil = make_bundle(
+        build_wheel(rootfs.work / "dist-ev", version="0.99.6"),
+        wheels,
+        stranger,
+        rootfs.work / "sw-evil",
+    )
+    inside = _stage(rootfs, signed, "swapped.bundle")
+    evil_inside = _stage(rootfs, evil, "evil.bundle")
+    before = _venvs(rootfs)
+    swap = f"cp {evil_inside} {inside}.new && mv -f {inside}.new {inside}"
+    done = rootfs.chroot(
+        UPDATE, "--no-restart", inside, env={"UPDATE_EDGED_AFTER_VERIFY": swap}, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert rootfs.path(inside).read_bytes() == evil.read_bytes()  # the swap happened
+    assert "0.99.5" in _installed_version(rootfs)
+    assert not any("0.99.6" in name for name in _venvs(rootfs)[2])
+    # A symlink or a FIFO is not taken as a bundle at all.
+    link = rootfs.path("/var/tmp/ci-bundles/link.bundle")
+    link.symlink_to("swapped.bundle")
+    shutil.copy(signed.with_name(signed.name + ".sig"), str(link) + ".sig")
+    fifo = rootfs.path("/var/tmp/ci-bundles/fifo.bundle")
+    os.mkfifo(fifo)
+    shutil.copy(signed.with_name(signed.name + ".sig"), str(fifo) + ".sig")
+    for name in ("link.bundle", "fifo.bundle"):
+        refused = rootfs.chroot(UPDATE, "--no-restart", f"/var/tmp/ci-bundles/{name}", check=False)
+        assert refused.returncode != 0 and "no usable bundle" in refused.stderr, refused.stderr
+    back = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+    assert back.returncode == 0, back.stderr
+    assert _venvs(rootfs)[0] == before[0]
+    assert not list(rootfs.path("/opt/edged/staging").glob("bundle.*"))
+    shutil.rmtree(rootfs.path("/var/tmp/ci-bundles"))
+
+
+def _make_journal(path: Path, version: int, uid: int, gid: int) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS probe (x INTEGER)")
+        db.execute(f"PRAGMA user_version = {version}")
+        db.commit()
+    os.chown(path, uid, gid)
+
+
+def test_a_rollback_is_not_steered_by_what_the_edged_user_can_write(rootfs: Rootfs) -> None:
+    """settings.toml (the edged user's) names another journal, and symlinks wait where the
+    restore and the event line would write: root's files stay as they are, the journal of
+    root's config is restored, as the edged user."""
+    state = rootfs.path("/var/lib/edged")
+    journal = state / "edged.sqlite3"
+    aside = rootfs.work / "aside"  # the other tests' journal and events, put back after
+    aside.mkdir()
+    for p in [*state.glob("edged.sqlite3*"), state / "box-events.jsonl"]:
+        if p.exists():
+            shutil.move(p, aside / p.name)
+    _make_journal(journal, 41, rootfs.uid, rootfs.gid)
+    _make_journal(state / "edged.sqlite3.before-update", 40, rootfs.uid, rootfs.gid)
+    victims = {name: rootfs.path(f"/etc/ci-victim-{name}") for name in ("tmp", "other", "events")}
+    for name, victim in victims.items():
+        victim.write_text(f"root's {name}\n")
+        victim.chmod(0o644)
+    planted = {
+        state / "edged.sqlite3.tmp": "/etc/ci-victim-tmp",
+        rootfs.path("/etc/ci-victim-other.tmp"): "/etc/ci-victim-other",
+        state / "box-events.jsonl": "/etc/ci-victim-events",
+    }
+    for link, target in planted.items():
+        link.symlink_to(target)
+        os.lchown(link, rootfs.uid, rootfs.gid)
+    settings = state / "settings.toml"
+    settings.write_text('[journal]\npath = "/etc/ci-victim-other"\n')
+    os.chown(settings, rootfs.uid, rootfs.gid)
+    venv = os.readlink(rootfs.path("/opt/edged/venv"))
+    previous = rootfs.path("/opt/edged/venv.previous")
+    saved_previous = os.readlink(previous) if previous.is_symlink() else None
+    previous.unlink(missing_ok=True)
+    previous.symlink_to(venv)  # a rollback "to" the same venv: only the journal moves
+    try:
+        rolled = rootfs.chroot(UPDATE, "--rollback", "--no-restart", check=False)
+        assert rolled.returncode == 0, rolled.stderr
+        for name, victim in victims.items():
+            assert victim.read_text() == f"root's {name}\n", name
+            assert owner(victim) == (0, 0, 0o644), name
+        assert rootfs.path("/etc/ci-victim-other.tmp").is_symlink()
+        # The journal root's config names, put back from its backup, by and for edged.
+        assert _user_version(journal) == 40
+        assert owner(journal)[:2] == (rootfs.uid, rootfs.gid)
+        assert not (state / "edged.sqlite3.tmp").exists()
+        kept = [p for p in state.glob("edged.sqlite3.failed-update-*") if p.suffix != ".tmp"]
+        assert [_user_version(p) for p in kept] == [41]
+        assert "could not record the event" in rolled.stderr
+    finally:
+        for link in planted:
+            link.unlink(missing_ok=True)
+        for victim in victims.values():
+            victim.unlink()
+        settings.unlink()
+        for p in state.glob("edged.sqlite3*"):
+            p.unlink()
+        for p in aside.iterdir():
+            shutil.move(p, state / p.name)
+        previous.unlink()
+        if saved_previous:
+            previous.symlink_to(saved_previous)

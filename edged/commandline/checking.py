@@ -53,6 +53,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EX_CONFIG
     config = load_config(args.file)
     say(locale.gettext("{file}: OK").format(file=config.source))
+    for refused in config.refused:  # the web page's settings the daemon ignores
+        complain(f"edged: refused: {refused}")
     if args.show:
         say(json.dumps(to_plain(config), indent=2, ensure_ascii=False))
     return EX_OK

@@ -100,6 +100,8 @@ class Pages:
                 journal_recovered=server.services.state.get("journal.recovered") or {},
                 journal_unstored=server.services.state.get("journal.unstored") or [],
                 footer=server.access.footer(),
+                # Keys of the saved settings the box ignores (edged.weblayer): settings.html
+                refused=server.services.config().refused,
                 scripts=scripts,
                 i18n_json=script_catalog(locale.language),
                 **values,

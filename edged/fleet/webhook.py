@@ -4,10 +4,15 @@ A 2xx answer is delivered. 408, 425, 429 and 5xx, a timeout or a connection erro
 tried again later (``Retry-After`` is honoured); any other answer is a configuration
 problem and the alert is dropped with an error in the log. The URL may hold a token (a
 Telegram bot's does): logs name only its host.
+
+``timeout`` bounds the whole request (connect, send, every byte of the answer): httpx's own
+timeout is per read, so a server trickling one byte a second would otherwise hold a send
+open for as long as it likes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,12 +71,17 @@ class WebhookSink:
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
         try:
-            response = await self.client.post(
-                self.config.url,
-                json=body(self.config, alert),
-                headers=headers,
-                timeout=self.config.timeout,
-            )
+            async with asyncio.timeout(self.config.timeout):
+                response = await self.client.post(
+                    self.config.url,
+                    json=body(self.config, alert),
+                    headers=headers,
+                    timeout=self.config.timeout,
+                )
+        except TimeoutError:
+            raise DeliveryError(
+                f"{self.where}: no whole answer within {self.config.timeout:g}s"
+            ) from None
         except httpx.HTTPError as exc:
             # str(exc) of a connect error can carry the URL: name the host only.
             raise DeliveryError(f"{self.where}: {type(exc).__name__}") from None

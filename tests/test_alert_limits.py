@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from conftest import eventually
+from harness import DaemonProcess, SimulatorProcess, write_config
+from test_faults import new_order
 
 from edged.fleet.alerts import DeliveryError
-from edged.fleet.settings import WebhookConfig
+from edged.fleet.settings import AlertsConfig, WebhookConfig
 from edged.fleet.webhook import WebhookSink
+from edged.redaction import Redactor, secrets_of
+from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
 ALERT = {
     "v": 1,
@@ -80,3 +90,109 @@ async def test_a_server_trickling_its_answer_is_cut_at_the_deadline() -> None:
         assert "no whole answer within 1s" in str(caught.value)
         await asyncio.wait_for(trickle.hung_up.wait(), 30)
         assert 0 < trickle.sent < len(Trickle.ANSWER)
+
+
+# -- no secret in the log ------------------------------------------------------------------------
+
+BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+BEARER = "bearer-s3cret-for-the-hook"
+
+
+class TelegramStandIn:
+    """Telegram's ``sendMessage`` on a local port: records each message it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.tokens: list[str] = []
+        self.port = 0
+
+    async def send_message(self, request: web.Request) -> web.Response:
+        self.tokens.append(request.match_info["token"])
+        self.messages.append(await request.json())
+        return web.json_response({"ok": True, "result": {"message_id": len(self.messages)}})
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[TelegramStandIn]:
+        app = web.Application()
+        app.router.add_post("/bot{token}/sendMessage", self.send_message)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_debug_log_of_an_alerting_run_holds_no_secret(
+    tmp_path: Path, cloud: SimulatorProcess
+) -> None:
+    async with TelegramStandIn().serving() as telegram:
+        hook = {
+            "url": f"http://127.0.0.1:{telegram.port}/bot{BOT_TOKEN}/sendMessage",
+            "format": "telegram",
+            "chat_id": "-1001234567890",
+            "token": BEARER,
+            "timeout": 5.0,
+        }
+        config = write_config(
+            tmp_path,
+            cloud.info(),
+            logging={"level": "DEBUG"},
+            alerts={"order_waiting_after": 1.0, "retry_min": 0.2, "webhooks": [hook]},
+        )
+        with DaemonProcess(config) as box:
+            await asyncio.to_thread(box.start)
+            await asyncio.to_thread(new_order, cloud)
+            await eventually(lambda: telegram.messages, within=60, what="the Telegram message")
+            await asyncio.to_thread(box.stop)
+        # The stand-in was reached through the URL, and was told about the order.
+        assert telegram.tokens[0] == BOT_TOKEN
+        assert "has waited for a decision" in telegram.messages[0]["text"]
+        log = box.log_path.read_text(encoding="utf-8")
+        assert " DEBUG " in log  # it did log at DEBUG
+        for secret in (
+            BOT_TOKEN,
+            BOT_TOKEN.split(":")[1],
+            BEARER,
+            DEFAULT_SERVER_TOKEN,
+            DEFAULT_USER_TOKEN,
+        ):
+            assert secret not in log, secret
+
+
+def test_the_redactor_masks_secrets_in_messages_arguments_and_tracebacks() -> None:
+    redactor = Redactor()
+    redactor.remember("relay-secret-0123456789", "abc")  # too short to remember: ignored
+    lines = {
+        "POST https://api.telegram.org/bot123:AA-b_c/sendMessage": "/bot***/sendMessage",
+        "mqtt://edged:hunter22@broker:1883": "mqtt://edged:***@broker",
+        "> x-api-user-access-token: u-tok-1": "x-api-user-access-token: ***",
+        "headers=[(b'authorization', b'Bearer zzz')]": "(b'authorization', b'***')",
+        "GET /x?token=t1&page=2": "/x?token=***&page=2",
+        '{"password": "pw1", "n": 1}': '{"password": "***", "n": 1}',
+        "POST /sinqro/relay-secret-0123456789": "POST /sinqro/***",
+    }
+    for line, masked in lines.items():
+        assert masked in redactor.redact(line), line
+    # Ordinary words stay: masking must not eat the message.
+    plain = "Sinqro refused the user token: pair the box again (abc)"
+    assert redactor.redact(plain) == plain
+
+    record = logging.LogRecord("x", logging.DEBUG, "f", 1, "to %s", ("/bot9:Z/x",), None)
+    try:
+        raise ValueError("relay-secret-0123456789 in the path")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    assert redactor.filter(record)
+    assert record.getMessage() == "to /bot***/x"
+    assert record.exc_text and "relay-secret" not in record.exc_text
+    assert "*** in the path" in record.exc_text
+
+
+def test_secrets_of_a_config_are_the_fields_marked_secret() -> None:
+    hooks = [WebhookConfig(url="https://h.example/bot1:x/send", token="tk-0001")]
+    config = AlertsConfig(webhooks=hooks)
+    assert secrets_of(config) == ["https://h.example/bot1:x/send", "tk-0001"]

@@ -44,12 +44,13 @@ BOX = "10000000babe0001"
 class RelayProcess:
     """``edged relay -c FILE`` in its own process."""
 
-    def __init__(self, tmp_path: Path, broker: MosquittoBroker) -> None:
+    def __init__(self, tmp_path: Path, broker: MosquittoBroker, **relay: Any) -> None:
+        """``relay``: more keys of the ``[relay]`` table."""
         self.port = free_port()
         self.config = tmp_path / "relay.toml"
         self.log = tmp_path / "relay.log"
         doc = {
-            "relay": {"host": "127.0.0.1", "port": self.port, "secret": SECRET},
+            "relay": {"host": "127.0.0.1", "port": self.port, "secret": SECRET, **relay},
             "mqtt": {
                 "url": broker.url,
                 "client_id": "relay-test",

@@ -15,6 +15,14 @@ and gives Sinqro ``https://relay.example.com/sinqro/<secret>``. For each webhook
 Boxes subscribe to their selling point's topic with a persistent session, so what arrives
 while a box is offline waits at the broker (and the box reconciles over REST anyway).
 The secret is never logged: aiohttp's access log (which would print the path) is off.
+
+The listener is bounded like the box's page (:mod:`edged.httplimits`): at most
+``relay.max_connections`` open connections, each with ``header_timeout`` seconds to send its
+request head and ``body_timeout`` for its body (408 after), idle keep-alive connections
+closed after ``keepalive_timeout``, bodies over ``max_body_bytes`` refused (413). Slow or
+half-open connections are pushed out for new ones, so a slowloris flood cannot take the
+descriptors real webhooks need; what was pushed out or refused is logged once a minute
+with a count.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import contextlib
 import hmac
 import logging
 import random
+import resource
 import signal
 import socket
 import ssl
@@ -34,10 +43,14 @@ from aiohttp import web
 
 from edged import __version__, mqttstop
 from edged.fleet.broker import make_client
+from edged.httplimits import GuardedSite, quiet_accept_storms
 from edged.relay.settings import RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
 
 log = logging.getLogger(__name__)
+
+# Descriptors the relay needs beside its HTTP connections (listener, broker, logs, TLS).
+SPARE_DESCRIPTORS = 64
 
 
 class Relay:
@@ -53,6 +66,8 @@ class Relay:
         self.published = 0
         self.refused = 0
         self.unavailable = 0
+        self.slow = 0
+        self.site: GuardedSite | None = None
         self._client: aiomqtt.Client | None = None
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -77,9 +92,16 @@ class Relay:
             return _answer(403, "FORBIDDEN", "wrong secret")
         self.received += 1
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.config.relay.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _answer(413, "TOO_LARGE", "body too large")
+        except TimeoutError:
+            self.slow += 1
+            log.warning("relay: a webhook from %s sent its body too slowly", request.remote)
+            response = _answer(408, "TOO_SLOW", "the body did not arrive in time")
+            response.force_close()
+            return response
         try:
             note = parse_notification(body, max_bytes=self.config.relay.max_body_bytes)
         except PayloadError as exc:
@@ -118,7 +140,16 @@ class Relay:
             "published": self.published,
             "refused": self.refused,
             "unavailable": self.unavailable,
+            "slow": self.slow,
         }
+        guard = self.site.guard if self.site is not None else None
+        if guard is not None:
+            body["connections"] = {
+                "open": guard.open,
+                "pushed_out": guard.evicted,
+                "refused": guard.refused,
+                "timed_out": guard.timed_out,
+            }
         return web.json_response(body, status=200 if connected else 503)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -126,19 +157,29 @@ class Relay:
     async def run(self) -> None:
         """Serve webhooks and keep the broker connection until cancelled."""
         cfg = self.config.relay
-        runner = web.AppRunner(self.app(), access_log=None)
+        _check_descriptors(cfg.max_connections)
+        quiet_accept_storms()
+        runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.keepalive_timeout)
         await runner.setup()
         context: ssl.SSLContext | None = None
         if cfg.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        site = web.TCPSite(runner, cfg.host, cfg.port, ssl_context=context)
+        site = GuardedSite(
+            runner,
+            cfg.host,
+            cfg.port,
+            max_connections=cfg.max_connections,
+            header_timeout=cfg.header_timeout,
+            name="relay",
+            ssl_context=context,
+            # Under a flood of connections (the kernel caps it at net.core.somaxconn).
+            listen_queue=4096,
+        )
+        self.site = site
         try:
             await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+            self.port = site.port
             log.info("relay: listening on %s:%d%s/<secret>", cfg.host, self.port, cfg.path)
             self.listening.set()
             await self._broker_loop()
@@ -165,6 +206,19 @@ class Relay:
                 self.connected.clear()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(mqtt.reconnect_max, delay * 2)
+
+
+def _check_descriptors(max_connections: int) -> None:
+    """Warn when the connection cap does not fit in the process's descriptors: past them,
+    accept() fails and real webhooks wait (systemd/edged-relay.service sets LimitNOFILE)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and max_connections + SPARE_DESCRIPTORS > soft:
+        log.warning(
+            "relay: max_connections = %d does not fit in %d file descriptors; "
+            "lower it or raise LimitNOFILE",
+            max_connections,
+            soft,
+        )
 
 
 def _answer(status: int, code: str, message: str, *, retry: bool = False) -> web.Response:

@@ -36,6 +36,27 @@ class RelayConfig:
     port: int = field(default=8090, metadata=opt(minimum=0, maximum=65535))
     path: str = field(default="/sinqro", metadata=opt(doc="URL path before the secret"))
     max_body_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    # Bounds against slow or idle clients (slowloris): see edged.httplimits.
+    max_connections: int = field(
+        default=512,
+        metadata=opt(
+            minimum=4,
+            maximum=60000,
+            doc="Open connections at most (keep it well under LimitNOFILE); idle ones make way",
+        ),
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=opt(minimum=0.5, maximum=300, doc="Seconds a connection has to send its head"),
+    )
+    body_timeout: float = field(
+        default=10.0,
+        metadata=opt(minimum=0.5, maximum=300, doc="Seconds a webhook has to send its body"),
+    )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=opt(minimum=0.5, maximum=600, doc="Seconds an idle connection stays open"),
+    )
     tls_cert: str = field(default="", metadata=opt(doc="PEM certificate; with tls_key, HTTPS"))
     tls_key: str = field(default="", metadata=opt(doc="PEM private key for tls_cert"))
 

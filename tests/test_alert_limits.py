@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,19 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from bridge_helpers import make_desk, make_order
 from conftest import eventually
 from harness import DaemonProcess, SimulatorProcess, write_config
+from test_alerts import Receiver, monitor, running
 from test_faults import new_order
 
+from edged.fleet import alert_text
 from edged.fleet.alerts import DeliveryError
+from edged.fleet.courier import RateLimit, TokenBucket
 from edged.fleet.settings import AlertsConfig, WebhookConfig
 from edged.fleet.webhook import WebhookSink
+from edged.i18n import Locale
+from edged.journal.store import Journal
 from edged.redaction import Redactor, secrets_of
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
@@ -196,3 +204,111 @@ def test_secrets_of_a_config_are_the_fields_marked_secret() -> None:
     hooks = [WebhookConfig(url="https://h.example/bot1:x/send", token="tk-0001")]
     config = AlertsConfig(webhooks=hooks)
     assert secrets_of(config) == ["https://h.example/bot1:x/send", "tk-0001"]
+
+
+# -- many waiting orders: a few grouped messages -------------------------------------------------
+
+ORDERS = 150
+
+
+def carried(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts one message at the receiver holds (a grouped one holds many)."""
+    return list(body["alerts"]) if body.get("state") == "digest" else [body]
+
+
+async def test_150_waiting_orders_make_a_handful_of_messages_and_lose_none(
+    journal: Journal,
+) -> None:
+    desk, state = make_desk(journal)
+    receiver = Receiver(refuse=0)
+    burst, every = 3, 5.0
+    hook = WebhookConfig(url=f"http://127.0.0.1:{receiver.port}/hook", burst=burst, every=every)
+    async with receiver.serving(), httpx.AsyncClient() as http:
+        sink = WebhookSink(hook, 0, client=http)
+        mon = monitor(journal, state, [sink], order_waiting_after=0.2)
+        started = time.monotonic()
+        async with running(mon):
+            for order_id in range(1, ORDERS + 1):
+                await desk.ingest(make_order(order_id), "test")
+
+            def told() -> set[str]:
+                return {a["incident"] for _, b, _ in receiver.posts for a in carried(b)}
+
+            await eventually(lambda: len(told()) == ORDERS, within=60, what="every order told")
+        elapsed = time.monotonic() - started
+    messages = [b for _, b, _ in receiver.posts]
+    # The bucket's own bound: the burst, then one per `every` seconds.
+    assert len(messages) <= burst + math.ceil(elapsed / every), (len(messages), elapsed)
+    assert len(messages) <= burst + 3, len(messages)  # a handful, not 150
+    assert told() == {f"order_waiting:{i}" for i in range(1, ORDERS + 1)}
+    grouped = [b for b in messages if b["state"] == "digest"]
+    assert grouped, "nothing was grouped"
+    last = grouped[-1]
+    n = len(last["alerts"])
+    assert last["title"].startswith(f"Pizza Roma: {n} orders waiting, oldest ")
+    assert last["message"].startswith(f"{n} orders waiting, oldest ")
+    assert last["subject"] == {"count": n}
+    assert mon.couriers["webhook-0"].delivered == ORDERS
+    assert mon.couriers["webhook-0"].messages == len(messages)
+
+
+def test_a_grouped_message_speaks_the_box_language() -> None:
+    now = 1_716_541_200.0  # 2024-05-24 11:00 in Madrid (+02:00)
+    alerts = [
+        {
+            "id": f"b:order_waiting:{i}:0:open",
+            "incident": f"order_waiting:{i}",
+            "rule": "order_waiting",
+            "state": "open",
+            "since": "2024-05-24T10:51:00+02:00" if i == 1 else "2024-05-24T10:58:00+02:00",
+            "subject": {"order_id": i, "code": f"C{i}"},
+            "message": "...",
+        }
+        for i in range(1, 13)
+    ]
+    alerts.append(
+        {
+            "id": "b:order_waiting:1:0:resolved",
+            "incident": "order_waiting:1",
+            "rule": "order_waiting",
+            "state": "resolved",
+            "subject": {"order_id": 1, "code": "C1"},
+            "message": "...",
+        }
+    )
+    alerts.append(
+        {
+            "id": "b:printer_down:bar:0:open",
+            "incident": "printer_down:bar",
+            "rule": "printer_down",
+            "state": "open",
+            "message": "La impresora bar está sin papel desde las 10:59.",
+        }
+    )
+    title, message = alert_text.digest(Locale("es", "Europe/Madrid"), alerts, now)
+    # Order 1 was answered in the meantime: 11 still wait, the oldest of them since 10:58.
+    assert title == "11 pedidos en espera, el más antiguo desde hace 2 min"
+    lines = message.split("\n")
+    assert lines[0] == f"{title}: C2, C3, C4, C5, C6, C7, C8, C9, C10, C11 y 1 más"
+    assert lines[1] == "1 pedido respondido: C1"
+    assert lines[2] == "La impresora bar está sin papel desde las 10:59."
+    title, _ = alert_text.digest(Locale("ca", "Europe/Madrid"), alerts[-1:], now)
+    assert title == "1 alerta"
+
+
+def test_the_token_bucket_gives_a_burst_then_a_steady_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(RateLimit(burst=3, every=10.0), clock=lambda: now[0])
+    for _ in range(3):
+        assert bucket.wait() == 0
+        bucket.take()
+    assert bucket.wait() == pytest.approx(10.0)
+    now[0] = 4.0
+    assert bucket.wait() == pytest.approx(6.0)
+    now[0] = 10.0
+    assert bucket.wait() == 0
+    bucket.take()
+    now[0] = 1000.0  # a long quiet time refills only up to the burst
+    for _ in range(3):
+        bucket.take()
+    assert bucket.wait() > 0

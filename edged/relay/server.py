@@ -4,7 +4,9 @@ Sinqro sends one integration's notifications (doc 003, ``new_order`` and
 ``order_status_changed``) to one URL. A vendor runs this relay next to its MQTT cluster
 and gives Sinqro ``https://relay.example.com/sinqro/<secret>``. For each webhook it:
 
-1. refuses it (403) unless the URL carries the shared secret;
+1. refuses it (403) unless the URL carries a known secret: one of ``[[relay.endpoints]]``
+   (each serves only its own selling points: a notification for another is refused 403)
+   or ``relay.secret`` (every selling point; weaker, a leak opens them all);
 2. reads it with the same parser as the box (400 when it is not a notification, 422 when
    it names no selling point);
 3. publishes the body unchanged, QoS 1, to ``<prefix>/sellingPoints/<id>/notifications``;
@@ -44,7 +46,7 @@ from aiohttp import web
 from edged import __version__, mqttstop
 from edged.fleet.broker import make_client
 from edged.httplimits import GuardedSite, quiet_accept_storms
-from edged.relay.settings import RelayFile, notifications_topic
+from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ class Relay:
         self.slow = 0
         self.site: GuardedSite | None = None
         self._client: aiomqtt.Client | None = None
+        # relay.secret is the weaker catch-all URL (every selling point): no list.
+        self._endpoints = list(config.relay.endpoints)
+        if config.relay.secret:
+            self._endpoints.append(RelayEndpoint(config.relay.secret, [], "relay.secret"))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -84,9 +90,18 @@ class Relay:
         self.refused += 1
         return _answer(403, "FORBIDDEN", "the URL lacks the shared secret")
 
+    def _endpoint(self, given: str) -> RelayEndpoint | None:
+        """The endpoint whose secret this is; a catch-all one for ``relay.secret``."""
+        found: RelayEndpoint | None = None
+        for endpoint in self._endpoints:
+            # Every secret compared, in constant time each: no early exit tells which.
+            if hmac.compare_digest(given.encode(), endpoint.secret.encode()):
+                found = endpoint
+        return found
+
     async def webhook(self, request: web.Request) -> web.Response:
-        given = request.match_info["secret"].encode()
-        if not hmac.compare_digest(given, self.config.relay.secret.encode()):
+        endpoint = self._endpoint(request.match_info["secret"])
+        if endpoint is None:
             self.refused += 1
             log.warning("relay: refused a webhook from %s: wrong secret", request.remote)
             return _answer(403, "FORBIDDEN", "wrong secret")
@@ -111,6 +126,15 @@ class Relay:
         if not selling_point:
             log.warning("relay: %s for order %s names no selling point", note.event, note.order.id)
             return _answer(422, "NO_SELLING_POINT", "the notification names no selling point")
+        if endpoint.selling_points and selling_point not in endpoint.selling_points:
+            self.refused += 1
+            log.warning(
+                "relay: refused order %s for selling point %s: not one of endpoint %s's",
+                note.order.id,
+                selling_point,
+                endpoint.name or "(unnamed)",
+            )
+            return _answer(403, "FORBIDDEN", "this URL does not serve that selling point")
         topic = notifications_topic(self.config.mqtt.topic_prefix, selling_point)
         client = self._client
         if client is None:

@@ -147,6 +147,7 @@ class Assembly:
         app.spooler = Spooler(
             list(cfg.printers), app.journal, app.state, cfg.box, transports=make_transport
         )
+        app.spooler.timezone = lambda: app.pairing.timezone
         moves, self.printer_moves = self.printer_moves, []
         return _MovingJobs(app.spooler, app.journal, moves) if moves else app.spooler
 

@@ -12,6 +12,7 @@ for the documented list.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
 # The docs do not give the websocket address; see docs/sinqro-assumptions.md.
 PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
+# One line of an 80 mm ticket in normal type (two on 58 mm): the name heads every ticket.
+BOX_NAME_MAX = 48
 DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
@@ -74,6 +77,10 @@ class BoxConfig:
     def check(self) -> None:
         if "\x00" in self.state_dir:
             raise ValueError("state_dir: must not contain a NUL character")
+        if not 1 <= len(self.name) <= BOX_NAME_MAX or not self.name.isprintable():
+            raise ValueError(
+                f"name: 1 to {BOX_NAME_MAX} printable characters (it heads every ticket)"
+            )
         if len(self.currency) > 8 or any(not ch.isprintable() for ch in self.currency):
             raise ValueError("currency: up to 8 printable characters, e.g. '€' or 'EUR'")
         if self.id and not valid_box_id(self.id):
@@ -184,10 +191,20 @@ class Config:
     source: str = field(default="", init=False, compare=False)
 
     def check(self) -> None:
-        names = [p.name for p in self.printers]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"printers: duplicate printer name {name!r}")
+        # Names are unique without regard to case: the page, Home Assistant and people
+        # reading a ticket do not tell "Bar" from "bar".
+        seen: dict[str, str] = {}
+        for printer in self.printers:
+            other = seen.get(printer.name.casefold())
+            if other is None:
+                seen[printer.name.casefold()] = printer.name
+                continue
+            if other == printer.name:
+                raise ValueError(f"printers: duplicate printer name {printer.name!r}")
+            raise ValueError(
+                f"printers: {other!r} and {printer.name!r} differ only in case; "
+                "give printers names that differ in more than case"
+            )
         check_printers(self.printers)
 
     @property
@@ -259,6 +276,29 @@ def _has_key(doc: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def _culprit(stack: list[tuple[Path, dict[str, Any]]], exc: ConfigError) -> ConfigError:
+    """``exc`` naming the last layer that holds its key (the main file when none does)."""
+    main = str(stack[0][0])
+    culprit = next((str(p) for p, doc in reversed(stack) if _has_key(doc, exc.key)), main)
+    return ConfigError(culprit, exc.key, exc.problem)
+
+
+def config_errors(path: str | os.PathLike[str]) -> list[ConfigError]:
+    """Every problem of the configuration rooted at ``path`` (empty: it loads), each naming
+    the file that holds its key: ``edged check-config`` lists them all at once."""
+    try:
+        stack = layers(Path(path))
+    except ConfigError as exc:  # a file that does not parse: nothing more to check
+        return [exc]
+    merged: dict[str, Any] = {}
+    for _, doc in stack:
+        merged = merge(merged, doc)
+    errors: list[ConfigError] = []
+    with contextlib.suppress(ConfigError):  # raised once they are all in ``errors``
+        build(Config, merged, file=str(stack[0][0]), errors=errors)
+    return [_culprit(stack, exc) for exc in errors]
+
+
 def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
     """Validate merged layers; an error names the file that holds the offending key."""
     merged: dict[str, Any] = {}
@@ -268,8 +308,7 @@ def from_layers(stack: list[tuple[Path, dict[str, Any]]]) -> Config:
     try:
         config = build(Config, merged, file=main)
     except ConfigError as exc:
-        culprit = next((str(p) for p, doc in reversed(stack) if _has_key(doc, exc.key)), main)
-        raise ConfigError(culprit, exc.key, exc.problem) from None
+        raise _culprit(stack, exc) from None
     # A relative state_dir is relative to the main file, so a config works from any cwd.
     state_dir = Path(config.box.state_dir)
     if not state_dir.is_absolute():

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import tomli_w
@@ -41,6 +43,32 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+
+
+def from_environment(name: str) -> str | None:
+    """A secret from systemd's credentials, else from the environment variable ``name``.
+
+    A unit given ``LoadCredential=NAME:/etc/edged/credentials/FILE`` (systemd 247 and later)
+    finds the file at ``$CREDENTIALS_DIRECTORY/NAME``, readable by the service only and never
+    in ``/proc/*/environ`` of what it starts; one trailing newline is dropped. Without the
+    credential, ``EnvironmentFile=`` and the environment still work."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and "/" not in name:
+        try:
+            text = (Path(directory) / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                "$CREDENTIALS_DIRECTORY", name, f"unreadable credential: {exc}"
+            ) from None
+        else:
+            return text.removesuffix("\n")
+    return os.environ.get(name)
+
+
+class _Reported(ConfigError):
+    """A table that could not be built because its errors are already in the list."""
 
 
 def opt(
@@ -73,7 +101,9 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
+def _convert(
+    value: Any, tp: Any, key: str, file: str, errors: list[ConfigError] | None = None
+) -> Any:
     origin = get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         errors = []
@@ -95,11 +125,23 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
         (inner,) = get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
-        return [_convert(v, inner, f"{key}[{i}]", file) for i, v in enumerate(value)]
+        items, failed = [], False
+        for i, v in enumerate(value):
+            try:
+                items.append(_convert(v, inner, f"{key}[{i}]", file, errors))
+            except ConfigError as exc:
+                if errors is None:
+                    raise
+                if not isinstance(exc, _Reported):
+                    errors.append(exc)
+                failed = True  # go on: the next items may hold errors of their own
+        if failed:
+            raise _Reported(file, key, "see the errors above")
+        return items
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(file, key, f"expected a table, got {value!r}")
-        return build(typing.cast(type[Any], tp), value, file=file, where=key)
+        return _build(typing.cast(type[Any], tp), value, file=file, where=key, errors=errors)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -123,15 +165,49 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
     raise ConfigError(file, key, f"expected {_type_name(tp)}, got {value!r}")
 
 
-def build(cls: type[T], data: Mapping[str, Any], *, file: str, where: str = "") -> T:
+def build(
+    cls: type[T],
+    data: Mapping[str, Any],
+    *,
+    file: str,
+    where: str = "",
+    errors: list[ConfigError] | None = None,
+) -> T:
     """Build the dataclass ``cls`` from ``data``, strictly.
 
     ``where`` is the dotted path of this table inside the file, used in messages.
-    Raises :class:`ConfigError` on the first problem found.
+    Raises :class:`ConfigError` on the first problem found; with an ``errors`` list, every
+    problem is appended to it instead and the first one raised at the end
+    (``edged check-config`` shows them all).
     """
+    if errors is None:
+        return _build(cls, data, file=file, where=where, errors=None)
+    before = len(errors)
+    try:
+        return _build(cls, data, file=file, where=where, errors=errors)
+    except _Reported:
+        raise errors[before] from None
+
+
+def _build(
+    cls: type[T],
+    data: Mapping[str, Any],
+    *,
+    file: str,
+    where: str,
+    errors: list[ConfigError] | None,
+) -> T:
     assert dataclasses.is_dataclass(cls)
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    found: list[ConfigError] = []
+
+    def fail(error: ConfigError) -> None:
+        if errors is None:
+            raise error
+        if not isinstance(error, _Reported):
+            errors.append(error)
+        found.append(error)
 
     def dotted(name: str) -> str:
         return f"{where}.{name}" if where else name
@@ -139,28 +215,37 @@ def build(cls: type[T], data: Mapping[str, Any], *, file: str, where: str = "") 
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
-            raise ConfigError(file, dotted(str(key)), f"unknown key (known keys here: {known})")
+            fail(ConfigError(file, dotted(str(key)), f"unknown key (known keys here: {known})"))
     values: dict[str, Any] = {}
     for name, f in fields.items():
         meta = f.metadata
         key = dotted(name)
         if name in data:
             raw = data[name]
-        elif meta.get("env") and os.environ.get(meta["env"]) is not None:
-            raw = os.environ[meta["env"]]
+        elif meta.get("env") and (supplied := from_environment(meta["env"])) is not None:
+            raw = supplied
         elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
             continue
         else:
             hint = f" (or set ${meta['env']})" if meta.get("env") else ""
-            raise ConfigError(file, key, f"missing required value: {_type_name(hints[name])}{hint}")
-        value = _convert(raw, hints[name], key, file)
+            fail(ConfigError(file, key, f"missing required value: {_type_name(hints[name])}{hint}"))
+            continue
+        try:
+            value = _convert(raw, hints[name], key, file, errors)
+        except ConfigError as exc:
+            fail(exc)
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             lo, hi = meta.get("minimum"), meta.get("maximum")
             if lo is not None and value < lo:
-                raise ConfigError(file, key, f"must be at least {lo}, got {value!r}")
+                fail(ConfigError(file, key, f"must be at least {lo}, got {value!r}"))
+                continue
             if hi is not None and value > hi:
-                raise ConfigError(file, key, f"must be at most {hi}, got {value!r}")
+                fail(ConfigError(file, key, f"must be at most {hi}, got {value!r}"))
+                continue
         values[name] = value
+    if found:  # only reached when collecting: this table cannot be built
+        raise _Reported(file, where, "see the errors above")
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if callable(check):
@@ -168,9 +253,9 @@ def build(cls: type[T], data: Mapping[str, Any], *, file: str, where: str = "") 
             check()
         except ValueError as exc:
             sub, _, problem = str(exc).partition(": ")
-            if problem:
-                raise ConfigError(file, dotted(sub), problem) from None
-            raise ConfigError(file, where, str(exc)) from None
+            error = ConfigError(file, dotted(sub), problem) if problem else None
+            fail(error or ConfigError(file, where, str(exc)))
+            raise _Reported(file, where, "see the errors above") from None
     return obj
 
 
@@ -218,3 +303,65 @@ def dump_toml(doc: Mapping[str, Any]) -> str:
     :class:`TypeError` for a value TOML cannot hold.
     """
     return tomli_w.dumps(_without_none(doc))
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+_ASSIGN = re.compile(
+    r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
+_PART = re.compile(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)")
+
+
+def _parts(dotted: str) -> list[str]:
+    return [a or b or c for a, b, c in _PART.findall(dotted)]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Where each key and table of a TOML text starts: ``{"printers[1].uri": 12}``.
+
+    tomllib gives no positions, so this is a small scan of headers and ``key =`` lines
+    (multi-line strings skipped; keys inside inline tables take their table's line). Keys
+    are written as :class:`ConfigError` names them: ``a.b``, ``list[2].c``.
+    """
+    lines: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    table = ""
+    quote = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if quote:  # inside a multi-line string
+            if line.count(quote) % 2:
+                quote = ""
+            continue
+        header = _HEADER.match(line)
+        if header:
+            path = ".".join(_parts(header.group(2)))
+            if header.group(1) == "[[":
+                index = counts.get(path, 0)
+                counts[path] = index + 1
+                lines.setdefault(path, number)
+                path = f"{path}[{index}]"
+            table = path
+            lines.setdefault(table, number)
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            key = ".".join(_parts(assign.group(1)))
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+            rest = line[assign.end() :]
+            for mark in ('"""', "'''"):
+                if rest.count(mark) % 2:
+                    quote = mark
+    return lines
+
+
+def key_line(text: str, dotted: str) -> int | None:
+    """The line of ``dotted`` (as a :class:`ConfigError` names it) in the TOML ``text``, or
+    of the nearest table above it that is written there (a missing key: its table)."""
+    lines = key_lines(text)
+    key = dotted
+    while key:
+        if key in lines:
+            return lines[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return None

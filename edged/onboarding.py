@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import enum
 import grp
+import hmac
 import html
 import logging
 import os
@@ -30,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -48,6 +49,17 @@ HOTSPOT_ADDRESS = "10.42.0.1"  # NetworkManager's default for ipv4.method=shared
 GRACE = 60.0  # seconds without network before the hotspot comes up
 PASSWORD_FILE = Path("/etc/edged/hotspot-password")
 NM_DIR = Path("/etc/NetworkManager/system-connections")
+# Networks listed on the page at the most (a crowded street lists dozens).
+MAX_NETWORKS = 40
+# The page's own headers: nothing loads from elsewhere, nothing frames it, nothing is kept.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 # Alphabet without look-alikes (0/O, 1/l/I): the password is read off paper.
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -175,7 +187,7 @@ class Nmcli:
             if len(row) >= 2 and row[0]:
                 signal = int(row[1]) if row[1].isdecimal() else 0
                 ranked[row[0]] = max(signal, ranked.get(row[0], 0))
-        return sorted(ranked, key=lambda ssid: -ranked[ssid])
+        return listable(sorted(ranked, key=lambda ssid: -ranked[ssid]))
 
     def raise_hotspot(self, ssid: str, password: str) -> None:
         write_atomic(
@@ -201,6 +213,23 @@ class Nmcli:
         result = self._run(*args)
         if result.returncode != 0:
             raise OSError(f"nmcli {' '.join(args)}: {result.stderr.strip()}")
+
+
+def listable(ssids: Sequence[str]) -> list[str]:
+    """The scanned names a person can choose: those :func:`parse_wifi` would take (1 to 32
+    bytes, no control characters: a name that could never be joined is not offered), at most
+    :data:`MAX_NETWORKS`."""
+    chosen: list[str] = []
+    for ssid in ssids:
+        try:
+            parse_wifi({"ssid": ssid}, "scan")
+        except ConfigError:
+            log.info("onboarding: a scanned network name was left off the list: %r", ssid[:40])
+            continue
+        chosen.append(ssid)
+        if len(chosen) == MAX_NETWORKS:
+            break
+    return chosen
 
 
 def _split_terse(line: str) -> list[str]:
@@ -231,7 +260,7 @@ label,select,input,button{{display:block;width:100%;margin:.4em 0;font-size:1.1e
 .error{{color:#a00}}</style></head><body>
 <h1>{box}</h1><p>{intro}</p>
 {message}
-<form method="post" action="/">
+<form method="post" action="/"><input type="hidden" name="csrf" value="{csrf}">
 <label>{network} <select name="ssid">{options}</select></label>
 <label>{hidden} <input name="hidden_ssid" autocomplete="off"></label>
 <label>{password} <input name="psk" type="password" autocomplete="off"></label>
@@ -267,6 +296,8 @@ class Onboarding:
         self.offline_since: float | None = None
         self._runner: web.AppRunner | None = None
         self._joining: asyncio.Task[None] | None = None
+        # The form's token: a page from elsewhere cannot post a network to the box.
+        self.csrf = secrets.token_urlsafe(18)
 
     async def step(self) -> Action:
         """One look at the network and the action taken."""
@@ -316,7 +347,7 @@ class Onboarding:
     # -- the page --------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4096)
+        app = web.Application(client_max_size=4096, middlewares=[self._guard])
         app.router.add_get("/", self.page)
         app.router.add_post("/", self.choose)
         # Any other address a phone probes (captive-portal checks) lands on the page.
@@ -336,8 +367,45 @@ class Onboarding:
             await self._runner.cleanup()
             self._runner = None
 
+    def _hosts(self) -> set[str]:
+        """``Host`` values of the page itself; any other name is a captive-portal probe or a
+        rebinding attempt and is sent to the page."""
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return {f"{self.http_host}{port}", f"{self.ssid}.local{port}"}
+
+    @web.middleware
+    async def _guard(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if request.host not in self._hosts():
+            raise web.HTTPFound(self._home())
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.removeprefix("http://") not in self._hosts():
+                log.warning("onboarding: refused a form posted from %r", origin[:80])
+                return self._page_response(self._refused(), status=403)
+        response = await handler(request)
+        response.headers.update(_HEADERS)
+        return response
+
+    def _home(self) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{self.http_host}{port}/"
+
+    def _refused(self) -> str:
+        return self.locale.gettext("This form has expired. Reload the page and choose again.")
+
+    def _page_response(self, message: str, *, status: int) -> web.Response:
+        response = web.Response(
+            text=self.render(message, error=True), content_type="text/html", status=status
+        )
+        response.headers.update(_HEADERS)
+        return response
+
     async def redirect(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound(f"http://{self.http_host}/")
+        raise web.HTTPFound(self._home())
 
     def render(self, message: str = "", *, error: bool = False) -> str:
         options = "".join(
@@ -352,6 +420,7 @@ class Onboarding:
         return _PAGE.format(
             lang=self.locale.language,
             box=html.escape(self.ssid),
+            csrf=html.escape(self.csrf, quote=True),
             intro=html.escape(_("Choose the shop's Wi-Fi network for this box.")),
             message=note,
             network=html.escape(_("Network")),
@@ -367,6 +436,9 @@ class Onboarding:
     async def choose(self, request: web.Request) -> web.StreamResponse:
         _ = self.locale.gettext
         form = await request.post()
+        if not hmac.compare_digest(str(form.get("csrf") or ""), self.csrf):
+            log.warning("onboarding: refused a form without the page's token")
+            return self._page_response(self._refused(), status=403)
         ssid = str(form.get("hidden_ssid") or form.get("ssid") or "").strip()
         psk = str(form.get("psk") or "")
         hidden = bool(str(form.get("hidden_ssid") or "").strip())

@@ -50,7 +50,7 @@ import sys
 import typing
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edged.config import Config, from_layers, read_toml
@@ -126,9 +126,82 @@ def parse_wifi(doc: Any, file: str) -> Wifi:
     return Wifi(ssid=ssid, psk=psk, hidden=hidden)
 
 
+# A provisioning file is a short config fragment; anything larger is refused unread.
+PROVISION_MAX_BYTES = 64 * 1024
+# Keys that name a file or folder, wherever they stand in the document.
+_PATH_KEYS = frozenset(
+    {"state_dir", "path", "logo", "ca_file", "cert_file", "key_file", "tls_cert", "tls_key"}
+)
+# Facts of the board the image sets; a file on the boot partition does not move them.
+_IMAGE_KEYS = {"box": ("serial_file", "machine_id_file")}
+
+
+def _climbs(path: str) -> bool:
+    return ".." in PurePosixPath(path).parts
+
+
+def check_boundaries(doc: Mapping[str, Any], file: str) -> None:
+    """Refuse what a file anyone can write on a FAT partition must not decide for root: paths
+    that climb (``..``), a relative state directory, a journal outside the state directory,
+    printer devices outside ``/dev`` and virtual printers. Raises :class:`ConfigError`."""
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                here = f"{where}.{key}" if where else str(key)
+                if key in _PATH_KEYS and isinstance(value, str) and _climbs(value):
+                    raise ConfigError(file, here, "a path with '..' is not allowed here")
+                walk(value, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(doc, "")
+    box = doc.get("box")
+    if isinstance(box, Mapping):
+        state_dir = box.get("state_dir")
+        if isinstance(state_dir, str) and not PurePosixPath(state_dir).is_absolute():
+            raise ConfigError(
+                file, "box.state_dir", "expected an absolute path, e.g. /var/lib/edged"
+            )
+        for key in _IMAGE_KEYS["box"]:
+            if key in box:
+                raise ConfigError(file, f"box.{key}", "set by the image, not by provisioning")
+    journal = doc.get("journal")
+    if isinstance(journal, Mapping):
+        path = journal.get("path")
+        if isinstance(path, str) and PurePosixPath(path).is_absolute():
+            raise ConfigError(
+                file,
+                "journal.path",
+                "expected a file name inside box.state_dir, e.g. edged.sqlite3",
+            )
+    printers = doc.get("printers")
+    if isinstance(printers, list):
+        for i, printer in enumerate(printers):
+            uri = printer.get("uri") if isinstance(printer, Mapping) else None
+            if isinstance(uri, str):
+                _check_printer_uri(uri, file, f"printers[{i}].uri")
+
+
+def _check_printer_uri(uri: str, file: str, key: str) -> None:
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return  # not a URI at all: the daemon's loader says what is wrong with it
+    if scheme == "virtual":
+        raise ConfigError(
+            file, key, "virtual printers are for trying the box, not for provisioning"
+        )
+    if scheme in ("file", "serial"):
+        device = PurePosixPath(rest.partition("?")[0])
+        if _climbs(str(device)) or device.parts[:2] != ("/", "dev") or len(device.parts) < 3:
+            raise ConfigError(file, key, f"a {scheme}:// printer must be a device under /dev")
+
+
 def split(doc: Mapping[str, Any], file: str) -> Plan:
     """Separate a provisioning document into drop-in, secrets and Wi-Fi (no validation of
-    the drop-in part beyond the secrets; see :func:`validate`)."""
+    the drop-in part beyond the secrets and :func:`check_boundaries`; see :func:`validate`)."""
+    check_boundaries(doc, file)
     dropin = {k: v for k, v in doc.items() if k != "wifi"}
     wifi = parse_wifi(doc["wifi"], file) if "wifi" in doc else None
     secrets: dict[str, str] = {}
@@ -365,6 +438,10 @@ def provision(
         log.info("no %s; nothing to provision", source)
         return None
     try:
+        if source.stat().st_size > PROVISION_MAX_BYTES:
+            raise ConfigError(
+                str(source), "", f"larger than {PROVISION_MAX_BYTES // 1024} KiB; not read"
+            )
         plan = split(read_toml(source), str(source))
         validate(plan, source, etc)
     except ConfigError as exc:

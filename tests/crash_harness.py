@@ -309,7 +309,7 @@ class Terminals:
                 _, err = await proc.communicate()
             if proc.returncode == 0:
                 request.answer = "queued"
-            elif proc.returncode == 2:
+            elif proc.returncode == 3:
                 # Refused by the desk (e.g. NOT_WAITING for the second of two presses).
                 text = err.decode(errors="replace").strip()
                 request.answer = "refused:" + text.rpartition("(")[2].rstrip(")")

@@ -1,6 +1,7 @@
 """A strict ESC/POS decoder for tests: bytes back to styled text lines.
 
-It knows exactly the commands the encoder may write and records anything else in
+It knows exactly the commands the encoder (python-escpos, as edged drives it) may write and
+records anything else in
 ``unexpected``, so a test can say "nothing in these bytes could open the drawer, cut the
 paper or switch the code page" by asserting ``decoded.unexpected == []``.
 """
@@ -108,6 +109,10 @@ def decode(data: bytes, code_pages: dict[int, str] | None = None) -> Decoded:
                 align = ("left", "center", "right")[arg]
             elif cmd == "E" and arg in (0, 1):
                 bold = bool(arg)
+            elif cmd == "!" and arg & ~0x38 == 0:
+                # Print mode (python-escpos' sizes): emphasized, double height, double width.
+                bold = bool(arg & 0x08)
+                height, width = (2 if arg & 0x10 else 1), (2 if arg & 0x20 else 1)
             elif cmd == "d" and arg <= 10:
                 for _ in range(arg):
                     flush()

@@ -49,7 +49,16 @@ INCLUDE = (
     "openssh-client",  # ssh-keygen verifies update bundles, as on Raspberry Pi OS
     "linux-image-amd64",
 )
-_TREE = ("pyproject.toml", "README.md", "edged", "config", "systemd", "image", "requirements.lock")
+_TREE = (
+    "LICENSE",
+    "pyproject.toml",
+    "README.md",
+    "edged",
+    "config",
+    "systemd",
+    "image",
+    "requirements.lock",
+)
 
 
 def cache_dir() -> Path:

@@ -60,6 +60,24 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
             "printers[0].paper_width",
             "one of 58, 80",
         ),
+        (
+            MINIMAL + '[[printers]]\nname = "Bar"\nuri = "virtual://x"\n'
+            '[[printers]]\nname = "bar"\nuri = "virtual://y"\n',
+            "printers",
+            "'Bar' and 'bar' differ only in case",
+        ),
+        (
+            MINIMAL + '[[printers]]\nname = "bar"\nuri = "virtual://x"\n'
+            '[[printers]]\nname = "bar"\nuri = "virtual://y"\n',
+            "printers",
+            "duplicate printer name 'bar'",
+        ),
+        (
+            MINIMAL + '[[printers]]\nname = "' + "p" * 33 + '"\nuri = "virtual://x"\n',
+            "printers[0].name",
+            "at most 32",
+        ),
+        (MINIMAL + '[box]\nname = "' + "n" * 49 + '"\n', "box.name", "1 to 48"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(
@@ -95,6 +113,25 @@ def test_secret_may_come_from_the_environment(
     assert config.sinqro.user_token == "user-env"
     # Secrets are never shown back.
     assert to_plain(config)["sinqro"]["server_token"] == "***"
+
+
+def test_secrets_may_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LoadCredential=EDGED_SERVER_TOKEN:FILE puts the token in $CREDENTIALS_DIRECTORY; it
+    wins over the environment file, and what is not there still comes from the environment."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "EDGED_SERVER_TOKEN").write_text("from-credential\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("EDGED_SERVER_TOKEN", "from-env")
+    monkeypatch.setenv("EDGED_USER_TOKEN", "user-env")
+    config = load_config(write(tmp_path, "[sinqro]\n"))
+    assert config.sinqro.server_token == "from-credential"
+    assert config.sinqro.user_token == "user-env"
+    (credentials / "EDGED_USER_TOKEN").mkdir()  # unreadable as a file: said, not ignored
+    err = error_of(tmp_path / "edged.toml")
+    assert err.key == "EDGED_USER_TOKEN" and "unreadable credential" in err.problem
 
 
 def test_dropins_override_and_errors_name_the_dropin(tmp_path: Path) -> None:
@@ -185,5 +222,62 @@ def test_check_config_command(tmp_path: Path) -> None:
         check=False,
     )
     assert no.returncode == 78  # EX_CONFIG: systemd will not restart-loop on it
-    assert f"{bad}: sinqro.bogus: unknown key" in no.stderr
+    line = MINIMAL.count("\n") + 1  # the line the typo was appended on
+    assert f"{bad}:{line}: sinqro.bogus: unknown key" in no.stderr
     assert "Traceback" not in no.stderr
+
+
+def test_every_config_error_is_collected_once(tmp_path: Path) -> None:
+    from edged.config import config_errors
+
+    path = write(
+        tmp_path,
+        MINIMAL
+        + "poll_interval = 0\n"
+        + '[box]\nlanguage = "fr"\nbogus = 1\n'
+        + '[orders]\ncancel_comment = "  "\n'  # a rule across the table's fields
+        + '[[printers]]\nname = "a"\nuri = "nope://x"\n'
+        + '[[printers]]\nname = "b"\n',
+    )
+    found = sorted((e.key, e.problem.split(" (")[0]) for e in config_errors(path))
+    assert [key for key, _ in found] == [
+        "box.bogus",
+        "box.language",
+        "orders.cancel_comment",
+        "printers[0].uri",
+        "printers[1].uri",
+        "sinqro.poll_interval",
+    ]
+    # The first of them is what loading raises.
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert config_errors(write(tmp_path, MINIMAL, "good.toml")) == []
+    broken = config_errors(write(tmp_path, "[sinqro\n", "broken.toml"))
+    assert len(broken) == 1 and "not valid TOML" in broken[0].problem
+
+
+def test_key_lines_follow_tables_arrays_and_strings() -> None:
+    from edged.configtools import key_line
+
+    text = (
+        "# a comment\n"
+        "[box]\n"  # 2
+        'name = """\n'  # 3
+        "fake = 1\n"
+        '"""\n'
+        "'quoted key' = 1\n"  # 6
+        "[[printers]]\n"  # 7
+        'name = "a"\n'  # 8
+        "[[printers]]\n"  # 9
+        'name = "b"\n'
+        "mqtt.host = 'x'  # dotted\n"  # 11
+        "panel = { pins = 1 }\n"  # 12
+    )
+    assert key_line(text, "box.name") == 3
+    assert key_line(text, "box.fake") == 2  # inside a string: only its table
+    assert key_line(text, "box.quoted key") == 6
+    assert key_line(text, "printers[0].name") == 8
+    assert key_line(text, "printers[1].uri") == 9  # missing: its table
+    assert key_line(text, "printers[1].mqtt.host") == 11
+    assert key_line(text, "printers[1].panel.pins") == 12
+    assert key_line(text, "web.port") is None

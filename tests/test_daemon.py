@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 
 from edged.configtools import dump_toml
+from edged.i18n import Locale
 
 
 def write_config(tmp_path: Path, sim: SimulatorProcess, **sections: Any) -> Path:
@@ -102,18 +104,25 @@ def test_ready_order_cli_accept_once_and_clean_stop(
         assert posts[0]["actionType"] == "ACCEPT" and posts[0]["delayMinutes"] == 20
 
         refused = cli(config, "cancel", str(order_id), "--comment", "  ")
-        assert refused.returncode == 2
+        assert refused.returncode == 3  # refused, not a usage error
         assert "ORDER_CANCELLATION_COMMENT_IS_REQUIRED" in refused.stderr
 
         health = httpx.get(f"http://127.0.0.1:{_web_port(config)}/health", timeout=5).json()
         assert health["link"] in ("online", "polling")
         status = cli(config, "status")
         assert status.returncode == 0 and "daemon: running" in status.stdout
-        assert "link:" in status.stdout and "orders: 1" in status.stdout
+        assert "link to Sinqro:" in status.stdout and "orders in the journal: 1" in status.stdout
+        scripted = cli(config, "status", "--json")
+        assert scripted.returncode == 0, scripted.stderr
+        document = json.loads(scripted.stdout)
+        assert document["running"] is True and document["journal"]["orders"] == 1
+        assert document["daemon"]["link"] == health["link"]
 
         assert daemon.stop() == 0
         stopped = cli(config, "status")
         assert "daemon: not answering" in stopped.stdout
+        assert stopped.returncode == 69  # EX_UNAVAILABLE: scripts ask "is it up?"
+        assert json.loads(cli(config, "status", "--json").stdout)["running"] is False
         assert any(m.startswith("STOPPING=1") for m in daemon.messages)
     assert journal_rows(journal, "PRAGMA integrity_check")[0][0] == "ok"
     # The status change Sinqro confirmed is in the journal, once.
@@ -212,7 +221,27 @@ def test_bad_config_fails_fast_with_the_key_named(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 78
-    assert f"{bad}: sinqro.poll_interval: expected a number" in result.stderr
+    assert f"{bad}:3: sinqro.poll_interval: expected a number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_config_under_systemd_is_filed_at_crit(tmp_path: Path) -> None:
+    """Under systemd stderr is the journal (JOURNAL_STREAM): the line that ends the process
+    carries journald's priority prefix for CRIT (sd-daemon(3)), not the default INFO."""
+    bad = tmp_path / "edged.toml"
+    bad.write_text('[sinqro]\nserver_token = "x"\npoll_interval = "often"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "JOURNAL_STREAM": "8:12345"},
+    )
+    assert result.returncode == 78
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("<2>edged: bad configuration: ")
+    assert "sinqro.poll_interval" in line
     assert "Traceback" not in result.stderr
 
 
@@ -220,8 +249,10 @@ def test_reprint_and_test_print_go_through_the_spooler(
     tmp_path: Path, cloud: SimulatorProcess
 ) -> None:
     tickets = tmp_path / "tickets"
+    # A zone far from the test machine's: the test page tells the box's time, not UTC.
+    box = {"name": "test-box", "state_dir": str(tmp_path / "state"), "timezone": "Asia/Tokyo"}
     config = write_config(
-        tmp_path, cloud, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
+        tmp_path, cloud, box=box, printers=[{"name": "counter", "uri": f"virtual://{tickets}"}]
     )
     journal = tmp_path / "state" / "edged.sqlite3"
 
@@ -234,18 +265,25 @@ def test_reprint_and_test_print_go_through_the_spooler(
         until(lambda: texts("order"), 15, "the first ticket")
         assert "REPRINT" not in texts("order")[0]
 
-        done = cli(config, "reprint", str(order_id))
+        code = journal_rows(journal, "SELECT code FROM orders WHERE id = ?", (order_id,))[0][0]
+        done = cli(config, "reprint", code.lower())  # by code, as on the ticket, any case
         assert done.returncode == 0, done.stderr
+        assert code in done.stdout
         (reprint,) = until(lambda: texts("reprint"), 15, "the reprint")
         assert "REPRINT" in reprint
         assert len(texts("order")) == 1
 
+        tokyo = Locale("en", "Asia/Tokyo")
+        before = tokyo.day_datetime(time.time())
         assert cli(config, "test-print", "counter").returncode == 0
-        until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+        (page,) = until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+        after = tokyo.day_datetime(time.time())
+        shown = {before, after}
+        assert any(f"At: {when}" in page.read_text(encoding="utf-8") for when in shown), shown
 
         unknown = cli(config, "test-print", "bar")
-        assert unknown.returncode == 2 and "no printer 'bar'" in unknown.stderr
-        assert cli(config, "reprint", "123456789").returncode == 2
+        assert unknown.returncode == 2 and "no printer named bar" in unknown.stderr
+        assert cli(config, "reprint", "123456789").returncode == 3
         daemon.stop()
     printed = journal_rows(journal, "SELECT data FROM events WHERE kind = 'print.done'")
     kinds = sorted(json.loads(data)["kind"] for (data,) in printed)

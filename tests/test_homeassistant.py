@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
+from hypothesis import given
+from hypothesis import strategies as st
 from mqtt_listener import Listener
 
 from edged import __version__
-from edged.bridges.homeassistant import DeviceInfo, HomeAssistant
-from edged.bridges.mqtt import MqttBridge
+from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, ha_id
+from edged.bridges.mqtt import MqttBridge, topic_id
 from edged.bridges.settings import MqttConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
@@ -474,3 +476,40 @@ async def test_buttons_act_on_the_journal(broker: MosquittoBroker, journal: Jour
             {"kind": "reprint", "order_id": 32, "source": "homeassistant"},
             {"kind": "test", "printer": "kitchen", "source": "homeassistant"},
         ]
+
+
+@given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
+def test_home_assistant_ids_never_collide(a: str, b: str) -> None:
+    """Two different box ids or printer levels never share a node or a unique_id."""
+    assert re.fullmatch(r"[a-z0-9_]+", ha_id(a))
+    if a != b:
+        assert ha_id(a) != ha_id(b)
+
+
+def test_box_ids_that_slug_alike_get_their_own_nodes() -> None:
+    assert discovery(box_id="shop-1").node == "edged_shop_1"  # usual ids read as before
+    assert discovery(box_id="shop--1").node != discovery(box_id="shop-1").node
+    assert discovery(box_id="shop-1-").node != discovery(box_id="shop-1").node
+
+
+def test_printers_that_slug_alike_get_their_own_entities() -> None:
+    """Names that differ only by '-' and '_' (both allowed) stay apart in Home Assistant;
+    names that differ only by case are refused by the config (tests/test_config.py)."""
+
+    def level(key: str) -> str | None:
+        if key.startswith("printer."):
+            return f"{BASE}/state/printer/{topic_id(key[8:])}"
+        return _state_topic(key)
+
+    ha = HomeAssistant(
+        prefix=HA,
+        base=BASE,
+        device=DeviceInfo(box_id=BOX, name="Pizza Roma"),
+        printers=lambda: ["bar-1", "bar_1", "bar--1"],
+        state_topic=level,
+        actions=Recorder(),
+    )
+    unique = [json.loads(p)["unique_id"] for p in ha.messages().values()]
+    assert len(unique) == len(set(unique))
+    printers = [u for u in unique if "_printer_" in u]
+    assert len(printers) == 3

@@ -333,6 +333,20 @@ async def test_any_printer_form_saves_or_shows_the_error(
         assert webbox.settings_text() == before
 
 
+async def test_a_printer_named_like_another_but_for_case_is_refused(webbox: WebBox) -> None:
+    """ "Kitchen" beside "kitchen" would share one Home Assistant entity and confuse people."""
+    before = webbox.settings_text()
+    response = await _post_form(
+        webbox,
+        "/settings/printers/add",
+        [("printers[1].name", "Kitchen"), ("printers[1].uri", "tcp://127.0.0.1:9100")],
+    )
+    assert response.status_code == 400
+    assert _error_shown(response.text)
+    assert "differ only in case" in response.text
+    assert webbox.settings_text() == before
+
+
 @hostile(1000)
 @given(
     code=FORM_TEXT,

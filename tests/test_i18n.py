@@ -33,7 +33,12 @@ def test_the_sources_have_visible_strings() -> None:
     messages = all_messages()
     where = {m.where.split(":")[0] for m in messages}
     # Pages, scripts, tickets, CLI and demo all speak through the catalog.
-    for part in ("templates/board.html", "static/board.js", "printing/labels.py", "cli.py"):
+    for part in (
+        "templates/board.html",
+        "static/board.js",
+        "printing/labels.py",
+        "commandline/orders.py",
+    ):
         assert any(w.endswith(part) for w in where), part
     assert len(messages) > 250
 
@@ -79,7 +84,7 @@ def test_numbers_amounts_and_times_follow_the_language_and_zone() -> None:
     madrid = Locale("es", "Europe/Madrid")
     assert madrid.time(noon_utc) == "14:05"
     assert madrid.time(noon_utc.timestamp()) == "14:05"
-    assert madrid.short_datetime(noon_utc) == "vie 24/07 14:05"
+    assert madrid.day_datetime(noon_utc) == "vie 24/07/2026 14:05"
     assert madrid.date(noon_utc) == "24/07/2026"
     assert Locale("en", "America/New_York").datetime(noon_utc) == "07/24/2026 08:05"
     assert Locale("es").gettext("Orders") == "Pedidos"
@@ -88,8 +93,20 @@ def test_numbers_amounts_and_times_follow_the_language_and_zone() -> None:
     assert Locale("ca").number(0.005, 3) == "0,005"
     assert Locale("ca").decimal_mark == "," and Locale("en").decimal_mark == "."
     barcelona = Locale("ca", "Europe/Madrid")
-    assert barcelona.short_datetime(noon_utc) == "dv. 24/07 14:05"
+    assert barcelona.day_datetime(noon_utc) == "dv. 24/07/2026 14:05"
     assert barcelona.date(noon_utc) == "24/07/2026"
     assert barcelona.gettext("Orders") == "Comandes"
     assert barcelona.pgettext("ticket", "TAKEAWAY") == "PER EMPORTAR"
     assert Locale("xx").language == "en"
+
+
+def test_english_dates_put_the_day_first_unless_the_selling_point_writes_month_first() -> None:
+    noon_utc = datetime(2026, 12, 7, 12, 5, tzinfo=UTC)
+    assert Locale("en", "Europe/London").datetime(noon_utc) == "07/12/2026 12:05"
+    assert Locale("en", "Europe/Madrid").day_datetime(noon_utc) == "Mon 07/12/2026 13:05"
+    assert Locale("en", "America/Chicago").datetime(noon_utc) == "12/07/2026 06:05"
+    assert Locale("es", "America/New_York").date(noon_utc) == "07/12/2026"
+    assert Locale("en", "Asia/Manila").date(noon_utc) == "12/07/2026"
+    # A setting wins over the country.
+    assert Locale("en", "America/Chicago", "dmy").date(noon_utc) == "07/12/2026"
+    assert Locale("ca", "Europe/Madrid", "ymd").date(noon_utc) == "2026-12-07"

@@ -116,6 +116,34 @@ def test_trixie_network_config_is_netplan_wifi(trixie: Path) -> None:
     assert wlan["regulatory-domain"] == "ES" and wlan["dhcp4"] is True
 
 
+def netplan_generate(config: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """netplan itself, as cloud-init hands it the network-config on the box."""
+    netplan = root / "etc" / "netplan"
+    netplan.mkdir(parents=True)
+    target = netplan / "50-cloud-init.yaml"
+    target.write_text(config, encoding="utf-8")
+    target.chmod(0o600)  # netplan warns about (and may one day refuse) readable files
+    return subprocess.run(
+        ["netplan", "generate", "--root-dir", str(root)], capture_output=True, text=True
+    )
+
+
+def test_trixie_network_config_is_accepted_by_netplan(trixie: Path, tmp_path: Path) -> None:
+    generated = netplan_generate((trixie / "network-config").read_text(), tmp_path / "root")
+    assert generated.returncode == 0, generated.stderr
+    connections = list((tmp_path / "root" / "run" / "NetworkManager").rglob("*.nmconnection"))
+    assert len(connections) == 1, generated.stderr
+    keyfile = connections[0].read_text()
+    assert "ssid=Casa Pepe WiFi" in keyfile and "psk=tortilla-2024" in keyfile
+
+
+def test_netplan_refuses_a_broken_network_config(trixie: Path, tmp_path: Path) -> None:
+    network = json.loads((trixie / "network-config").read_text())
+    network["network"]["wifis"]["wlan0"]["dhcp4"] = "sometimes"
+    generated = netplan_generate(json.dumps(network), tmp_path / "root")
+    assert generated.returncode != 0
+
+
 def test_user_data_settings_are_applied_by_the_same_provisioning(
     trixie: Path, tmp_path: Path
 ) -> None:
@@ -165,7 +193,9 @@ def test_imager_os_list(tmp_path: Path, release: str, init: str) -> None:
          "--url-base", "https://boxes.example/edged/"],
         check=True, capture_output=True,
     )  # fmt: skip
-    (entry,) = json.loads((tmp_path / "os_list_edged.json").read_text())["os_list"]
+    manifest = json.loads((tmp_path / "edged.rpi-imager-manifest").read_text())
+    assert set(manifest) == {"imager", "os_list"}
+    (entry,) = manifest["os_list"]
     assert entry["init_format"] == init  # Imager offers its customisation only with this
     assert entry["url"] == f"https://boxes.example/edged/{image.name}"
     assert entry["extract_size"] == len(raw)
@@ -174,3 +204,18 @@ def test_imager_os_list(tmp_path: Path, release: str, init: str) -> None:
     assert entry["image_download_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
     assert {"pi5-64bit", "pi4-64bit"} <= set(entry["devices"])
     assert "0.1.0" in entry["name"]
+    # Imager's device step lists what imager.devices declares, and shows a board only the
+    # OS entries that carry one of its tags (matching_type exclusive).
+    boards = manifest["imager"]["devices"]
+    assert [b["name"] for b in boards] == ["Raspberry Pi 5", "Raspberry Pi 4", "Raspberry Pi 3"]
+    for board in boards:
+        assert set(board) <= {"name", "description", "icon", "tags", "matching_type",
+                              "architecture", "capabilities"}  # fmt: skip
+        assert board["description"] and board["matching_type"] == "exclusive"
+        assert board["architecture"] == "armv8"
+        assert set(board["tags"]) <= set(entry["devices"])
+    assert sorted(t for b in boards for t in b["tags"]) == sorted(entry["devices"])
+    for key, kind in (("name", str), ("description", str), ("icon", str), ("url", str),
+                      ("extract_size", int), ("extract_sha256", str),
+                      ("image_download_size", int), ("release_date", str)):  # fmt: skip
+        assert isinstance(entry[key], kind), key  # the fields Imager's schema requires

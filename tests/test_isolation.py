@@ -3,8 +3,12 @@ against the simulator with per-order faults. Waits are bounded waits for a condi
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from conftest import eventually
 from harness import app_config, free_port
 from test_faults import running_app
 
+import edged
 from edged.app import App
 from edged.journal import events as ev
 from edged.outbox import pick_action
@@ -272,9 +277,40 @@ async def test_metrics_parse_with_a_prometheus_parser_and_hold_the_link_counters
         assert frames.samples[0].value >= 1  # the new order's frame
         for name in ("edged_link_reconciles", "edged_link_bad_frames", "edged_link_polls"):
             assert families[name].type == "counter"
+        # A histogram, so a fleet's decision times add up (a summary's cannot).
         decision = families["edged_web_decision_seconds"]
-        assert decision.type == "summary"
+        assert decision.type == "histogram"
+        buckets = [s for s in decision.samples if s.name.endswith("_bucket")]
+        assert [s.labels["le"] for s in buckets][-1] == "+Inf"
         assert {s.name for s in decision.samples} == {
+            "edged_web_decision_seconds_bucket",
             "edged_web_decision_seconds_sum",
             "edged_web_decision_seconds_count",
         }
+        (info,) = families["edged_build_info"].samples
+        assert info.value == 1 and info.labels["version"] == edged.__version__
+        assert info.labels["python"] == platform.python_version() and info.labels["commit"]
+        # The standard process family, read from /proc: this process is the daemon.
+        rss = families["process_resident_memory_bytes"].samples[0].value
+        assert 10 * 2**20 < rss < 2**32
+        started = families["process_start_time_seconds"].samples[0].value
+        assert abs(started - start_time_from_proc()) < 5
+        assert families["process_cpu_seconds"].type == "counter"
+        assert families["process_open_fds"].samples[0].value > 3
+        # Prometheus' own checker, as a scrape would see it.
+        checked = await asyncio.to_thread(
+            subprocess.run,
+            ["promtool", "check", "metrics"],
+            input=response.text,
+            capture_output=True,
+            text=True,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def start_time_from_proc() -> float:
+    """This process's start time from /proc, computed apart from the code under test."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot = float(Path("/proc/stat").read_text().split("btime ")[1].split()[0])
+    stat = Path("/proc/self/stat").read_text()
+    return boot + int(stat[stat.rindex(")") + 2 :].split()[19]) / ticks

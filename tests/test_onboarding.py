@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,18 @@ def onboarding(
     )
 
 
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "the page carries its form token"
+    return match.group(1)
+
+
+async def post(client: httpx.AsyncClient, data: dict[str, str]) -> httpx.Response:
+    """The form as a phone sends it: the page first, then the form with the page's token."""
+    token = csrf_of((await client.get("/")).text)
+    return await client.post("/", data={"csrf": token, **data})
+
+
 def test_decide() -> None:
     offline = NetState(connected=False, wifi_device=True, hotspot_up=False)
     assert decide(offline, 30, grace=60) is Action.KEEP
@@ -152,7 +165,7 @@ async def test_offline_box_raises_a_wpa2_hotspot_after_the_grace_time(
             assert page.count("<option") == 2
             probe = await client.get("/generate_204")  # a phone's captive-portal check
             assert probe.status_code == 302
-            assert probe.headers["location"] == "http://127.0.0.1/"
+            assert probe.headers["location"] == f"http://127.0.0.1:{box.http_port}/"
         # The same password next time: it is printed on the box's label.
         await box._stop_serving()
         network.update(active=[LOOPBACK])
@@ -178,10 +191,10 @@ async def test_choosing_the_shops_wifi_on_the_page(network: Network, tmp_path: P
     box = onboarding(network, tmp_path)
     assert await box.step() is Action.RAISE
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
-        short = await client.post("/", data={"ssid": "Bar Sol", "psk": "short"})
+        short = await post(client, {"ssid": "Bar Sol", "psk": "short"})
         assert short.status_code == 400
         assert "8 to 63" in short.text and "short" not in short.text.split("<form")[0]
-        chosen = await client.post("/", data={"ssid": "Bar Sol", "psk": "cortado-con-leche"})
+        chosen = await post(client, {"ssid": "Bar Sol", "psk": "cortado-con-leche"})
         assert chosen.status_code == 200
         assert "Connecting to Bar Sol" in chosen.text
     assert box._joining is not None
@@ -203,7 +216,7 @@ async def test_a_failed_join_brings_the_hotspot_back_with_the_reason(
     box = onboarding(network, tmp_path)
     assert await box.step() is Action.RAISE
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
-        await client.post("/", data={"hidden_ssid": "Trastienda", "psk": "wrong-password"})
+        await post(client, {"hidden_ssid": "Trastienda", "psk": "wrong-password"})
     assert box._joining is not None
     await box._joining
     assert network.keyfile(WIFI_ID)["wifi"]["hidden"] == "true"
@@ -225,7 +238,7 @@ async def test_the_page_speaks_the_boxs_language(network: Network, tmp_path: Pat
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
             page = (await client.get("/")).text
-            short = await client.post("/", data={"ssid": "Bar Sol", "psk": "corto"})
+            short = await post(client, {"ssid": "Bar Sol", "psk": "corto"})
         assert '<html lang="es">' in page and "Elija la red Wi-Fi del local" in page
         assert "Conectar" in page and "Connect" not in page
         assert short.status_code == 400 and "La contraseña de la Wi-Fi tiene" in short.text
@@ -237,3 +250,65 @@ def test_stub_refuses_an_unknown_connection(network: Network) -> None:
     nm = Nmcli(str(STUB), network.nm_dir)
     with pytest.raises(OSError, match="unknown connection"):
         nm._checked("connection", "up", "nothing-written")
+
+
+HOSTILE_SSIDS = [
+    '<script>alert("ssid")</script>',
+    '"><img src=x onerror=alert(1)>',
+    "Bar {csrf} {box}",
+    "Caf\u00e9 \u2603 \u5bff\u53f8",
+]
+
+
+async def test_hostile_network_names_are_escaped_or_left_off(
+    network: Network, tmp_path: Path
+) -> None:
+    """Names from a scan are the neighbours' words: escaped on the page, and those no one could
+    join (control characters, over 32 bytes) are not offered at all."""
+    unjoinable = ["Esc\x1b[2Jape", "x" * 33, "\u00e9" * 17]
+    network.update(scan=[[ssid, "50"] for ssid in HOSTILE_SSIDS + unjoinable])
+    box = onboarding(network, tmp_path)
+    assert await box.step() is Action.RAISE
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
+            page = await client.get("/")
+        text = page.text
+        assert "<script>alert" not in text and "<img src=x" not in text
+        assert "&lt;script&gt;alert(&quot;ssid&quot;)&lt;/script&gt;" in text
+        assert "Bar {csrf} {box}" in text  # shown as typed, never formatted into the page
+        assert "Caf\u00e9 \u2603 \u5bff\u53f8" in text
+        assert box.networks == HOSTILE_SSIDS
+        assert "\x1b" not in text and "x" * 33 not in text
+        assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["Cache-Control"] == "no-store"
+    finally:
+        await box._stop_serving()
+
+
+async def test_a_form_from_elsewhere_changes_nothing(network: Network, tmp_path: Path) -> None:
+    """The page's own token and origin: a page on another site (or a stale form) cannot make
+    the box leave its hotspot for a network of someone else's choosing."""
+    box = onboarding(network, tmp_path)
+    assert await box.step() is Action.RAISE
+    wanted = {"ssid": "Bar Sol", "psk": "cortado-con-leche"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{box.http_port}") as client:
+            no_token = await client.post("/", data=wanted)
+            wrong = await client.post("/", data={"csrf": "guessed", **wanted})
+            token = csrf_of((await client.get("/")).text)
+            foreign = await client.post(
+                "/", data={"csrf": token, **wanted}, headers={"Origin": "http://evil.example"}
+            )
+            rebound = await client.post(
+                "/", data={"csrf": token, **wanted}, headers={"Host": "evil.example"}
+            )
+        for refused in (no_token, wrong, foreign):
+            assert refused.status_code == 403
+            assert "This form has expired" in refused.text
+        assert rebound.status_code == 302  # another name: sent to the page, nothing done
+        assert rebound.headers["Location"] == f"http://127.0.0.1:{box.http_port}/"
+        assert box._joining is None
+        assert not (network.nm_dir / f"{WIFI_ID}.nmconnection").exists()
+    finally:
+        await box._stop_serving()

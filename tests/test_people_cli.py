@@ -59,13 +59,13 @@ def write_box(tmp_path: Path, language: str) -> tuple[Path, dict[str, object]]:
     [
         (
             "es",
-            ["ID", "CÓDIGO", "TIPO", "ESTADO", "RECIBIDO"],
+            ["ID", "CÓDIGO", "TIPO", "ESTADO", "PREVISTO", "RECIBIDO"],
             "Para recoger",
             "Esperando su decisión",
         ),
         (
             "ca",
-            ["ID", "CODI", "TIPUS", "ESTAT", "REBUDA"],
+            ["ID", "CODI", "TIPUS", "ESTAT", "PREVISTA", "REBUDA"],
             "Per emportar",
             "Espera la vostra decisió",
         ),
@@ -103,13 +103,13 @@ def test_accept_takes_an_order_code(tmp_path: Path, capsys: pytest.CaptureFixtur
     config, raw = write_box(tmp_path, "en")
     code = str(raw["marketOrderCode"]).lower()  # any case
     assert cli.main(["accept", code, "--wait", "0", "-c", str(config)]) == 0
-    assert f"accept order {raw['id']}" in capsys.readouterr().out
+    assert f"Accepting order {raw['marketOrderCode']}: queued" in capsys.readouterr().out
     # A second decision while the first waits in the outbox is refused, with its code.
     assert (
-        cli.main(["accept", str(raw["id"]), "--delay", "15", "--wait", "0", "-c", str(config)]) == 2
+        cli.main(["accept", str(raw["id"]), "--delay", "15", "--wait", "0", "-c", str(config)]) == 3
     )
     assert "DECISION_QUEUED" in capsys.readouterr().err
-    assert cli.main(["accept", "NOPE42", "--wait", "0", "-c", str(config)]) == 2
+    assert cli.main(["accept", "NOPE42", "--wait", "0", "-c", str(config)]) == 3
     assert "no order with id or code NOPE42" in capsys.readouterr().err
 
 
@@ -138,6 +138,32 @@ def test_network_printers_from_avahi_output() -> None:
         ("epson-tm-t20iii", "tcp://192.168.1.50:9100"),
         ("star-tsp143", "tcp://192.168.1.60:9100"),
     ]
+
+
+def avahi_escape(name: str) -> str:
+    """A label as ``avahi-browse --parsable`` writes it: every byte outside
+    ``[A-Za-z0-9_-]`` of its UTF-8 as ``\\DDD`` in decimal."""
+    keep = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    return "".join(chr(b) if b in keep else f"\\{b:03d}" for b in name.encode())
+
+
+@pytest.mark.parametrize(
+    ("advertised", "suggested"),
+    [
+        ("Cocina Señor", "cocina-señor"),  # Spanish
+        ("Impressora Cuina L·L", "impressora-cuina-l-l"),  # Catalan: the middle dot
+        ("Κουζίνα Εκτυπωτής", "κουζίνα-εκτυπωτής"),  # Greek
+        ("厨房打印机 2", "厨房打印机-2"),  # Chinese
+        ("Bar.Terraza\\1", "bar-terraza-1"),  # a dot and a backslash in the name
+    ],
+)
+def test_network_printer_names_are_decoded_as_utf8(advertised: str, suggested: str) -> None:
+    line = (
+        f"=;eth0;IPv4;{avahi_escape(advertised)};_pdl-datastream._tcp;local;p.local;10.0.0.9;9100;"
+    )
+    (found,) = discover.parse_avahi(line)
+    assert found.name == suggested
+    assert found.address == "tcp://10.0.0.9:9100"
 
 
 def test_the_printer_search_says_when_avahi_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -131,6 +131,27 @@ def test_good_file_is_applied_and_removed(box: Box, monkeypatch: pytest.MonkeyPa
         ("[sinqro]\nserver_token = 'x'\n[wifi]\npsk = '12345678'\n", "wifi.ssid"),
         ("[sinqro]\nserver_token = 'x'\n[wifi]\nssid = 'S'\nchannel = 6\n", "wifi.channel"),
         ("this is = not [toml\n", ""),
+        # Paths and devices a file on the boot partition must not decide for root.
+        ("[box]\nstate_dir = '../../../../etc'\n", "box.state_dir"),
+        ("[box]\nstate_dir = '/var/lib/edged/../../../etc'\n", "box.state_dir"),
+        ("[journal]\npath = '../../etc/passwd'\n", "journal.path"),
+        ("[journal]\npath = '/etc/edged/edged.env'\n", "journal.path"),
+        ("[box]\nserial_file = '/etc/shadow'\n", "box.serial_file"),
+        (
+            "[[printers]]\nname = 'p'\nuri = 'file:///etc/edged/edged.env'\n",
+            "printers[0].uri",
+        ),
+        ("[[printers]]\nname = 'p'\nuri = 'file:///dev/../etc/passwd'\n", "printers[0].uri"),
+        ("[[printers]]\nname = 'p'\nuri = 'serial:///tmp/fifo'\n", "printers[0].uri"),
+        ("[[printers]]\nname = 'p'\nuri = 'virtual:///etc/cron.d'\n", "printers[0].uri"),
+        ("[[printers]]\nname = 'p'\nuri = 'tcp://1.2.3.4'\nlogo = '../../x.png'\n", "logo"),
+        ("[sinqro]\nserver_token = 'x'\n[box]\nname = '" + "N" * 49 + "'\n", "box.name"),
+        ("[sinqro]\nserver_token = 'x'\n[box]\nname = \"Bar\\u001b[2J\"\n", "box.name"),
+        (
+            "[sinqro]\nserver_token = 'x'\n[[printers]]\nname = 'bar'\nuri = 'tcp://1.2.3.4'\n"
+            "[[printers]]\nname = 'Bar'\nuri = 'tcp://1.2.3.5'\n",
+            "differ only in case",
+        ),
     ],
 )
 def test_bad_file_is_renamed_and_nothing_changes(box: Box, text: str, key: str) -> None:
@@ -195,3 +216,28 @@ def test_command_line(box: Box) -> None:
     box.drop(GOOD)
     assert provision.main(argv) == 0
     assert provision.main(argv) == 0  # nothing left to do
+
+
+def test_a_huge_file_is_refused_unread(box: Box) -> None:
+    """A 20 MB box name never reaches the TOML parser (nor the tickets)."""
+    before = box.snapshot()
+    box.drop("[box]\nname = '" + "x" * 20_000_000 + "'\n")
+    assert box.run() is False
+    reason = (box.boot / "edged-provision.toml.invalid.txt").read_text()
+    assert "larger than 64 KiB" in reason
+    assert box.snapshot() == before
+
+
+def test_device_uris_under_dev_are_taken(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    box.drop(
+        "[sinqro]\nserver_token = 'x'\n"
+        "[[printers]]\nname = 'kitchen'\nuri = 'file:///dev/usb/lp0'\n"
+        "[[printers]]\nname = 'bar'\nuri = 'serial:///dev/ttyUSB0?baudrate=19200'\n"
+    )
+    assert box.run() is True
+    monkeypatch.setenv("EDGED_SERVER_TOKEN", "x")
+    config = load_config(box.etc / "edged.toml")
+    assert [p.uri for p in config.printers] == [
+        "file:///dev/usb/lp0",
+        "serial:///dev/ttyUSB0?baudrate=19200",
+    ]

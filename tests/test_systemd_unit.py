@@ -108,6 +108,24 @@ def test_security_exposure() -> None:
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
 
 
+def test_onboarding_unit_exposure() -> None:
+    """The hotspot helper runs as root (NetworkManager's keyfiles and D-Bus): nothing but
+    port 80, a syscall filter and the Protect*/Restrict* set."""
+    unit = SYSTEMD / "edged-onboard.service"
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(
+        r"Overall exposure level for edged-onboard\.service: ([0-9.]+)", result.stdout
+    )
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 2.0, result.stdout
+    settings = unit_settings(unit)
+    assert settings["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+
+
 def test_unit_contract() -> None:
     """What the daemon, the image and the docs rely on."""
     s = unit_settings(UNIT)

@@ -97,7 +97,7 @@ def test_common_fields(kind: str) -> None:
     assert code.big and code.align == "center"
     # Execution time in the selling point's zone: 04:5x UTC is 06:5x in Madrid in July.
     local = datetime.strptime(raw["executionTime"], "%Y-%m-%dT%H:%M:%S%z")
-    assert d.find(f"Para: vie 24/07 {local.hour + 2:02d}:{local.minute:02d}").height == 2
+    assert d.find(f"Para: vie 24/07/2020 {local.hour + 2:02d}:{local.minute:02d}").height == 2
     assert "Cliente: Client_" in d.text and "Lastname_" in d.text
     assert "Teléfono: +34600000000" in d.text
     assert "This is the order comment!" in d.text
@@ -158,7 +158,7 @@ def test_prepaid_and_asap() -> None:
     assert d.find("Tarjeta (PAGADO)")
     assert next(line for line in d.lines if line.text.strip() == "PAGADO").big
     assert "A COBRAR" not in d.text
-    assert d.find("LO ANTES POSIBLE (vie 24/07 07:05)").bold
+    assert d.find("LO ANTES POSIBLE (vie 24/07/2020 07:05)").bold
 
 
 def test_other_currency_pattern() -> None:
@@ -209,8 +209,13 @@ def test_hostile_text_never_becomes_a_command() -> None:
     raw["currency"]["displayPattern"] = "{{ amount }}\x1bp\x00€"
     raw["deliveries"][0]["trackingUrl"] = "https://x.example/\x1bp\x00"
     data = encode(order_ticket(parse_order(raw), TicketOptions()), settings(), copies=2)
-    for bad in (b"\x1bp", b"\x1dV\x00", b"\x1bt\x00", b"\x10", b"\x9b", b"\x7f"):
+    # DLE starts the printers' real-time requests (DLE EOT, DLE ENQ, DLE DC4), which they act
+    # on wherever they stand; 0x10 alone is also the double-height bit of ESC !.
+    for bad in (b"\x1bp", b"\x1dV\x00", b"\x1bt\x00", b"\x9b", b"\x7f"):
         assert bad not in data, bad
+    for realtime in (b"\x10\x04", b"\x10\x05", b"\x10\x14"):
+        assert realtime not in data, realtime
+    assert all(data[i - 2 : i] == b"\x1b!" for i, byte in enumerate(data) if byte == 0x10)
     assert data.count(b"\x1b@") == 1
     assert data.count(b"\x1bt") == 1
     decoded = decode(data)
@@ -256,7 +261,7 @@ def test_slips_and_test_page() -> None:
     assert slip.lines[0].text.strip() == "CANCELADO" and slip.lines[0].invert
     assert "Cancelado por el cliente" in slip.text
     assert "Ya no lo quiero" in slip.text
-    assert "A las: vie 24/07 07:10" in slip.text
+    assert "A las: vie 24/07/2020 07:10" in slip.text
     for who, text in (
         ("cancelled_by_driver", "by the driver"),
         ("cancelled_by_team", "Sinqro team"),
@@ -392,7 +397,7 @@ def test_updated_slip_in_every_language() -> None:
     assert en.unexpected == []
     assert en.lines[0].text.strip() == "UPDATED" and en.lines[0].invert
     assert en.find("New time: 07:35").big
-    assert "Was: Fri 24/07 07:05" in en.text
+    assert "Was: Fri 24/07/2020 07:05" in en.text
     es = updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(language="es"), at)
     assert "ACTUALIZADO" in es.plain_text() and "Nueva hora: 07:35" in es.plain_text()
     ca = updated_slip(order, "2020-07-24T05:05:53+0000", TicketOptions(language="ca"), at)

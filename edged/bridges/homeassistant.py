@@ -21,6 +21,7 @@ The class builds and answers messages; the bridge owns the connection and calls
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -53,8 +54,27 @@ NEW_ORDER_TEMPLATE = (
 
 
 def slug(text: str) -> str:
-    """Letters, digits and single ``_``: valid in an entity id."""
+    """Letters, digits and single ``_``: valid in an entity id (lossy: for readable ids)."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "x"
+
+
+_HA_PLAIN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*", re.ASCII)
+
+
+def ha_id(text: str) -> str:
+    """A box id or a printer's topic level as a Home Assistant id part, never the same for
+    two different texts (``unique_id`` and discovery ``node_id`` must not collide).
+
+    Lower-case letters and digits joined by single ``-`` (every usual box id, ``kitchen``,
+    ``shop-1``) keep their readable form with ``_`` for ``-``: ``edged_shop_1`` as before.
+    Any other text (``shop--1``, ``Bar``) is its slug, ``__`` and 12 hex digits of its
+    SHA-256. A readable id never holds ``__``, a hashed one always does, so the two kinds
+    never meet; two hashed ones meet only if 48 bits of their hashes agree.
+    """
+    if _HA_PLAIN.fullmatch(text):
+        return text.replace("-", "_")
+    tag = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug(text)}__{tag}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +143,7 @@ class HomeAssistant:
         self.printers = printers
         self.state_topic = state_topic
         self.actions = actions
-        self.node = f"edged_{slug(device.box_id)}"
+        self.node = f"edged_{ha_id(device.box_id)}"
         self.status_topic = f"{prefix}/status"
         self.cleared = 0
         self.presses = 0
@@ -262,7 +282,7 @@ class HomeAssistant:
         for name in self.printers():
             topic = self.printer_topic(name)
             level = topic.rsplit("/", 1)[-1]
-            printer_id = f"printer_{slug(level)}"
+            printer_id = f"printer_{ha_id(level.lower())}"
             out.append(
                 self._sensor(
                     printer_id,
@@ -277,7 +297,7 @@ class HomeAssistant:
             )
             out.append(
                 self._button(
-                    f"test_print_{slug(level)}",
+                    f"test_print_{ha_id(level.lower())}",
                     f"Test print {name}",
                     self.button_topic("test_print", name),
                     entity_category="diagnostic",

@@ -79,10 +79,10 @@ def word(locale: Locale, key: str, default: str) -> str:
 
 
 def clock(locale: Locale, when: float, now: float) -> str:
-    """``13:05``, or ``Fri 24/05 13:05`` when not today (people read this)."""
+    """``13:05``, or ``Fri 24/05/2026 13:05`` when not today (people read this)."""
     if locale.local(when).date() == locale.local(now).date():
         return locale.time(when)
-    return locale.short_datetime(when)
+    return locale.day_datetime(when)
 
 
 def iso(locale: Locale, when: float) -> str:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import gettext
 import re
+import zoneinfo
 from datetime import datetime, tzinfo
 from functools import cache
 from importlib import resources
-from typing import Any, Final, Literal, get_args
+from pathlib import Path
+from typing import Any, Final, Literal, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Language = Literal["en", "es", "ca"]
@@ -31,6 +33,12 @@ _NUMBER_MARKS: Final[dict[str, tuple[str, str]]] = {
     "ca": (",", "."),
 }
 _AMOUNT = re.compile(r"\{\{\s*amount\s*\}\}")
+DateOrder = Literal["dmy", "mdy", "ymd"]
+DATE_ORDERS: Final[tuple[str, ...]] = get_args(DateOrder)
+# Where English writes the month first (CLDR's M/d/y): the United States, the places that
+# follow its usage, and the Philippines. Everywhere else, and in Spanish and Catalan, the day
+# comes first.
+_MONTH_FIRST: Final = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM", "PH"})
 
 
 def _clean(value: Any, limit: int) -> str:
@@ -62,15 +70,50 @@ def NP_(context: str, message: str) -> str:
     return message
 
 
-def zone(name: str, fallback: str = "") -> ZoneInfo:
-    """The first of ``name``, ``fallback`` that is a known time zone; UTC otherwise."""
+def zone(name: str, fallback: str = "") -> tzinfo:
+    """The first of ``name``, ``fallback`` that is a known time zone; the box's own system
+    zone otherwise (as the page and the command line do)."""
     for candidate in (name, fallback):
         if candidate:
             try:
                 return ZoneInfo(candidate)
             except (ZoneInfoNotFoundError, ValueError):
                 continue
-    return ZoneInfo("UTC")
+    return box_zone("")
+
+
+@cache
+def _zone_countries() -> dict[str, str]:
+    """Zone name -> ISO country code, from the tz database's ``zone.tab``."""
+    out: dict[str, str] = {}
+    for folder in zoneinfo.TZPATH:
+        try:
+            text = (Path(folder) / "zone.tab").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            cells = line.split("\t")
+            if len(cells) >= 3 and not line.startswith("#"):
+                out[cells[2]] = cells[0]
+        break
+    return out
+
+
+def zone_country(tz: tzinfo | str) -> str:
+    """The country of a time zone (``America/New_York`` -> ``US``); "" when unknown."""
+    name = tz if isinstance(tz, str) else getattr(tz, "key", "")
+    return _zone_countries().get(name or "", "")
+
+
+def resolve_date_order(language: str, tz: tzinfo | str, setting: str = "") -> DateOrder:
+    """How dates are written: ``setting`` when it is one of :data:`DATE_ORDERS`, else the
+    day first, except English in a country that writes the month first (from the selling
+    point's time zone)."""
+    if setting in DATE_ORDERS:
+        return cast(DateOrder, setting)
+    if language == "en" and zone_country(tz) in _MONTH_FIRST:
+        return "mdy"
+    return "dmy"
 
 
 def box_zone(name: str) -> tzinfo:
@@ -84,11 +127,20 @@ def box_zone(name: str) -> tzinfo:
 
 
 class Locale:
-    """Text, numbers and times in one language and one time zone."""
+    """Text, numbers and times in one language and one time zone.
 
-    def __init__(self, language: str = "en", timezone: str | tzinfo = "") -> None:
+    Every date a person reads (page, board, command line, tickets, slips, alerts) is written
+    by :meth:`date`, :meth:`datetime` or :meth:`day_datetime`, so they agree everywhere.
+    ``date_order`` (``dmy``, ``mdy``, ``ymd``; empty: :func:`resolve_date_order` picks)
+    fixes their order.
+    """
+
+    def __init__(
+        self, language: str = "en", timezone: str | tzinfo = "", date_order: str = ""
+    ) -> None:
         self.language = language if language in LANGUAGES else "en"
         self.tz = timezone if isinstance(timezone, tzinfo) else box_zone(timezone)
+        self.date_order: DateOrder = resolve_date_order(self.language, self.tz, date_order)
         self._t = translations(self.language)
 
     def gettext(self, message: str) -> str:
@@ -151,18 +203,35 @@ class Locale:
         return names[self.local(when).weekday()]
 
     def date(self, when: datetime | float) -> str:
-        """``25/12/2026`` (es, ca) or ``12/25/2026`` (en)."""
+        """``25/12/2026`` (day first), ``12/25/2026`` (month first) or ``2026-12-25``."""
         local = self.local(when)
-        return f"{local:%m/%d/%Y}" if self.language == "en" else f"{local:%d/%m/%Y}"
+        if self.date_order == "mdy":
+            return f"{local:%m/%d/%Y}"
+        if self.date_order == "ymd":
+            return f"{local:%Y-%m-%d}"
+        return f"{local:%d/%m/%Y}"
 
-    def short_datetime(self, when: datetime | float) -> str:
-        """``Fri 25/12 14:05``: the ticket's day, date and time (day first everywhere, as on
-        the paper tickets restaurants already keep)."""
-        local = self.local(when)
-        return f"{self.weekday(local)} {local:%d/%m} {local:%H:%M}"
+    def day_datetime(self, when: datetime | float) -> str:
+        """``Fri 25/12/2026 14:05``: tickets, slips and alerts (the weekday helps at a
+        counter); the same date as :meth:`datetime`."""
+        return f"{self.weekday(when)} {self.datetime(when)}"
 
     def datetime(self, when: datetime | float) -> str:
+        """``25/12/2026 14:05``: the board, the command line."""
         return f"{self.date(when)} {self.time(when)}"
 
 
-__all__ = ["LANGUAGES", "NATIVE_NAMES", "NP_", "N_", "Language", "Locale", "translations", "zone"]
+__all__ = [
+    "DATE_ORDERS",
+    "LANGUAGES",
+    "NATIVE_NAMES",
+    "NP_",
+    "N_",
+    "DateOrder",
+    "Language",
+    "Locale",
+    "resolve_date_order",
+    "translations",
+    "zone",
+    "zone_country",
+]

@@ -73,7 +73,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _database() -> dict[str, Any]:
+def database() -> dict[str, Any]:
+    """The printer database: python-escpos's profiles with the newer ones laid over."""
     text = (importlib.resources.files("escpos") / "capabilities.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     newer = (
@@ -88,7 +89,7 @@ def _database() -> dict[str, Any]:
 def profile_names(command_set: str = "escpos") -> list[str]:
     if command_set == "star":
         return list(STAR_PROFILES)
-    return sorted(_database()["profiles"])
+    return sorted(database()["profiles"])
 
 
 @functools.cache
@@ -99,7 +100,7 @@ def get_profile(name: str, command_set: str = "escpos") -> Profile:
             known = ", ".join(STAR_PROFILES)
             raise ValueError(f"unknown Star printer profile {name!r} (known: {known})")
         return STAR_PROFILES[name]
-    profiles = _database()["profiles"]
+    profiles = database()["profiles"]
     if name not in profiles:
         raise ValueError(f"unknown printer profile {name!r} (known: {', '.join(profile_names())})")
     data = profiles[name]
@@ -119,7 +120,7 @@ def get_profile(name: str, command_set: str = "escpos") -> Profile:
 
 def codec_for(name: str) -> str:
     """Python codec of a code page name from the database."""
-    info = _database()["encodings"].get(name, {})
+    info = database()["encodings"].get(name, {})
     codec = info.get("python_encode")
     if not isinstance(codec, str):
         raise ValueError(f"code page {name!r} has no Python codec")

@@ -83,19 +83,23 @@ def parse_avahi(output: str) -> list[Found]:
 
 
 def _unescape(text: str) -> str:
-    out, i = [], 0
+    """An avahi label as it was advertised: avahi writes every byte outside
+    ``[A-Za-z0-9_-]`` as ``\\DDD`` (decimal) and escapes ``.`` and ``\\`` with a
+    backslash, so the escapes are bytes of UTF-8, decoded once they are all collected
+    ("Cocina Se\\195\\177or" is "Cocina Señor", not "Cocina SeÃ±or")."""
+    out, i = bytearray(), 0
     while i < len(text):
         digits = text[i + 1 : i + 4]
-        if text[i] == "\\" and len(digits) == 3 and digits.isdigit():
-            out.append(chr(int(text[i + 1 : i + 4])))
+        if text[i] == "\\" and len(digits) == 3 and digits.isdigit() and int(digits) < 256:
+            out.append(int(digits))
             i += 4
         elif text[i] == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
+            out += text[i + 1].encode()
             i += 2
         else:
-            out.append(text[i])
+            out += text[i].encode()
             i += 1
-    return "".join(out)
+    return out.decode("utf-8", errors="replace")
 
 
 async def network_printers(timeout: float = BROWSE_SECONDS) -> tuple[list[Found], str]:

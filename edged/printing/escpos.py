@@ -1,11 +1,16 @@
-"""Ticket → ESC/POS bytes: text with one forced code page, or the ticket as a picture.
+"""Ticket → ESC/POS bytes, built by python-escpos: text with one forced code page, or the
+ticket as a picture.
 
-The encoder writes a small, fixed command set (init, code page, align, bold, size, reverse,
-QR, raster image, feed, cut) so that tests can decode the output exactly and flag anything
-else. In raster mode the whole ticket is one picture in ``GS v 0`` bands. Text is cleaned
-again here and, after encoding, any byte below 0x20 or 0x7F is replaced: whatever a caller
-passes, text can never turn into a printer command (cash drawer kick, cut, code page
-switch, real-time DLE requests).
+python-escpos's in-memory printer (:mod:`edged.printing.pyescpos`) writes the commands: init,
+the code page (``ESC t``), align, bold, size (``ESC !``), reverse, QR (native ``GS ( k``, or a
+picture where the profile has none), pictures (``GS v 0`` in bands), feed and cut. edged adds
+one thing python-escpos does not send: ``FS .`` after init, because cheap clones boot in a
+double-byte (Kanji) mode that eats every accented letter.
+
+Text is cleaned here before python-escpos sees it: control characters are stripped and
+characters the code page lacks are replaced by a printable stand-in, so whatever a caller
+passes, text can never turn into a printer command (cash drawer kick, cut, code page switch,
+real-time DLE requests).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import logging
 import os
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from edged.printing import pyescpos
 from edged.printing.codepages import CodePage, Profile
 from edged.printing.model import Feed, Logo, Qr, Rule, Text, Ticket
 from edged.printing.text import clean, strip_controls
@@ -26,15 +32,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ESC = b"\x1b"
-GS = b"\x1d"
 FS = b"\x1c"
-LF = b"\n"
-INIT = ESC + b"@"
 CANCEL_KANJI = FS + b"."  # cheap clones boot in a double-byte mode that eats accents
-ALIGN = {"left": 0, "center": 1, "right": 2}
 DEFAULT_DOTS = {58: 384, 80: 512}
 BAND_ROWS = 128  # rows per GS v 0 command: small enough for any printer's buffer
+FEED_LINES = 4  # after the last line, when the printer does not cut
 # Punctuation that word processors and phones produce and old code pages lack.
 _FALLBACK = {
     "‘": "'",
@@ -78,30 +80,29 @@ class EncoderSettings:
         return DEFAULT_DOTS.get(self.paper_width, 384)
 
 
-def _fallback_char(ch: str, codec: str) -> bytes:
+def _stand_in(ch: str, codec: str) -> str:
     """Best printable stand-in for a character the code page lacks."""
     candidates = [_FALLBACK.get(ch, "")]
     decomposed = unicodedata.normalize("NFKD", ch)
     candidates.append("".join(c for c in decomposed if not unicodedata.combining(c)))
     for candidate in candidates:
-        if candidate:
-            try:
-                return candidate.encode(codec)
-            except UnicodeEncodeError:
-                continue
-    return b"?"
+        if candidate and all(_encodes(c, codec) for c in candidate):
+            return candidate
+    return "?"
+
+
+def safe_text(text: str, codec: str) -> str:
+    """``text`` as the printer can print it in ``codec``: no control character, and every
+    character the code page lacks replaced by a stand-in (``’`` ``'``, ``ő`` ``o``, else ``?``)."""
+    text = strip_controls(unicodedata.normalize("NFC", text))
+    if _encodes(text, codec):
+        return text
+    return "".join(ch if _encodes(ch, codec) else _stand_in(ch, codec) for ch in text)
 
 
 def encode_text(text: str, codec: str) -> bytes:
-    """Printable bytes for ``text`` in ``codec``; never a control byte."""
-    text = strip_controls(unicodedata.normalize("NFC", text))
-    try:
-        raw = text.encode(codec)
-    except UnicodeEncodeError:
-        raw = b"".join(
-            _fallback_char(ch, codec) if not _encodes(ch, codec) else ch.encode(codec)
-            for ch in text
-        )
+    """Printable bytes for ``text`` in ``codec``; never a control byte (Star's text mode)."""
+    raw = safe_text(text, codec).encode(codec, "replace")
     if any(b < 0x20 or b == 0x7F for b in raw):
         raw = bytes(b if b >= 0x20 and b != 0x7F else 0x3F for b in raw)
     return raw
@@ -114,190 +115,149 @@ def printable(text: str, codec: str) -> bool:
     text = unicodedata.normalize("NFC", text)
     if text.isascii():
         return True
+    if _encodes(text, codec):
+        return True
+    return all(ch in _FALLBACK or _encodes(ch, codec) for ch in text)
+
+
+def _encodes(text: str, codec: str) -> bool:
     try:
         text.encode(codec)
-    except UnicodeEncodeError:
-        return all(ch in _FALLBACK or _encodes(ch, codec) for ch in text)
-    return True
-
-
-def _encodes(ch: str, codec: str) -> bool:
-    try:
-        ch.encode(codec)
     except UnicodeEncodeError:
         return False
     return True
 
 
-def qr_native(data: str, module: int = 6) -> bytes:
-    """GS ( k: model 2, module size, error correction M, store, print."""
-    payload = data.encode("ascii", "replace")[:700]
-    store = len(payload) + 3
-    return b"".join(
-        (
-            GS + b"(k\x04\x001A2\x00",
-            GS + b"(k\x03\x001C" + bytes([module]),
-            GS + b"(k\x03\x001E1",
-            GS + b"(k" + bytes([store & 0xFF, store >> 8]) + b"1P0" + payload,
-            GS + b"(k\x03\x001Q0",
-        )
-    )
+def _printer(settings: EncoderSettings, dots: int) -> Any:
+    return pyescpos.printer(settings.profile.name, dots)
 
 
-def raster(bits: list[list[bool]]) -> bytes:
-    """GS v 0 raster image(s) from rows of pixels (True = black), in bands of 128 rows."""
-    if not bits:
-        return b""
-    width = len(bits[0])
-    row_bytes = (width + 7) // 8
-    out = bytearray()
-    for start in range(0, len(bits), 128):
-        band = bits[start : start + 128]
-        out += GS + b"v0\x00" + bytes([row_bytes & 0xFF, row_bytes >> 8])
-        out += bytes([len(band) & 0xFF, len(band) >> 8])
-        for row in band:
-            for byte_index in range(row_bytes):
-                value = 0
-                for bit in range(8):
-                    x = byte_index * 8 + bit
-                    if x < width and row[x]:
-                        value |= 0x80 >> bit
-                out.append(value)
-    return bytes(out)
+def _finish(p: Any, settings: EncoderSettings) -> None:
+    """The end of a ticket: the cut (python-escpos feeds the paper past the blade first),
+    or a feed where the printer has no cutter or the config says not to cut."""
+    if settings.cut and settings.profile.cut:
+        p.cut(mode="PART")
+    else:
+        p.print_and_feed(FEED_LINES)
 
 
-def raster_bands(image: PILImage.Image) -> bytes:
-    """A 1-bit picture as ``GS v 0`` commands of :data:`BAND_ROWS` rows each.
-
-    Pillow packs mode "1" rows most significant bit first, padded to whole bytes, exactly
-    as ``GS v 0`` wants them; the "1;I" packer inverts, so a black pixel is a 1 bit.
-    """
-    packed = image.convert("1").tobytes("raw", "1;I")
-    stride = (image.width + 7) // 8
-    out = bytearray()
-    for top in range(0, image.height, BAND_ROWS):
-        rows = min(BAND_ROWS, image.height - top)
-        out += GS + b"v0\x00" + bytes([stride & 0xFF, stride >> 8, rows & 0xFF, rows >> 8])
-        out += packed[top * stride : (top + rows) * stride]
-    return bytes(out)
+def raster_bands(image: PILImage.Image, profile: str = "default") -> bytes:
+    """A 1-bit picture as ``GS v 0`` commands of :data:`BAND_ROWS` rows each."""
+    p = pyescpos.printer(profile, image.width)
+    p.image(image, impl="bitImageRaster", fragment_height=BAND_ROWS)
+    return bytes(p.output)
 
 
 def encode_picture(image: PILImage.Image, settings: EncoderSettings, copies: int = 1) -> bytes:
-    """A ticket drawn as a picture (raster mode): the picture, a feed, the cut."""
-    body = raster_bands(image) + ESC + b"d\x04"
-    if settings.cut and settings.profile.cut:
-        body += GS + b"V\x01"
-    return INIT + body * max(1, copies)
-
-
-def qr_raster(data: str, max_dots: int) -> bytes:
-    """A QR code as a raster image, for printers without native QR."""
-    import qrcode
-
-    qr = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
-    qr.add_data(data)
-    qr.make(fit=True)
-    matrix: list[list[bool]] = qr.get_matrix()
-    scale = max(1, min(6, max_dots // max(len(matrix), 1)))
-    rows = []
-    for row in matrix:
-        scaled = [cell for cell in row for _ in range(scale)]
-        rows.extend([scaled] * scale)
-    return raster(rows)
+    """A ticket drawn as a picture (raster mode): init, the picture, the cut."""
+    p = _printer(settings, max(settings.raster_dots, image.width))
+    p.hw("INIT")
+    start = len(p.output)
+    p.image(image, impl="bitImageRaster", fragment_height=BAND_ROWS)
+    _finish(p, settings)
+    out = bytes(p.output)
+    return out[:start] + out[start:] * max(1, copies)
 
 
 @functools.lru_cache(maxsize=8)
-def _logo_bytes(path: str, mtime: float, max_dots: int) -> bytes:
+def _logo(path: str, mtime: float, max_dots: int) -> PILImage.Image:
     from PIL import Image
 
     with Image.open(path) as img:
         gray = img.convert("L")
-        if gray.width > max_dots:
-            height = max(1, round(gray.height * max_dots / gray.width))
-            gray = gray.resize((max_dots, height))
-        mono = gray.convert("1")  # Floyd-Steinberg dithering
-        width, height = mono.size
-        pixels = mono.load()
-        assert pixels is not None
-        rows = [[pixels[x, y] == 0 for x in range(width)] for y in range(height)]
-    return raster(rows)
+    if gray.width > max_dots:
+        height = max(1, round(gray.height * max_dots / gray.width))
+        gray = gray.resize((max_dots, height))
+    return gray  # python-escpos dithers it to black and white
 
 
-def logo_bytes(path: str, max_dots: int) -> bytes:
-    """The logo as raster bytes; empty (and a warning) when the file is unusable."""
+def logo_image(path: str, max_dots: int) -> PILImage.Image | None:
+    """The logo scaled to the printer; None (and a warning) when the file is unusable."""
     try:
-        return _logo_bytes(path, os.stat(path).st_mtime, max_dots)
+        return _logo(path, os.stat(path).st_mtime, max_dots)
     except (OSError, ValueError) as exc:
         log.warning("printing: logo %s not usable: %s", path, exc)
-        return b""
+        return None
 
 
 class _Style:
-    """Emit style commands only when they change."""
+    """Send style commands only when they change, through python-escpos's ``set``."""
 
-    def __init__(self) -> None:
-        self.align = -1
-        self.bold = -1
-        self.size = -1
-        self.invert = -1
+    def __init__(self, p: Any) -> None:
+        self.p = p
+        self.align = ""
+        self.bold: bool | None = None
+        self.size: tuple[int, int] = (0, 0)
+        self.invert: bool | None = None
 
-    def apply(self, align: int, bold: int, size: int, invert: int) -> bytes:
-        out = b""
-        if align != self.align:
-            out += ESC + b"a" + bytes([align])
-            self.align = align
-        if bold != self.bold:
-            out += ESC + b"E" + bytes([bold])
-            self.bold = bold
+    def apply(self, align: str, bold: bool, size: tuple[int, int], invert: bool) -> None:
+        changes: dict[str, Any] = {}
         if size != self.size:
-            out += GS + b"!" + bytes([size])
-            self.size = size
+            width, height = size
+            # ESC ! sets the size and clears bold: bold is sent again after it.
+            changes.update(normal_textsize=True, double_width=width > 1, double_height=height > 1)
+            self.size, self.bold = size, None
+        if bold != self.bold:
+            changes["bold"] = self.bold = bold
+        if align != self.align:
+            changes["align"] = self.align = align
         if invert != self.invert:
-            out += GS + b"B" + bytes([invert])
-            self.invert = invert
-        return out
+            changes["invert"] = self.invert = invert
+        if changes:
+            self.p.set(**changes)
 
 
 def encode(ticket: Ticket, settings: EncoderSettings, copies: int = 1) -> bytes:
     """The bytes that print ``ticket`` ``copies`` times."""
+    from escpos.constants import QR_ECLEVEL_M
+
     codec = settings.code_page.codec
-    body = bytearray()
-    style = _Style()
+    p = _printer(settings, settings.dots)
+    p.hw("INIT")
+    p._raw(CANCEL_KANJI)
+    p.charcode(settings.code_page.name)  # sent now: ESC t with the profile's number
+    start = len(p.output)
+    style = _Style(p)
+    style.size = (1, 1)  # the printer's state after init
     for element in ticket.elements:
         if isinstance(element, Text):
             width = 2 if element.width >= 2 else 1
             height = 2 if element.height >= 2 else 1
-            size = ((width - 1) << 4) | (height - 1)
             text = element.text
             if element.invert:
                 # Pad reversed banners so the black band reads as a band, not a blob.
                 room = ticket.columns // width
                 text = f" {text} "[:room]
-            body += style.apply(ALIGN[element.align], int(element.bold), size, int(element.invert))
-            body += encode_text(text, codec) + LF
+            style.apply(element.align, element.bold, (width, height), element.invert)
+            p.text(safe_text(text, codec) + "\n")
         elif isinstance(element, Rule):
-            body += style.apply(0, 0, 0, 0)
+            style.apply("left", False, (1, 1), False)
             char = element.char if element.char in "-=*_." else "-"
-            body += char.encode("ascii") * ticket.columns + LF
+            p.text(char * ticket.columns + "\n")
         elif isinstance(element, Qr):
             data = clean(element.data, 512)
             if not data:
                 continue
-            body += style.apply(1, 0, 0, 0)
-            if settings.profile.qr_native:
-                body += qr_native(data, 6 if settings.paper_width == 80 else 4)
-            else:
-                body += qr_raster(data, settings.dots)
-            body += LF
+            style.apply("center", False, (1, 1), False)
+            module = 6 if settings.paper_width == 80 else 4
+            p.qr(
+                data,
+                ec=QR_ECLEVEL_M,
+                size=module,
+                native=settings.profile.qr_native,
+                image_arguments={"impl": "bitImageRaster", "fragment_height": BAND_ROWS},
+            )
+            p.text("\n")
         elif isinstance(element, Logo):
-            image = logo_bytes(element.path, settings.dots)
-            if image:
-                body += style.apply(1, 0, 0, 0) + image + LF
+            image = logo_image(element.path, settings.dots)
+            if image is not None:
+                style.apply("center", False, (1, 1), False)
+                p.image(image, impl="bitImageRaster", fragment_height=BAND_ROWS)
+                p.text("\n")
         elif isinstance(element, Feed):
-            body += style.apply(0, 0, 0, 0) + LF * max(0, min(element.lines, 10))
-    body += style.apply(0, 0, 0, 0)
-    body += ESC + b"d\x04"
-    if settings.cut and settings.profile.cut:
-        body += GS + b"V\x01"
-    head = INIT + CANCEL_KANJI + ESC + b"t" + bytes([settings.code_page.number])
-    return head + bytes(body) * max(1, copies)
+            style.apply("left", False, (1, 1), False)
+            p.ln(max(0, min(element.lines, 10)))
+    style.apply("left", False, (1, 1), False)
+    _finish(p, settings)
+    out = bytes(p.output)
+    return out[:start] + out[start:] * max(1, copies)

@@ -129,6 +129,7 @@ def job_ticket(
         late=job.kind == "order" and order is not None and is_late(order, now),
         backup_for=job.origin if job.origin != printer.config.name else "",
         currency=box.currency,
+        tz=box.timezone,
     )
     if job.kind in TICKET_KINDS and order is not None:
         return order_ticket(order, opts)

@@ -16,6 +16,8 @@ KNOWN_ORDER_TYPES = ("delivery", "collection", "reservation", "insitu", "inside"
 ORDER_TYPES = (*KNOWN_ORDER_TYPES, "other")
 OTHER = "other"
 SCHEMES = ("tcp", "usb", "serial", "file", "virtual")
+# A printer name is a topic level, a page label and a CLI argument: short.
+NAME_MAX = 32
 # Status codes a printer may print a short slip for (doc 003, OrderStatus). Cancellations
 # have their own switch (``cancel_slip``) because they matter to the kitchen.
 SLIP_STATUSES = (
@@ -195,6 +197,8 @@ class PrinterConfig:
     def check(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError("name: use letters, digits, '-' or '_'")
+        if len(self.name) > NAME_MAX:
+            raise ValueError(f"name: at most {NAME_MAX} characters")
         try:
             parse_uri(self.uri)
         except ValueError as exc:

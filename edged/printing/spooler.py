@@ -32,10 +32,11 @@ Who takes what is :mod:`edged.printing.planner`; how a job becomes bytes is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError, Tx
+from edged.printing import pyescpos
 from edged.printing.health import PrinterHealth
 from edged.printing.jobs import (
     REQUEST_KINDS,
@@ -116,6 +118,9 @@ class Spooler:
         self.journal = journal
         self.state = state
         self.box = box
+        # The selling point's time zone (the pairing's); set by the composition root.
+        # Tickets of orders carry their own; the test page and slips without one use it.
+        self.timezone: Callable[[], str] = lambda: ""
         self._printers: dict[str, PrinterRuntime] = {}
         # One short-lived thread per ticket being rendered: a huge order never holds
         # back the render of the next one, on any printer.
@@ -182,6 +187,7 @@ class Spooler:
         try:
             await self._recover()
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._warm_up(), name="spooler-warm-up")
                 tg.create_task(self._dispatch(), name="spooler-plan")
                 for printer in self._printers.values():
                     tg.create_task(self._worker(printer), name=f"spooler-{printer.config.name}")
@@ -190,6 +196,19 @@ class Spooler:
                 # A thread stuck in a printer call ends with its own timeout; don't wait.
                 printer.executor.shutdown(wait=False, cancel_futures=True)
                 printer.executor_closed = True
+
+    async def _warm_up(self) -> None:
+        """python-escpos loaded before the first ticket needs it (ESC/POS printers only)."""
+        for printer in self._printers.values():
+            settings = printer.encoder
+            if settings.command_set == "escpos":
+                try:
+                    await asyncio.to_thread(
+                        pyescpos.warm_up, settings.profile.name, settings.raster_dots
+                    )
+                except Exception:  # the first ticket will say what is wrong, with its job
+                    log.exception("printing: python-escpos could not be prepared")
+                return
 
     async def _recover(self) -> None:
         names = list(self._printers)
@@ -431,7 +450,8 @@ class Spooler:
     def _render(self, printer: PrinterRuntime, job: Job, payload: str | None) -> Rendered:
         """Render one job (on a render thread) with its origin printer's layout."""
         origin = self._printers.get(job.origin, printer).config
-        return render_job(printer, origin, self.box, job, payload, self._copies(job))
+        box = dataclasses.replace(self.box, timezone=self.timezone() or self.box.timezone)
+        return render_job(printer, origin, box, job, payload, self._copies(job))
 
     def _copies(self, job: Job) -> int:
         if job.kind in ("order", "reprint"):

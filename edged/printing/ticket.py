@@ -124,9 +124,9 @@ def _in_range(parsed: datetime | None) -> datetime | None:
 
 
 def local_label(when: datetime, tz: tzinfo, language: str, *, date: bool = True) -> str:
-    """``Fri 25/12 14:05`` (or ``14:05``) in zone ``tz`` and ``language``."""
+    """``Fri 25/12/2026 14:05`` (or ``14:05``) in zone ``tz`` and ``language``."""
     locale = Locale(language, tz)
-    return locale.short_datetime(when) if date else locale.time(when)
+    return locale.day_datetime(when) if date else locale.time(when)
 
 
 # -- building ----------------------------------------------------------------------------

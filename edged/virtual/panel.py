@@ -17,6 +17,10 @@ B     both held: setup ticket
 
 Without a terminal (a headless demo, stdin from /dev/null, output to a log) it reads no
 keys and prints one line each time the LED state or the buzzer pattern changes.
+
+The status line shares the terminal with the demo's event lines and with log warnings: all
+of them go through one :class:`Terminal`, which prints every line above the status line
+(never glued onto it) and draws the status line again below.
 """
 
 from __future__ import annotations
@@ -82,6 +86,55 @@ def word(name: object, locale: Locale) -> str:
 REDRAW = 0.1  # seconds between redraws on a terminal: enough to see a 0.2 s blink
 
 
+class Terminal:
+    """One terminal for whole lines and, when it is live, one status line below them."""
+
+    CLEAR = "\r\x1b[2K"  # back to the line's start, erase it
+
+    def __init__(self, stdout: TextIO, *, live: bool | None = None) -> None:
+        self.stdout = stdout
+        self.live = _isatty(stdout) if live is None else live
+        self.status = ""
+
+    def line(self, text: str) -> None:
+        """A whole line (an event, a press, a log record), above the status line."""
+        if self.live and self.status:
+            _write(self.stdout, f"{self.CLEAR}{text}\n{self.status}")
+        else:
+            _write(self.stdout, text + "\n")
+
+    def show(self, status: str) -> None:
+        """Replace the status line (only on a live terminal)."""
+        if self.live and status != self.status:
+            self.status = status
+            _write(self.stdout, self.CLEAR + status)
+
+    def close(self) -> None:
+        """Leave the status line where it is and move below it."""
+        if self.live and self.status:
+            _write(self.stdout, "\n")
+        self.status = ""
+
+
+class LineStream:
+    """A file-like object for a log handler: each complete line goes to a
+    :class:`Terminal` (so a warning never lands in the middle of the status line)."""
+
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self.terminal.line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def _panel_locale(panel: Panel) -> Locale:
     return Locale(getattr(panel, "language", "en"))
 
@@ -124,16 +177,24 @@ def status_line(snapshot: dict[str, Any], *, color: bool, locale: Locale | None 
 
 
 async def run_terminal_panel(
-    panel: Panel, state: BoxState, *, stdin: TextIO | None = None, stdout: TextIO | None = None
+    panel: Panel,
+    state: BoxState,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    terminal: Terminal | None = None,
 ) -> None:
-    """Show the panel and take key presses until cancelled. Never fails on a non-TTY."""
+    """Show the panel and take key presses until cancelled. Never fails on a non-TTY.
+
+    ``terminal``: the one shared with the demo's event lines (default: one on ``stdout``).
+    """
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
-    interactive = _isatty(stdin) and _isatty(stdout)
-    if interactive:
-        await _interactive(panel, stdin, stdout)
+    terminal = terminal if terminal is not None else Terminal(stdout)
+    if _isatty(stdin) and terminal.live:
+        await _interactive(panel, stdin, terminal)
     else:
-        await _headless(panel, state, stdout)
+        await _headless(panel, state, terminal)
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -143,7 +204,7 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-async def _headless(panel: Panel, state: BoxState, stdout: TextIO) -> None:
+async def _headless(panel: Panel, state: BoxState, terminal: Terminal) -> None:
     """Print a line when the LED state or buzzer pattern changes."""
     locale = _panel_locale(panel)
     _ = locale.gettext
@@ -164,7 +225,7 @@ async def _headless(panel: Panel, state: BoxState, stdout: TextIO) -> None:
         )
         if line != last:
             last = line
-            _write(stdout, line + "\n")
+            terminal.line(line)
 
 
 def _write(stdout: TextIO, text: str) -> None:
@@ -173,7 +234,7 @@ def _write(stdout: TextIO, text: str) -> None:
         stdout.flush()
 
 
-async def _interactive(panel: Panel, stdin: TextIO, stdout: TextIO) -> None:
+async def _interactive(panel: Panel, stdin: TextIO, terminal: Terminal) -> None:
     import termios
     import tty
 
@@ -196,28 +257,20 @@ async def _interactive(panel: Panel, stdin: TextIO, stdout: TextIO) -> None:
 
     tty.setcbreak(fd)
     loop.add_reader(fd, readable)
-    _write(stdout, _panel_locale(panel).gettext(HELP) + "\n")
+    terminal.line(_panel_locale(panel).gettext(HELP))
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(_redraw(panel, stdout), name="terminal-panel-redraw")
-            tg.create_task(_presses(panel, keys, lambda t: _say(stdout, t)), name="terminal-keys")
+            tg.create_task(_redraw(panel, terminal), name="terminal-panel-redraw")
+            tg.create_task(_presses(panel, keys, terminal.line), name="terminal-keys")
     finally:
         loop.remove_reader(fd)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        _write(stdout, "\n")
+        terminal.close()
 
 
-def _say(stdout: TextIO, text: str) -> None:
-    _write(stdout, "\r\x1b[2K" + text + "\n")
-
-
-async def _redraw(panel: Panel, stdout: TextIO) -> None:
-    last = ""
+async def _redraw(panel: Panel, terminal: Terminal) -> None:
     while True:
-        line = status_line(panel.snapshot(), color=True, locale=_panel_locale(panel))
-        if line != last:
-            last = line
-            _write(stdout, "\r\x1b[2K" + line)
+        terminal.show(status_line(panel.snapshot(), color=True, locale=_panel_locale(panel)))
         await asyncio.sleep(REDRAW)
 
 

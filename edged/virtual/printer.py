@@ -90,6 +90,14 @@ def interpret(data: bytes, codec: str) -> Paper:
             elif cmd == ord("E"):
                 state.bold = bool(arg & 1)
                 i += 3
+            elif cmd == ord("!"):
+                # Print mode: emphasized, double height, double width (python-escpos' sizes).
+                state.bold = bool(arg & 0x08)
+                state.height = 2 if arg & 0x10 else 1
+                state.width = 2 if arg & 0x20 else 1
+                i += 3
+            elif cmd == ord("t"):
+                i += 3
             elif cmd == ord("d"):
                 for _ in range(arg):
                     flush()

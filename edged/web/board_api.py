@@ -26,6 +26,7 @@ from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import OrderAction, PayloadError, decode_json
 from edged.web import board
 from edged.web.http import MAX_BODY, Stop, json_response, maybe_await, path_order_id, refusal
+from edged.web.metrics import DECISION_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from edged.web.server import WebServer
@@ -42,8 +43,7 @@ class Board:
     def __init__(self, server: WebServer) -> None:
         self.server = server
         self.action_wait = ACTION_WAIT
-        self.action_latency_sum = 0.0
-        self.action_count = 0
+        self.decision_seconds = Histogram(DECISION_BUCKETS)
         self._actions: dict[int, tuple[str, float, list[OrderAction] | None]] = {}
 
     def routes(self, r: web.UrlDispatcher) -> None:
@@ -205,8 +205,7 @@ class Board:
         except CommandRefused as exc:
             return refusal(exc.code, exc.message, 409)
         outcome = await self.server.services.desk.wait(command.id, self.action_wait)
-        self.action_count += 1
-        self.action_latency_sum += time.monotonic() - started
+        self.decision_seconds.observe(time.monotonic() - started)
         ok = outcome.state != "failed"
         return json_response(
             {

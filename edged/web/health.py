@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from edged import __version__
+from edged.buildinfo import build_info
 from edged.journal import recovery as journal_recovery
 from edged.web.http import Stop, json_response, redirect
-from edged.web.metrics import CONTENT_TYPE, render_metrics
+from edged.web.metrics import CONTENT_TYPE, process_metrics, render_metrics
 from edged.web.services import Metric
 
 if TYPE_CHECKING:
@@ -157,20 +158,17 @@ class Health:
                 "counter",
             ),
             Metric("edged_web_live_clients", len(server.live.clients), "Open live-update streams"),
-            Metric(
+            *board.decision_seconds.samples(
                 "edged_web_decision_seconds",
-                board.action_latency_sum,
                 "Time from a board button to Sinqro's answer (or the wait limit)",
-                "summary",
-                suffix="_sum",
             ),
             Metric(
-                "edged_web_decision_seconds",
-                board.action_count,
-                "Time from a board button to Sinqro's answer (or the wait limit)",
-                "summary",
-                suffix="_count",
+                "edged_build_info",
+                1,
+                "The running edged: version, commit and Python",
+                labels=build_info(),
             ),
+            *process_metrics(),
         ]
         if services.metrics is not None:
             try:

@@ -64,17 +64,18 @@ class PanelLike(Protocol):
 
 @dataclass(frozen=True)
 class Metric:
-    """One Prometheus sample. ``kind`` is ``counter``, ``gauge`` or ``summary``; a counter's
-    name should end in ``_total``. Samples sharing a name share one HELP/TYPE header. A
-    summary is one family ``name`` with a ``_sum`` and a ``_count`` sample: give each its
+    """One Prometheus sample. ``kind`` is ``counter``, ``gauge``, ``summary`` or
+    ``histogram``; a counter's name should end in ``_total``. Samples sharing a name share
+    one HELP/TYPE header. A summary or histogram is one family ``name`` with ``_sum`` and
+    ``_count`` samples (and a histogram's ``_bucket`` ones, labelled ``le``): give each its
     ``suffix``."""
 
     name: str
     value: float
     help: str = ""
-    kind: Literal["counter", "gauge", "summary"] = "gauge"
+    kind: Literal["counter", "gauge", "summary", "histogram"] = "gauge"
     labels: Mapping[str, str] = field(default_factory=dict)
-    suffix: Literal["", "_sum", "_count"] = ""
+    suffix: Literal["", "_sum", "_count", "_bucket"] = ""
 
 
 class Applied(Protocol):

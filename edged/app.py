@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edged import sdnotify
+from edged import redaction, sdnotify
 from edged.assembly import Assembly
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
@@ -101,6 +101,7 @@ class App:
     """The daemon. ``await App(config).run()`` until a signal or a fatal error."""
 
     def __init__(self, config: Config, *, extras: Extras | None = None) -> None:
+        redaction.remember_config(config)
         self.config = config
         self.extras = extras or Extras()
         self.state = BoxState()
@@ -138,6 +139,7 @@ class App:
     async def set_pairing(self, pairing: Pairing) -> None:
         """Store a new pairing and move the link over to it at once."""
         await save_pairing(self.journal, pairing)
+        redaction.remember(pairing.user_token)
         self.pairing = pairing
         self.api.user_token = pairing.user_token
         self.link.reconnect_now()
@@ -286,6 +288,7 @@ class App:
     async def _use(self, new: Config) -> ApplyResult:
         async with self._applying:
             old = self.config
+            redaction.remember_config(new)
             self.config = new
             self.desk.config = new.orders
             self.sender.config = new.orders
@@ -317,6 +320,7 @@ class App:
         # heal: a damaged journal is moved aside and replaced (edged/journal/opening.py).
         self.journal = await Journal.open(cfg.journal_path, heal=True)
         self.pairing = await load_pairing(self.journal, cfg.sinqro)
+        redaction.remember(self.pairing.user_token)
         await journal_recovery.report(
             self.journal, self.state, cfg.box.language, self.pairing.timezone
         )

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edged import __version__
+from edged import __version__, redaction
 from edged.commandline.base import (
     DEFAULT_CONFIG,
     DEFAULT_RELAY_CONFIG,
@@ -77,12 +77,17 @@ def setup_logging(level: str, *, file: Path | None = None) -> None:
         to_file = logging.FileHandler(file, encoding="utf-8")
         to_file.setFormatter(plain)
         handlers.append(to_file)
+    redaction.install(handlers)  # no secret in any log, at any level
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)
     # Third-party chatter stays at WARNING unless we debug.
-    for noisy in ("websockets", "httpx", "httpcore", "aiohttp.access"):
+    for noisy in ("websockets", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # httpx logs every URL (a Telegram bot's holds its token), httpcore the traffic: never
+    # below WARNING, even when debugging.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -131,6 +136,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     path = Path(args.config or os.environ.get("EDGED_RELAY_CONFIG") or DEFAULT_RELAY_CONFIG)
     read_env_file(path.with_name("relay.env"))
     config = load_relay_config(path)
+    redaction.remember_config(config)
     setup_logging(args.log_level or config.logging.level)
     log.info("edged relay %s starting with %s", __version__, path)
     return asyncio.run(serve(config))

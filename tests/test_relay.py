@@ -44,12 +44,13 @@ BOX = "10000000babe0001"
 class RelayProcess:
     """``edged relay -c FILE`` in its own process."""
 
-    def __init__(self, tmp_path: Path, broker: MosquittoBroker) -> None:
+    def __init__(self, tmp_path: Path, broker: MosquittoBroker, **relay: Any) -> None:
+        """``relay``: more keys of the ``[relay]`` table."""
         self.port = free_port()
         self.config = tmp_path / "relay.toml"
         self.log = tmp_path / "relay.log"
         doc = {
-            "relay": {"host": "127.0.0.1", "port": self.port, "secret": SECRET},
+            "relay": {"host": "127.0.0.1", "port": self.port, "secret": SECRET, **relay},
             "mqtt": {
                 "url": broker.url,
                 "client_id": "relay-test",
@@ -99,9 +100,12 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         b.kill()
 
 
-@pytest.fixture
-async def relay(tmp_path: Path, broker: MosquittoBroker) -> AsyncIterator[RelayProcess]:
-    process = RelayProcess(tmp_path, broker)
+@contextlib.asynccontextmanager
+async def relay_process(
+    tmp_path: Path, broker: MosquittoBroker, **settings: Any
+) -> AsyncIterator[RelayProcess]:
+    """A relay process, healthy (connected to ``broker``); ``settings`` for ``[relay]``."""
+    process = RelayProcess(tmp_path, broker, **settings)
     process.start()
     try:
         async with httpx.AsyncClient() as http:
@@ -125,6 +129,12 @@ async def relay(tmp_path: Path, broker: MosquittoBroker) -> AsyncIterator[RelayP
     finally:
         process.stop()
     assert SECRET not in process.log.read_text()  # never logged
+
+
+@pytest.fixture
+async def relay(tmp_path: Path, broker: MosquittoBroker) -> AsyncIterator[RelayProcess]:
+    async with relay_process(tmp_path, broker) as process:
+        yield process
 
 
 @contextlib.asynccontextmanager
@@ -270,6 +280,42 @@ async def test_2xx_only_after_the_broker_acknowledged(
         assert [e.kind for e in events] == [ev.ORDER_NEW]
 
 
+BRAND_A = "brand-a-secret-0123456789"
+BRAND_B = "brand-b-secret-0123456789"
+
+
+async def test_each_endpoint_serves_only_its_own_selling_points(
+    tmp_path: Path, sim: Simulator, broker: MosquittoBroker
+) -> None:
+    notifications = capture(sim)
+    sim.create_order("delivery")
+    body = json.dumps(notifications[-1])
+    endpoints = [
+        {"secret": BRAND_A, "selling_points": [sim.selling_point_id], "name": "brand A"},
+        {"secret": BRAND_B, "selling_points": [sim.selling_point_id + 1], "name": "brand B"},
+    ]
+    topic = f"edged/sellingPoints/{sim.selling_point_id}/notifications"
+    async with (
+        relay_process(tmp_path, broker, endpoints=endpoints) as relay,
+        httpx.AsyncClient() as http,
+        Listener(broker.host, broker.port, ("edged/#",)) as watch,
+    ):
+        # Brand B's URL, leaked, does not open brand A's restaurant.
+        refused = await http.post(relay.url(BRAND_B), content=body)
+        assert refused.status_code == 403, refused.text
+        answer = await http.post(relay.url(BRAND_A), content=body)
+        assert answer.status_code == 200, answer.text
+        # The old single secret still works, for every selling point (documented as weaker).
+        assert (await http.post(relay.url(SECRET), content=body)).status_code == 200
+        await until(lambda: len(watch.messages) == 2, "two publishes")
+        assert {m.topic for m in watch.messages} == {topic}
+        health = (await http.get(f"{relay.root}/health")).json()
+        assert health["published"] == 2 and health["refused"] == 1
+    log = relay.log.read_text()
+    assert BRAND_A not in log and BRAND_B not in log
+    assert "not one of endpoint brand B's" in log
+
+
 def test_relay_config_is_strict(tmp_path: Path) -> None:
     path = tmp_path / "relay.toml"
     path.write_text(dump_toml({"relay": {"secret": "short"}}))
@@ -278,6 +324,15 @@ def test_relay_config_is_strict(tmp_path: Path) -> None:
     path.write_text(dump_toml({"relay": {"secret": SECRET, "prot": 1}}))
     with pytest.raises(ConfigError, match="unknown key"):
         load_relay_config(path)
+    for relay, problem in (
+        ({}, "secret: set it"),
+        ({"endpoints": [{"secret": BRAND_A, "selling_points": []}]}, "at least one selling"),
+        ({"secret": BRAND_A, "endpoints": [{"secret": BRAND_A, "selling_points": [1]}]}, "own"),
+        ({"endpoints": [{"secret": "short", "selling_points": [1]}]}, "at least 16"),
+    ):
+        path.write_text(dump_toml({"relay": relay}))
+        with pytest.raises(ConfigError, match=problem):
+            load_relay_config(path)
     path.write_text(dump_toml({"relay": {"secret": SECRET}, "mqtt": {"url": "mqtts://hq"}}))
     config = load_relay_config(path)
     assert config.mqtt.port == 8883 and config.relay.path == "/sinqro"

@@ -59,3 +59,5 @@ def test_the_relay_unit_is_tight() -> None:
     assert s["EnvironmentFile"] == ["-/etc/edged/relay.env"]
     assert s["DynamicUser"] == ["yes"] and s["Restart"] == ["always"]
     assert s["RestartPreventExitStatus"] == ["78"]
+    # Room for relay.max_connections (512) beside the broker, logs and TLS.
+    assert int(s["LimitNOFILE"][0]) >= 4096

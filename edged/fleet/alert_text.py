@@ -3,9 +3,16 @@ selling point's time zone."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from edged.i18n import N_, Locale
+
+# A grouped message (a webhook held back by its rate limit) stays short enough for
+# Telegram and ntfy (4,096 characters).
+MAX_CODES = 10
+MAX_LINES = 10
+MAX_TEXT = 3500
 
 # (rule, state) -> (title, message); placeholders are filled from the incident's values.
 TEXTS: dict[tuple[str, str], tuple[str, str]] = {
@@ -88,3 +95,68 @@ def render(locale: Locale, rule: str, state: str, values: dict[str, Any]) -> tup
     title, message = TEXTS[(rule, state)]
     text = locale.gettext(message).format(**values)
     return locale.gettext(title).format(**values), " ".join(text.split())
+
+
+# One message for many alerts: (one, many) by count. en, es and ca take the first form
+# for 1 only, so the pair is picked here and each form is its own catalog entry.
+COUNTED: dict[str, tuple[str, str]] = {
+    "waiting": (
+        N_("{n} order waiting, oldest {minutes} min"),
+        N_("{n} orders waiting, oldest {minutes} min"),
+    ),
+    "answered": (N_("{n} order answered"), N_("{n} orders answered")),
+    "more_alerts": (N_("and {n} more alert"), N_("and {n} more alerts")),
+    "alerts": (N_("{n} alert"), N_("{n} alerts")),
+}
+MORE_CODES = N_("and {n} more")
+
+
+def counted(locale: Locale, key: str, n: int, **values: Any) -> str:
+    """``COUNTED[key]`` for ``n``, in the box's language, filled in."""
+    one, many = COUNTED[key]
+    return locale.gettext(one if n == 1 else many).format(n=n, **values)
+
+
+def digest(locale: Locale, alerts: list[dict[str, Any]], now: float) -> tuple[str, str]:
+    """``(title, message)`` of one message carrying many alerts: "12 orders waiting, oldest
+    9 min: C1, C2, ..." then the orders answered, then the other alerts one per line."""
+    latest: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        latest[str(alert.get("incident"))] = alert  # the last word on each incident
+    orders = [a for a in latest.values() if a.get("rule") == "order_waiting"]
+    waiting = [a for a in orders if a.get("state") == "open"]
+    answered = [a for a in orders if a.get("state") == "resolved"]
+    others = [a for a in alerts if a.get("rule") != "order_waiting"]
+    lines: list[str] = []
+    headline = ""
+    if waiting:
+        oldest = min(_epoch(a.get("since"), now) for a in waiting)
+        minutes = max(0, round((now - oldest) / 60))
+        headline = counted(locale, "waiting", len(waiting), minutes=minutes)
+        lines.append(f"{headline}: {_codes(locale, waiting)}")
+    if answered:
+        said = counted(locale, "answered", len(answered))
+        lines.append(f"{said}: {_codes(locale, answered)}")
+    lines += [str(a.get("message", "")) for a in others[:MAX_LINES]]
+    if len(others) > MAX_LINES:
+        lines.append(counted(locale, "more_alerts", len(others) - MAX_LINES))
+    title = headline or counted(locale, "alerts", len(alerts))
+    return title, "\n".join(lines)[:MAX_TEXT]
+
+
+def _codes(locale: Locale, alerts: list[dict[str, Any]]) -> str:
+    codes = []
+    for alert in alerts:
+        subject = alert.get("subject") or {}
+        codes.append(str(subject.get("code") or subject.get("order_id") or "?"))
+    shown = ", ".join(codes[:MAX_CODES])
+    if len(codes) > MAX_CODES:
+        shown += " " + locale.gettext(MORE_CODES).format(n=len(codes) - MAX_CODES)
+    return shown
+
+
+def _epoch(text: Any, default: float) -> float:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return default

@@ -13,10 +13,12 @@ Rules (``[alerts]``, 0 switches one off):
 An incident is opened once, when its condition has held for the rule's time, and resolved
 once, when the condition is gone; each sends one message to every sink (the fleet topic,
 webhooks). Each sink has its own queue, delivered in order with retries and backoff, so a
-webhook that answers 503 for an hour delays nothing else and loses nothing. Open incidents
-and undelivered messages are kept in the journal's ``kv`` table (written only when they
-change), so a restart neither repeats nor loses an alert. Open incidents are also in
-BoxState (``alerts.open``) for the page and ``/health``.
+webhook that answers 503 for an hour delays nothing else and loses nothing
+(:mod:`~edged.fleet.courier`); a webhook is also rate-limited, and what waits for it is
+folded into one message (:meth:`AlertMonitor.fold`: "12 orders waiting, oldest 9 min").
+Open incidents and undelivered messages are kept in the journal's ``kv`` table (written
+only when they change), so a restart neither repeats nor loses an alert. Open incidents are
+also in BoxState (``alerts.open``) for the page and ``/health``.
 
 A condition whose truth is not known (the link still ``starting`` after a restart, a printer
 not reported yet) neither opens nor resolves anything.
@@ -26,21 +28,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from edged.fleet import alert_text
+from edged.fleet.courier import AlertSink, Courier, DeliveryError
 from edged.fleet.settings import AlertsConfig
 from edged.i18n import Language, Locale
 from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, JournalError, StoredOrder
+
+__all__ = ["AlertMonitor", "AlertSink", "DeliveryError", "Incident"]
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +57,8 @@ LINK_UNKNOWN = frozenset({"starting", None})
 PRINTER_DOWN = frozenset({"offline", "paper_out", "cover_open"})
 # Refusals that only mean the order had already moved on: nothing to tell.
 MOOT_CODES = frozenset({"ORDER_MOVED_ON"})
-MAX_QUEUED = 200  # per sink; the oldest undelivered alert goes first when full
 RECHECK = 30.0  # seconds between checks when nothing wakes the monitor
 SUBJECT_KEYS = ("order_id", "code", "type", "printer", "problem", "count", "kind")
-
-
-class DeliveryError(Exception):
-    """A sink could not take an alert. ``retry``: worth trying again later."""
-
-    def __init__(self, message: str, *, retry: bool = True, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry = retry
-        self.retry_after = retry_after
-
-
-class AlertSink(Protocol):
-    """Somewhere alerts go (the fleet topic, a webhook). ``deliver`` raises DeliveryError."""
-
-    name: str
-
-    async def deliver(self, alert: dict[str, Any]) -> None: ...
 
 
 class StateLike(Protocol):
@@ -116,82 +103,6 @@ class _Condition:
     values: dict[str, Any]
 
 
-class Courier:
-    """One sink's queue: in order, retried with backoff, dropped only after ``give_up``."""
-
-    def __init__(self, sink: AlertSink, config: AlertsConfig, changed: Callable[[], None]) -> None:
-        self.sink = sink
-        self.config = config
-        self.changed = changed
-        self.queue: list[dict[str, Any]] = []  # {"queued": unix time, "alert": {...}}
-        self.delivered = 0
-        self.dropped = 0
-        self.attempts = 0
-        self._wake = asyncio.Event()
-
-    def put(self, alert: dict[str, Any], queued: float) -> None:
-        if len(self.queue) >= MAX_QUEUED:
-            lost = self.queue.pop(0)
-            self.dropped += 1
-            log.error("alerts: %s queue full; dropped %s", self.sink.name, lost["alert"]["id"])
-        self.queue.append({"queued": queued, "alert": alert})
-        self._wake.set()
-        self.changed()
-
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            if not self.queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            entry = self.queue[0]
-            self.attempts += 1
-            try:
-                try:
-                    await self.sink.deliver(entry["alert"])
-                except DeliveryError:
-                    raise
-                except Exception as exc:
-                    log.exception("alerts: %s failed unexpectedly", self.sink.name)
-                    raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-            except DeliveryError as exc:
-                too_old = time.time() - entry["queued"] > self.config.give_up_after
-                if not exc.retry or too_old:
-                    why = "gave up" if exc.retry else "refused"
-                    log.error(
-                        "alerts: %s %s %s: %s", self.sink.name, why, entry["alert"]["id"], exc
-                    )
-                    self._done(dropped=True)
-                    failures = 0
-                    continue
-                failures += 1
-                delay = min(self.config.retry_max, self.config.retry_min * 2 ** (failures - 1))
-                if exc.retry_after is not None:
-                    delay = max(delay, min(exc.retry_after, self.config.retry_max))
-                if failures == 1 or failures % 10 == 0:
-                    log.warning(
-                        "alerts: %s not delivered (%s); retrying in %.0fs",
-                        self.sink.name,
-                        exc,
-                        delay,
-                    )
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                continue
-            if failures:
-                log.info("alerts: %s delivering again", self.sink.name)
-            failures = 0
-            self._done(dropped=False)
-
-    def _done(self, *, dropped: bool) -> None:
-        self.queue.pop(0)
-        if dropped:
-            self.dropped += 1
-        else:
-            self.delivered += 1
-        self.changed()
-
-
 class AlertMonitor:
     """Watches the rules and hands each incident's messages to the sinks."""
 
@@ -220,7 +131,9 @@ class AlertMonitor:
         self.selling_point = selling_point
         self.printers = printers
         self.clock = clock
-        self.couriers = {sink.name: Courier(sink, config, self._changed) for sink in sinks}
+        self.couriers = {
+            sink.name: Courier(sink, config, self._changed, fold=self.fold) for sink in sinks
+        }
         self.open: dict[str, Incident] = {}
         self.opened = 0
         self.resolved = 0
@@ -458,6 +371,30 @@ class AlertMonitor:
         if state == "resolved":
             alert["duration"] = round(now - incident.since, 1)
         return alert
+
+    def fold(self, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+        """One message for many queued alerts (a rate-limited webhook): a summary in the
+        box's language, and every alert it carries under ``alerts``."""
+        now = self.clock()
+        sp_id, sp_name, timezone = self.selling_point()
+        locale = Locale(self.language, timezone)
+        title, message = alert_text.digest(locale, alerts, now)
+        ids = "\n".join(str(a.get("id")) for a in alerts)
+        return {
+            "v": VERSION,
+            "id": f"{self.box_id}:digest:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
+            "state": "digest",
+            "incident": "digest",
+            "rule": "digest",
+            "box_id": self.box_id,
+            "box_name": self.box_name,
+            "selling_point": {"id": sp_id, "name": sp_name} if sp_id else None,
+            "at": alert_text.iso(locale, now),
+            "title": f"{self.box_name}: {title}",
+            "message": message,
+            "subject": {"count": len(alerts)},
+            "alerts": alerts,
+        }
 
     def _send(self, alert: dict[str, Any], now: float) -> None:
         for courier in self.couriers.values():

@@ -61,7 +61,21 @@ class WebhookConfig:
     token: str = field(
         default="", metadata=opt(secret=True, doc="Sent as 'Authorization: Bearer <token>'")
     )
-    timeout: float = field(default=10.0, metadata=opt(minimum=0.5, maximum=120))
+    timeout: float = field(
+        default=10.0,
+        metadata=opt(minimum=0.5, maximum=120, doc="Seconds for the whole request, at most"),
+    )
+    burst: int = field(
+        default=3, metadata=opt(minimum=1, maximum=100, doc="Messages sent at once at most")
+    )
+    every: float = field(
+        default=60.0,
+        metadata=opt(
+            minimum=0,
+            maximum=86400,
+            doc="Then one message per this many seconds, grouping what waits (0: no limit)",
+        ),
+    )
 
     def check(self) -> None:
         parts = urlsplit(self.url)

@@ -4,7 +4,9 @@ Sinqro sends one integration's notifications (doc 003, ``new_order`` and
 ``order_status_changed``) to one URL. A vendor runs this relay next to its MQTT cluster
 and gives Sinqro ``https://relay.example.com/sinqro/<secret>``. For each webhook it:
 
-1. refuses it (403) unless the URL carries the shared secret;
+1. refuses it (403) unless the URL carries a known secret: one of ``[[relay.endpoints]]``
+   (each serves only its own selling points: a notification for another is refused 403)
+   or ``relay.secret`` (every selling point; weaker, a leak opens them all);
 2. reads it with the same parser as the box (400 when it is not a notification, 422 when
    it names no selling point);
 3. publishes the body unchanged, QoS 1, to ``<prefix>/sellingPoints/<id>/notifications``;
@@ -15,6 +17,14 @@ and gives Sinqro ``https://relay.example.com/sinqro/<secret>``. For each webhook
 Boxes subscribe to their selling point's topic with a persistent session, so what arrives
 while a box is offline waits at the broker (and the box reconciles over REST anyway).
 The secret is never logged: aiohttp's access log (which would print the path) is off.
+
+The listener is bounded like the box's page (:mod:`edged.httplimits`): at most
+``relay.max_connections`` open connections, each with ``header_timeout`` seconds to send its
+request head and ``body_timeout`` for its body (408 after), idle keep-alive connections
+closed after ``keepalive_timeout``, bodies over ``max_body_bytes`` refused (413). Slow or
+half-open connections are pushed out for new ones, so a slowloris flood cannot take the
+descriptors real webhooks need; what was pushed out or refused is logged once a minute
+with a count.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import contextlib
 import hmac
 import logging
 import random
+import resource
 import signal
 import socket
 import ssl
@@ -34,10 +45,14 @@ from aiohttp import web
 
 from edged import __version__, mqttstop
 from edged.fleet.broker import make_client
-from edged.relay.settings import RelayFile, notifications_topic
+from edged.httplimits import GuardedSite, quiet_accept_storms
+from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
 
 log = logging.getLogger(__name__)
+
+# Descriptors the relay needs beside its HTTP connections (listener, broker, logs, TLS).
+SPARE_DESCRIPTORS = 64
 
 
 class Relay:
@@ -53,7 +68,13 @@ class Relay:
         self.published = 0
         self.refused = 0
         self.unavailable = 0
+        self.slow = 0
+        self.site: GuardedSite | None = None
         self._client: aiomqtt.Client | None = None
+        # relay.secret is the weaker catch-all URL (every selling point): no list.
+        self._endpoints = list(config.relay.endpoints)
+        if config.relay.secret:
+            self._endpoints.append(RelayEndpoint(config.relay.secret, [], "relay.secret"))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -69,17 +90,33 @@ class Relay:
         self.refused += 1
         return _answer(403, "FORBIDDEN", "the URL lacks the shared secret")
 
+    def _endpoint(self, given: str) -> RelayEndpoint | None:
+        """The endpoint whose secret this is; a catch-all one for ``relay.secret``."""
+        found: RelayEndpoint | None = None
+        for endpoint in self._endpoints:
+            # Every secret compared, in constant time each: no early exit tells which.
+            if hmac.compare_digest(given.encode(), endpoint.secret.encode()):
+                found = endpoint
+        return found
+
     async def webhook(self, request: web.Request) -> web.Response:
-        given = request.match_info["secret"].encode()
-        if not hmac.compare_digest(given, self.config.relay.secret.encode()):
+        endpoint = self._endpoint(request.match_info["secret"])
+        if endpoint is None:
             self.refused += 1
             log.warning("relay: refused a webhook from %s: wrong secret", request.remote)
             return _answer(403, "FORBIDDEN", "wrong secret")
         self.received += 1
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.config.relay.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _answer(413, "TOO_LARGE", "body too large")
+        except TimeoutError:
+            self.slow += 1
+            log.warning("relay: a webhook from %s sent its body too slowly", request.remote)
+            response = _answer(408, "TOO_SLOW", "the body did not arrive in time")
+            response.force_close()
+            return response
         try:
             note = parse_notification(body, max_bytes=self.config.relay.max_body_bytes)
         except PayloadError as exc:
@@ -89,6 +126,15 @@ class Relay:
         if not selling_point:
             log.warning("relay: %s for order %s names no selling point", note.event, note.order.id)
             return _answer(422, "NO_SELLING_POINT", "the notification names no selling point")
+        if endpoint.selling_points and selling_point not in endpoint.selling_points:
+            self.refused += 1
+            log.warning(
+                "relay: refused order %s for selling point %s: not one of endpoint %s's",
+                note.order.id,
+                selling_point,
+                endpoint.name or "(unnamed)",
+            )
+            return _answer(403, "FORBIDDEN", "this URL does not serve that selling point")
         topic = notifications_topic(self.config.mqtt.topic_prefix, selling_point)
         client = self._client
         if client is None:
@@ -118,7 +164,16 @@ class Relay:
             "published": self.published,
             "refused": self.refused,
             "unavailable": self.unavailable,
+            "slow": self.slow,
         }
+        guard = self.site.guard if self.site is not None else None
+        if guard is not None:
+            body["connections"] = {
+                "open": guard.open,
+                "pushed_out": guard.evicted,
+                "refused": guard.refused,
+                "timed_out": guard.timed_out,
+            }
         return web.json_response(body, status=200 if connected else 503)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -126,19 +181,29 @@ class Relay:
     async def run(self) -> None:
         """Serve webhooks and keep the broker connection until cancelled."""
         cfg = self.config.relay
-        runner = web.AppRunner(self.app(), access_log=None)
+        _check_descriptors(cfg.max_connections)
+        quiet_accept_storms()
+        runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.keepalive_timeout)
         await runner.setup()
         context: ssl.SSLContext | None = None
         if cfg.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        site = web.TCPSite(runner, cfg.host, cfg.port, ssl_context=context)
+        site = GuardedSite(
+            runner,
+            cfg.host,
+            cfg.port,
+            max_connections=cfg.max_connections,
+            header_timeout=cfg.header_timeout,
+            name="relay",
+            ssl_context=context,
+            # Under a flood of connections (the kernel caps it at net.core.somaxconn).
+            listen_queue=4096,
+        )
+        self.site = site
         try:
             await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+            self.port = site.port
             log.info("relay: listening on %s:%d%s/<secret>", cfg.host, self.port, cfg.path)
             self.listening.set()
             await self._broker_loop()
@@ -165,6 +230,19 @@ class Relay:
                 self.connected.clear()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(mqtt.reconnect_max, delay * 2)
+
+
+def _check_descriptors(max_connections: int) -> None:
+    """Warn when the connection cap does not fit in the process's descriptors: past them,
+    accept() fails and real webhooks wait (systemd/edged-relay.service sets LimitNOFILE)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and max_connections + SPARE_DESCRIPTORS > soft:
+        log.warning(
+            "relay: max_connections = %d does not fit in %d file descriptors; "
+            "lower it or raise LimitNOFILE",
+            max_connections,
+            soft,
+        )
 
 
 def _answer(status: int, code: str, message: str, *, retry: bool = False) -> web.Response:

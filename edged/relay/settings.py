@@ -21,29 +21,87 @@ def notifications_topic(prefix: str, selling_point_id: int) -> str:
     return NOTIFICATIONS_TOPIC.format(prefix=prefix, id=selling_point_id)
 
 
+def _check_secret(secret: str, key: str) -> None:
+    if len(secret) < MIN_SECRET:
+        raise ValueError(f"{key}: at least {MIN_SECRET} characters")
+    if not all(c.isalnum() or c in "-_." for c in secret):
+        raise ValueError(f"{key}: letters, digits, '-', '_' and '.' only (it goes in a URL)")
+
+
+@dataclass(frozen=True)
+class RelayEndpoint:
+    """One webhook URL, ``<path>/<secret>``, that serves only the selling points listed:
+    a vendor with several Sinqro integrations gives each its own, so a leaked URL opens
+    only its own restaurants."""
+
+    secret: str = field(
+        metadata=opt(secret=True, doc="The last part of this webhook URL: <path>/<secret>")
+    )
+    selling_points: list[int] = field(
+        metadata=opt(doc="Selling point ids this URL may publish for (others: 403)")
+    )
+    name: str = field(default="", metadata=opt(doc="For the log: which integration this is"))
+
+    def check(self) -> None:
+        _check_secret(self.secret, "secret")
+        if not self.selling_points:
+            raise ValueError("selling_points: name at least one selling point id")
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     """The HTTP side: where Sinqro's webhooks arrive."""
 
     secret: str = field(
+        default="",
         metadata=opt(
             env="EDGED_RELAY_SECRET",
             secret=True,
-            doc="Shared secret, the last part of the webhook URL: <path>/<secret>",
-        )
+            doc="Shared secret of the URL <path>/<secret> that serves every selling point "
+            "(weaker than [[relay.endpoints]])",
+        ),
+    )
+    endpoints: list[RelayEndpoint] = field(
+        default_factory=list,
+        metadata=opt(doc="Webhook URLs, each for its own selling points"),
     )
     host: str = field(default="0.0.0.0", metadata=opt(doc="Address to listen on"))
     port: int = field(default=8090, metadata=opt(minimum=0, maximum=65535))
     path: str = field(default="/sinqro", metadata=opt(doc="URL path before the secret"))
     max_body_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
+    # Bounds against slow or idle clients (slowloris): see edged.httplimits.
+    max_connections: int = field(
+        default=512,
+        metadata=opt(
+            minimum=4,
+            maximum=60000,
+            doc="Open connections at most (keep it well under LimitNOFILE); idle ones make way",
+        ),
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=opt(minimum=0.5, maximum=300, doc="Seconds a connection has to send its head"),
+    )
+    body_timeout: float = field(
+        default=10.0,
+        metadata=opt(minimum=0.5, maximum=300, doc="Seconds a webhook has to send its body"),
+    )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=opt(minimum=0.5, maximum=600, doc="Seconds an idle connection stays open"),
+    )
     tls_cert: str = field(default="", metadata=opt(doc="PEM certificate; with tls_key, HTTPS"))
     tls_key: str = field(default="", metadata=opt(doc="PEM private key for tls_cert"))
 
     def check(self) -> None:
-        if len(self.secret) < MIN_SECRET:
-            raise ValueError(f"secret: at least {MIN_SECRET} characters")
-        if not all(c.isalnum() or c in "-_." for c in self.secret):
-            raise ValueError("secret: letters, digits, '-', '_' and '.' only (it goes in a URL)")
+        if not self.secret and not self.endpoints:
+            raise ValueError("secret: set it (or EDGED_RELAY_SECRET), or give [[relay.endpoints]]")
+        if self.secret:
+            _check_secret(self.secret, "secret")
+        secrets = [self.secret] if self.secret else []
+        secrets += [e.secret for e in self.endpoints]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("endpoints: each URL needs its own secret")
         if not self.path.startswith("/") or self.path.endswith("/"):
             raise ValueError("path: starts with '/' and does not end with one")
         if bool(self.tls_cert) != bool(self.tls_key):

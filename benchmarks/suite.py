@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -37,6 +38,7 @@ import bench_printing  # noqa: E402
 import bench_storage  # noqa: E402
 import httpx  # noqa: E402
 from harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
+from loopfs import LoopFsUnavailable  # noqa: E402
 
 from edged.app import App, Extras  # noqa: E402
 from edged.config import OrdersConfig, load_config  # noqa: E402
@@ -59,6 +61,7 @@ WARM_STARTS = 4
 # Measured with benchmarks/bench_storage.py at commit 97d525b (before group commit, small
 # pages and the compare-before-write): the baseline of the bytes-per-order aim.
 BYTES_PER_ORDER_BEFORE = 278.3 * 1024
+BYTES_PER_ORDER_AIM = 32 * 1024  # what an SD card can take for years at a busy counter
 # Catch-up of 200 orders at commit 97d525b, from the first order stored to the last: the
 # fastest of three runs side by side with this code (the same watcher, the same load).
 CATCH_UP_BEFORE = 1.26
@@ -304,9 +307,11 @@ async def notification_to_journal(
         # Stamp each websocket frame as the link takes it (frames are handled one by one).
         on_frame = app.link._on_frame
 
-        async def stamped(message: str | bytes, sp: int) -> None:
+        async def stamped(message: str | bytes, sp: int, **kwargs: Any) -> None:
+            # Pass on whatever else the link gives (source=...): a wrapper that drops
+            # arguments turns every frame into a TypeError.
             last_frame[0] = time.monotonic()
-            await on_frame(message, sp)
+            await on_frame(message, sp, **kwargs)
 
         app.link._on_frame = stamped  # type: ignore[method-assign]
         await asyncio.Event().wait()
@@ -660,6 +665,36 @@ def daemon_numbers(work: Path, idle_seconds: float) -> DaemonNumbers:
     )
 
 
+# -- the card ---------------------------------------------------------------------------------
+
+CARD_PER_ORDER = "bytes written per new order (one printer, MQTT on), at the block device"
+CARD_PER_ORDER_AIM = f"≤ {BYTES_PER_ORDER_AIM / 1024:.0f} KiB"
+CARD_IDLE = "bytes written per idle hour, 20 open orders, at the block device"
+
+
+def card_rows(settings: Settings, work: Path) -> list[Row]:
+    """Bytes at the card's block device: per order on its whole way, and while idle."""
+    per_order, payload = bench_storage.bytes_per_order(work / "card-orders", settings.card_orders)
+    written, cycles, took = bench_storage.idle_bytes(work / "card-idle", settings.card_idle)
+    per_hour = written / max(cycles, 1) * 3600 / 60  # a status refresh every 60 s
+    return [
+        Row(
+            CARD_PER_ORDER,
+            f"{per_order / 1024:,.1f} KiB per order (its payload: {payload / 1024:.1f} KiB; "
+            f"n={settings.card_orders})",
+            f"{CARD_PER_ORDER_AIM} (before: {BYTES_PER_ORDER_BEFORE / 1024:.0f} KiB at "
+            "97d525b, 67 KiB at 771d2fb)",
+            verdict(per_order <= BYTES_PER_ORDER_AIM),
+        ),
+        Row(
+            CARD_IDLE,
+            f"{per_hour:,.0f} B/h ({written:,} B over {cycles} status refreshes in {took:.0f} s)",
+            "0 B",
+            verdict(written == 0),
+        ),
+    ]
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -697,7 +732,7 @@ def run(settings: Settings, work: Path) -> tuple[list[Row], list[str]]:
 
     progress("notification → buzzer")
     buzzer, _ = asyncio.run(bench_panel.bench(settings.buzzer_samples, "active"))
-    rows.append(latency_row("notification → buzzer on (active buzzer)", buzzer, 10))
+    rows.append(latency_row("notification → buzzer on (active buzzer)", buzzer, 1))
 
     progress("notification → first byte at a TCP printer")
     first_byte = asyncio.run(bench_printing.bench_first_byte(settings.printer_samples))
@@ -739,27 +774,13 @@ def run(settings: Settings, work: Path) -> tuple[list[Row], list[str]]:
     )
 
     progress("bytes written to the card: per order and while idle (loop-mounted ext4)")
-    per_order, payload = bench_storage.bytes_per_order(work / "card-orders", settings.card_orders)
-    rows.append(
-        Row(
-            "bytes written per new order (one printer, MQTT on), at the block device",
-            f"{per_order / 1024:,.1f} KiB per order (its payload: {payload / 1024:.1f} KiB; "
-            f"n={settings.card_orders})",
-            f"≤ {BYTES_PER_ORDER_BEFORE / 3 / 1024:.0f} KiB "
-            f"(a third of {BYTES_PER_ORDER_BEFORE / 1024:.0f} KiB before group commit)",
-            verdict(per_order <= BYTES_PER_ORDER_BEFORE / 3),
-        )
-    )
-    written, cycles, took = bench_storage.idle_bytes(work / "card-idle", settings.card_idle)
-    per_hour = written / max(cycles, 1) * 3600 / 60  # a status refresh every 60 s
-    rows.append(
-        Row(
-            "bytes written per idle hour, 20 open orders, at the block device",
-            f"{per_hour:,.0f} B/h ({written:,} B over {cycles} status refreshes in {took:.0f} s)",
-            "0 B",
-            verdict(written == 0),
-        )
-    )
+    try:
+        rows += card_rows(settings, work)
+    except LoopFsUnavailable as exc:
+        # Not root (or no loop driver): the rows say why instead of a number.
+        reason = f"not measured: {exc}"
+        rows.append(Row(CARD_PER_ORDER, reason, CARD_PER_ORDER_AIM, "—"))
+        rows.append(Row(CARD_IDLE, reason, "0 B", "—"))
 
     progress("ticket render")
     render = bench_printing.bench_render(settings.render_rounds)

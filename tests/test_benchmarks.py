@@ -24,6 +24,7 @@ ROWS = (
     "… of which in the daemon",
     "notification → journal vs 60 s polling",
     "notification → buzzer on",
+    "… of which in the panel",
     "notification → first byte at TCP printer",
     "notification → MQTT message at subscriber",
     "new orders into the journal in bursts of 50",

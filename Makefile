@@ -6,15 +6,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-slow venv system-deps lint check bench clean
+.PHONY: demo test test-slow venv test-venv system-deps lint check bench clean
 
-$(BIN)/edged: pyproject.toml
+# The demo only runs the daemon: edged and its runtime dependencies, nothing else. They come
+# pinned from requirements.lock, as the image installs them (no resolver round trips, no
+# pip upgrade); edged itself goes in editable, without dependencies of its own to resolve.
+$(BIN)/edged: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+# The tests' tools (pytest, mypy, ruff, Playwright, ...) on top, for `make test` only.
+$(VENV)/.test-extras: $(BIN)/edged
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
 venv: $(BIN)/edged
+
+test-venv: $(VENV)/.test-extras
 
 demo: venv
 	$(BIN)/edged demo
@@ -22,7 +33,7 @@ demo: venv
 system-deps:
 	scripts/install-test-deps
 
-lint: venv
+lint: test-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -31,13 +42,13 @@ lint: venv
 # much as it computes. The image tests stay together on one worker (xdist group "image").
 PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadgroup
 
-test: system-deps venv lint
+test: system-deps test-venv lint
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 
-test-slow: system-deps venv
+test-slow: system-deps test-venv
 	$(BIN)/pytest -m extended
 
-bench: venv
+bench: test-venv
 	benchmarks/run
 
 clean:

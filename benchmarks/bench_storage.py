@@ -64,9 +64,19 @@ def bytes_per_order(work: Path, count: int) -> tuple[float, int]:
 def idle_bytes(work: Path, seconds: float, open_orders: int = 20) -> tuple[int, int, float]:
     """Bytes written while ``open_orders`` stay open and nobody touches them, over
     ``seconds`` after the catch-up settled; the status refresh runs every 2 s.
-    Returns (bytes, refresh cycles, seconds measured)."""
-    with card_rig(work, refresh=2.0, auto_accept=False, open_orders=open_orders) as rig:
+    Returns (bytes, refresh cycles, seconds measured).
+
+    The orders wait unanswered, so each opens an ``order_waiting`` alert once (120 s after
+    it came, by default), kept in the journal so a restart does not repeat it: a change,
+    written once. Here the alerts open after 5 s, during the settling, and the window
+    measures the box that has nothing left to tell."""
+    alerts = {"order_waiting_after": 5.0}
+    with card_rig(
+        work, refresh=2.0, auto_accept=False, open_orders=open_orders, alerts=alerts
+    ) as rig:
         settle(rig, open_orders)
+        rig.until(lambda: rig.incidents() >= open_orders, 60, f"{open_orders} open alerts")
+        rig.syncs_pass(1)  # the alert state is on the card before the window
         before, syncs, start = rig.card.bytes_written(), rig.active_requests(), time.monotonic()
         rig.keep_notify_read(seconds)
         written = rig.card.bytes_written() - before

@@ -82,6 +82,7 @@ class Rig:
     subscriber: Subscriber
     tickets: Path
     refresh: float
+    daemon_web_port: int = 0
 
     def printed(self, order_id: int | None = None) -> int:
         """Order tickets printed (for one order, or for all)."""
@@ -120,6 +121,12 @@ class Rig:
                 raise RuntimeError(f"edged exited; log:\n{self.daemon.log_tail()}")
             time.sleep(0.02)
 
+    def incidents(self) -> int:
+        """Open alert incidents, as the page's ``/health`` tells them."""
+        port = self.daemon_web_port
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        return len(response.json().get("incidents", []))
+
     def syncs_pass(self, count: int, within: float = 120.0) -> None:
         """Until ``count`` more active-orders syncs have completed."""
         target = self.active_requests() + count + 1
@@ -134,6 +141,7 @@ def card_rig(
     auto_accept: bool = True,
     mqtt: bool = True,
     open_orders: int = 0,
+    alerts: dict[str, Any] | None = None,
 ) -> Iterator[Rig]:
     """Card, simulator (with ``open_orders`` waiting), broker, subscriber and a ready daemon."""
     work.mkdir(parents=True, exist_ok=True)
@@ -145,6 +153,7 @@ def card_rig(
         stack.callback(broker.stop)
         tickets = work / "tickets"
         tickets.mkdir(exist_ok=True)
+        web_port = free_port()
         doc: dict[str, Any] = {
             "box": {"name": BOX, "state_dir": str(card.mountpoint / "state")},
             "sinqro": sinqro_section(
@@ -153,15 +162,17 @@ def card_rig(
             "orders": {"auto_accept": auto_accept, "retry_max": 1.0},
             "printers": [{"name": "kitchen", "uri": f"virtual://{tickets}", "layout": "full"}],
             "panel": {"enabled": False},
-            "web": {"host": "127.0.0.1", "port": free_port()},
+            "web": {"host": "127.0.0.1", "port": web_port},
             "mqtt": {"enabled": mqtt, "url": broker.url},
         }
+        if alerts is not None:
+            doc["alerts"] = alerts
         config = work / "edged.toml"
         config.write_text(dump_toml(doc), encoding="utf-8")
         subscriber = Subscriber(broker.port)
         stack.callback(subscriber.close)
         daemon = DaemonProcess(config, log_path=work / "edged.log")
-        rig = Rig(card, sim, daemon, subscriber, tickets, refresh)
+        rig = Rig(card, sim, daemon, subscriber, tickets, refresh, web_port)
         stack.callback(rig.daemon.close)
         if open_orders:
             rig.create_orders(open_orders)

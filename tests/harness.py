@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -115,9 +116,15 @@ class DaemonProcess:
     """``edged run`` as a child process, with its sd_notify messages captured."""
 
     def __init__(
-        self, config: Path, *, log_path: Path | None = None, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        *,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.preexec_fn = preexec_fn  # e.g. join a capped cgroup (benchmarks/bench_pi.py)
         self.log_path = log_path or config.with_suffix(".log")
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -157,6 +164,7 @@ class DaemonProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
         if wait_ready is not None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from edged.configtools import opt
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -109,6 +107,13 @@ def make_client(
     """A client for ``config``. ``session_expiry`` > 0 asks for a persistent session (the
     broker keeps subscriptions and QoS 1 messages for us while we are away); with ``fresh``
     (MQTT 5) an earlier session, and the subscriptions it held, is dropped first."""
+    # The MQTT libraries (~5 MiB) load with the first client, not with the config schema:
+    # a box without MQTT or a fleet never imports them.
+    import aiomqtt
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     v5 = config.protocol == "5"
     properties: Properties | None = None
     persistent = session_expiry > 0

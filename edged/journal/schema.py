@@ -3,7 +3,8 @@
 Each entry of :data:`MIGRATIONS` moves the database from version ``n - 1`` to ``n`` inside
 one transaction. Never edit a migration that has shipped: append a new one.
 Versions 1-3 shipped as: 1 core (orders, events, cursors, outbox, kv), 2 printing,
-3 bridges. Later ones are numbered in the order they land.
+3 bridges. Later ones are numbered in the order they land. 5 sheds AUTOINCREMENT where it
+only cost a page per commit (see there).
 """
 
 from __future__ import annotations
@@ -119,6 +120,54 @@ MIGRATIONS: dict[int, str] = {
     );
     -- random id of this journal: event ids start again in a new one.
     INSERT OR IGNORE INTO kv (key, value) VALUES ('journal.epoch', lower(hex(randomblob(8))));
+    """,
+    5: """
+    -- sparing the card: AUTOINCREMENT rewrites the sqlite_sequence page in every commit that
+    -- adds an event or a print job, one more page in the WAL (and later in the file) for
+    -- nothing. A plain INTEGER PRIMARY KEY takes max + 1 and never hands a number out twice
+    -- as long as the newest row stays: the newest event is never pruned (Journal.prune)
+    -- and print jobs are never deleted. The outbox keeps AUTOINCREMENT: it can be pruned
+    -- empty, and bridge commands refer to its ids.
+    CREATE TABLE events_v5 (
+        seq       INTEGER PRIMARY KEY,                -- never reused: the newest stays
+        ts        REAL NOT NULL,
+        kind      TEXT NOT NULL,
+        order_id  INTEGER,
+        data      TEXT NOT NULL
+    );
+    INSERT INTO events_v5 (seq, ts, kind, order_id, data)
+        SELECT seq, ts, kind, order_id, data FROM events;
+    -- A journal whose events were all pruned by an older edged: keep its numbering going
+    -- with one marker event at the last number handed out (no consumer acts on its kind).
+    INSERT INTO events_v5 (seq, ts, kind, order_id, data)
+        SELECT seq, 0, 'journal.numbering', NULL, '{}' FROM sqlite_sequence
+        WHERE name = 'events' AND seq > (SELECT COALESCE(MAX(seq), 0) FROM events);
+    DROP TABLE events;
+    ALTER TABLE events_v5 RENAME TO events;
+
+    CREATE TABLE print_jobs_v5 (
+        id          INTEGER PRIMARY KEY,              -- never reused: jobs are never deleted
+        printer     TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        order_id    INTEGER,
+        event_seq   INTEGER NOT NULL,
+        params      TEXT NOT NULL,
+        state       TEXT NOT NULL
+                    CHECK (state IN ('queued', 'sending', 'done', 'failed', 'skipped')),
+        reprint     INTEGER NOT NULL DEFAULT 0,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created     REAL NOT NULL,
+        updated     REAL NOT NULL,
+        error       TEXT,
+        UNIQUE (origin, event_seq, kind)
+    );
+    INSERT INTO print_jobs_v5 SELECT id, printer, origin, kind, order_id, event_seq, params,
+        state, reprint, attempts, created, updated, error FROM print_jobs;
+    DROP TABLE print_jobs;
+    ALTER TABLE print_jobs_v5 RENAME TO print_jobs;
+    CREATE INDEX print_jobs_queue ON print_jobs (printer, state, id);
+    CREATE INDEX print_jobs_order ON print_jobs (order_id, origin);
     """,
 }
 

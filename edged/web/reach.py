@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import qrcode
-import qrcode.image.svg
 from markupsafe import Markup
 
 from edged.web.netinfo import local_addresses, mdns_name, url_host
@@ -30,6 +28,10 @@ def default_mdns() -> str | None:
 
 def qr_svg(text: str) -> Markup:
     """``text`` as an inline SVG QR code (no image request, allowed by the page's CSP)."""
+    # qrcode brings Pillow (~8 MiB): only when a page shows a QR, never at the daemon's start.
+    import qrcode
+    import qrcode.image.svg
+
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
     svg = image.to_string(encoding="unicode")
     return Markup(svg.replace("<svg ", '<svg role="img" class="qr" ', 1))

@@ -250,6 +250,8 @@ def test_a_date_reads_the_same_on_board_cli_and_ticket(
         422429,
         "VLV3CW",
         executionTime="2026-03-05T12:30:00+0000",
+        # Ready when it is due: the board counts to the kitchen's time, here the same one.
+        preparationTime="2026-03-05T12:30:00+0000",
         sellingPoint={"name": "SuperPizza", "timezone": timezone},
     )
     config = make_box(tmp_path, language=language, timezone=timezone, orders=[raw])

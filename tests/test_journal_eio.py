@@ -81,9 +81,9 @@ async def run_through_a_dead_card(
 
     await eventually(printed, within=20, what="its ticket printed")
     assert app.state.get("journal") == "ok"
-    session = app.web.sessions.new(authenticated=True)
+    token, session = app.web.sessions.new(authenticated=True)
     base = f"http://127.0.0.1:{app.web.port}"
-    cookies = {COOKIE: session.sid}
+    cookies = {COOKIE: token}
 
     card.shut_down()
 

@@ -193,6 +193,8 @@ def test_the_cli_says_what_a_vanished_journal_is_in_the_box_language(
     )
     assert cli.main(["orders", "-c", str(config)]) == cli.EX_UNAVAILABLE
     err = capsys.readouterr().err
-    assert err.startswith("edged: el diari de comandes està malmès:"), err
+    # In Catalan, with the reason: the journal is damaged, and what the daemon will do.
+    assert err.startswith("no es pot obrir el registre de comandes:"), err
+    assert "damaged" in err and "journal file is empty" in err
     assert "Traceback" not in err
     assert path.stat().st_size == 0, "the CLI left the damaged journal as it was"

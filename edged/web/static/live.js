@@ -12,6 +12,7 @@ window.EdgedLive = (() => {
   const t = (text) => catalog[text] || text;
   const RETRY_MIN = 500; // ms; doubled per failed try
   const RETRY_MAX = 3000; // a box on the LAN is cheap to ask; a tablet must not lag behind
+  const SNAPSHOT_WAIT = 10000; // a snapshot not back by then counts as no answer
   const SILENCE = 25000; // no message (the box pings every 10 s): the stream is dead
 
   let hooks = null;
@@ -131,8 +132,19 @@ window.EdgedLive = (() => {
     retryTimer = null;
     if (source) return;
     // The snapshot first: it answers only when the box is back (and sends a signed-out
-    // page to /login); then the stream, which carries everything after it.
-    if (await hooks.snapshot()) open();
+    // page to /login); then the stream, which carries everything after it. A snapshot
+    // that hangs (a half-open connection) or throws never stops the retries.
+    let answered = false;
+    try {
+      answered = await Promise.race([
+        hooks.snapshot(),
+        new Promise((resolve) => { setTimeout(() => resolve(false), SNAPSHOT_WAIT); }),
+      ]);
+    } catch (err) {
+      answered = false;
+    }
+    if (source) return;
+    if (answered) open();
     else schedule();
   }
 

@@ -25,15 +25,13 @@ from typing import Any, TypeGuard, TypeVar
 
 import httpx
 
-from edged.decoding import digest
+from edged.decoding import PayloadError, decode_json, digest
 from edged.sinqro import endpoints, errors
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized, SinqroUnavailable
 from edged.sinqro.models import (
     Order,
     OrderAction,
-    PayloadError,
     SellingPoint,
-    decode_json,
     parse_actions,
     parse_order,
     parse_orders,

@@ -27,13 +27,11 @@ import hashlib
 import logging
 import random
 import re
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 import aiomqtt
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -52,6 +50,7 @@ from edged.bridges.settings import MqttConfig
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
+from edged.mqttclient import make_client
 from edged.orders import OrderDesk
 from edged.state import BoxState
 
@@ -205,37 +204,15 @@ class MqttBridge:
             self._state_wake.set()
 
     def _client(self) -> aiomqtt.Client:
-        cfg = self.config
-        tls_context: ssl.SSLContext | None = None
-        if cfg.tls:
-            # ssl.create_default_context verifies the certificate and the host name.
-            tls_context = ssl.create_default_context(cafile=cfg.ca_file or None)
-            if cfg.cert_file:
-                tls_context.load_cert_chain(cfg.cert_file, cfg.key_file)
-            if cfg.tls_insecure:
-                tls_context.check_hostname = False
-        properties: Properties | None = None
-        if self._v5:
-            properties = _properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = SESSION_EXPIRY
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=cfg.client_id or f"edged-{self.box_id}",
-            username=cfg.username or None,
-            password=cfg.password or None,
-            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
+        return make_client(
+            self.config,
+            self.config.client_id or f"edged-{self.box_id}",
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
             # A persistent session: commands sent while we were away wait at the broker.
-            clean_session=None if self._v5 else False,
-            clean_start=False if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
-            tls_context=tls_context,
+            session_expiry=SESSION_EXPIRY,
             # Unbounded here: the listener empties it at once into the bounded intake or a
             # BUSY answer. aiomqtt drops messages from a full queue without a word.
-            max_queued_incoming_messages=0,
+            max_queued_incoming=0,
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -31,9 +31,9 @@ import aiomqtt
 
 from edged import mqttstop
 from edged.fleet.alerts import DeliveryError
-from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import Telemetry
+from edged.mqttclient import make_client
 
 log = logging.getLogger(__name__)
 

@@ -44,8 +44,8 @@ import aiomqtt
 from aiohttp import web
 
 from edged import __version__, mqttstop
-from edged.fleet.broker import make_client
 from edged.httplimits import GuardedSite, quiet_accept_storms
+from edged.mqttclient import make_client
 from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
 

@@ -21,8 +21,8 @@ from typing import Protocol
 import aiomqtt
 
 from edged import mqttstop
-from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
+from edged.mqttclient import make_client
 from edged.relay.settings import notifications_topic
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,13 @@
-"""One way to reach an MQTT broker, shared by the fleet link, the relay and its subscriber.
+"""One way to reach an MQTT broker: the POS bridge (``[mqtt]``), the fleet link (``[fleet]``),
+the relay (``relay.toml`` ``[mqtt]``) and the relay's subscriber on the box.
 
-:class:`BrokerConfig` is the config schema (``mqtt://`` or ``mqtts://``, user name and
-password or a client certificate) and :func:`make_client` turns it into an
-:class:`aiomqtt.Client`. Reconnecting is the caller's loop, as everywhere in edged.
+:class:`BrokerConfig` is the one config schema (``mqtt://`` or ``mqtts://``, user name and
+password or a client certificate, client id, keepalive, MQTT version); each section
+subclasses it for its own defaults and environment variable. :func:`make_client` turns it
+into an :class:`aiomqtt.Client` (persistent session and last will on request).
+Reconnecting is the caller's loop, as everywhere in edged.
+
+Ground level: imports nothing of edged but :mod:`edged.configtools`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from edged.configtools import opt
@@ -25,6 +30,10 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 @dataclass(frozen=True)
 class BrokerConfig:
     """An MQTT broker connection (TLS verified against ``ca_file`` or the system CAs)."""
+
+    # The rule a configured client id must follow (None: any); the fleet's ACL patterns
+    # (``%c``) need a plain one.
+    client_id_rule: ClassVar[re.Pattern[str] | None] = CLIENT_ID
 
     url: str = field(
         default="mqtt://localhost:1883",
@@ -58,7 +67,8 @@ class BrokerConfig:
             raise ValueError(f"url: {exc}") from None
         if not TOPIC_PREFIX.match(self.topic_prefix):
             raise ValueError("topic_prefix: letters, digits, '_', '-', '.' and '/' only")
-        if self.client_id and not CLIENT_ID.match(self.client_id):
+        rule = self.client_id_rule
+        if self.client_id and rule is not None and not rule.match(self.client_id):
             raise ValueError("client_id: 1 to 128 of A-Z a-z 0-9 _ . : -")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file: cert_file and key_file go together")

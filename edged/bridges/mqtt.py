@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -50,7 +49,7 @@ from edged.bridges.settings import MqttConfig
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
-from edged.mqttclient import make_client
+from edged.mqttclient import Node, Redial, make_client
 from edged.orders import OrderDesk
 from edged.state import BoxState
 
@@ -203,7 +202,7 @@ class MqttBridge:
             self._state_dirty.add(key)
             self._state_wake.set()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, node: Node | None = None) -> aiomqtt.Client:
         return make_client(
             self.config,
             self.config.client_id or f"edged-{self.box_id}",
@@ -213,6 +212,7 @@ class MqttBridge:
             # Unbounded here: the listener empties it at once into the bounded intake or a
             # BUSY answer. aiomqtt drops messages from a full queue without a word.
             max_queued_incoming=0,
+            node=node,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -223,22 +223,22 @@ class MqttBridge:
         await self._follower.start()
         with contextlib.suppress(JournalError):
             await self.handler.prune()
-        delay = self.config.reconnect_min
+        redial = Redial(self.config)
         try:
             while True:
+                node = redial.node
                 try:
-                    async with mqttstop.connection(self._client()) as client:
-                        log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
-                        delay = self.config.reconnect_min
+                    async with mqttstop.connection(self._client(node)) as client:
+                        log.info("mqtt bridge: connected to %s as %s", node.where, self.base)
+                        redial.connected()
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
-                    log.warning("mqtt bridge: %s: %s", self.config.url, exc)
+                    log.warning("mqtt bridge: %s: %s", node.where, exc)
                 except JournalError as exc:
                     log.error("mqtt bridge: journal: %s", exc)
                 self.state.set("bridge.mqtt", "offline")
                 self.reconnects += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(self.config.reconnect_max, delay * 2)
+                await asyncio.sleep(redial.lost())
         finally:
             self.state.set("bridge.mqtt", "offline")
 

@@ -9,7 +9,9 @@ status, switch faults on). The pieces it serves:
 * :mod:`edged.simulator.routes`: the Sinqro REST API and websocket over HTTP;
 * :mod:`edged.simulator.faults`: the switches that make it answer badly on purpose;
 * :mod:`edged.simulator.admin`: the same controls under ``/_sim/`` without auth
-  (docs/simulator.md lists them).
+  (docs/simulator.md lists them);
+* :mod:`edged.simulator.wire`: what those share (JSON answers, the websocket client, the
+  narrow state the routes take), so neither imports this module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from aiohttp import web
 from edged.simulator.admin import AdminRoutes
 from edged.simulator.cloud import Cloud
 from edged.simulator.faults import Faults
-from edged.simulator.routes import ADMIN_PREFIX, SinqroRoutes, WsClient
+from edged.simulator.routes import SinqroRoutes
+from edged.simulator.wire import ADMIN_PREFIX, WsClient
 from edged.sinqro import endpoints
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from edged.simulator.catalog_routes import CatalogRoutes
 from edged.simulator.errors import CloudError, error_body
 from edged.simulator.wire import (
     ADMIN_PREFIX,
@@ -98,6 +99,7 @@ class SinqroRoutes:
         r.add_get(p + "/sellingPoints/{sp}/orders", self._orders)
         r.add_post(p + "/sellingPoints/{sp}/orders/{id}/status", self._post_status)
         r.add_patch(p + "/sellingPoints/{sp}/menus/collectionRaw", self._patch_menus)
+        CatalogRoutes(self.state, self._auth).install(app)
         r.add_get(p + "/orders/{id}", self._get_order)
         r.add_get(p + "/orders/{id}/actions", self._get_actions)
         r.add_post(p + "/orders/{id}/actions", self._post_action)

@@ -289,6 +289,24 @@ class Simulator:
         """Answer ``delayMinutes: null`` on every action, even a delayed accept's."""
         self.faults.null_action_delays = on
 
+    def fail_product(self, item_id: int, on: bool = True, status: int = 503) -> None:
+        """Every call about product (or option category) ``item_id`` answers ``status``."""
+        (self.faults.fail_products.add if on else self.faults.fail_products.discard)(item_id)
+        self.faults.fail_status = status
+
+    def product(self, product_id: int, selling_point_id: int | None = None) -> dict[str, Any]:
+        """A product as ``GET .../products/{id}`` answers it (variants, option categories)."""
+        return self.cloud.catalog(selling_point_id or self.selling_point_id).product(product_id)
+
+    def option(self, option_id: int, selling_point_id: int | None = None) -> dict[str, Any]:
+        """A product option, found in its category."""
+        catalog = self.cloud.catalog(selling_point_id or self.selling_point_id)
+        for category in catalog.categories.values():
+            for option in category["productOptions"]:
+                if option["id"] == option_id:
+                    return dict(option)
+        raise KeyError(option_id)
+
     def clear_faults(self) -> None:
         self.faults = Faults()
 

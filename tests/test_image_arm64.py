@@ -8,13 +8,14 @@ does it. Then:
 * the installed daemon runs in that root (chroot, every binary under qemu-aarch64) as the
   edged user against the Sinqro simulator on the host's loopback: it says READY=1 on its
   sd_notify socket and prints an order from the simulator on a TCP printer stand-in;
-* (``make test-slow``) the root boots with ``qemu-system-aarch64 -M virt -cpu cortex-a72``,
+* the root boots with ``qemu-system-aarch64 -M virt -cpu cortex-a72``,
   Debian's arm64 kernel and systemd as PID 1: edged.service reaches active (READY) and the
   hardware watchdog (an emulated i6300ESB on the board's PCI bus) is armed;
-* (``make test-slow``) ``image/build-image`` runs its whole pipeline, with ``BASE_IMAGE``, on a
+* ``image/build-image`` runs its whole pipeline, with ``BASE_IMAGE``, on a
   disk image made from the same arm64 root, to an ``.img.xz``.
 
-Needs root, debootstrap, qemu-user-static with binfmt-support, qemu-system-arm, mtools
+All of it runs in ``make test-slow`` (times in the README's Tests section). Needs root,
+debootstrap, qemu-user-static with binfmt-support, qemu-system-arm, mtools
 (scripts/install-test-deps).
 """
 
@@ -45,7 +46,6 @@ from image_support import (
     build_wheel,
     foreign_arch_ready,
     installed_rootfs,
-    prefetch,
     release_key,
     require_tools,
     rootfs_tarball,
@@ -61,10 +61,17 @@ SUITE = "trixie"  # what Raspberry Pi OS is built on now
 ARCH = "arm64"
 EM_AARCH64 = 183  # ELF e_machine of arm64 binaries
 
-prefetch(SUITE, arch=ARCH)  # cold caches: debootstrap while the other tests run
-
+# Everything here is in `make test-slow`, not CI: the install step alone (a pip install
+# under qemu-user) takes about four minutes of one core, the root's first debootstrap far
+# longer, and CI's image worker already carries the x86 image tests. So no background
+# debootstrap at import either (CI imports this module and deselects it).
 # The image tests share one worker: the cache, and the CPU the emulation eats.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.xdist_group("image")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.extended,
+    pytest.mark.timeout(2400),
+    pytest.mark.xdist_group("image"),
+]
 
 
 def _require() -> None:

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edged.config import Config
 from edged.fleet.identity import BoxIdentity
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink, PushSource
+from edged.flow.outbox import OutboxSender
+from edged.flow.pairing import Pairing
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.outbox import OutboxSender
-from edged.pairing import Pairing
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink, PushSource
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured

@@ -145,6 +145,7 @@ class App:
 
     @property
     def panel(self) -> Panel | None:
+        """The panel running now."""
         part = self.supervisor.instance("panel")
         if part is None:
             return None
@@ -154,6 +155,7 @@ class App:
 
     @property
     def web(self) -> WebServer | None:
+        """The web page running now (None when ``[web]`` is off)."""
         part = self.supervisor.instance("web")
         if part is None:
             return None
@@ -163,6 +165,7 @@ class App:
 
     @property
     def fleet(self) -> FleetLink | None:
+        """The fleet link running now (None when ``[fleet]`` is off)."""
         part = self.supervisor.instance("fleet")
         if part is None:
             return None
@@ -172,6 +175,7 @@ class App:
 
     @property
     def alerts(self) -> AlertMonitor | None:
+        """The alert monitor running now."""
         part = self.supervisor.part("alerts", AlertsPart)
         return part.monitor if part is not None else None
 

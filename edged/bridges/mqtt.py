@@ -46,11 +46,11 @@ from edged.bridges.protocol import (
     encode_event,
 )
 from edged.bridges.settings import MqttConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.mqttclient import Node, Redial, make_client
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ parses it like a websocket frame and reconciles over REST each time the subscrip
 (re)established. A message here did not come from Sinqro's own connection (anyone with the
 relay's secret, or a broker client the ACL lets through, can publish one), so the link takes
 it as a hint only: it fetches the order from Sinqro and stores Sinqro's answer
-(:mod:`edged.sinqro.hints`). The broker side is fenced by ``config/mosquitto-fleet.acl``.
+(:mod:`edged.flow.hints`). The broker side is fenced by ``config/mosquitto-fleet.acl``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class PushSink(Protocol):
 
 
 class RelaySubscription:
-    """A push source for :class:`~edged.sinqro.notifications.NotificationLink`."""
+    """A push source for :class:`~edged.flow.intake.NotificationLink`."""
 
     name = "relay"
 

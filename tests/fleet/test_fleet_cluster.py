@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,19 +24,19 @@ from test_alerts import monitor, running
 from test_fleet import fleet_running, kernel, telemetry
 from test_relay import RelayProcess, capture, relay_process
 
-from edged.config import OrdersConfig
 from edged.fleet.link import FleetLink
 from edged.fleet.settings import FleetConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.relay.settings import notifications_topic
 from edged.relay.subscriber import RelaySubscription
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import parse_notification
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 BOX = "10000000c1a57e01"
@@ -142,10 +145,29 @@ async def test_a_box_keeps_its_alerts_and_info_across_the_kill_of_its_node(
         async with retained_on(cluster, 0) as late:
             assert availability(late) == b"online"
             assert late.last(f"{BASE}/info").json()["printers"] == {"kitchen": "paper_out"}  # type: ignore[union-attr]
+        # The vendor's fleet view, over 3.1.1, from whichever node answers.
+        listed = await asyncio.to_thread(fleet_ls, cluster)
+        (row,) = listed["boxes"]
+        assert (row["box_id"], row["availability"]) == (BOX, "online")
+        assert row["printers"] == {"kitchen": "paper_out"}
     # A clean stop says offline, on every node.
     for node in (0, 1, 2):
         async with retained_on(cluster, node) as late:
             await until(lambda: availability(late) == b"offline", f"offline on node {node}")
+
+
+def fleet_ls(cluster: NatsCluster) -> Any:
+    """``edged fleet ls --json`` as the vendor runs it, given every node."""
+    urls = [arg for url in cluster.urls(0, 1, 2) for arg in ("--url", url)]
+    done = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "fleet", "ls", "--json", "--protocol", "3.1.1", *urls],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def availability(seen: Listener) -> bytes | None:

@@ -26,7 +26,7 @@ from edged.sinqro.models import Order
 
 log = logging.getLogger(__name__)
 
-COMMAND_KINDS = ("accept", "cancel", "status", "catalog")
+COMMAND_KINDS = ("accept", "cancel", "status", "catalog", "availability")
 # Tables whose rows are decoded, the column that identifies a row in each, its decoder.
 ROW_KEYS = {"orders": "id", "events": "seq", "outbox": "id"}
 DECODERS: dict[str, Callable[[sqlite3.Row], object]] = {

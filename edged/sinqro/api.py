@@ -10,7 +10,7 @@ headers and a hard timeout. Failures come out typed:
 
 Only safe calls (GETs) are retried here, with exponential backoff and jitter. POST and
 PATCH are never repeated automatically: a repeated action could accept or cancel twice, so
-the outbox decides, after reading the order back (see :mod:`edged.outbox`).
+the outbox decides, after reading the order back (see :mod:`edged.flow.outbox`).
 """
 
 from __future__ import annotations

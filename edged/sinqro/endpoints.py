@@ -23,7 +23,7 @@ LOGIN = "/auth/login"
 LOGOUT = "/auth/logout"
 # Assumed: the user's selling points, as an array of SellingPoint.
 SELLING_POINTS = "/sellingPoints"
-# Assumed: websocket path under the same prefix (see edged.config.PRODUCTION_WEBSOCKET).
+# Assumed: websocket path under the same prefix (see edged.sinqro.settings.PRODUCTION_WEBSOCKET).
 WEBSOCKET_PATH = "/notifications"
 # Assumed: the selling point travels as a query parameter of the websocket URL.
 WEBSOCKET_SELLING_POINT_PARAM = "sellingPointId"

@@ -22,12 +22,12 @@ from dataclasses import replace
 from typing import Any
 
 from edged.clock import Clock, RealClock
+from edged.flow.desk import CommandRefused
+from edged.flow.pairing import Pairing
 from edged.flow.until import UntilError, until_time
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError
-from edged.orders import CommandRefused
-from edged.pairing import Pairing
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.catalog import Catalog, CatalogOption, CatalogProduct
 from edged.sinqro.errors import SinqroError

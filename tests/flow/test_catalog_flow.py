@@ -19,13 +19,13 @@ from conftest import eventually
 from loopfs import LoopFs, LoopFsUnavailable
 
 from edged.clock import FakeClock
-from edged.config import OrdersConfig
 from edged.flow.catalog import CatalogKeeper
+from edged.flow.desk import CommandRefused
+from edged.flow.outbox import OutboxSender
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import CommandRefused
-from edged.outbox import OutboxSender
-from edged.pairing import Pairing
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.state import BoxState

@@ -49,6 +49,7 @@ from edged.state import BoxState
 if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.fleet.alerts import AlertMonitor
     from edged.fleet.link import FleetLink
+    from edged.flow.catalog import CatalogKeeper
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
@@ -114,6 +115,7 @@ class App:
         self.api: SinqroApi
         self.sender: OutboxSender
         self.link: NotificationLink
+        self.catalog: CatalogKeeper | None = None
         self.spooler: Spooler | None = None
         self.panel: Panel | None = None
         self.web: WebServer | None = None

@@ -65,6 +65,7 @@ class Assembly:
         return [
             PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part, release),
             PartSpec("outbox", ("sinqro",), self._sender_part, release),
+            PartSpec("catalog", ("sinqro", "box"), self._build_catalog, release),
             PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
             PartSpec("panel", ("panel", "orders"), self._build_panel, release),
             PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
@@ -131,6 +132,19 @@ class Assembly:
 
     def _sender_part(self, cfg: Config) -> Runnable:
         return self.app.sender
+
+    def _build_catalog(self, cfg: Config) -> Runnable:
+        from edged.flow.catalog import CatalogKeeper
+
+        app = self.app
+        app.catalog = CatalogKeeper(
+            app.journal,
+            app.api,
+            app.state,
+            app.current_pairing,
+            default_timezone=cfg.box.timezone,
+        )
+        return app.catalog
 
     def _build_spooler(self, cfg: Config) -> Runnable | None:
         app = self.app

@@ -87,12 +87,15 @@ def _summary(old: Catalog | None, new: Catalog) -> dict[str, Any]:
 
 
 class CatalogKeeper:
-    """The paired selling point's catalog, its refreshes and its availability changes."""
+    """The paired selling point's catalog, its refreshes and its availability changes.
+
+    Without ``api`` (the command line) it reads the stored copy and queues changes only;
+    the daemon's keeper sends nothing itself either: the outbox sender does."""
 
     def __init__(
         self,
         journal: Journal,
-        api: SinqroApi,
+        api: SinqroApi | None,
         state: BoxState,
         pairing: Callable[[], Pairing],
         *,
@@ -134,6 +137,8 @@ class CatalogKeeper:
         sp = selling_point_id or self.pairing().selling_point_id
         if sp <= 0:
             raise CommandRefused("NOT_PAIRED", "the box is not paired to a selling point")
+        if self.api is None:
+            raise CommandRefused("NO_LINK", "this process has no Sinqro client")
         old = await self.catalog(sp)
         new = await self.api.catalog(sp)
         written = await self._keep(sp, old, new)

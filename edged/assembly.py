@@ -144,6 +144,7 @@ class Assembly:
             app.current_pairing,
             default_timezone=cfg.box.timezone,
         )
+        app.desk.catalog = app.catalog
         return app.catalog
 
     def _build_spooler(self, cfg: Config) -> Runnable | None:

@@ -155,9 +155,10 @@ class CatalogKeeper:
 
     # -- sold out / back on ----------------------------------------------------------------
 
-    async def resolve(self, key: str) -> Item:
-        """The one product or option ``key`` names (id, external id or name)."""
-        found = (await self.catalog()).find(key)
+    async def resolve(self, key: str, kind: str | None = None) -> Item:
+        """The one product or option (only one ``kind`` of them when given) ``key`` names
+        (id, external id or name)."""
+        found = [i for i in (await self.catalog()).find(key) if kind in (None, _kind(i))]
         if not found:
             raise CommandRefused("UNKNOWN_PRODUCT", f"no product or option {key!r} in the catalog")
         if len(found) > 1:
@@ -171,6 +172,7 @@ class CatalogKeeper:
         available: bool,
         *,
         until: str | None = None,
+        kind: str | None = None,
         source: str,
         request_key: str | None = None,
     ) -> tuple[Command, float | None]:
@@ -180,7 +182,7 @@ class CatalogKeeper:
         pairing = self.pairing()
         if not pairing.paired:
             raise CommandRefused("NOT_PAIRED", "the box is not paired to a selling point")
-        item = await self.resolve(key)
+        item = await self.resolve(key, kind)
         back_at: float | None = None
         if not available and until:
             try:

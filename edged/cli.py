@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = answering(command("products", "the selling point's products and options, as last read"))
     p.add_argument("--unavailable", action="store_true", help="only what is sold out")
+    p.add_argument("--refresh", action="store_true", help="read it from Sinqro first")
     p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(func=catalog.cmd_products)
 

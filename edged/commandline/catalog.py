@@ -1,6 +1,7 @@
 """``edged products | sold-out | available``: the selling point's catalog from the journal.
 
-``products`` lists the catalog as the box last read it from Sinqro (no network). ``sold-out``
+``products`` lists the catalog as the box last read it from Sinqro (``--refresh``: read it
+now). ``sold-out``
 and ``available`` queue the change in the outbox, like the page and the POS do: a running
 daemon sends it within a second, a stopped one when it starts, and ``--wait`` tells what
 Sinqro answered. ``--until`` (``closing``, ``1h``, ``2h``, ``HH:MM``) leaves a timer: the
@@ -12,13 +13,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edged.commandline.base import EX_OK, EX_REFUSED, complain, dump_json, say
+from edged.commandline.base import (
+    EX_OK,
+    EX_REFUSED,
+    EX_UNAVAILABLE,
+    complain,
+    dump_json,
+    say,
+)
 from edged.commandline.orders import refusal, table, with_journal
 from edged.config import Config
 from edged.i18n import N_, Locale
 from edged.journal.store import Journal
+
+if TYPE_CHECKING:
+    from edged.flow.pairing import Pairing
 
 REFUSALS = {
     "UNKNOWN_PRODUCT": N_("Refused: no product or option by that name, id or external id."),
@@ -42,6 +53,8 @@ def cmd_products(args: argparse.Namespace) -> int:
     async def work(config: Config, journal: Journal, locale: Locale) -> int:
         _ = locale.gettext
         pairing = await load_pairing(journal, config.sinqro)
+        if args.refresh and not await _refresh(config, journal, pairing, locale):
+            return EX_UNAVAILABLE
         catalog = Catalog.from_json(await journal.load_catalog(pairing.selling_point_id))
         timers = {(t.kind, t.item_id): t.until for t in await journal.timers()}
         rows: list[dict[str, Any]] = []
@@ -74,6 +87,30 @@ def cmd_products(args: argparse.Namespace) -> int:
         return EX_OK
 
     return asyncio.run(with_journal(args, work))
+
+
+async def _refresh(config: Config, journal: Journal, pairing: Pairing, locale: Locale) -> bool:
+    """Read the catalog from Sinqro now, from this process (stored only if it changed)."""
+    from edged.flow.catalog import CatalogKeeper
+    from edged.flow.desk import CommandRefused
+    from edged.sinqro.api import SinqroApi
+    from edged.sinqro.errors import SinqroError
+    from edged.state import BoxState
+
+    _ = locale.gettext
+    async with SinqroApi(
+        config.sinqro.base_url,
+        config.sinqro.server_token,
+        pairing.user_token,
+        timeout=config.sinqro.request_timeout,
+    ) as api:
+        keeper = CatalogKeeper(journal, api, BoxState(), lambda: pairing)
+        try:
+            await keeper.refresh()
+        except (SinqroError, CommandRefused) as exc:
+            complain(_("cannot read the catalog from Sinqro: {reason}").format(reason=exc))
+            return False
+    return True
 
 
 def _row(

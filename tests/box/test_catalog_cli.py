@@ -64,6 +64,17 @@ def test_sold_out_and_back_from_the_command_line(tmp_path: Path, cloud: Simulato
         assert [(r["id"], r["available"]) for r in unavailable] == [(109805, False)]
         assert unavailable[0]["back_at"] > time.time() + 7000
 
+        # Changed in Sinqro's back office: --refresh reads it now.
+        headers = {
+            "x-api-server-access-token": DEFAULT_SERVER_TOKEN,
+            "x-api-user-access-token": DEFAULT_USER_TOKEN,
+        }
+        url = f"{info['baseUrl']}/sellingPoints/{info['sellingPointId']}/products/109809"
+        httpx.patch(url, json={"isAvailable": False}, headers=headers, timeout=10)
+        refreshed = edged(config, "products", "--refresh", "--unavailable", "--json")
+        assert refreshed.returncode == 0, refreshed.stderr
+        assert {r["id"] for r in json.loads(refreshed.stdout)} == {109805, 109809}
+
         back = edged(config, "available", "TPV-006", "--wait", "20")
         assert back.returncode == 0, back.stderr
         assert product_at_sinqro(cloud, info, 109805)["isAvailable"] is True

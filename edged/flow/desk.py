@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
@@ -21,6 +21,9 @@ from edged.journal.unstored import UnstoredOrders
 from edged.sinqro import errors
 from edged.sinqro.models import GONE, SETTABLE_STATUSES, WAITING, Order, parse_order
 from edged.state import BoxState
+
+if TYPE_CHECKING:  # the keeper imports this module
+    from edged.flow.catalog import CatalogKeeper
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class OrderDesk:
     def __init__(self, journal: Journal, state: BoxState, config: OrdersConfig) -> None:
         self.journal = journal
         self.state = state
+        # The catalog keeper, set by the daemon once built: bridges reach "sold out" here.
+        self.catalog: CatalogKeeper | None = None
         self.config = config
         self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
         # One decision checked and queued at a time: two taps cannot both pass the check.

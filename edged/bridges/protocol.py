@@ -42,7 +42,8 @@ from edged.bridges.commands import (
     parse_command,
 )
 from edged.decoding import digest as message_digest
-from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.desk import OrderDesk
+from edged.flow.refusals import CommandRefused
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx

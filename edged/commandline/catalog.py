@@ -92,7 +92,7 @@ def cmd_products(args: argparse.Namespace) -> int:
 async def _refresh(config: Config, journal: Journal, pairing: Pairing, locale: Locale) -> bool:
     """Read the catalog from Sinqro now, from this process (stored only if it changed)."""
     from edged.flow.catalog import CatalogKeeper
-    from edged.flow.desk import CommandRefused
+    from edged.flow.refusals import CommandRefused
     from edged.sinqro.api import SinqroApi
     from edged.sinqro.errors import SinqroError
     from edged.state import BoxState
@@ -133,8 +133,8 @@ def _row(
 
 def cmd_availability(args: argparse.Namespace, available: bool) -> int:
     from edged.flow.catalog import CatalogKeeper
-    from edged.flow.desk import CommandRefused
     from edged.flow.pairing import load_pairing
+    from edged.flow.refusals import CommandRefused
     from edged.state import BoxState
 
     async def work(config: Config, journal: Journal, locale: Locale) -> int:

@@ -22,8 +22,8 @@ from dataclasses import replace
 from typing import Any
 
 from edged.clock import Clock, RealClock
-from edged.flow.desk import CommandRefused
 from edged.flow.pairing import Pairing
+from edged.flow.refusals import CommandRefused
 from edged.flow.until import UntilError, until_time
 from edged.journal import events as ev
 from edged.journal.events import Event

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from edged.flow.refusals import CommandRefused
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
@@ -44,18 +45,6 @@ def moves_back(stored: str, reported: str) -> bool:
     """Would ``reported`` move an order that is ``stored`` backwards? Unknown codes never do."""
     old, new = _PROGRESS.get(stored), _PROGRESS.get(reported)
     return old is not None and new is not None and new < old
-
-
-class CommandRefused(ValueError):
-    """A decision that cannot be taken (unknown order, already decided, no comment...).
-
-    ``code`` is a stable word for bridges and the web page (see docs/bridge-protocol.md).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from loopfs import LoopFs, LoopFsUnavailable
 
 from edged.clock import FakeClock
 from edged.flow.catalog import CatalogKeeper
-from edged.flow.desk import CommandRefused
 from edged.flow.outbox import OutboxSender
 from edged.flow.pairing import Pairing
+from edged.flow.refusals import CommandRefused
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal

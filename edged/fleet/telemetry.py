@@ -134,10 +134,13 @@ class Telemetry:
         except Exception as exc:  # a journal hiccup must not stop the report
             log.warning("fleet info: cannot count today's orders: %s", exc)
             orders_today = None
+        free: int | None = None
+        total: int | None = None
         try:
-            free: int | None = shutil.disk_usage(self.storage_path).free
+            disk = shutil.disk_usage(self.storage_path)
+            free, total = disk.free, disk.total
         except OSError:
-            free = None
+            pass
         return {
             "v": VERSION,
             "box_id": self.identity.box_id,
@@ -154,6 +157,7 @@ class Telemetry:
             "waiting_orders": state.get("waiting_orders", 0),
             "queued_commands": state.get("queued_commands", 0),
             "storage_free": free,
+            "storage_total": total,
             "soc_temperature": soc_temperature(self.files),
             "throttling": throttling(self.files),
             "incidents": self.incidents(),

@@ -81,6 +81,7 @@ async def test_the_info_document(tmp_path: Path, journal: Journal) -> None:
     assert info["system_uptime"] == 12345.7 and info["uptime"] >= 0
     assert info["soc_temperature"] == 48.3
     assert isinstance(info["storage_free"], int) and info["storage_free"] > 0
+    assert isinstance(info["storage_total"], int) and info["storage_total"] >= info["storage_free"]
     assert info["incidents"] == ["printer_down:kitchen"]
     # 0x50005: under-voltage and throttled now, both also "occurred".
     assert info["throttling"] == {

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
+from edged.fleet.box_events import BoxEvents
 from edged.fleet.identity import BoxIdentity
 from edged.i18n import box_zone
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+EVENTS_FILE = "box-events.jsonl"
 # Raspberry Pi firmware: vcgencmd get_throttled's bits, exposed by the kernel driver.
 THROTTLE_BITS = {
     0: "under_voltage",
@@ -124,6 +126,11 @@ class Telemetry:
     storage_path: Path
     files: KernelFiles = field(default_factory=KernelFiles)
     started: float = field(default_factory=time.monotonic)
+    # image/update-edged's record of updates and rollbacks, beside the journal.
+    events: BoxEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = BoxEvents(Path(self.storage_path) / EVENTS_FILE)
 
     async def info(self) -> dict[str, Any]:
         now = time.time()
@@ -161,12 +168,14 @@ class Telemetry:
             "soc_temperature": soc_temperature(self.files),
             "throttling": throttling(self.files),
             "incidents": self.incidents(),
+            "updates": self.events.updates(),
             "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         }
 
     def significant(self) -> dict[str, Any]:
-        """The part of the info whose change is published at once; cheap (no journal, no
-        disk): counters and gauges ride along with the periodic refresh."""
+        """The part of the info whose change is published at once; cheap (no journal; the
+        update record is parsed only when its file changed): counters and gauges ride along
+        with the periodic refresh."""
         state = self.state()
         flags = throttling(self.files) or {}
         sp_id, _, _ = self.selling_point()
@@ -177,6 +186,7 @@ class Telemetry:
             "incidents": self.incidents(),
             # Only what is true now; the "occurred" bits stay set until a reboot.
             "throttling": {k: v for k, v in flags.items() if not k.endswith("_occurred")},
+            "updates": self.events.updates(),
         }
 
 

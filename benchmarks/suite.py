@@ -39,8 +39,9 @@ import bench_pi  # noqa: E402
 import bench_printing  # noqa: E402
 import bench_storage  # noqa: E402
 import httpx  # noqa: E402
-from harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
+from harness import DaemonProcess, SimulatorProcess  # noqa: E402
 from loopfs import LoopFsUnavailable  # noqa: E402
+from ports import free_port  # noqa: E402
 
 from edged.app import App, Extras  # noqa: E402
 from edged.config import OrdersConfig, load_config  # noqa: E402

@@ -1,16 +1,19 @@
-"""Shared fixtures: a real SQLite journal, a real Sinqro simulator on a free port (in this
-process, or ``cloud``: a process of its own), and a config pointing at it. Whole-box
-configs are built by :mod:`harness` (``write_config``)."""
+"""Shared fixtures: a real SQLite journal, a real Mosquitto (``broker``), a real Sinqro
+simulator on a free port (in this process, or ``cloud``: a process of its own), and a config
+pointing at it. Whole-box configs are built by :mod:`harness` (``write_config``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker import MosquittoBroker
 from harness import SimulatorProcess
 
 from edged.config import SinqroConfig
@@ -101,6 +104,23 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on a free port (anonymous, persistent), killed after the test.
+
+    A test may pause it (SIGSTOP) to play a hung broker; it is resumed before the kill so
+    the process can be reaped."""
+    b = MosquittoBroker(tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        if b.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(b.process.pid, signal.SIGCONT)
+        b.kill()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
+from ports import free_port
 
 from edged.configtools import dump_toml
 from edged.i18n import Locale

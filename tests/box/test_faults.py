@@ -33,10 +33,10 @@ from harness import (
     DaemonProcess,
     SimulatorProcess,
     app_config,
-    free_port,
     printer,
     write_config,
 )
+from ports import free_port
 from printer_standin import TcpPrinter
 from test_bridge_mqtt import Pos
 from test_bridge_serial import Terminal

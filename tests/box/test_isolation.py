@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import eventually
-from harness import app_config, free_port
+from harness import app_config
+from ports import free_port
 from test_faults import running_app
 
 import edged

@@ -16,7 +16,6 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
-import pytest
 from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, outbox, until
 from broker import MosquittoBroker
 from fuzzing import hostile
@@ -149,16 +148,6 @@ class Pos:
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         out = [m.json() for m in self.messages if m.topic.startswith(f"{BASE}/events/")]
         return [e for e in out if kind is None or e["kind"] == kind]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 def config(broker: MosquittoBroker, **overrides: Any) -> MqttConfig:

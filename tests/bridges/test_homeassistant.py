@@ -13,10 +13,8 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import pytest
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
 from hypothesis import given
@@ -309,16 +307,6 @@ async def test_buttons_map_to_actions_and_retained_presses_are_ignored() -> None
 
 
 # -- against Mosquitto -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 def bridge_config(broker: MosquittoBroker) -> MqttConfig:

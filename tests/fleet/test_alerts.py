@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 from aiohttp import web
 from bridge_helpers import make_desk, make_order, until
-from broker import MosquittoBroker, free_port
+from broker import MosquittoBroker
 from mqtt_listener import Listener
+from ports import free_port
 
 from edged.fleet.alerts import KV_KEY, STATE_KEY, AlertMonitor, DeliveryError
 from edged.fleet.identity import BoxIdentity

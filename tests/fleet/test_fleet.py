@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import httpx
 from bridge_helpers import make_desk, make_order, until
 from broker import MosquittoBroker
-from harness import DaemonProcess, SimulatorProcess, app_config, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, app_config, sinqro_section
 from mqtt_listener import Listener
+from ports import free_port
 from test_faults import running_app
 
 from edged.configtools import dump_toml

@@ -57,6 +57,8 @@ def notification(sp: int, order_id: int) -> str:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """The fleet broker as shipped (ACL, password file, no anonymous clients): in this
+    module it takes the place of conftest's anonymous one."""
     directory = tmp_path / "broker"
     directory.mkdir()
     passwd = directory / "fleet.passwd"

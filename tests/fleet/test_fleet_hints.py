@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -30,16 +28,6 @@ from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import parse_order
 from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 def notification(sim: Simulator, order: dict[str, Any], event: str = "new_order") -> str:

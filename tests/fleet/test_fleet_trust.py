@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,14 @@ import aiomqtt
 import httpx
 import pytest
 from bridge_helpers import until
-from broker import MosquittoBroker, free_port
+from broker import MosquittoBroker
 from conftest import eventually
 from harness import DaemonProcess, SimulatorProcess, write_config
+from ports import free_port
 from test_relay import RelayProcess
 
 BOX = "10000000babe0002"
 FORGED_ID = 990001
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture

@@ -11,17 +11,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from bridge_helpers import until
-from broker import MosquittoBroker, free_port
+from broker import MosquittoBroker
 from conftest import eventually, make_sinqro_config
 from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from mqtt_listener import Listener
+from ports import free_port
 
 from edged.config import OrdersConfig
 from edged.configtools import ConfigError, dump_toml
@@ -85,19 +86,6 @@ class RelayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        if b.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(b.process.pid, signal.SIGCONT)
-        b.kill()
 
 
 @contextlib.asynccontextmanager

@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 import pytest
 from card_rig import card_rig, settle
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from loopfs import LoopFs, LoopFsUnavailable
+from ports import free_port
 
 from edged.configtools import dump_toml
 from edged.journal.store import Journal

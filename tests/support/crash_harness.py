@@ -40,7 +40,8 @@ import aiomqtt
 import httpx
 from broker import MosquittoBroker
 from escpos_decoder import decode
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
+from ports import free_port
 from printer_standin import TcpPrinter
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload

@@ -4,17 +4,19 @@ pointing at it. Whole-box configs are built by :mod:`harness` (``write_config``)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from broker import MosquittoBroker
 from harness import SimulatorProcess
+
+# Re-exported: tests wait with the one helper, tests/support/waiting.py.
+from waiting import eventually as eventually
 
 from edged.config import SinqroConfig
 from edged.journal.store import Journal
@@ -34,27 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--slow"):
         # Read when tests/support/fuzzing.py is imported, which is after this.
         os.environ["EDGED_SLOW"] = "1"
-
-
-async def eventually(
-    condition: Callable[[], Any | Awaitable[Any]],
-    *,
-    within: float = 5.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> Any:
-    """Poll ``condition`` (plain or async) until it returns something truthy; bounded."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def make_sinqro_config(sim: Simulator, **overrides: Any) -> SinqroConfig:

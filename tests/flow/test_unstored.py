@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
+from waiting import eventually
 
 from edged.config import OrdersConfig
 from edged.journal.store import Journal, JournalError

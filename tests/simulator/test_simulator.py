@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
 from ports import free_port
+from waiting import eventually
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

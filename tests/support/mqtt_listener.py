@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
-from bridge_helpers import until
+from waiting import eventually
 
 
 @dataclass
@@ -75,7 +75,9 @@ class Listener:
                 await asyncio.sleep(0.1)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        await until(lambda: self.client is not None, "the listener to be connected")
+        await eventually(
+            lambda: self.client is not None, what="the listener to be connected", within=20.0
+        )
         assert self.client is not None
         await self.client.publish(topic, payload, qos=1, retain=retain)
 

@@ -18,9 +18,9 @@ from harness import SimulatorProcess
 # Re-exported: tests wait with the one helper, tests/support/waiting.py.
 from waiting import eventually as eventually
 
-from edged.config import SinqroConfig
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
+from edged.sinqro.settings import SinqroConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

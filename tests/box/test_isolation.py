@@ -21,8 +21,8 @@ from waiting import eventually
 
 import edged
 from edged.app import App
+from edged.flow.outbox import pick_action
 from edged.journal import events as ev
-from edged.outbox import pick_action
 from edged.simulator.server import Simulator
 from edged.sinqro.models import Order, OrderAction, parse_order
 

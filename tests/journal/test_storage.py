@@ -26,8 +26,8 @@ from ports import free_port
 from waiting import eventually_blocking
 
 from edged.configtools import dump_toml
+from edged.flow.pairing import Pairing, save_pairing
 from edged.journal.store import Journal
-from edged.pairing import Pairing, save_pairing
 from edged.simulator.server import DEFAULT_USER_TOKEN
 
 pytestmark = pytest.mark.slow

@@ -35,9 +35,9 @@ from harness import (
     printer,
     write_config,
 )
+from mqtt_listener import Pos
 from ports import free_port
 from printer_standin import TcpPrinter
-from test_bridge_mqtt import Pos
 from test_bridge_serial import Terminal
 from waiting import eventually, eventually_blocking
 
@@ -709,7 +709,14 @@ async def test_broker_restart_loses_no_mqtt_event(tmp_path: Path, sim: Simulator
             "publish_timeout": 5.0,
         }
         config = app_config(tmp_path, sim, mqtt=mqtt)
-        pos_ctx = Pos(broker, ("edged/box1/events/#",), client_id="pos-durable", persistent=True)
+        pos_ctx = Pos(
+            broker.host,
+            broker.port,
+            ("edged/box1/events/#",),
+            base="edged/box1",
+            client_id="pos-durable",
+            persistent=True,
+        )
         async with running_app(config) as app, pos_ctx as pos:
             await eventually(lambda: app.state.get("bridge.mqtt") == "online", within=20)
             before = [sim.create_order()["id"] for _ in range(2)]

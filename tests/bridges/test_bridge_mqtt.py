@@ -10,19 +10,16 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-import paho.mqtt.client as paho
 from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, outbox
 from broker import MosquittoBroker
 from fuzzing import hostile
 from hypothesis import given
 from hypothesis import strategies as st
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from mqtt_listener import Pos
 from waiting import eventually
 
 from edged.bridges.mqtt import CURSOR, MqttBridge, topic_id
@@ -34,123 +31,11 @@ from edged.state import BoxState
 BASE = "edged/box1"
 
 
-@dataclass
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-    correlation: bytes | None
-
-    def json(self) -> Any:
-        return json.loads(self.payload)
-
-
-class Pos:
-    """A POS terminal: reconnects on its own, subscribes, records what arrives."""
-
-    def __init__(
-        self,
-        broker: MosquittoBroker,
-        topics: tuple[str, ...] = (f"{BASE}/#",),
-        *,
-        v5: bool = True,
-        client_id: str = "pos-1",
-        persistent: bool = False,
-    ) -> None:
-        self.broker = broker
-        self.topics = topics
-        self.v5 = v5
-        self.client_id = client_id
-        self.persistent = persistent
-        self.messages: list[Received] = []
-        self.client: aiomqtt.Client | None = None
-        self.connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Pos:
-        self._task = asyncio.create_task(self._run(), name="test-pos")
-        await asyncio.wait_for(self.connected.wait(), 20)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        props = None
-        if self.v5 and self.persistent:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
-        while True:
-            try:
-                client = aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5
-                    if self.v5
-                    else aiomqtt.ProtocolVersion.V311,
-                    clean_session=None if self.v5 else not self.persistent,
-                    clean_start=(not self.persistent)
-                    if self.v5
-                    else paho.MQTT_CLEAN_START_FIRST_ONLY,
-                    properties=props,
-                )
-                async with client:
-                    for topic in self.topics:
-                        await client.subscribe(topic, qos=1)
-                    self.client = client
-                    self.connected.set()
-                    async for m in client.messages:
-                        corr = (
-                            getattr(m.properties, "CorrelationData", None) if m.properties else None
-                        )
-                        payload = (
-                            m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                        )
-                        self.messages.append(
-                            Received(
-                                m.topic.value, payload, m.retain, bytes(corr) if corr else None
-                            )
-                        )
-            except aiomqtt.MqttError:
-                self.client = None
-                self.connected.clear()
-                await asyncio.sleep(0.1)
-
-    async def send(
-        self,
-        name: str,
-        body: Any,
-        *,
-        response_topic: str | None = None,
-        correlation: bytes | None = None,
-        retain: bool = False,
-    ) -> None:
-        await eventually(
-            lambda: self.client is not None, what="the POS to be connected", within=20.0
-        )
-        assert self.client is not None
-        props = None
-        if self.v5 and (response_topic or correlation):
-            props = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                props.ResponseTopic = response_topic
-            if correlation:
-                props.CorrelationData = correlation
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        await self.client.publish(
-            f"{BASE}/cmd/{name}", payload, qos=1, retain=retain, properties=props
-        )
-
-    def on(self, topic: str) -> list[Received]:
-        return [m for m in self.messages if m.topic == topic]
-
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        out = [m.json() for m in self.messages if m.topic.startswith(f"{BASE}/events/")]
-        return [e for e in out if kind is None or e["kind"] == kind]
+def terminal(
+    broker: MosquittoBroker, topics: tuple[str, ...] = (f"{BASE}/#",), **options: Any
+) -> Pos:
+    """The test MQTT client as this box's POS terminal on ``broker``."""
+    return Pos(broker.host, broker.port, topics, base=BASE, **options)
 
 
 def config(broker: MosquittoBroker, **overrides: Any) -> MqttConfig:
@@ -190,7 +75,7 @@ async def test_events_arrive_in_order_with_the_order_summary(
     broker: MosquittoBroker, journal: Journal
 ) -> None:
     desk, state = make_desk(journal)
-    async with Pos(broker) as pos, running(config(broker), journal, desk, state):
+    async with terminal(broker) as pos, running(config(broker), journal, desk, state):
         await eventually(
             lambda: [m.payload for m in pos.on(f"{BASE}/status")] == [b"online"],
             what="online",
@@ -217,7 +102,7 @@ async def test_events_arrive_in_order_with_the_order_summary(
 
 async def test_broker_outage_loses_nothing(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
-    pos_ctx = Pos(broker, (f"{BASE}/events/#",), client_id="pos-durable", persistent=True)
+    pos_ctx = terminal(broker, (f"{BASE}/events/#",), client_id="pos-durable", persistent=True)
     async with pos_ctx as pos, running(config(broker), journal, desk, state) as bridge:
         for i in range(1, 6):
             await desk.ingest(make_order(i), "test")
@@ -259,7 +144,7 @@ async def test_commands_apply_once_mqtt5_correlation(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(7), "test")
     async with (
-        Pos(broker, ("pos/replies/#", f"{BASE}/events/#")) as pos,
+        terminal(broker, ("pos/replies/#", f"{BASE}/events/#")) as pos,
         running(config(broker), journal, desk, state),
     ):
         for _ in range(2):
@@ -295,7 +180,7 @@ async def test_commands_plain_form_for_mqtt311(broker: MosquittoBroker, journal:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(8), "test")
     async with (
-        Pos(broker, (f"{BASE}/response/#",), v5=False) as pos,
+        terminal(broker, (f"{BASE}/response/#",), v5=False) as pos,
         running(config(broker), journal, desk, state),
     ):
         body = {"id": "cx-8", "order_id": 8, "comment": "Out of dough"}
@@ -329,7 +214,7 @@ async def test_hostile_commands_get_errors_and_change_nothing(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(9), "test")
     async with (
-        Pos(broker, (f"{BASE}/response/#", f"{BASE}/errors", "pos/r")) as pos,
+        terminal(broker, (f"{BASE}/response/#", f"{BASE}/errors", "pos/r")) as pos,
         running(config(broker), journal, desk, state),
     ):
         before = await event_count(journal)
@@ -362,7 +247,7 @@ async def test_hostile_commands_get_errors_and_change_nothing(
 async def test_retained_commands_are_ignored(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(10), "test")
-    async with Pos(broker, (f"{BASE}/response/#",), v5=False, client_id="pos-old") as pos:
+    async with terminal(broker, (f"{BASE}/response/#",), v5=False, client_id="pos-old") as pos:
         await pos.send("accept", {"id": "ret-1", "order_id": 10}, retain=True)
         for version in ("3.1.1", "5"):
             async with running(config(broker, protocol=version), journal, desk, state):
@@ -379,7 +264,10 @@ async def test_retained_commands_are_ignored(broker: MosquittoBroker, journal: J
 async def test_reprint_and_acknowledge(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(11), "test")
-    async with Pos(broker, (f"{BASE}/#",)) as pos, running(config(broker), journal, desk, state):
+    async with (
+        terminal(broker, (f"{BASE}/#",)) as pos,
+        running(config(broker), journal, desk, state),
+    ):
         await pos.send("reprint", {"id": "rp-1", "order_id": 11})
         await pos.send("reprint", {"id": "rp-1", "order_id": 11})
         await pos.send("acknowledge", {"id": "ack-1", "order_id": 11})
@@ -400,7 +288,7 @@ async def test_reprint_and_acknowledge(broker: MosquittoBroker, journal: Journal
 async def test_catalog_push_reports_back(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     async with (
-        Pos(broker, (f"{BASE}/response/#",)) as pos,
+        terminal(broker, (f"{BASE}/response/#",)) as pos,
         running(config(broker), journal, desk, state),
     ):
         await pos.send("catalog", {"id": "cat-1", "catalog": SMALL_CATALOG})
@@ -434,7 +322,7 @@ async def test_offline_on_clean_stop(broker: MosquittoBroker, journal: Journal) 
         pass
     assert state.get("bridge.mqtt") == "offline"
     # A terminal arriving later reads the retained status.
-    async with Pos(broker, (f"{BASE}/status",), client_id="late") as pos:
+    async with terminal(broker, (f"{BASE}/status",), client_id="late") as pos:
         await eventually(
             lambda: bool(pos.on(f"{BASE}/status")), what="the retained status", within=20.0
         )
@@ -446,7 +334,7 @@ async def test_last_will_when_the_process_dies(
     broker: MosquittoBroker, journal: Journal, tmp_path: Path
 ) -> None:
     child = Path(__file__).parents[1] / "support" / "mqtt_bridge_child.py"
-    async with Pos(broker, (f"{BASE}/status",)) as pos:
+    async with terminal(broker, (f"{BASE}/status",)) as pos:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(child), str(broker.port), str(tmp_path / "child.sqlite3")
         )
@@ -478,7 +366,7 @@ async def test_a_burst_of_5000_commands_gets_5000_answers(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(101), "test")
     cfg = config(broker, max_pending_commands=8)
-    async with Pos(broker, (f"{BASE}/response/#",)) as pos, running(cfg, journal, desk, state):
+    async with terminal(broker, (f"{BASE}/response/#",)) as pos, running(cfg, journal, desk, state):
         assert pos.client is not None
         ids = [f"b-{n}" for n in range(5000)]
         kinds = ["ping", "acknowledge", "reprint"]

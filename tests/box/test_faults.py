@@ -38,7 +38,7 @@ from harness import (
 from mqtt_listener import Pos
 from ports import free_port
 from printer_standin import TcpPrinter
-from test_bridge_serial import Terminal
+from serial_terminal import Terminal
 from waiting import eventually, eventually_blocking
 
 from edged.app import App

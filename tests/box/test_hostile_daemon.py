@@ -20,7 +20,7 @@ import aiomqtt
 import httpx
 from broker import MosquittoBroker
 from harness import SimulatorProcess
-from test_bridge_serial import Terminal
+from serial_terminal import Terminal
 from test_faults import Box, admin, clear_faults, new_order, write_config
 from waiting import eventually
 

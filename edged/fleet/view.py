@@ -18,8 +18,8 @@ from typing import Any
 
 import aiomqtt
 
+from edged.decoding import PayloadError, decode_json
 from edged.mqttclient import BrokerConfig, Redial, make_client
-from edged.sinqro.models import PayloadError, decode_json
 
 log = logging.getLogger(__name__)
 

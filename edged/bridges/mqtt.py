@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import re
 import ssl
 import time
@@ -41,6 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edged import mqttstop
 from edged.bridges.commands import BUSY, command_name, request_id_of
 from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
+from edged.bridges.link import Link, keep_linked
 from edged.bridges.protocol import (
     CommandHandler,
     FinalResponse,
@@ -172,7 +172,7 @@ class MqttBridge:
             ANSWERS_QUEUE
         )
         self.published = 0
-        self.reconnects = 0
+        self.link = Link("mqtt", config.url, state)
         self.busy = 0
         state.watch(self._on_state)
 
@@ -242,28 +242,26 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
-        self.state.set("bridge.mqtt", "connecting")
-        await self._follower.start()
-        with contextlib.suppress(JournalError):
-            await self.handler.prune()
-        delay = self.config.reconnect_min
-        try:
-            while True:
-                try:
-                    async with mqttstop.connection(self._client()) as client:
-                        log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
-                        delay = self.config.reconnect_min
-                        await self._session(client)
-                except aiomqtt.MqttError as exc:
-                    log.warning("mqtt bridge: %s: %s", self.config.url, exc)
-                except JournalError as exc:
-                    log.error("mqtt bridge: journal: %s", exc)
-                self.state.set("bridge.mqtt", "offline")
-                self.reconnects += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(self.config.reconnect_max, delay * 2)
-        finally:
-            self.state.set("bridge.mqtt", "offline")
+        await keep_linked(
+            self.link,
+            self._connection,
+            follower=self._follower,
+            prune=self.handler.prune,
+            link_errors=(aiomqtt.MqttError,),
+            first=self.config.reconnect_min,
+            cap=self.config.reconnect_max,
+            starting="connecting",
+        )
+
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
+
+    async def _connection(self) -> None:
+        async with mqttstop.connection(self._client()) as client:
+            log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
+            self.link.reached = True
+            await self._session(client)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:
@@ -292,7 +290,7 @@ class MqttBridge:
             await self.homeassistant.publish_all(self._publisher(client))
             self._state_dirty.update(("waiting_orders", "link", "panel.led", "panel.buzzer"))
         self._state_wake.set()
-        self.state.set("bridge.mqtt", "online")
+        self.link.online()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(client), name="mqtt-events")

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import aiomqtt
 
 from edged import mqttstop
+from edged.backoff import Backoff
 from edged.fleet.alerts import DeliveryError
 from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
@@ -117,14 +117,14 @@ class FleetLink:
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
-        delay = self.config.reconnect_min
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
         will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
         while True:
             try:
                 client = make_client(self.config, self.client_id, will=will)
                 async with mqttstop.connection(client):
                     log.info("fleet: connected to %s as %s", self.config.where, self.client_id)
-                    delay = self.config.reconnect_min
+                    backoff.reset()
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 log.warning("fleet: %s: %s", self.config.where, exc)
@@ -132,8 +132,7 @@ class FleetLink:
                 self._client = None
                 self.connected = False
             self.reconnects += 1
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(self.config.reconnect_max, delay * 2)
+            await asyncio.sleep(backoff.next())
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:

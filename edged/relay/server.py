@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import random
 import resource
 import signal
 import socket
@@ -44,6 +43,7 @@ import aiomqtt
 from aiohttp import web
 
 from edged import __version__, mqttstop
+from edged.backoff import Backoff
 from edged.fleet.broker import make_client
 from edged.httplimits import GuardedSite, quiet_accept_storms
 from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
@@ -212,12 +212,12 @@ class Relay:
 
     async def _broker_loop(self) -> None:
         mqtt = self.config.mqtt
-        delay = mqtt.reconnect_min
+        backoff = Backoff(mqtt.reconnect_min, mqtt.reconnect_max)
         while True:
             try:
                 async with mqttstop.connection(make_client(mqtt, self.client_id)) as client:
                     log.info("relay: connected to %s as %s", mqtt.where, self.client_id)
-                    delay = mqtt.reconnect_min
+                    backoff.reset()
                     self._client = client
                     self.connected.set()
                     # Nothing to read: wait here until the connection drops.
@@ -228,8 +228,7 @@ class Relay:
             finally:
                 self._client = None
                 self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(mqtt.reconnect_max, delay * 2)
+            await asyncio.sleep(backoff.next())
 
 
 def _check_descriptors(max_connections: int) -> None:

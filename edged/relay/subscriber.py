@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Protocol
 
 import aiomqtt
 
 from edged import mqttstop
+from edged.backoff import Backoff
 from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
 from edged.relay.settings import notifications_topic
@@ -59,7 +59,7 @@ class RelaySubscription:
     async def run(self, selling_point_id: int, sink: PushSink) -> None:
         """Stay subscribed to ``selling_point_id``'s topic until cancelled."""
         topic = notifications_topic(self.config.topic_prefix, selling_point_id)
-        delay = self.config.reconnect_min
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
         # The first connection starts a new session: one left from an earlier pairing would
         # still hold another selling point's subscription. What was published meanwhile is
         # fetched by the reconcile that follows. Reconnects resume the session.
@@ -74,7 +74,7 @@ class RelaySubscription:
                     fresh = False
                     await client.subscribe(topic, qos=1)
                     log.info("relay: subscribed to %s on %s", topic, self.config.where)
-                    delay = self.config.reconnect_min
+                    backoff.reset()
                     sink.source_up(self.name)
                     async for message in client.messages:
                         if message.topic.value != topic:
@@ -87,8 +87,7 @@ class RelaySubscription:
                 reason = f"relay broker {self.config.where}: {exc}"
             sink.source_down(self.name, reason)
             self.reconnects += 1
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(self.config.reconnect_max, delay * 2)
+            await asyncio.sleep(backoff.next())
 
 
 def _bytes(payload: object) -> bytes:

@@ -1,0 +1,88 @@
+"""The run loop every POS bridge shares: connect, serve, and on any drop connect again.
+
+A bridge gives a *session* (one connection, from opening it to losing it) and the errors
+that mean "the link died"; :func:`keep_linked` runs sessions forever, waits between them
+with :mod:`edged.backoff`, and shows the bridge as ``bridge.<name>`` in the box state
+(``online`` once the session says so, ``offline`` between sessions and after a stop).
+A session that got through (:attr:`Link.reached`, or one that ended without an error)
+resets the backoff: the next drop is retried quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from edged.backoff import Backoff
+from edged.journal.follower import Follower
+from edged.journal.store import JournalError
+from edged.state import BoxState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Link", "keep_linked"]
+
+
+@dataclass
+class Link:
+    """One bridge's view of its run loop."""
+
+    name: str  # mqtt | serial: the log prefix and the ``bridge.<name>`` state key
+    where: str  # what it connects to, for the logs (broker URL, serial port)
+    state: BoxState
+    reconnects: int = 0
+    reached: bool = False  # this session got through: the next drop retries quickly
+
+    def online(self) -> None:
+        """The session is serving the other side: show it (and reset the backoff)."""
+        self.reached = True
+        self.show("online")
+
+    def show(self, value: str) -> None:
+        self.state.set(f"bridge.{self.name}", value)
+
+
+async def keep_linked(
+    link: Link,
+    session: Callable[[], Awaitable[None]],
+    *,
+    follower: Follower,
+    prune: Callable[[], Awaitable[object]],
+    link_errors: tuple[type[BaseException], ...],
+    first: float,
+    cap: float,
+    starting: str = "offline",
+) -> None:
+    """Run ``session`` again and again until cancelled.
+
+    Before the first session the bridge's journal cursor is read and its old command ids
+    pruned (a journal error there is not fatal: pruning waits for the next start). A
+    session ending in one of ``link_errors`` is logged as a warning, a journal error as an
+    error; anything else is a bug and ends the loop (the supervisor restarts the part).
+    """
+    link.show(starting)
+    await follower.start()
+    with contextlib.suppress(JournalError):
+        await prune()
+    backoff = Backoff(first, cap)
+    try:
+        while True:
+            link.reached = False
+            try:
+                await session()
+            except link_errors as exc:
+                log.warning("%s bridge: %s: %s", link.name, link.where, exc)
+            except JournalError as exc:
+                log.error("%s bridge: journal: %s", link.name, exc)
+            else:
+                backoff.reset()
+            if link.reached:
+                backoff.reset()
+            link.show("offline")
+            link.reconnects += 1
+            await asyncio.sleep(backoff.next())
+    finally:
+        link.show("offline")

@@ -31,7 +31,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import bench_mqtt  # noqa: E402
 import bench_panel  # noqa: E402
@@ -1033,7 +1033,7 @@ def compiled_once(prefix: Path) -> None:
     sys.dont_write_bytecode = False
     sys.pycache_prefix = str(prefix)
     compileall.compile_dir(str(ROOT / "edged"), quiet=1)
-    for tree in ("tests", "benchmarks"):
+    for tree in ("tests", "tests/support", "benchmarks"):
         compileall.compile_dir(str(ROOT / tree), quiet=1, maxlevels=0)
 
 

@@ -304,31 +304,28 @@ class CommandHandler:
         """Final responses owed for the ``command.done`` / ``command.failed`` events in
         ``events`` (to commands this bridge received). Recorded, so a later repeat of the
         command gets the final answer too. Call again after a crash: it is idempotent."""
-        outcomes = {
-            int(e.data.get("command_id", 0)): e
-            for e in events
-            if e.kind in (ev.COMMAND_DONE, ev.COMMAND_FAILED)
-        }
+        outcomes: dict[int, ev.CommandDone | ev.CommandFailed] = {}
+        for e in events:
+            data = ev.payload(e)
+            if isinstance(data, ev.CommandDone | ev.CommandFailed):
+                outcomes[data.command_id] = data
         if not outcomes:
             return []
 
         def run(tx: Tx) -> list[FinalResponse]:
             out = []
             for row in bridgecmds.awaiting_final(tx, self.bridge, outcomes):
-                event = outcomes[row.command_id]
+                outcome = outcomes[row.command_id]
                 try:
                     first = Response.from_row(row.response)
                 except ValueError as exc:
                     # One damaged row costs that one final answer, not the bridge.
                     log.error("%s bridge: command %s: %s", self.bridge, row.request_id, exc)
                     continue
-                final = final_response(
-                    first,
-                    event.kind == ev.COMMAND_DONE,
-                    event.data.get("code"),
-                    event.data.get("message"),
-                    event.data.get("status"),
-                )
+                if isinstance(outcome, ev.CommandDone):
+                    final = final_response(first, True, None, None, outcome.status)
+                else:
+                    final = final_response(first, False, outcome.code, outcome.message)
                 bridgecmds.set_final(tx, self.bridge, row.request_id, json.dumps(final.to_dict()))
                 out.append(FinalResponse(final, row.reply_to, row.correlation))
             return out

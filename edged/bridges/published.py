@@ -80,13 +80,11 @@ async def encode_event(
     """The POS message for a journal event, or None when the POS does not see that kind."""
     if event.kind not in PUBLISHED_KINDS:
         return None
-    data = dict(event.data)
-    if event.kind == ev.COMMAND_QUEUED and isinstance(data.get("params"), dict):
+    data = dict(event.data)  # the POS gets the event's fields as the journal has them
+    queued = ev.payload(event)
+    if isinstance(queued, ev.CommandQueued) and "catalog" in queued.params:
         # A catalog push can be a megabyte: the POS sent it, it does not need it back.
-        params = dict(data["params"])
-        if "catalog" in params:
-            params["catalog"] = "..."
-        data["params"] = params
+        data["params"] = {**queued.params, "catalog": "..."}
     message: dict[str, Any] = {
         "v": VERSION,
         "id": event.seq,

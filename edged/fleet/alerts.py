@@ -159,14 +159,14 @@ class AlertMonitor:
             order_id = event.order_id
             if order_id is None:
                 continue
-            if event.kind == ev.COMMAND_FAILED and self.config.decision_refused:
-                code = str(event.data.get("code") or "")
-                kind = str(event.data.get("kind") or "")
+            data = ev.payload(event)
+            if isinstance(data, ev.CommandFailed) and self.config.decision_refused:
+                code, kind = data.code, data.kind
                 if code not in MOOT_CODES and kind != "catalog":
                     self._refused[order_id] = {
                         "at": event.ts,
                         "kind": kind,
-                        "detail": f"{code} {event.data.get('message') or ''}".strip()[:200],
+                        "detail": f"{code} {data.message}".strip()[:200],
                     }
                     self._wake.set()
             elif event.kind == ev.COMMAND_DONE and order_id in self._refused:

@@ -26,6 +26,7 @@ from edged.outbox import OutboxSender
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.notifications import NotificationLink, PushSource
+from edged.state import printer_key
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.app import App
@@ -135,10 +136,9 @@ class Assembly:
     def _build_spooler(self, cfg: Config) -> Runnable | None:
         app = self.app
         app.spooler = None
-        kept = {f"printer.{p.name}" for p in cfg.printers}
-        for key in [k for k in app.state.snapshot() if k.startswith("printer.")]:
-            if key not in kept:
-                app.state.delete(key)
+        kept = {p.name for p in cfg.printers}
+        for name in [n for n in app.state.printers() if n not in kept]:
+            app.state.delete(printer_key(name))
         if not cfg.printers:
             return None
         from edged.printing.spooler import Spooler

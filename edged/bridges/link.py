@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from edged.backoff import Backoff
 from edged.journal.follower import Follower
@@ -30,7 +31,7 @@ __all__ = ["Link", "keep_linked"]
 class Link:
     """One bridge's view of its run loop."""
 
-    name: str  # mqtt | serial: the log prefix and the ``bridge.<name>`` state key
+    name: Literal["mqtt", "serial"]  # the log prefix and the ``bridge.<name>`` state key
     where: str  # what it connects to, for the logs (broker URL, serial port)
     state: BoxState
     reconnects: int = 0
@@ -42,7 +43,7 @@ class Link:
         self.show("online")
 
     def show(self, value: str) -> None:
-        self.state.set(f"bridge.{self.name}", value)
+        self.state.set("bridge.mqtt" if self.name == "mqtt" else "bridge.serial", value)
 
 
 async def keep_linked(

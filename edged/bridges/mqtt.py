@@ -53,7 +53,7 @@ from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.orders import OrderDesk
-from edged.state import BoxState
+from edged.state import BoxState, Key
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ ANSWERS_QUEUE = 1024  # BUSY answers waiting for the connection; the listener wa
 _PLAIN_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
 _UNSAFE = re.compile(r"[^a-z0-9]+", re.ASCII)
 # BoxState keys mirrored under <base>/state/, and their topic names.
-STATE_KEYS = {
+STATE_KEYS: dict[str, str] = {
     "waiting_orders": "waiting_orders",
     "queued_commands": "queued_commands",
     "link": "link",
@@ -153,7 +153,7 @@ class MqttBridge:
         # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
         self._follower = Follower(journal, CURSOR, batch=BATCH, lazy=True)
         self._saved_at = 0.0
-        self._state_dirty: set[str] = set()
+        self._state_dirty: set[Key] = set()
         self._state_wake = asyncio.Event()
         self.homeassistant: HomeAssistant | None = None
         if config.homeassistant:
@@ -199,7 +199,7 @@ class MqttBridge:
 
     # -- wiring ----------------------------------------------------------------------------
 
-    def _on_state(self, key: str, value: Any) -> None:
+    def _on_state(self, key: Key, value: Any) -> None:
         if self.state_topic(key) is not None:
             self._state_dirty.add(key)
             self._state_wake.set()
@@ -283,7 +283,7 @@ class MqttBridge:
             await client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
         else:
             await client.subscribe(topic, qos=1)
-        self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+        self._state_dirty.update(k for k in self.state.current_keys() if self.state_topic(k))
         if self.homeassistant is not None:
             for ha_topic in self.homeassistant.subscriptions():
                 await client.subscribe(ha_topic, qos=1)
@@ -500,5 +500,5 @@ class MqttBridge:
             publish=self._publisher(client),
         )
         if came_online:
-            self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+            self._state_dirty.update(k for k in self.state.current_keys() if self.state_topic(k))
             self._state_wake.set()

@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from edged.fleet import alert_text
 from edged.fleet.courier import AlertSink, Courier, DeliveryError
@@ -44,13 +44,14 @@ from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, JournalError, StoredOrder
+from edged.state import Key
 
 __all__ = ["AlertMonitor", "AlertSink", "DeliveryError", "Incident"]
 
 log = logging.getLogger(__name__)
 
 KV_KEY = "alerts"
-STATE_KEY = "alerts.open"
+STATE_KEY: Final = "alerts.open"
 VERSION = 1
 LINK_DOWN = frozenset({"offline", "unauthorized"})
 LINK_UNKNOWN = frozenset({"starting", None})
@@ -64,7 +65,7 @@ SUBJECT_KEYS = ("order_id", "code", "type", "printer", "problem", "count", "kind
 class StateLike(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
-    def set(self, key: str, value: Any) -> None: ...
+    def set(self, key: Key, value: Any) -> None: ...
 
     def watch(self, fn: Callable[[str, Any], None]) -> None: ...
 

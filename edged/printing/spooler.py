@@ -75,7 +75,7 @@ from edged.printing.transports import (
 )
 from edged.printing.unstored import MemoryPrints
 from edged.sinqro.models import Order
-from edged.state import BoxState
+from edged.state import BoxState, printer_key
 
 __all__ = ["REQUEST_KINDS", "Job", "PrintRefused", "Spooler", "append_print_request", "columns_for"]
 
@@ -135,7 +135,7 @@ class Spooler:
                 columns=columns,
                 executor=printer_executor(config.name),
             )
-            state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
+            state.set(printer_key(config.name), {"state": UNKNOWN, "detail": "starting"})
         self.unstored = unstored
         self._memory = (
             MemoryPrints(self._printers, box, self._render_pool, unstored) if unstored else None

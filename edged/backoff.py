@@ -1,8 +1,9 @@
 """Retry delays: one doubling rule and one jitter rule for every loop that tries again.
 
-The Sinqro link and its polling, the API's safe retries, the outbox, the hints, the POS
-bridges, the fleet link, the relay, the alert sinks and the printers all wait the same
-way: the ``first`` delay, doubled after each failure up to the ``cap``, then jittered.
+The Sinqro link and its polling, the outbox, the hints, the POS bridges, the MQTT
+reconnects (:class:`edged.mqttclient.Redial`: bridge, fleet link, relay), the alert sinks
+and the printers all wait the same way: the ``first`` delay, doubled after each failure
+up to the ``cap``, then jittered.
 
 The jitter is "equal jitter": a delay drawn uniformly between half the doubled delay and
 the doubled delay. Why not full jitter (anywhere from zero)? A zero wait after a refusal
@@ -22,11 +23,12 @@ __all__ = ["Backoff", "delay"]
 _MAX_DOUBLINGS = 64
 
 
-def delay(first: float, cap: float, retry: int) -> float:
+def delay(first: float, cap: float, retry: int, rng: random.Random | None = None) -> float:
     """The jittered wait before try ``retry`` + 2: ``first`` doubled ``retry`` times (0 for
-    the first retry), at most ``cap``, then between half that and all of it."""
+    the first retry), at most ``cap``, then between half that and all of it (drawn from
+    ``rng`` when given, a seeded one in tests)."""
     base = min(cap, first * 2.0 ** min(max(retry, 0), _MAX_DOUBLINGS))
-    return base * random.uniform(0.5, 1.0)
+    return base * (rng or random).uniform(0.5, 1.0)
 
 
 class Backoff:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from edged.backoff import Backoff
 from edged.journal.follower import Follower
@@ -24,7 +24,31 @@ from edged.state import BoxState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Link", "keep_linked"]
+__all__ = ["BackoffPace", "Link", "Pace", "keep_linked"]
+
+
+class Pace(Protocol):
+    """How long a bridge waits before dialling again (:class:`edged.mqttclient.Redial`,
+    which also moves on to the next broker, or :class:`BackoffPace`)."""
+
+    def connected(self) -> None:
+        """The session got through: the next loss starts from the shortest wait."""
+
+    def lost(self) -> float:
+        """The session ended: the wait before the next one, in seconds."""
+
+
+class BackoffPace:
+    """The plain :class:`~edged.backoff.Backoff` as a :class:`Pace` (one endpoint)."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self._backoff = Backoff(first, cap)
+
+    def connected(self) -> None:
+        self._backoff.reset()
+
+    def lost(self) -> float:
+        return self._backoff.next()
 
 
 @dataclass
@@ -32,7 +56,7 @@ class Link:
     """One bridge's view of its run loop."""
 
     name: Literal["mqtt", "serial"]  # the log prefix and the ``bridge.<name>`` state key
-    where: str  # what it connects to, for the logs (broker URL, serial port)
+    where: str  # what it connects to now, for the logs (broker URL, serial port)
     state: BoxState
     reconnects: int = 0
     reached: bool = False  # this session got through: the next drop retries quickly
@@ -53,8 +77,7 @@ async def keep_linked(
     follower: Follower,
     prune: Callable[[], Awaitable[object]],
     link_errors: tuple[type[BaseException], ...],
-    first: float,
-    cap: float,
+    pace: Pace,
     starting: str = "offline",
 ) -> None:
     """Run ``session`` again and again until cancelled.
@@ -68,7 +91,6 @@ async def keep_linked(
     await follower.start()
     with contextlib.suppress(JournalError):
         await prune()
-    backoff = Backoff(first, cap)
     try:
         while True:
             link.reached = False
@@ -79,11 +101,11 @@ async def keep_linked(
             except JournalError as exc:
                 log.error("%s bridge: journal: %s", link.name, exc)
             else:
-                backoff.reset()
+                link.reached = True
             if link.reached:
-                backoff.reset()
+                pace.connected()
             link.show("offline")
             link.reconnects += 1
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(pace.lost())
     finally:
         link.show("offline")

@@ -26,13 +26,11 @@ import contextlib
 import hashlib
 import logging
 import re
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 import aiomqtt
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -49,10 +47,11 @@ from edged.bridges.protocol import (
     encode_event,
 )
 from edged.bridges.settings import MqttConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
+from edged.mqttclient import Node, Redial, make_client
 from edged.state import BoxState, Key
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,8 @@ class MqttBridge:
             ANSWERS_QUEUE
         )
         self.published = 0
-        self.link = Link("mqtt", config.url, state)
+        self._redial = Redial(config)
+        self.link = Link("mqtt", self._redial.node.where, state)
         self.busy = 0
         state.watch(self._on_state)
 
@@ -204,38 +204,17 @@ class MqttBridge:
             self._state_dirty.add(key)
             self._state_wake.set()
 
-    def _client(self) -> aiomqtt.Client:
-        cfg = self.config
-        tls_context: ssl.SSLContext | None = None
-        if cfg.tls:
-            # ssl.create_default_context verifies the certificate and the host name.
-            tls_context = ssl.create_default_context(cafile=cfg.ca_file or None)
-            if cfg.cert_file:
-                tls_context.load_cert_chain(cfg.cert_file, cfg.key_file)
-            if cfg.tls_insecure:
-                tls_context.check_hostname = False
-        properties: Properties | None = None
-        if self._v5:
-            properties = _properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = SESSION_EXPIRY
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=cfg.client_id or f"edged-{self.box_id}",
-            username=cfg.username or None,
-            password=cfg.password or None,
-            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
+    def _client(self, node: Node | None = None) -> aiomqtt.Client:
+        return make_client(
+            self.config,
+            self.config.client_id or f"edged-{self.box_id}",
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
             # A persistent session: commands sent while we were away wait at the broker.
-            clean_session=None if self._v5 else False,
-            clean_start=False if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
-            tls_context=tls_context,
+            session_expiry=SESSION_EXPIRY,
             # Unbounded here: the listener empties it at once into the bounded intake or a
             # BUSY answer. aiomqtt drops messages from a full queue without a word.
-            max_queued_incoming_messages=0,
+            max_queued_incoming=0,
+            node=node,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -248,8 +227,7 @@ class MqttBridge:
             follower=self._follower,
             prune=self.handler.prune,
             link_errors=(aiomqtt.MqttError,),
-            first=self.config.reconnect_min,
-            cap=self.config.reconnect_max,
+            pace=self._redial,
             starting="connecting",
         )
 
@@ -258,8 +236,10 @@ class MqttBridge:
         return self.link.reconnects
 
     async def _connection(self) -> None:
-        async with mqttstop.connection(self._client()) as client:
-            log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
+        node = self._redial.node
+        self.link.where = node.where
+        async with mqttstop.connection(self._client(node)) as client:
+            log.info("mqtt bridge: connected to %s as %s", node.where, self.base)
             self.link.reached = True
             await self._session(client)
 

@@ -6,7 +6,7 @@ Three kinds of message, all JSON objects (docs/bridge-protocol.md has the full r
   its ``id``. Delivery is at-least-once and in order; a POS drops an ``id`` it has seen.
 * **commands**, POS to box: ``accept``, ``cancel``, ``status``, ``reprint``,
   ``acknowledge``, ``catalog``, ``ping``. Each carries the terminal's own command ``id``.
-  They are checked here, at the edge, then turned into :class:`~edged.orders.OrderDesk`
+  They are checked here, at the edge, then turned into :class:`~edged.flow.desk.OrderDesk`
   calls; nothing malformed gets further than this module.
 * **responses**, box to POS: ``status`` ``ok`` | ``queued`` | ``error`` with a ``code``.
   Commands that go to Sinqro answer ``queued`` at once, then a second, final response
@@ -46,11 +46,11 @@ from edged.bridges.commands import (
 from edged.bridges.published import PUBLISHED_KINDS, encode_event, order_summary
 from edged.bridges.responses import FinalResponse, Response, dumps, final_response
 from edged.decoding import digest as message_digest
+from edged.flow.desk import CommandRefused, OrderDesk
 from edged.journal import bridgecmds
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Journal, JournalError, Tx
-from edged.orders import CommandRefused, OrderDesk
 from edged.printing.jobs import PrintRefused, UnknownOrder, request_print
 
 log = logging.getLogger(__name__)

@@ -22,14 +22,14 @@ import serial
 import serial_asyncio_fast
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
-from edged.bridges.link import Link, keep_linked
+from edged.bridges.link import BackoffPace, Link, keep_linked
 from edged.bridges.protocol import CommandHandler, Response, dumps, encode_event
 from edged.bridges.settings import SerialConfig
 from edged.decoding import digest
+from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ class SerialBridge:
             follower=self._follower,
             prune=self.handler.prune,
             link_errors=(LinkDown, OSError, serial.SerialException),
-            first=self.config.reconnect_min,
-            cap=self.config.reconnect_max,
+            pace=BackoffPace(self.config.reconnect_min, self.config.reconnect_max),
         )
 
     @property

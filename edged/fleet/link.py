@@ -29,11 +29,10 @@ from typing import Any
 import aiomqtt
 
 from edged import mqttstop
-from edged.backoff import Backoff
 from edged.fleet.alerts import DeliveryError
-from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import Telemetry
+from edged.mqttclient import Redial, make_client
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +116,23 @@ class FleetLink:
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
-        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        redial = Redial(self.config)
         will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
         while True:
+            node = redial.node
             try:
-                client = make_client(self.config, self.client_id, will=will)
+                client = make_client(self.config, self.client_id, will=will, node=node)
                 async with mqttstop.connection(client):
-                    log.info("fleet: connected to %s as %s", self.config.where, self.client_id)
-                    backoff.reset()
+                    log.info("fleet: connected to %s as %s", node.where, self.client_id)
+                    redial.connected()
                     await self._session(client)
             except aiomqtt.MqttError as exc:
-                log.warning("fleet: %s: %s", self.config.where, exc)
+                log.warning("fleet: %s: %s", node.where, exc)
             finally:
                 self._client = None
                 self.connected = False
             self.reconnects += 1
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(redial.lost())
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:

@@ -5,6 +5,8 @@ update bundles, each built once and cached under ``$XDG_CACHE_HOME/edged-ci`` (o
 * :func:`rootfs_tarball` debootstraps a minimal Debian (bookworm or trixie) with Python,
   systemd as init, udev and Debian's kernel (``linux-image-amd64``), so the same tree serves
   the chroot tests and the disk image booted in QEMU. Keyed by suite, packages and mirror.
+  With ``arch="arm64"`` (the box's own architecture) it is a foreign debootstrap whose
+  maintainer scripts run under qemu-user (binfmt_misc), with ``linux-image-arm64``.
 * :func:`wheelhouse` downloads every wheel ``requirements.lock`` pins, for one CPython
   version and architecture, checked against the lock's hashes. Keyed by the lock's content.
 * :func:`build_wheel` builds edged from a copy of this tree, optionally changed first (a
@@ -49,6 +51,8 @@ INCLUDE = (
     "openssh-client",  # ssh-keygen verifies update bundles, as on Raspberry Pi OS
     "linux-image-amd64",
 )
+#: Debian's name of each architecture the box can have, and the wheel platform tag's.
+WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 _TREE = (
     "LICENSE",
     "pyproject.toml",
@@ -104,26 +108,50 @@ _prefetched: dict[str, concurrent.futures.Future[Path]] = {}
 _builder: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def prefetch(*suites: str) -> None:
+def prefetch(*suites: str, arch: str = "amd64") -> None:
     """Start building the tarballs of ``suites`` in the background, if they are not cached
     (and this can build them at all: root and debootstrap; the tests say so otherwise)."""
     global _builder
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         return
+    if arch != "amd64" and not foreign_arch_ready(arch):
+        return
     for suite in suites:
-        if suite in _prefetched:
+        name = suite if arch == "amd64" else f"{suite}-{arch}"
+        if name in _prefetched:
             continue
         if _builder is None:
             _builder = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="rootfs")
-        _prefetched[suite] = _builder.submit(_build_rootfs, suite)
+        _prefetched[name] = _builder.submit(_build_rootfs, suite, arch)
 
 
-def rootfs_tarball(suite: str) -> Path:
-    """A debootstrapped Debian ``suite`` as a tarball, built once and cached."""
-    future = _prefetched.get(suite)
+def rootfs_tarball(suite: str, arch: str = "amd64") -> Path:
+    """A debootstrapped Debian ``suite`` for ``arch`` as a tarball, built once and cached."""
+    future = _prefetched.get(suite if arch == "amd64" else f"{suite}-{arch}")
     if future is not None:
         return future.result()
-    return _build_rootfs(suite)
+    return _build_rootfs(suite, arch)
+
+
+#: QEMU's name of the CPU of each foreign Debian architecture.
+QEMU_ARCH = {"arm64": "aarch64"}
+
+
+def foreign_arch_ready(arch: str) -> bool:
+    """Whether this kernel runs ``arch`` binaries through qemu-user (binfmt_misc), so a
+    chroot into a foreign root works. As root, registers it if the packages are there."""
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{QEMU_ARCH[arch]}"
+    if entry.is_file():
+        return entry.read_text().startswith("enabled")
+    if os.geteuid() != 0 or not shutil.which("update-binfmts"):
+        return False
+    if not Path("/proc/sys/fs/binfmt_misc/register").exists():
+        subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"],
+            check=False,
+        )
+    subprocess.run(["update-binfmts", "--enable", f"qemu-{QEMU_ARCH[arch]}"], check=False)
+    return entry.is_file() and entry.read_text().startswith("enabled")
 
 
 @contextlib.contextmanager
@@ -138,28 +166,46 @@ def _cache_lock(name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _build_rootfs(suite: str) -> Path:
+def include(arch: str) -> tuple[str, ...]:
+    """The packages debootstrapped for ``arch``: the same, with that architecture's kernel."""
+    if arch == "amd64":
+        return INCLUDE
+    return tuple(f"linux-image-{arch}" if p == "linux-image-amd64" else p for p in INCLUDE)
+
+
+def _build_rootfs(suite: str, arch: str = "amd64") -> Path:
     mirror = debian_mirror()
-    key = hashlib.sha256(f"{suite} minbase {','.join(INCLUDE)} {mirror}".encode()).hexdigest()
-    tarball = cache_dir() / f"rootfs-{suite}-{key[:16]}.tar"
+    packages = ",".join(include(arch))
+    # The x86 key (and so its cached tarball) stays what it was before arm64 came.
+    spec = f"{suite} minbase {packages} {mirror}" + ("" if arch == "amd64" else f" {arch}")
+    key = hashlib.sha256(spec.encode()).hexdigest()
+    name = suite if arch == "amd64" else f"{suite}-{arch}"
+    tarball = cache_dir() / f"rootfs-{name}-{key[:16]}.tar"
     if tarball.is_file():
         return tarball
     with _cache_lock(tarball.name):
         if tarball.is_file():
             return tarball
-        return _debootstrap(suite, mirror, tarball)
+        return _debootstrap(suite, mirror, tarball, arch)
 
 
-def _debootstrap(suite: str, mirror: str, tarball: Path) -> Path:
-    build = cache_dir() / f"build-{suite}-{os.getpid()}"
+def _debootstrap(suite: str, mirror: str, tarball: Path, arch: str = "amd64") -> Path:
+    build = cache_dir() / f"build-{suite}-{arch}-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     try:
         started = time.monotonic()
+        if arch != "amd64":
+            # One stage: the second stage's maintainer scripts run under qemu-user.
+            assert foreign_arch_ready(arch), (
+                f"qemu-{QEMU_ARCH[arch]} is not registered with binfmt_misc: "
+                "run scripts/install-test-deps (qemu-user-static, binfmt-support)"
+            )
         subprocess.run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(INCLUDE)}",
+                f"--arch={arch}",
+                f"--include={','.join(include(arch))}",
                 suite,
                 str(build),
                 mirror,
@@ -350,21 +396,24 @@ def release_key() -> tuple[Path, Path]:
     return directory / "edged-release", directory / "edged-release.signers"
 
 
-def installed_rootfs(suite: str, dest: Path) -> float:
+def installed_rootfs(suite: str, dest: Path, arch: str = "amd64") -> float:
     """Copy to ``dest`` a ``suite`` rootfs with this tree's edged installed, exactly as the
     image build does it (``install-into-rootfs`` from the lock's wheelhouse, with the
     session's update signers), in a network namespace of its own so nothing but the
-    wheelhouse can serve pip. Installed once per session; returns how long that took."""
-    if suite not in _session:
-        base = _session_dir() / suite
-        unpack(rootfs_tarball(suite), base / "root")
+    wheelhouse can serve pip. Installed once per session; returns how long that took.
+    A foreign ``arch`` (arm64) runs the rootfs's own binaries under qemu-user."""
+    name = suite if arch == "amd64" else f"{suite}-{arch}"
+    if name not in _session:
+        base = _session_dir() / name
+        unpack(rootfs_tarball(suite, arch), base / "root")
         wheel = build_wheel(base / "dist")
         started = time.monotonic()
+        wheels = wheelhouse(PYTHON[suite], WHEEL_ARCH[arch])
         install = [str(REPO / "image" / "install-into-rootfs"), "--wheels"]
-        install += [str(wheelhouse(PYTHON[suite])), "--signers", str(release_key()[1])]
+        install += [str(wheels), "--signers", str(release_key()[1])]
         subprocess.run(["unshare", "--net", *install, str(base / "root"), str(wheel)], check=True)
-        _session[suite] = (base / "root", time.monotonic() - started)
-    template, took = _session[suite]
+        _session[name] = (base / "root", time.monotonic() - started)
+    template, took = _session[name]
     dest.mkdir(parents=True)
     subprocess.run(["cp", "-a", f"{template}/.", str(dest)], check=True)
     return took

@@ -8,6 +8,9 @@ virtio-serial port on which a small agent (:data:`AGENT`, installed only into te
 runs shell commands for the test and answers with their exit code and output. The NIC is
 QEMU's user network with ``restrict=on``: the guest reaches nothing but the forwards the test
 declares (``guestfwd``, e.g. a Sinqro simulator on the host's loopback).
+
+``arch="arm64"`` boots an arm64 rootfs with ``qemu-system-aarch64 -M virt -cpu cortex-a72``
+instead (Debian's arm64 kernel, the same i6300ESB on the board's PCI bus, the same agent).
 """
 
 from __future__ import annotations
@@ -134,6 +137,33 @@ def build_disk(root: Path, disk: Path, size: str = "3G") -> None:
     )
 
 
+def _arm64_argv(
+    kernel: Path, initrd: Path, disk: Path, nic: str, sock: Path, console: Path, memory_mb: int
+) -> list[str]:
+    """The box's architecture: QEMU's generic ``virt`` board with a Cortex-A72 (the
+    Raspberry Pi 4's core), always TCG here. ``virt`` has no watchdog of its own; the
+    i6300ESB sits on its PCI bus just as well, and Debian's arm64 kernel drives it."""
+    return [
+        shutil.which("qemu-system-aarch64") or "qemu-system-aarch64",
+        "-machine", "virt",
+        "-cpu", "cortex-a72",
+        "-smp", "2",
+        "-m", str(memory_mb),
+        "-display", "none",
+        "-no-reboot",
+        "-kernel", str(kernel),
+        "-initrd", str(initrd),
+        "-append", "root=/dev/vda rw console=ttyAMA0 panic=-1 systemd.show_status=0 quiet",
+        "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe",
+        "-device", "i6300esb",
+        "-nic", nic,
+        "-chardev", f"socket,id=ci,path={sock},server=on,wait=off",
+        "-device", "virtio-serial-pci",
+        "-device", f"virtserialport,chardev=ci,name={AGENT_PORT}",
+        "-serial", f"file:{console}",
+    ]  # fmt: skip
+
+
 @dataclass
 class Result:
     rc: int
@@ -157,6 +187,7 @@ class VM:
         mac: str,
         forwards: dict[str, int] | None = None,
         memory_mb: int = 1024,
+        arch: str = "amd64",
     ) -> None:
         self.workdir = workdir
         self.console = workdir / "console.log"
@@ -166,7 +197,22 @@ class VM:
         for guest, host_port in (forwards or {}).items():
             socat = shutil.which("socat") or "socat"
             nic += f",guestfwd=tcp:{guest}-cmd:{socat} - TCP:127.0.0.1:{host_port}"
-        self.argv = [
+        if arch == "arm64":
+            self.argv = _arm64_argv(
+                kernel, initrd, disk, nic, self.sock_path, self.console, memory_mb
+            )
+        else:
+            self.argv = self._x86_argv(kernel, initrd, disk, nic, accel, memory_mb)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+        self._buf = b""
+        self.booted_after = 0.0
+
+    def _x86_argv(
+        self, kernel: Path, initrd: Path, disk: Path, nic: str, accel: str, memory_mb: int
+    ) -> list[str]:
+        return [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
             "-machine", f"q35,accel={accel}",
             "-cpu", "max" if accel == "tcg" else "host",
@@ -185,11 +231,6 @@ class VM:
             "-device", f"virtserialport,chardev=ci,name={AGENT_PORT}",
             "-serial", f"file:{self.console}",
         ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.sock: socket.socket | None = None
-        self._ids = itertools.count(1)
-        self._buf = b""
-        self.booted_after = 0.0
 
     def start(self, timeout: float = 600) -> None:
         """Boot and wait until the agent answers."""

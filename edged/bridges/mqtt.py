@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
@@ -47,6 +45,7 @@ from edged.bridges.protocol import (
     encode_event,
 )
 from edged.bridges.settings import MqttConfig
+from edged.bridges.topics import STATE_KEYS, correlation_id, topic_id
 from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
@@ -62,44 +61,6 @@ CURSOR_IDLE = 0.2  # seconds of quiet before the cursor is written
 CURSOR_EVERY = 1.0  # and at least this often while busy
 SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
 ANSWERS_QUEUE = 1024  # BUSY answers waiting for the connection; the listener waits beyond
-_PLAIN_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
-_UNSAFE = re.compile(r"[^a-z0-9]+", re.ASCII)
-# BoxState keys mirrored under <base>/state/, and their topic names.
-STATE_KEYS: dict[str, str] = {
-    "waiting_orders": "waiting_orders",
-    "queued_commands": "queued_commands",
-    "link": "link",
-    "panel.led": "led",
-    "panel.buzzer": "buzzer",
-}
-
-
-def topic_id(name: str) -> str:
-    """A box or printer name as one topic level, client id part and Home Assistant id,
-    never the same level for two different names.
-
-    A name of ASCII letters, digits and ``-`` (at most 64) is kept as it is (``shop-1``, and
-    every box id of :mod:`edged.fleet.identity`). Any other becomes a readable slug, ``_``
-    and 16 hex digits of the name's SHA-256: ``Pizza Roma`` -> ``pizza-roma_<hash>``,
-    ``寿司屋`` -> ``box_<hash>``. A kept name has no ``_``, so it never equals a slugged one;
-    two slugged names meet only if 64 bits of their hashes agree.
-    """
-    if _PLAIN_ID.fullmatch(name):
-        return name
-    slug = _UNSAFE.sub("-", name.lower()).strip("-")[:40].rstrip("-") or "box"
-    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{slug}_{tag}"
-
-
-def _correlation_id(data: bytes | None) -> str | None:
-    """A request id from MQTT 5 CorrelationData, when the JSON carries none."""
-    if not data:
-        return None
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return data.hex()[:64]
-    return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
 
 
 class _Incoming(NamedTuple):
@@ -385,7 +346,7 @@ class MqttBridge:
             incoming = _Incoming(
                 bytes(payload),
                 topic[len(prefix) :],
-                _correlation_id(correlation),
+                correlation_id(correlation),
                 reply_to,
                 correlation,
             )

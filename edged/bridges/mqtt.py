@@ -135,7 +135,6 @@ class MqttBridge:
         self._redial = Redial(config)
         self.link = Link("mqtt", self._redial.node.where, state)
         self.busy = 0
-        state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -182,15 +181,19 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
-        await keep_linked(
-            self.link,
-            self._connection,
-            follower=self._follower,
-            prune=self.handler.prune,
-            link_errors=(aiomqtt.MqttError,),
-            pace=self._redial,
-            starting="connecting",
-        )
+        self.state.watch(self._on_state)
+        try:
+            await keep_linked(
+                self.link,
+                self._connection,
+                follower=self._follower,
+                prune=self.handler.prune,
+                link_errors=(aiomqtt.MqttError,),
+                pace=self._redial,
+                starting="connecting",
+            )
+        finally:
+            self.state.unwatch(self._on_state)
 
     @property
     def reconnects(self) -> int:

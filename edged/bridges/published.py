@@ -13,6 +13,7 @@ from edged.bridges.commands import VERSION
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Journal, StoredOrder
+from edged.sinqro.models import parse_order
 
 __all__ = ["PUBLISHED_KINDS", "encode_event", "order_summary"]
 
@@ -34,7 +35,7 @@ def order_summary(order: StoredOrder) -> dict[str, Any]:
     raw = order.payload
     consumer_raw = raw.get("consumer")
     consumer: dict[str, Any] = consumer_raw if isinstance(consumer_raw, dict) else {}
-    parsed = order.order
+    parsed = parse_order(order.payload)
     return {
         "id": order.id,
         "type": order.type,

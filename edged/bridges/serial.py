@@ -103,7 +103,6 @@ class SerialBridge:
         self.retransmits = 0
         self.naks_sent = 0
         self.link = Link("serial", config.port, state)
-        journal.add_listener(self._on_events)
 
     def _on_events(self, events: list[Event]) -> None:
         self._wake.set()
@@ -116,14 +115,18 @@ class SerialBridge:
 
     async def run(self) -> None:
         """Keep the line open and the terminal fed, until cancelled."""
-        await keep_linked(
-            self.link,
-            self._session,
-            follower=self._follower,
-            prune=self.handler.prune,
-            link_errors=(LinkDown, OSError, serial.SerialException),
-            pace=BackoffPace(self.config.reconnect_min, self.config.reconnect_max),
-        )
+        self.journal.add_listener(self._on_events)
+        try:
+            await keep_linked(
+                self.link,
+                self._session,
+                follower=self._follower,
+                prune=self.handler.prune,
+                link_errors=(LinkDown, OSError, serial.SerialException),
+                pace=BackoffPace(self.config.reconnect_min, self.config.reconnect_max),
+            )
+        finally:
+            self.journal.remove_listener(self._on_events)
 
     @property
     def reconnects(self) -> int:

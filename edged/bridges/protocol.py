@@ -46,11 +46,12 @@ from edged.bridges.commands import (
 from edged.bridges.published import PUBLISHED_KINDS, encode_event, order_summary
 from edged.bridges.responses import FinalResponse, Response, dumps, final_response
 from edged.decoding import digest as message_digest
-from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.desk import OrderDesk
+from edged.flow.refusals import CommandRefused
 from edged.journal import bridgecmds
 from edged.journal import events as ev
 from edged.journal.events import Event
-from edged.journal.store import Journal, JournalError, Tx
+from edged.journal.store import Command, Journal, JournalError, Tx
 from edged.printing.jobs import PrintRefused, UnknownOrder, request_print
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,8 @@ class CommandHandler:
                 command = await self.desk.set_status(
                     p["order_id"], p["status"], reason=p["reason"], source=source, key=key
                 )
+            elif request.name == "availability":
+                command = await self._availability(p, key)
             else:
                 command = await self.desk.push_catalog(p["catalog"], source=source, key=key)
         extra: dict[str, Any] = {"command_id": command.id}
@@ -261,6 +264,20 @@ class CommandHandler:
         )
         await self._remember(request, queued, command.id, reply_to, correlation, final)
         return final or queued
+
+    async def _availability(self, p: dict[str, Any], key: str) -> Command:
+        keeper = self.desk.catalog
+        if keeper is None:
+            raise CommandRefused("NO_CATALOG", "this box keeps no catalog (not running)")
+        command, _ = await keeper.set_available(
+            p["ref"],
+            p["available"],
+            until=p["until"],
+            kind=p["kind"],
+            source=self.bridge,
+            request_key=key,
+        )
+        return command
 
     async def _reprint(self, request: Request) -> Response:
         order_id = request.params["order_id"]

@@ -24,6 +24,9 @@ from typing import Any
 #                                                            CLI, web, panel or bridge asks to print
 # link.paired      {selling_point_id}                        the box was paired (web)
 # link.unpaired    {}                                        the box was logged out
+# catalog.changed  {selling_point_id, products, unavailable, changed}
+#                                                            the catalog read differs from the
+#                                                            stored one
 ORDER_NEW = "order.new"
 ORDER_STATUS = "order.status"
 ORDER_ACKNOWLEDGED = "order.acknowledged"
@@ -36,6 +39,7 @@ PRINT_FAILED = "print.failed"
 PRINT_REQUESTED = "print.requested"
 LINK_PAIRED = "link.paired"
 LINK_UNPAIRED = "link.unpaired"
+CATALOG_CHANGED = "catalog.changed"
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,16 @@ class LinkUnpaired:
     pass
 
 
+@dataclass(frozen=True)
+class CatalogChanged:
+    """``changed``: the items whose availability moved, ``{kind, id, available}`` each."""
+
+    selling_point_id: int
+    products: int
+    unavailable: int
+    changed: list[dict[str, Any]] = field(default_factory=list)
+
+
 Payload = (
     OrderNew
     | OrderStatus
@@ -192,6 +206,7 @@ Payload = (
     | PrintRequested
     | LinkPaired
     | LinkUnpaired
+    | CatalogChanged
 )
 
 
@@ -252,6 +267,14 @@ def decode(kind: str, d: dict[str, Any]) -> Payload | None:
         return LinkPaired(_number(d, "selling_point_id"))
     if kind == LINK_UNPAIRED:
         return LinkUnpaired()
+    if kind == CATALOG_CHANGED:
+        changed = d.get("changed")
+        return CatalogChanged(
+            _number(d, "selling_point_id"),
+            _number(d, "products"),
+            _number(d, "unavailable"),
+            [c for c in changed if isinstance(c, dict)] if isinstance(changed, list) else [],
+        )
     return None
 
 

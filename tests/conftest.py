@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from harness import SimulatorProcess
 
-from edged.config import SinqroConfig
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
+from edged.sinqro.settings import SinqroConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

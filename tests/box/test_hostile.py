@@ -49,10 +49,11 @@ from edged import decoding
 from edged.bridges.commands import BadRequest, parse_command, request_id_of
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import COMMANDS, CommandHandler, Response, dumps
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.simulator.server import Simulator
 from edged.sinqro import api as api_module
 from edged.sinqro.api import SinqroApi
@@ -68,7 +69,6 @@ from edged.sinqro.models import (
     parse_orders,
     parse_selling_points,
 )
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 # -- the rules for numbers and ids ------------------------------------------------------------
@@ -272,7 +272,7 @@ async def test_an_unexpected_error_costs_one_frame_not_the_link(
     frame = json.dumps(
         {"event": "new_order", "data": {"id": 71, "type": "delivery", "status": {"code": "x"}}}
     )
-    with caplog.at_level(logging.ERROR, logger="edged.sinqro.notifications"):
+    with caplog.at_level(logging.ERROR, logger="edged.flow.intake"):
         await _send_frame(h, frame)
     assert h.link.bad_frames == bad + 1
     assert decoding.digest(frame) in caplog.text

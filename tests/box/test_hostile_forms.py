@@ -27,9 +27,9 @@ from test_web_security import FakeClock, FakeSpooler, csrf_of
 
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError, build
+from edged.flow.desk import OrderDesk
+from edged.flow.pairing import Pairing
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
 from edged.printing.slips import cancel_slip, status_slip

@@ -20,8 +20,8 @@ from test_faults import running_app
 
 import edged
 from edged.app import App
+from edged.flow.outbox import pick_action
 from edged.journal import events as ev
-from edged.outbox import pick_action
 from edged.simulator.server import Simulator
 from edged.sinqro.models import Order, OrderAction, parse_order
 

@@ -27,8 +27,8 @@ from paho.mqtt.properties import Properties
 
 from edged.bridges.mqtt import CURSOR, MqttBridge, topic_id
 from edged.bridges.settings import MqttConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 BASE = "edged/box1"

@@ -11,9 +11,9 @@ from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, ou
 
 from edged.bridges.catalog import CatalogError, validate_catalog
 from edged.bridges.protocol import CommandHandler, encode_event
+from edged.flow.desk import OrderDesk
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.printing.jobs import MAX_REPRINTS_PER_ORDER
 
 

@@ -21,8 +21,8 @@ from bridge_helpers import event_count, make_desk, make_order, outbox, until
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.serial import CURSOR, SerialBridge
 from edged.bridges.settings import SerialConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 Policy = Callable[[Frame], str]  # "ack" | "nak" | "ignore"

@@ -27,9 +27,9 @@ from edged import __version__
 from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, ha_id
 from edged.bridges.mqtt import MqttBridge, topic_id
 from edged.bridges.settings import MqttConfig
+from edged.flow.desk import OrderDesk
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 BOX = "10000000c0ffee42"

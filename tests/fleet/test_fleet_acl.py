@@ -24,8 +24,8 @@ from conftest import eventually
 from test_relay import RelayProcess
 
 from edged.configtools import dump_toml
-from edged.fleet.broker import BrokerConfig, make_client
 from edged.fleet.settings import FleetConfig
+from edged.mqttclient import BrokerConfig, make_client
 from edged.relay.subscriber import RelaySubscription
 
 ACL = Path(__file__).parents[2] / "config" / "mosquitto-fleet.acl"

@@ -19,16 +19,16 @@ from broker import MosquittoBroker
 from conftest import eventually, make_sinqro_config
 from test_relay import box
 
-from edged.config import OrdersConfig
+from edged.flow import hints
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.simulator.server import Simulator
-from edged.sinqro import hints
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import parse_order
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 
@@ -75,7 +75,7 @@ def order_gets(sim: Simulator, order_id: int | None = None) -> int:
 async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
     sim: Simulator, broker: MosquittoBroker, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="edged.sinqro.hints")
+    caplog.set_level(logging.INFO, logger="edged.flow.hints")
     topic = f"edged/sellingPoints/{sim.selling_point_id}/notifications"
     template = sim.create_order("collection")
     async with box(sim, broker, journal, websocket=True) as (link, _):
@@ -105,7 +105,7 @@ async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
         assert link.hints.rejected[hints.UNKNOWN_ORDER] == pending + 1
         assert order_gets(sim) == pending + 1
         assert link.hints.rejected[hints.OVERFLOW] == overflow
-        lines = [r for r in caplog.records if r.name == "edged.sinqro.hints"]
+        lines = [r for r in caplog.records if r.name == "edged.flow.hints"]
         assert len(lines) <= hints.LOG_BURST + 3
         code = str(template["marketOrderCode"])
         assert not any(code in r.getMessage() for r in lines)  # no payload in the log

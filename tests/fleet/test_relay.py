@@ -23,18 +23,18 @@ from conftest import eventually, make_sinqro_config
 from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from mqtt_listener import Listener
 
-from edged.config import OrdersConfig
 from edged.configtools import ConfigError, dump_toml
 from edged.fleet.settings import FleetConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.relay.settings import load_relay_config
 from edged.relay.subscriber import RelaySubscription
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 SECRET = "s3cret-for-the-relay-0123"

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from conftest import eventually, make_sinqro_config
 
-from edged.config import OrdersConfig, SinqroConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.simulator.generate import notification_example
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
-from edged.sinqro.notifications import NotificationLink
+from edged.sinqro.settings import SinqroConfig
 from edged.state import BoxState
 
 

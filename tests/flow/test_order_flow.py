@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from conftest import eventually
 
-from edged.config import OrdersConfig
+from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.outbox import OutboxSender, pick_action
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import CommandRefused, OrderDesk
-from edged.outbox import OutboxSender, pick_action
-from edged.pairing import Pairing
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import parse_order

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from conftest import eventually
 
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.settings import OrdersConfig
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
 from edged.sinqro.models import Order, parse_order
 from edged.state import BoxState
 

@@ -24,8 +24,8 @@ from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
 from loopfs import LoopFs, LoopFsUnavailable
 
 from edged.configtools import dump_toml
+from edged.flow.pairing import Pairing, save_pairing
 from edged.journal.store import Journal
-from edged.pairing import Pairing, save_pairing
 from edged.simulator.server import DEFAULT_USER_TOKEN
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from edged.clock import FakeClock
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.settings import OrdersConfig
 from edged.i18n import Locale
 from edged.journal.store import Command, Journal
-from edged.orders import OrderDesk
 from edged.panel.buttons import proof_hold
 from edged.panel.controller import Panel
 from edged.panel.gpio import PanelError, make_pin_factory

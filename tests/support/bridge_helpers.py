@@ -10,9 +10,9 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.settings import OrdersConfig
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.sinqro.models import Order, parse_order
 from edged.state import BoxState
 

@@ -10,9 +10,9 @@ import sys
 
 from edged.bridges.mqtt import MqttBridge
 from edged.bridges.settings import MqttConfig
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.settings import OrdersConfig
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 

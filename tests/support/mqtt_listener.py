@@ -29,12 +29,20 @@ class Listener:
     """
 
     def __init__(
-        self, host: str, port: int, topics: tuple[str, ...], *, client_id: str = "listener"
+        self,
+        host: str,
+        port: int,
+        topics: tuple[str, ...],
+        *,
+        client_id: str = "listener",
+        v5: bool = True,
     ) -> None:
+        """``v5=False``: MQTT 3.1.1 (a broker that speaks nothing newer)."""
         self.host = host
         self.port = port
         self.topics = topics
         self.client_id = client_id
+        self.protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
         self.messages: list[Seen] = []
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -58,7 +66,7 @@ class Listener:
                     self.host,
                     self.port,
                     identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5,
+                    protocol=self.protocol,
                 ) as client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)

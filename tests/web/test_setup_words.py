@@ -14,7 +14,7 @@ import pytest
 from markupsafe import escape
 from test_web_security import Box, box, client, sign_in  # noqa: F401  (fixtures)
 
-from edged.config import DEFAULT_CANCEL_COMMENT
+from edged.flow.settings import DEFAULT_CANCEL_COMMENT
 from edged.i18n import Locale
 from edged.i18n.extract import all_messages
 from edged.printing.settings import PrinterConfig

@@ -22,14 +22,14 @@ from conftest import eventually, make_sinqro_config
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from edged.config import Config, load_config, save_web_settings
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.outbox import OutboxSender
+from edged.flow.pairing import Pairing, save_pairing
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.outbox import OutboxSender
-from edged.pairing import Pairing, save_pairing
 from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 from edged.web.server import WebServer
 from edged.web.services import WebServices

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from edged.config import Config, load_config, save_web_settings
+from edged.flow.desk import OrderDesk
+from edged.flow.pairing import Pairing
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.printing.jobs import MAX_REPRINTS_PER_ORDER
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import OrderAction, SellingPoint, parse_order

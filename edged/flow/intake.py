@@ -2,7 +2,7 @@
 
 :class:`NotificationLink` keeps the websocket open and feeds every order it hears of into
 :meth:`OrderDesk.ingest`, which stores it before anything else happens. REST covers what the
-websocket cannot; the link decides when, and :class:`~edged.sinqro.reconcile.Reconciler`
+websocket cannot; the link decides when, and :class:`~edged.flow.reconcile.Reconciler`
 does the sync itself:
 
 * at start and after every (re)connect, *reconcile*: fetch the active orders, ingest each,
@@ -18,7 +18,7 @@ applied over it.
 
 Only frames of Sinqro's own websocket are applied as they come. A message from a push source
 (``edged relay`` over the fleet broker) did not come from Sinqro's connection: it is a
-*hint*, checked with ``GET /orders/{id}`` by :class:`~edged.sinqro.hints.HintChecker`, and
+*hint*, checked with ``GET /orders/{id}`` by :class:`~edged.flow.hints.HintChecker`, and
 only Sinqro's answer is stored.
 
 Bad frames (malformed JSON, unknown event, wrong types, oversize) are logged, counted and
@@ -46,17 +46,17 @@ from websockets.exceptions import (
 )
 from websockets.frames import CloseCode
 
-from edged.config import SinqroConfig
 from edged.decoding import digest
+from edged.flow.desk import OrderDesk
+from edged.flow.hints import OTHER_SELLING_POINT, HintChecker
+from edged.flow.pairing import Pairing
+from edged.flow.reconcile import Reconciler
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
-from edged.pairing import Pairing
 from edged.sinqro import endpoints
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.hints import OTHER_SELLING_POINT, HintChecker
 from edged.sinqro.models import PayloadError, parse_notification
-from edged.sinqro.reconcile import Reconciler
+from edged.sinqro.settings import SinqroConfig
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)

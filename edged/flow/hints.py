@@ -35,13 +35,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edged.flow.desk import OrderDesk
+from edged.flow.reconcile import Reconciler
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
 from edged.sinqro.models import Order
-from edged.sinqro.reconcile import Reconciler
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)

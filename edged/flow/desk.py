@@ -2,7 +2,7 @@
 
 :class:`OrderDesk` is the one door for decisions. The buttons, the web page, the MQTT and
 serial bridges and the CLI all call it; it validates the request against the journal and
-writes it to the outbox. It never calls Sinqro itself: :class:`edged.outbox.OutboxSender`
+writes it to the outbox. It never calls Sinqro itself: :class:`edged.flow.outbox.OutboxSender`
 delivers what it queued, and the desk hands callers the outcome when it lands.
 """
 
@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edged.config import OrdersConfig
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx, UpsertResult
@@ -97,7 +97,7 @@ class OrderDesk:
         asks that GET. That answer alone may reopen a final order (logged, and its
         ``order.status`` event says ``reopened``). Notifications that did not come from
         Sinqro's own connection never get here unchecked: they are hints
-        (:mod:`edged.sinqro.hints`), and only Sinqro's answer to them is ingested.
+        (:mod:`edged.flow.hints`), and only Sinqro's answer to them is ingested.
         Auto-accept is keyed by order id, so a duplicate or a restart never accepts twice.
         """
         auto_accept = self.config.auto_accept

@@ -15,8 +15,8 @@ import json
 import logging
 from dataclasses import dataclass
 
-from edged.config import SinqroConfig
 from edged.journal.store import Journal
+from edged.sinqro.settings import SinqroConfig
 
 log = logging.getLogger(__name__)
 

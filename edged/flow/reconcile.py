@@ -2,7 +2,7 @@
 
 :class:`Reconciler` owns one *sync*: fetch the active orders, ingest each, then GET every
 order the journal still holds open but Sinqro no longer lists, to learn its final status.
-The link (:mod:`edged.sinqro.notifications`) decides when a sync runs (at start and after
+The link (:mod:`edged.flow.intake`) decides when a sync runs (at start and after
 every (re)connect, every ``poll_interval`` while nothing is pushed, every
 ``status_refresh_interval`` while it is) and feeds the reconciler the frames it hears, so
 that a REST answer that started before a websocket frame about the same order is older than
@@ -24,13 +24,13 @@ import asyncio
 import logging
 from typing import Literal
 
-from edged.config import SinqroConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal, JournalError, UpsertResult
-from edged.orders import OrderDesk
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
 from edged.sinqro.models import Order, parse_id
+from edged.sinqro.settings import SinqroConfig
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The outbox sender: staff decisions from the journal's outbox out to Sinqro.
 
-:class:`OutboxSender` drains the outbox that :class:`edged.orders.OrderDesk` fills, per
+:class:`OutboxSender` drains the outbox that :class:`edged.flow.desk.OrderDesk` fills, per
 order: it fetches fresh action tokens when it needs them (:func:`pick_action`), posts with
 retry and backoff, and records each outcome as a ``command.done`` or ``command.failed``
 event together with the order Sinqro returned. A command caught mid-send by a crash or a
@@ -17,11 +17,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edged.config import OrdersConfig
+from edged.flow.pairing import Pairing
+from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError
-from edged.pairing import Pairing
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError

@@ -180,7 +180,7 @@ def cmd_failure_led(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edged.commandline import checking, orders, status
+    from edged.commandline import catalog, checking, fleet, orders, status
     from edged.sinqro.models import SETTABLE_STATUSES
 
     def parser_for(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -238,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"relay config (default $EDGED_RELAY_CONFIG or {DEFAULT_RELAY_CONFIG})",
     )
     p.set_defaults(func=cmd_relay)
+
+    p = command("fleet", "the vendor's fleet, as the broker holds it (each box's info)")
+    fleet_sub = p.add_subparsers(
+        dest="fleet_command", required=True, metavar="SUBCOMMAND", help="%(choices)s"
+    )
+    p = parser_for(fleet_sub.add_parser("ls", help="one line per box"))
+    fleet.add_arguments(p)
+    p.add_argument("--availability", choices=["online", "offline"], help="only these boxes")
+    p.add_argument("--link", help="only boxes whose Sinqro link is in this state (online...)")
+    p.add_argument("--with-incidents", action="store_true", help="only boxes with incidents")
+    p.set_defaults(func=fleet.cmd_ls)
+    p = parser_for(fleet_sub.add_parser("show", help="everything one box reported"))
+    p.add_argument("box", help="box id")
+    fleet.add_arguments(p)
+    p.set_defaults(func=fleet.cmd_show)
 
     p = with_config(command("box-id", "print this box's id (MQTT, fleet, host name)"))
     p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")
@@ -311,6 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why; required for cancelled_by_sp")
     waiting(p)
     p.set_defaults(func=lambda a: orders.decide(a, "status"))
+
+    p = answering(command("products", "the selling point's products and options, as last read"))
+    p.add_argument("--unavailable", action="store_true", help="only what is sold out")
+    p.add_argument("--refresh", action="store_true", help="read it from Sinqro first")
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    p.set_defaults(func=catalog.cmd_products)
+
+    p = answering(command("sold-out", "mark a product or an option sold out at Sinqro"))
+    p.add_argument("product", help="id, external id or name of a product or option")
+    p.add_argument(
+        "--until",
+        default=None,
+        help="back on by itself: closing, 1h, 2h, 90m or HH:MM (default: until turned back)",
+    )
+    waiting(p)
+    p.set_defaults(func=lambda a: catalog.cmd_availability(a, False))
+
+    p = answering(command("available", "put a sold-out product or option back on sale"))
+    p.add_argument("product", help="id, external id or name of a product or option")
+    waiting(p)
+    p.set_defaults(func=lambda a: catalog.cmd_availability(a, True))
 
     p = answering(command("status", "journal counts and the daemon's health"))
     p.add_argument("--json", action="store_true", help="one JSON document, for scripts")

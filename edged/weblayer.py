@@ -60,6 +60,7 @@ WEB_KEYS: dict[str, frozenset[str]] = {
         {
             "enabled",
             "url",
+            "failover_urls",
             "client_id",
             "box_id",
             "topic_prefix",

@@ -42,11 +42,13 @@ from edged.bridges.commands import (
     parse_command,
 )
 from edged.decoding import digest as message_digest
-from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.desk import OrderDesk
+from edged.flow.refusals import CommandRefused
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
 from edged.printing.jobs import reprint_refusal
+from edged.sinqro.models import parse_order
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ PUBLISHED_KINDS = (
     ev.COMMAND_FAILED,
     ev.PRINTER_HEALTH,
     ev.PRINT_FAILED,
+    ev.CATALOG_CHANGED,
 )
 
 
@@ -166,7 +169,7 @@ def order_summary(order: StoredOrder) -> dict[str, Any]:
     raw = order.payload
     consumer_raw = raw.get("consumer")
     consumer: dict[str, Any] = consumer_raw if isinstance(consumer_raw, dict) else {}
-    parsed = order.order
+    parsed = parse_order(order.payload)
     return {
         "id": order.id,
         "type": order.type,
@@ -412,6 +415,8 @@ class CommandHandler:
                 command = await self.desk.set_status(
                     p["order_id"], p["status"], reason=p["reason"], source=source, key=key
                 )
+            elif request.name == "availability":
+                command = await self._availability(p, key)
             else:
                 command = await self.desk.push_catalog(p["catalog"], source=source, key=key)
         extra: dict[str, Any] = {"command_id": command.id}
@@ -427,6 +432,20 @@ class CommandHandler:
         )
         await self._remember(request, queued, command.id, reply_to, correlation, final)
         return final or queued
+
+    async def _availability(self, p: dict[str, Any], key: str) -> Command:
+        keeper = self.desk.catalog
+        if keeper is None:
+            raise CommandRefused("NO_CATALOG", "this box keeps no catalog (not running)")
+        command, _ = await keeper.set_available(
+            p["ref"],
+            p["available"],
+            until=p["until"],
+            kind=p["kind"],
+            source=self.bridge,
+            request_key=key,
+        )
+        return command
 
     async def _command_by_key(self, key: str) -> Command | None:
         def run(tx: Tx) -> Command | None:

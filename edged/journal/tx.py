@@ -13,6 +13,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.rows import (
     Command,
+    OrderRecord,
     RowError,
     StoredOrder,
     UpsertResult,
@@ -23,11 +24,10 @@ from edged.journal.rows import (
     row_as_json,
 )
 from edged.journal.writer import TxBase
-from edged.sinqro.models import Order
 
 log = logging.getLogger(__name__)
 
-COMMAND_KINDS = ("accept", "cancel", "status", "catalog")
+COMMAND_KINDS = ("accept", "cancel", "status", "catalog", "availability")
 # Tables whose rows are decoded, the column that identifies a row in each, its decoder.
 ROW_KEYS = {"orders": "id", "events": "seq", "outbox": "id"}
 DECODERS: dict[str, Callable[[sqlite3.Row], object]] = {
@@ -75,7 +75,7 @@ class Tx(TxBase):
             quarantine_row(self.conn, "orders", row, str(exc), self.now)
             return None
 
-    def upsert_order(self, order: Order, *, reopen: bool = False) -> UpsertResult:
+    def upsert_order(self, order: OrderRecord, *, reopen: bool = False) -> UpsertResult:
         """Store ``order``; append ``order.new`` / ``order.status`` events when they apply.
         The same order again, unchanged, writes nothing.
 

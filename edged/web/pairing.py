@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from edged.decoding import parse_id
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import parse_id
 from edged.web.http import redirect
 
 if TYPE_CHECKING:

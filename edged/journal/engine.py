@@ -33,7 +33,6 @@ from edged.journal.kept import KeptValues
 from edged.journal.opening import Recovery, connect, open_or_heal, presize_wal
 from edged.journal.rows import RowError, lenient_text
 from edged.journal.tx import Tx, quarantine_row
-from edged.journal.walfile import fold_back
 from edged.journal.writer import JournalError, Writer
 
 log = logging.getLogger(__name__)
@@ -149,12 +148,9 @@ class JournalEngine:
         if conn is None:
             return
         self._writer._flush_lazy()
-        # Fold the WAL back so the file alone is a complete copy (e.g. for backups); the
-        # WAL keeps its size for the next start (edged.journal.walfile).
-        try:
-            fold_back(conn, self.path)
-        except (sqlite3.Error, JournalError) as exc:
-            log.warning("journal: WAL not folded back at close: %s", exc)
+        # Fold the WAL back so the file alone is a complete copy (e.g. for backups).
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
         self._writer.conn = None
 

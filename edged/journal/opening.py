@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edged.journal.schema import LATEST, MIGRATIONS
-from edged.journal.walfile import keep_wal
 from edged.journal.writer import JournalError
 
 log = logging.getLogger(__name__)
@@ -78,19 +77,12 @@ def vanished(path: Path, *, had_journal: bool) -> str | None:
         return "the journal file is missing"
     if size > 0:
         return None
-    # A WAL with frames beside an empty file is SQLite's to judge (quick_check); one kept
-    # at its size but emptied (edged.journal.walfile) holds nothing.
-    return None if wal_has_frames(Path(str(path) + "-wal")) else "the journal file is empty"
-
-
-def wal_has_frames(wal: Path) -> bool:
-    """Whether ``wal`` may hold frames: it exists with SQLite's WAL magic in its header."""
     try:
-        with wal.open("rb") as fh:
-            magic = fh.read(4)
+        wal = Path(str(path) + "-wal").stat().st_size
     except FileNotFoundError:
-        return False
-    return magic in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+        wal = 0
+    # A non-empty WAL beside an empty file is SQLite's to judge (quick_check).
+    return "the journal file is empty" if wal == 0 else None
 
 
 def connect(path: Path, *, check: bool, create: bool = True) -> sqlite3.Connection:
@@ -112,8 +104,6 @@ def connect(path: Path, *, check: bool, create: bool = True) -> sqlite3.Connecti
         if mode != "wal":
             log.warning("journal: WAL not available (mode %s)", mode)
         conn.execute("PRAGMA synchronous = FULL")
-        if mode == "wal":
-            keep_wal(conn, path)  # a start then finds the WAL at its working size
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         if check:
@@ -217,7 +207,6 @@ def convert_page_size(conn: sqlite3.Connection, path: Path) -> None:
     if conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE:
         return
     try:
-        keep_wal(conn, path, keep=False)  # its frames have the old size: it must go
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute("VACUUM")
@@ -227,7 +216,6 @@ def convert_page_size(conn: sqlite3.Connection, path: Path) -> None:
     finally:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA journal_mode = WAL")
-        keep_wal(conn, path)
 
 
 def presize_wal(conn: sqlite3.Connection, path: Path) -> None:

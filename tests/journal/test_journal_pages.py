@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -96,34 +95,3 @@ def test_the_stored_text_is_the_payload_and_keeps_its_head_size() -> None:
     assert json.loads(rows.payload_text({"status": {"code": "x"}}, "x")) == {
         "status": {"code": "x"}
     }
-
-
-async def test_the_wal_is_kept_at_its_size_and_a_start_does_not_write_it(tmp_path: Path) -> None:
-    """A close used to truncate (then delete) the WAL, and every start wrote its working
-    size, about 1 MiB, to the card again. (``heal``: opened as the daemon opens it.)"""
-    path = tmp_path / "j.sqlite3"
-    wal = Path(str(path) + "-wal")
-    j = await Journal.open(path, watch_interval=0, heal=True)
-    await j.upsert_order(parse_order(generated(21, "delivery")))
-    await j.close()
-    before = wal.stat()  # noqa: ASYNC240 (a test's one stat)
-    assert before.st_size >= 1000 * FRAME  # kept, at its working size
-    assert wal.read_bytes()[:32] == bytes(32)  # noqa: ASYNC240 (emptied: no frame is live)
-    j = await Journal.open(path, watch_interval=0, heal=True)
-    stored = await j.get_order(21)
-    await j.close()
-    after = wal.stat()  # noqa: ASYNC240
-    assert stored is not None
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino,
-        before.st_size,
-        before.st_mtime_ns,
-    )
-    # The database file alone holds the order (the WAL was folded back at close).
-    copy_path = tmp_path / "copy.sqlite3"
-    copy_path.write_bytes(path.read_bytes())
-    conn = sqlite3.connect(copy_path)
-    try:
-        assert conn.execute("SELECT id FROM orders").fetchall() == [(21,)]
-    finally:
-        conn.close()

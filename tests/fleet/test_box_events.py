@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bridge_helpers import make_desk, until
+from bridge_helpers import make_desk
 from broker import MosquittoBroker
 from mqtt_listener import Listener
 from test_fleet import BOX, fleet_running, kernel, telemetry
+from waiting import eventually
 
 from edged.fleet.box_events import TAIL_BYTES, BoxEvents
 from edged.fleet.link import FleetLink
@@ -191,7 +192,7 @@ async def test_a_rollback_is_published_in_info_at_once(tmp_path: Path, journal: 
             Listener(broker.host, broker.port, (topic,)) as central,
             fleet_running(link),
         ):
-            await until(lambda: len(central.on(topic)) == 1, "the first info")
+            await eventually(lambda: len(central.on(topic)) == 1, what="the first info")
             assert central.on(topic)[0].json()["updates"] is None
             events.write_text(
                 line(
@@ -206,7 +207,7 @@ async def test_a_rollback_is_published_in_info_at_once(tmp_path: Path, journal: 
             # Nothing else changed: the record alone is worth a message (the link
             # looks again when the box's state changes or at its next recheck).
             state.set("panel.led", "off")
-            await until(lambda: len(central.on(topic)) == 2, "the info with the rollback")
+            await eventually(lambda: len(central.on(topic)) == 2, what="the info with the rollback")
             updates = central.on(topic)[-1].json()["updates"]
             assert updates["last_rollback"]["to"] == "0.4.0"
             assert updates["health"]["ok"] is False

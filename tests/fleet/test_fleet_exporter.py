@@ -5,11 +5,9 @@ parser, followed live as boxes report, and refused (503) while no broker node ho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +16,11 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-from broker import MosquittoBroker, free_port
+from broker import MosquittoBroker
+from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from test_fleet_view import BOXES, publish_fleet
+from waiting import eventually_blocking
 
 from edged.fleet.exporter import render
 
@@ -63,16 +63,15 @@ def exporter(fleet_broker: MosquittoBroker) -> Iterator[str]:
 
 def scrape_until(url: str, ready: Callable[[httpx.Response], bool]) -> httpx.Response:
     """Scrape until ``ready`` holds (the exporter starting, a report arriving)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            response = httpx.get(url, timeout=5)
-            if ready(response):
-                return response
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the exporter never reached the expected state"
-        time.sleep(0.1)
+
+    def scrape() -> httpx.Response | None:
+        response = httpx.get(url, timeout=5)
+        return response if ready(response) else None
+
+    answer: httpx.Response = eventually_blocking(
+        scrape, within=30, what=f"{url} in the expected state", ignoring=(httpx.TransportError,)
+    )
+    return answer
 
 
 def series(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -268,13 +267,12 @@ def test_every_dashboard_query_answers_on_a_real_prometheus(
         return result
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError, json.JSONDecodeError, KeyError):
-                if [r["value"][1] for r in query("edged_fleet_boxes")] == ["4"]:
-                    break
-            assert time.monotonic() < deadline, "Prometheus never scraped the exporter"
-            time.sleep(0.2)
+        eventually_blocking(
+            lambda: [r["value"][1] for r in query("edged_fleet_boxes")] == ["4"],
+            within=60,
+            what="Prometheus scraping the exporter",
+            ignoring=(httpx.TransportError, json.JSONDecodeError, KeyError),
+        )
         dashboard = json.loads((ROOT / "docs" / "grafana-fleet.json").read_text())
         exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
         assert exprs

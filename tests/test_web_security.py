@@ -278,7 +278,7 @@ async def test_session_cookie_is_httponly_strict_and_renewed_at_sign_in(
     assert "Secure" not in cookie_header  # plain HTTP here; Secure under TLS (next test)
     await sign_in(box, client)
     assert client.cookies.get("edged_session") not in (None, before)
-    box.server.tls = True
+    box.server.site.tls = True
     async with httpx.AsyncClient(base_url=box.url) as other:
         assert "Secure" in (await other.get("/login")).headers["set-cookie"]
 
@@ -393,7 +393,7 @@ async def test_60_concurrent_wrong_passwords_get_3_checks_and_the_owner_still_si
     statuses = sorted(r.status_code for r in answers)
     # Each attempt was counted before its scrypt check: only the free ones were checked.
     assert statuses == [401] * 3 + [429] * 57, statuses
-    assert box.server.limiter.failed == 3
+    assert box.server.site.limiter.failed == 3
     async with client_from(box, "127.0.0.3") as owner:
         token = csrf_of((await owner.get("/login")).text)
         signed = await owner.post("/login", data={"csrf": token, "password": PASSWORD})
@@ -444,7 +444,7 @@ async def test_password_guessing_never_blocks_the_setup_code(
         token = csrf_of((await someone.get("/login")).text)
         for _ in range(6):
             await someone.post("/login", data={"csrf": token, "password": "wrong"})
-        assert box.server.limiter.begin("127.0.0.2") > 0
+        assert box.server.site.limiter.begin("127.0.0.2") > 0
         await box.server.print_setup_ticket()
         setup = csrf_of((await someone.get("/setup")).text)
         new_password = "another long password"

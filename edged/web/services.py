@@ -92,6 +92,40 @@ class Applied(Protocol):
     def needs_restart(self) -> tuple[str, ...]: ...
 
 
+class Daemon(Protocol):
+    """What the page needs of the daemon (:class:`edged.app.App`), for
+    :meth:`WebServices.from_app`; the optional parts it follows are looked up by name."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def state(self) -> BoxState: ...
+
+    @property
+    def desk(self) -> DeskLike: ...
+
+    @property
+    def demo(self) -> bool: ...
+
+    def current_pairing(self) -> Pairing: ...
+
+    async def login(self, username: str, password: str) -> Sequence[SellingPoint]: ...
+
+    async def choose_selling_point(self, selling_point_id: int) -> object: ...
+
+    async def logout(self) -> None: ...
+
+    async def order_actions(self, order_id: int) -> Sequence[OrderAction]: ...
+
+    async def apply_settings(self, changes: dict[str, Any]) -> Config | Applied: ...
+
+    def metrics(self) -> Sequence[Metric]: ...
+
+
 class LiveSpooler:
     """Print requests go through the journal, so they reach whichever spooler runs now
     (a saved printer change restarts it) or the next one, like the CLI's."""
@@ -169,9 +203,10 @@ class WebServices:
     mdns_name: str | None = None
 
     @classmethod
-    def from_app(cls, app: Any) -> WebServices:
-        """Services from the composition root (:class:`edged.app.App`), read duck-typed so
-        this module does not import it. Optional parts (spooler, panel) may be ``None``."""
+    def from_app(cls, app: Daemon) -> WebServices:
+        """Services from the composition root (:class:`edged.app.App`), typed by
+        :class:`Daemon` so this module does not import it. Optional parts (spooler, panel)
+        may be ``None``."""
 
         def metrics() -> list[Metric]:
             out: list[Metric] = []
@@ -186,9 +221,7 @@ class WebServices:
                 value = getattr(obj, attr, None)
                 if isinstance(value, (int, float)):
                     out.append(Metric(name, float(value), doc, "counter"))
-            extra = getattr(app, "metrics", None)
-            if callable(extra):
-                out += list(extra())
+            out += list(app.metrics())
             return out
 
         spooler = getattr(app, "spooler", None)
@@ -213,5 +246,5 @@ class WebServices:
             spooler=spooler,
             panel=panel,
             metrics=metrics,
-            demo=bool(getattr(app, "demo", False)),
+            demo=app.demo,
         )

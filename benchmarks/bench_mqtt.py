@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiomqtt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from bridge_helpers import make_desk, make_order
 from broker import MosquittoBroker

@@ -22,9 +22,9 @@ from typing import Any
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edged.config import OrdersConfig
+from edged.flow.desk import OrderDesk
+from edged.flow.settings import OrdersConfig
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 from edged.panel.controller import Panel
 from edged.panel.settings import PanelConfig
 from edged.sinqro.models import parse_order

@@ -1,6 +1,6 @@
 """Bytes the box writes to its card: per new order, and while idle.
 
-The state directory sits on a small ext4 file system on a loop device (``tests/loopfs.py``);
+The state directory sits on a small ext4 file system on a loop device (``tests/support/loopfs.py``);
 bytes are the sectors the device was asked to write (``/sys/block/loopN/stat``) after a
 ``syncfs``, so the file system's journal and metadata count too, as they would on an SD card.
 The daemon is ``edged run`` in its own process with one virtual printer (its tickets are
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from card_rig import Rig, card_rig, settle  # noqa: E402
 

@@ -31,7 +31,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import bench_mqtt  # noqa: E402
 import bench_panel  # noqa: E402
@@ -43,12 +43,13 @@ from harness import DaemonProcess, SimulatorProcess, free_port  # noqa: E402
 from loopfs import LoopFsUnavailable  # noqa: E402
 
 from edged.app import App, Extras  # noqa: E402
-from edged.config import OrdersConfig, load_config  # noqa: E402
+from edged.config import load_config  # noqa: E402
 from edged.demo import demo_config  # noqa: E402
+from edged.flow.desk import OrderDesk  # noqa: E402
+from edged.flow.settings import OrdersConfig  # noqa: E402
 from edged.journal import events as ev  # noqa: E402
 from edged.journal.events import Event  # noqa: E402
 from edged.journal.store import Journal  # noqa: E402
-from edged.orders import OrderDesk  # noqa: E402
 from edged.simulator.cloud import default_selling_points  # noqa: E402
 from edged.simulator.generate import build_order, notification_example  # noqa: E402
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN  # noqa: E402
@@ -1033,7 +1034,7 @@ def compiled_once(prefix: Path) -> None:
     sys.dont_write_bytecode = False
     sys.pycache_prefix = str(prefix)
     compileall.compile_dir(str(ROOT / "edged"), quiet=1)
-    for tree in ("tests", "benchmarks"):
+    for tree in ("tests", "tests/support", "benchmarks"):
         compileall.compile_dir(str(ROOT / tree), quiet=1, maxlevels=0)
 
 

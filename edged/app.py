@@ -35,15 +35,15 @@ from edged.assembly import Assembly
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
+from edged.flow.desk import OrderDesk
+from edged.flow.intake import NotificationLink
+from edged.flow.outbox import OutboxSender
+from edged.flow.pairing import Pairing, load_pairing, save_pairing
 from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
-from edged.outbox import OutboxSender
-from edged.pairing import Pairing, load_pairing, save_pairing
 from edged.parts import Runnable, Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.sinqro.notifications import NotificationLink
 from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edged.config import Config
+from edged.flow.intake import NotificationLink, PushSource
+from edged.flow.outbox import OutboxSender
 from edged.journal.store import Journal, Tx
-from edged.outbox import OutboxSender
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
-from edged.sinqro.notifications import NotificationLink, PushSource
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.app import App

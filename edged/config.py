@@ -28,21 +28,19 @@ from edged.configtools import ConfigError, build, dump_toml, merge, opt
 from edged.decoding import ascii_int
 from edged.fleet.identity import MACHINE_ID_FILE, SERIAL_FILE, valid_box_id
 from edged.fleet.settings import AlertsConfig, FleetConfig
-from edged.i18n import N_, Language
+from edged.flow.settings import OrdersConfig
+from edged.i18n import Language
 from edged.panel.settings import PanelConfig
 from edged.printing.settings import PrinterConfig, check_printers
+from edged.sinqro.settings import SinqroConfig
 from edged.web.settings import WebConfig
 from edged.weblayer import Refusal, WebLayer, screen
 
 log = logging.getLogger(__name__)
 
-PRODUCTION_API = "https://api.sinqro.com/pos-app/v1"
-# The docs do not give the websocket address; see docs/sinqro-assumptions.md.
-PRODUCTION_WEBSOCKET = "wss://api.sinqro.com/pos-app/v1/notifications"
 WEB_SETTINGS_FILE = "settings.toml"
 # One line of an 80 mm ticket in normal type (two on 58 mm): the name heads every ticket.
 BOX_NAME_MAX = 48
-DEFAULT_CANCEL_COMMENT = N_("Cancelled by the restaurant")
 
 
 @dataclass(frozen=True)
@@ -95,48 +93,6 @@ class BoxConfig:
 
 
 @dataclass(frozen=True)
-class SinqroConfig:
-    """The link to the Sinqro cloud."""
-
-    server_token: str = field(
-        metadata=opt(env="EDGED_SERVER_TOKEN", secret=True, doc="x-api-server-access-token")
-    )
-    user_token: str = field(
-        default="",
-        metadata=opt(env="EDGED_USER_TOKEN", secret=True, doc="x-api-user-access-token"),
-    )
-    selling_point_id: int = field(default=0, metadata=opt(minimum=0, doc="0: not chosen yet"))
-    base_url: str = PRODUCTION_API
-    websocket_url: str = PRODUCTION_WEBSOCKET
-    poll_interval: float = field(default=60.0, metadata=opt(minimum=1, maximum=3600))
-    status_refresh_interval: float = field(default=60.0, metadata=opt(minimum=1, maximum=3600))
-    request_timeout: float = field(default=10.0, metadata=opt(minimum=0.1, maximum=120))
-    reconnect_min: float = field(default=1.0, metadata=opt(minimum=0.01, maximum=600))
-    reconnect_max: float = field(default=60.0, metadata=opt(minimum=0.01, maximum=3600))
-    ping_interval: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
-    ping_timeout: float = field(default=20.0, metadata=opt(minimum=0.1, maximum=600))
-    max_frame_bytes: int = field(default=1_048_576, metadata=opt(minimum=1024))
-    gone_after: float = field(
-        default=60.0,
-        metadata=opt(
-            minimum=0,
-            maximum=86400,
-            doc="An open order Sinqro answers ORDER_NOT_FOUND for twice, this many seconds"
-            " apart, is closed locally as 'gone'",
-        ),
-    )
-
-    def check(self) -> None:
-        for key in ("base_url", "websocket_url"):
-            value = getattr(self, key)
-            scheme = ("http://", "https://") if key == "base_url" else ("ws://", "wss://")
-            if not value.startswith(scheme):
-                raise ValueError(f"{key}: must start with {' or '.join(scheme)}")
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max: must not be below reconnect_min")
-
-
-@dataclass(frozen=True)
 class JournalConfig:
     """The SQLite journal."""
 
@@ -146,29 +102,6 @@ class JournalConfig:
     def check(self) -> None:
         if "\x00" in self.path:
             raise ValueError("path: must not contain a NUL character")
-
-
-@dataclass(frozen=True)
-class OrdersConfig:
-    """How decisions are taken."""
-
-    auto_accept: bool = False
-    auto_accept_delay: int = field(default=0, metadata=opt(minimum=0, maximum=240))
-    default_delay: int = field(
-        default=0, metadata=opt(minimum=0, maximum=240, doc="ACCEPT short press, minutes")
-    )
-    long_press_delay: int = field(
-        default=15, metadata=opt(minimum=0, maximum=240, doc="ACCEPT long press, minutes")
-    )
-    cancel_comment: str = field(
-        default=DEFAULT_CANCEL_COMMENT,
-        metadata=opt(doc="Sent with a CANCEL button press (the default: in the box's language)"),
-    )
-    retry_max: float = field(default=30.0, metadata=opt(minimum=0.1, maximum=600))
-
-    def check(self) -> None:
-        if not self.cancel_comment.strip():
-            raise ValueError("cancel_comment: Sinqro requires a cancellation comment")
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from typing import Any
 from edged.app import App, Extras
 from edged.config import load_config, save_web_settings
 from edged.configtools import dump_toml
+from edged.flow.pairing import KV_KEY
 from edged.i18n import N_, Locale
 from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
-from edged.pairing import KV_KEY
 from edged.virtual.panel import LineStream, Terminal
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ async def _fresh_pairing(app: App) -> None:
     """A new simulator knows none of the last run's tokens: start from the config's."""
     if await app.journal.kept_get(KV_KEY) is not None:
         await app.journal.kept_set(KV_KEY, None)
-        from edged.pairing import load_pairing
+        from edged.flow.pairing import load_pairing
 
         await app.set_pairing(await load_pairing(app.journal, app.config.sinqro))
 

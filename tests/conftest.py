@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from harness import SimulatorProcess
 
-from edged.config import SinqroConfig
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
+from edged.sinqro.settings import SinqroConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,7 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--slow"):
-        # Read when tests/fuzzing.py is imported, which is after this.
+        # Read when tests/support/fuzzing.py is imported, which is after this.
         os.environ["EDGED_SLOW"] = "1"
 
 
@@ -117,7 +117,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start preparing and booting the QEMU test box as soon as it is known to be needed,
-    so its minutes overlap with the tests that run before tests/test_image_boot.py.
+    so its minutes overlap with the tests that run before tests/image/test_image_boot.py.
 
     Not in a parallel run's workers: each collects everything, but only one runs the image
     tests (one xdist group), and there the other worker's tests are what overlaps."""

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edged import __version__
+from edged.flow.desk import OrderDesk
 from edged.journal import events as ev
 from edged.journal.store import Journal
-from edged.orders import OrderDesk
 
 log = logging.getLogger(__name__)
 

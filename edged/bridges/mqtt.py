@@ -25,15 +25,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import re
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 import aiomqtt
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -49,10 +46,11 @@ from edged.bridges.protocol import (
     encode_event,
 )
 from edged.bridges.settings import MqttConfig
+from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
+from edged.mqttclient import Node, Redial, make_client
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -204,38 +202,17 @@ class MqttBridge:
             self._state_dirty.add(key)
             self._state_wake.set()
 
-    def _client(self) -> aiomqtt.Client:
-        cfg = self.config
-        tls_context: ssl.SSLContext | None = None
-        if cfg.tls:
-            # ssl.create_default_context verifies the certificate and the host name.
-            tls_context = ssl.create_default_context(cafile=cfg.ca_file or None)
-            if cfg.cert_file:
-                tls_context.load_cert_chain(cfg.cert_file, cfg.key_file)
-            if cfg.tls_insecure:
-                tls_context.check_hostname = False
-        properties: Properties | None = None
-        if self._v5:
-            properties = _properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = SESSION_EXPIRY
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=cfg.client_id or f"edged-{self.box_id}",
-            username=cfg.username or None,
-            password=cfg.password or None,
-            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
+    def _client(self, node: Node | None = None) -> aiomqtt.Client:
+        return make_client(
+            self.config,
+            self.config.client_id or f"edged-{self.box_id}",
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
             # A persistent session: commands sent while we were away wait at the broker.
-            clean_session=None if self._v5 else False,
-            clean_start=False if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
-            tls_context=tls_context,
+            session_expiry=SESSION_EXPIRY,
             # Unbounded here: the listener empties it at once into the bounded intake or a
             # BUSY answer. aiomqtt drops messages from a full queue without a word.
-            max_queued_incoming_messages=0,
+            max_queued_incoming=0,
+            node=node,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -246,22 +223,22 @@ class MqttBridge:
         await self._follower.start()
         with contextlib.suppress(JournalError):
             await self.handler.prune()
-        delay = self.config.reconnect_min
+        redial = Redial(self.config)
         try:
             while True:
+                node = redial.node
                 try:
-                    async with mqttstop.connection(self._client()) as client:
-                        log.info("mqtt bridge: connected to %s as %s", self.config.url, self.base)
-                        delay = self.config.reconnect_min
+                    async with mqttstop.connection(self._client(node)) as client:
+                        log.info("mqtt bridge: connected to %s as %s", node.where, self.base)
+                        redial.connected()
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
-                    log.warning("mqtt bridge: %s: %s", self.config.url, exc)
+                    log.warning("mqtt bridge: %s: %s", node.where, exc)
                 except JournalError as exc:
                     log.error("mqtt bridge: journal: %s", exc)
                 self.state.set("bridge.mqtt", "offline")
                 self.reconnects += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(self.config.reconnect_max, delay * 2)
+                await asyncio.sleep(redial.lost())
         finally:
             self.state.set("bridge.mqtt", "offline")
 

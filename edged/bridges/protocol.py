@@ -6,7 +6,7 @@ Three kinds of message, all JSON objects (docs/bridge-protocol.md has the full r
   its ``id``. Delivery is at-least-once and in order; a POS drops an ``id`` it has seen.
 * **commands**, POS to box: ``accept``, ``cancel``, ``status``, ``reprint``,
   ``acknowledge``, ``catalog``, ``ping``. Each carries the terminal's own command ``id``.
-  They are checked here, at the edge, then turned into :class:`~edged.orders.OrderDesk`
+  They are checked here, at the edge, then turned into :class:`~edged.flow.desk.OrderDesk`
   calls; nothing malformed gets further than this module.
 * **responses**, box to POS: ``status`` ``ok`` | ``queued`` | ``error`` with a ``code``.
   Commands that go to Sinqro answer ``queued`` at once, then a second, final response
@@ -42,10 +42,10 @@ from edged.bridges.commands import (
     parse_command,
 )
 from edged.decoding import digest as message_digest
+from edged.flow.desk import CommandRefused, OrderDesk
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
-from edged.orders import CommandRefused, OrderDesk
 from edged.printing.jobs import reprint_refusal
 
 log = logging.getLogger(__name__)

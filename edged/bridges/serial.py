@@ -26,10 +26,10 @@ from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame,
 from edged.bridges.protocol import CommandHandler, Response, dumps, encode_event
 from edged.bridges.settings import SerialConfig
 from edged.decoding import digest
+from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
-from edged.orders import OrderDesk
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)

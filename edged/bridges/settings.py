@@ -7,45 +7,34 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import ClassVar, Literal
 
 from edged.configtools import opt
-
-_TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+from edged.mqttclient import TOPIC_PREFIX as _TOPIC_WORD
+from edged.mqttclient import BrokerConfig
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    """Bridge to POS terminals over an MQTT broker."""
+class MqttConfig(BrokerConfig):
+    """Bridge to POS terminals over an MQTT broker (the connection keys: BrokerConfig)."""
+
+    # Any client id the broker takes (the bridge has no ACL pattern of its own).
+    client_id_rule: ClassVar[re.Pattern[str] | None] = None
 
     enabled: bool = False
-    url: str = field(
-        default="mqtt://localhost:1883",
-        metadata=opt(doc="mqtt://host[:port] or mqtts://host[:port] (TLS, default port 8883)"),
-    )
     client_id: str = field(default="", metadata=opt(doc="MQTT client id; empty: edged-<box id>"))
     box_id: str = field(
         default="", metadata=opt(doc="Topic segment naming this box; empty: the box id")
     )
-    topic_prefix: str = field(default="edged", metadata=opt(doc="First topic level(s)"))
-    username: str = ""
     password: str = field(
         default="", metadata=opt(env="EDGED_MQTT_PASSWORD", secret=True, doc="Broker password")
     )
     protocol: Literal["5", "3.1.1"] = field(
         default="5", metadata=opt(doc="Protocol the bridge speaks to the broker")
     )
-    ca_file: str = field(default="", metadata=opt(doc="PEM CA bundle; empty: system CAs"))
-    cert_file: str = field(default="", metadata=opt(doc="PEM client certificate (mutual TLS)"))
-    key_file: str = field(default="", metadata=opt(doc="PEM client key (mutual TLS)"))
-    tls_insecure: bool = field(
-        default=False, metadata=opt(doc="Skip the broker host name check (testing only)")
-    )
     keepalive: int = field(default=30, metadata=opt(minimum=5, maximum=3600))
     reconnect_min: float = field(default=0.5, metadata=opt(minimum=0.01, maximum=600))
     reconnect_max: float = field(default=30.0, metadata=opt(minimum=0.01, maximum=3600))
-    publish_timeout: float = field(default=10.0, metadata=opt(minimum=0.1, maximum=600))
     full_payload: bool = field(
         default=False, metadata=opt(doc="order.new events carry the whole Sinqro order")
     )
@@ -63,40 +52,15 @@ class MqttConfig:
     homeassistant_prefix: str = field(default="homeassistant")
 
     def check(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(
-                f"url: expected mqtt://host[:port] or mqtts://host[:port], got {self.url!r}"
-            )
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"url: {exc}") from None
-        for key in ("topic_prefix", "homeassistant_prefix"):
-            if not _TOPIC_WORD.match(getattr(self, key)):
-                raise ValueError(f"{key}: letters, digits, '_', '-', '.' and '/' only")
+        super().check()
+        if not _TOPIC_WORD.match(self.homeassistant_prefix):
+            raise ValueError("homeassistant_prefix: letters, digits, '_', '-', '.' and '/' only")
         if self.box_id and not _TOPIC_WORD.match(self.box_id):
             raise ValueError("box_id: letters, digits, '_', '-' and '.' only")
         if "/" in self.box_id:
             raise ValueError("box_id: one topic level, no '/'")
-        if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file: cert_file and key_file go together")
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max: must not be below reconnect_min")
         if self.max_catalog_bytes < self.max_command_bytes:
             raise ValueError("max_catalog_bytes: must not be below max_command_bytes")
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "localhost"
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
 @dataclass(frozen=True)

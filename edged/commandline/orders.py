@@ -70,7 +70,7 @@ async def with_journal(args: argparse.Namespace, work: Work) -> int:
         complain(_("cannot open the journal: {reason}").format(reason=exc))
         return EX_UNAVAILABLE
     try:
-        from edged.pairing import load_pairing
+        from edged.flow.pairing import load_pairing
 
         pairing = await load_pairing(journal, config.sinqro)
         return await work(config, journal, cli_locale(args, config, pairing.timezone))
@@ -180,7 +180,7 @@ def refusal(code: str, message: str, locale: Locale) -> str:
 
 
 def decide(args: argparse.Namespace, action: str) -> int:
-    from edged.orders import CommandRefused, OrderDesk
+    from edged.flow.desk import CommandRefused, OrderDesk
     from edged.state import BoxState
 
     async def work(config: Config, journal: Journal, locale: Locale) -> int:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,9 +30,9 @@ import aiomqtt
 
 from edged import mqttstop
 from edged.fleet.alerts import DeliveryError
-from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import Telemetry
+from edged.mqttclient import Redial, make_client
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +116,23 @@ class FleetLink:
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
-        delay = self.config.reconnect_min
+        redial = Redial(self.config)
         will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
         while True:
+            node = redial.node
             try:
-                client = make_client(self.config, self.client_id, will=will)
+                client = make_client(self.config, self.client_id, will=will, node=node)
                 async with mqttstop.connection(client):
-                    log.info("fleet: connected to %s as %s", self.config.where, self.client_id)
-                    delay = self.config.reconnect_min
+                    log.info("fleet: connected to %s as %s", node.where, self.client_id)
+                    redial.connected()
                     await self._session(client)
             except aiomqtt.MqttError as exc:
-                log.warning("fleet: %s: %s", self.config.where, exc)
+                log.warning("fleet: %s: %s", node.where, exc)
             finally:
                 self._client = None
                 self.connected = False
             self.reconnects += 1
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(self.config.reconnect_max, delay * 2)
+            await asyncio.sleep(redial.lost())
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:

@@ -10,7 +10,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from edged.configtools import opt
-from edged.fleet.broker import BrokerConfig
+from edged.mqttclient import BrokerConfig
 
 
 @dataclass(frozen=True)

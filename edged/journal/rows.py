@@ -50,6 +50,34 @@ def payload_digest(raw: dict[str, Any]) -> str:
     return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+#: Top-level payload keys a status change rewrites: Sinqro's status object and what follows
+#: from it. :func:`payload_text` stores them first, in a head of fixed size.
+VOLATILE_KEYS = ("status", "isAcceptable", "isCancellable", "cancellationComment")
+HEAD_BYTES = 320  # the ``status`` column and the payload's head share this many bytes
+
+
+def payload_text(raw: dict[str, Any], status: str) -> str:
+    """The payload as stored in ``orders.payload``: JSON, the volatile keys first, then
+    JSON whitespace so that ``status`` (the column before it) and this head always take
+    :data:`HEAD_BYTES` between them.
+
+    The row then keeps its size, and every byte after the head its offset, when only the
+    status changes: SQLite overwrites such a row in place and writes only the pages whose
+    bytes differ (the order's leaf, not the payload's overflow pages). Without it each
+    status change wrote the whole payload again, 4 to 5 pages of a typical order, plus the
+    free list. A head that does not fit is stored unpadded: correct, just not spared."""
+    head = {k: raw[k] for k in VOLATILE_KEYS if k in raw}
+    rest = {k: v for k, v in raw.items() if k not in head}
+    if not head or not rest:
+        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    head_text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ","
+    rest_text = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))[1:]
+    used = len(status.encode("utf-8", "surrogatepass")) + len(
+        head_text.encode("utf-8", "surrogatepass")
+    )
+    return head_text + " " * max(0, HEAD_BYTES - used) + rest_text
+
+
 def _text(row: sqlite3.Row, name: str) -> str:
     value = row[name]
     if not isinstance(value, str):

@@ -19,6 +19,7 @@ from edged.journal.rows import (
     event_from_row,
     lenient_text,
     payload_digest,
+    payload_text,
     row_as_json,
 )
 from edged.journal.writer import TxBase
@@ -109,7 +110,7 @@ class Tx(TxBase):
             int(order.is_final),
             order.code,
             order.execution_time,
-            order.to_json(),
+            payload_text(order.raw, order.status),
             digest,
         )
         if old is None:

@@ -2,7 +2,7 @@
 printed all the same, and stored as soon as the journal takes them again.
 
 The journal is the box's single source of truth, but a failing card must not make the
-kitchen miss an order. When :meth:`edged.orders.OrderDesk.ingest` cannot store an open
+kitchen miss an order. When :meth:`edged.flow.desk.OrderDesk.ingest` cannot store an open
 order the box has not stored before, the order is held here:
 
 * the listeners hear of it at once: the panel rings for it (while it waits for a

@@ -2,7 +2,7 @@
 
 :class:`Panel` follows the journal (which orders ring) and :class:`~edged.state.BoxState`
 (what the LED shows), plays patterns from :mod:`edged.panel.patterns` and turns button
-gestures (:mod:`edged.panel.buttons`) into :class:`~edged.orders.OrderDesk` decisions,
+gestures (:mod:`edged.panel.buttons`) into :class:`~edged.flow.desk.OrderDesk` decisions,
 each ending with an audible answer:
 
 =========  ====================================================================
@@ -30,12 +30,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from edged.clock import Clock, RealClock
-from edged.config import DEFAULT_CANCEL_COMMENT, OrdersConfig
+from edged.flow.desk import CommandRefused, OrderDesk, Outcome
+from edged.flow.settings import DEFAULT_CANCEL_COMMENT, OrdersConfig
 from edged.i18n import Locale
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Journal, JournalError, StoredOrder
-from edged.orders import CommandRefused, OrderDesk, Outcome
 from edged.panel.alerts import DECISIONS, AlertTracker
 from edged.panel.buttons import BUTTONS, ButtonLogic, ButtonName, Gesture, Intent
 from edged.panel.gpio import ButtonInput, Hardware, PanelError

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import random
 import resource
 import signal
 import socket
@@ -44,8 +43,8 @@ import aiomqtt
 from aiohttp import web
 
 from edged import __version__, mqttstop
-from edged.fleet.broker import make_client
 from edged.httplimits import GuardedSite, quiet_accept_storms
+from edged.mqttclient import Redial, make_client
 from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
 from edged.sinqro.models import PayloadError, parse_notification
 
@@ -212,24 +211,25 @@ class Relay:
 
     async def _broker_loop(self) -> None:
         mqtt = self.config.mqtt
-        delay = mqtt.reconnect_min
+        redial = Redial(mqtt)
         while True:
+            node = redial.node
             try:
-                async with mqttstop.connection(make_client(mqtt, self.client_id)) as client:
-                    log.info("relay: connected to %s as %s", mqtt.where, self.client_id)
-                    delay = mqtt.reconnect_min
+                client = make_client(mqtt, self.client_id, node=node)
+                async with mqttstop.connection(client):
+                    log.info("relay: connected to %s as %s", node.where, self.client_id)
+                    redial.connected()
                     self._client = client
                     self.connected.set()
                     # Nothing to read: wait here until the connection drops.
                     async for _ in client.messages:
                         pass
             except aiomqtt.MqttError as exc:
-                log.warning("relay: broker %s: %s", mqtt.where, exc)
+                log.warning("relay: broker %s: %s", node.where, exc)
             finally:
                 self._client = None
                 self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(mqtt.reconnect_max, delay * 2)
+            await asyncio.sleep(redial.lost())
 
 
 def _check_descriptors(max_connections: int) -> None:

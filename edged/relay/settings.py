@@ -10,7 +10,7 @@ from typing import Literal
 
 from edged.config import read_toml
 from edged.configtools import build, opt
-from edged.fleet.broker import BrokerConfig
+from edged.mqttclient import BrokerConfig
 
 MIN_SECRET = 16
 NOTIFICATIONS_TOPIC = "{prefix}/sellingPoints/{id}/notifications"

@@ -8,21 +8,20 @@ parses it like a websocket frame and reconciles over REST each time the subscrip
 (re)established. A message here did not come from Sinqro's own connection (anyone with the
 relay's secret, or a broker client the ACL lets through, can publish one), so the link takes
 it as a hint only: it fetches the order from Sinqro and stores Sinqro's answer
-(:mod:`edged.sinqro.hints`). The broker side is fenced by ``config/mosquitto-fleet.acl``.
+(:mod:`edged.flow.hints`). The broker side is fenced by ``config/mosquitto-fleet.acl``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Protocol
 
 import aiomqtt
 
 from edged import mqttstop
-from edged.fleet.broker import make_client
 from edged.fleet.settings import FleetConfig
+from edged.mqttclient import Redial, make_client
 from edged.relay.settings import notifications_topic
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class PushSink(Protocol):
 
 
 class RelaySubscription:
-    """A push source for :class:`~edged.sinqro.notifications.NotificationLink`."""
+    """A push source for :class:`~edged.flow.intake.NotificationLink`."""
 
     name = "relay"
 
@@ -59,22 +58,27 @@ class RelaySubscription:
     async def run(self, selling_point_id: int, sink: PushSink) -> None:
         """Stay subscribed to ``selling_point_id``'s topic until cancelled."""
         topic = notifications_topic(self.config.topic_prefix, selling_point_id)
-        delay = self.config.reconnect_min
+        redial = Redial(self.config)
         # The first connection starts a new session: one left from an earlier pairing would
         # still hold another selling point's subscription. What was published meanwhile is
         # fetched by the reconcile that follows. Reconnects resume the session.
         fresh = True
         while True:
             reason = "relay subscription closed"
+            node = redial.node
             try:
                 client = make_client(
-                    self.config, self.client_id, session_expiry=SESSION_EXPIRY, fresh=fresh
+                    self.config,
+                    self.client_id,
+                    session_expiry=SESSION_EXPIRY,
+                    fresh=fresh,
+                    node=node,
                 )
                 async with mqttstop.connection(client):
                     fresh = False
                     await client.subscribe(topic, qos=1)
-                    log.info("relay: subscribed to %s on %s", topic, self.config.where)
-                    delay = self.config.reconnect_min
+                    log.info("relay: subscribed to %s on %s", topic, node.where)
+                    redial.connected()
                     sink.source_up(self.name)
                     async for message in client.messages:
                         if message.topic.value != topic:
@@ -84,11 +88,10 @@ class RelaySubscription:
                             self.name, _bytes(message.payload), selling_point_id
                         )
             except aiomqtt.MqttError as exc:
-                reason = f"relay broker {self.config.where}: {exc}"
+                reason = f"relay broker {node.where}: {exc}"
             sink.source_down(self.name, reason)
             self.reconnects += 1
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(self.config.reconnect_max, delay * 2)
+            await asyncio.sleep(redial.lost())
 
 
 def _bytes(payload: object) -> bytes:

@@ -8,15 +8,60 @@ fault switches, drop or feed websockets, revoke tokens, start the order generato
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from edged.simulator.cloud import Cloud
 from edged.simulator.errors import CloudError
-from edged.simulator.routes import ADMIN_PREFIX, error_response, json_response, path_int
+from edged.simulator.faults import Faults
+from edged.simulator.wire import ADMIN_PREFIX, error_response, json_response, path_int
 
-if TYPE_CHECKING:
-    from edged.simulator.server import Simulator
+
+class SimControls(Protocol):
+    """The simulator's controls the admin endpoints drive (what
+    :class:`~edged.simulator.server.Simulator` offers tests and the demo)."""
+
+    cloud: Cloud
+    faults: Faults
+    requests: list[dict[str, Any]]
+    selling_point_id: int
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def websocket_url(self) -> str: ...
+
+    def connected(self, selling_point_id: int | None = None) -> int: ...
+
+    def create_order(
+        self, type: str | None = None, *, selling_point_id: int | None = None
+    ) -> dict[str, Any]: ...
+
+    def set_status(
+        self, order_id: int, code: str, comment: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def orders(self) -> list[dict[str, Any]]: ...
+
+    def posted_actions(self) -> list[dict[str, Any]]: ...
+
+    def menus(self) -> list[dict[str, Any]]: ...
+
+    def clear_faults(self) -> None: ...
+
+    async def drop_websockets(self, *, abrupt: bool = False) -> int: ...
+
+    def send_raw(self, text: str, selling_point_id: int | None = None) -> int: ...
+
+    async def revoke_token(self, token: str | None = None) -> None: ...
+
+    def restore_token(self, token: str | None = None) -> None: ...
+
+    def start_generator(self, every: float) -> None: ...
+
+    def stop_generator(self) -> None: ...
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -35,7 +80,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 class AdminRoutes:
     """The ``/_sim/`` endpoints of ``sim``."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimControls) -> None:
         self.sim = sim
 
     def install(self, app: web.Application) -> None:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from edged.simulator.catalog import Catalog
 from edged.simulator.errors import CloudError
 from edged.simulator.generate import build_order, example, fmt_time, notification_example
 from edged.simulator.menus import validate_menu_collection
@@ -94,6 +95,7 @@ class Cloud:
     grants: dict[str, Grant] = field(default_factory=dict)
     posted: list[dict[str, Any]] = field(default_factory=list)
     menus: list[dict[str, Any]] = field(default_factory=list)
+    catalogs: dict[int, Catalog] = field(default_factory=dict)
     next_id: int = 600001
     rng: random.Random = field(default_factory=random.Random, repr=False)
     listeners: list[Listener] = field(default_factory=list, repr=False)
@@ -231,7 +233,12 @@ class Cloud:
             raise CloudError("SELLING_POINT_NOT_FOUND")
         order_id = self.next_id
         self.next_id += 1
-        order = build_order(order_type, order_id, self.selling_points[sp_id], rng=self.rng)
+        offer = self.catalog(sp_id).offer()
+        if not offer and order_type != "reservation":
+            raise CloudError("BAD_REQUEST", "nothing on this selling point's menu is available")
+        order = build_order(
+            order_type, order_id, self.selling_points[sp_id], rng=self.rng, offer=offer
+        )
         set_status(order, "waiting_sp_validation")
         self.orders[order_id] = order
         log.info("sim: new %s order %d for selling point %d", order_type, order_id, sp_id)
@@ -411,6 +418,20 @@ class Cloud:
 
     # -- catalog ---------------------------------------------------------------------------
 
+    def catalog(self, sp_id: int, username: str | None = None) -> Catalog:
+        """The products, options and menus of a selling point (the user's, when named)."""
+        if username is not None:
+            self.check_selling_point(username, sp_id)
+        if sp_id not in self.selling_points:
+            raise CloudError("SELLING_POINT_NOT_FOUND")
+        if sp_id not in self.catalogs:
+            self.catalogs[sp_id] = Catalog()
+        return self.catalogs[sp_id]
+
+    def catalog_changed(self) -> None:
+        """A PATCH changed a catalog: saved with the rest of the state."""
+        self._changed()
+
     def patch_menus(self, username: str, sp_id: int, body: Any) -> dict[str, Any]:
         """``PATCH .../menus/collectionRaw``: check the basic shape, record, summarise."""
         self.check_selling_point(username, sp_id)
@@ -431,6 +452,7 @@ class Cloud:
             "grants": [asdict(g) for g in self.grants.values()],
             "posted": self.posted,
             "menus": self.menus,
+            "catalogs": {str(sp): c.to_json() for sp, c in self.catalogs.items()},
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
@@ -441,3 +463,6 @@ class Cloud:
         self.grants = {g["token"]: Grant(**g) for g in data.get("grants", [])}
         self.posted = list(data.get("posted", []))
         self.menus = list(data.get("menus", []))
+        for sp, catalog in (data.get("catalogs") or {}).items():
+            self.catalogs[int(sp)] = Catalog()
+            self.catalogs[int(sp)].load_json(catalog)

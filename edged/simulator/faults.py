@@ -16,6 +16,8 @@ from typing import Any
 
 # Which order an API path is about: /orders/{id}... or /sellingPoints/{sp}/orders/{id}/...
 _ORDER_PATH = re.compile(r"/orders/(\d+)(?:/|$)")
+# Which product or option category a catalog path is about.
+_CATALOG_PATH = re.compile(r"/(?:products|productOptionsCategories)/(\d+)(?:/|$)")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Faults:
     fail_order_gets: set[int] = field(default_factory=set)
     # Actions answer "delayMinutes": null, like the reference's only OrderAction example.
     null_action_delays: bool = False
+    # Per product or option category id: every call about it answers fail_status.
+    fail_products: set[int] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,10 +60,15 @@ class Faults:
             "failOrders": sorted(self.fail_orders),
             "failOrderGets": sorted(self.fail_order_gets),
             "nullActionDelays": self.null_action_delays,
+            "failProducts": sorted(self.fail_products),
         }
 
     def fails_order_call(self, method: str, path: str) -> bool:
-        """Is this API call about an order that is set to fail?"""
+        """Is this API call about an order, a product or an option category that is set
+        to fail?"""
+        product = _CATALOG_PATH.search(path)
+        if product is not None and int(product.group(1)) in self.fail_products:
+            return True
         match = _ORDER_PATH.search(path)
         if match is None:
             return False
@@ -108,3 +117,5 @@ class Faults:
             self.fail_order_gets = {int(i) for i in body["failOrderGets"] or []}
         if "nullActionDelays" in body:
             self.null_action_delays = bool(body["nullActionDelays"])
+        if "failProducts" in body:
+            self.fail_products = {int(i) for i in body["failProducts"] or []}

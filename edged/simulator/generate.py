@@ -15,7 +15,7 @@ import string
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from edged.sinqro.models import ORDER_TYPES
@@ -39,6 +39,40 @@ PRODUCTS: list[tuple[str, float, float, list[tuple[str, float]]]] = [
     ("Caña de cerveza", 2.5, 21, []),
     ("Café con leche", 1.6, 10, [("Leche de avena", 0.3), ("Descafeinado", 0.0)]),
 ]
+
+
+class Offered(NamedTuple):
+    """A dish an order may hold: product id, external id, label, unit price, VAT % and
+    its extras as (option id, label, price)."""
+
+    product_id: int
+    external_id: str | None
+    label: str
+    price: float
+    vat: float
+    options: list[tuple[int, str, float]]
+
+
+def option_id(dish: int, index: int) -> int:
+    """The id of the ``index``-th extra of dish ``dish`` (the catalog's too)."""
+    return 200000 + dish * 10 + index
+
+
+def full_offer() -> list[Offered]:
+    """Every dish with every extra (what a catalog offers when all is available)."""
+    return [
+        Offered(
+            109800 + dish,
+            f"TPV-{dish + 1:03d}",
+            label,
+            price,
+            vat,
+            [(option_id(dish, i), name, amount) for i, (name, amount) in enumerate(options)],
+        )
+        for dish, (label, price, vat, options) in enumerate(PRODUCTS)
+    ]
+
+
 LINE_COMMENTS = [
     "",
     "",
@@ -113,13 +147,16 @@ def _split_vat(total: float, vat: float) -> tuple[float, float]:
     return base, _money(total - base)
 
 
-def _lines(rng: random.Random) -> list[dict[str, Any]]:
+def _lines(rng: random.Random, offer: list[Offered]) -> list[dict[str, Any]]:
     lines = []
-    for label, price, vat, options in rng.sample(PRODUCTS, rng.randint(1, 4)):
+    for dish in rng.sample(offer, min(len(offer), rng.randint(1, 4))):
+        vat = dish.vat
         qty = rng.choice([1, 1, 1, 2, 3])
         children = []
-        unit = price
-        for opt_label, opt_price in rng.sample(options, rng.randint(0, len(options))):
+        unit = dish.price
+        for opt_id, opt_label, opt_price in rng.sample(
+            dish.options, rng.randint(0, len(dish.options))
+        ):
             opt_total = _money(opt_price)
             base, vat_amount = _split_vat(opt_total, vat)
             children.append(
@@ -134,7 +171,7 @@ def _lines(rng: random.Random) -> list[dict[str, Any]]:
                     "baseAmount": base,
                     "vatAmount": vat_amount,
                     "vatValue": vat,
-                    "productOption": {"id": rng.randint(200000, 299999), "externalId": None},
+                    "productOption": {"id": opt_id, "externalId": None},
                 }
             )
             unit += opt_price
@@ -146,16 +183,13 @@ def _lines(rng: random.Random) -> list[dict[str, Any]]:
                 "totalAmount": total,
                 "unitPrice": _money(unit),
                 "quantity": qty,
-                "label": label,
+                "label": dish.label,
                 "comment": rng.choice(LINE_COMMENTS) or None,
                 "childrenOrderLines": children,
                 "baseAmount": base,
                 "vatAmount": vat_amount,
                 "vatValue": vat,
-                "product": {
-                    "id": 109800 + PRODUCTS.index((label, price, vat, options)),
-                    "externalId": f"TPV-{PRODUCTS.index((label, price, vat, options)) + 1:03d}",
-                },
+                "product": {"id": dish.product_id, "externalId": dish.external_id},
             }
         )
     return lines
@@ -168,8 +202,10 @@ def build_order(
     *,
     now: datetime | None = None,
     rng: random.Random | None = None,
+    offer: list[Offered] | None = None,
 ) -> dict[str, Any]:
-    """A fresh ``waiting_sp_validation`` order of ``order_type`` for ``selling_point``."""
+    """A fresh ``waiting_sp_validation`` order of ``order_type`` for ``selling_point``,
+    its lines drawn from ``offer`` (every dish when None)."""
     if order_type not in ORDER_TYPES:
         raise ValueError(f"unknown order type {order_type!r}")
     rng = rng or random.Random()
@@ -209,7 +245,7 @@ def build_order(
     if order_type == "reservation":
         lines: list[dict[str, Any]] = []
     else:
-        lines = _lines(rng)
+        lines = _lines(rng, full_offer() if offer is None else offer)
     total = sum(float(line["totalAmount"]) for line in lines)
     if order_type == "delivery":
         fee = rng.choice([0.0, 1.0, 1.5, 2.95])

@@ -12,69 +12,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from edged.simulator.catalog_routes import CatalogRoutes
 from edged.simulator.errors import CloudError, error_body
+from edged.simulator.wire import (
+    ADMIN_PREFIX,
+    WS_PATH,
+    CloudState,
+    Handler,
+    WsClient,
+    error_response,
+    json_response,
+    path_int,
+)
 from edged.sinqro import endpoints
-
-if TYPE_CHECKING:
-    from edged.simulator.server import Simulator
 
 log = logging.getLogger(__name__)
 
-ADMIN_PREFIX = "/_sim"
-WS_PATH = endpoints.API_PREFIX + endpoints.WEBSOCKET_PATH
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(eq=False)
-class WsClient:
-    """One connected websocket client; notifications for it wait in ``queue``."""
-
-    ws: web.WebSocketResponse
-    selling_point_id: int
-    user_token: str
-    transport: asyncio.Transport | None = None
-    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
-
-
-def error_response(exc: CloudError) -> web.Response:
-    return json_response(exc.body(), exc.http)
-
-
-def path_int(request: web.Request, key: str) -> int:
-    """The path parameter ``key`` as a number; 404 when it is not one."""
-    try:
-        return int(request.match_info[key])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-
 
 class SinqroRoutes:
-    """The Sinqro API of ``sim``: add :meth:`middleware` to the application, then
-    :meth:`install` the routes."""
+    """The Sinqro API over ``state`` (the cloud and its switches, not the whole simulator):
+    add :meth:`middleware` to the application, then :meth:`install` the routes."""
 
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
+    def __init__(self, state: CloudState) -> None:
+        self.state = state
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every API request (not ``/_sim/``) is logged in ``sim.requests`` and answered
+        """Every API request (not ``/_sim/``) is logged in ``state.requests`` and answered
         the way the fault switches say; a :class:`CloudError` becomes its ErrorResponse."""
         if request.path.startswith(ADMIN_PREFIX):
             return await handler(request)
-        self.sim.requests.append({"method": request.method, "path": request.path})
-        faults = self.sim.faults
+        self.state.requests.append({"method": request.method, "path": request.path})
+        faults = self.state.faults
         if faults.refuse_all == "close":
             if request.transport is not None:
                 request.transport.abort()
@@ -109,7 +83,7 @@ class SinqroRoutes:
         return response
 
     def _auth(self, request: web.Request) -> str:
-        return self.sim.cloud.authenticate(
+        return self.state.cloud.authenticate(
             request.headers.get(endpoints.SERVER_TOKEN_HEADER),
             request.headers.get(endpoints.USER_TOKEN_HEADER),
         )
@@ -125,13 +99,14 @@ class SinqroRoutes:
         r.add_get(p + "/sellingPoints/{sp}/orders", self._orders)
         r.add_post(p + "/sellingPoints/{sp}/orders/{id}/status", self._post_status)
         r.add_patch(p + "/sellingPoints/{sp}/menus/collectionRaw", self._patch_menus)
+        CatalogRoutes(self.state, self._auth).install(app)
         r.add_get(p + "/orders/{id}", self._get_order)
         r.add_get(p + "/orders/{id}/actions", self._get_actions)
         r.add_post(p + "/orders/{id}/actions", self._post_action)
         r.add_get(p + endpoints.WEBSOCKET_PATH, self._websocket)
 
     async def _login(self, request: web.Request) -> web.Response:
-        self.sim.cloud.check_server(request.headers.get(endpoints.SERVER_TOKEN_HEADER))
+        self.state.cloud.check_server(request.headers.get(endpoints.SERVER_TOKEN_HEADER))
         form: Any
         if request.content_type == "application/json":
             try:
@@ -146,26 +121,26 @@ class SinqroRoutes:
         if not isinstance(username, str) or not isinstance(password, str):
             raise CloudError("LOGIN_ERROR")
         return json_response(
-            {"token": self.sim.cloud.login(username, password), "username": username}
+            {"token": self.state.cloud.login(username, password), "username": username}
         )
 
     async def _logout(self, request: web.Request) -> web.Response:
         self._auth(request)
-        self.sim.cloud.logout(request.headers[endpoints.USER_TOKEN_HEADER])
+        self.state.cloud.logout(request.headers[endpoints.USER_TOKEN_HEADER])
         return web.Response(status=204)
 
     async def _selling_points(self, request: web.Request) -> web.Response:
-        return json_response(self.sim.cloud.user_selling_points(self._auth(request)))
+        return json_response(self.state.cloud.user_selling_points(self._auth(request)))
 
     async def _active(self, request: web.Request) -> web.Response:
         user = self._auth(request)
-        return json_response(self.sim.cloud.active_orders(user, path_int(request, "sp")))
+        return json_response(self.state.cloud.active_orders(user, path_int(request, "sp")))
 
     async def _orders(self, request: web.Request) -> web.Response:
         user = self._auth(request)
         q = request.query
         return json_response(
-            self.sim.cloud.filter_orders(
+            self.state.cloud.filter_orders(
                 user,
                 path_int(request, "sp"),
                 start_date=q.get("startDate"),
@@ -177,7 +152,7 @@ class SinqroRoutes:
 
     async def _get_order(self, request: web.Request) -> web.Response:
         user = self._auth(request)
-        return json_response(self.sim.cloud.get_order(user, path_int(request, "id")))
+        return json_response(self.state.cloud.get_order(user, path_int(request, "id")))
 
     async def _get_actions(self, request: web.Request) -> web.Response:
         user = self._auth(request)
@@ -190,8 +165,8 @@ class SinqroRoutes:
                 raise CloudError("BAD_REQUEST", "delayMinutes must be a number") from None
             if not 0 <= delay <= 1440:
                 raise CloudError("BAD_REQUEST", "delayMinutes out of range")
-        actions = self.sim.cloud.actions(user, path_int(request, "id"), delay)
-        if self.sim.faults.null_action_delays:
+        actions = self.state.cloud.actions(user, path_int(request, "id"), delay)
+        if self.state.faults.null_action_delays:
             actions = [{**action, "delayMinutes": None} for action in actions]
         return json_response(actions)
 
@@ -200,7 +175,7 @@ class SinqroRoutes:
         form = await request.post()
         token, comment = form.get("token"), form.get("cancellationComment")
         return json_response(
-            self.sim.cloud.post_action(
+            self.state.cloud.post_action(
                 user,
                 path_int(request, "id"),
                 token if isinstance(token, str) else None,
@@ -214,7 +189,7 @@ class SinqroRoutes:
             body = await request.json()
         except ValueError:
             raise CloudError("BAD_REQUEST", "body must be JSON (NewOrderStatus)") from None
-        order = self.sim.cloud.post_status(
+        order = self.state.cloud.post_status(
             user, path_int(request, "sp"), path_int(request, "id"), body
         )
         return json_response(order)
@@ -225,17 +200,17 @@ class SinqroRoutes:
             body = await request.json()
         except ValueError:
             raise CloudError("BAD_REQUEST", "body must be JSON") from None
-        return json_response(self.sim.cloud.patch_menus(user, path_int(request, "sp"), body), 201)
+        return json_response(self.state.cloud.patch_menus(user, path_int(request, "sp"), body), 201)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        if self.sim.faults.refuse_websockets:
+        if self.state.faults.refuse_websockets:
             return json_response(error_body("UNAVAILABLE", "Websocket refused", 503), 503)
         user = self._auth(request)
         raw_sp = request.query.get(endpoints.WEBSOCKET_SELLING_POINT_PARAM, "")
         if not raw_sp.isdigit():
             raise CloudError("SELLING_POINT_ID_REQUIRED")
         sp_id = int(raw_sp)
-        self.sim.cloud.check_selling_point(user, sp_id)
+        self.state.cloud.check_selling_point(user, sp_id)
         # Pings are answered by hand so a half-open link can be simulated.
         ws = web.WebSocketResponse(
             timeout=2.0, autoping=False, heartbeat=None, max_msg_size=1024 * 1024
@@ -244,17 +219,17 @@ class SinqroRoutes:
         client = WsClient(
             ws, sp_id, request.headers.get(endpoints.USER_TOKEN_HEADER, ""), request.transport
         )
-        self.sim.clients.add(client)
+        self.state.clients.add(client)
         writer = asyncio.create_task(self._writer(client), name="sim-ws-writer")
         log.info("sim: websocket client for selling point %d connected", sp_id)
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.PING and not self.sim.faults.stall:
+                if msg.type == WSMsgType.PING and not self.state.faults.stall:
                     await ws.pong(msg.data)
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
         finally:
-            self.sim.clients.discard(client)
+            self.state.clients.discard(client)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -267,7 +242,7 @@ class SinqroRoutes:
     async def _writer(self, client: WsClient) -> None:
         while True:
             text = await client.queue.get()
-            if self.sim.faults.stall or self.sim.faults.mute:
+            if self.state.faults.stall or self.state.faults.mute:
                 continue  # the cloud "sent" it into a dead link
             try:
                 await client.ws.send_str(text)

@@ -9,7 +9,9 @@ status, switch faults on). The pieces it serves:
 * :mod:`edged.simulator.routes`: the Sinqro REST API and websocket over HTTP;
 * :mod:`edged.simulator.faults`: the switches that make it answer badly on purpose;
 * :mod:`edged.simulator.admin`: the same controls under ``/_sim/`` without auth
-  (docs/simulator.md lists them).
+  (docs/simulator.md lists them);
+* :mod:`edged.simulator.wire`: what those share (JSON answers, the websocket client, the
+  narrow state the routes take), so neither imports this module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from aiohttp import web
 from edged.simulator.admin import AdminRoutes
 from edged.simulator.cloud import Cloud
 from edged.simulator.faults import Faults
-from edged.simulator.routes import ADMIN_PREFIX, SinqroRoutes, WsClient
+from edged.simulator.routes import SinqroRoutes
+from edged.simulator.wire import ADMIN_PREFIX, WsClient
 from edged.sinqro import endpoints
 
 log = logging.getLogger(__name__)
@@ -285,6 +288,24 @@ class Simulator:
     def null_action_delays(self, on: bool = True) -> None:
         """Answer ``delayMinutes: null`` on every action, even a delayed accept's."""
         self.faults.null_action_delays = on
+
+    def fail_product(self, item_id: int, on: bool = True, status: int = 503) -> None:
+        """Every call about product (or option category) ``item_id`` answers ``status``."""
+        (self.faults.fail_products.add if on else self.faults.fail_products.discard)(item_id)
+        self.faults.fail_status = status
+
+    def product(self, product_id: int, selling_point_id: int | None = None) -> dict[str, Any]:
+        """A product as ``GET .../products/{id}`` answers it (variants, option categories)."""
+        return self.cloud.catalog(selling_point_id or self.selling_point_id).product(product_id)
+
+    def option(self, option_id: int, selling_point_id: int | None = None) -> dict[str, Any]:
+        """A product option, found in its category."""
+        catalog = self.cloud.catalog(selling_point_id or self.selling_point_id)
+        for category in catalog.categories.values():
+            for option in category["productOptions"]:
+                if option["id"] == option_id:
+                    return dict(option)
+        raise KeyError(option_id)
 
     def clear_faults(self) -> None:
         self.faults = Faults()

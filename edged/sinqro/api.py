@@ -10,7 +10,7 @@ headers and a hard timeout. Failures come out typed:
 
 Only safe calls (GETs) are retried here, with exponential backoff and jitter. POST and
 PATCH are never repeated automatically: a repeated action could accept or cancel twice, so
-the outbox decides, after reading the order back (see :mod:`edged.outbox`).
+the outbox decides, after reading the order back (see :mod:`edged.flow.outbox`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ import httpx
 
 from edged.decoding import digest
 from edged.sinqro import endpoints, errors
+from edged.sinqro.catalog import (
+    Catalog,
+    CatalogProduct,
+    OptionCategory,
+    parse_categories,
+    parse_category,
+    parse_partial_ids,
+    parse_product,
+)
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized, SinqroUnavailable
 from edged.sinqro.models import (
     Order,
@@ -284,6 +293,67 @@ class SinqroApi:
         if not isinstance(answer, dict):
             raise SinqroError(errors.BAD_RESPONSE, "collectionRaw: expected an object")
         return answer
+
+    async def product_ids(self, selling_point_id: int) -> list[int]:
+        """The ids of the selling point's first-level products (partial products)."""
+        body = await self._request("GET", endpoints.products(selling_point_id), retry=True)
+        return _parse_or_bad(parse_partial_ids, body)
+
+    async def product(
+        self, selling_point_id: int, product_id: int
+    ) -> tuple[list[CatalogProduct], list[OptionCategory]]:
+        """One whole product: it and its variants, and the option categories it carries."""
+        body = await self._request(
+            "GET", endpoints.product(selling_point_id, product_id), retry=True
+        )
+        return _parse_or_bad(parse_product, body)
+
+    async def option_categories(self, selling_point_id: int) -> list[OptionCategory]:
+        """Every product option category of the selling point, with its options."""
+        body = await self._request("GET", endpoints.option_categories(selling_point_id), retry=True)
+        return _parse_or_bad(parse_categories, body)
+
+    async def catalog(self, selling_point_id: int) -> Catalog:
+        """The whole catalog: the partial list, each product read whole (the partial one
+        does not say ``isAvailable``), and the option categories. A product that vanished
+        between the list and its read is left out; any other failure is raised."""
+        products: dict[int, CatalogProduct] = {}
+        categories: dict[int, OptionCategory] = {}
+        for product_id in await self.product_ids(selling_point_id):
+            try:
+                found, carried = await self.product(selling_point_id, product_id)
+            except SinqroError as exc:
+                if exc.code != "PRODUCT_NOT_FOUND":
+                    raise
+                continue
+            products.update((p.id, p) for p in found)
+            categories.update((c.id, c) for c in carried)
+        # The category list is the fuller word on options (a product may name them by id).
+        categories.update((c.id, c) for c in await self.option_categories(selling_point_id))
+        return Catalog(tuple(products.values()), tuple(categories.values()))
+
+    async def set_product_available(
+        self, selling_point_id: int, product_id: int, available: bool
+    ) -> list[CatalogProduct]:
+        """``PATCH`` only ``isAvailable`` of a product or variant. Never retried."""
+        body = await self._request(
+            "PATCH",
+            endpoints.product(selling_point_id, product_id),
+            json_body={"isAvailable": available},
+        )
+        return _parse_or_bad(parse_product, body)[0]
+
+    async def set_option_available(
+        self, selling_point_id: int, category_id: int, option_id: int, available: bool
+    ) -> OptionCategory:
+        """``PATCH`` one option's ``isAvailable`` through its category (the only documented
+        route that changes an option). Never retried."""
+        body = await self._request(
+            "PATCH",
+            endpoints.option_category(selling_point_id, category_id),
+            json_body={"productOptions": [{"id": option_id, "isAvailable": available}]},
+        )
+        return _parse_or_bad(parse_category, body)
 
     # -- account ---------------------------------------------------------------------------
 

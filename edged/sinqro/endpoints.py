@@ -23,7 +23,7 @@ LOGIN = "/auth/login"
 LOGOUT = "/auth/logout"
 # Assumed: the user's selling points, as an array of SellingPoint.
 SELLING_POINTS = "/sellingPoints"
-# Assumed: websocket path under the same prefix (see edged.config.PRODUCTION_WEBSOCKET).
+# Assumed: websocket path under the same prefix (see edged.sinqro.settings.PRODUCTION_WEBSOCKET).
 WEBSOCKET_PATH = "/notifications"
 # Assumed: the selling point travels as a query parameter of the websocket URL.
 WEBSOCKET_SELLING_POINT_PARAM = "sellingPointId"
@@ -66,3 +66,28 @@ def websocket_url(base: str, selling_point_id: int) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != WEBSOCKET_SELLING_POINT_PARAM]
     query.append((WEBSOCKET_SELLING_POINT_PARAM, str(int(selling_point_id))))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def products(selling_point_id: int) -> str:
+    """``GET /sellingPoints/{sellingPointId}/products`` (doc 003, partial products)."""
+    return f"/sellingPoints/{int(selling_point_id)}/products"
+
+
+def product(selling_point_id: int, product_id: int) -> str:
+    """``GET`` and ``PATCH /sellingPoints/{sellingPointId}/products/{productId}`` (doc 003)."""
+    return f"/sellingPoints/{int(selling_point_id)}/products/{int(product_id)}"
+
+
+def option_categories(selling_point_id: int) -> str:
+    """``GET /sellingPoints/{sellingPointId}/productOptionsCategories`` (doc 003)."""
+    return f"/sellingPoints/{int(selling_point_id)}/productOptionsCategories"
+
+
+def option_category(selling_point_id: int, category_id: int) -> str:
+    """``GET`` and ``PATCH .../productOptionsCategories/{productOptionCategoryId}``."""
+    return f"/sellingPoints/{int(selling_point_id)}/productOptionsCategories/{int(category_id)}"
+
+
+def menus(selling_point_id: int) -> str:
+    """``GET /sellingPoints/{sellingPointId}/menus`` (doc 003, partial menus)."""
+    return f"/sellingPoints/{int(selling_point_id)}/menus"

@@ -16,12 +16,12 @@ from typing import Any, Literal
 from aiohttp import web
 
 from edged.decoding import ascii_int, decimal
+from edged.flow.desk import CommandRefused
 from edged.i18n import Locale
 from edged.i18n.words import TYPE_WORDS
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import StoredOrder
-from edged.orders import CommandRefused
 from edged.printing.jobs import PrintRefused
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import OrderAction, PayloadError, decode_json

@@ -47,7 +47,9 @@ def form_fields(cls: type[Any], prefix: str) -> list[FormField]:
     flattened into dotted keys."""
     out: list[FormField] = []
     hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    # The on/off switch first, also where a section inherits its other keys.
+    ordered = sorted(dataclasses.fields(cls), key=lambda f: f.name != "enabled")
+    for f in ordered:
         if not f.init:
             continue
         key = f"{prefix}.{f.name}"

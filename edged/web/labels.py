@@ -190,6 +190,10 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
     # -- MQTT bridge ------------------------------------------------------------------------
     ("mqtt", "enabled"): (N_("Connect to the POS over MQTT"), N_("Ask your POS vendor.")),
     ("mqtt", "url"): (N_("Broker address"), N_("e.g. mqtt://192.168.1.20:1883")),
+    ("mqtt", "failover_urls"): (
+        N_("Other broker addresses"),
+        N_("More nodes of the same broker, tried in turn when one fails; separate with commas."),
+    ),
     ("mqtt", "username"): (N_("User"), N_("Empty when the broker needs no sign-in.")),
     ("mqtt", "password"): (N_("Password"), N_("Leave empty to keep the saved one.")),
     ("mqtt", "client_id"): (

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from edged.config import Config
+from edged.flow.pairing import Pairing
 from edged.journal.store import Command, Journal
-from edged.pairing import Pairing
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.state import BoxState
 
 if TYPE_CHECKING:
-    from edged.orders import Outcome
+    from edged.flow.desk import Outcome
 
 
 class DeskLike(Protocol):
-    """The order desk (:class:`edged.orders.OrderDesk`): the one door for decisions."""
+    """The order desk (:class:`edged.flow.desk.OrderDesk`): the one door for decisions."""
 
     async def accept(
         self, order_id: int, delay: int | None = None, *, source: str, key: str | None = None

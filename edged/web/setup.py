@@ -12,8 +12,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from edged.bridges.settings import MqttConfig, SerialConfig
-from edged.config import Config, OrdersConfig
+from edged.config import Config
 from edged.configtools import ConfigError, to_plain
+from edged.flow.settings import OrdersConfig
 from edged.i18n import LANGUAGES, N_
 from edged.panel.settings import PanelConfig
 from edged.printing import discover

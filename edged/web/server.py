@@ -1,15 +1,17 @@
 """The local web page: first visit, pairing, setup forms and the live order board.
 
 One aiohttp server inside the daemon. Pages are Jinja templates from ``templates/`` with a
-little vanilla JavaScript from ``static/``; no build step. Each area lives in its own module
-and registers its own routes:
+little vanilla JavaScript from ``static/``; no build step. This module builds one
+:class:`~edged.web.site.Site` (services, locale, sign-in, rendering, status) and the areas
+over it, and routes; each area lives in its own module and registers its own routes:
 
 * :mod:`~edged.web.guard`: sessions, sign-in, CSRF and same-origin checks, headers;
+* :mod:`~edged.web.status`: the box's status and the words for its states;
 * :mod:`~edged.web.access`: first visit, sign in and out, the setup ticket;
 * :mod:`~edged.web.pairing`: the link to the restaurant's Sinqro user;
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
-* :mod:`~edged.web.live`: the status and the server-sent event stream;
+* :mod:`~edged.web.live`: the server-sent event stream;
 * :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
 * :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
 """

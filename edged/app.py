@@ -1,8 +1,10 @@
 """Composition root: the daemon's lifecycle, its pairing, and settings applied live.
 
-:class:`App` holds the box's one journal, state and order desk and the parts running now.
-The only place that picks real or virtual parts from the config is :mod:`edged.assembly`,
-which builds them for the supervisor (:mod:`edged.parts`).
+:class:`App` holds the box's one journal, state and order desk, and the supervisor
+(:mod:`edged.parts`) that runs the parts; the parts running now are read from the
+supervisor (:attr:`App.link`, :attr:`App.web`...). The only place that picks real or
+virtual parts from the config is :mod:`edged.assembly`, which builds them and reads what it
+needs from the App through its narrow :class:`~edged.assembly.Root`.
 
 Start-up order matters and is what systemd's READY=1 promises:
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edged import redaction, sdnotify
-from edged.assembly import Assembly
+from edged.assembly import AlertsPart, Assembly
 from edged.config import Config, load_config, save_web_settings
 from edged.configtools import ConfigError
 from edged.fleet.identity import BoxIdentity, resolve_identity
@@ -41,7 +43,7 @@ from edged.flow.outbox import OutboxSender
 from edged.flow.pairing import Pairing, load_pairing, save_pairing
 from edged.journal import recovery as journal_recovery
 from edged.journal.store import Journal
-from edged.parts import Runnable, Supervisor
+from edged.parts import Supervisor
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.state import BoxState
@@ -50,7 +52,6 @@ if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.fleet.alerts import AlertMonitor
     from edged.fleet.link import FleetLink
     from edged.panel.controller import Panel
-    from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
     from edged.web.services import Metric
 
@@ -111,25 +112,72 @@ class App:
         # Set in run(); typed here so the web page and the demo can reach them.
         self.journal: Journal
         self.desk: OrderDesk
-        self.api: SinqroApi
-        self.sender: OutboxSender
-        self.link: NotificationLink
-        self.spooler: Spooler | None = None
-        self.panel: Panel | None = None
-        self.web: WebServer | None = None
-        self.supervisor: Supervisor
         self.identity: BoxIdentity
-        self.alerts: AlertMonitor | None = None
-        self.fleet: FleetLink | None = None
-        # Builds the parts and keeps the references above to the instances running now.
-        self.assembly = Assembly(self, release=self._release)
+        # Builds the parts; the supervisor runs them and holds the instances running now.
+        self.assembly = Assembly(self)
         # Tests: called with a part's name before each start (to inject start failures).
         self.start_hook: Callable[[str], None] | None = None
+        self.supervisor = Supervisor(
+            config, self.state, self.assembly.specs(), start_hook=self._start_hook
+        )
         self._stop = asyncio.Event()
         self._applying = asyncio.Lock()
         self._pending_login: tuple[str, str, list[SellingPoint]] | None = None
         # The demo shows the one-time setup code in the terminal; a real box never logs it.
         self.demo = False
+
+    # -- the parts running now ---------------------------------------------------------------
+
+    @property
+    def api(self) -> SinqroApi:
+        """The Sinqro REST client of the ``[sinqro]`` settings in force."""
+        return self.assembly.api
+
+    @property
+    def sender(self) -> OutboxSender:
+        """The outbox sender of the ``[sinqro]`` settings in force."""
+        return self.assembly.sender
+
+    @property
+    def link(self) -> NotificationLink | None:
+        """The notification link running now (None while it is being rebuilt)."""
+        return self.supervisor.part("sinqro-link", NotificationLink)
+
+    @property
+    def panel(self) -> Panel | None:
+        """The panel running now."""
+        part = self.supervisor.instance("panel")
+        if part is None:
+            return None
+        from edged.panel.controller import Panel  # loaded already: the part is one
+
+        return part if isinstance(part, Panel) else None
+
+    @property
+    def web(self) -> WebServer | None:
+        """The web page running now (None when ``[web]`` is off)."""
+        part = self.supervisor.instance("web")
+        if part is None:
+            return None
+        from edged.web.server import WebServer  # loaded already: the part is one
+
+        return part if isinstance(part, WebServer) else None
+
+    @property
+    def fleet(self) -> FleetLink | None:
+        """The fleet link running now (None when ``[fleet]`` is off)."""
+        part = self.supervisor.instance("fleet")
+        if part is None:
+            return None
+        from edged.fleet.link import FleetLink  # loaded already: the part is one
+
+        return part if isinstance(part, FleetLink) else None
+
+    @property
+    def alerts(self) -> AlertMonitor | None:
+        """The alert monitor running now."""
+        part = self.supervisor.part("alerts", AlertsPart)
+        return part.monitor if part is not None else None
 
     # -- pairing (used by the web page) ------------------------------------------------------
 
@@ -142,7 +190,9 @@ class App:
         redaction.remember(pairing.user_token)
         self.pairing = pairing
         self.api.user_token = pairing.user_token
-        self.link.reconnect_now()
+        link = self.link
+        if link is not None:  # else the link being built reads the new pairing
+            link.reconnect_now()
         self.sender.kick()
 
     async def login(self, username: str, password: str) -> list[SellingPoint]:
@@ -189,28 +239,11 @@ class App:
         """Samples of the link and the outbox for ``/metrics`` (the web page adds its own)."""
         from edged.web.services import Metric
 
-        link = self.link.metrics()
-        out = [
-            Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
-            for key, doc in LINK_COUNTERS.items()
-        ]
+        out: list[Metric] = []
+        current = self.link
+        if current is not None:
+            out += self._link_metrics(current)
         out += [
-            Metric(
-                "edged_hints_rejected_total",
-                float(count),
-                "Hints Sinqro did not bear out, by reason (unknown order, other selling point,"
-                " contradicted status, queue full, unverified)",
-                "counter",
-                {"reason": reason},
-            )
-            for reason, count in sorted(self.link.hints.rejected.items())
-        ]
-        out += [
-            Metric(
-                "edged_link_unread_orders",
-                float(link["unread_orders"]),
-                "Open orders the last refresh could not read",
-            ),
             Metric(
                 "edged_command_retries_total",
                 float(self.sender.retries),
@@ -236,14 +269,44 @@ class App:
             )
         return out
 
+    @staticmethod
+    def _link_metrics(current: NotificationLink) -> list[Metric]:
+        from edged.web.services import Metric
+
+        link = current.metrics()
+        out = [
+            Metric(f"edged_link_{key}_total", float(link[key]), doc, "counter")
+            for key, doc in LINK_COUNTERS.items()
+        ]
+        out += [
+            Metric(
+                "edged_hints_rejected_total",
+                float(count),
+                "Hints Sinqro did not bear out, by reason (unknown order, other selling point,"
+                " contradicted status, queue full, unverified)",
+                "counter",
+                {"reason": reason},
+            )
+            for reason, count in sorted(current.hints.rejected.items())
+        ]
+        out.append(
+            Metric(
+                "edged_link_unread_orders",
+                float(link["unread_orders"]),
+                "Open orders the last refresh could not read",
+            )
+        )
+        return out
+
     def _fleet_metrics(self) -> list[Metric]:
         from edged.web.services import Metric
 
         out: list[Metric] = []
-        if self.alerts is not None:
-            alerts = self.alerts.metrics()
+        monitor = self.alerts
+        if monitor is not None:
+            alerts = monitor.metrics()
             out.append(Metric("edged_alerts_open", float(alerts["open"]), "Open alert incidents"))
-            for name, courier in sorted(self.alerts.couriers.items()):
+            for name, courier in sorted(monitor.couriers.items()):
                 labels = {"sink": name}
                 out.append(
                     Metric(
@@ -262,11 +325,10 @@ class App:
                         labels,
                     )
                 )
-        if self.fleet is not None:
+        fleet = self.fleet
+        if fleet is not None:
             out.append(
-                Metric(
-                    "edged_fleet_connected", float(self.fleet.connected), "Fleet broker connected"
-                )
+                Metric("edged_fleet_connected", float(fleet.connected), "Fleet broker connected")
             )
         return out
 
@@ -292,8 +354,9 @@ class App:
             self.config = new
             self.desk.config = new.orders
             self.sender.config = new.orders
-            if self.panel is not None:
-                self.panel.language = new.box.language
+            panel = self.panel
+            if panel is not None:
+                panel.language = new.box.language
             self.assembly.plan_printer_moves(old, new)
             parts = await self.supervisor.apply(new)
             fixed = ("journal", "logging")
@@ -327,24 +390,10 @@ class App:
         self.desk = OrderDesk(self.journal, self.state, cfg.orders)
         await self.desk.refresh_counts()
         self.assembly.build_link(cfg)
-        self.supervisor = Supervisor(
-            cfg, self.state, self.assembly.specs(), start_hook=self._start_hook
-        )
 
     def _start_hook(self, name: str) -> None:
         if self.start_hook is not None:
             self.start_hook(name)
-
-    def _release(self, part: Runnable) -> None:
-        """Forget a stopped instance's listeners, so a restart leaves nothing behind."""
-        for name in ("_on_events", "_on_journal_events"):
-            listener = getattr(part, name, None)
-            if listener is not None:
-                self.journal.remove_listener(listener)
-        for name in ("_on_state_change", "_on_state"):
-            watcher = getattr(part, name, None)
-            if watcher is not None:
-                self.state.unwatch(watcher)
 
     async def _housekeeping(self) -> None:
         """Prune old final orders and consumed events, hourly."""

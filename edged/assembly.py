@@ -3,13 +3,18 @@
 :class:`Assembly` turns a :class:`~edged.config.Config` into the parts the
 :class:`~edged.parts.Supervisor` runs (Sinqro link, outbox sender, spooler, panel, bridges,
 web page, fleet link, alerts): :meth:`Assembly.specs` names each part, the config sections
-it is built from and its builder. A builder makes the part's new instance and keeps the
-composition root's reference to it current (``app.link``, ``app.spooler``, ``app.web``...),
-so the page, the metrics and the other parts always reach the instance that runs now.
+it is built from and its builder. A builder only makes the part's new instance; the part
+wires itself to the journal and the state in its ``run`` and the supervisor holds the
+instance that runs now (:meth:`~edged.parts.Supervisor.part`), where the composition root
+and the other parts read it. The assembly keeps only what parts share and is no part
+itself: the Sinqro REST client and the outbox sender (rebuilt when ``[sinqro]`` changes).
 
-The small adapters at the end make a component fit the supervisor's part shape: the web
-server as a part that is listening once started, the alert monitor with its webhook client,
-the spooler that first moves the tickets of removed printers to their backup.
+What the assembly reads from the composition root is the narrow :class:`Root`; it never
+writes into it.
+
+The small adapters at the end make a component fit the supervisor's part shape: the alert
+monitor with its webhook client, the spooler that first moves the tickets of removed
+printers to their backup.
 """
 
 from __future__ import annotations
@@ -18,33 +23,93 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edged.config import Config
+from edged.fleet.identity import BoxIdentity
+from edged.flow.desk import OrderDesk
 from edged.flow.intake import NotificationLink, PushSource
 from edged.flow.outbox import OutboxSender
-from edged.journal.store import Journal, Tx
+from edged.flow.pairing import Pairing
+from edged.journal.store import Journal
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
+from edged.sinqro.models import OrderAction, SellingPoint
+from edged.state import BoxState
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
-    from edged.app import App
     from edged.fleet.alerts import AlertMonitor
+    from edged.fleet.link import FleetLink
     from edged.fleet.settings import FleetConfig
     from edged.panel.controller import Panel
     from edged.printing.spooler import Spooler
     from edged.web.server import WebServer
+    from edged.web.services import Applied, Metric
 
 log = logging.getLogger(__name__)
 
 
-class Assembly:
-    """Builds every part of ``app`` from the config; ``release`` runs after an instance
-    stopped (it drops the listeners the instance left on the journal and the state)."""
+class Root(Protocol):
+    """What the assembly reads from the composition root (:class:`edged.app.App`): the
+    box's journal, state, desk and identity, its pairing, the parts running now, and what
+    the page offers about the pairing and the settings."""
 
-    def __init__(self, app: App, release: Callable[[Runnable], None]) -> None:
-        self.app = app
-        self.release = release
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def state(self) -> BoxState: ...
+
+    @property
+    def desk(self) -> OrderDesk: ...
+
+    @property
+    def identity(self) -> BoxIdentity: ...
+
+    @property
+    def demo(self) -> bool: ...
+
+    @property
+    def web(self) -> WebServer | None: ...
+
+    @property
+    def panel(self) -> Panel | None: ...
+
+    @property
+    def fleet(self) -> FleetLink | None: ...
+
+    @property
+    def alerts(self) -> AlertMonitor | None: ...
+
+    def current_pairing(self) -> Pairing: ...
+
+    async def login(self, username: str, password: str) -> list[SellingPoint]: ...
+
+    async def choose_selling_point(self, selling_point_id: int) -> Pairing: ...
+
+    async def logout(self) -> None: ...
+
+    async def order_actions(self, order_id: int) -> list[OrderAction]: ...
+
+    async def apply_settings(self, changes: dict[str, Any]) -> Applied: ...
+
+    def metrics(self) -> list[Metric]: ...
+
+
+class Assembly:
+    """Builds every part of the box from the config, reading what it needs from ``root``.
+
+    ``api`` and ``sender`` are the Sinqro REST client and the outbox sender of the
+    ``[sinqro]`` settings in force (:meth:`build_link` makes them, with the link)."""
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self.api: SinqroApi
+        self.sender: OutboxSender
+        self._link: NotificationLink
         # (removed printer, its backup): tickets the next spooler moves before it starts.
         self.printer_moves: list[tuple[str, str]] = []
         self._link_fleet: FleetConfig | None = None
@@ -61,207 +126,243 @@ class Assembly:
 
     def specs(self) -> list[PartSpec]:
         """Every part, the config sections it is built from, and how to build it."""
-        release = self.release
         return [
-            PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part, release),
-            PartSpec("outbox", ("sinqro",), self._sender_part, release),
-            PartSpec("spooler", ("printers", "box"), self._build_spooler, release),
-            PartSpec("panel", ("panel", "orders"), self._build_panel, release),
-            PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt, release),
-            PartSpec("serial", ("serial",), self._build_serial, release),
+            PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part),
+            PartSpec("outbox", ("sinqro",), self._sender_part),
+            PartSpec("spooler", ("printers", "box"), self._build_spooler),
+            PartSpec("panel", ("panel", "orders"), self._build_panel),
+            PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt),
+            PartSpec("serial", ("serial",), self._build_serial),
             # The page reads the box's name and language live: changing them (the language
             # is chosen on the page) must not restart it and sign everyone out.
-            PartSpec("web", ("web",), self._build_web, release, restart_detached=True),
+            PartSpec("web", ("web",), self._build_web, restart_detached=True),
             # The fleet link reads the box's name live too; the alerts' texts follow the
             # language (their state is kept across the restart).
-            PartSpec("fleet", ("fleet",), self._build_fleet, release),
-            PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts, release),
+            PartSpec("fleet", ("fleet",), self._build_fleet),
+            PartSpec("alerts", ("alerts", "fleet", "box"), self._build_alerts),
         ]
 
     def build_link(self, cfg: Config) -> None:
         """The REST client, outbox sender and notification link share one Sinqro config."""
-        app = self.app
-        app.api = SinqroApi(
+        root = self.root
+        self.api = SinqroApi(
             cfg.sinqro.base_url,
             cfg.sinqro.server_token,
-            app.pairing.user_token,
+            root.current_pairing().user_token,
             timeout=cfg.sinqro.request_timeout,
         )
-        app.sender = OutboxSender(
-            app.journal,
-            app.api,
-            app.state,
+        self.sender = OutboxSender(
+            root.journal,
+            self.api,
+            root.state,
             cfg.orders,
-            app.current_pairing,
+            root.current_pairing,
             settle=cfg.sinqro.request_timeout,
         )
-        app.link = self._make_link(cfg)
+        self._link = self._make_link(cfg)
 
     def _make_link(self, cfg: Config) -> NotificationLink:
         """The notification link; with ``fleet.sinqro_notifications`` it also (or only)
         listens to edged relay's topic on the fleet broker."""
-        app = self.app
+        root = self.root
         push_sources: list[PushSource] = []
         if cfg.fleet.sinqro_notifications != "off":
             from edged.relay.subscriber import RelaySubscription
 
-            push_sources.append(RelaySubscription(cfg.fleet, box_id=app.identity.box_id))
+            push_sources.append(RelaySubscription(cfg.fleet, box_id=root.identity.box_id))
         self._link_fleet = cfg.fleet
         return NotificationLink(
             cfg.sinqro,
-            app.api,
-            app.desk,
-            app.journal,
-            app.state,
-            app.current_pairing,
-            on_online=app.sender.kick,
+            self.api,
+            root.desk,
+            root.journal,
+            root.state,
+            root.current_pairing,
+            on_online=self.sender.kick,
             push_sources=push_sources,
             websocket=cfg.fleet.sinqro_notifications != "instead",
         )
 
     def _link_part(self, cfg: Config) -> Runnable:
-        if self.app.link.config != cfg.sinqro:
-            old = self.app.api
+        if self._link.config != cfg.sinqro:
+            old = self.api
             self.build_link(cfg)
             asyncio.get_running_loop().create_task(old.aclose(), name="old-sinqro-client")
         elif self._link_fleet != cfg.fleet:
             # Only the relay subscription changed: the REST client and the sender stay.
-            self.app.link = self._make_link(cfg)
-        return self.app.link
+            self._link = self._make_link(cfg)
+        return self._link
 
     def _sender_part(self, cfg: Config) -> Runnable:
-        return self.app.sender
+        return self.sender
 
     def _build_spooler(self, cfg: Config) -> Runnable | None:
-        app = self.app
-        app.spooler = None
+        root = self.root
         kept = {f"printer.{p.name}" for p in cfg.printers}
-        for key in [k for k in app.state.snapshot() if k.startswith("printer.")]:
+        for key in [k for k in root.state.snapshot() if k.startswith("printer.")]:
             if key not in kept:
-                app.state.delete(key)
+                root.state.delete(key)
         if not cfg.printers:
             return None
         from edged.printing.spooler import Spooler
         from edged.printing.transports import make_transport
 
-        app.spooler = Spooler(
+        spooler = Spooler(
             list(cfg.printers),
-            app.journal,
-            app.state,
+            root.journal,
+            root.state,
             cfg.box,
             transports=make_transport,
-            unstored=app.desk.unstored,
+            unstored=root.desk.unstored,
         )
-        app.spooler.timezone = lambda: app.pairing.timezone
+        spooler.timezone = lambda: root.current_pairing().timezone
         moves, self.printer_moves = self.printer_moves, []
-        return _MovingJobs(app.spooler, app.journal, moves) if moves else app.spooler
+        return _MovingJobs(spooler, root.journal, moves) if moves else spooler
 
     def _build_panel(self, cfg: Config) -> Panel:
         # Always built: with panel.enabled = false it claims no pins, but the alert logic and
         # the web page's virtual buttons still work.
         from edged.panel.controller import Panel
 
-        app = self.app
-        app.panel = Panel(
+        root = self.root
+        panel = Panel(
             cfg.panel,
             cfg.orders,
-            app.desk,
-            app.journal,
-            app.state,
+            root.desk,
+            root.journal,
+            root.state,
             on_setup_request=self._print_setup_ticket,
         )
-        app.panel.language = cfg.box.language
+        panel.language = cfg.box.language
         # Both buttons while the page waits for them prove the browser instead; the page
         # hears of every other press (one that went to an order proves nothing).
-        app.panel.on_access_press = self._access_press
-        app.panel.on_press_result = self._press_result
-        return app.panel
+        panel.on_access_press = self._access_press
+        panel.on_press_result = self._press_result
+        return panel
 
     def _access_press(self) -> bool:
-        return self.app.web is not None and self.app.web.button_pressed()
+        web = self.root.web
+        return web is not None and web.button_pressed()
 
     def _press_result(self, result: str, order_code: str) -> None:
-        if self.app.web is not None:
-            self.app.web.press_went_elsewhere(result, order_code)
+        web = self.root.web
+        if web is not None:
+            web.press_went_elsewhere(result, order_code)
 
     async def _print_setup_ticket(self) -> None:
-        if self.app.web is not None:
-            await self.app.web.print_setup_ticket()
+        web = self.root.web
+        if web is not None:
+            await web.print_setup_ticket()
 
     def _build_mqtt(self, cfg: Config) -> Runnable | None:
-        app = self.app
+        root = self.root
         if not cfg.mqtt.enabled:
-            app.state.set("bridge.mqtt", "disabled")
+            root.state.set("bridge.mqtt", "disabled")
             return None
         from edged.bridges.homeassistant import DeviceInfo
         from edged.bridges.mqtt import MqttBridge
 
+        identity = root.identity
         device = DeviceInfo(
-            box_id=app.identity.box_id,
+            box_id=identity.box_id,
             name=cfg.box.name,
-            serial_number=app.identity.serial,
-            hw_version=app.identity.board_model,
+            serial_number=identity.serial,
+            hw_version=identity.board_model,
             configuration_url=_page_url(cfg),
         )
         return MqttBridge(
             cfg.mqtt,
-            app.journal,
-            app.desk,
-            app.state,
-            box_id=app.identity.box_id,
+            root.journal,
+            root.desk,
+            root.state,
+            box_id=identity.box_id,
             device=device,
-            printers=lambda: [p.name for p in app.config.printers],
+            printers=lambda: [p.name for p in root.config.printers],
         )
 
     def _build_serial(self, cfg: Config) -> Runnable | None:
-        app = self.app
+        root = self.root
         if not cfg.serial.enabled:
-            app.state.set("bridge.serial", "disabled")
+            root.state.set("bridge.serial", "disabled")
             return None
         from edged.bridges.serial import SerialBridge
 
-        return SerialBridge(cfg.serial, app.journal, app.desk, app.state)
+        return SerialBridge(cfg.serial, root.journal, root.desk, root.state)
 
     def _build_web(self, cfg: Config) -> Runnable | None:
-        self.app.web = None
         if not cfg.web.enabled:
             return None
         from edged.web.server import WebServer
-        from edged.web.services import WebServices
+        from edged.web.services import LivePanel, LiveSpooler, WebServices
 
-        self.app.web = WebServer(cfg.web, WebServices.from_app(self.app))
-        return _Served(self.app.web)
+        root = self.root
+        services = WebServices(
+            box_name=cfg.box.name,
+            journal=root.journal,
+            state=root.state,
+            desk=root.desk,
+            pairing=root.current_pairing,
+            login=root.login,
+            choose_selling_point=root.choose_selling_point,
+            logout=root.logout,
+            order_actions=root.order_actions,
+            config=lambda: root.config,
+            apply_settings=root.apply_settings,
+            # Parts restart on saved settings: the page follows the ones running now.
+            spooler=LiveSpooler(root.journal),
+            panel=LivePanel(lambda: root.panel),
+            metrics=self._page_metrics,
+            demo=root.demo,
+        )
+        return WebServer(cfg.web, services)
+
+    def _page_metrics(self) -> list[Metric]:
+        """The outbox's and the REST client's counters, then the root's samples."""
+        from edged.web.services import Metric
+
+        out = [
+            Metric(name, float(value), doc, "counter")
+            for name, value, doc in (
+                ("edged_commands_sent_total", self.sender.sent, "Commands Sinqro took"),
+                ("edged_commands_failed_total", self.sender.failed, "Commands Sinqro refused"),
+                ("edged_sinqro_requests_total", self.api.calls, "REST calls to Sinqro"),
+                ("edged_sinqro_failures_total", self.api.failures, "REST calls that failed"),
+            )
+        ]
+        return out + self.root.metrics()
 
     def _build_fleet(self, cfg: Config) -> Runnable | None:
         """The fleet connection: telemetry, availability and the alerts' fleet topic."""
-        app = self.app
-        app.fleet = None
+        root = self.root
         if not cfg.fleet.enabled:
             return None
         from edged.fleet.link import FleetLink
         from edged.fleet.telemetry import Telemetry
 
+        def incidents() -> list[str]:
+            alerts = root.alerts
+            return alerts.open_incidents() if alerts is not None else []
+
         telemetry = Telemetry(
-            identity=app.identity,
-            box_name=lambda: app.config.box.name,
-            state=app.state.snapshot,
+            identity=root.identity,
+            box_name=lambda: root.config.box.name,
+            state=root.state.snapshot,
             selling_point=self._selling_point,
-            orders_since=app.journal.orders_seen_since,
-            incidents=lambda: app.alerts.open_incidents() if app.alerts else [],
+            orders_since=root.journal.orders_seen_since,
+            incidents=incidents,
             storage_path=cfg.state_dir,
         )
-        app.fleet = FleetLink(
+        return FleetLink(
             cfg.fleet,
-            box_id=app.identity.box_id,
+            box_id=root.identity.box_id,
             telemetry=telemetry,
-            wait_changed=app.state.wait_changed,
+            wait_changed=root.state.wait_changed,
         )
-        return app.fleet
 
     def _build_alerts(self, cfg: Config) -> Runnable:
         """Alert rules, always (the page and /health show open incidents), told through the
         fleet topic when [fleet] is on and through every webhook."""
-        app = self.app
+        root = self.root
         import httpx
 
         from edged.fleet.alerts import AlertMonitor, AlertSink
@@ -270,26 +371,25 @@ class Assembly:
         http = httpx.AsyncClient()
         sinks: list[AlertSink] = []
         if cfg.fleet.enabled:
-            sinks.append(_CurrentFleet(self.app))
+            sinks.append(_CurrentFleet(lambda: root.fleet))
         sinks += [WebhookSink(hook, i, client=http) for i, hook in enumerate(cfg.alerts.webhooks)]
-        app.alerts = AlertMonitor(
+        monitor = AlertMonitor(
             cfg.alerts,
-            journal=app.journal,
-            state=app.state,
+            journal=root.journal,
+            state=root.state,
             sinks=sinks,
-            box_id=app.identity.box_id,
+            box_id=root.identity.box_id,
             box_name=cfg.box.name,
             language=cfg.box.language,
             selling_point=self._selling_point,
-            printers=lambda: [p.name for p in app.config.printers],
+            printers=lambda: [p.name for p in root.config.printers],
         )
-        return _Alerting(app.alerts, http)
+        return AlertsPart(monitor, http)
 
     def _selling_point(self) -> tuple[int, str, str]:
         """``(id, name, time zone)``: the pairing's zone, else ``box.timezone``."""
-        app = self.app
-        p = app.pairing
-        return p.selling_point_id, p.selling_point_name, p.timezone or app.config.box.timezone
+        p = self.root.current_pairing()
+        return p.selling_point_id, p.selling_point_name, p.timezone or self.root.config.box.timezone
 
 
 class _MovingJobs:
@@ -302,18 +402,9 @@ class _MovingJobs:
         self.moves = moves
 
     async def start(self) -> None:
-        def run(tx: Tx) -> int:
-            moved = 0
-            for removed, backup in self.moves:
-                moved += tx.execute(
-                    "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
-                    " reprint = (reprint OR state = 'sending'), state = 'queued'"
-                    " WHERE printer = ? AND state IN ('queued', 'sending')",
-                    (backup, backup, tx.now, removed),
-                ).rowcount
-            return moved
+        from edged.printing.jobs import move_to_backups
 
-        moved = await self.journal.transaction(run)
+        moved = await move_to_backups(self.journal, self.moves)
         if moved:
             log.info("%d ticket(s) of removed printers moved to their backup", moved)
 
@@ -327,26 +418,24 @@ class _CurrentFleet:
 
     name = "fleet"
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, current: Callable[[], FleetLink | None]) -> None:
+        self.current = current
 
     async def deliver(self, alert: dict[str, Any]) -> None:
         from edged.fleet.alerts import DeliveryError
 
-        if self.app.fleet is None:
+        fleet = self.current()
+        if fleet is None:
             raise DeliveryError("fleet link not running")
-        await self.app.fleet.deliver(alert)
+        await fleet.deliver(alert)
 
 
-class _Alerting:
-    """The alert monitor as a part; its webhook client closes with it."""
+class AlertsPart:
+    """The alert monitor as a part (``monitor``); its webhook client closes with it."""
 
     def __init__(self, monitor: AlertMonitor, http: Any) -> None:
         self.monitor = monitor
         self.http = http
-        # The supervisor drops these when the part stops (see App._release).
-        self._on_events = monitor._on_events
-        self._on_state = monitor._on_state
 
     async def run(self) -> None:
         try:
@@ -362,22 +451,3 @@ def _page_url(cfg: Config) -> str:
         return ""
     scheme = "https" if cfg.web.tls_cert else "http"
     return f"{scheme}://{socket.gethostname()}.local:{cfg.web.port}/"
-
-
-class _Served:
-    """The web page as a part: listening once ``start`` returns, stopped when cancelled."""
-
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
-        # The supervisor drops these when the part stops (see App._release).
-        self._on_journal_events = server._on_journal_events
-        self._on_state_change = server._on_state_change
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def run(self) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.server.stop()

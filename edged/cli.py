@@ -180,7 +180,7 @@ def cmd_failure_led(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edged.commandline import checking, orders, status
+    from edged.commandline import checking, fleet, orders, status
     from edged.sinqro.models import SETTABLE_STATUSES
 
     def parser_for(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -238,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"relay config (default $EDGED_RELAY_CONFIG or {DEFAULT_RELAY_CONFIG})",
     )
     p.set_defaults(func=cmd_relay)
+
+    p = command("fleet", "the vendor's fleet, as the broker holds it (each box's info)")
+    fleet_sub = p.add_subparsers(
+        dest="fleet_command", required=True, metavar="SUBCOMMAND", help="%(choices)s"
+    )
+    p = parser_for(fleet_sub.add_parser("ls", help="one line per box"))
+    fleet.add_arguments(p)
+    p.add_argument("--availability", choices=["online", "offline"], help="only these boxes")
+    p.add_argument("--link", help="only boxes whose Sinqro link is in this state (online...)")
+    p.add_argument("--with-incidents", action="store_true", help="only boxes with incidents")
+    p.set_defaults(func=fleet.cmd_ls)
+    p = parser_for(fleet_sub.add_parser("show", help="everything one box reported"))
+    p.add_argument("box", help="box id")
+    fleet.add_arguments(p)
+    p.set_defaults(func=fleet.cmd_show)
 
     p = with_config(command("box-id", "print this box's id (MQTT, fleet, host name)"))
     p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from edged.config import Config
 from edged.state import BoxState
@@ -41,14 +41,18 @@ STABLE_AFTER = 60.0
 START_GRACE = 0.5
 
 PartState = Literal["starting", "running", "failed", "disabled", "stopped"]
+P = TypeVar("P")
 
 
 class Runnable(Protocol):
     """What a part's ``build`` returns: it runs until cancelled.
 
-    An instance that also has ``async def start()`` is started first: the part counts as
-    running (and the daemon as ready) only once ``start`` returned, e.g. the web page is
-    listening. Its ``run`` then serves until cancelled.
+    The part owns its wiring: it subscribes to the journal and the box state in ``run``
+    (or ``start``) and unsubscribes in its ``finally``, so a stopped instance leaves no
+    listener behind. An instance that also has ``async def start()`` is started first: the
+    part counts as running (and the daemon as ready) only once ``start`` returned, e.g. the
+    web page is listening (a ``start`` that fails cleans up after itself). Its ``run`` then
+    serves until cancelled.
     """
 
     async def run(self) -> None: ...
@@ -60,15 +64,13 @@ class PartSpec:
 
     ``sections`` are the :class:`~edged.config.Config` attributes the part is built from:
     a saved change to any of them restarts it. ``build`` returns None when the config
-    leaves the part off. ``release`` runs after each instance stopped (drop listeners).
-    ``restart_detached``: the restart must not be awaited by whoever asked for it (the web
-    page restarting itself from inside a request).
+    leaves the part off. ``restart_detached``: the restart must not be awaited by whoever
+    asked for it (the web page restarting itself from inside a request).
     """
 
     name: str
     sections: tuple[str, ...]
     build: Callable[[Config], Runnable | None]
-    release: Callable[[Runnable], None] | None = None
     restart_detached: bool = False
 
 
@@ -114,8 +116,14 @@ class Supervisor:
         return [name for name, slot in self._slots.items() if slot.state == "failed"]
 
     def instance(self, name: str) -> Runnable | None:
+        """The instance of part ``name`` built last (None while it is off or being built)."""
         slot = self._slots.get(name)
         return slot.instance if slot is not None else None
+
+    def part(self, name: str, kind: type[P]) -> P | None:
+        """:meth:`instance`, typed: the instance of ``name`` when it is a ``kind``."""
+        instance = self.instance(name)
+        return instance if isinstance(instance, kind) else None
 
     @staticmethod
     def _health(slot: _Slot) -> dict[str, Any]:
@@ -187,8 +195,6 @@ class Supervisor:
                 except Exception as exc:
                     log.error("part %s failed: %s", name, exc, exc_info=exc)
                     error = _describe(exc)
-                finally:
-                    self._release(slot, instance)
             if loop.time() - began >= STABLE_AFTER:
                 failures = 0
             delay = min(RESTART_MAX, RESTART_FIRST * 2**failures)
@@ -199,14 +205,6 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await slot.retry_now.wait()
-
-    def _release(self, slot: _Slot, instance: Runnable) -> None:
-        if slot.spec.release is None:
-            return
-        try:
-            slot.spec.release(instance)
-        except Exception:
-            log.exception("part %s: release failed", slot.spec.name)
 
     # -- changing ----------------------------------------------------------------------------
 

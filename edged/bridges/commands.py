@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edged.bridges.catalog import CatalogError, validate_catalog
-from edged.decoding import whole_number
-from edged.sinqro.models import MAX_ID, PayloadError, decode_json
+from edged.decoding import MAX_ID, PayloadError, decode_json, whole_number
 
 VERSION = 1
 

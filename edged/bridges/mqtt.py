@@ -172,7 +172,6 @@ class MqttBridge:
         self.published = 0
         self.reconnects = 0
         self.busy = 0
-        state.watch(self._on_state)
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -219,6 +218,13 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected and keep terminals in sync, until cancelled."""
+        self.state.watch(self._on_state)
+        try:
+            await self._run()
+        finally:
+            self.state.unwatch(self._on_state)
+
+    async def _run(self) -> None:
         self.state.set("bridge.mqtt", "connecting")
         await self._follower.start()
         with contextlib.suppress(JournalError):

@@ -47,6 +47,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
 from edged.printing.jobs import reprint_refusal
+from edged.sinqro.models import parse_order
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def order_summary(order: StoredOrder) -> dict[str, Any]:
     raw = order.payload
     consumer_raw = raw.get("consumer")
     consumer: dict[str, Any] = consumer_raw if isinstance(consumer_raw, dict) else {}
-    parsed = order.order
+    parsed = parse_order(order.payload)
     return {
         "id": order.id,
         "type": order.type,

@@ -104,7 +104,6 @@ class SerialBridge:
         self.retransmits = 0
         self.naks_sent = 0
         self.reconnects = 0
-        journal.add_listener(self._on_events)
 
     def _on_events(self, events: list[Event]) -> None:
         self._wake.set()
@@ -117,6 +116,13 @@ class SerialBridge:
 
     async def run(self) -> None:
         """Keep the line open and the terminal fed, until cancelled."""
+        self.journal.add_listener(self._on_events)
+        try:
+            await self._run()
+        finally:
+            self.journal.remove_listener(self._on_events)
+
+    async def _run(self) -> None:
         self.state.set("bridge.serial", "offline")
         await self._follower.start()
         with contextlib.suppress(JournalError):

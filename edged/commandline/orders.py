@@ -29,6 +29,7 @@ from edged.i18n import N_, Locale
 from edged.i18n.words import status_word, type_word
 from edged.journal.rows import StoredOrder
 from edged.journal.store import Journal, JournalError
+from edged.sinqro.models import parse_order
 
 Work = Callable[[Config, Journal, Locale], Awaitable[int]]
 
@@ -104,7 +105,7 @@ def due_at(order: StoredOrder) -> float:
     """When the order is due, as the board says: Sinqro's time, else when it came."""
     from edged.printing.ticket import parse_time
 
-    for value in (order.execution_time, order.order.created_at):
+    for value in (order.execution_time, parse_order(order.payload).created_at):
         parsed = parse_time(value)
         if parsed is not None:
             return parsed.timestamp()

@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -68,9 +68,13 @@ class StateLike(Protocol):
 
     def watch(self, fn: Callable[[str, Any], None]) -> None: ...
 
+    def unwatch(self, fn: Callable[[str, Any], None]) -> None: ...
+
 
 class JournalLike(Protocol):
     def add_listener(self, fn: Callable[[list[Event]], None]) -> None: ...
+
+    def remove_listener(self, fn: Callable[[list[Event]], None]) -> None: ...
 
     async def waiting_times(self) -> list[tuple[int, str, str, float]]: ...
 
@@ -143,18 +147,27 @@ class AlertMonitor:
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._saved = ""
-        state.watch(self._on_state)
-        journal.add_listener(self._on_events)
 
     # -- inputs ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """The box state and the journal's events reach the rules while inside (``run``
+        is inside; a test may check rules without running the monitor)."""
+        self.state.watch(self._on_state)
+        self.journal.add_listener(self._on_events)
+        try:
+            yield
+        finally:
+            self.journal.remove_listener(self._on_events)
+            self.state.unwatch(self._on_state)
 
     def _on_state(self, key: str, value: Any) -> None:
         if key in ("link", "waiting_orders", "queued_commands") or key.startswith("printer."):
             self._wake.set()
 
     def _on_events(self, events: list[Event]) -> None:
-        """Journal events (decisions refused or done, orders moving on), right after commit.
-        The composition root removes this listener when the part stops."""
+        """Journal events (decisions refused or done, orders moving on), right after commit."""
         for event in events:
             order_id = event.order_id
             if order_id is None:
@@ -189,6 +202,10 @@ class AlertMonitor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        with self.listening():
+            await self._run()
+
+    async def _run(self) -> None:
         await self._load()
         try:
             async with asyncio.TaskGroup() as group:

@@ -81,7 +81,9 @@ class OrderDesk:
         # One decision checked and queued at a time: two taps cannot both pass the check.
         self._deciding = asyncio.Lock()
         # Orders the journal could not store yet: still rung and printed, stored later.
-        self.unstored = UnstoredOrders(lambda order: self.ingest(order, "unstored"), state=state)
+        self.unstored: UnstoredOrders[Order] = UnstoredOrders(
+            lambda order: self.ingest(order, "unstored"), state=state
+        )
         journal.add_listener(self._on_events)
 
     # -- orders coming in ------------------------------------------------------------------

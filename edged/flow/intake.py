@@ -46,7 +46,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import CloseCode
 
-from edged.decoding import digest
+from edged.decoding import PayloadError, digest
 from edged.flow.desk import OrderDesk
 from edged.flow.hints import OTHER_SELLING_POINT, HintChecker
 from edged.flow.pairing import Pairing
@@ -55,7 +55,7 @@ from edged.journal.store import Journal, JournalError
 from edged.sinqro import endpoints
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.models import parse_notification
 from edged.sinqro.settings import SinqroConfig
 from edged.state import BoxState
 

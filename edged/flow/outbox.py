@@ -25,7 +25,7 @@ from edged.journal.store import Command, Journal, JournalError
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING, Order, OrderAction
+from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING, Order, OrderAction, parse_order
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class OutboxSender:
         stored = await self.journal.get_order(command.order_id)
         if stored is None:
             return False
-        present = effect_present(command, stored.order)
+        present = effect_present(command, parse_order(stored.payload))
         if present is True:
             log.info(
                 "command %d: order %s is already %s; closing it",
@@ -276,7 +276,7 @@ class OutboxSender:
                 command.order_id,
                 stored.status,
             )
-            await self._finish(command, ok=True, order=stored.order)
+            await self._finish(command, ok=True, order=parse_order(stored.payload))
             return True
         if present is None:
             await self._finish(

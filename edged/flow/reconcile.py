@@ -24,12 +24,13 @@ import asyncio
 import logging
 from typing import Literal
 
+from edged.decoding import parse_id
 from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal, JournalError, UpsertResult
 from edged.sinqro import errors
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError, SinqroUnauthorized
-from edged.sinqro.models import Order, parse_id
+from edged.sinqro.models import Order
 from edged.sinqro.settings import SinqroConfig
 from edged.state import BoxState
 

@@ -13,10 +13,35 @@ import json
 import math
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from edged.journal.events import Event
-from edged.sinqro.models import Order, parse_order
+
+
+class OrderRecord(Protocol):
+    """What the journal reads of an order it is handed to store or hold: the flow passes
+    what the wire parsed (:class:`edged.sinqro.models.Order`), the journal keeps the fields
+    it indexes and the whole payload."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def is_final(self) -> bool: ...
+    @property
+    def is_waiting(self) -> bool: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def execution_time(self) -> str: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    def to_json(self) -> str:
+        """The whole payload as compact JSON, as stored."""
+        ...
 
 
 class RowError(ValueError):
@@ -134,10 +159,6 @@ class StoredOrder:
     first_seen: float
     updated: float
     acknowledged: bool
-
-    @property
-    def order(self) -> Order:
-        return parse_order(self.payload)
 
     @property
     def is_waiting(self) -> bool:

@@ -27,10 +27,9 @@ from typing import Any
 from edged.journal import events as ev
 from edged.journal.engine import KV_RECOVERED, JournalEngine
 from edged.journal.events import Event
-from edged.journal.rows import Command, StoredOrder, UpsertResult, event_from_row
+from edged.journal.rows import Command, OrderRecord, StoredOrder, UpsertResult, event_from_row
 from edged.journal.tx import COMMAND_KINDS, Tx
 from edged.journal.writer import JournalError
-from edged.sinqro.models import Order
 
 __all__ = [
     "COMMAND_KINDS",
@@ -55,7 +54,7 @@ class Journal(JournalEngine):
 
     # -- orders ----------------------------------------------------------------------------
 
-    async def upsert_order(self, order: Order) -> UpsertResult:
+    async def upsert_order(self, order: OrderRecord) -> UpsertResult:
         """Store an order seen from any source. The same order twice is one order and one
         ``order.new`` event; a status change appends ``order.status``."""
         return await self.transaction(lambda tx: tx.upsert_order(order))
@@ -235,7 +234,7 @@ class Journal(JournalEngine):
         command: Command,
         *,
         ok: bool,
-        order: Order | None = None,
+        order: OrderRecord | None = None,
         error_code: str | None = None,
         error: str | None = None,
     ) -> dict[str, int]:

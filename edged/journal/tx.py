@@ -13,6 +13,7 @@ from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.rows import (
     Command,
+    OrderRecord,
     RowError,
     StoredOrder,
     UpsertResult,
@@ -23,7 +24,6 @@ from edged.journal.rows import (
     row_as_json,
 )
 from edged.journal.writer import TxBase
-from edged.sinqro.models import Order
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Tx(TxBase):
             quarantine_row(self.conn, "orders", row, str(exc), self.now)
             return None
 
-    def upsert_order(self, order: Order, *, reopen: bool = False) -> UpsertResult:
+    def upsert_order(self, order: OrderRecord, *, reopen: bool = False) -> UpsertResult:
         """Store ``order``; append ``order.new`` / ``order.status`` events when they apply.
         The same order again, unchanged, writes nothing.
 

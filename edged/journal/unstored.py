@@ -28,9 +28,10 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
+from edged.journal.rows import OrderRecord
 from edged.journal.writer import JournalError
-from edged.sinqro.models import Order
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ FIRST_RETRY = 1.0  # seconds before the first new try to store; doubles up to MA
 MAX_RETRY = 30.0
 KNOWN_MAX = 4096  # order ids remembered as stored (a busy day's orders, a few KiB)
 
-Listener = Callable[[Order], None]
+# The orders held are the flow's own (what the wire parsed); the journal reads only an
+# OrderRecord's fields of them and hands the same objects back.
+HeldT = TypeVar("HeldT", bound=OrderRecord)
 
 
-class UnstoredOrders:
+class UnstoredOrders(Generic[HeldT]):
     """The holding area. ``store(order)`` stores one order the normal way (the desk's
     ingest); it raises :class:`JournalError` while the journal cannot. With ``state``, the
     codes of the held orders are kept in its ``journal.unstored`` (the page and
@@ -50,7 +53,7 @@ class UnstoredOrders:
 
     def __init__(
         self,
-        store: Callable[[Order], Awaitable[object]],
+        store: Callable[[HeldT], Awaitable[object]],
         *,
         state: BoxState | None = None,
         first_retry: float = FIRST_RETRY,
@@ -60,9 +63,9 @@ class UnstoredOrders:
         self._state = state
         self.first_retry = first_retry
         self.max_retry = max_retry
-        self._held: dict[int, Order] = {}
+        self._held: dict[int, HeldT] = {}
         self._known: OrderedDict[int, None] = OrderedDict()
-        self._listeners: list[Listener] = []
+        self._listeners: list[Callable[[HeldT], None]] = []
         self._retry: asyncio.Task[None] | None = None
         self.stored_later = 0  # held orders the journal took afterwards
         # order id -> printers that printed its ticket from memory; for the whole process
@@ -73,7 +76,7 @@ class UnstoredOrders:
 
     # -- what is held ----------------------------------------------------------------------
 
-    def held(self) -> list[Order]:
+    def held(self) -> list[HeldT]:
         """The orders waiting to be stored, in the order they came."""
         return list(self._held.values())
 
@@ -101,13 +104,13 @@ class UnstoredOrders:
 
     # -- listeners -------------------------------------------------------------------------
 
-    def add_listener(self, fn: Listener) -> None:
+    def add_listener(self, fn: Callable[[HeldT], None]) -> None:
         """Call ``fn(order)`` on the loop whenever an order is held, again when its status
         changed, and when it became final while held (then it is let go): the panel and
         the spooler, while they run."""
         self._listeners.append(fn)
 
-    def remove_listener(self, fn: Listener) -> None:
+    def remove_listener(self, fn: Callable[[HeldT], None]) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(fn)
 
@@ -124,7 +127,7 @@ class UnstoredOrders:
             self._publish()
             log.info("order %s: stored now that the journal works again", order_id)
 
-    def hold(self, order: Order, error: JournalError) -> bool:
+    def hold(self, order: HeldT, error: JournalError) -> bool:
         """Hold an order the journal could not store. True when it is new here. A final
         order is not held: nobody has anything to do for it."""
         if order.is_final:
@@ -157,7 +160,7 @@ class UnstoredOrders:
         if self._state is not None:
             self._state.set("journal.unstored", [o.code or str(o.id) for o in self._held.values()])
 
-    def _tell(self, order: Order) -> None:
+    def _tell(self, order: HeldT) -> None:
         for listener in list(self._listeners):
             try:
                 listener(order)

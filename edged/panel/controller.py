@@ -126,8 +126,6 @@ class Panel:
         self._actions: dict[int, list[asyncio.Task[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gesture_waiters: list[asyncio.Future[str]] = []
-        journal.add_listener(self._on_events)
-        state.watch(self._on_state)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -143,6 +141,8 @@ class Panel:
         for button in (self.hardware.accept, self.hardware.cancel):
             button.watch(self._edge_callback(button.name))
         self._running = True
+        self.journal.add_listener(self._on_events)
+        self.state.watch(self._on_state)
         self.desk.unstored.add_listener(self._on_unstored)
         self.state.set("panel.buzzer", self.buzzer.playing)
         self._update_led()
@@ -155,6 +155,8 @@ class Panel:
         finally:
             self._running = False
             self.desk.unstored.remove_listener(self._on_unstored)
+            self.state.unwatch(self._on_state)
+            self.journal.remove_listener(self._on_events)
             self.buttons.close()
             for task in list(self._tasks):
                 task.cancel()

@@ -5,6 +5,7 @@ The CLI, the web page, the panel and the bridges ask through the journal
 jobs. Reprints are capped per order and per minute so that a stuck button or a flooding
 terminal cannot print a roll of paper: a refused reprint says why
 (:func:`reprint_refusal`), both to the caller at once and in a ``print.failed`` event.
+When a saved change removes a printer, :func:`move_to_backups` hands its tickets on.
 """
 
 from __future__ import annotations
@@ -135,5 +136,24 @@ async def append_print_request(
             if refused is not None:
                 raise PrintRefused(refused)
         return tx.append_event(ev.PRINT_REQUESTED, order_id, data)
+
+    return await journal.transaction(run)
+
+
+async def move_to_backups(journal: Journal, moves: Sequence[tuple[str, str]]) -> int:
+    """Hand the queued tickets of removed printers to their backups: ``moves`` is
+    ``(removed, backup)`` pairs. A ticket that was being sent goes again, marked REPRINT
+    (it may have printed). Returns how many tickets moved. Call it while no spooler runs."""
+
+    def run(tx: Tx) -> int:
+        moved = 0
+        for removed, backup in moves:
+            moved += tx.execute(
+                "UPDATE print_jobs SET printer = ?, origin = ?, updated = ?,"
+                " reprint = (reprint OR state = 'sending'), state = 'queued'"
+                " WHERE printer = ? AND state IN ('queued', 'sending')",
+                (backup, backup, tx.now, removed),
+            ).rowcount
+        return moved
 
     return await journal.transaction(run)

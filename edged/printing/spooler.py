@@ -100,7 +100,7 @@ class Spooler:
         box: BoxConfig,
         *,
         transports: TransportFactory,
-        unstored: UnstoredOrders | None = None,
+        unstored: UnstoredOrders[Order] | None = None,
     ) -> None:
         """``transports`` builds each printer's transport (the composition root passes
         :func:`edged.printing.transports.make_transport`); ``unstored``: the orders the

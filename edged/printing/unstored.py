@@ -49,7 +49,7 @@ class MemoryPrints:
         printers: dict[str, PrinterRuntime],
         box: BoxConfig,
         render: Executor,
-        held: UnstoredOrders,
+        held: UnstoredOrders[Order],
     ) -> None:
         self.printers = printers
         self.box = box

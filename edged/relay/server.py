@@ -43,10 +43,11 @@ import aiomqtt
 from aiohttp import web
 
 from edged import __version__, mqttstop
+from edged.decoding import PayloadError
 from edged.httplimits import GuardedSite, quiet_accept_storms
 from edged.mqttclient import Redial, make_client
 from edged.relay.settings import RelayEndpoint, RelayFile, notifications_topic
-from edged.sinqro.models import PayloadError, parse_notification
+from edged.sinqro.models import parse_notification
 
 log = logging.getLogger(__name__)
 

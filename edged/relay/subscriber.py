@@ -67,6 +67,13 @@ class RelaySubscription:
             reason = "relay subscription closed"
             node = redial.node
             try:
+                if fresh and self.config.protocol == "3.1.1":
+                    # 3.1.1 cannot start a kept session afresh: one clean session ends the
+                    # old one, then the kept session starts empty.
+                    clean = make_client(self.config, self.client_id, node=node)
+                    async with mqttstop.connection(clean):
+                        pass
+                    fresh = False
                 client = make_client(
                     self.config,
                     self.client_id,

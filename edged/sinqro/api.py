@@ -25,7 +25,7 @@ from typing import Any, TypeGuard, TypeVar
 
 import httpx
 
-from edged.decoding import digest
+from edged.decoding import PayloadError, decode_json, digest
 from edged.sinqro import endpoints, errors
 from edged.sinqro.catalog import (
     Catalog,
@@ -40,9 +40,7 @@ from edged.sinqro.errors import SinqroError, SinqroUnauthorized, SinqroUnavailab
 from edged.sinqro.models import (
     Order,
     OrderAction,
-    PayloadError,
     SellingPoint,
-    decode_json,
     parse_actions,
     parse_order,
     parse_orders,

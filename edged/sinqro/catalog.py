@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.decoding import decimal, whole_number
-from edged.sinqro.models import MAX_ENTRIES, MAX_ID, PayloadError
+from edged.decoding import MAX_ID, PayloadError, decimal, whole_number
+from edged.sinqro.models import MAX_ENTRIES
 
 MAX_NAME = 200
 

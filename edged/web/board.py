@@ -18,7 +18,7 @@ from edged.i18n import N_, Locale
 from edged.i18n.words import STATUS_WORDS, TYPE_WORDS
 from edged.journal.store import Command, StoredOrder
 from edged.printing.ticket import couriers, kitchen_time, parse_time, table_text
-from edged.sinqro.models import OrderAction
+from edged.sinqro.models import OrderAction, parse_order
 
 # The order a restaurant moves an accepted order along (doc 003, orderStatusTypeCode).
 STATUS_FLOW = ("accepted", "preparation", "ready", "delivering", "delivered", "finished")
@@ -137,7 +137,7 @@ def order_json(
 ) -> dict[str, Any]:
     """An order as the board shows it (no tokens: orders carry none)."""
     _ = locale.gettext
-    parsed = order.order
+    parsed = parse_order(order.payload)
     raw = order.payload
     currency = _dict(raw.get("currency"))
     total = _number(parsed.total_amount)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from edged.decoding import ascii_int, decimal
+from edged.decoding import PayloadError, ascii_int, decimal, decode_json
 from edged.flow.desk import CommandRefused
 from edged.i18n import Locale
 from edged.i18n.words import TYPE_WORDS
@@ -24,7 +24,7 @@ from edged.journal.events import Event
 from edged.journal.store import StoredOrder
 from edged.printing.jobs import PrintRefused
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import OrderAction, PayloadError, decode_json
+from edged.sinqro.models import OrderAction
 from edged.web import board
 from edged.web.http import MAX_BODY, Stop, json_response, maybe_await, path_order_id, refusal
 from edged.web.metrics import DECISION_BUCKETS, Histogram

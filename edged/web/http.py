@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edged.sinqro.models import parse_id
+from edged.decoding import parse_id
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from edged.decoding import parse_id
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import parse_id
 from edged.web.http import redirect
 from edged.web.site import Site
 

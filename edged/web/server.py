@@ -77,10 +77,6 @@ class WebServer:
         self.setup = SetupPages(site, self.access)
         self.board = Board(site)
         self.health = Health(site, self.board, self.live)
-        # The listeners start() registers, by the names the daemon's supervisor drops when
-        # this part stops (App._release).
-        self._on_journal_events = self._journal_events
-        self._on_state_change = self.live.on_state_change
         self.app = self._build_app()
 
     @property
@@ -141,11 +137,28 @@ class WebServer:
 
     async def start(self) -> None:
         """Bind ``config.host:config.port`` and serve; print a setup ticket at first boot
-        (no admin password and no setup code yet)."""
-        if not self._listening:
-            self.services.journal.add_listener(self._on_journal_events)
-            self.services.state.watch(self._on_state_change)
-            self._listening = True
+        (no admin password and no setup code yet). Until ``stop()`` the live stream hears
+        the journal and the box state; a start that fails leaves nothing listening."""
+        self._listen(True)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _listen(self, on: bool) -> None:
+        if on == self._listening:
+            return
+        journal, state = self.services.journal, self.services.state
+        if on:
+            journal.add_listener(self._journal_events)
+            state.watch(self.live.on_state_change)
+        else:
+            journal.remove_listener(self._journal_events)
+            state.unwatch(self.live.on_state_change)
+        self._listening = on
+
+    async def _start(self) -> None:
         self.live.closing = False
         if not self._sessions_loaded:
             await asyncio.to_thread(self.site.sessions.load)
@@ -185,6 +198,7 @@ class WebServer:
 
     async def stop(self) -> None:
         """End live streams and stop listening; safe to call twice."""
+        self._listen(False)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -193,8 +207,10 @@ class WebServer:
             log.info("web: stopped")
 
     async def run(self) -> None:
-        """``start()``, then serve until cancelled; ``stop()`` on the way out."""
-        await self.start()
+        """``start()`` (unless started already: the supervisor starts a part first), then
+        serve until cancelled; ``stop()`` on the way out."""
+        if self._runner is None:
+            await self.start()
         try:
             await asyncio.Event().wait()
         finally:

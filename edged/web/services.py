@@ -92,40 +92,6 @@ class Applied(Protocol):
     def needs_restart(self) -> tuple[str, ...]: ...
 
 
-class Daemon(Protocol):
-    """What the page needs of the daemon (:class:`edged.app.App`), for
-    :meth:`WebServices.from_app`; the optional parts it follows are looked up by name."""
-
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def journal(self) -> Journal: ...
-
-    @property
-    def state(self) -> BoxState: ...
-
-    @property
-    def desk(self) -> DeskLike: ...
-
-    @property
-    def demo(self) -> bool: ...
-
-    def current_pairing(self) -> Pairing: ...
-
-    async def login(self, username: str, password: str) -> Sequence[SellingPoint]: ...
-
-    async def choose_selling_point(self, selling_point_id: int) -> object: ...
-
-    async def logout(self) -> None: ...
-
-    async def order_actions(self, order_id: int) -> Sequence[OrderAction]: ...
-
-    async def apply_settings(self, changes: dict[str, Any]) -> Config | Applied: ...
-
-    def metrics(self) -> Sequence[Metric]: ...
-
-
 class LiveSpooler:
     """Print requests go through the journal, so they reach whichever spooler runs now
     (a saved printer change restarts it) or the next one, like the CLI's."""
@@ -155,7 +121,7 @@ class LiveSpooler:
 class LivePanel:
     """The panel running now (a saved panel change restarts it)."""
 
-    def __init__(self, current: Callable[[], Any]) -> None:
+    def __init__(self, current: Callable[[], PanelLike | None]) -> None:
         self._current = current
 
     async def virtual_press(
@@ -183,6 +149,9 @@ class WebServices:
     * ``metrics()``: extra samples for ``/metrics`` (outbox, spooler, link latencies...);
     * ``demo``: the demo shows the setup code in the log; never set it on a real box;
     * ``mdns_name``: e.g. ``edged-1a2b.local``; ``None`` derives it from the host name.
+
+    The daemon's assembly (:mod:`edged.assembly`) builds it from the parts it holds, with
+    :class:`LiveSpooler` and :class:`LivePanel` so the page follows restarted parts.
     """
 
     box_name: str
@@ -201,50 +170,3 @@ class WebServices:
     metrics: Callable[[], Sequence[Metric]] | None = None
     demo: bool = False
     mdns_name: str | None = None
-
-    @classmethod
-    def from_app(cls, app: Daemon) -> WebServices:
-        """Services from the composition root (:class:`edged.app.App`), typed by
-        :class:`Daemon` so this module does not import it. Optional parts (spooler, panel)
-        may be ``None``."""
-
-        def metrics() -> list[Metric]:
-            out: list[Metric] = []
-            sender = getattr(app, "sender", None)
-            api = getattr(app, "api", None)
-            for obj, attr, name, doc in (
-                (sender, "sent", "edged_commands_sent_total", "Commands Sinqro took"),
-                (sender, "failed", "edged_commands_failed_total", "Commands Sinqro refused"),
-                (api, "calls", "edged_sinqro_requests_total", "REST calls to Sinqro"),
-                (api, "failures", "edged_sinqro_failures_total", "REST calls that failed"),
-            ):
-                value = getattr(obj, attr, None)
-                if isinstance(value, (int, float)):
-                    out.append(Metric(name, float(value), doc, "counter"))
-            out += list(app.metrics())
-            return out
-
-        spooler = getattr(app, "spooler", None)
-        panel = getattr(app, "panel", None)
-        if hasattr(app, "supervisor"):
-            # Parts restart on saved settings: follow the one running now.
-            spooler = LiveSpooler(app.journal)
-            panel = LivePanel(lambda: getattr(app, "panel", None))
-
-        return cls(
-            box_name=app.config.box.name,
-            journal=app.journal,
-            state=app.state,
-            desk=app.desk,
-            pairing=app.current_pairing,
-            login=app.login,
-            choose_selling_point=app.choose_selling_point,
-            logout=app.logout,
-            order_actions=app.order_actions,
-            config=lambda: app.config,
-            apply_settings=app.apply_settings,
-            spooler=spooler,
-            panel=panel,
-            metrics=metrics,
-            demo=app.demo,
-        )

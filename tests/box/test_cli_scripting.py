@@ -273,7 +273,7 @@ def test_a_date_reads_the_same_on_board_cli_and_ticket(
     assert due in listed.stdout.splitlines()[1]
     assert json.loads(edged("orders", "--json", "-c", str(config)).stdout)[0]["due_text"] == due
     # The ticket: the "For" line, with the weekday before the same date and time.
-    ticket = order_ticket(order.order, TicketOptions(language=language)).plain_text()
+    ticket = order_ticket(parse_order(order.payload), TicketOptions(language=language)).plain_text()
     [line] = [text for text in ticket.splitlines() if due in text]
     assert line.endswith(f" {due}")
 

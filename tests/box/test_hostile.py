@@ -49,6 +49,7 @@ from edged import decoding
 from edged.bridges.commands import BadRequest, parse_command, request_id_of
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import COMMANDS, CommandHandler, Response, dumps
+from edged.decoding import PayloadError, decode_json, parse_id
 from edged.flow.desk import OrderDesk
 from edged.flow.intake import NotificationLink
 from edged.flow.pairing import Pairing
@@ -60,10 +61,7 @@ from edged.sinqro.api import SinqroApi
 from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import (
     Order,
-    PayloadError,
-    decode_json,
     parse_actions,
-    parse_id,
     parse_notification,
     parse_order,
     parse_orders,

@@ -194,27 +194,29 @@ async def test_decisions_stuck_and_refused(journal: Journal) -> None:
     clock = Clock()
     sink = Sink()
     mon = monitor(journal, state, [sink], clock, order_waiting_after=0.0)
-    await desk.ingest(make_order(7), "test")
-    command = await desk.accept(7, source="test")
-    await mon.evaluate()
-    clock.offset = 61
-    await mon.evaluate()
-    assert list(mon.open) == ["decision_stuck"]
-    # Sinqro refuses it: the queue is empty again, the refusal is its own incident.
-    await journal.finish_command(command, ok=False, error_code="INVALID_TOKEN", error="expired")
-    await mon.evaluate()
-    assert list(mon.open) == ["decision_refused:7"]
-    assert "INVALID_TOKEN expired" in mon.open["decision_refused:7"].values["detail"]
-    # A refusal that only means the order had moved on is not an incident.
-    await desk.ingest(make_order(8), "test")
-    other = await desk.accept(8, source="test")
-    await journal.finish_command(other, ok=False, error_code="ORDER_MOVED_ON", error="x")
-    await mon.evaluate()
-    assert list(mon.open) == ["decision_refused:7"]
-    # The order moves on (cancelled by the customer): resolved.
-    await desk.ingest(make_order(7, "cancelled_by_client"), "test")
-    await mon.evaluate()
-    assert mon.open == {}
+    # Refusals come from the journal's events, which reach a listening monitor.
+    with mon.listening():
+        await desk.ingest(make_order(7), "test")
+        command = await desk.accept(7, source="test")
+        await mon.evaluate()
+        clock.offset = 61
+        await mon.evaluate()
+        assert list(mon.open) == ["decision_stuck"]
+        # Sinqro refuses it: the queue is empty again, the refusal is its own incident.
+        await journal.finish_command(command, ok=False, error_code="INVALID_TOKEN", error="expired")
+        await mon.evaluate()
+        assert list(mon.open) == ["decision_refused:7"]
+        assert "INVALID_TOKEN expired" in mon.open["decision_refused:7"].values["detail"]
+        # A refusal that only means the order had moved on is not an incident.
+        await desk.ingest(make_order(8), "test")
+        other = await desk.accept(8, source="test")
+        await journal.finish_command(other, ok=False, error_code="ORDER_MOVED_ON", error="x")
+        await mon.evaluate()
+        assert list(mon.open) == ["decision_refused:7"]
+        # The order moves on (cancelled by the customer): resolved.
+        await desk.ingest(make_order(7, "cancelled_by_client"), "test")
+        await mon.evaluate()
+        assert mon.open == {}
 
 
 async def test_a_restart_neither_repeats_nor_loses_alerts(journal: Journal) -> None:

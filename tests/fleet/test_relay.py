@@ -44,19 +44,28 @@ BOX = "10000000babe0001"
 class RelayProcess:
     """``edged relay -c FILE`` in its own process."""
 
-    def __init__(self, tmp_path: Path, broker: MosquittoBroker, **relay: Any) -> None:
-        """``relay``: more keys of the ``[relay]`` table."""
+    def __init__(
+        self,
+        tmp_path: Path,
+        broker: MosquittoBroker | None,
+        *,
+        mqtt: dict[str, Any] | None = None,
+        **relay: Any,
+    ) -> None:
+        """``relay``: more keys of the ``[relay]`` table; ``mqtt``: of its ``[mqtt]`` table
+        (``url`` there when ``broker`` is None)."""
         self.port = free_port()
         self.config = tmp_path / "relay.toml"
         self.log = tmp_path / "relay.log"
         doc = {
             "relay": {"host": "127.0.0.1", "port": self.port, "secret": SECRET, **relay},
             "mqtt": {
-                "url": broker.url,
+                **({"url": broker.url} if broker is not None else {}),
                 "client_id": "relay-test",
                 "publish_timeout": 1.0,
                 "reconnect_min": 0.05,
                 "reconnect_max": 0.3,
+                **(mqtt or {}),
             },
         }
         self.config.write_text(dump_toml(doc))
@@ -102,10 +111,15 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    tmp_path: Path, broker: MosquittoBroker, **settings: Any
+    tmp_path: Path,
+    broker: MosquittoBroker | None,
+    *,
+    mqtt: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[RelayProcess]:
-    """A relay process, healthy (connected to ``broker``); ``settings`` for ``[relay]``."""
-    process = RelayProcess(tmp_path, broker, **settings)
+    """A relay process, healthy (connected to ``broker``); ``settings`` for ``[relay]``,
+    ``mqtt`` for its ``[mqtt]``."""
+    process = RelayProcess(tmp_path, broker, mqtt=mqtt, **settings)
     process.start()
     try:
         async with httpx.AsyncClient() as http:

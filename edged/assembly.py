@@ -129,6 +129,7 @@ class Assembly:
         return [
             PartSpec("sinqro-link", ("sinqro", "fleet"), self._link_part),
             PartSpec("outbox", ("sinqro",), self._sender_part),
+            PartSpec("catalog", ("sinqro", "box"), self._build_catalog),
             PartSpec("spooler", ("printers", "box"), self._build_spooler),
             PartSpec("panel", ("panel", "orders"), self._build_panel),
             PartSpec("mqtt", ("mqtt", "box"), self._build_mqtt),
@@ -195,6 +196,21 @@ class Assembly:
 
     def _sender_part(self, cfg: Config) -> Runnable:
         return self.sender
+
+    def _build_catalog(self, cfg: Config) -> Runnable:
+        from edged.flow.catalog import CatalogKeeper
+
+        root = self.root
+        keeper = CatalogKeeper(
+            root.journal,
+            self.api,
+            root.state,
+            root.current_pairing,
+            default_timezone=cfg.box.timezone,
+        )
+        # The bridges reach the keeper through the desk they already hold.
+        root.desk.catalog = keeper
+        return keeper
 
     def _build_spooler(self, cfg: Config) -> Runnable | None:
         root = self.root

@@ -180,7 +180,7 @@ def cmd_failure_led(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edged.commandline import checking, fleet, orders, status
+    from edged.commandline import catalog, checking, fleet, orders, status
     from edged.sinqro.models import SETTABLE_STATUSES
 
     def parser_for(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -326,6 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why; required for cancelled_by_sp")
     waiting(p)
     p.set_defaults(func=lambda a: orders.decide(a, "status"))
+
+    p = answering(command("products", "the selling point's products and options, as last read"))
+    p.add_argument("--unavailable", action="store_true", help="only what is sold out")
+    p.add_argument("--refresh", action="store_true", help="read it from Sinqro first")
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    p.set_defaults(func=catalog.cmd_products)
+
+    p = answering(command("sold-out", "mark a product or an option sold out at Sinqro"))
+    p.add_argument("product", help="id, external id or name of a product or option")
+    p.add_argument(
+        "--until",
+        default=None,
+        help="back on by itself: closing, 1h, 2h, 90m or HH:MM (default: until turned back)",
+    )
+    waiting(p)
+    p.set_defaults(func=lambda a: catalog.cmd_availability(a, False))
+
+    p = answering(command("available", "put a sold-out product or option back on sale"))
+    p.add_argument("product", help="id, external id or name of a product or option")
+    waiting(p)
+    p.set_defaults(func=lambda a: catalog.cmd_availability(a, True))
 
     p = answering(command("status", "journal counts and the daemon's health"))
     p.add_argument("--json", action="store_true", help="one JSON document, for scripts")

@@ -28,7 +28,7 @@ BAD_FIELD = "BAD_FIELD"
 BAD_CATALOG = "BAD_CATALOG"
 BUSY = "BUSY"
 
-SINQRO_COMMANDS = ("accept", "cancel", "status", "catalog")
+SINQRO_COMMANDS = ("accept", "cancel", "status", "catalog", "availability")
 COMMANDS = (*SINQRO_COMMANDS, "reprint", "acknowledge", "ping")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
 _PRINTER = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
@@ -39,12 +39,14 @@ _FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cancel": (("order_id", "comment"), ("order_id", "comment")),
     "status": (("order_id", "status", "reason"), ("order_id", "status")),
     "catalog": (("catalog",), ("catalog",)),
+    "availability": (("product", "option", "available", "until"), ("available",)),
     "reprint": (("order_id", "printer"), ("order_id",)),
     "acknowledge": (("order_id",), ()),
     "ping": ((), ()),
 }
 _MAX_TEXT = 500
 _MAX_STATUS = 64
+_UNTIL = re.compile(r"[A-Za-z0-9:. ]{1,16}", re.ASCII)
 # A delay is whole minutes; the desk decides which are allowed (BAD_DELAY), the edge only
 # keeps numbers that fit SQLite and the outbox's JSON.
 _MAX_DELAY = 2**31
@@ -201,6 +203,8 @@ def _params(name: str, obj: dict[str, Any], rid: str) -> dict[str, Any]:
         except CatalogError as exc:
             raise BadRequest(BAD_CATALOG, str(exc)[:300], rid, name) from None
         return {"catalog": obj["catalog"], "summary": summary.to_dict()}
+    if name == "availability":
+        return _availability(obj, rid)
     if name == "acknowledge":
         value = obj.get("order_id")
         return {"order_id": None if value is None else _order_id(value, name, rid)}
@@ -230,3 +234,34 @@ def _params(name: str, obj: dict[str, Any], rid: str) -> dict[str, Any]:
             raise BadRequest(BAD_FIELD, "printer: expected a printer name", rid, name)
         params["printer"] = printer
     return params
+
+
+def _availability(obj: dict[str, Any], rid: str) -> dict[str, Any]:
+    """``product`` or ``option`` (an id, or an external id as a string), ``available``,
+    and for sold out an optional ``until`` (closing, 1h, 2h, 90m, HH:MM)."""
+    name = "availability"
+    given = [key for key in ("product", "option") if obj.get(key) is not None]
+    if len(given) != 1:
+        raise BadRequest(BAD_FIELD, "give one of product or option", rid, name)
+    kind = given[0]
+    value = obj[kind]
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = whole_number(value, minimum=1, maximum=MAX_ID)
+        if number is None:
+            raise BadRequest(BAD_FIELD, f"{kind}: expected an id or an external id", rid, name)
+        ref = str(number)
+    elif isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
+        ref = value
+    else:
+        raise BadRequest(BAD_FIELD, f"{kind}: expected an id or an external id", rid, name)
+    available = obj["available"]
+    if not isinstance(available, bool):
+        raise BadRequest(BAD_FIELD, "available: expected true or false", rid, name)
+    until = obj.get("until")
+    if until is not None and (
+        available or not isinstance(until, str) or not _UNTIL.fullmatch(until)
+    ):
+        raise BadRequest(
+            BAD_FIELD, "until: only with available false: closing, 1h, HH:MM", rid, name
+        )
+    return {"kind": kind, "ref": ref, "available": available, "until": until}

@@ -42,7 +42,8 @@ from edged.bridges.commands import (
     parse_command,
 )
 from edged.decoding import digest as message_digest
-from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.desk import OrderDesk
+from edged.flow.refusals import CommandRefused
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, Journal, JournalError, StoredOrder, Tx
@@ -67,6 +68,7 @@ PUBLISHED_KINDS = (
     ev.COMMAND_FAILED,
     ev.PRINTER_HEALTH,
     ev.PRINT_FAILED,
+    ev.CATALOG_CHANGED,
 )
 
 
@@ -413,6 +415,8 @@ class CommandHandler:
                 command = await self.desk.set_status(
                     p["order_id"], p["status"], reason=p["reason"], source=source, key=key
                 )
+            elif request.name == "availability":
+                command = await self._availability(p, key)
             else:
                 command = await self.desk.push_catalog(p["catalog"], source=source, key=key)
         extra: dict[str, Any] = {"command_id": command.id}
@@ -428,6 +432,20 @@ class CommandHandler:
         )
         await self._remember(request, queued, command.id, reply_to, correlation, final)
         return final or queued
+
+    async def _availability(self, p: dict[str, Any], key: str) -> Command:
+        keeper = self.desk.catalog
+        if keeper is None:
+            raise CommandRefused("NO_CATALOG", "this box keeps no catalog (not running)")
+        command, _ = await keeper.set_available(
+            p["ref"],
+            p["available"],
+            until=p["until"],
+            kind=p["kind"],
+            source=self.bridge,
+            request_key=key,
+        )
+        return command
 
     async def _command_by_key(self, key: str) -> Command | None:
         def run(tx: Tx) -> Command | None:

@@ -181,7 +181,8 @@ def refusal(code: str, message: str, locale: Locale) -> str:
 
 
 def decide(args: argparse.Namespace, action: str) -> int:
-    from edged.flow.desk import CommandRefused, OrderDesk
+    from edged.flow.desk import OrderDesk
+    from edged.flow.refusals import CommandRefused
     from edged.state import BoxState
 
     async def work(config: Config, journal: Journal, locale: Locale) -> int:

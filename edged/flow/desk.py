@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from edged.flow.refusals import CommandRefused
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
@@ -21,6 +22,9 @@ from edged.journal.unstored import UnstoredOrders
 from edged.sinqro import errors
 from edged.sinqro.models import GONE, SETTABLE_STATUSES, WAITING, Order, parse_order
 from edged.state import BoxState
+
+if TYPE_CHECKING:  # the keeper imports this module
+    from edged.flow.catalog import CatalogKeeper
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +45,6 @@ def moves_back(stored: str, reported: str) -> bool:
     """Would ``reported`` move an order that is ``stored`` backwards? Unknown codes never do."""
     old, new = _PROGRESS.get(stored), _PROGRESS.get(reported)
     return old is not None and new is not None and new < old
-
-
-class CommandRefused(ValueError):
-    """A decision that cannot be taken (unknown order, already decided, no comment...).
-
-    ``code`` is a stable word for bridges and the web page (see docs/bridge-protocol.md).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -76,6 +68,8 @@ class OrderDesk:
     def __init__(self, journal: Journal, state: BoxState, config: OrdersConfig) -> None:
         self.journal = journal
         self.state = state
+        # The catalog keeper, set by the daemon once built: bridges reach "sold out" here.
+        self.catalog: CatalogKeeper | None = None
         self.config = config
         self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
         # One decision checked and queued at a time: two taps cannot both pass the check.

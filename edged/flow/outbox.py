@@ -29,6 +29,9 @@ from edged.sinqro.models import CANCELLED_STATUSES, GONE, WAITING, Order, OrderA
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
+# Commands about the catalog, not an order: nothing to read back, and setting the same
+# availability or catalog twice is the same (so a lost answer is simply sent again).
+ORDERLESS = ("catalog", "availability")
 
 
 def effect_present(command: Command, order: Order) -> bool | None:
@@ -290,10 +293,10 @@ class OutboxSender:
         waits and whether the answer of a send was lost. Raises :class:`_Paused` for a
         box-wide cause."""
         sending = False
-        if command.kind != "catalog" and await self._already_decided(command):
+        if command.kind not in ORDERLESS and await self._already_decided(command):
             return None
         try:
-            if command.attempts > 0 and command.kind != "catalog":
+            if command.attempts > 0 and command.kind not in ORDERLESS:
                 # It may have reached Sinqro before the crash or timeout: look first.
                 current = await self.api.get_order(command.order_id)
                 present = effect_present(command, current)
@@ -321,7 +324,7 @@ class OutboxSender:
                 log.warning("command %d not delivered yet: %s", command.id, exc)
                 await self.journal.requeue_command(command.id, str(exc))
                 return str(exc), sending
-            if sending and command.kind != "catalog" and await self._already_applied(command):
+            if sending and command.kind not in ORDERLESS and await self._already_applied(command):
                 return None
             log.warning("command %d refused by Sinqro: %s", command.id, exc)
             await self._finish(command, ok=False, code=exc.code, message=exc.message)
@@ -365,6 +368,16 @@ class OutboxSender:
             await self.api.patch_menu_collection_raw(
                 self.pairing().selling_point_id, params["catalog"]
             )
+            return None
+        if command.kind == "availability":
+            sp = int(params["selling_point_id"])
+            available = bool(params["available"])
+            if params["item"] == "option":
+                await self.api.set_option_available(
+                    sp, int(params["category_id"]), int(params["id"]), available
+                )
+            else:
+                await self.api.set_product_available(sp, int(params["id"]), available)
             return None
         raise SinqroError("BAD_COMMAND", f"unknown command kind {command.kind!r}")
 

@@ -24,6 +24,8 @@ from typing import Any
 #                                                            CLI, web, panel or bridge asks to print
 # link.paired      {selling_point_id}                        the box was paired (web)
 # link.unpaired    {}                                        the box was logged out
+# catalog.changed  {selling_point_id, products, unavailable} the catalog read differs from the
+#                                                            stored one
 ORDER_NEW = "order.new"
 ORDER_STATUS = "order.status"
 ORDER_ACKNOWLEDGED = "order.acknowledged"
@@ -36,6 +38,7 @@ PRINT_FAILED = "print.failed"
 PRINT_REQUESTED = "print.requested"
 LINK_PAIRED = "link.paired"
 LINK_UNPAIRED = "link.unpaired"
+CATALOG_CHANGED = "catalog.changed"
 
 
 @dataclass(frozen=True)

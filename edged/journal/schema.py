@@ -169,6 +169,25 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX print_jobs_queue ON print_jobs (printer, state, id);
     CREATE INDEX print_jobs_order ON print_jobs (order_id, origin);
     """,
+    6: """
+    -- the catalog: the last copy read from Sinqro per selling point, canonical JSON, so an
+    -- unchanged read writes nothing (compared by digest before any write).
+    CREATE TABLE catalog (
+        selling_point_id  INTEGER PRIMARY KEY,
+        digest            TEXT NOT NULL,              -- of payload
+        payload           TEXT NOT NULL,              -- edged.sinqro.catalog.Catalog.to_json
+        changed           REAL NOT NULL               -- unix time it last differed
+    );
+    -- sold out until a time: the box puts the item back on at ``until`` itself.
+    CREATE TABLE availability_timers (
+        selling_point_id  INTEGER NOT NULL,
+        kind              TEXT NOT NULL CHECK (kind IN ('product', 'option')),
+        item_id           INTEGER NOT NULL,
+        category_id       INTEGER,                    -- an option's category
+        until             REAL NOT NULL,              -- unix time
+        PRIMARY KEY (selling_point_id, kind, item_id)
+    );
+    """,
 }
 
 LATEST = max(MIGRATIONS)

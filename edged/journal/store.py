@@ -7,7 +7,9 @@
 * ``cursors``: how far each consumer (spooler, bridges, ...) has processed the log; a
   consumer advances its cursor in the same transaction as its own side-effect record;
 * ``outbox``: commands for Sinqro, written before anything is sent;
-* ``kv``: small durable settings; ``quarantine``: rows that could not be decoded.
+* ``kv``: small durable settings; ``quarantine``: rows that could not be decoded;
+* ``catalog``, ``availability_timers``: the selling point's products as last read, and
+  what the box puts back on at a time (:mod:`edged.journal.catalog`).
 
 The pairing and the web admin password live beside the journal in a file of their own
 (:meth:`Journal.kept_get`), so a damaged journal replaced by a fresh one keeps them.
@@ -25,7 +27,8 @@ import time
 from typing import Any
 
 from edged.journal import events as ev
-from edged.journal.engine import KV_RECOVERED, JournalEngine
+from edged.journal.catalog import CatalogStore
+from edged.journal.engine import KV_RECOVERED
 from edged.journal.events import Event
 from edged.journal.rows import Command, OrderRecord, StoredOrder, UpsertResult, event_from_row
 from edged.journal.tx import COMMAND_KINDS, Tx
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 
-class Journal(JournalEngine):
+class Journal(CatalogStore):
     """Async facade over the SQLite journal. Create with :meth:`open`."""
 
     # -- the rebuilt-journal notice --------------------------------------------------------

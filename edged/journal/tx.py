@@ -27,7 +27,7 @@ from edged.journal.writer import TxBase
 
 log = logging.getLogger(__name__)
 
-COMMAND_KINDS = ("accept", "cancel", "status", "catalog")
+COMMAND_KINDS = ("accept", "cancel", "status", "catalog", "availability")
 # Tables whose rows are decoded, the column that identifies a row in each, its decoder.
 ROW_KEYS = {"orders": "id", "events": "seq", "outbox": "id"}
 DECODERS: dict[str, Callable[[sqlite3.Row], object]] = {

@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from edged.clock import Clock, RealClock
-from edged.flow.desk import CommandRefused, OrderDesk, Outcome
+from edged.flow.desk import OrderDesk, Outcome
+from edged.flow.refusals import CommandRefused
 from edged.flow.settings import DEFAULT_CANCEL_COMMENT, OrdersConfig
 from edged.i18n import Locale
 from edged.journal import events as ev

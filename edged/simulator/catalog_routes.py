@@ -59,8 +59,9 @@ class CatalogRoutes:
 
     async def _patch_product(self, request: web.Request) -> web.Response:
         catalog = self._catalog(request)
-        answer = catalog.patch_product(path_int(request, "id"), await _json(request))
-        self.state.cloud.catalog_changed()
+        body = await _json(request)
+        answer = catalog.patch_product(path_int(request, "id"), body)
+        self.state.cloud.catalog_changed(path_int(request, "sp"), request.path, body)
         return json_response(answer)
 
     async def _categories(self, request: web.Request) -> web.Response:
@@ -71,8 +72,9 @@ class CatalogRoutes:
 
     async def _patch_category(self, request: web.Request) -> web.Response:
         catalog = self._catalog(request)
-        answer = catalog.patch_category(path_int(request, "id"), await _json(request))
-        self.state.cloud.catalog_changed()
+        body = await _json(request)
+        answer = catalog.patch_category(path_int(request, "id"), body)
+        self.state.cloud.catalog_changed(path_int(request, "sp"), request.path, body)
         return json_response(answer)
 
     async def _menus(self, request: web.Request) -> web.Response:
@@ -83,6 +85,7 @@ class CatalogRoutes:
 
     async def _patch_menu(self, request: web.Request) -> web.Response:
         catalog = self._catalog(request)
-        answer = catalog.patch_menu(path_int(request, "id"), await _json(request))
-        self.state.cloud.catalog_changed()
+        body = await _json(request)
+        answer = catalog.patch_menu(path_int(request, "id"), body)
+        self.state.cloud.catalog_changed(path_int(request, "sp"), request.path, body)
         return json_response(answer)

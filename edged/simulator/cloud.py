@@ -96,6 +96,7 @@ class Cloud:
     posted: list[dict[str, Any]] = field(default_factory=list)
     menus: list[dict[str, Any]] = field(default_factory=list)
     catalogs: dict[int, Catalog] = field(default_factory=dict)
+    catalog_patches: list[dict[str, Any]] = field(default_factory=list)
     next_id: int = 600001
     rng: random.Random = field(default_factory=random.Random, repr=False)
     listeners: list[Listener] = field(default_factory=list, repr=False)
@@ -428,8 +429,12 @@ class Cloud:
             self.catalogs[sp_id] = Catalog()
         return self.catalogs[sp_id]
 
-    def catalog_changed(self) -> None:
-        """A PATCH changed a catalog: saved with the rest of the state."""
+    def catalog_changed(self, sp_id: int, path: str, body: Any) -> None:
+        """A PATCH changed a catalog: recorded (what reached the cloud, once per PATCH
+        applied) and saved with the rest of the state."""
+        self.catalog_patches.append(
+            {"sellingPointId": sp_id, "path": path, "body": body, "ts": time.time()}
+        )
         self._changed()
 
     def patch_menus(self, username: str, sp_id: int, body: Any) -> dict[str, Any]:
@@ -452,6 +457,7 @@ class Cloud:
             "grants": [asdict(g) for g in self.grants.values()],
             "posted": self.posted,
             "menus": self.menus,
+            "catalogPatches": self.catalog_patches,
             "catalogs": {str(sp): c.to_json() for sp, c in self.catalogs.items()},
         }
 
@@ -463,6 +469,7 @@ class Cloud:
         self.grants = {g["token"]: Grant(**g) for g in data.get("grants", [])}
         self.posted = list(data.get("posted", []))
         self.menus = list(data.get("menus", []))
+        self.catalog_patches = list(data.get("catalogPatches", []))
         for sp, catalog in (data.get("catalogs") or {}).items():
             self.catalogs[int(sp)] = Catalog()
             self.catalogs[int(sp)].load_json(catalog)

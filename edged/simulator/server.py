@@ -185,6 +185,10 @@ class Simulator:
         """Every action and status POST received, with its result (``ok`` or error code)."""
         return list(self.cloud.posted)
 
+    def catalog_patches(self, suffix: str = "") -> list[dict[str, Any]]:
+        """Every catalog PATCH the cloud applied (path ending in ``suffix``), with its body."""
+        return [p for p in self.cloud.catalog_patches if p["path"].endswith(suffix)]
+
     def menus(self) -> list[dict[str, Any]]:
         """Every accepted ``collectionRaw`` body."""
         return list(self.cloud.menus)

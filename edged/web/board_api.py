@@ -16,7 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from edged.decoding import PayloadError, ascii_int, decimal, decode_json
-from edged.flow.desk import CommandRefused
+from edged.flow.refusals import CommandRefused
 from edged.i18n import Locale
 from edged.i18n.words import TYPE_WORDS
 from edged.journal import events as ev

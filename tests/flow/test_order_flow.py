@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from conftest import eventually
 
-from edged.flow.desk import CommandRefused, OrderDesk
+from edged.flow.desk import OrderDesk
 from edged.flow.outbox import OutboxSender, pick_action
 from edged.flow.pairing import Pairing
+from edged.flow.refusals import CommandRefused
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
 from edged.journal.store import Journal

@@ -78,6 +78,7 @@ async def test_patch_changes_only_what_was_sent(sim: Simulator, http: httpx.Asyn
         k: v for k, v in before.items() if k != "isAvailable"
     }
     assert sim.product(109802)["isAvailable"] is False
+    assert [p["body"] for p in sim.catalog_patches("/products/109802")] == [{"isAvailable": False}]
     # A bad body changes nothing, and says why in the documented shape.
     bad = await http.patch("products/109802", json={"isAvailable": True, "price": "free"})
     assert bad.status_code == 400 and bad.json()["code"] == "BAD_REQUEST"
@@ -151,6 +152,7 @@ async def test_catalog_faults(sim: Simulator, http: httpx.AsyncClient) -> None:
     sim.fail_product(109803, status=503)
     assert (await http.patch("products/109803", json={"isAvailable": False})).status_code == 503
     assert sim.product(109803)["isAvailable"] is True
+    assert sim.catalog_patches() == []
     assert (await http.get("products/109804")).status_code == 200
     sim.fail_product(109803, on=False)
     sim.fail_requests(1, 500)
@@ -162,7 +164,7 @@ async def test_catalog_survives_a_state_file(tmp_path: Any) -> None:
     state = tmp_path / "state.json"
     async with Simulator(state_file=state) as first:
         first.cloud.catalog(first.selling_point_id).patch_product(109801, {"isAvailable": False})
-        first.cloud.catalog_changed()
+        first.cloud.catalog_changed(first.selling_point_id, "/products/109801", {})
     async with Simulator(state_file=state) as second:
         assert second.product(109801)["isAvailable"] is False
         assert second.product(109802)["isAvailable"] is True

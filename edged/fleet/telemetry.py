@@ -1,9 +1,10 @@
 """What a box tells its vendor about itself: the ``<prefix>/<box_id>/info`` document.
 
 Everything here is read, never written: the kernel's files (uptime, SoC temperature, the
-Raspberry Pi firmware's throttling flags), the disk, the journal's counts and the live
-:class:`~edged.state.BoxState`. :class:`Telemetry` builds one JSON-ready dict;
-:meth:`Telemetry.significant` is the part whose change is worth a message of its own.
+Raspberry Pi firmware's throttling flags), the disk, the journal's counts, update-edged's
+record (:mod:`edged.fleet.box_events`) and the live :class:`~edged.state.BoxState`.
+:class:`Telemetry` builds one JSON-ready dict; :meth:`Telemetry.significant` is the part
+whose change is worth a message of its own.
 """
 
 from __future__ import annotations

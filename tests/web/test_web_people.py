@@ -358,7 +358,19 @@ def english_phrases(language: str) -> list[str]:
 
 
 async def visible_text(page: Page) -> str:
-    return str(await page.evaluate("document.body.innerText"))
+    """The page's words, less what it marks ``translate="no"`` (config keys shown for
+    support, which are names, not language)."""
+    return str(
+        await page.evaluate(
+            """() => {
+                const hidden = [...document.querySelectorAll('[translate="no"]')];
+                hidden.forEach((e) => (e.dataset.was = e.style.display, e.style.display = "none"));
+                const text = document.body.innerText;
+                hidden.forEach((e) => (e.style.display = e.dataset.was));
+                return text;
+            }"""
+        )
+    )
 
 
 @pytest.mark.parametrize("language", ["es", "ca"])

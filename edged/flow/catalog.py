@@ -232,8 +232,9 @@ class CatalogKeeper:
 
     def _on_events(self, new_events: list[Event]) -> None:
         for event in new_events:
-            if event.kind == ev.COMMAND_DONE and event.data.get("kind") == "availability":
-                self._done.put_nowait(int(event.data["command_id"]))
+            data = ev.payload(event)
+            if isinstance(data, ev.CommandDone) and data.kind == "availability":
+                self._done.put_nowait(data.command_id)
                 self._wake.set()
             elif event.kind == ev.LINK_PAIRED:
                 self._wake.set()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edged.onboarding import PASSWORD_FILE as HOTSPOT_PASSWORD_FILE
 from edged.onboarding import read_hotspot_password
+from edged.state import FixedKey
 from edged.web.guard import COOKIE
 from edged.web.http import json_response, maybe_await, redirect, refusal
 from edged.web.reach import default_mdns, page_urls, qr_svg
@@ -187,10 +188,11 @@ class Access:
                 health.get("state") if isinstance(health, dict) else None
             )
             lines.append(_("Printer {name}: {state}").format(name=name, state=word))
-        for key, label in (
+        bridges: tuple[tuple[FixedKey, str], ...] = (
             ("bridge.mqtt", _("POS link (MQTT)")),
             ("bridge.serial", _("POS link (serial)")),
-        ):
+        )
+        for key, label in bridges:
             value = state.get(key)
             if value is not None and value != "disabled":
                 lines.append(f"{label}: {server.board.part_word(str(value))}")

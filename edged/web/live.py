@@ -285,13 +285,16 @@ class Live:
 
 def _notices(events: list[Event]) -> list[dict[str, Any]]:
     """Sinqro's refusals among ``events``, as the page's ``notice`` data."""
-    return [
-        {
-            "kind": "failed",
-            "order_id": e.order_id,
-            "code": str(e.data.get("code", "")),
-            "message": str(e.data.get("message", "")),
-        }
-        for e in events
-        if e.kind == ev.COMMAND_FAILED
-    ]
+    out = []
+    for e in events:
+        data = ev.payload(e)
+        if isinstance(data, ev.CommandFailed):
+            out.append(
+                {
+                    "kind": "failed",
+                    "order_id": e.order_id,
+                    "code": data.code,
+                    "message": data.message,
+                }
+            )
+    return out

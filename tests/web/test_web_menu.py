@@ -102,3 +102,24 @@ async def test_the_menu_api_needs_a_session_and_the_csrf_token(
 
 async def _state(client: httpx.AsyncClient, path: str) -> bool:
     return bool((await client.get(path)).json()["state"] == "done")
+
+
+async def test_sold_out_next_to_an_item_on_an_order_card(sim: Simulator, tmp_path: Path) -> None:
+    async with running_box(sim, tmp_path) as box, browser(PHONE) as context:
+        page = await new_page(context)
+        await sign_in(box, page)
+        await eventually(lambda: keeper_has_catalog(box), what="the catalog read from Sinqro")
+        order = sim.create_order("delivery")
+        product_id = order["orderLines"][0]["product"]["id"]
+        await page.goto(box.url + "/board")
+        card = page.locator(f"#waiting .order[data-order-id='{order['id']}']")
+        await expect(card).to_be_visible()
+        button = card.locator(f"button.sold-out[data-kind=product][data-id='{product_id}']").first
+        await button.click()
+        state = card.locator(".sold-out-state").first
+        await expect(state).to_contain_text("done, Sinqro has it")
+        assert sim.product(product_id)["isAvailable"] is False
+        # Until closing: the box puts it back on at the selling point's day end itself.
+        timers = await box.app.journal.timers(sim.selling_point_id)
+        assert [(t.kind, t.item_id) for t in timers] == [("product", product_id)]
+        await shot(page, "board-phone-sold-out")

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from harness import SimulatorProcess, free_port  # noqa: E402
+from harness import SimulatorProcess  # noqa: E402
+from ports import free_port  # noqa: E402
 
 from edged.demo import demo_config  # noqa: E402
 from edged.simulator.cloud import default_selling_points  # noqa: E402

@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import pytest
 from escpos_decoder import decode
-from harness import SimulatorProcess, free_port
+from harness import SimulatorProcess
 from image_support import (
     LOCK,
     PYTHON,
@@ -52,6 +52,7 @@ from image_support import (
     unpack,
     wheelhouse,
 )
+from ports import free_port
 from printer_standin import TcpPrinter
 from vm import VM, build_disk, prepare_guest
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually, make_sinqro_config
+from conftest import make_sinqro_config
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from waiting import eventually
 
 from edged.config import Config, load_config, save_web_settings
 from edged.flow.desk import OrderDesk

@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import eventually
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from printer_standin import TcpPrinter
+from waiting import eventually
 
 from edged.app import App
 from edged.config import load_config

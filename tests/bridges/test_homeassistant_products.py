@@ -9,12 +9,11 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 
-import test_homeassistant
-from bridge_helpers import until
 from broker import MosquittoBroker
 from mqtt_listener import Listener
 from test_bridge_availability import box_with_catalog
 from test_homeassistant import BASE, BOX, HA, NODE, bridge_config, check_config
+from waiting import eventually
 
 from edged.bridges.homeassistant import DeviceInfo
 from edged.bridges.mqtt import MqttBridge
@@ -22,8 +21,6 @@ from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
 from edged.state import BoxState
-
-broker = test_homeassistant.broker  # the fixture: a Mosquitto of the test's own
 
 PIZZA = 109800  # exposed by id
 PAELLA = 109802  # exposed by its external id
@@ -51,7 +48,9 @@ async def running(
     )
     task = asyncio.create_task(bridge.run(), name="test-ha-products")
     try:
-        await until(lambda: state.get("bridge.mqtt") == "online" or task.done(), "bridge online")
+        await eventually(
+            lambda: state.get("bridge.mqtt") == "online" or task.done(), what="bridge online"
+        )
         assert not task.done(), task
         yield bridge
     finally:
@@ -74,7 +73,7 @@ async def test_a_switch_sells_out_an_exposed_product_once(
     ):
         assert bridge.homeassistant is not None
         wanted = {switch_config(PIZZA), switch_config(PAELLA)}
-        await until(lambda: wanted <= ha.topics_seen(), "a switch per exposed product")
+        await eventually(lambda: wanted <= ha.topics_seen(), what="a switch per exposed product")
         assert switch_config(TORTILLA) not in ha.topics_seen()
         paella = ha.last(switch_config(PAELLA))
         assert paella is not None
@@ -82,24 +81,34 @@ async def test_a_switch_sells_out_an_exposed_product_once(
         assert check_config(switch_config(PAELLA), config) == "switch"
         assert config["name"] == "Paella valenciana (2 pers.)"
         state_topic, command_topic = config["state_topic"], config["command_topic"]
-        await until(lambda: (m := ha.last(state_topic)) is not None and m.payload == b"ON", "on")
+        await eventually(
+            lambda: (m := ha.last(state_topic)) is not None and m.payload == b"ON", what="on"
+        )
 
         # A retained command would replay on every reconnect: ignored. An unexposed
         # product has no switch. Then the real one, sent twice (Home Assistant repeats).
         await ha.publish(command_topic, b"OFF", retain=True)
         await ha.publish(f"{BASE}/switch/product/{TORTILLA}/set", b"OFF")
         await ha.publish(command_topic, b"OFF")
-        await until(lambda: sim.product(PAELLA)["isAvailable"] is False, "sold out at Sinqro")
+        await eventually(
+            lambda: sim.product(PAELLA)["isAvailable"] is False, what="sold out at Sinqro"
+        )
         # The state follows the catalog once Sinqro took it, not the command.
-        await until(lambda: (m := ha.last(state_topic)) is not None and m.payload == b"OFF", "off")
+        await eventually(
+            lambda: (m := ha.last(state_topic)) is not None and m.payload == b"OFF", what="off"
+        )
         assert sim.product(TORTILLA)["isAvailable"] is True
         assert [p["body"] for p in sim.catalog_patches(f"/products/{PAELLA}")] == [
             {"isAvailable": False}
         ]
 
         await ha.publish(command_topic, b"ON")
-        await until(lambda: sim.product(PAELLA)["isAvailable"] is True, "back on at Sinqro")
-        await until(lambda: (m := ha.last(state_topic)) is not None and m.payload == b"ON", "on")
+        await eventually(
+            lambda: sim.product(PAELLA)["isAvailable"] is True, what="back on at Sinqro"
+        )
+        await eventually(
+            lambda: (m := ha.last(state_topic)) is not None and m.payload == b"ON", what="on"
+        )
         pizza = json.loads(ha.last(switch_config(PIZZA)).payload)
         assert ha.last(pizza["state_topic"]).payload == b"ON"
         assert bridge.homeassistant.switched == 2
@@ -107,7 +116,7 @@ async def test_a_switch_sells_out_an_exposed_product_once(
         async with Listener(
             broker.host, broker.port, (f"{HA}/#", state_topic), client_id="late"
         ) as late:
-            await until(lambda: wanted | {state_topic} <= late.topics_seen(), "retained")
+            await eventually(lambda: wanted | {state_topic} <= late.topics_seen(), what="retained")
             assert all(m.retain for m in late.messages)
 
 
@@ -121,6 +130,6 @@ async def test_no_switches_without_exposed_products(
     ):
         assert bridge.homeassistant is not None
         link = f"{HA}/sensor/{NODE}/link/config"
-        await until(lambda: link in ha.topics_seen(), "the other configs")
+        await eventually(lambda: link in ha.topics_seen(), what="the other configs")
         assert not [t for t in ha.topics_seen() if t.startswith(f"{HA}/switch/")]
         assert f"{BASE}/switch/#" not in bridge.homeassistant.subscriptions()

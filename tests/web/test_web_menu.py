@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from conftest import eventually
 from playwright.async_api import expect
 from test_web_people import PHONE, Box, browser, mock_pins, new_page, running_box, shot
 from test_web_people import sign_in_first_time as sign_in
+from waiting import eventually
 
 from edged.simulator.server import Simulator
 

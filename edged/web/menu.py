@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -26,7 +27,8 @@ from edged.web.http import MAX_BODY, Stop, json_response, refusal
 
 if TYPE_CHECKING:
     from edged.flow.catalog import CatalogKeeper
-    from edged.web.server import WebServer
+    from edged.web.pages import Pages
+    from edged.web.services import WebServices
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,21 @@ def change_json(command: Command) -> dict[str, Any]:
 
 
 class Menu:
-    """The Menu page and its API."""
+    """The Menu page and its API, over the few parts of the page it needs (never the
+    server): the daemon's services, the box's locale, page rendering, and how long a
+    change waits for Sinqro before it answers "queued" (the board's wait)."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        services: WebServices,
+        locale: Callable[[], Locale],
+        pages: Pages,
+        action_wait: Callable[[], float],
+    ) -> None:
+        self.services = services
+        self.locale = locale
+        self.pages = pages
+        self.action_wait = action_wait
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/menu", self.page)
@@ -78,23 +91,23 @@ class Menu:
 
     def keeper(self) -> CatalogKeeper:
         # The daemon's desk carries its catalog keeper (edged.assembly); a stand-in may not.
-        keeper: CatalogKeeper | None = getattr(self.server.services.desk, "catalog", None)
+        keeper: CatalogKeeper | None = getattr(self.services.desk, "catalog", None)
         if keeper is None:
-            message = self.server.locale().gettext("This box keeps no menu right now.")
+            message = self.locale().gettext("This box keeps no menu right now.")
             raise Stop(503, "NO_CATALOG", message)
         return keeper
 
     # -- the page --------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        _ = self.server.locale().gettext
-        return self.server.pages.render(
+        _ = self.locale().gettext
+        return self.pages.render(
             request,
             "menu.html",
             _("Menu"),
             scripts=("menu.js",),
             page_class="menu",
-            choices=self.choices(self.server.locale()),
+            choices=self.choices(self.locale()),
         )
 
     @staticmethod
@@ -114,8 +127,8 @@ class Menu:
         """Products and option categories, matching ``q`` (name or external id) and in
         ``category`` (``products``, or an option category's id) when given; each with its
         "back on at" time and the change on its way, if any."""
-        services = self.server.services
-        locale = self.server.locale()
+        services = self.services
+        locale = self.locale()
         paired = bool(services.pairing().paired)
         query = request.query.get("q", "")[:100].casefold().strip()
         category = request.query.get("category", "")[:20]
@@ -188,7 +201,7 @@ class Menu:
     async def api_change(self, request: web.Request) -> web.StreamResponse:
         """One availability change's state now (the page asks until done or refused)."""
         command_id = parse_id(request.match_info["command_id"])
-        command = await self.server.services.journal.get_command(command_id) if command_id else None
+        command = await self.services.journal.get_command(command_id) if command_id else None
         if command is None or command.kind != KIND:
             return refusal("UNKNOWN_COMMAND", "no such change", 404)
         return json_response(change_json(command))
@@ -226,15 +239,15 @@ class Menu:
             )
         except CommandRefused as exc:
             return refusal(exc.code, self._refusal_words(exc), 409)
-        await self.server.services.desk.wait(command.id, self.server.board.action_wait)
-        latest = await self.server.services.journal.get_command(command.id) or command
+        await self.services.desk.wait(command.id, self.action_wait())
+        latest = await self.services.journal.get_command(command.id) or command
         answer = change_json(latest)
         answer["back_at"] = back_at
-        answer["back_at_text"] = self.server.locale().time(back_at) if back_at else ""
+        answer["back_at_text"] = self.locale().time(back_at) if back_at else ""
         return json_response(answer, status=200 if answer["ok"] else 409)
 
     def _refusal_words(self, exc: CommandRefused) -> str:
-        _ = self.server.locale().gettext
+        _ = self.locale().gettext
         words = {
             "NOT_PAIRED": _("The box is not connected to Sinqro: nothing can be changed."),
             "UNKNOWN_PRODUCT": _("This item is not in the menu the box keeps."),

@@ -91,7 +91,7 @@ class WebServer:
         self.pairing = PairingPages(self)
         self.setup = SetupPages(self)
         self.board = Board(self)
-        self.menu = Menu(self)
+        self.menu = Menu(self.services, self.locale, self.pages, lambda: self.board.action_wait)
         self.health = Health(self)
         self.app = self._build_app()
 

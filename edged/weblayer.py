@@ -78,6 +78,7 @@ WEB_KEYS: dict[str, frozenset[str]] = {
             "max_pending_commands",
             "homeassistant",
             "homeassistant_prefix",
+            "homeassistant_products",
         }
     ),
     "serial": frozenset(

@@ -35,7 +35,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged import mqttstop
 from edged.bridges.commands import BUSY, command_name, request_id_of
-from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
+from edged.bridges.homeassistant import (
+    CatalogProducts,
+    DeviceInfo,
+    HomeAssistant,
+    JournalActions,
+)
 from edged.bridges.link import Link, keep_linked
 from edged.bridges.protocol import (
     CommandHandler,
@@ -47,6 +52,7 @@ from edged.bridges.protocol import (
 from edged.bridges.settings import MqttConfig
 from edged.bridges.topics import STATE_KEYS, correlation_id, topic_id
 from edged.flow.desk import OrderDesk
+from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
@@ -124,6 +130,8 @@ class MqttBridge:
                 printers=printers or (lambda: sorted(state.printers())),
                 state_topic=self.state_topic,
                 actions=JournalActions(journal, desk),
+                products=CatalogProducts(desk),
+                exposed=config.homeassistant_products,
             )
         # Commands received and not yet handled survive a reconnect (the worker answers
         # them on the next connection); BUSY answers wait here for the connection.
@@ -284,6 +292,8 @@ class MqttBridge:
                 sends.append((self.event_topic(event.kind), dumps(message), None))
             for final in await self.handler.finals([event]):
                 sends.append(self._response_message(final))
+        if self.homeassistant is not None and any(e.kind == ev.CATALOG_CHANGED for e in events):
+            await self.homeassistant.catalog_changed(self._publisher(client))
         if not sends:
             return
         # All in flight at once (paho sends them in this order); the cursor moves only

@@ -6,8 +6,8 @@ and the hardening headers on the way out.
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
   ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent;
-* a staff session (the staff PIN) reaches only the board (:data:`STAFF_PATHS`): never the
-  settings, the pairing or the devices list.
+* a staff session (the staff PIN) reaches only the board and the menu (:data:`STAFF_PATHS`):
+  never the settings, the pairing or the devices list.
 
 A request that meets a journal that cannot store or read right now (disk full, failing
 card) is answered 503 "the box cannot store right now", in the box's language, never 500:
@@ -46,9 +46,10 @@ PUBLIC_PATHS = frozenset(
 # What a staff session may use: the board, its data and decisions, and signing out.
 STAFF_PATHS = frozenset(
     {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
+    | {"/menu", "/api/menu"}
     | {"/logout"}
 )
-STAFF_PREFIXES = ("/api/orders/",)
+STAFF_PREFIXES = ("/api/orders/", "/api/menu/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RETRY_AFTER = "5"  # seconds a client waits before it tries a journal that failed again
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

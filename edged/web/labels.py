@@ -268,6 +268,10 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
         N_("Home Assistant topic prefix"),
         N_("The discovery prefix set in Home Assistant, normally homeassistant."),
     ),
+    ("mqtt", "homeassistant_products"): (
+        N_("Products with a switch in Home Assistant"),
+        N_("Product ids or POS references, separated with commas: each gets an on-sale switch."),
+    ),
     # -- serial bridge ----------------------------------------------------------------------
     ("serial", "enabled"): (
         N_("Connect to the POS over a serial cable"),

@@ -11,6 +11,7 @@ over it, and routes; each area lives in its own module and registers its own rou
 * :mod:`~edged.web.pairing`: the link to the restaurant's Sinqro user;
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
+* :mod:`~edged.web.menu`: the menu, sold out and back on;
 * :mod:`~edged.web.live`: the server-sent event stream;
 * :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
 * :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
@@ -36,6 +37,7 @@ from edged.web.health import Health
 from edged.web.http import MAX_BODY
 from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.live import Live
+from edged.web.menu import Menu
 from edged.web.netinfo import mdns_name
 from edged.web.pairing import PairingPages
 from edged.web.security import AttemptLimiter, Credentials
@@ -76,6 +78,7 @@ class WebServer:
         self.pairing = PairingPages(site)
         self.setup = SetupPages(site, self.access)
         self.board = Board(site)
+        self.menu = Menu(site.services, site.locale, site.pages, lambda: self.board.action_wait)
         self.health = Health(site, self.board, self.live)
         self.app = self._build_app()
 
@@ -120,7 +123,7 @@ class WebServer:
             client_max_size=MAX_BODY,
         )
         r = app.router
-        for area in (self.access, self.pairing, self.setup, self.board, self.health):
+        for area in (self.access, self.pairing, self.setup, self.board, self.menu, self.health):
             area.routes(r)
         r.add_get("/events", self.live.events)
         static = Path(str(resources.files("edged.web").joinpath("static")))

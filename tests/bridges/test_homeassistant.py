@@ -40,7 +40,7 @@ HA = "homeassistant"
 
 # <discovery_prefix>/<component>/[<node_id>/]<object_id>/config, ids in [a-zA-Z0-9_-].
 DISCOVERY_TOPIC = re.compile(
-    r"^homeassistant/(sensor|button|event)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$"
+    r"^homeassistant/(sensor|button|event|switch)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$"
 )
 # An entity id: <domain>.<object>, lower-case letters, digits and single underscores.
 ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
@@ -77,6 +77,21 @@ PLATFORM = {
         "required": {"command_topic"},
         "optional": {"command_topic": str, "payload_press": str, "device_class": str},
         "categories": {"config", "diagnostic"},
+    },
+    # switch.mqtt: on = the product is on sale.
+    "switch": {
+        "required": {"command_topic", "state_topic"},
+        "optional": {
+            "command_topic": str,
+            "state_topic": str,
+            "payload_on": str,
+            "payload_off": str,
+            "state_on": str,
+            "state_off": str,
+            "optimistic": bool,
+            "device_class": str,
+        },
+        "categories": {"config"},
     },
     "event": {
         "required": {"state_topic", "event_types"},

@@ -129,8 +129,8 @@ class Products(Protocol):
         """Queue the change; returns the outbox command's id."""
         ...
 
-    async def in_flight(self, command_id: int) -> bool:
-        """True while the command is queued or being sent."""
+    async def answered(self, command_id: int, product_id: int, available: bool) -> bool:
+        """True while the command is on its way, or done with the catalog showing it."""
         ...
 
 
@@ -496,9 +496,11 @@ class HomeAssistant:
         if (
             asked is not None
             and asked[0] == value.decode()
-            and await self.products.in_flight(asked[1])
+            and await self.products.answered(asked[1], product.id, value == ON.encode())
         ):
-            log.info("home assistant: product %d %s already on its way", product.id, value.decode())
+            # Home Assistant resends a tap: the first is still on its way, or Sinqro took it
+            # and the catalog already says so. Either way a second PATCH would change nothing.
+            log.info("home assistant: product %d %s already asked", product.id, value.decode())
             return
         try:
             command_id = await self.products.set_available(product.id, value == ON.encode())
@@ -530,9 +532,18 @@ class CatalogProducts:
         )
         return command.id
 
-    async def in_flight(self, command_id: int) -> bool:
+    async def answered(self, command_id: int, product_id: int, available: bool) -> bool:
+        """True while ``command_id`` is on its way, or once it is done and the catalog shows
+        ``product_id`` as ``available`` asked."""
         command = await self.desk.journal.get_command(command_id)
-        return command is not None and command.state in ("queued", "sending")
+        if command is None:
+            return False
+        if command.state in ("queued", "sending"):
+            return True
+        if command.state != "done":
+            return False
+        current = next((p for p in await self.products() if p.id == product_id), None)
+        return current is not None and current.available == available
 
 
 class JournalActions:

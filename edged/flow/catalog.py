@@ -117,6 +117,7 @@ class CatalogKeeper:
         self._catalogs: dict[int, Catalog] = {}
         self._wake = asyncio.Event()
         self._done: asyncio.Queue[int] = asyncio.Queue()
+        self._applying = asyncio.Lock()
         self.refreshes = 0
         self.writes = 0
         # True while the loop waits for its next tick or wake (tests move the clock then).
@@ -125,7 +126,12 @@ class CatalogKeeper:
     # -- reading ---------------------------------------------------------------------------
 
     async def catalog(self, selling_point_id: int | None = None) -> Catalog:
-        """The catalog as last read (from the journal after a restart); empty before any."""
+        """The catalog as last read (from the journal after a restart); empty before any.
+        Changes Sinqro took are in it as soon as their command reads done."""
+        await self._apply_done()
+        return await self._stored(selling_point_id)
+
+    async def _stored(self, selling_point_id: int | None = None) -> Catalog:
         sp = selling_point_id or self.pairing().selling_point_id
         if sp not in self._catalogs:
             self._catalogs[sp] = Catalog.from_json(await self.journal.load_catalog(sp))
@@ -278,16 +284,19 @@ class CatalogKeeper:
             self.journal.remove_listener(self._on_events)
 
     async def _apply_done(self) -> None:
-        while not self._done.empty():
-            command = await self.journal.get_command(self._done.get_nowait())
-            if command is None:
-                continue
-            p = command.params
-            sp = int(p["selling_point_id"])
-            old = await self.catalog(sp)
-            await self._keep(
-                sp, old, _with(old, str(p["item"]), int(p["id"]), bool(p["available"]))
-            )
+        # One at a time: the loop and a reader may both find changes waiting, and each
+        # change is a read-modify-write of the stored copy.
+        async with self._applying:
+            while not self._done.empty():
+                command = await self.journal.get_command(self._done.get_nowait())
+                if command is None:
+                    continue
+                p = command.params
+                sp = int(p["selling_point_id"])
+                old = await self._stored(sp)
+                await self._keep(
+                    sp, old, _with(old, str(p["item"]), int(p["id"]), bool(p["available"]))
+                )
 
     async def _fire_timers(self, sp: int) -> None:
         now = self.now()

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from edged.journal.writer import JournalError
 from edged.web.http import Stop, harden, redirect, refusal, wants_json
+from edged.web.kitchen import KITCHEN_PATHS
 from edged.web.security import client_key, csrf_ok
 from edged.web.sessions import DEVICE_LIFETIME, Session
 
@@ -50,6 +51,7 @@ PUBLIC_PATHS = frozenset(
 STAFF_PATHS = frozenset(
     {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
     | {"/logout"}
+    | KITCHEN_PATHS
 )
 STAFF_PREFIXES = ("/api/orders/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -9,6 +9,7 @@ and registers its own routes:
 * :mod:`~edged.web.pairing`: the link to the restaurant's Sinqro user;
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
+* :mod:`~edged.web.kitchen`: the kitchen display and its bumps;
 * :mod:`~edged.web.live`: the status and the server-sent event stream;
 * :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
 * :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
@@ -31,6 +32,7 @@ from edged.web.board_api import Board
 from edged.web.guard import PUBLIC_PATHS, Guard
 from edged.web.health import Health
 from edged.web.http import MAX_BODY
+from edged.web.kitchen import Kitchen
 from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.live import Live
 from edged.web.netinfo import mdns_name
@@ -89,6 +91,7 @@ class WebServer:
         self.pairing = PairingPages(self)
         self.setup = SetupPages(self)
         self.board = Board(self)
+        self.kitchen = Kitchen(self)
         self.health = Health(self)
         self.app = self._build_app()
 
@@ -115,7 +118,7 @@ class WebServer:
             client_max_size=MAX_BODY,
         )
         r = app.router
-        for area in (self.access, self.pairing, self.setup, self.board, self.health):
+        for area in (self.access, self.pairing, self.setup, self.board, self.kitchen, self.health):
             area.routes(r)
         r.add_get("/events", self.live.events)
         static = Path(str(resources.files("edged.web").joinpath("static")))

@@ -105,8 +105,8 @@
     else tiles.replaceChildren(el("p", { class: "empty", text: t("Nothing to prepare.") }));
     $("#tile-count").textContent = String(data.tiles.length);
     $("#all-day").replaceChildren(...data.all_day.map((row) => el("li", {},
-      el("span", { class: "label", text: row.label }),
-      el("span", { class: "n", text: t("{count} x", { count: row.count }) }))));
+      el("span", { class: "n", text: t("{count} x", { count: row.count }) }), " ",
+      el("span", { class: "label", text: row.label }))));
     $("#recall").replaceChildren(...data.recall.map((order) => el("li", {
       "data-order-id": String(order.id),
       text: `${order.code} · ${order.type_text} · ${order.status_text}`,

@@ -36,7 +36,7 @@ from edged.journal.store import Journal
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import OrderAction, SellingPoint
-from edged.state import BoxState
+from edged.state import BoxState, printer_key
 
 if TYPE_CHECKING:  # the optional parts are imported only when configured
     from edged.fleet.alerts import AlertMonitor
@@ -224,10 +224,9 @@ class Assembly:
 
     def _build_spooler(self, cfg: Config) -> Runnable | None:
         root = self.root
-        kept = {f"printer.{p.name}" for p in cfg.printers}
-        for key in [k for k in root.state.snapshot() if k.startswith("printer.")]:
-            if key not in kept:
-                root.state.delete(key)
+        kept = {p.name for p in cfg.printers}
+        for name in [n for n in root.state.printers() if n not in kept]:
+            root.state.delete(printer_key(name))
         if not cfg.printers:
             return None
         from edged.printing.spooler import Spooler

@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("box", help="box id")
     fleet.add_arguments(p)
     p.set_defaults(func=fleet.cmd_show)
+    p = parser_for(
+        fleet_sub.add_parser("exporter", help="Prometheus series, one set per box (/metrics)")
+    )
+    fleet.add_broker_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    p.add_argument("--port", type=int, default=9880, help="port to listen on (%(default)s)")
+    p.set_defaults(func=fleet.cmd_exporter)
 
     p = with_config(command("box-id", "print this box's id (MQTT, fleet, host name)"))
     p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")

@@ -100,72 +100,73 @@ async def _event_view(app: App, terminal: Terminal) -> None:
         locale = Locale(app.config.box.language, timezone)
         for event in await journal.read_events(seq):
             seq = event.seq
-            code = await _code(journal, event.order_id, event.data, codes)
+            code = await _code(journal, event.order_id, ev.payload(event), codes)
             line = describe(event.kind, code, event.data, locale)
             if line:
                 terminal.line(f"  {locale.time(event.ts)}  {line}")
 
 
 async def _code(
-    journal: object, order_id: int | None, data: dict[str, object], codes: dict[int, str]
+    journal: object, order_id: int | None, data: ev.Payload | None, codes: dict[int, str]
 ) -> str:
     """An event's order as people name it: its code (the id while it has none)."""
     if order_id is None:
         return ""
     if order_id not in codes:
-        code = data.get("code")
-        if not isinstance(code, str) or not code:
+        code = data.code if isinstance(data, ev.OrderNew | ev.OrderStatus) else ""
+        if not code:
             order = await journal.get_order(order_id)  # type: ignore[attr-defined]
             code = order.code if order is not None and order.code else str(order_id)
         codes[order_id] = code
     return codes[order_id]
 
 
-def describe(kind: str, code: str, d: dict[str, object], locale: Locale) -> str:
-    """One terminal line for a journal event, in the box's language ("" to skip it).
-    ``code``: the event's order code."""
+def describe(kind: str, code: str, d: dict[str, Any], locale: Locale) -> str:
+    """One terminal line for a journal event of ``kind`` with data ``d``, in the box's
+    language ("" to skip it). ``code``: the event's order code."""
     _ = locale.gettext
-    if kind == ev.ORDER_NEW:
+    data = ev.decode(kind, d)
+    if isinstance(data, ev.OrderNew):
         return _("NEW      order {code}: {type}").format(
-            code=code, type=type_word(str(d.get("type")), locale)
+            code=code, type=type_word(data.type, locale)
         )
-    if kind == ev.ORDER_STATUS:
+    if isinstance(data, ev.OrderStatus):
         return _("STATUS   order {code}: {old} -> {new}").format(
             code=code,
-            old=status_word(str(d.get("previous")), locale),
-            new=status_word(str(d.get("status")), locale),
+            old=status_word(data.previous, locale),
+            new=status_word(data.status, locale),
         )
-    if kind == ev.COMMAND_DONE:
-        source = SOURCES.get(str(d.get("source")))
-        who = _(source) if source else _("from {source}").format(source=d.get("source"))
-        if d.get("kind") == "accept":
+    if isinstance(data, ev.CommandDone):
+        source = SOURCES.get(data.source)
+        who = _(source) if source else _("from {source}").format(source=data.source)
+        if data.kind == "accept":
             return _("SENT     order {code} accepted, {who}").format(code=code, who=who)
-        if d.get("kind") == "cancel":
+        if data.kind == "cancel":
             return _("SENT     order {code} cancelled, {who}").format(code=code, who=who)
         return _("SENT     order {code} is now {status}, {who}").format(
-            code=code, status=status_word(str(d.get("status")), locale), who=who
+            code=code, status=status_word(data.status, locale), who=who
         )
-    if kind == ev.COMMAND_FAILED:
-        reason = d.get("code")
-        if d.get("kind") == "accept":
+    if isinstance(data, ev.CommandFailed):
+        reason = data.code
+        if data.kind == "accept":
             return _("REFUSED  order {code} not accepted: {reason}").format(
                 code=code, reason=reason
             )
-        if d.get("kind") == "cancel":
+        if data.kind == "cancel":
             return _("REFUSED  order {code} not cancelled: {reason}").format(
                 code=code, reason=reason
             )
         return _("REFUSED  status of order {code} not changed: {reason}").format(
             code=code, reason=reason
         )
-    if kind == ev.PRINT_DONE:
-        printer = d.get("printer")
+    if isinstance(data, ev.PrintDone):
+        printer = data.printer
         if code:
             return _("PRINTED  ticket of order {code} on {printer}").format(
                 code=code, printer=printer
             )
         kinds = {"text": _("setup ticket"), "test": _("test page")}
-        what = kinds.get(str(d.get("kind")), str(d.get("kind")))
+        what = kinds.get(data.kind, data.kind)
         return _("PRINTED  {kind} on {printer}").format(kind=what, printer=printer)
     return ""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from edged import backoff
 from edged.configtools import opt
 
 if TYPE_CHECKING:
@@ -159,8 +160,7 @@ class Redial:
         rounds = self._failures // len(self.nodes)
         self._failures += 1
         self._index = (self._index + 1) % len(self.nodes)
-        delay = min(self._cap, self._first * 2.0 ** min(rounds, 32))
-        return delay * self._rng.uniform(0.5, 1.0)
+        return backoff.delay(self._first, self._cap, rounds, self._rng)
 
 
 def tls_context(config: BrokerConfig) -> ssl.SSLContext | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from edged.config import Config
-from edged.state import BoxState
+from edged.state import BoxState, part_key
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Supervisor:
             slot.since = time.time()
         slot.state = state
         slot.error = error
-        self.state.set(f"part.{slot.spec.name}", self._health(slot))
+        self.state.set(part_key(slot.spec.name), self._health(slot))
         slot.changed.set()
         if all(s.state not in ("starting", "stopped") for s in self._slots.values()):
             self._started.set()

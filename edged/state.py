@@ -24,6 +24,7 @@ Keys in use (values are JSON-friendly):
                            "restarts": int, "since": unix time}`` (see :mod:`edged.parts`)
 ``outbox.retrying``        ``{order id: reason}``: orders whose next command waits for its retry
 ``link.unread_orders``     int, open orders the last refresh could not read
+``link.hints_rejected``    int, pushed hints that named another selling point
 ``journal``                ``ok`` | ``recovered`` (rebuilt after damage or loss, until dismissed
                            on the page) | ``failing`` (storage fails: disk full, I/O error)
 ``journal.detail``         human text for the state above
@@ -31,6 +32,10 @@ Keys in use (values are JSON-friendly):
 ``journal.unstored``       codes of the orders the journal could not store yet (rung and printed
                            from memory, see :mod:`edged.journal.unstored`)
 =========================  =========================================================================
+
+Keys are typed (:data:`Key`): a fixed key is one of the :data:`FixedKey` literals, a
+printer's or a part's is made by :func:`printer_key` / :func:`part_key`, so a misspelt key
+is a type error, not a value nobody reads.
 """
 
 from __future__ import annotations
@@ -38,18 +43,54 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, NewType
 
 log = logging.getLogger(__name__)
 
-Watcher = Callable[[str, Any], None]
+FixedKey = Literal[
+    "link",
+    "link.detail",
+    "link.reconnects",
+    "link.unread_orders",
+    "link.hints_rejected",
+    "queued_commands",
+    "waiting_orders",
+    "panel.led",
+    "panel.buzzer",
+    "bridge.mqtt",
+    "bridge.serial",
+    "box.id",
+    "alerts.open",
+    "outbox.retrying",
+    "journal",
+    "journal.detail",
+    "journal.recovered",
+    "journal.unstored",
+]
+PrinterKey = NewType("PrinterKey", str)
+PartKey = NewType("PartKey", str)
+Key = FixedKey | PrinterKey | PartKey
+PRINTER = "printer."
+PART = "part."
+
+Watcher = Callable[[Key, Any], None]
+
+
+def printer_key(name: str) -> PrinterKey:
+    """The key of printer ``name``'s health."""
+    return PrinterKey(PRINTER + name)
+
+
+def part_key(name: str) -> PartKey:
+    """The key of part ``name``'s state (:mod:`edged.parts`)."""
+    return PartKey(PART + name)
 
 
 class BoxState:
     """A small observable dict. Not thread-safe: use it from the event loop."""
 
     def __init__(self) -> None:
-        self._values: dict[str, Any] = {
+        self._values: dict[Key, Any] = {
             "link": "starting",
             "link.detail": "",
             "link.reconnects": 0,
@@ -60,10 +101,10 @@ class BoxState:
         self._changed: asyncio.Event | None = None
         self._watchers: list[Watcher] = []
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: Key, default: Any = None) -> Any:
         return self._values.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: Key, value: Any) -> None:
         """Set ``key``; watchers run synchronously, only when the value really changed."""
         if self._values.get(key, _MISSING) == value:
             return
@@ -78,7 +119,7 @@ class BoxState:
             except Exception:
                 log.exception("state watcher failed for %s", key)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: Key) -> None:
         """Forget ``key`` (a removed printer); watchers see it set to None."""
         if key not in self._values:
             return
@@ -94,10 +135,17 @@ class BoxState:
                 log.exception("state watcher failed for %s", key)
 
     def snapshot(self) -> dict[str, Any]:
-        return dict(self._values)
+        """Every key and its value, as plain text keys (for pages and messages)."""
+        return {key: value for key, value in self._values.items()}
+
+    def current_keys(self) -> list[Key]:
+        """The keys set now."""
+        return list(self._values)
 
     def printers(self) -> dict[str, dict[str, Any]]:
-        return {k[8:]: v for k, v in self._values.items() if k.startswith("printer.")}
+        """Each printer's health, by printer name."""
+        n = len(PRINTER)
+        return {k[n:]: v for k, v in self._values.items() if k.startswith(PRINTER)}
 
     @property
     def version(self) -> int:

@@ -78,6 +78,7 @@ WEB_KEYS: dict[str, frozenset[str]] = {
             "max_pending_commands",
             "homeassistant",
             "homeassistant_prefix",
+            "homeassistant_products",
         }
     ),
     "serial": frozenset(
@@ -131,6 +132,13 @@ PATH_KEYS: dict[str, frozenset[str]] = {
     "mqtt": frozenset({"ca_file", "cert_file", "key_file"}),
 }
 PRINTER_PATH_KEYS = frozenset({"logo"})
+# Every (section, key) the setup page's forms carry ("printers" for each printer's keys);
+# the box's language has a switch of its own.
+PAGE_KEYS: frozenset[tuple[str, str]] = frozenset(
+    {(table, key) for table, keys in WEB_KEYS.items() if table != "box" for key in keys}
+    | {(table, key) for table, keys in PATH_KEYS.items() for key in keys}
+    | {("printers", key) for key in PRINTER_KEYS | PRINTER_PATH_KEYS}
+)
 # pyserial URLs that reach a device over the network, or nothing at all.
 SERIAL_URLS = ("socket://", "rfc2217://", "loop://")
 # Why a key was refused: message ids, shown on the setup page in the box's language.

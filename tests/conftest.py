@@ -1,17 +1,22 @@
-"""Shared fixtures: a real SQLite journal, a real Sinqro simulator on a free port (in this
-process, or ``cloud``: a process of its own), and a config pointing at it. Whole-box
-configs are built by :mod:`harness` (``write_config``)."""
+"""Shared fixtures: a real SQLite journal, a real Mosquitto (``broker``), a real Sinqro
+simulator on a free port (in this process, or ``cloud``: a process of its own), and a config
+pointing at it. Whole-box configs are built by :mod:`harness` (``write_config``)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker import MosquittoBroker
 from harness import SimulatorProcess
+
+# Re-exported: tests wait with the one helper, tests/support/waiting.py.
+from waiting import eventually as eventually
 
 from edged.journal.store import Journal
 from edged.simulator.server import Simulator
@@ -31,27 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--slow"):
         # Read when tests/support/fuzzing.py is imported, which is after this.
         os.environ["EDGED_SLOW"] = "1"
-
-
-async def eventually(
-    condition: Callable[[], Any | Awaitable[Any]],
-    *,
-    within: float = 5.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> Any:
-    """Poll ``condition`` (plain or async) until it returns something truthy; bounded."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def make_sinqro_config(sim: Simulator, **overrides: Any) -> SinqroConfig:
@@ -101,6 +85,23 @@ def cloud(tmp_path: Path) -> Iterator[SimulatorProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on a free port (anonymous, persistent), killed after the test.
+
+    A test may pause it (SIGSTOP) to play a hung broker; it is resumed before the kill so
+    the process can be reaped."""
+    b = MosquittoBroker(tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        if b.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(b.process.pid, signal.SIGCONT)
+        b.kill()
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ Modelled on zigbee2mqtt's discovery, following Home Assistant's MQTT documentati
 * enum sensors list their ``options``; internals carry ``entity_category: diagnostic``;
 * buttons (acknowledge, reprint the last order, a test print per printer) and an ``event``
   entity firing ``new_order``;
+* a ``switch`` per product the owner exposed (``mqtt.homeassistant_products``): on = on
+  sale. Its state is the catalog's (``<base>/state/product/<id>``, ``ON``/``OFF``), so it
+  moves only once Sinqro took the change; turning it sends the same outbox command as the
+  bridge's ``availability`` (``<base>/switch/product/<id>/set``);
 * availability from the bridge's retained ``<base>/status`` (``online`` / ``offline``);
 * a config the box no longer has (a removed printer) is cleared with an empty retained
   payload, found by subscribing to the box's own node;
@@ -33,6 +37,7 @@ from edged import __version__
 from edged.flow.desk import OrderDesk
 from edged.journal import events as ev
 from edged.journal.store import Journal
+from edged.sinqro.catalog import CatalogProduct
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +120,26 @@ class Actions(Protocol):
     async def test_print(self, printer: str) -> None: ...
 
 
+class Products(Protocol):
+    """The catalog's side of the product switches."""
+
+    async def products(self) -> Sequence[CatalogProduct]: ...
+
+    async def set_available(self, product_id: int, available: bool) -> int:
+        """Queue the change; returns the outbox command's id."""
+        ...
+
+    async def answered(self, command_id: int, product_id: int, available: bool) -> bool:
+        """True while the command is on its way, or done with the catalog showing it."""
+        ...
+
+
+ON, OFF = "ON", "OFF"
+
+
 @dataclass(frozen=True)
 class Entity:
-    component: str  # sensor | button | event
+    component: str  # sensor | button | event | switch
     object_id: str
     config: dict[str, Any]
 
@@ -134,9 +156,12 @@ class HomeAssistant:
         printers: Callable[[], Sequence[str]],
         state_topic: Callable[[str], str | None],
         actions: Actions,
+        products: Products | None = None,
+        exposed: Sequence[str] = (),
     ) -> None:
         """``state_topic(key)`` is the bridge's topic for a BoxState key (``link``,
-        ``printer.NAME``...); the entities read their state there."""
+        ``printer.NAME``...); the entities read their state there. ``exposed`` names the
+        products (id or external id) that get a switch, read from ``products``."""
         self.prefix = prefix
         self.base = base
         self.device = device
@@ -148,6 +173,15 @@ class HomeAssistant:
         self.cleared = 0
         self.presses = 0
         self._published: set[str] = set()
+        self.products = products
+        self.exposed = tuple(exposed)
+        # The exposed products as last read from the catalog, and the states published.
+        self._switches: list[CatalogProduct] = []
+        self._switch_states: dict[int, str] = {}
+        # product id -> (payload asked, outbox command id): a repeat of a change still
+        # on its way is not queued twice (Home Assistant resends on a double tap).
+        self._asked: dict[int, tuple[str, int]] = {}
+        self.switched = 0
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -171,18 +205,28 @@ class HomeAssistant:
         tail = f"/{self.printer_level(printer)}" if printer is not None else ""
         return f"{self.base}/button/{action}{tail}"
 
+    def product_state_topic(self, product_id: int) -> str:
+        return f"{self.base}/state/product/{product_id}"
+
+    def product_command_topic(self, product_id: int) -> str:
+        return f"{self.base}/switch/product/{product_id}/set"
+
     def subscriptions(self) -> list[str]:
         """Topics the bridge subscribes to for Home Assistant (QoS 1)."""
-        return [
+        out = [
             self.status_topic,
             f"{self.prefix}/+/{self.node}/+/config",
             f"{self.base}/button/#",
         ]
+        if self.exposed:
+            out.append(f"{self.base}/switch/#")
+        return out
 
     def owns(self, topic: str) -> bool:
         return (
             topic == self.status_topic
             or topic.startswith(f"{self.base}/button/")
+            or (bool(self.exposed) and topic.startswith(f"{self.base}/switch/"))
             or (topic.startswith(f"{self.prefix}/") and f"/{self.node}/" in topic)
         )
 
@@ -304,6 +348,19 @@ class HomeAssistant:
                     icon="mdi:printer-check",
                 )
             )
+        for product in self._switches:
+            config = self._common("switch", f"product_{product.id}", product.name or "Product")
+            config.update(
+                state_topic=self.product_state_topic(product.id),
+                command_topic=self.product_command_topic(product.id),
+                payload_on=ON,
+                payload_off=OFF,
+                state_on=ON,
+                state_off=OFF,
+                optimistic=False,
+                icon="mdi:food",
+            )
+            out.append(Entity("switch", f"product_{product.id}", config))
         return out
 
     def messages(self) -> dict[str, bytes]:
@@ -313,9 +370,51 @@ class HomeAssistant:
             for e in self.entities()
         }
 
+    async def _read_switches(self) -> None:
+        if self.products is None or not self.exposed:
+            return
+        try:
+            products = await self.products.products()
+        except Exception as exc:  # no catalog yet: the switches wait for one
+            log.warning("home assistant: catalog not readable: %s", exc)
+            return
+        wanted = set(self.exposed)
+        self._switches = [
+            p
+            for p in products
+            if str(p.id) in wanted or (p.external_id and p.external_id in wanted)
+        ]
+        found = {str(p.id) for p in self._switches} | {p.external_id for p in self._switches}
+        for key in sorted(wanted - found):
+            log.warning("home assistant: exposed product %r is not in the catalog", key[:80])
+
+    async def catalog_changed(self, publish: Publish) -> None:
+        """The catalog moved: new or renamed switches get their config, and every switch
+        whose availability changed its state (nothing is published when nothing moved)."""
+        if not self.exposed:
+            return
+        before = [(p.id, p.name) for p in self._switches]
+        await self._read_switches()
+        if [(p.id, p.name) for p in self._switches] != before:
+            await self._publish_configs(publish)
+        await self._publish_switch_states(publish)
+
+    async def _publish_switch_states(self, publish: Publish, *, again: bool = False) -> None:
+        for product in self._switches:
+            value = ON if product.available else OFF
+            if again or self._switch_states.get(product.id) != value:
+                await publish(self.product_state_topic(product.id), value.encode(), True)
+                self._switch_states[product.id] = value
+
     async def publish_all(self, publish: Publish) -> None:
         """Publish every config (retained) and clear those the box published before but no
-        longer has (e.g. after a printer was removed while connected)."""
+        longer has (e.g. after a printer was removed while connected); then the product
+        switches' states."""
+        await self._read_switches()
+        await self._publish_configs(publish)
+        await self._publish_switch_states(publish, again=True)
+
+    async def _publish_configs(self, publish: Publish) -> None:
         current = self.messages()
         for topic in sorted(self._published - current.keys()):
             await self._clear(publish, topic)
@@ -349,6 +448,12 @@ class HomeAssistant:
                 return False
             await self._press(topic[len(self.base) + len("/button/") :])
             return False
+        if topic.startswith(f"{self.base}/switch/"):
+            if retain:
+                log.warning("home assistant: ignoring retained switch command on %s", topic)
+                return False
+            await self._switch(topic, payload)
+            return False
         if payload and topic not in self.messages():
             # A retained config of ours for an entity that no longer exists.
             await self._clear(publish, topic)
@@ -375,6 +480,70 @@ class HomeAssistant:
             return
         self.presses += 1
         log.info("home assistant: %s pressed", path)
+
+    async def _switch(self, topic: str, payload: bytes) -> None:
+        product = next(
+            (p for p in self._switches if self.product_command_topic(p.id) == topic), None
+        )
+        value = payload.strip().upper()
+        if product is None or self.products is None:
+            log.warning("home assistant: switch for a product not exposed: %s", topic[:200])
+            return
+        if value not in (ON.encode(), OFF.encode()):
+            log.warning("home assistant: switch payload %r is neither ON nor OFF", payload[:20])
+            return
+        asked = self._asked.get(product.id)
+        if (
+            asked is not None
+            and asked[0] == value.decode()
+            and await self.products.answered(asked[1], product.id, value == ON.encode())
+        ):
+            # Home Assistant resends a tap: the first is still on its way, or Sinqro took it
+            # and the catalog already says so. Either way a second PATCH would change nothing.
+            log.info("home assistant: product %d %s already asked", product.id, value.decode())
+            return
+        try:
+            command_id = await self.products.set_available(product.id, value == ON.encode())
+        except Exception as exc:  # a refusal (not paired, no catalog) must not end the bridge
+            log.error("home assistant: product %d not changed: %s", product.id, exc)
+            return
+        self._asked[product.id] = (value.decode(), command_id)
+        self.switched += 1
+        log.info("home assistant: product %d switched %s", product.id, value.decode())
+
+
+class CatalogProducts:
+    """The switches' catalog: the desk's catalog keeper (set once the daemon built it),
+    and its outbox command, exactly as the bridges' ``availability`` queues it."""
+
+    def __init__(self, desk: OrderDesk) -> None:
+        self.desk = desk
+
+    async def products(self) -> Sequence[CatalogProduct]:
+        keeper = self.desk.catalog
+        return () if keeper is None else (await keeper.catalog()).products
+
+    async def set_available(self, product_id: int, available: bool) -> int:
+        keeper = self.desk.catalog
+        if keeper is None:
+            raise RuntimeError("this box keeps no catalog (not running)")
+        command, _ = await keeper.set_available(
+            str(product_id), available, kind="product", source=SOURCE
+        )
+        return command.id
+
+    async def answered(self, command_id: int, product_id: int, available: bool) -> bool:
+        """True while ``command_id`` is on its way, or once it is done and the catalog shows
+        ``product_id`` as ``available`` asked."""
+        command = await self.desk.journal.get_command(command_id)
+        if command is None:
+            return False
+        if command.state in ("queued", "sending"):
+            return True
+        if command.state != "done":
+            return False
+        current = next((p for p in await self.products() if p.id == product_id), None)
+        return current is not None and current.available == available
 
 
 class JournalActions:

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
@@ -37,7 +35,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged import mqttstop
 from edged.bridges.commands import BUSY, command_name, request_id_of
-from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, JournalActions
+from edged.bridges.homeassistant import (
+    CatalogProducts,
+    DeviceInfo,
+    HomeAssistant,
+    JournalActions,
+)
+from edged.bridges.link import Link, keep_linked
 from edged.bridges.protocol import (
     CommandHandler,
     FinalResponse,
@@ -46,12 +50,14 @@ from edged.bridges.protocol import (
     encode_event,
 )
 from edged.bridges.settings import MqttConfig
+from edged.bridges.topics import STATE_KEYS, correlation_id, topic_id
 from edged.flow.desk import OrderDesk
+from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.follower import Follower
 from edged.journal.store import Journal, JournalError
 from edged.mqttclient import Node, Redial, make_client
-from edged.state import BoxState
+from edged.state import BoxState, Key
 
 log = logging.getLogger(__name__)
 
@@ -61,44 +67,6 @@ CURSOR_IDLE = 0.2  # seconds of quiet before the cursor is written
 CURSOR_EVERY = 1.0  # and at least this often while busy
 SESSION_EXPIRY = 3600  # seconds the broker keeps commands for us while we are away
 ANSWERS_QUEUE = 1024  # BUSY answers waiting for the connection; the listener waits beyond
-_PLAIN_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
-_UNSAFE = re.compile(r"[^a-z0-9]+", re.ASCII)
-# BoxState keys mirrored under <base>/state/, and their topic names.
-STATE_KEYS = {
-    "waiting_orders": "waiting_orders",
-    "queued_commands": "queued_commands",
-    "link": "link",
-    "panel.led": "led",
-    "panel.buzzer": "buzzer",
-}
-
-
-def topic_id(name: str) -> str:
-    """A box or printer name as one topic level, client id part and Home Assistant id,
-    never the same level for two different names.
-
-    A name of ASCII letters, digits and ``-`` (at most 64) is kept as it is (``shop-1``, and
-    every box id of :mod:`edged.fleet.identity`). Any other becomes a readable slug, ``_``
-    and 16 hex digits of the name's SHA-256: ``Pizza Roma`` -> ``pizza-roma_<hash>``,
-    ``寿司屋`` -> ``box_<hash>``. A kept name has no ``_``, so it never equals a slugged one;
-    two slugged names meet only if 64 bits of their hashes agree.
-    """
-    if _PLAIN_ID.fullmatch(name):
-        return name
-    slug = _UNSAFE.sub("-", name.lower()).strip("-")[:40].rstrip("-") or "box"
-    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{slug}_{tag}"
-
-
-def _correlation_id(data: bytes | None) -> str | None:
-    """A request id from MQTT 5 CorrelationData, when the JSON carries none."""
-    if not data:
-        return None
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return data.hex()[:64]
-    return text if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text) else data.hex()[:64]
 
 
 class _Incoming(NamedTuple):
@@ -151,7 +119,7 @@ class MqttBridge:
         # Lazy cursor: terminals drop ids they have seen, so a crash may only repeat a few.
         self._follower = Follower(journal, CURSOR, batch=BATCH, lazy=True)
         self._saved_at = 0.0
-        self._state_dirty: set[str] = set()
+        self._state_dirty: set[Key] = set()
         self._state_wake = asyncio.Event()
         self.homeassistant: HomeAssistant | None = None
         if config.homeassistant:
@@ -162,6 +130,8 @@ class MqttBridge:
                 printers=printers or (lambda: sorted(state.printers())),
                 state_topic=self.state_topic,
                 actions=JournalActions(journal, desk),
+                products=CatalogProducts(desk),
+                exposed=config.homeassistant_products,
             )
         # Commands received and not yet handled survive a reconnect (the worker answers
         # them on the next connection); BUSY answers wait here for the connection.
@@ -170,7 +140,8 @@ class MqttBridge:
             ANSWERS_QUEUE
         )
         self.published = 0
-        self.reconnects = 0
+        self._redial = Redial(config)
+        self.link = Link("mqtt", self._redial.node.where, state)
         self.busy = 0
 
     # -- topics ----------------------------------------------------------------------------
@@ -196,7 +167,7 @@ class MqttBridge:
 
     # -- wiring ----------------------------------------------------------------------------
 
-    def _on_state(self, key: str, value: Any) -> None:
+    def _on_state(self, key: Key, value: Any) -> None:
         if self.state_topic(key) is not None:
             self._state_dirty.add(key)
             self._state_wake.set()
@@ -220,33 +191,29 @@ class MqttBridge:
         """Stay connected and keep terminals in sync, until cancelled."""
         self.state.watch(self._on_state)
         try:
-            await self._run()
+            await keep_linked(
+                self.link,
+                self._connection,
+                follower=self._follower,
+                prune=self.handler.prune,
+                link_errors=(aiomqtt.MqttError,),
+                pace=self._redial,
+                starting="connecting",
+            )
         finally:
             self.state.unwatch(self._on_state)
 
-    async def _run(self) -> None:
-        self.state.set("bridge.mqtt", "connecting")
-        await self._follower.start()
-        with contextlib.suppress(JournalError):
-            await self.handler.prune()
-        redial = Redial(self.config)
-        try:
-            while True:
-                node = redial.node
-                try:
-                    async with mqttstop.connection(self._client(node)) as client:
-                        log.info("mqtt bridge: connected to %s as %s", node.where, self.base)
-                        redial.connected()
-                        await self._session(client)
-                except aiomqtt.MqttError as exc:
-                    log.warning("mqtt bridge: %s: %s", node.where, exc)
-                except JournalError as exc:
-                    log.error("mqtt bridge: journal: %s", exc)
-                self.state.set("bridge.mqtt", "offline")
-                self.reconnects += 1
-                await asyncio.sleep(redial.lost())
-        finally:
-            self.state.set("bridge.mqtt", "offline")
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
+
+    async def _connection(self) -> None:
+        node = self._redial.node
+        self.link.where = node.where
+        async with mqttstop.connection(self._client(node)) as client:
+            log.info("mqtt bridge: connected to %s as %s", node.where, self.base)
+            self.link.reached = True
+            await self._session(client)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         try:
@@ -268,14 +235,14 @@ class MqttBridge:
             await client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
         else:
             await client.subscribe(topic, qos=1)
-        self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+        self._state_dirty.update(k for k in self.state.current_keys() if self.state_topic(k))
         if self.homeassistant is not None:
             for ha_topic in self.homeassistant.subscriptions():
                 await client.subscribe(ha_topic, qos=1)
             await self.homeassistant.publish_all(self._publisher(client))
             self._state_dirty.update(("waiting_orders", "link", "panel.led", "panel.buzzer"))
         self._state_wake.set()
-        self.state.set("bridge.mqtt", "online")
+        self.link.online()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(client), name="mqtt-events")
@@ -325,6 +292,8 @@ class MqttBridge:
                 sends.append((self.event_topic(event.kind), dumps(message), None))
             for final in await self.handler.finals([event]):
                 sends.append(self._response_message(final))
+        if self.homeassistant is not None and any(e.kind == ev.CATALOG_CHANGED for e in events):
+            await self.homeassistant.catalog_changed(self._publisher(client))
         if not sends:
             return
         # All in flight at once (paho sends them in this order); the cursor moves only
@@ -390,7 +359,7 @@ class MqttBridge:
             incoming = _Incoming(
                 bytes(payload),
                 topic[len(prefix) :],
-                _correlation_id(correlation),
+                correlation_id(correlation),
                 reply_to,
                 correlation,
             )
@@ -485,5 +454,5 @@ class MqttBridge:
             publish=self._publisher(client),
         )
         if came_online:
-            self._state_dirty.update(k for k in self.state.snapshot() if self.state_topic(k))
+            self._state_dirty.update(k for k in self.state.current_keys() if self.state_topic(k))
             self._state_wake.set()

@@ -16,20 +16,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from typing import Any
 
 import serial
 import serial_asyncio_fast
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
+from edged.bridges.link import BackoffPace, Link, keep_linked
 from edged.bridges.protocol import CommandHandler, Response, dumps, encode_event
 from edged.bridges.settings import SerialConfig
 from edged.decoding import digest
 from edged.flow.desk import OrderDesk
 from edged.journal.events import Event
 from edged.journal.follower import Follower
-from edged.journal.store import Journal, JournalError
+from edged.journal.store import Journal
 from edged.state import BoxState
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,11 @@ class SerialBridge:
         self._responses: asyncio.Queue[Response] = asyncio.Queue(maxsize=64)
         self._commands: asyncio.Queue[bytes] = asyncio.Queue(maxsize=COMMAND_QUEUE)
         self._line: _LineProtocol | None = None
-        self._went_online = False
         # Counters for the status page and the tests.
         self.sent = 0
         self.retransmits = 0
         self.naks_sent = 0
-        self.reconnects = 0
+        self.link = Link("serial", config.port, state)
 
     def _on_events(self, events: list[Event]) -> None:
         self._wake.set()
@@ -118,35 +117,20 @@ class SerialBridge:
         """Keep the line open and the terminal fed, until cancelled."""
         self.journal.add_listener(self._on_events)
         try:
-            await self._run()
+            await keep_linked(
+                self.link,
+                self._session,
+                follower=self._follower,
+                prune=self.handler.prune,
+                link_errors=(LinkDown, OSError, serial.SerialException),
+                pace=BackoffPace(self.config.reconnect_min, self.config.reconnect_max),
+            )
         finally:
             self.journal.remove_listener(self._on_events)
 
-    async def _run(self) -> None:
-        self.state.set("bridge.serial", "offline")
-        await self._follower.start()
-        with contextlib.suppress(JournalError):
-            await self.handler.prune()
-        delay = self.config.reconnect_min
-        try:
-            while True:
-                try:
-                    await self._session()
-                except (LinkDown, OSError, serial.SerialException) as exc:
-                    log.warning("serial bridge: %s: %s", self.config.port, exc)
-                except JournalError as exc:
-                    log.error("serial bridge: journal: %s", exc)
-                else:
-                    delay = self.config.reconnect_min
-                if self._went_online:
-                    delay = self.config.reconnect_min
-                self._went_online = False
-                self.state.set("bridge.serial", "offline")
-                self.reconnects += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(self.config.reconnect_max, delay * 2)
-        finally:
-            self.state.set("bridge.serial", "offline")
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
 
     async def _open(self) -> tuple[asyncio.Transport, _LineProtocol]:
         cfg = self.config
@@ -302,8 +286,7 @@ class SerialBridge:
     async def _deliver(self) -> None:
         hello = {"v": 1, "last_event": self._cursor}
         await self._send("H", dumps(hello, ascii_only=True))
-        self.state.set("bridge.serial", "online")
-        self._went_online = True
+        self.link.online()
         while True:
             self._wake.clear()
             while not self._responses.empty():

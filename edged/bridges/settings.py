@@ -50,6 +50,10 @@ class MqttConfig(BrokerConfig):
         default=False, metadata=opt(doc="Publish Home Assistant MQTT discovery")
     )
     homeassistant_prefix: str = field(default="homeassistant")
+    homeassistant_products: list[str] = field(
+        default_factory=list,
+        metadata=opt(doc="Products (id or external id) Home Assistant gets an on-sale switch for"),
+    )
 
     def check(self) -> None:
         super().check()
@@ -59,6 +63,10 @@ class MqttConfig(BrokerConfig):
             raise ValueError("box_id: letters, digits, '_', '-' and '.' only")
         if "/" in self.box_id:
             raise ValueError("box_id: one topic level, no '/'")
+        if len(self.homeassistant_products) > 200:
+            raise ValueError("homeassistant_products: at most 200 products")
+        if any(not p.strip() or len(p) > 200 for p in self.homeassistant_products):
+            raise ValueError("homeassistant_products: ids of 1 to 200 characters")
         if self.max_catalog_bytes < self.max_command_bytes:
             raise ValueError("max_catalog_bytes: must not be below max_command_bytes")
 

@@ -1,6 +1,7 @@
 """``edged fleet ls`` and ``edged fleet show BOX``: the vendor's fleet as the broker holds it
 (each box's retained ``info`` and ``availability``, docs/fleet.md), for people or scripts
-(``--json``). Runs anywhere the broker is reachable; times in this computer's zone."""
+(``--json``); ``edged fleet exporter``: the same, kept live, as Prometheus series. Runs
+anywhere the broker is reachable; times in this computer's zone."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 PASSWORD_ENV = "EDGED_FLEET_PASSWORD"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The broker options both subcommands take."""
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the fleet's broker is, and how to log in: every subcommand takes them."""
     p.add_argument(
         "--url",
         action="append",
@@ -42,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-file", default="", help="PEM CA bundle (mqtts://)")
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version")
     p.add_argument("--topic-prefix", default="edged", help="the fleet's first topic level(s)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``ls`` and ``show``."""
+    add_broker_arguments(p)
     p.add_argument(
         "--wait",
         type=float,
@@ -179,3 +185,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     for label, value in lines:
         say(f"{label.ljust(width)}  {value}")
     return EX_OK
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Serve the fleet's Prometheus series until stopped."""
+    from edged.fleet.exporter import serve
+
+    try:
+        config = _broker(args)
+    except ConfigError as exc:
+        complain(str(exc))
+        return EX_CONFIG
+    try:
+        return asyncio.run(serve(config, args.host, args.port))
+    except OSError as exc:
+        complain(f"edged fleet exporter: cannot listen on {args.host}:{args.port} ({exc})")
+        return EX_UNAVAILABLE

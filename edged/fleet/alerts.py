@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from edged.fleet import alert_text
 from edged.fleet.courier import AlertSink, Courier, DeliveryError
@@ -44,13 +44,14 @@ from edged.i18n.words import status_word, type_word
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.journal.store import Command, JournalError, StoredOrder
+from edged.state import Key
 
 __all__ = ["AlertMonitor", "AlertSink", "DeliveryError", "Incident"]
 
 log = logging.getLogger(__name__)
 
 KV_KEY = "alerts"
-STATE_KEY = "alerts.open"
+STATE_KEY: Final = "alerts.open"
 VERSION = 1
 LINK_DOWN = frozenset({"offline", "unauthorized"})
 LINK_UNKNOWN = frozenset({"starting", None})
@@ -64,7 +65,7 @@ SUBJECT_KEYS = ("order_id", "code", "type", "printer", "problem", "count", "kind
 class StateLike(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
-    def set(self, key: str, value: Any) -> None: ...
+    def set(self, key: Key, value: Any) -> None: ...
 
     def watch(self, fn: Callable[[str, Any], None]) -> None: ...
 
@@ -172,14 +173,14 @@ class AlertMonitor:
             order_id = event.order_id
             if order_id is None:
                 continue
-            if event.kind == ev.COMMAND_FAILED and self.config.decision_refused:
-                code = str(event.data.get("code") or "")
-                kind = str(event.data.get("kind") or "")
+            data = ev.payload(event)
+            if isinstance(data, ev.CommandFailed) and self.config.decision_refused:
+                code, kind = data.code, data.kind
                 if code not in MOOT_CODES and kind != "catalog":
                     self._refused[order_id] = {
                         "at": event.ts,
                         "kind": kind,
-                        "detail": f"{code} {event.data.get('message') or ''}".strip()[:200],
+                        "detail": f"{code} {data.message}".strip()[:200],
                     }
                     self._wake.set()
             elif event.kind == ev.COMMAND_DONE and order_id in self._refused:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edged import backoff
 from edged.fleet.settings import AlertsConfig
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class Courier:
                     failures = 0
                     continue
                 failures += 1
-                delay = min(self.config.retry_max, self.config.retry_min * 2 ** (failures - 1))
+                delay = backoff.delay(self.config.retry_min, self.config.retry_max, failures - 1)
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, self.config.retry_max))
                 if failures == 1 or failures % 10 == 0:
@@ -171,7 +171,7 @@ class Courier:
                         exc,
                         delay,
                     )
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                await asyncio.sleep(delay)
                 continue
             if self.bucket is not None:
                 # Only what reached the sink counts: failed tries are paced by the backoff.

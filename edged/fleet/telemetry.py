@@ -1,9 +1,10 @@
 """What a box tells its vendor about itself: the ``<prefix>/<box_id>/info`` document.
 
 Everything here is read, never written: the kernel's files (uptime, SoC temperature, the
-Raspberry Pi firmware's throttling flags), the disk, the journal's counts and the live
-:class:`~edged.state.BoxState`. :class:`Telemetry` builds one JSON-ready dict;
-:meth:`Telemetry.significant` is the part whose change is worth a message of its own.
+Raspberry Pi firmware's throttling flags), the disk, the journal's counts, update-edged's
+record (:mod:`edged.fleet.box_events`) and the live :class:`~edged.state.BoxState`.
+:class:`Telemetry` builds one JSON-ready dict; :meth:`Telemetry.significant` is the part
+whose change is worth a message of its own.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
+from edged.fleet.box_events import BoxEvents
 from edged.fleet.identity import BoxIdentity
 from edged.i18n import box_zone
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+EVENTS_FILE = "box-events.jsonl"
 # Raspberry Pi firmware: vcgencmd get_throttled's bits, exposed by the kernel driver.
 THROTTLE_BITS = {
     0: "under_voltage",
@@ -124,6 +127,11 @@ class Telemetry:
     storage_path: Path
     files: KernelFiles = field(default_factory=KernelFiles)
     started: float = field(default_factory=time.monotonic)
+    # image/update-edged's record of updates and rollbacks, beside the journal.
+    events: BoxEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = BoxEvents(Path(self.storage_path) / EVENTS_FILE)
 
     async def info(self) -> dict[str, Any]:
         now = time.time()
@@ -134,10 +142,13 @@ class Telemetry:
         except Exception as exc:  # a journal hiccup must not stop the report
             log.warning("fleet info: cannot count today's orders: %s", exc)
             orders_today = None
+        free: int | None = None
+        total: int | None = None
         try:
-            free: int | None = shutil.disk_usage(self.storage_path).free
+            disk = shutil.disk_usage(self.storage_path)
+            free, total = disk.free, disk.total
         except OSError:
-            free = None
+            pass
         return {
             "v": VERSION,
             "box_id": self.identity.box_id,
@@ -154,15 +165,18 @@ class Telemetry:
             "waiting_orders": state.get("waiting_orders", 0),
             "queued_commands": state.get("queued_commands", 0),
             "storage_free": free,
+            "storage_total": total,
             "soc_temperature": soc_temperature(self.files),
             "throttling": throttling(self.files),
             "incidents": self.incidents(),
+            "updates": self.events.updates(),
             "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         }
 
     def significant(self) -> dict[str, Any]:
-        """The part of the info whose change is published at once; cheap (no journal, no
-        disk): counters and gauges ride along with the periodic refresh."""
+        """The part of the info whose change is published at once; cheap (no journal; the
+        update record is parsed only when its file changed): counters and gauges ride along
+        with the periodic refresh."""
         state = self.state()
         flags = throttling(self.files) or {}
         sp_id, _, _ = self.selling_point()
@@ -173,6 +187,7 @@ class Telemetry:
             "incidents": self.incidents(),
             # Only what is true now; the "occurred" bits stay set until a reboot.
             "throttling": {k: v for k, v in flags.items() if not k.endswith("_occurred")},
+            "updates": self.events.updates(),
         }
 
 

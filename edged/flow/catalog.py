@@ -117,6 +117,7 @@ class CatalogKeeper:
         self._catalogs: dict[int, Catalog] = {}
         self._wake = asyncio.Event()
         self._done: asyncio.Queue[int] = asyncio.Queue()
+        self._applying = asyncio.Lock()
         self.refreshes = 0
         self.writes = 0
         # True while the loop waits for its next tick or wake (tests move the clock then).
@@ -125,7 +126,12 @@ class CatalogKeeper:
     # -- reading ---------------------------------------------------------------------------
 
     async def catalog(self, selling_point_id: int | None = None) -> Catalog:
-        """The catalog as last read (from the journal after a restart); empty before any."""
+        """The catalog as last read (from the journal after a restart); empty before any.
+        Changes Sinqro took are in it as soon as their command reads done."""
+        await self._apply_done()
+        return await self._stored(selling_point_id)
+
+    async def _stored(self, selling_point_id: int | None = None) -> Catalog:
         sp = selling_point_id or self.pairing().selling_point_id
         if sp not in self._catalogs:
             self._catalogs[sp] = Catalog.from_json(await self.journal.load_catalog(sp))
@@ -232,8 +238,9 @@ class CatalogKeeper:
 
     def _on_events(self, new_events: list[Event]) -> None:
         for event in new_events:
-            if event.kind == ev.COMMAND_DONE and event.data.get("kind") == "availability":
-                self._done.put_nowait(int(event.data["command_id"]))
+            data = ev.payload(event)
+            if isinstance(data, ev.CommandDone) and data.kind == "availability":
+                self._done.put_nowait(data.command_id)
                 self._wake.set()
             elif event.kind == ev.LINK_PAIRED:
                 self._wake.set()
@@ -277,16 +284,19 @@ class CatalogKeeper:
             self.journal.remove_listener(self._on_events)
 
     async def _apply_done(self) -> None:
-        while not self._done.empty():
-            command = await self.journal.get_command(self._done.get_nowait())
-            if command is None:
-                continue
-            p = command.params
-            sp = int(p["selling_point_id"])
-            old = await self.catalog(sp)
-            await self._keep(
-                sp, old, _with(old, str(p["item"]), int(p["id"]), bool(p["available"]))
-            )
+        # One at a time: the loop and a reader may both find changes waiting, and each
+        # change is a read-modify-write of the stored copy.
+        async with self._applying:
+            while not self._done.empty():
+                command = await self.journal.get_command(self._done.get_nowait())
+                if command is None:
+                    continue
+                p = command.params
+                sp = int(p["selling_point_id"])
+                old = await self._stored(sp)
+                await self._keep(
+                    sp, old, _with(old, str(p["item"]), int(p["id"]), bool(p["available"]))
+                )
 
     async def _fire_timers(self, sp: int) -> None:
         now = self.now()

@@ -135,8 +135,11 @@ class OrderDesk:
             log.info("order %s: stale %s report (%s) set aside", order.id, source, order.status)
         elif result.new:
             log.info("order %s (%s, %s) stored from %s", order.id, order.type, order.code, source)
-        elif any(e.data.get("reopened") for e in result.events):
-            previous = result.events[0].data.get("previous")
+        elif any(
+            isinstance(p := ev.payload(e), ev.OrderStatus) and p.reopened for e in result.events
+        ):
+            first = ev.payload(result.events[0])
+            previous = first.previous if isinstance(first, ev.OrderStatus) else None
             log.warning(
                 "order %s reopened by Sinqro's answer: %s on the box, %s at Sinqro (from %s)",
                 order.id,

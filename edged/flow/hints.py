@@ -31,10 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edged import backoff
 from edged.flow.desk import OrderDesk
 from edged.flow.reconcile import Reconciler
 from edged.journal.store import Journal, JournalError
@@ -310,8 +310,7 @@ class HintChecker:
             if self.on_unverified is not None:
                 self.on_unverified()
             return
-        delay = min(self.retry_max, self.retry_min * 2 ** (hint.attempts - 1))
-        delay *= random.uniform(0.5, 1.0)
+        delay = backoff.delay(self.retry_min, self.retry_max, hint.attempts - 1)
         log.info(
             "%s hint about order %s not checked yet (%s); again in %.1fs",
             hint.source,

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, Protocol
 
@@ -46,6 +45,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import CloseCode
 
+from edged import backoff
 from edged.decoding import PayloadError, digest
 from edged.flow.desk import OrderDesk
 from edged.flow.hints import OTHER_SELLING_POINT, HintChecker
@@ -242,8 +242,7 @@ class NotificationLink:
                 await self._kick.wait()
 
     def _backoff(self, failures: int) -> float:
-        base = min(self.config.reconnect_max, self.config.reconnect_min * 2**failures)
-        return float(base * random.uniform(0.5, 1.0))
+        return backoff.delay(self.config.reconnect_min, self.config.reconnect_max, failures)
 
     # -- websocket -------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edged import backoff
 from edged.flow.pairing import Pairing
 from edged.flow.settings import OrdersConfig
 from edged.journal import events as ev
@@ -79,6 +79,8 @@ def pick_action(actions: list[OrderAction], kind: str, delay: int | None) -> Ord
     return candidates[0] if candidates else None
 
 
+# Seconds before the first retry of an order (or of a paused outbox); doubles to retry_max.
+FIRST_RETRY = 0.5
 # Orders whose commands are tried at the same time; the rest wait their turn, not a backoff.
 MAX_PARALLEL = 4
 
@@ -88,7 +90,7 @@ class _Retry:
     """One order's backoff: when its next command may be tried, and why it waits."""
 
     at: float
-    backoff: float
+    failures: int
     reason: str
 
 
@@ -128,7 +130,7 @@ class OutboxSender:
         self._retry: dict[int, _Retry] = {}
         self._busy: set[int] = set()
         self._paused_until = 0.0
-        self._pause_backoff = 0.0
+        self._pause_failures = 0
         self.sent = 0
         self.failed = 0
         self.retries = 0
@@ -141,7 +143,7 @@ class OutboxSender:
         """Try every order now (the link came back, the box was paired...)."""
         self._retry.clear()
         self._paused_until = 0.0
-        self._pause_backoff = 0.0
+        self._pause_failures = 0
         self._publish_retrying()
         self._wake.set()
 
@@ -221,25 +223,26 @@ class OutboxSender:
         if failure is None:
             if self._retry.pop(order_id, None) is not None:
                 self._publish_retrying()
-            self._pause_backoff = 0.0
+            self._pause_failures = 0
             return
         reason, lost_answer = failure
         self.retries += 1
         previous = self._retry.get(order_id)
-        backoff = min(self.config.retry_max, max(0.5, previous.backoff * 2 if previous else 0.5))
+        failures = previous.failures if previous else 0
+        wait = backoff.delay(FIRST_RETRY, self.config.retry_max, failures)
         if lost_answer:
             # The answer was lost, not necessarily the request: give Sinqro time to
             # finish applying it before the retry reads the order.
-            backoff = max(backoff, self.settle)
-        wait = backoff * random.uniform(0.8, 1.2)
-        self._retry[order_id] = _Retry(asyncio.get_running_loop().time() + wait, backoff, reason)
+            wait = max(wait, self.settle)
+        at = asyncio.get_running_loop().time() + wait
+        self._retry[order_id] = _Retry(at, failures + 1, reason)
         log.warning("order %s: retrying in %.1fs: %s", order_id, wait, reason)
         self._publish_retrying()
 
     def _pause(self, reason: str) -> float:
         """Hold every order back (box-wide cause); returns the wait."""
-        self._pause_backoff = min(self.config.retry_max, max(0.5, self._pause_backoff * 2))
-        wait = self._pause_backoff * random.uniform(0.8, 1.2)
+        wait = backoff.delay(FIRST_RETRY, self.config.retry_max, self._pause_failures)
+        self._pause_failures += 1
         self._paused_until = asyncio.get_running_loop().time() + wait
         log.warning("outbox paused for %.1fs: %s", wait, reason)
         return wait

@@ -204,6 +204,11 @@ class Journal(CatalogStore):
         rows = await self._commands("SELECT * FROM outbox WHERE id = ?", (command_id,))
         return rows[0] if rows else None
 
+    async def command_by_key(self, key: str) -> Command | None:
+        """The command enqueued under idempotency ``key``, if any."""
+        rows = await self._commands("SELECT * FROM outbox WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
     async def pending_commands(self) -> list[Command]:
         """Commands not finished yet (queued, or caught mid-send by a crash), oldest first."""
         return await self._commands(

@@ -20,7 +20,7 @@ from edged.journal import events as ev
 from edged.journal.store import Journal, JournalError, Tx
 from edged.printing.printer import PrinterRuntime
 from edged.printing.transports import NOT_READY, UNKNOWN, Status
-from edged.state import BoxState
+from edged.state import BoxState, printer_key
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class PrinterHealth:
         name = printer.config.name
         previous = printer.health
         printer.health = status
-        self.state.set(f"printer.{name}", status.as_dict())
+        self.state.set(printer_key(name), status.as_dict())
         if previous is not None and previous.state == status.state:
             return
         if previous is None and status.state == UNKNOWN:

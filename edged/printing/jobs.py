@@ -1,7 +1,7 @@
 """Print jobs and print requests: the ``print_jobs`` rows and how anyone asks for a print.
 
-The CLI, the web page, the panel and the bridges ask through the journal
-(``print.requested`` events, see :func:`append_print_request`); the spooler turns them into
+The CLI, the web page, the panel and the bridges ask through the journal, all one way
+(``print.requested`` events, see :func:`request_print`); the spooler turns them into
 jobs. Reprints are capped per order and per minute so that a stuck button or a flooding
 terminal cannot print a roll of paper: a refused reprint says why
 (:func:`reprint_refusal`), both to the caller at once and in a ``print.failed`` event.
@@ -95,8 +95,12 @@ def reprint_refusal(tx: Tx, order_id: int, before: int | None = None) -> str | N
     return None
 
 
-async def append_print_request(
-    journal: Journal,
+class UnknownOrder(PrintRefused):
+    """A reprint of an order the journal does not hold."""
+
+
+def request_print(
+    tx: Tx,
     kind: str,
     *,
     source: str,
@@ -105,12 +109,15 @@ async def append_print_request(
     lines: list[str] | None = None,
     qr: str = "",
     big: Sequence[int] = (),
+    known_order: bool = False,
 ) -> Event:
-    """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
-    a ``test`` page on ``printer``, or free ``text`` lines (those at indexes ``big`` in
-    large type, ``qr`` as a QR code at the end). Returns the journal event.
+    """Append the ``print.requested`` event inside transaction ``tx``: the one way to ask
+    for a print, so a caller can commit its own record with it (a bridge's dedup row).
 
-    Raises :class:`PrintRefused` when a reprint is over its limits.
+    Raises :class:`PrintRefused` when a reprint is over its limits, and, with
+    ``known_order``, :class:`UnknownOrder` for a reprint of an order not in the journal
+    (without it the spooler answers that one with a ``print.failed``); ValueError for a
+    request that cannot be made.
     """
     if kind not in REQUEST_KINDS:
         raise ValueError(f"unknown print request {kind!r}")
@@ -129,15 +136,45 @@ async def append_print_request(
             data["qr"] = str(qr)[:MAX_TEXT_LINE]
         if big:
             data["big"] = [int(i) for i in big][:MAX_TEXT_LINES]
+    if kind == "reprint" and order_id is not None:
+        if known_order and tx.get_order(order_id) is None:
+            raise UnknownOrder(f"order {order_id} is not in the journal")
+        refused = reprint_refusal(tx, order_id)
+        if refused is not None:
+            raise PrintRefused(refused)
+    return tx.append_event(ev.PRINT_REQUESTED, order_id, data)
 
-    def run(tx: Tx) -> Event:
-        if kind == "reprint" and order_id is not None:
-            refused = reprint_refusal(tx, order_id)
-            if refused is not None:
-                raise PrintRefused(refused)
-        return tx.append_event(ev.PRINT_REQUESTED, order_id, data)
 
-    return await journal.transaction(run)
+async def append_print_request(
+    journal: Journal,
+    kind: str,
+    *,
+    source: str,
+    order_id: int | None = None,
+    printer: str | None = None,
+    lines: list[str] | None = None,
+    qr: str = "",
+    big: Sequence[int] = (),
+) -> Event:
+    """Ask the spooler (in this process or the daemon) to print: ``reprint`` an order,
+    a ``test`` page on ``printer``, or free ``text`` lines (those at indexes ``big`` in
+    large type, ``qr`` as a QR code at the end). Returns the journal event.
+
+    Raises :class:`PrintRefused` when a reprint is over its limits (see
+    :func:`request_print`, its one transaction).
+    """
+    return await journal.transaction(
+        lambda tx: request_print(
+            tx,
+            kind,
+            source=source,
+            order_id=order_id,
+            printer=printer,
+            lines=lines,
+            qr=qr,
+            big=big,
+        )
+    )
 
 
 async def move_to_backups(journal: Journal, moves: Sequence[tuple[str, str]]) -> int:

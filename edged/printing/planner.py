@@ -199,12 +199,14 @@ class JobPlanner:
         return str(printed)
 
     def print_requested(self, tx: Tx, event: Event, touched: set[str]) -> None:
-        data = event.data
-        kind = data.get("kind")
-        source = str(data.get("source", ""))[:40]
-        wanted = data.get("printer")
-        if wanted is not None and (not isinstance(wanted, str) or wanted not in self.printers):
-            self.refuse(tx, event, str(kind), str(wanted), "no such printer")
+        data = ev.payload(event)
+        if not isinstance(data, ev.PrintRequested):
+            return
+        kind = data.kind
+        source = data.source[:40]
+        wanted = data.printer
+        if wanted is not None and wanted not in self.printers:
+            self.refuse(tx, event, kind, wanted, "no such printer")
             return
         if kind == "reprint":
             order = tx.get_order(event.order_id) if event.order_id is not None else None
@@ -226,23 +228,20 @@ class JobPlanner:
             if self.add(tx, wanted, "test", event, {"source": source}):
                 touched.add(wanted)
         elif kind == "text":
-            raw = data.get("lines")
-            if not isinstance(raw, list):
+            if data.lines is None:
                 self.refuse(tx, event, "text", wanted or "", "no lines")
                 return
-            lines = [str(line)[:MAX_TEXT_LINE] for line in raw[:MAX_TEXT_LINES]]
+            lines = [line[:MAX_TEXT_LINE] for line in data.lines[:MAX_TEXT_LINES]]
             params: dict[str, Any] = {"source": source, "lines": lines}
-            qr = data.get("qr")
-            if isinstance(qr, str) and qr:
-                params["qr"] = qr[:MAX_TEXT_LINE]
-            big = data.get("big")
-            if isinstance(big, list):
-                params["big"] = [i for i in big if isinstance(i, int) and not isinstance(i, bool)]
+            if data.qr:
+                params["qr"] = data.qr[:MAX_TEXT_LINE]
+            if data.big:
+                params["big"] = data.big
             target = wanted or next(iter(self.printers), None)
             if target is not None and self.add(tx, target, "text", event, params):
                 touched.add(target)
         else:
-            self.refuse(tx, event, str(kind), wanted or "", "unknown print request")
+            self.refuse(tx, event, kind, wanted or "", "unknown print request")
 
     def reprint_targets(self, tx: Tx, order: StoredOrder) -> list[str]:
         printed = [n for n in self.printers if has_ticket(tx, n, order.id, ("done",))]

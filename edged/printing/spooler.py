@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edged.backoff import Backoff
 from edged.config import BoxConfig
 from edged.journal import events as ev
 from edged.journal.events import Event
@@ -74,7 +75,7 @@ from edged.printing.transports import (
 )
 from edged.printing.unstored import MemoryPrints
 from edged.sinqro.models import Order
-from edged.state import BoxState
+from edged.state import BoxState, printer_key
 
 __all__ = ["REQUEST_KINDS", "Job", "PrintRefused", "Spooler", "append_print_request", "columns_for"]
 
@@ -134,7 +135,7 @@ class Spooler:
                 columns=columns,
                 executor=printer_executor(config.name),
             )
-            state.set(f"printer.{config.name}", {"state": UNKNOWN, "detail": "starting"})
+            state.set(printer_key(config.name), {"state": UNKNOWN, "detail": "starting"})
         self.unstored = unstored
         self._memory = (
             MemoryPrints(self._printers, box, self._render_pool, unstored) if unstored else None
@@ -317,7 +318,7 @@ class Spooler:
 
     async def _worker(self, printer: PrinterRuntime) -> None:
         name = printer.config.name
-        delay = min(FIRST_RETRY, printer.config.retry_max)
+        backoff = Backoff(FIRST_RETRY, printer.config.retry_max)
         first = True
         while True:
             printer.wake.clear()
@@ -325,7 +326,7 @@ class Spooler:
                 jobs, payloads = await self._queued(name)
             except JournalError as exc:
                 log.error("printer %s: journal unavailable: %s", name, exc)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff.again())
                 continue
             self._forget_renders(printer, jobs)
             if not jobs:
@@ -345,10 +346,9 @@ class Spooler:
                 log.error("printer %s: journal unavailable: %s", name, exc)
                 ok = False
             if ok:
-                delay = min(FIRST_RETRY, printer.config.retry_max)
+                backoff.reset()
             else:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, printer.config.retry_max)
+                await asyncio.sleep(backoff.next())
 
     def _forget_renders(self, printer: PrinterRuntime, jobs: list[Job]) -> None:
         keep = {job.id for job in jobs}

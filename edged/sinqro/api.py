@@ -130,7 +130,10 @@ class SinqroApi:
             except SinqroUnavailable as exc:
                 if attempt + 1 >= attempts:
                     raise
-                delay = min(RETRY_CAP, RETRY_BASE * 2**attempt) * random.uniform(0.5, 1.5)
+                # edged.backoff's rule (equal jitter), written out: the wire client imports
+                # nothing of the box but decoding and config tools.
+                base = min(RETRY_CAP, RETRY_BASE * 2**attempt)
+                delay = base * random.uniform(0.5, 1.0)
                 log.debug("%s %s failed (%s); retry in %.2fs", method, path, exc, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

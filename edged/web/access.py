@@ -11,15 +11,16 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from edged.onboarding import PASSWORD_FILE as HOTSPOT_PASSWORD_FILE
 from edged.onboarding import read_hotspot_password
+from edged.state import FixedKey
 from edged.web.guard import COOKIE
 from edged.web.http import json_response, maybe_await, redirect, refusal
-from edged.web.reach import default_mdns, page_urls, qr_svg
+from edged.web.live import Live
 from edged.web.security import (
     MAX_PASSWORD,
     MAX_PIN,
@@ -31,9 +32,7 @@ from edged.web.security import (
     pin_problem,
 )
 from edged.web.sessions import clean_name, device_name
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +115,9 @@ class PressProof:
 class Access:
     """First visit, sign in and out, the setup ticket."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
-        self.urls: list[str] = []
+    def __init__(self, site: Site, live: Live) -> None:
+        self.site = site
+        self.live = live  # a sign-in that ends closes its streams
         self.press_proof = PressProof()
         self.hotspot_password_file = HOTSPOT_PASSWORD_FILE
         # A staff PIN exists (read at start, kept current by staff_pin_submit).
@@ -138,28 +137,6 @@ class Access:
         r.add_post("/devices/rename", self.device_rename)
         r.add_post("/staff-pin", self.staff_pin_submit)
 
-    # -- where the page is -----------------------------------------------------------------
-
-    def mdns(self) -> str | None:
-        return self.server.services.mdns_name or default_mdns()
-
-    async def refresh_urls(self) -> list[str]:
-        """The page's addresses now (the box may have moved networks since start)."""
-        port = self.server.port or self.server.config.port
-        self.urls = await asyncio.to_thread(
-            page_urls,
-            tls=self.server.tls,
-            port=port,
-            mdns=self.mdns(),
-            bound=self.server.config.host,
-        )
-        return self.urls
-
-    def footer(self) -> dict[str, Any]:
-        """The footer's address as text and QR code (the first reachable address)."""
-        url = self.urls[0] if self.urls else ""
-        return {"url": url, "qr": qr_svg(url) if url else ""}
-
     # -- setup ticket ----------------------------------------------------------------------
 
     async def print_setup_ticket(self) -> None:
@@ -167,33 +144,34 @@ class Access:
 
         Any older code stops working. The code is never logged (only in the demo).
         """
-        server = self.server
-        _ = server.locale().gettext
-        code = await server.credentials.new_setup_code()
+        site = self.site
+        _ = site.locale().gettext
+        code = await site.credentials.new_setup_code()
         # Physical proof beats any guessing so far: nobody can have tried this code yet.
-        server.code_limiter.reset()
-        urls = await self.refresh_urls()
-        state = server.services.state
-        pairing = server.services.pairing()
-        lines = [server.services.config().box.name, _("SETUP"), "", *urls, ""]
-        lines.append(_("Cloud: {state}").format(state=server.board.link_word(state.get("link"))))
+        site.code_limiter.reset()
+        urls = await site.refresh_urls()
+        state = site.services.state
+        pairing = site.services.pairing()
+        lines = [site.services.config().box.name, _("SETUP"), "", *urls, ""]
+        lines.append(_("Cloud: {state}").format(state=site.status.link_word(state.get("link"))))
         if pairing.paired:
             name = pairing.selling_point_name or str(pairing.selling_point_id)
             lines.append(_("Paired with: {name}").format(name=name))
         else:
             lines.append(_("Paired: no"))
         for name, health in sorted(state.printers().items()):
-            word = server.board.printer_word(
+            word = site.status.printer_word(
                 health.get("state") if isinstance(health, dict) else None
             )
             lines.append(_("Printer {name}: {state}").format(name=name, state=word))
-        for key, label in (
+        bridges: tuple[tuple[FixedKey, str], ...] = (
             ("bridge.mqtt", _("POS link (MQTT)")),
             ("bridge.serial", _("POS link (serial)")),
-        ):
+        )
+        for key, label in bridges:
             value = state.get(key)
             if value is not None and value != "disabled":
-                lines.append(f"{label}: {server.board.part_word(str(value))}")
+                lines.append(f"{label}: {site.status.part_word(str(value))}")
         hotspot = await asyncio.to_thread(read_hotspot_password, self.hotspot_password_file)
         if hotspot is not None:
             # The way in for a box without Ethernet: its own Wi-Fi while it has no network.
@@ -209,7 +187,7 @@ class Access:
         lines.append(_("Open the page above and type the code to choose the password."))
         if urls:
             lines.append(_("Or scan:"))
-        spooler = server.services.spooler
+        spooler = site.services.spooler
         if spooler is None:
             log.warning("web: no printer: the setup ticket could not be printed")
         else:
@@ -220,7 +198,7 @@ class Access:
                 log.info("web: setup ticket printed")
             except Exception:
                 log.exception("web: setup ticket could not be printed")
-        if server.services.demo:
+        if site.services.demo:
             log.warning("web: demo setup code: %s", format_code(code))
 
     # -- pages -----------------------------------------------------------------------------
@@ -232,16 +210,16 @@ class Access:
         return web.Response(status=204)
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
-        if not await self.server.credentials.has_password():
+        if not await self.site.credentials.has_password():
             return redirect("/setup")
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         if session is not None and session.authenticated:
             return redirect("/board")
         return self._login(request, "")
 
     def _login(self, request: web.Request, error: str, *, status: int = 200) -> web.Response:
-        _ = self.server.locale().gettext
-        return self.server.pages.render(
+        _ = self.site.locale().gettext
+        return self.site.pages.render(
             request,
             "login.html",
             _("Sign in"),
@@ -252,49 +230,49 @@ class Access:
         )
 
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
-        _ = server.locale().gettext
-        client = server.guard.client_id(request)
+        site = self.site
+        _ = site.locale().gettext
+        client = site.guard.client_id(request)
         # Counted before the slow check: concurrent guesses cannot all slip through.
-        wait = server.limiter.begin(client)
+        wait = site.limiter.begin(client)
         if wait > 0:
             return self._too_many(request, wait, self._login)
         form = await request.post()
         password = str(form.get("password", ""))
         role = None
-        if await server.credentials.check_password(password):
+        if await site.credentials.check_password(password):
             role = "owner"
-        elif await server.credentials.check_staff_pin(password):
+        elif await site.credentials.check_staff_pin(password):
             role = "staff"
         if role is not None:
-            server.limiter.success(client)
+            site.limiter.success(client)
             if form.get("keep") != "on":
-                return await server.guard.sign_in(request, "/board", role=role)
+                return await site.guard.sign_in(request, "/board", role=role)
             name = clean_name(str(form.get("device_name", ""))) or device_name(
                 request.headers.get("User-Agent", "")
             )
             log.info("web: device %r kept signed in (%s)", name, role)
-            return await server.guard.sign_in(request, "/board", device=True, name=name, role=role)
+            return await site.guard.sign_in(request, "/board", device=True, name=name, role=role)
         log.warning("web: wrong admin password from %s", client)
-        server.limiter.failure(client)
+        site.limiter.failure(client)
         return self._login(request, _("Wrong password."), status=401)
 
     def _too_many(
         self, request: web.Request, wait: float, page: Callable[..., web.Response]
     ) -> web.Response:
-        _ = self.server.locale().gettext
+        _ = self.site.locale().gettext
         message = _("Too many wrong attempts. Try again in about {minutes} min.")
         response = page(request, message.format(minutes=minutes(wait)), status=429)
         response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         return response
 
     async def logout_submit(self, request: web.Request) -> web.StreamResponse:
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         if session is not None:
             # A device kept signed in is revoked with it; written before the answer.
-            self.server.sessions.drop(session)
-            await self.server.sessions.save()
-            self.server.live.end_sessions({session.key})
+            self.site.sessions.drop(session)
+            await self.site.sessions.save()
+            self.live.end_sessions({session.key})
         response = redirect("/login")
         response.del_cookie(COOKIE, path="/")
         return response
@@ -307,12 +285,12 @@ class Access:
     async def _setup(
         self, request: web.Request, errors: Mapping[str, str], *, status: int = 200, code: str = ""
     ) -> web.Response:
-        _ = self.server.locale().gettext
-        first = not await self.server.credentials.has_password()
-        has_code = await self.server.credentials.has_setup_code()
-        session = self.server.guard.session(request)
+        _ = self.site.locale().gettext
+        first = not await self.site.credentials.has_password()
+        has_code = await self.site.credentials.has_setup_code()
+        session = self.site.guard.session(request)
         proven = session is not None and self.press_proof.state(session.key)[0] == "proven"
-        return self.server.pages.render(
+        return self.site.pages.render(
             request,
             "setup.html",
             _("First visit") if first else _("New password"),
@@ -329,11 +307,11 @@ class Access:
         )
 
     def waiting_orders(self) -> int:
-        return int(self.server.services.state.get("waiting_orders") or 0)
+        return int(self.site.services.state.get("waiting_orders") or 0)
 
     async def press_start(self, request: web.Request) -> web.StreamResponse:
         """Open the both-buttons window for this browser (CSRF-checked by the guard)."""
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         if session is None:
             return refusal("NO_SESSION", "reload the page", 400)
         seconds = self.press_proof.start(session.key)
@@ -349,9 +327,9 @@ class Access:
     async def press_state(self, request: web.Request) -> web.StreamResponse:
         """Where this browser's proof is, what a press in its window did instead, and how
         many orders wait (the page warns that one button alone would decide one)."""
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         state, left, other = self.press_proof.state(session.key) if session else ("idle", 0, None)
-        _ = self.server.locale().gettext
+        _ = self.site.locale().gettext
         went = ""
         if other is not None:
             went = {
@@ -394,23 +372,23 @@ class Access:
         self.press_proof.went_elsewhere(result, order_code)
 
     async def setup_submit(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
-        _ = server.locale().gettext
-        client = server.guard.client_id(request)
+        site = self.site
+        _ = site.locale().gettext
+        client = site.guard.client_id(request)
         form = await request.post()
         code = str(form.get("code", ""))
         password = str(form.get("password", ""))
         confirm = str(form.get("confirm", ""))
         # Every problem at once, and the code as typed: a person fixes all in one go.
         errors = self.password_errors(password, confirm)
-        session = server.guard.session(request)
+        session = site.guard.session(request)
         proven = session is not None and self.press_proof.state(session.key)[0] == "proven"
         status = 400
         if not proven and not normalize_code(code):
             errors["code"] = _("Type the setup code from the printed ticket, or press ACCEPT.")
         elif not proven:
             # Setup codes have their own throttle: guessing passwords never blocks them.
-            wait = server.code_limiter.begin(client)
+            wait = site.code_limiter.begin(client)
             if wait > 0:
                 message = _("Too many wrong attempts. Try again in about {minutes} min.")
                 response = await self._setup(
@@ -418,11 +396,11 @@ class Access:
                 )
                 response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
                 return response
-            if await server.credentials.check_setup_code(code):
-                server.code_limiter.success(client)
+            if await site.credentials.check_setup_code(code):
+                site.code_limiter.success(client)
             else:
                 log.warning("web: wrong setup code from %s", client)
-                server.code_limiter.failure(client)
+                site.code_limiter.failure(client)
                 errors["code"] = _("That setup code is not valid (or was used already).")
                 status = 401
         if errors:
@@ -431,17 +409,17 @@ class Access:
             # The press proof ran out between the two looks: the code is needed after all.
             message = _("Type the setup code from the printed ticket, or press ACCEPT.")
             return await self._setup(request, {"code": message}, status=400, code=code)
-        await server.credentials.set_password(password)
+        await site.credentials.set_password(password)
         # Whichever proof was used, a code printed earlier must not reset this password.
-        await server.credentials.consume_setup_code()
+        await site.credentials.consume_setup_code()
         # A new password ends every sign-in, devices kept signed in too.
-        server.sessions.drop_all()
-        server.live.end_sessions(None)
-        target = "/board" if server.services.pairing().paired else "/pairing"
-        return await server.guard.sign_in(request, target)
+        site.sessions.drop_all()
+        self.live.end_sessions(None)
+        target = "/board" if site.services.pairing().paired else "/pairing"
+        return await site.guard.sign_in(request, target)
 
     def password_errors(self, password: str, confirm: str) -> dict[str, str]:
-        _ = self.server.locale().gettext
+        _ = self.site.locale().gettext
         problem = password_problem(password)
         errors: dict[str, str] = {}
         if problem and len(password) < MIN_PASSWORD:
@@ -457,9 +435,9 @@ class Access:
     def devices(self, request: web.Request) -> dict[str, Any]:
         """The setup page's devices section: the devices kept signed in (name, last use,
         this one, staff or owner) and the staff PIN's state."""
-        _ = self.server.locale().gettext
-        locale = self.server.locale()
-        mine = self.server.guard.session(request)
+        _ = self.site.locale().gettext
+        locale = self.site.locale()
+        mine = self.site.guard.session(request)
         notices = {"set": _("Staff PIN saved."), "removed": _("Staff PIN removed.")}
         errors = {
             "digits": _("Use {min} to {max} digits.").format(min=MIN_PIN, max=MAX_PIN),
@@ -475,7 +453,7 @@ class Access:
                     "this": mine is not None and mine.key == s.key,
                     "staff": s.role == "staff",
                 }
-                for s in self.server.sessions.devices()
+                for s in self.site.sessions.devices()
             ],
             "revoked": request.query.get("revoked") == "1",
             "pin_set": self.staff_pin_set,
@@ -485,14 +463,14 @@ class Access:
 
     async def device_revoke(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        revoked = self.server.sessions.revoke(str(form.get("ref", ""))[:64])
+        revoked = self.site.sessions.revoke(str(form.get("ref", ""))[:64])
         if revoked is None:
             return redirect("/settings#section-devices")
         # Written before the answer: a revoked device never comes back with a restart.
-        await self.server.sessions.save()
-        self.server.live.end_sessions({revoked.key})
+        await self.site.sessions.save()
+        self.live.end_sessions({revoked.key})
         log.info("web: device %r signed out from the page", revoked.name)
-        mine = self.server.guard.session(request)
+        mine = self.site.guard.session(request)
         if mine is not None and mine.key == revoked.key:
             response = redirect("/login")
             response.del_cookie(COOKIE, path="/")
@@ -501,17 +479,17 @@ class Access:
 
     async def device_rename(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        if self.server.sessions.rename(str(form.get("ref", ""))[:64], str(form.get("name", ""))):
-            await self.server.sessions.save()
+        if self.site.sessions.rename(str(form.get("ref", ""))[:64], str(form.get("name", ""))):
+            await self.site.sessions.save()
         return redirect("/settings#section-devices")
 
     async def staff_pin_submit(self, request: web.Request) -> web.StreamResponse:
         """Set or remove the staff PIN (the owner only: the guard keeps staff out). Either
         way the staff sessions end: whoever knew the old PIN signs in again."""
-        server = self.server
+        site = self.site
         form = await request.post()
         if form.get("remove"):
-            await server.credentials.set_staff_pin(None)
+            await site.credentials.set_staff_pin(None)
             self.staff_pin_set = False
             outcome = "pin=removed"
         else:
@@ -520,10 +498,10 @@ class Access:
                 return redirect("/settings?pin_error=digits#section-devices")
             if pin != confirm:
                 return redirect("/settings?pin_error=differ#section-devices")
-            await server.credentials.set_staff_pin(pin)
+            await site.credentials.set_staff_pin(pin)
             self.staff_pin_set = True
             outcome = "pin=set"
-        ended = server.sessions.drop_role("staff")
-        await server.sessions.save()
-        server.live.end_sessions(ended)
+        ended = site.sessions.drop_role("staff")
+        await site.sessions.save()
+        self.live.end_sessions(ended)
         return redirect(f"/settings?{outcome}#section-devices")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edged.allergens import is_allergy_note
+from edged.decoding import parse_id
 from edged.i18n import N_, Locale
 from edged.i18n.words import STATUS_WORDS, TYPE_WORDS
 from edged.journal.store import Command, StoredOrder
@@ -83,6 +84,15 @@ def cancel_reasons(order_type: str, locale: Locale) -> list[str]:
     return [locale.gettext(r) for r in presets]
 
 
+def _line_item(line: dict[str, Any]) -> dict[str, Any] | None:
+    for key, kind in (("product", "product"), ("productOption", "option")):
+        ref = line.get(key)
+        item_id = parse_id(str(ref.get("id"))) if isinstance(ref, dict) else None
+        if item_id is not None:
+            return {"kind": kind, "id": item_id}
+    return None
+
+
 def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or depth > 3:
         return []
@@ -97,6 +107,8 @@ def _lines(raw: Any, depth: int = 0) -> list[dict[str, Any]]:
                 "comment": _text(item.get("comment")),
                 "allergy": is_allergy_note(item.get("comment")),
                 "children": _lines(item.get("childrenOrderLines"), depth + 1),
+                # What "sold out" next to the line marks (the menu's own ids).
+                "item": _line_item(item),
             }
         )
     return out

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -28,22 +28,26 @@ from edged.sinqro.models import OrderAction
 from edged.web import board
 from edged.web.http import MAX_BODY, Stop, json_response, maybe_await, path_order_id, refusal
 from edged.web.metrics import DECISION_BUCKETS, Histogram
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
 ACTION_WAIT = 3.0  # seconds a button waits for Sinqro's answer before saying "queued"
 ACTIONS_TTL = 20.0  # seconds Sinqro's order actions are reused for the board
 FAILED_TTL = 3.0  # seconds an unanswered ask for actions is not asked again
+# The virtual panel's buttons, by the names the page sends.
+PRESSES: dict[str, Literal["accept", "cancel", "both"]] = {
+    "accept": "accept",
+    "cancel": "cancel",
+    "both": "both",
+}
 
 
 class Board:
     """The board page and its API."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(self, site: Site) -> None:
+        self.site = site
         self.action_wait = ACTION_WAIT
         self.decision_seconds = Histogram(DECISION_BUCKETS)
         self._actions: dict[int, tuple[str, float, list[OrderAction] | None]] = {}
@@ -63,61 +67,20 @@ class Board:
         r.add_post("/api/orders/{order_id:[0-9]+}/ack", self.api_ack)
         r.add_post("/api/panel/press", self.api_panel_press)
 
-    # -- words for states ------------------------------------------------------------------
-
-    def link_word(self, link: Any) -> str:
-        """The cloud link's state in the box's language."""
-        _ = self.server.locale().gettext
-        words = {
-            "online": _("online"),
-            "polling": _("polling every minute"),
-            "offline": _("offline"),
-            "starting": _("starting"),
-            "unauthorized": _("refused by Sinqro"),
-            "not_paired": _("not connected"),
-        }
-        return words.get(str(link), _("unknown"))
-
-    def printer_word(self, state: Any) -> str:
-        _ = self.server.locale().gettext
-        words = {
-            "online": _("ready"),
-            "offline": _("offline"),
-            "not_ready": _("needs attention"),
-            "paper_out": _("out of paper"),
-            "cover_open": _("cover open"),
-            "unknown": _("unknown"),
-        }
-        return words.get(str(state), str(state) if state else _("unknown"))
-
-    def part_word(self, state: str) -> str:
-        """A POS bridge's state in words (its own word when unknown)."""
-        _ = self.server.locale().gettext
-        words = {
-            "online": _("online"),
-            "offline": _("offline"),
-            "connecting": _("connecting"),
-        }
-        return words.get(state, state)
-
-    def virtual_panel(self) -> Any:
-        panel = self.server.services.panel
-        return panel if panel is not None and hasattr(panel, "virtual_press") else None
-
     # -- page and data ---------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        _ = self.server.locale().gettext
-        return self.server.pages.render(
+        _ = self.site.locale().gettext
+        return self.site.pages.render(
             request,
             "board.html",
             _("Orders"),
             scripts=("live.js", "cards.js", "board.js"),
             page_class="board",
             order_types=[(k, _(v)) for k, v in TYPE_WORDS.items()],
-            retention_days=self.server.services.config().journal.retention_days,
+            retention_days=self.site.services.config().journal.retention_days,
             # The virtual panel's long press holds a little longer than the panel needs.
-            hold_seconds=round(self.server.services.config().panel.accept_hold + 0.3, 1),
+            hold_seconds=round(self.site.services.config().panel.accept_hold + 0.3, 1),
         )
 
     def forget_actions(self, new_events: list[Event]) -> None:
@@ -130,7 +93,7 @@ class Board:
         self, order: StoredOrder, locale: Locale
     ) -> tuple[list[dict[str, Any]], bool]:
         """Buttons for a waiting order; ``True`` when they come from Sinqro itself."""
-        services = self.server.services
+        services = self.site.services
         cached = self._actions.get(order.id)
         now = time.monotonic()
         fresh = cached is not None and cached[0] == order.status
@@ -158,12 +121,12 @@ class Board:
         """Accept delays for the buttons: Sinqro's last offer, else the box's own."""
         if self._delays:
             return self._delays
-        orders_config = self.server.services.config().orders
+        orders_config = self.site.services.config().orders
         return tuple(d for d in (orders_config.default_delay, orders_config.long_press_delay) if d)
 
     async def api_board(self, request: web.Request) -> web.StreamResponse:
-        services = self.server.services
-        locale = self.server.locale()
+        services = self.site.services
+        locale = self.site.locale()
         journal = services.journal
         open_orders = await journal.open_orders()
         pending = await journal.pending_commands()
@@ -193,7 +156,7 @@ class Board:
             {
                 "now": time.time(),
                 "paired": paired,
-                "status": self.server.live.status_json(),
+                "status": self.site.status.status_json(),
                 "waiting": board.waiting_order(waiting_json),
                 "active": active_json,
                 "printers": [p.name for p in config.printers],
@@ -209,17 +172,15 @@ class Board:
         """Orders the journal still keeps: today's by default, ``days=N`` back (at most
         the journal's retention, ``all``), matching ``q`` (code, name, phone, comment...)."""
         search = request.query.get("q", "")[:100]
-        locale = self.server.locale()
-        retention = self.server.services.config().journal.retention_days
+        locale = self.site.locale()
+        retention = self.site.services.config().journal.retention_days
         raw_days = request.query.get("days", "1")
         days = retention if raw_days == "all" else (ascii_int(raw_days, max_digits=4) or 1)
         days = max(1, min(days, retention))
         # Today is the selling point's today; "N days" are today and the N-1 before it.
         midnight = locale.local(time.time()).replace(hour=0, minute=0, second=0, microsecond=0)
         since = midnight.timestamp() - (days - 1) * 86400
-        orders = await self.server.services.journal.list_orders(
-            since=since, search=search, limit=200
-        )
+        orders = await self.site.services.journal.list_orders(since=since, search=search, limit=200)
         return json_response(
             {
                 "orders": [board.order_json(o, locale) for o in orders],
@@ -230,7 +191,7 @@ class Board:
         )
 
     async def api_status(self, request: web.Request) -> web.StreamResponse:
-        return json_response(self.server.live.status_json())
+        return json_response(self.site.status.status_json())
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -253,7 +214,7 @@ class Board:
             command = await queue()
         except CommandRefused as exc:
             return refusal(exc.code, exc.message, 409)
-        outcome = await self.server.services.desk.wait(command.id, self.action_wait)
+        outcome = await self.site.services.desk.wait(command.id, self.action_wait)
         self.decision_seconds.observe(time.monotonic() - started)
         ok = outcome.state != "failed"
         return json_response(
@@ -281,7 +242,7 @@ class Board:
             delay = minutes or None
         else:
             return refusal("BAD_DELAY", "delay must be whole minutes", 400)
-        desk = self.server.services.desk
+        desk = self.site.services.desk
         return await self._decide(lambda: desk.accept(order_id, delay, source="web"))
 
     async def api_cancel(self, request: web.Request) -> web.StreamResponse:
@@ -289,16 +250,16 @@ class Board:
         body = await self._body(request)
         comment = str(body.get("comment") or "").strip()
         if not comment:
-            message = self.server.locale().gettext("A cancellation comment is required.")
+            message = self.site.locale().gettext("A cancellation comment is required.")
             return refusal("ORDER_CANCELLATION_COMMENT_IS_REQUIRED", message, 400)
-        desk = self.server.services.desk
+        desk = self.site.services.desk
         return await self._decide(lambda: desk.cancel(order_id, comment, source="web"))
 
     async def api_status_change(self, request: web.Request) -> web.StreamResponse:
         order_id = path_order_id(request)
         body = await self._body(request)
         status = str(body.get("status") or "")
-        services = self.server.services
+        services = self.site.services
         order = await services.journal.get_order(order_id)
         if order is None:
             return refusal("UNKNOWN_ORDER", "no such order", 404)
@@ -312,7 +273,7 @@ class Board:
         order_id = path_order_id(request)
         body = await self._body(request)
         printer = str(body.get("printer") or "") or None
-        services = self.server.services
+        services = self.site.services
         spooler = services.spooler
         if spooler is None:
             return refusal("NO_SPOOLER", "no printer", 503)
@@ -330,19 +291,19 @@ class Board:
     async def api_ack(self, request: web.Request) -> web.StreamResponse:
         order_id = path_order_id(request)
         try:
-            done = await self.server.services.desk.acknowledge(order_id, source="web")
+            done = await self.site.services.desk.acknowledge(order_id, source="web")
         except CommandRefused as exc:
             return refusal(exc.code, exc.message, 404)
         return json_response({"ok": True, "acknowledged": done})
 
     async def api_panel_press(self, request: web.Request) -> web.StreamResponse:
-        panel = self.virtual_panel()
+        panel = self.site.status.virtual_panel()
         if panel is None:
             return refusal("NO_PANEL", "no virtual panel", 404)
         body = await self._body(request)
-        button = str(body.get("button") or "")
+        button = PRESSES.get(str(body.get("button") or ""))
         seconds = decimal(body.get("seconds") or 0.1) or -1.0
-        if button not in ("accept", "cancel", "both") or not 0 < seconds <= 10:
+        if button is None or not 0 < seconds <= 10:
             return refusal("BAD_PRESS", "bad button or time", 400)
         result = await maybe_await(panel.virtual_press(button, seconds))
         return json_response({"ok": True, "result": str(result)})

@@ -6,8 +6,8 @@ and the hardening headers on the way out.
   everything but :data:`PUBLIC_PATHS` and static files needs a signed-in session;
 * every state change (any method but GET/HEAD/OPTIONS) needs the session's CSRF token, as the
   ``csrf`` form field or the ``X-CSRF-Token`` header, and a same-origin ``Origin`` if sent;
-* a staff session (the staff PIN) reaches only the board (:data:`STAFF_PATHS`): never the
-  settings, the pairing or the devices list.
+* a staff session (the staff PIN) reaches only the board and the menu (:data:`STAFF_PATHS`):
+  never the settings, the pairing or the devices list.
 
 A request that meets a journal that cannot store or read right now (disk full, failing
 card) is answered 503 "the box cannot store right now", in the box's language, never 500:
@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from edged.i18n import Locale
 from edged.journal.writer import JournalError
 from edged.web.http import Stop, harden, redirect, refusal, wants_json
 from edged.web.kitchen import KITCHEN_PATHS
 from edged.web.security import client_key, csrf_ok
-from edged.web.sessions import DEVICE_LIFETIME, Session
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.sessions import DEVICE_LIFETIME, Session, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +47,28 @@ PUBLIC_PATHS = frozenset(
 # What a staff session may use: the board, its data and decisions, and signing out.
 STAFF_PATHS = frozenset(
     {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
+    | {"/menu", "/api/menu"}
     | {"/logout"}
     | KITCHEN_PATHS
 )
-STAFF_PREFIXES = ("/api/orders/",)
+STAFF_PREFIXES = ("/api/orders/", "/api/menu/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RETRY_AFTER = "5"  # seconds a client waits before it tries a journal that failed again
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Guard:
-    """Sessions and the middleware for one server."""
+    """Sessions and the middleware for one server: ``sessions`` are its signed-in browsers,
+    ``locale`` gives the box's language now, ``secure`` says whether cookies go over TLS
+    only (read at each sign-in)."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(
+        self, sessions: Sessions, locale: Callable[[], Locale], secure: Callable[[], bool]
+    ) -> None:
+        self.sessions = sessions
+        self.locale = locale
+        self.secure = secure
+        self.requests = 0  # every request seen, for /metrics
 
     def session(self, request: web.Request) -> Session | None:
         session = request.get(SESSION_KEY)
@@ -79,7 +84,7 @@ class Guard:
     def ensure_session(self, request: web.Request, response: web.StreamResponse) -> Session:
         session = self.session(request)
         if session is None:
-            token, session = self.server.sessions.new(client=self.client_id(request))
+            token, session = self.sessions.new(client=self.client_id(request))
             request[SESSION_KEY] = session
             self.set_cookie(response, token, session)
         return session
@@ -92,7 +97,7 @@ class Guard:
             token,
             httponly=True,
             samesite="Strict",
-            secure=self.server.tls,
+            secure=self.secure(),
             path="/",
             max_age=max_age,
         )
@@ -110,11 +115,9 @@ class Guard:
         written to the sessions file before the answer; ``device``: kept signed in."""
         old = self.session(request)
         if old is not None:
-            self.server.sessions.drop(old)
-        token, session = self.server.sessions.new(
-            authenticated=True, device=device, name=name, role=role
-        )
-        await self.server.sessions.save()
+            self.sessions.drop(old)
+        token, session = self.sessions.new(authenticated=True, device=device, name=name, role=role)
+        await self.sessions.save()
         response = redirect(location)
         self.set_cookie(response, token, session)
         return response
@@ -137,7 +140,7 @@ class Guard:
 
     def cannot_store(self, request: web.Request) -> web.Response:
         """503: the journal cannot store (or read) right now; said in the box's language."""
-        message = self.server.locale().gettext(
+        message = self.locale().gettext(
             "The box cannot store right now: its storage is failing. Nothing was saved; "
             "try again in a moment."
         )
@@ -150,8 +153,8 @@ class Guard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.server.requests += 1
-        session = self.server.sessions.get(request.cookies.get(COOKIE))
+        self.requests += 1
+        session = self.sessions.get(request.cookies.get(COOKIE))
         if session is not None:
             request[SESSION_KEY] = session
         path = request.path

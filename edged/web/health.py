@@ -6,19 +6,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from edged import __version__
 from edged.buildinfo import build_info
 from edged.journal import recovery as journal_recovery
+from edged.web.board_api import Board
 from edged.web.http import Stop, json_response, redirect
+from edged.web.live import Live
 from edged.web.metrics import CONTENT_TYPE, process_metrics, render_metrics
 from edged.web.services import Metric
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,10 @@ LINK_STATES = ("starting", "online", "polling", "offline", "unauthorized", "not_
 class Health:
     """Health check and metrics."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(self, site: Site, board: Board, live: Live) -> None:
+        self.site = site
+        self.board = board  # its decision times
+        self.live = live  # its open streams
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/health", self.health)
@@ -38,12 +39,12 @@ class Health:
 
     async def journal_dismiss(self, request: web.Request) -> web.StreamResponse:
         """The owner has read the banner about a rebuilt journal (signed in, CSRF checked)."""
-        services = self.server.services
+        services = self.site.services
         await journal_recovery.dismiss(services.journal, services.state)
         return redirect("/board")
 
     async def health(self, request: web.Request) -> web.StreamResponse:
-        services = self.server.services
+        services = self.site.services
         journal_ok = "ok"
         try:
             async with asyncio.timeout(2.0):
@@ -84,10 +85,10 @@ class Health:
         return json_response(body, status=200 if body["ok"] else 503)
 
     def _allowed(self, request: web.Request) -> bool:
-        config = self.server.config
+        config = self.site.config
         if config.metrics_public:
             return True
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         if session is not None and session.authenticated:
             return True
         token = config.metrics_token
@@ -106,8 +107,8 @@ class Health:
 
     async def collect(self) -> list[Metric]:
         """The box's own samples plus the composition root's (``services.metrics``)."""
-        server = self.server
-        services = server.services
+        site = self.site
+        services = site.services
         state = services.state
         counts = await services.journal.counts()
         link = str(state.get("link", "unknown"))
@@ -146,23 +147,22 @@ class Health:
                     labels={"printer": name},
                 )
             )
-        board = server.board
         samples += [
-            Metric("edged_web_requests_total", server.requests, "HTTP requests", "counter"),
+            Metric("edged_web_requests_total", site.guard.requests, "HTTP requests", "counter"),
             Metric(
                 "edged_web_auth_failures_total",
-                server.limiter.failed + server.code_limiter.failed,
+                site.limiter.failed + site.code_limiter.failed,
                 "Wrong passwords and setup codes",
                 "counter",
             ),
             Metric(
                 "edged_web_auth_refused_total",
-                server.limiter.refused + server.code_limiter.refused,
+                site.limiter.refused + site.code_limiter.refused,
                 "Sign-in attempts refused by the rate limit",
                 "counter",
             ),
-            Metric("edged_web_live_clients", len(server.live.clients), "Open live-update streams"),
-            *board.decision_seconds.samples(
+            Metric("edged_web_live_clients", len(self.live.clients), "Open live-update streams"),
+            *self.board.decision_seconds.samples(
                 "edged_web_decision_seconds",
                 "Time from a board button to Sinqro's answer (or the wait limit)",
             ),

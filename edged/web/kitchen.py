@@ -31,7 +31,9 @@ from edged.web import board
 from edged.web.http import json_response, refusal
 
 if TYPE_CHECKING:
-    from edged.web.server import WebServer
+    from edged.web.board_api import Board
+    from edged.web.live import Live
+    from edged.web.site import Site
 
 #: Paths a staff session may use besides the board's.
 KITCHEN_PATHS = frozenset({"/kitchen", "/api/kitchen", "/api/kitchen/select", "/api/kitchen/bump"})
@@ -72,17 +74,22 @@ def tile_json(tile: Tile, locale: Locale, selected: int | None) -> dict[str, Any
 
 
 class Kitchen:
-    """The kitchen display's page and API over the box's one station."""
+    """The kitchen display's page and API over the box's one station, on the narrow
+    :class:`~edged.web.site.Site`, with the board (its body reader and its wait for Sinqro)
+    and the live stream (to redraw every open page when the selection moves)."""
 
-    def __init__(self, server: WebServer, station: KitchenStation | None = None) -> None:
-        self.server = server
-        services = server.services
+    def __init__(
+        self, site: Site, board: Board, live: Live, station: KitchenStation | None = None
+    ) -> None:
+        self.site = site
+        self.board = board
+        services = site.services
         # A page without a daemon around it (tests of the page alone) makes its own.
         own = station or services.kitchen
         self.station = own or KitchenStation(services.desk, services.journal)
         # A selection moved by the buttons or another key: every open page redraws (an empty
         # batch of journal events is the stream's "refetch" without a notice).
-        self.station.on_change = lambda: server.live.on_journal_events([])
+        self.station.on_change = lambda: live.on_journal_events([])
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/kitchen", self.page)
@@ -91,8 +98,8 @@ class Kitchen:
         r.add_post("/api/kitchen/bump", self.api_bump)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        _ = self.server.locale().gettext
-        return self.server.pages.render(
+        _ = self.site.locale().gettext
+        return self.site.pages.render(
             request,
             "kitchen.html",
             _("Kitchen"),
@@ -104,12 +111,12 @@ class Kitchen:
     async def api_kitchen(self, request: web.Request) -> web.StreamResponse:
         station = self.station
         station.seen()
-        locale = self.server.locale()
+        locale = self.site.locale()
         tiles, recall = await station.tiles()
         return json_response(
             {
                 "now": time.time(),
-                "status": self.server.live.status_json(),
+                "status": self.site.status.status_json(),
                 "selected": station.selected,
                 "amber_minutes": AMBER_MINUTES,
                 "tiles": [tile_json(t, locale, station.selected) for t in tiles],
@@ -119,7 +126,7 @@ class Kitchen:
         )
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        return await self.server.board._body(request)
+        return await self.board._body(request)
 
     async def api_select(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -149,8 +156,8 @@ class Kitchen:
             command = await station.bump(order_id, source="kitchen")
         except CommandRefused as exc:
             return refusal(exc.code, exc.message, 409)
-        desk = self.server.services.desk
-        outcome = await desk.wait(command.id, self.server.board.action_wait)
+        desk = self.site.services.desk
+        outcome = await desk.wait(command.id, self.board.action_wait)
         ok = outcome.state != "failed"
         return json_response(
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from edged.i18n import N_
 from edged.i18n.words import STATUS_WORDS
 from edged.printing.settings import SLIP_STATUSES
+from edged.weblayer import PAGE_KEYS
 
 Key = tuple[str, str]  # (section, field); "printers" covers every printer
 
@@ -267,6 +268,10 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
         N_("Home Assistant topic prefix"),
         N_("The discovery prefix set in Home Assistant, normally homeassistant."),
     ),
+    ("mqtt", "homeassistant_products"): (
+        N_("Products with a switch in Home Assistant"),
+        N_("Product ids or POS references, separated with commas: each gets an on-sale switch."),
+    ),
     # -- serial bridge ----------------------------------------------------------------------
     ("serial", "enabled"): (
         N_("Connect to the POS over a serial cable"),
@@ -311,97 +316,31 @@ FIELD_TEXT: dict[Key, tuple[str, str]] = {
     ),
 }
 
-# Fields folded under "Advanced (for your vendor)": an owner finishes setup without them.
-ADVANCED: frozenset[Key] = frozenset(
+# The fields an owner sets up with; every other field the page carries
+# (:data:`edged.weblayer.PAGE_KEYS`) is folded under "Advanced (for your vendor)", so a new
+# setting stays out of an owner's way until it is listed here.
+BASIC: frozenset[Key] = frozenset(
     [
         *(
             ("printers", name)
-            for name in (
-                "profile",
-                "command_set",
-                "render",
-                "code_page",
-                "columns",
-                "print_on",
-                "cancel_slip",
-                "status_slips",
-                "update_slip",
-                "qr_tracking",
-                "logo",
-                "cut",
-                "backup",
-                "failover_after",
-                "timeout",
-                "retry_max",
-                "health_interval",
-            )
-        ),
-        ("orders", "retry_max"),
-        *(
-            ("panel", name)
-            for name in (
-                "pin_factory",
-                "accept_pin",
-                "cancel_pin",
-                "button_pull",
-                "button_active",
-                "buzzer_pin",
-                "buzzer_type",
-                "buzzer_active_high",
-                "led_pin",
-                "led_active_high",
-                "bounce_time",
-                "accept_hold",
-                "cancel_hold",
-                "setup_hold",
-                "max_hold",
-                "repeat_every",
-                "escalate_after",
-                "command_wait",
-            )
+            for name in ("name", "uri", "paper_width", "layout", "copies", "order_types")
         ),
         *(
-            ("mqtt", name)
+            ("orders", name)
             for name in (
-                "failover_urls",
-                "client_id",
-                "box_id",
-                "topic_prefix",
-                "protocol",
-                "ca_file",
-                "cert_file",
-                "key_file",
-                "tls_insecure",
-                "keepalive",
-                "reconnect_min",
-                "reconnect_max",
-                "publish_timeout",
-                "full_payload",
-                "max_command_bytes",
-                "max_catalog_bytes",
-                "max_pending_commands",
-                "homeassistant",
-                "homeassistant_prefix",
+                "auto_accept",
+                "auto_accept_delay",
+                "default_delay",
+                "long_press_delay",
+                "cancel_comment",
             )
         ),
-        *(
-            ("serial", name)
-            for name in (
-                "bytesize",
-                "parity",
-                "stopbits",
-                "rtscts",
-                "ack_timeout",
-                "max_retries",
-                "reconnect_min",
-                "reconnect_max",
-                "max_frame_bytes",
-                "max_command_bytes",
-                "full_payload",
-            )
-        ),
+        ("panel", "enabled"),
+        *(("mqtt", name) for name in ("enabled", "url", "username", "password")),
+        *(("serial", name) for name in ("enabled", "port", "baudrate")),
     ]
 )
+ADVANCED: frozenset[Key] = PAGE_KEYS - BASIC
 
 # Fields whose default is a catalog message (the CANCEL button's comment): the page shows it
 # in the box's language, and keeps it as the default when saved unchanged, so it goes on

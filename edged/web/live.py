@@ -1,5 +1,5 @@
-"""Live updates: the box's status for the page and a server-sent event stream (``/events``)
-that tells open pages when the board or the status changed.
+"""Live updates: a server-sent event stream (``/events``) that tells open pages when the
+board or the status (:mod:`edged.web.status`) changed.
 
 Bursts of journal events coalesce into one message per stream; Sinqro's refusals of queued
 decisions travel as ``notice`` events, so a page never stays silent about a dropped choice.
@@ -17,33 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from edged.i18n import Locale
 from edged.journal import events as ev
 from edged.journal.events import Event
 from edged.web.http import harden, sse
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 KEEPALIVE = 10.0  # a ping: the page takes 25 s of silence for a dead stream
 # Missed journal events a reconnecting page gets its notices from; beyond this, only the
 # full board (its cards show every decision's outcome anyway).
 REPLAY_MAX = 1024
-STATUS_KEYS = (
-    "link",
-    "link.detail",
-    "link.since",
-    "link.reconnects",
-    "queued_commands",
-    "waiting_orders",
-)
-STATUS_PREFIXES = ("printer.", "panel.", "bridge.", "part.")
 
 
 class Client:
@@ -61,25 +48,22 @@ class Client:
 
 
 class Live:
-    """The status the page shows and the streams that keep it current."""
+    """The streams that keep open pages current."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(self, site: Site) -> None:
+        self.site = site
         self.clients: set[Client] = set()
         self.closing = False
-        # When the cloud link last changed state (the offline banner says "since 14:02").
-        self.link_since = time.time()
-        self._link: Any = None
 
     def stream_id(self) -> str:
         """Where the journal is now, as the SSE ``id``: ``<epoch>.<seq>``."""
-        journal = self.server.services.journal
+        journal = self.site.services.journal
         return f"{journal.epoch}.{journal.last_seq}"
 
     async def missed_notices(self, last: str | None) -> tuple[bool, list[dict[str, Any]]]:
         """The notices a page whose last id was ``last`` missed, and whether it may keep
         what it holds (``False``: another journal, an unreadable id or a long gap)."""
-        journal = self.server.services.journal
+        journal = self.site.services.journal
         if not last:
             return True, []  # a first stream: the page holds nothing yet
         epoch, _, seq_text = last.rpartition(".")
@@ -97,105 +81,10 @@ class Live:
             seq = batch[-1].seq
         return True, _notices(missed)
 
-    # -- status ----------------------------------------------------------------------------
-
-    def status_json(self) -> dict[str, Any]:
-        """The status line's data: link, queue, printers, panel, bridges (nothing secret)."""
-        services = self.server.services
-        snapshot = services.state.snapshot()
-        values = {
-            k: v for k, v in snapshot.items() if k in STATUS_KEYS or k.startswith(STATUS_PREFIXES)
-        }
-        board = self.server.board
-        locale = self.server.locale()
-        printers = services.state.printers()
-        link = values.get("link", "unknown")
-        return {
-            "state": values,
-            "pairing": services.pairing().public(),
-            "printers": printers,
-            "virtual_panel": board.virtual_panel() is not None,
-            # Decisions still reach Sinqro while polling or starting; not when offline.
-            "online": link not in ("offline", "unauthorized", "not_paired"),
-            "link_text": board.link_word(link),
-            "link_since": self.link_since,
-            "link_since_text": locale.time(self.link_since),
-            "summary": self._summary(values, printers),
-            "pills": self._pills(values, printers),
-        }
-
-    def status_line(self, locale: Locale) -> dict[str, Any]:
-        """The status as the page's first paint shows it (the board keeps it current)."""
-        status = self.status_json()
-        return {"online": status["online"], "summary": status["summary"], "pills": status["pills"]}
-
-    def _pills(self, values: dict[str, Any], printers: dict[str, Any]) -> list[list[Any]]:
-        """(id, label, value, tone) per part of the box, in words."""
-        board = self.server.board
-        _ = self.server.locale().gettext
-        link = values.get("link", "unknown")
-        queued = int(values.get("queued_commands", 0) or 0)
-        pills: list[list[Any]] = [
-            ["st-link", _("Sinqro"), board.link_word(link), "ok" if link == "online" else "warn"],
-            ["st-queued", _("Queued"), str(queued), "warn" if queued else "ok"],
-        ]
-        for name, health in sorted(printers.items()):
-            raw = health.get("state") if isinstance(health, dict) else None
-            label = _("Printer {name}").format(name=name)
-            pills.append(
-                [None, label, board.printer_word(raw), "ok" if raw == "online" else "warn"]
-            )
-        for key, label in (
-            ("bridge.mqtt", _("POS link (MQTT)")),
-            ("bridge.serial", _("POS link (serial)")),
-        ):
-            if key in values and values[key] != "disabled":
-                raw = str(values[key])
-                pills.append(
-                    [None, label, board.part_word(raw), "warn" if raw == "offline" else "ok"]
-                )
-        for key, value in sorted(values.items()):
-            # A part the supervisor restarts after a failure (edged.parts).
-            if (
-                key.startswith("part.")
-                and isinstance(value, dict)
-                and value.get("state") == "failed"
-            ):
-                label = _("{part} failed").format(part=key[5:])
-                pills.append([None, label, str(value.get("error", "")), "warn"])
-        return pills
-
-    def _summary(self, values: dict[str, Any], printers: dict[str, Any]) -> str:
-        board = self.server.board
-        _ = self.server.locale().gettext
-        parts = [_("Sinqro {state}").format(state=board.link_word(values.get("link")))]
-        queued = int(values.get("queued_commands", 0) or 0)
-        if queued:
-            parts.append(_("{n} queued").format(n=queued))
-        bad = sorted(
-            name
-            for name, h in printers.items()
-            if not isinstance(h, dict) or h.get("state") != "online"
-        )
-        failed = sorted(
-            k[5:]
-            for k, v in values.items()
-            if k.startswith("part.") and isinstance(v, dict) and v.get("state") == "failed"
-        )
-        if failed:
-            parts.append(_("not running: {parts}").format(parts=", ".join(failed)))
-        if bad:
-            parts.append(_("printer {names}: check it").format(names=", ".join(bad)))
-        elif printers:
-            parts.append(_("printers ready"))
-        else:
-            parts.append(_("no printer"))
-        return " · ".join(parts)
-
     # -- listeners -------------------------------------------------------------------------
 
     def on_journal_events(self, new_events: list[Event]) -> None:
-        self.server.board.forget_actions(new_events)
+        """Wake every stream: the board changed (and the status, for print and link events)."""
         notices = _notices(new_events)
         status = any(e.kind.startswith(("print", "link")) for e in new_events)
         for client in self.clients:
@@ -205,10 +94,8 @@ class Live:
             client.wake.set()
 
     def on_state_change(self, key: str, value: Any) -> None:
-        if key == "link" and value != self._link:
-            self._link = value
-            self.link_since = time.time()
-        if key not in STATUS_KEYS and not key.startswith(STATUS_PREFIXES):
+        """Wake every stream when the status shows ``key``."""
+        if not self.site.status.changed(key, value):
             return
         for client in self.clients:
             client.status = True
@@ -243,7 +130,7 @@ class Live:
         )
         harden(response, request.path)
         await response.prepare(request)
-        session = self.server.guard.session(request)
+        session = self.site.guard.session(request)
         client = Client(session.key if session is not None else "")
         client.notices.extend(missed)
         client.reset = not kept
@@ -276,7 +163,7 @@ class Live:
                 await response.write(sse("notice", client.notices.popleft(), at))
             if client.status:
                 client.status = False
-                await response.write(sse("status", self.status_json(), at))
+                await response.write(sse("status", self.site.status.status_json(), at))
             if client.board:
                 client.board = False
                 await response.write(sse("board", {"reset": client.reset}, at))
@@ -285,13 +172,16 @@ class Live:
 
 def _notices(events: list[Event]) -> list[dict[str, Any]]:
     """Sinqro's refusals among ``events``, as the page's ``notice`` data."""
-    return [
-        {
-            "kind": "failed",
-            "order_id": e.order_id,
-            "code": str(e.data.get("code", "")),
-            "message": str(e.data.get("message", "")),
-        }
-        for e in events
-        if e.kind == ev.COMMAND_FAILED
-    ]
+    out = []
+    for e in events:
+        data = ev.payload(e)
+        if isinstance(data, ev.CommandFailed):
+            out.append(
+                {
+                    "kind": "failed",
+                    "order_id": e.order_id,
+                    "code": data.code,
+                    "message": data.message,
+                }
+            )
+    return out

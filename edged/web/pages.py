@@ -8,20 +8,21 @@ Jinja's autoescape; nothing is pasted in as markup.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from aiohttp import web
 
 from edged import __version__
 from edged.i18n import LANGUAGES, NATIVE_NAMES, Locale, translations
+from edged.web.guard import Guard
 from edged.web.http import dumps
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.services import WebServices
+from edged.web.status import Status
 
 
 @cache
@@ -55,13 +56,23 @@ def script_catalog(language: str) -> str:
 
 
 class Pages:
-    """Renders full pages for one server (its box name, footer address and status line)."""
+    """Renders full pages for one server (its box name, footer address and status line):
+    ``footer`` gives the page's address as text and QR code (see :meth:`Site.footer`)."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        services: WebServices,
+        guard: Guard,
+        status: Status,
+        footer: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.services = services
+        self.guard = guard
+        self.status = status
+        self.footer = footer
 
     def locale(self) -> Locale:
-        return self.server.locale()
+        return self.status.locale()
 
     def render(
         self,
@@ -75,16 +86,15 @@ class Pages:
         **values: Any,
     ) -> web.Response:
         """``template`` inside ``base.html``; creates the browser's session if it has none."""
-        server = self.server
         response = web.Response(status=status, content_type="text/html", charset="utf-8")
-        session = server.guard.ensure_session(request, response)
+        session = self.guard.ensure_session(request, response)
         locale = self.locale()
         response.text = (
             environment(locale.language)
             .get_template(template)
             .render(
                 title=title,
-                box_name=server.services.config().box.name,
+                box_name=self.services.config().box.name,
                 version=__version__,
                 language=locale.language,
                 languages=[(code, NATIVE_NAMES[code]) for code in LANGUAGES],
@@ -94,14 +104,14 @@ class Pages:
                 # Staff (the staff PIN) run the board only: no links to the rest.
                 staff=session.role == "staff",
                 path=request.path,
-                status=server.live.status_line(locale) if session.authenticated else None,
+                status=self.status.status_line() if session.authenticated else None,
                 # ok | recovered | failing: the banner in base.html (edged.journal.recovery)
-                journal_state=server.services.state.get("journal", "ok"),
-                journal_recovered=server.services.state.get("journal.recovered") or {},
-                journal_unstored=server.services.state.get("journal.unstored") or [],
-                footer=server.access.footer(),
+                journal_state=self.services.state.get("journal", "ok"),
+                journal_recovered=self.services.state.get("journal.recovered") or {},
+                journal_unstored=self.services.state.get("journal.unstored") or [],
+                footer=self.footer(),
                 # Keys of the saved settings the box ignores (edged.weblayer): settings.html
-                refused=server.services.config().refused,
+                refused=self.services.config().refused,
                 scripts=scripts,
                 i18n_json=script_catalog(locale.language),
                 **values,

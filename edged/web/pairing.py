@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from edged.decoding import parse_id
 from edged.sinqro.errors import SinqroError
 from edged.web.http import redirect
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +19,8 @@ log = logging.getLogger(__name__)
 class PairingPages:
     """``/pairing`` and its forms."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(self, site: Site) -> None:
+        self.site = site
 
     def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/pairing", self.page)
@@ -37,10 +34,10 @@ class PairingPages:
     async def selling_point_name(self) -> str:
         """The paired selling point's name: the pairing's, else the one Sinqro writes in
         the orders it sent for it (a box paired by its config file knows only the id)."""
-        pairing = self.server.services.pairing()
+        pairing = self.site.services.pairing()
         if not pairing.paired or pairing.selling_point_name:
             return pairing.selling_point_name
-        for order in await self.server.services.journal.list_orders(limit=20):
+        for order in await self.site.services.journal.list_orders(limit=20):
             point = order.payload.get("sellingPoint")
             if isinstance(point, dict) and parse_id(point.get("id")) == pairing.selling_point_id:
                 name = point.get("name")
@@ -56,25 +53,25 @@ class PairingPages:
         status: int = 200,
         name: str | None = None,
     ) -> web.Response:
-        server = self.server
-        session = server.guard.signed_in(request)
-        pairing = server.services.pairing()
-        return server.pages.render(
+        site = self.site
+        session = site.guard.signed_in(request)
+        pairing = site.services.pairing()
+        return site.pages.render(
             request,
             "pairing.html",
-            server.locale().gettext("Connection to Sinqro"),
+            site.locale().gettext("Connection to Sinqro"),
             status=status,
             pairing=pairing,
             selling_point_name=pairing.selling_point_name if name is None else name,
-            link=server.board.link_word(server.services.state.get("link")),
+            link=site.status.link_word(site.services.state.get("link")),
             selling_points=session.selling_points,
             errors=errors,
         )
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
-        _ = server.locale().gettext
-        session = server.guard.signed_in(request)
+        site = self.site
+        _ = site.locale().gettext
+        session = site.guard.signed_in(request)
         form = await request.post()
         username = str(form.get("username", "")).strip()
         password = str(form.get("password", ""))
@@ -86,7 +83,7 @@ class PairingPages:
         if errors:
             return self._render(request, errors, status=400)
         try:
-            points = list(await server.services.login(username, password))
+            points = list(await site.services.login(username, password))
         except SinqroError as exc:
             log.warning("web: Sinqro login failed: %s", exc.code)
             if exc.code == "LOGIN_ERROR":
@@ -98,16 +95,16 @@ class PairingPages:
             message = _("This Sinqro user manages no selling point.")
             return self._render(request, {"": message}, status=400)
         if len(points) == 1:
-            await server.services.choose_selling_point(points[0].id)
+            await site.services.choose_selling_point(points[0].id)
             log.info("web: box paired with selling point %s", points[0].id)
             return redirect("/pairing")
         session.selling_points = [(p.id, p.name, p.timezone) for p in points]
         return redirect("/pairing")
 
     async def choose(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
-        _ = server.locale().gettext
-        session = server.guard.signed_in(request)
+        site = self.site
+        _ = site.locale().gettext
+        session = site.guard.signed_in(request)
         form = await request.post()
         chosen = parse_id(form.get("selling_point_id")) or -1
         offered = {sp_id for sp_id, _name, _tz in session.selling_points}
@@ -115,7 +112,7 @@ class PairingPages:
             message = _("Choose one of the listed selling points.")
             return self._render(request, {"selling_point_id": message}, status=400)
         try:
-            await server.services.choose_selling_point(chosen)
+            await site.services.choose_selling_point(chosen)
         except (SinqroError, ValueError) as exc:
             reason = exc.message if isinstance(exc, SinqroError) else str(exc)
             message = _("Sinqro refused: {reason}").format(reason=reason)
@@ -125,8 +122,8 @@ class PairingPages:
         return redirect("/pairing")
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        session = self.server.guard.signed_in(request)
+        session = self.site.guard.signed_in(request)
         session.selling_points = []
-        await self.server.services.logout()
+        await self.site.services.logout()
         log.info("web: box logged out of Sinqro")
         return redirect("/pairing")

@@ -1,16 +1,19 @@
 """The local web page: first visit, pairing, setup forms and the live order board.
 
 One aiohttp server inside the daemon. Pages are Jinja templates from ``templates/`` with a
-little vanilla JavaScript from ``static/``; no build step. Each area lives in its own module
-and registers its own routes:
+little vanilla JavaScript from ``static/``; no build step. This module builds one
+:class:`~edged.web.site.Site` (services, locale, sign-in, rendering, status) and the areas
+over it, and routes; each area lives in its own module and registers its own routes:
 
 * :mod:`~edged.web.guard`: sessions, sign-in, CSRF and same-origin checks, headers;
+* :mod:`~edged.web.status`: the box's status and the words for its states;
 * :mod:`~edged.web.access`: first visit, sign in and out, the setup ticket;
 * :mod:`~edged.web.pairing`: the link to the restaurant's Sinqro user;
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
+* :mod:`~edged.web.menu`: the menu, sold out and back on;
 * :mod:`~edged.web.kitchen`: the kitchen display and its bumps;
-* :mod:`~edged.web.live`: the status and the server-sent event stream;
+* :mod:`~edged.web.live`: the server-sent event stream;
 * :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
 * :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
 """
@@ -27,23 +30,24 @@ from typing import Any
 from aiohttp import web
 
 from edged.i18n import Locale
+from edged.journal.events import Event
 from edged.web.access import Access
 from edged.web.board_api import Board
-from edged.web.guard import PUBLIC_PATHS, Guard
+from edged.web.guard import PUBLIC_PATHS
 from edged.web.health import Health
 from edged.web.http import MAX_BODY
 from edged.web.kitchen import Kitchen
 from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.live import Live
+from edged.web.menu import Menu
 from edged.web.netinfo import mdns_name
-from edged.web.pages import Pages
 from edged.web.pairing import PairingPages
 from edged.web.security import AttemptLimiter, Credentials
 from edged.web.services import Metric, WebServices
-from edged.web.sessions import FILE_NAME as SESSIONS_FILE
 from edged.web.sessions import Sessions
 from edged.web.settings import WebConfig
 from edged.web.setup import SECTIONS, SetupPages
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -63,43 +67,42 @@ class WebServer:
     ) -> None:
         self.config = config
         self.services = services
-        # Passwords and setup codes are throttled apart: guessing one never blocks the other.
-        self.limiter = limiter or AttemptLimiter()
-        self.code_limiter = code_limiter or AttemptLimiter()
+        self.site = Site(
+            config, services, limiter=limiter, code_limiter=code_limiter, scrypt_n=scrypt_n
+        )
         self.host_guard = HostGuard.for_box(config, services.mdns_name or mdns_name())
-        self.credentials = (
-            Credentials(services.journal, scrypt_n=scrypt_n)
-            if scrypt_n
-            else Credentials(services.journal)
-        )
-        # Signed-in sessions are kept beside the journal (and credentials.json).
-        self.sessions = Sessions(
-            idle=config.session_idle_minutes * 60.0,
-            lifetime=config.session_max_hours * 3600.0,
-            path=Path(services.journal.path).parent / SESSIONS_FILE,
-        )
         self._sessions_loaded = False
-        self.port = 0
-        self.tls = bool(config.tls_cert and config.tls_key)
-        self.requests = 0
         self._runner: web.AppRunner | None = None
         self._listening = False
-        self.guard = Guard(self)
-        self.pages = Pages(self)
-        self.live = Live(self)
-        self.access = Access(self)
-        self.pairing = PairingPages(self)
-        self.setup = SetupPages(self)
-        self.board = Board(self)
-        self.kitchen = Kitchen(self)
-        self.health = Health(self)
+        site = self.site
+        self.live = Live(site)
+        self.access = Access(site, self.live)
+        self.pairing = PairingPages(site)
+        self.setup = SetupPages(site, self.access)
+        self.board = Board(site)
+        self.menu = Menu(site.services, site.locale, site.pages, lambda: self.board.action_wait)
+        self.kitchen = Kitchen(site, self.board, self.live)
+        self.health = Health(site, self.board, self.live)
         self.app = self._build_app()
+
+    @property
+    def port(self) -> int:
+        """The bound port after ``start()`` (0 before)."""
+        return self.site.port
+
+    @property
+    def credentials(self) -> Credentials:
+        """The admin password, the staff PIN and the setup code."""
+        return self.site.credentials
+
+    @property
+    def sessions(self) -> Sessions:
+        """The browsers signed in (or merely known)."""
+        return self.site.sessions
 
     def locale(self) -> Locale:
         """The box's language and the selling point's time zone, as configured now."""
-        config = self.services.config()
-        timezone = self.services.pairing().timezone or config.box.timezone
-        return Locale(config.box.language, timezone)
+        return self.site.locale()
 
     @property
     def action_wait(self) -> float:
@@ -110,15 +113,21 @@ class WebServer:
     def action_wait(self, seconds: float) -> None:
         self.board.action_wait = seconds
 
+    def _journal_events(self, new_events: list[Event]) -> None:
+        # Cached Sinqro actions go first: the pages woken next refetch the board.
+        self.board.forget_actions(new_events)
+        self.live.on_journal_events(new_events)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self.host_guard.middleware, self.guard.middleware],
+            middlewares=[self.host_guard.middleware, self.site.guard.middleware],
             client_max_size=MAX_BODY,
         )
         r = app.router
-        for area in (self.access, self.pairing, self.setup, self.board, self.kitchen, self.health):
+        areas = (self.access, self.pairing, self.setup, self.board, self.menu, self.kitchen)
+        for area in (*areas, self.health):
             area.routes(r)
         r.add_get("/events", self.live.events)
         static = Path(str(resources.files("edged.web").joinpath("static")))
@@ -127,7 +136,7 @@ class WebServer:
         return app
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        if not self.tls:
+        if not self.site.tls:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
@@ -149,19 +158,19 @@ class WebServer:
             return
         journal, state = self.services.journal, self.services.state
         if on:
-            journal.add_listener(self.live.on_journal_events)
+            journal.add_listener(self._journal_events)
             state.watch(self.live.on_state_change)
         else:
-            journal.remove_listener(self.live.on_journal_events)
+            journal.remove_listener(self._journal_events)
             state.unwatch(self.live.on_state_change)
         self._listening = on
 
     async def _start(self) -> None:
         self.live.closing = False
         if not self._sessions_loaded:
-            await asyncio.to_thread(self.sessions.load)
+            await asyncio.to_thread(self.site.sessions.load)
             self._sessions_loaded = True
-        self.access.staff_pin_set = await self.credentials.has_staff_pin()
+        self.access.staff_pin_set = await self.site.credentials.has_staff_pin()
         quiet_accept_storms()
         runner = web.AppRunner(
             self.app, access_log=None, shutdown_timeout=2.0, **runner_options(self.config)
@@ -177,18 +186,18 @@ class WebServer:
         self._runner = runner
         server = site._server
         sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
+        self.site.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
         log.info(
             "web: serving on %s://%s:%d",
-            "https" if self.tls else "http",
+            "https" if self.site.tls else "http",
             self.config.host,
             self.port,
         )
-        await self.access.refresh_urls()
+        await self.site.refresh_urls()
         if (
             self.services.config().printers
-            and not await self.credentials.has_password()
-            and not await self.credentials.has_setup_code()
+            and not await self.site.credentials.has_password()
+            and not await self.site.credentials.has_setup_code()
         ):
             # First boot with a printer. Without one the ACCEPT button proves access; a
             # ticket queued for a printer added later would only print a stale code.
@@ -201,7 +210,7 @@ class WebServer:
         if runner is not None:
             await runner.cleanup()
             # The last uses not written yet (they are written coarsely).
-            await self.sessions.save()
+            await self.site.sessions.save()
             log.info("web: stopped")
 
     async def run(self) -> None:
@@ -235,7 +244,7 @@ class WebServer:
 
     def status_json(self) -> dict[str, Any]:
         """The status data the page shows (nothing secret)."""
-        return self.live.status_json()
+        return self.site.status.status_json()
 
     async def collect_metrics(self) -> list[Metric]:
         """Every ``/metrics`` sample."""

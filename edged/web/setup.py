@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -19,12 +19,11 @@ from edged.i18n import LANGUAGES, N_
 from edged.panel.settings import PanelConfig
 from edged.printing import discover
 from edged.printing.settings import PrinterConfig, parse_uri, uri_from_address
+from edged.web.access import Access
 from edged.web.forms import field_problems, field_views, form_fields, parse_form, place_error
 from edged.web.http import Stop, json_response, maybe_await, redirect
 from edged.web.services import Applied
-
-if TYPE_CHECKING:
-    from edged.web.server import WebServer
+from edged.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +50,9 @@ def _sentence(text: str) -> str:
 class SetupPages:
     """``/settings`` and its forms."""
 
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
+    def __init__(self, site: Site, access: Access) -> None:
+        self.site = site
+        self.access = access  # the signed-in devices the settings page lists
         self._last_applied: Applied | None = None
 
     def routes(self, r: web.UrlDispatcher) -> None:
@@ -77,12 +77,12 @@ class SetupPages:
         submitted: Mapping[str, list[str]] | None = None,
         status: int = 200,
     ) -> web.Response:
-        server = self.server
-        locale = server.locale()
+        site = self.site
+        locale = site.locale()
         _ = locale.gettext
-        config = server.services.config()
+        config = site.services.config()
         saved = request.query.get("saved", "")
-        health = server.services.state.printers()
+        health = site.services.state.printers()
         printers = []
         for i, printer in enumerate(config.printers):
             mine = section == f"printers[{i}]"
@@ -93,7 +93,7 @@ class SetupPages:
                     "index": i,
                     "name": printer.name,
                     "state": raw or "unknown",
-                    "state_word": server.board.printer_word(raw),
+                    "state_word": site.status.printer_word(raw),
                     "detail": str(state.get("detail", "")) if isinstance(state, dict) else "",
                     "open": mine,
                     "error": (errors or {}).get("") if mine else None,
@@ -139,7 +139,7 @@ class SetupPages:
                     ),
                 }
             )
-        return server.pages.render(
+        return site.pages.render(
             request,
             "settings.html",
             _("Setup"),
@@ -150,7 +150,7 @@ class SetupPages:
             printers=printers,
             new_printer=new_printer,
             sections=sections,
-            devices=server.access.devices(request),
+            devices=self.access.devices(request),
         )
 
     def _applied_report(self) -> dict[str, Any] | None:
@@ -182,7 +182,7 @@ class SetupPages:
                 request, section=section, errors=problems, submitted=submitted, status=400
             )
         try:
-            result = await self.server.services.apply_settings(changes)
+            result = await self.site.services.apply_settings(changes)
         except ConfigError as exc:
             placed = place_error(exc.key, field_keys)
             log.info("web: settings refused: %s: %s", exc.key, exc.problem)
@@ -208,13 +208,13 @@ class SetupPages:
         if cls is None:
             raise web.HTTPNotFound()
         form = await self._form_lists(request)
-        table = parse_form(cls, section, form, self.server.locale())
+        table = parse_form(cls, section, form, self.site.locale())
         keys = [f.key for f in form_fields(cls, section)]
-        problems = field_problems(cls, section, form, self.server.locale())
+        problems = field_problems(cls, section, form, self.site.locale())
         return await self._apply(request, {section: table}, section, keys, problems=problems)
 
     def _printer_list(self) -> list[dict[str, Any]]:
-        plain = to_plain(self.server.services.config().printers, hide_secrets=False)
+        plain = to_plain(self.site.services.config().printers, hide_secrets=False)
         assert isinstance(plain, list)
         return plain
 
@@ -233,13 +233,13 @@ class SetupPages:
         uri_key = f"{prefix}.uri"
         if form.get(uri_key):
             form[uri_key] = [uri_from_address(form[uri_key][-1])]
-        table = parse_form(PrinterConfig, prefix, form, self.server.locale())
-        problems = field_problems(PrinterConfig, prefix, form, self.server.locale())
+        table = parse_form(PrinterConfig, prefix, form, self.site.locale())
+        problems = field_problems(PrinterConfig, prefix, form, self.site.locale())
         if uri_key not in problems and table.get("uri"):
             try:
                 parse_uri(table["uri"])
             except ValueError:
-                problems[uri_key] = self.server.locale().gettext(
+                problems[uri_key] = self.site.locale().gettext(
                     "Not a printer address: type an IP address like 192.168.1.50, "
                     "or pick a printer found below."
                 )
@@ -253,7 +253,7 @@ class SetupPages:
         # A field left blank takes its default (order types, cut, slips...), not "empty".
         table = {k: v for k, v in table.items() if v not in ("", [])}
         if table.get("name") in names:
-            problems[f"{prefix}.name"] = self.server.locale().gettext(
+            problems[f"{prefix}.name"] = self.site.locale().gettext(
                 "Another printer has this name already."
             )
         printers.append(table)
@@ -277,10 +277,10 @@ class SetupPages:
 
     async def found(self, request: web.Request) -> web.StreamResponse:
         """Printers found on the box: USB, serial adapters and mDNS-advertised ones."""
-        _ = self.server.locale().gettext
+        _ = self.site.locale().gettext
         local = await asyncio.to_thread(discover.local_devices)
         network, problem = await discover.network_printers()
-        configured = {p.uri for p in self.server.services.config().printers}
+        configured = {p.uri for p in self.site.services.config().printers}
         found = [
             {"name": f.name, "address": f.address, "via": f.via}
             for f in [*network, *local]
@@ -312,7 +312,7 @@ class SetupPages:
 
     async def _test_print(self, name: str) -> bool:
         """Ask for a test page; ``False`` when the box has no printing at all."""
-        spooler = self.server.services.spooler
+        spooler = self.site.services.spooler
         if spooler is None:
             log.info("web: no printing: no test page for %s", name)
             return False
@@ -320,7 +320,7 @@ class SetupPages:
         return True
 
     async def printer_test(self, request: web.Request) -> web.StreamResponse:
-        printers = self.server.services.config().printers
+        printers = self.site.services.config().printers
         index = self._index(request, printers)
         name = printers[index].name
         if not await self._test_print(name):
@@ -334,7 +334,7 @@ class SetupPages:
         if language not in LANGUAGES:
             raise Stop(400, "BAD_LANGUAGE", "unknown language")
         try:
-            await self.server.services.apply_settings({"box": {"language": language}})
+            await self.site.services.apply_settings({"box": {"language": language}})
         except ConfigError as exc:
             raise Stop(400, "BAD_LANGUAGE", str(exc)) from None
         log.info("web: language set to %s", language)

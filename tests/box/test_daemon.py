@@ -8,12 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
+from ports import free_port
+from waiting import eventually_blocking
 
 from edged.configtools import dump_toml
 from edged.i18n import Locale
@@ -54,16 +55,6 @@ def journal_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tup
         conn.close()
 
 
-def until(check: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edged.cli", *args, "-c", str(config)],
@@ -87,10 +78,10 @@ def test_ready_order_cli_accept_once_and_clean_stop(
 
         created = sim_post(cloud, "/orders", {"type": "collection"})
         order_id = int(created[0]["id"] if isinstance(created, list) else created["id"])
-        until(
+        eventually_blocking(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
-            15,
-            "the order in the journal",
+            within=15,
+            what="the order in the journal",
         )
         listed = cli(config, "orders", "--json")
         assert listed.returncode == 0, listed.stderr
@@ -147,20 +138,20 @@ def test_commands_queued_while_the_daemon_is_down_are_sent_once_at_start(
     with DaemonProcess(config) as daemon:
         daemon.start()
         order_id = int(sim_post(cloud, "/orders", {"type": "delivery"})[0]["id"])
-        until(
+        eventually_blocking(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
-            15,
-            "the order",
+            within=15,
+            what="the order",
         )
         assert daemon.stop() == 0
         queued = cli(config, "cancel", str(order_id), "--comment", "Cerrado hoy", "--wait", "0")
         assert queued.returncode == 0, queued.stderr
         assert sim_get(cloud, "/actions") == []
         daemon.start()
-        until(
+        eventually_blocking(
             lambda: [p for p in sim_get(cloud, "/actions") if p.get("result") == "ok"],
-            20,
-            "the cancel at Sinqro",
+            within=20,
+            what="the cancel at Sinqro",
         )
         time.sleep(1.0)
         posts = sim_get(cloud, "/actions")
@@ -184,20 +175,20 @@ def test_sigkill_mid_burst_loses_no_order_and_sends_no_command_twice(
             time.sleep(0.05 * round_)
             daemon.kill()
             daemon.start()
-        until(
+        eventually_blocking(
             lambda: len(journal_rows(journal, "SELECT id FROM orders")) >= len(created),
-            30,
-            "every order in the journal",
+            within=30,
+            what="every order in the journal",
         )
-        until(
+        eventually_blocking(
             lambda: (
                 journal_rows(
                     journal, "SELECT COUNT(*) FROM outbox WHERE state IN ('queued','sending')"
                 )[0][0]
                 == 0
             ),
-            60,
-            "the outbox to drain",
+            within=60,
+            what="the outbox to drain",
         )
         daemon.stop()
     stored = {i for (i,) in journal_rows(journal, "SELECT id FROM orders")}
@@ -262,21 +253,23 @@ def test_reprint_and_test_print_go_through_the_spooler(
     with DaemonProcess(config) as daemon:
         daemon.start()
         order_id = int(sim_post(cloud, "/orders", {"type": "delivery"})[0]["id"])
-        until(lambda: texts("order"), 15, "the first ticket")
+        eventually_blocking(lambda: texts("order"), within=15, what="the first ticket")
         assert "REPRINT" not in texts("order")[0]
 
         code = journal_rows(journal, "SELECT code FROM orders WHERE id = ?", (order_id,))[0][0]
         done = cli(config, "reprint", code.lower())  # by code, as on the ticket, any case
         assert done.returncode == 0, done.stderr
         assert code in done.stdout
-        (reprint,) = until(lambda: texts("reprint"), 15, "the reprint")
+        (reprint,) = eventually_blocking(lambda: texts("reprint"), within=15, what="the reprint")
         assert "REPRINT" in reprint
         assert len(texts("order")) == 1
 
         tokyo = Locale("en", "Asia/Tokyo")
         before = tokyo.day_datetime(time.time())
         assert cli(config, "test-print", "counter").returncode == 0
-        (page,) = until(lambda: list(tickets.glob("*-test.txt")), 15, "the test page")
+        (page,) = eventually_blocking(
+            lambda: list(tickets.glob("*-test.txt")), within=15, what="the test page"
+        )
         after = tokyo.day_datetime(time.time())
         shown = {before, after}
         assert any(f"At: {when}" in page.read_text(encoding="utf-8") for when in shown), shown
@@ -305,10 +298,10 @@ def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
         daemon.wait_for("WATCHDOG=1", 10)
 
         order_id = int(sim_post(cloud, "/orders", {"type": "collection"})[0]["id"])
-        until(
+        eventually_blocking(
             lambda: journal_rows(journal, "SELECT 1 FROM orders WHERE id = ?", (order_id,)),
-            15,
-            "the order",
+            within=15,
+            what="the order",
         )
         sim_post(cloud, "/faults", {"refuseAll": "close"})
         queued = cli(config, "accept", str(order_id), "--wait", "1")
@@ -319,10 +312,10 @@ def test_ready_means_started_watchdog_is_fed_and_sigterm_loses_nothing(
 
         sim_post(cloud, "/faults", {"refuseAll": None})
         daemon.start()
-        until(
+        eventually_blocking(
             lambda: journal_rows(journal, "SELECT state FROM outbox") == [("done",)],
-            20,
-            "the accept delivered after the restart",
+            within=20,
+            what="the accept delivered after the restart",
         )
         daemon.stop()
     accepted = [p for p in sim_get(cloud, "/actions") if p["orderId"] == order_id]

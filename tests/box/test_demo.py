@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from ports import free_port
 
 from edged.demo import describe
 from edged.i18n import Locale
@@ -27,12 +27,6 @@ from edged.virtual.panel import LineStream, Terminal
 
 EDGED = str(Path(sys.executable).with_name("edged"))  # the venv's console script
 LINE = re.compile(r"^\s+(\d\d:\d\d)\s+NEW\s+order ([A-Z0-9]+): ")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _clock(zone: str) -> str:
@@ -51,7 +45,7 @@ def test_demo_terminal_shows_the_selling_points_time(tmp_path: Path) -> None:
     saved.write_text('[box]\nlanguage = "es"\n', encoding="utf-8")
     process = subprocess.Popen(
         [EDGED, "demo", "--state-dir", "demo", "--language", "en",
-         "--web-port", str(_free_port()), "--orders-every", "1"],
+         "--web-port", str(free_port()), "--orders-every", "1"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

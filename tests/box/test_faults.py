@@ -28,18 +28,18 @@ from typing import Any
 import httpx
 import pytest
 from broker import MosquittoBroker
-from conftest import eventually
 from harness import (
     DaemonProcess,
     SimulatorProcess,
     app_config,
-    free_port,
     printer,
     write_config,
 )
+from mqtt_listener import Pos
+from ports import free_port
 from printer_standin import TcpPrinter
-from test_bridge_mqtt import Pos
-from test_bridge_serial import Terminal
+from serial_terminal import Terminal
+from waiting import eventually, eventually_blocking
 
 from edged.app import App
 from edged.bridges.framing import encode_frame
@@ -47,6 +47,10 @@ from edged.config import load_config
 from edged.simulator.server import Simulator
 
 # -- the daemon as a process -----------------------------------------------------------------
+
+
+# A daemon that is starting or restarting does not answer yet: not a failed check.
+UNANSWERED = (httpx.HTTPError,)
 
 
 class Box:
@@ -111,17 +115,6 @@ def running_box(config: Path, env: dict[str, str] | None = None) -> Iterator[Box
         assert box.daemon.stop() == 0, box.daemon.log_tail(80)
 
 
-def until(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            result = check()
-            if result:
-                return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
 def admin(sim: SimulatorProcess, path: str, body: dict[str, Any] | None = None) -> Any:
     url = f"{sim.root}/_sim{path}"
     if body is None:
@@ -168,19 +161,44 @@ def test_websocket_dropped_reconnects_and_reconcile_finds_the_orders_of_the_gap(
         sinqro={"poll_interval": 3600.0, "status_refresh_interval": 3600.0},
     )
     with running_box(config) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         admin(cloud, "/faults", {"refuseWebsockets": True})
         admin(cloud, "/websockets/drop", {"abrupt": True})
         # The poll right after the drop succeeds: REST is fine, the websocket is not.
-        until(lambda: box.health()["link"] == "polling", "the box to notice the drop")
+        eventually_blocking(
+            lambda: box.health()["link"] == "polling",
+            what="the box to notice the drop",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         missed = [new_order(cloud), new_order(cloud, "delivery")]
         clear_faults(cloud)
-        until(lambda: box.metric("edged_link_reconnects_total") >= 1, "a reconnect")
-        until(lambda: all(box.has_order(i) for i in missed), "the orders of the gap")
+        eventually_blocking(
+            lambda: box.metric("edged_link_reconnects_total") >= 1,
+            what="a reconnect",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: all(box.has_order(i) for i in missed),
+            what="the orders of the gap",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert box.health()["link"] == "online"
         # And the websocket carries new orders again.
         live = new_order(cloud)
-        until(lambda: box.has_order(live), "an order by the new websocket")
+        eventually_blocking(
+            lambda: box.has_order(live),
+            what="an order by the new websocket",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
 
 
 def test_half_open_websocket_is_caught_by_keepalive_and_polling_covers_the_gap(
@@ -191,15 +209,40 @@ def test_half_open_websocket_is_caught_by_keepalive_and_polling_covers_the_gap(
     reconnect, and meanwhile find by REST the orders the silent websocket never sent."""
     config = write_config(tmp_path, cloud.info(), sinqro={"status_refresh_interval": 3600.0})
     with running_box(config) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         admin(cloud, "/faults", {"stall": True})
         unheard = new_order(cloud)
-        until(lambda: box.metric("edged_link_reconnects_total") >= 1, "a keepalive reconnect")
-        until(lambda: box.has_order(unheard), "the unheard order, by REST")
+        eventually_blocking(
+            lambda: box.metric("edged_link_reconnects_total") >= 1,
+            what="a keepalive reconnect",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.has_order(unheard),
+            what="the unheard order, by REST",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         clear_faults(cloud)
-        until(lambda: box.health()["link"] == "online", "the link online again")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online again",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         live = new_order(cloud)
-        until(lambda: box.has_order(live), "an order after the stall")
+        eventually_blocking(
+            lambda: box.has_order(live),
+            what="an order after the stall",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert box.alive()
 
 
@@ -253,24 +296,66 @@ def test_rest_5xx_gets_retried_and_queued_commands_go_once_when_it_recovers(
     once when the cloud recovers; an order created during the outage is found."""
     config = write_config(tmp_path, cloud.info())
     with running_box(config) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         order = new_order(cloud)
-        until(lambda: box.has_order(order), "the order")
+        eventually_blocking(
+            lambda: box.has_order(order), what="the order", within=60.0, ignoring=UNANSWERED
+        )
         admin(cloud, "/faults", {"failAlways": True, "failStatus": 500})
         admin(cloud, "/websockets/drop", {"abrupt": False})
-        until(lambda: box.health()["link"] == "offline", "the link offline")
+        eventually_blocking(
+            lambda: box.health()["link"] == "offline",
+            what="the link offline",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         queued = box.cli("accept", str(order), "--wait", "0")
         assert queued.returncode == 0, queued.stderr
-        until(lambda: box.health()["queued_commands"] == 1, "the accept queued")
+        eventually_blocking(
+            lambda: box.health()["queued_commands"] == 1,
+            what="the accept queued",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         before = len(api_requests(cloud))
         during = new_order(cloud, "delivery")
-        until(lambda: len(api_requests(cloud)) >= before + 3, "reads retried")
+        eventually_blocking(
+            lambda: len(api_requests(cloud)) >= before + 3,
+            what="reads retried",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert ok_actions(cloud, order) == []
         clear_faults(cloud)
-        until(lambda: ok_actions(cloud, order), "the accept at Sinqro")
-        until(lambda: box.health()["queued_commands"] == 0, "the outbox empty")
-        until(lambda: box.has_order(during), "the order created during the outage")
-        until(lambda: box.health()["link"] == "online", "the link online again")
+        eventually_blocking(
+            lambda: ok_actions(cloud, order),
+            what="the accept at Sinqro",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.health()["queued_commands"] == 0,
+            what="the outbox empty",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.has_order(during),
+            what="the order created during the outage",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online again",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert len(ok_actions(cloud, order)) == 1
 
 
@@ -284,21 +369,58 @@ def test_slow_rest_times_out_degrades_the_link_and_loses_nothing(
     though a slow attempt may have landed after the box gave up on it)."""
     config = write_config(tmp_path, cloud.info())
     with running_box(config) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         order = new_order(cloud)
-        until(lambda: box.has_order(order), "the order")
+        eventually_blocking(
+            lambda: box.has_order(order), what="the order", within=60.0, ignoring=UNANSWERED
+        )
         admin(cloud, "/faults", {"delay": 2.5})
         admin(cloud, "/websockets/drop", {"abrupt": False})
-        until(lambda: box.health()["link"] == "offline", "the link to degrade")
+        eventually_blocking(
+            lambda: box.health()["link"] == "offline",
+            what="the link to degrade",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         during = new_order(cloud)
         queued = box.cli("accept", str(order), "--wait", "0")
         assert queued.returncode == 0, queued.stderr
-        until(lambda: box.metric("edged_sinqro_failures_total") >= 3, "timed-out requests")
+        eventually_blocking(
+            lambda: box.metric("edged_sinqro_failures_total") >= 3,
+            what="timed-out requests",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         clear_faults(cloud)
-        until(lambda: box.health()["link"] == "online", "the link back")
-        until(lambda: box.has_order(during), "the order created while slow")
-        until(lambda: box.health()["queued_commands"] == 0, "the outbox empty")
-        until(lambda: ok_actions(cloud, order), "the accept at Sinqro")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link back",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.has_order(during),
+            what="the order created while slow",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: box.health()["queued_commands"] == 0,
+            what="the outbox empty",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
+        eventually_blocking(
+            lambda: ok_actions(cloud, order),
+            what="the accept at Sinqro",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert len(ok_actions(cloud, order)) == 1
 
 
@@ -311,9 +433,19 @@ def test_revoked_token_says_unauthorized_backs_off_and_recovers(
     the cloud over a window), and come back by itself once the token is valid again."""
     config = write_config(tmp_path, cloud.info())
     with running_box(config) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         admin(cloud, "/tokens/revoke", {})
-        until(lambda: box.health()["link"] == "unauthorized", "unauthorized on /health")
+        eventually_blocking(
+            lambda: box.health()["link"] == "unauthorized",
+            what="unauthorized on /health",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         window = 3.0
         before = len(api_requests(cloud))
         time.sleep(window)
@@ -322,9 +454,19 @@ def test_revoked_token_says_unauthorized_backs_off_and_recovers(
         assert tries <= 3 * window + 3, tries
         assert box.health()["link"] == "unauthorized"
         admin(cloud, "/tokens/restore", {})
-        until(lambda: box.health()["link"] == "online", "the link online after restore")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online after restore",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         order = new_order(cloud)
-        until(lambda: box.has_order(order), "orders flowing again")
+        eventually_blocking(
+            lambda: box.has_order(order),
+            what="orders flowing again",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
 
 
 # -- the composition root in this process ------------------------------------------------------
@@ -567,7 +709,14 @@ async def test_broker_restart_loses_no_mqtt_event(tmp_path: Path, sim: Simulator
             "publish_timeout": 5.0,
         }
         config = app_config(tmp_path, sim, mqtt=mqtt)
-        pos_ctx = Pos(broker, ("edged/box1/events/#",), client_id="pos-durable", persistent=True)
+        pos_ctx = Pos(
+            broker.host,
+            broker.port,
+            ("edged/box1/events/#",),
+            base="edged/box1",
+            client_id="pos-durable",
+            persistent=True,
+        )
         async with running_app(config) as app, pos_ctx as pos:
             await eventually(lambda: app.state.get("bridge.mqtt") == "online", within=20)
             before = [sim.create_order()["id"] for _ in range(2)]
@@ -691,9 +840,19 @@ def test_disk_full_logs_keeps_running_loses_nothing_and_resumes(
     with tiny_filesystem(tmp_path) as mount:
         config = write_config(tmp_path, cloud.info(), state_dir=mount / "state")
         with running_box(config) as box:
-            until(lambda: box.health()["link"] == "online", "the link online")
+            eventually_blocking(
+                lambda: box.health()["link"] == "online",
+                what="the link online",
+                within=60.0,
+                ignoring=UNANSWERED,
+            )
             stored = [new_order(cloud) for _ in range(3)]
-            until(lambda: all(box.has_order(i) for i in stored), "the first orders")
+            eventually_blocking(
+                lambda: all(box.has_order(i) for i in stored),
+                what="the first orders",
+                within=60.0,
+                ignoring=UNANSWERED,
+            )
             filler = fill(mount)
             # The journal's WAL has its working size already, so orders are still stored
             # for a while; keep them coming until the disk is full for the journal too.
@@ -704,7 +863,9 @@ def test_disk_full_logs_keeps_running_loses_nothing_and_resumes(
                 time.sleep(0.1)
                 return "disk is full" in box.log()
 
-            until(order_until_full, "a clear error in the log", within=120)
+            eventually_blocking(
+                order_until_full, what="a clear error in the log", within=120, ignoring=UNANSWERED
+            )
             assert "journal cannot store order" in box.log()
             assert box.alive()
             # Reads still work: the page answers and shows the stored orders; /health
@@ -713,9 +874,16 @@ def test_disk_full_logs_keeps_running_loses_nothing_and_resumes(
             assert health["ok"] is False and health["journal_state"] == "failing"
             assert all(box.has_order(i) for i in stored)
             filler.unlink()
-            until(lambda: all(box.has_order(i) for i in refused), "the refused orders", 30)
+            eventually_blocking(
+                lambda: all(box.has_order(i) for i in refused),
+                what="the refused orders",
+                within=30,
+                ignoring=UNANSWERED,
+            )
             later = new_order(cloud)
-            until(lambda: box.has_order(later), "storing again")
+            eventually_blocking(
+                lambda: box.has_order(later), what="storing again", within=60.0, ignoring=UNANSWERED
+            )
             assert box.health()["ok"] is True
         assert box.rows("PRAGMA integrity_check")[0][0] == "ok"
 
@@ -758,23 +926,37 @@ def test_wall_clock_jumps_forward_and_back_while_orders_flow(
     config = write_config(tmp_path, cloud.info(), orders={"auto_accept": True, "retry_max": 0.5})
     created: list[int] = []
     with running_box(config, env) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         for jump, label in (("+1d", "a day forward"), ("-1h", "an hour back")):
             created += [new_order(cloud) for _ in range(2)]
             offset.write_text(f"{jump}\n", encoding="ascii")
             created += [new_order(cloud) for _ in range(2)]
-            until(
+            eventually_blocking(
                 lambda ids=list(created): all(box.has_order(i) for i in ids),
-                f"orders after {label}",
+                what=f"orders after {label}",
+                within=60.0,
+                ignoring=UNANSWERED,
             )
             # Timers still fire: a dropped websocket is noticed and reconnected.
             reconnects = box.metric("edged_link_reconnects_total")
             admin(cloud, "/websockets/drop", {"abrupt": True})
-            until(
+            eventually_blocking(
                 lambda r=reconnects: box.metric("edged_link_reconnects_total") > r,
-                f"a reconnect after {label}",
+                what=f"a reconnect after {label}",
+                within=60.0,
+                ignoring=UNANSWERED,
             )
-        until(lambda: all(ok_actions(cloud, i) for i in created), "every auto-accept sent")
+        eventually_blocking(
+            lambda: all(ok_actions(cloud, i) for i in created),
+            what="every auto-accept sent",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert all(len(ok_actions(cloud, i)) == 1 for i in created)
         # The daemon really lived in the jumped time: its journal stamps say so.
         stamps = [t for (t,) in box.rows("SELECT first_seen FROM orders")]
@@ -782,5 +964,10 @@ def test_wall_clock_jumps_forward_and_back_while_orders_flow(
     # Restart a month later (prune runs at start): accepted, still-open orders stay.
     offset.write_text("+40d\n", encoding="ascii")
     with running_box(config, env) as box:
-        until(lambda: box.health()["link"] == "online", "the link online")
+        eventually_blocking(
+            lambda: box.health()["link"] == "online",
+            what="the link online",
+            within=60.0,
+            ignoring=UNANSWERED,
+        )
         assert all(box.has_order(i) for i in created)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from bridge_helpers import make_desk, make_order
-from conftest import eventually, make_sinqro_config
+from conftest import make_sinqro_config
 from fuzzing import (
     ANY_CHAR,
     FRAME_TEXTS,
@@ -44,6 +44,7 @@ from fuzzing import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from waiting import eventually
 
 from edged import decoding
 from edged.bridges.commands import BadRequest, parse_command, request_id_of

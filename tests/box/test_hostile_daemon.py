@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
 from broker import MosquittoBroker
-from conftest import eventually
 from harness import SimulatorProcess
-from test_bridge_serial import Terminal
+from serial_terminal import Terminal
 from test_faults import Box, admin, clear_faults, new_order, write_config
+from waiting import eventually
 
 HUGE = "9" * 5000  # past Python's int-string limit
 
@@ -82,25 +82,28 @@ async def daemon(config: Path) -> AsyncIterator[Box]:
         assert code == 0, box.daemon.log_tail(80)
 
 
-async def wait_for(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
-    async def attempt() -> Any:
-        with contextlib.suppress(httpx.HTTPError):
-            return await asyncio.to_thread(check)
-        return None
-
-    return await eventually(attempt, within=within, interval=0.05, what=what)
-
-
 async def next_order_is_stored(box: Box, cloud: SimulatorProcess) -> None:
     """The box is up and takes the next normal order into its journal."""
     assert box.alive(), box.daemon.log_tail(40)
     order_id = await asyncio.to_thread(new_order, cloud)
-    await wait_for(lambda: box.has_order(order_id), f"order {order_id} stored")
+    await eventually(
+        lambda: asyncio.to_thread(lambda: box.has_order(order_id)),
+        what=f"order {order_id} stored",
+        within=30.0,
+        interval=0.05,
+        ignoring=(httpx.HTTPError,),
+    )
     assert box.alive(), box.daemon.log_tail(40)
 
 
 async def online(box: Box) -> None:
-    await wait_for(lambda: box.health()["link"] == "online", "the link online")
+    await eventually(
+        lambda: asyncio.to_thread(lambda: box.health()["link"] == "online"),
+        what="the link online",
+        within=30.0,
+        interval=0.05,
+        ignoring=(httpx.HTTPError,),
+    )
 
 
 async def test_poison_frames_on_the_websocket(tmp_path: Path, cloud: SimulatorProcess) -> None:
@@ -124,8 +127,12 @@ async def test_poison_rest_answers(tmp_path: Path, cloud: SimulatorProcess) -> N
             faults = {"garbleCount": 2, "garbleBody": body}
             await asyncio.to_thread(admin, cloud, "/faults", faults)
             # The next refreshes read the poison (the active list, or an order by id).
-            await wait_for(
-                lambda: admin(cloud, "/faults")["garbleCount"] == 0, "the poison read", 30
+            await eventually(
+                lambda: asyncio.to_thread(lambda: admin(cloud, "/faults")["garbleCount"] == 0),
+                what="the poison read",
+                within=30,
+                interval=0.05,
+                ignoring=(httpx.HTTPError,),
             )
             await asyncio.to_thread(clear_faults, cloud)
             await next_order_is_stored(box, cloud)

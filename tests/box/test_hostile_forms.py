@@ -6,7 +6,6 @@ else escapes, and a refusal changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -23,9 +22,17 @@ from escpos_decoder import decode
 from fuzzing import JSON, TEXT, dumps_loose, hostile, order_objects, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
-from test_web_security import FakeClock, FakeSpooler, csrf_of
+from web_box import (
+    FakeClock,
+    FakeSpooler,
+    Settings,
+    first_visit,
+    offline_services,
+    printed_code,
+    web_box,
+)
 
-from edged.config import Config, load_config, save_web_settings
+from edged.config import Config, load_config
 from edged.configtools import ConfigError, build
 from edged.flow.desk import OrderDesk
 from edged.flow.pairing import Pairing
@@ -34,13 +41,11 @@ from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode
 from edged.printing.slips import cancel_slip, status_slip
 from edged.printing.ticket import TicketOptions, order_ticket
-from edged.sinqro.errors import SinqroError
 from edged.sinqro.models import parse_order
 from edged.state import BoxState
 from edged.web.forms import form_fields, parse_form
 from edged.web.security import AttemptLimiter
 from edged.web.server import SECTIONS, WebServer
-from edged.web.services import WebServices
 
 # -- config files -----------------------------------------------------------------------------
 
@@ -211,65 +216,33 @@ async def webbox(tmp_path: Path, journal: Journal) -> AsyncIterator[WebBox]:
         '[[printers]]\nname = "kitchen"\nuri = "virtual://kitchen"\n'
         '[web]\nhost = "127.0.0.1"\nport = 0\n'
     )
-    holder = {"config": load_config(config_path)}
-    desk = OrderDesk(journal, BoxState(), holder["config"].orders)
-
-    async def refuse(*args: Any) -> Any:
-        raise SinqroError("UNAVAILABLE", "offline in this test")
-
-    async def nothing() -> None:
-        return None
-
-    async def apply(changes: dict[str, Any]) -> Config:
-        holder["config"] = await asyncio.to_thread(save_web_settings, holder["config"], changes)
-        return holder["config"]
-
+    settings = Settings(config_path)
+    desk = OrderDesk(journal, BoxState(), settings.config.orders)
     printed: list[list[str]] = []
-    services = WebServices(
-        box_name="Hostile box",
-        journal=journal,
+    services = offline_services(
+        journal,
+        settings,
         state=BoxState(),
         desk=desk,
+        box_name="Hostile box",
         pairing=lambda: Pairing("u", 1, "One", "demo"),
-        login=refuse,
-        choose_selling_point=refuse,
-        logout=nothing,
-        order_actions=refuse,
-        config=lambda: holder["config"],
-        apply_settings=apply,
         spooler=FakeSpooler(printed),
     )
     # Limiters that never hold back: the properties below guess wrong codes on purpose.
-    server = WebServer(
-        holder["config"].web,
+    async with web_box(
+        settings.config.web,
         services,
         limiter=AttemptLimiter(free=10**9, clock=FakeClock()),
         code_limiter=AttemptLimiter(free=10**9, clock=FakeClock()),
         scrypt_n=2**10,
-    )
-    server.action_wait = 0.05
-    await server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    async with httpx.AsyncClient(base_url=url, follow_redirects=False, timeout=10) as client:
-        box = WebBox(server, journal, printed, state_dir, client)
-        page = await client.get("/setup")
-        password = "correct horse battery"
-        signed = await client.post(
-            "/setup",
-            data={
-                "csrf": csrf_of(page.text),
-                "code": re.findall(r"Setup code:\n(\S+)", "\n".join(printed[-1]))[0],
-                "password": password,
-                "confirm": password,
-            },
-        )
-        assert signed.status_code == 303, signed.text
-        box.csrf = csrf_of((await client.get("/board")).text)
-        await journal.upsert_order(make_order(101))
-        try:
+        action_wait=0.05,
+    ) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=url, follow_redirects=False, timeout=10) as client:
+            box = WebBox(server, journal, printed, state_dir, client)
+            box.csrf = await first_visit(client, printed_code(printed))
+            await journal.upsert_order(make_order(101))
             yield box
-        finally:
-            await server.stop()
 
 
 FORM_TEXT = st.text(max_size=20) | st.sampled_from(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import DaemonProcess, SimulatorProcess, free_port, write_config
+from harness import DaemonProcess, SimulatorProcess, write_config
+from ports import free_port
 
 from edged.config import load_config
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
-from harness import app_config, free_port
+from harness import app_config
+from ports import free_port
 from test_faults import running_app
+from waiting import eventually
 
 import edged
 from edged.app import App

@@ -19,11 +19,12 @@ import aiomqtt
 import httpx
 import pytest
 from broker import MosquittoBroker
-from conftest import eventually
-from harness import SimulatorProcess, app_config, free_port, printer, write_config
+from harness import SimulatorProcess, app_config, printer, write_config
 from playwright.async_api import async_playwright, expect
+from ports import free_port
 from printer_standin import TcpPrinter
 from test_faults import Box, running_app
+from waiting import eventually
 
 from edged.app import App
 from edged.config import load_config

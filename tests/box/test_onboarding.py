@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port
+from ports import free_port
 
 from edged.i18n import Locale
 from edged.onboarding import (

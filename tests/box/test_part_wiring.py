@@ -9,9 +9,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from conftest import eventually
-from harness import app_config, free_port
+from harness import app_config
+from ports import free_port
 from test_live_settings import running
+from waiting import eventually
 
 from edged.app import App
 from edged.config import load_config

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import eventually
 
 from edged import sdnotify
 
@@ -100,14 +101,6 @@ async def pings_within(listener: Listener, count: int, within: float = 30.0) -> 
     return seen
 
 
-async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_watchdog_fed_while_healthy(listener: Listener) -> None:
     calls = 0
 
@@ -140,9 +133,9 @@ async def test_watchdog_starves_when_check_fails_and_resumes(listener: Listener)
     await pings_within(listener, 1)
     healthy = False
     # A ping may have been in flight at the switch; after two failed checks none may come.
-    await wait_until(lambda: failed_checks >= 2)
+    await eventually(lambda: failed_checks >= 2, within=30.0, what="two failed checks")
     listener.messages()
-    await wait_until(lambda: failed_checks >= 8)
+    await eventually(lambda: failed_checks >= 8, within=30.0, what="eight failed checks")
     assert listener.messages() == []
     healthy = True
     assert "WATCHDOG=1" in await pings_within(listener, 1)
@@ -165,7 +158,7 @@ async def test_watchdog_starves_when_check_hangs(listener: Listener) -> None:
 
     task = asyncio.create_task(sdnotify.watchdog_loop(check, 0.02), name="watchdog")
     # Each hung check is given up on, not left piling up, and none of them pings.
-    await wait_until(lambda: cancelled >= 3)
+    await eventually(lambda: cancelled >= 3, within=30.0, what="three hung checks given up")
     assert listener.messages() == []
     hang.set()
     assert "WATCHDOG=1" in await pings_within(listener, 1)

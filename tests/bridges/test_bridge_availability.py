@@ -10,15 +10,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bridge_helpers import make_desk, until
+from bridge_helpers import make_desk
 from broker import MosquittoBroker
-from conftest import eventually
-from test_bridge_mqtt import BASE, Pos, broker  # noqa: F401  (broker: the fixture)
+from serial_terminal import Terminal
+from test_bridge_mqtt import BASE, terminal
 from test_bridge_mqtt import config as mqtt_config
 from test_bridge_mqtt import running as mqtt_running
-from test_bridge_serial import Terminal
 from test_bridge_serial import config as serial_config
 from test_bridge_serial import running as serial_running
+from waiting import eventually
 
 from edged.flow.catalog import CatalogKeeper
 from edged.flow.desk import OrderDesk
@@ -70,13 +70,19 @@ async def test_serial_sets_an_option_once(sim: Simulator, journal: Journal, tmp_
             box_with_catalog(sim, journal) as (desk, state),
             serial_running(serial_config(link), journal, desk, state),
         ):
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             body = {"id": "so-1", "command": "availability", "option": OAT_MILK, "available": False}
             seq = term.command(body)
             term.command(body, seq=seq)  # the same frame again (our ACK was lost)
             term.command(body)  # the POS retried the command: same id, new frame
-            await until(lambda: sim.option(OAT_MILK)["isAvailable"] is False, "sold out")
-            await until(lambda: len(term.of("R")) >= 3, "queued twice, then ok")
+            await eventually(
+                lambda: sim.option(OAT_MILK)["isAvailable"] is False, what="sold out", within=20.0
+            )
+            await eventually(
+                lambda: len(term.of("R")) >= 3, what="queued twice, then ok", within=20.0
+            )
             # A repeat is answered as the first was (queued), or with the outcome once known.
             statuses = [r["status"] for r in term.json_of("R")]
             assert statuses[0] == "queued" and statuses[-1] == "ok"
@@ -88,13 +94,17 @@ async def test_serial_sets_an_option_once(sim: Simulator, journal: Journal, tmp_
             term.command(
                 {"id": "so-2", "command": "availability", "option": "TPV-014-01", "available": True}
             )
-            await until(lambda: sim.option(OAT_MILK)["isAvailable"] is True, "back on")
+            await eventually(
+                lambda: sim.option(OAT_MILK)["isAvailable"] is True, what="back on", within=20.0
+            )
             term.command({"id": "so-3", "command": "availability", "product": "X", "available": 1})
             term.command(
                 {"id": "so-4", "command": "availability", "product": "nope", "available": False}
             )
-            await until(
-                lambda: {"so-3", "so-4"} <= {r["id"] for r in term.json_of("R")}, "refusals"
+            await eventually(
+                lambda: {"so-3", "so-4"} <= {r["id"] for r in term.json_of("R")},
+                what="refusals",
+                within=20.0,
             )
             codes = {
                 r["id"]: r.get("code") for r in term.json_of("R") if r["id"] in ("so-3", "so-4")
@@ -108,17 +118,21 @@ async def test_serial_sets_an_option_once(sim: Simulator, journal: Journal, tmp_
 async def test_mqtt_sets_an_option_once_and_publishes_the_change(
     sim: Simulator,
     journal: Journal,
-    broker: MosquittoBroker,  # noqa: F811
+    broker: MosquittoBroker,
 ) -> None:
     async with (
         box_with_catalog(sim, journal) as (desk, state),
-        Pos(broker, (f"{BASE}/response/#", f"{BASE}/events/#")) as pos,
+        terminal(broker, (f"{BASE}/response/#", f"{BASE}/events/#")) as pos,
         mqtt_running(mqtt_config(broker), journal, desk, state),
     ):
         body = {"id": "m-1", "option": OAT_MILK, "available": False, "until": "2h"}
         await pos.send("availability", body)
         await pos.send("availability", body)
-        await until(lambda: len(pos.on(f"{BASE}/response/m-1")) >= 3, "queued twice, then ok")
+        await eventually(
+            lambda: len(pos.on(f"{BASE}/response/m-1")) >= 3,
+            what="queued twice, then ok",
+            within=20.0,
+        )
         answers = [m.json()["status"] for m in pos.on(f"{BASE}/response/m-1")]
         assert answers[0] == "queued" and answers[-1] == "ok" and set(answers) == {"queued", "ok"}
         assert sim.option(OAT_MILK)["isAvailable"] is False

@@ -10,20 +10,17 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-import paho.mqtt.client as paho
-import pytest
-from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, outbox, until
+from bridge_helpers import SMALL_CATALOG, event_count, make_desk, make_order, outbox
 from broker import MosquittoBroker
 from fuzzing import hostile
 from hypothesis import given
 from hypothesis import strategies as st
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from mqtt_listener import Pos
+from waiting import eventually
 
 from edged.bridges.mqtt import CURSOR, MqttBridge, topic_id
 from edged.bridges.settings import MqttConfig
@@ -34,131 +31,11 @@ from edged.state import BoxState
 BASE = "edged/box1"
 
 
-@dataclass
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-    correlation: bytes | None
-
-    def json(self) -> Any:
-        return json.loads(self.payload)
-
-
-class Pos:
-    """A POS terminal: reconnects on its own, subscribes, records what arrives."""
-
-    def __init__(
-        self,
-        broker: MosquittoBroker,
-        topics: tuple[str, ...] = (f"{BASE}/#",),
-        *,
-        v5: bool = True,
-        client_id: str = "pos-1",
-        persistent: bool = False,
-    ) -> None:
-        self.broker = broker
-        self.topics = topics
-        self.v5 = v5
-        self.client_id = client_id
-        self.persistent = persistent
-        self.messages: list[Received] = []
-        self.client: aiomqtt.Client | None = None
-        self.connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Pos:
-        self._task = asyncio.create_task(self._run(), name="test-pos")
-        await asyncio.wait_for(self.connected.wait(), 20)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        props = None
-        if self.v5 and self.persistent:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
-        while True:
-            try:
-                client = aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5
-                    if self.v5
-                    else aiomqtt.ProtocolVersion.V311,
-                    clean_session=None if self.v5 else not self.persistent,
-                    clean_start=(not self.persistent)
-                    if self.v5
-                    else paho.MQTT_CLEAN_START_FIRST_ONLY,
-                    properties=props,
-                )
-                async with client:
-                    for topic in self.topics:
-                        await client.subscribe(topic, qos=1)
-                    self.client = client
-                    self.connected.set()
-                    async for m in client.messages:
-                        corr = (
-                            getattr(m.properties, "CorrelationData", None) if m.properties else None
-                        )
-                        payload = (
-                            m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                        )
-                        self.messages.append(
-                            Received(
-                                m.topic.value, payload, m.retain, bytes(corr) if corr else None
-                            )
-                        )
-            except aiomqtt.MqttError:
-                self.client = None
-                self.connected.clear()
-                await asyncio.sleep(0.1)
-
-    async def send(
-        self,
-        name: str,
-        body: Any,
-        *,
-        response_topic: str | None = None,
-        correlation: bytes | None = None,
-        retain: bool = False,
-    ) -> None:
-        await until(lambda: self.client is not None, "the POS to be connected")
-        assert self.client is not None
-        props = None
-        if self.v5 and (response_topic or correlation):
-            props = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                props.ResponseTopic = response_topic
-            if correlation:
-                props.CorrelationData = correlation
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        await self.client.publish(
-            f"{BASE}/cmd/{name}", payload, qos=1, retain=retain, properties=props
-        )
-
-    def on(self, topic: str) -> list[Received]:
-        return [m for m in self.messages if m.topic == topic]
-
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        out = [m.json() for m in self.messages if m.topic.startswith(f"{BASE}/events/")]
-        return [e for e in out if kind is None or e["kind"] == kind]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
+def terminal(
+    broker: MosquittoBroker, topics: tuple[str, ...] = (f"{BASE}/#",), **options: Any
+) -> Pos:
+    """The test MQTT client as this box's POS terminal on ``broker``."""
+    return Pos(broker.host, broker.port, topics, base=BASE, **options)
 
 
 def config(broker: MosquittoBroker, **overrides: Any) -> MqttConfig:
@@ -181,7 +58,11 @@ async def running(
     bridge = MqttBridge(cfg, journal, desk, state, box_id="box1")
     task = asyncio.create_task(bridge.run(), name="test-mqtt-bridge")
     try:
-        await until(lambda: state.get("bridge.mqtt") == "online" or task.done(), "bridge online")
+        await eventually(
+            lambda: state.get("bridge.mqtt") == "online" or task.done(),
+            what="bridge online",
+            within=20.0,
+        )
         assert not task.done(), task
         yield bridge
     finally:
@@ -194,12 +75,16 @@ async def test_events_arrive_in_order_with_the_order_summary(
     broker: MosquittoBroker, journal: Journal
 ) -> None:
     desk, state = make_desk(journal)
-    async with Pos(broker) as pos, running(config(broker), journal, desk, state):
-        await until(lambda: [m.payload for m in pos.on(f"{BASE}/status")] == [b"online"], "online")
+    async with terminal(broker) as pos, running(config(broker), journal, desk, state):
+        await eventually(
+            lambda: [m.payload for m in pos.on(f"{BASE}/status")] == [b"online"],
+            what="online",
+            within=20.0,
+        )
         for i in range(1, 6):
             await desk.ingest(make_order(i), "test")
         await desk.ingest(make_order(3, "accepted"), "test")
-        await until(lambda: len(pos.events()) >= 6, "six events")
+        await eventually(lambda: len(pos.events()) >= 6, what="six events", within=20.0)
         events = pos.events()
         ids = [e["id"] for e in events]
         assert ids == sorted(ids) and len(set(ids)) == 6
@@ -217,22 +102,26 @@ async def test_events_arrive_in_order_with_the_order_summary(
 
 async def test_broker_outage_loses_nothing(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
-    pos_ctx = Pos(broker, (f"{BASE}/events/#",), client_id="pos-durable", persistent=True)
+    pos_ctx = terminal(broker, (f"{BASE}/events/#",), client_id="pos-durable", persistent=True)
     async with pos_ctx as pos, running(config(broker), journal, desk, state) as bridge:
         for i in range(1, 6):
             await desk.ingest(make_order(i), "test")
-        await until(lambda: len(pos.events("order.new")) >= 5, "the first five orders")
+        await eventually(
+            lambda: len(pos.events("order.new")) >= 5, what="the first five orders", within=20.0
+        )
         broker.stop()
-        await until(lambda: state.get("bridge.mqtt") == "offline", "the bridge to notice")
+        await eventually(
+            lambda: state.get("bridge.mqtt") == "offline", what="the bridge to notice", within=20.0
+        )
         for i in range(6, 11):
             await desk.ingest(make_order(i), "test")
         broker.start()
         for i in range(11, 16):
             await desk.ingest(make_order(i), "test")
-        await until(
+        await eventually(
             lambda: {e["order_id"] for e in pos.events("order.new")} >= set(range(1, 16)),
-            "all fifteen orders",
-            limit=40,
+            what="all fifteen orders",
+            within=40,
         )
         assert bridge.reconnects >= 1
         # At-least-once: duplicates may come, but first sightings are in journal order.
@@ -241,7 +130,11 @@ async def test_broker_outage_loses_nothing(broker: MosquittoBroker, journal: Jou
             if event["id"] not in seen:
                 seen.append(event["id"])
         assert seen == sorted(seen)
-        await until(lambda: bridge.saved_cursor == journal.last_seq, "the cursor to catch up")
+        await eventually(
+            lambda: bridge.saved_cursor == journal.last_seq,
+            what="the cursor to catch up",
+            within=20.0,
+        )
         assert await journal.get_cursor(CURSOR) == journal.last_seq
 
 
@@ -251,7 +144,7 @@ async def test_commands_apply_once_mqtt5_correlation(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(7), "test")
     async with (
-        Pos(broker, ("pos/replies/#", f"{BASE}/events/#")) as pos,
+        terminal(broker, ("pos/replies/#", f"{BASE}/events/#")) as pos,
         running(config(broker), journal, desk, state),
     ):
         for _ in range(2):
@@ -261,7 +154,9 @@ async def test_commands_apply_once_mqtt5_correlation(
                 response_topic="pos/replies/1",
                 correlation=b"corr-xyz",
             )
-        await until(lambda: len(pos.on("pos/replies/1")) >= 2, "two responses")
+        await eventually(
+            lambda: len(pos.on("pos/replies/1")) >= 2, what="two responses", within=20.0
+        )
         first, second = pos.on("pos/replies/1")[:2]
         assert first.correlation == b"corr-xyz" and second.correlation == b"corr-xyz"
         assert first.json() == second.json()
@@ -270,24 +165,32 @@ async def test_commands_apply_once_mqtt5_correlation(
         assert len(rows) == 1 and rows[0].kind == "accept" and rows[0].source == "mqtt"
         # Sinqro's answer lands: the final response goes to the same place, same correlation.
         await journal.finish_command(rows[0], ok=True, order=make_order(7, "accepted"))
-        await until(lambda: len(pos.on("pos/replies/1")) >= 3, "the final response")
+        await eventually(
+            lambda: len(pos.on("pos/replies/1")) >= 3, what="the final response", within=20.0
+        )
         final = pos.on("pos/replies/1")[2]
         assert final.correlation == b"corr-xyz"
         assert final.json()["status"] == "ok" and final.json()["order_status"] == "accepted"
-        await until(lambda: pos.events("command.done") != [], "the command.done event")
+        await eventually(
+            lambda: pos.events("command.done") != [], what="the command.done event", within=20.0
+        )
 
 
 async def test_commands_plain_form_for_mqtt311(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(8), "test")
     async with (
-        Pos(broker, (f"{BASE}/response/#",), v5=False) as pos,
+        terminal(broker, (f"{BASE}/response/#",), v5=False) as pos,
         running(config(broker), journal, desk, state),
     ):
         body = {"id": "cx-8", "order_id": 8, "comment": "Out of dough"}
         await pos.send("cancel", body)
         await pos.send("cancel", body)
-        await until(lambda: len(pos.on(f"{BASE}/response/cx-8")) >= 2, "two plain responses")
+        await eventually(
+            lambda: len(pos.on(f"{BASE}/response/cx-8")) >= 2,
+            what="two plain responses",
+            within=20.0,
+        )
         a, b = pos.on(f"{BASE}/response/cx-8")[:2]
         assert a.json() == b.json()
         assert a.json()["id"] == "cx-8" and a.json()["status"] == "queued"
@@ -296,7 +199,11 @@ async def test_commands_plain_form_for_mqtt311(broker: MosquittoBroker, journal:
         await journal.finish_command(
             rows[0], ok=False, error_code="ORDER_NOT_FOUND", error="no such order"
         )
-        await until(lambda: len(pos.on(f"{BASE}/response/cx-8")) >= 3, "the final response")
+        await eventually(
+            lambda: len(pos.on(f"{BASE}/response/cx-8")) >= 3,
+            what="the final response",
+            within=20.0,
+        )
         final = pos.on(f"{BASE}/response/cx-8")[2].json()
         assert final["status"] == "error" and final["code"] == "ORDER_NOT_FOUND"
 
@@ -307,7 +214,7 @@ async def test_hostile_commands_get_errors_and_change_nothing(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(9), "test")
     async with (
-        Pos(broker, (f"{BASE}/response/#", f"{BASE}/errors", "pos/r")) as pos,
+        terminal(broker, (f"{BASE}/response/#", f"{BASE}/errors", "pos/r")) as pos,
         running(config(broker), journal, desk, state),
     ):
         before = await event_count(journal)
@@ -318,7 +225,7 @@ async def test_hostile_commands_get_errors_and_change_nothing(
         await pos.send("self_destruct", {"id": "unk"})
         await pos.send("accept", b"{}", response_topic="pos/r", correlation=b"c-1")
         await pos.send("accept", {"id": "spoof", "order_id": 9}, response_topic=f"{BASE}/status")
-        await until(lambda: len(pos.messages) >= 7, "seven error responses")
+        await eventually(lambda: len(pos.messages) >= 7, what="seven error responses", within=20.0)
         codes = {m.topic: m.json()["code"] for m in pos.messages if m.json()["status"] == "error"}
         assert codes[f"{BASE}/errors"] == "BAD_JSON"
         assert codes[f"{BASE}/response/big"] == "TOO_LARGE"
@@ -340,12 +247,16 @@ async def test_hostile_commands_get_errors_and_change_nothing(
 async def test_retained_commands_are_ignored(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(10), "test")
-    async with Pos(broker, (f"{BASE}/response/#",), v5=False, client_id="pos-old") as pos:
+    async with terminal(broker, (f"{BASE}/response/#",), v5=False, client_id="pos-old") as pos:
         await pos.send("accept", {"id": "ret-1", "order_id": 10}, retain=True)
         for version in ("3.1.1", "5"):
             async with running(config(broker, protocol=version), journal, desk, state):
                 await pos.send("ping", {"id": f"ping-{version}"})
-                await until(lambda v=version: bool(pos.on(f"{BASE}/response/ping-{v}")), "pong")
+                await eventually(
+                    lambda v=version: bool(pos.on(f"{BASE}/response/ping-{v}")),
+                    what="pong",
+                    within=20.0,
+                )
         assert pos.on(f"{BASE}/response/ret-1") == []
         assert await outbox(journal) == []
 
@@ -353,38 +264,53 @@ async def test_retained_commands_are_ignored(broker: MosquittoBroker, journal: J
 async def test_reprint_and_acknowledge(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     await desk.ingest(make_order(11), "test")
-    async with Pos(broker, (f"{BASE}/#",)) as pos, running(config(broker), journal, desk, state):
+    async with (
+        terminal(broker, (f"{BASE}/#",)) as pos,
+        running(config(broker), journal, desk, state),
+    ):
         await pos.send("reprint", {"id": "rp-1", "order_id": 11})
         await pos.send("reprint", {"id": "rp-1", "order_id": 11})
         await pos.send("acknowledge", {"id": "ack-1", "order_id": 11})
-        await until(lambda: bool(pos.on(f"{BASE}/response/ack-1")), "the acknowledge response")
+        await eventually(
+            lambda: bool(pos.on(f"{BASE}/response/ack-1")),
+            what="the acknowledge response",
+            within=20.0,
+        )
         assert [m.json()["status"] for m in pos.on(f"{BASE}/response/rp-1")] == ["ok", "ok"]
         assert pos.on(f"{BASE}/response/ack-1")[0].json()["acknowledged"] == [11]
         kinds = [e.kind for e in await journal.read_events(0)]
         assert kinds.count("print.requested") == 1
-        await until(lambda: bool(pos.events("order.acknowledged")), "order.acknowledged")
+        await eventually(
+            lambda: bool(pos.events("order.acknowledged")), what="order.acknowledged", within=20.0
+        )
 
 
 async def test_catalog_push_reports_back(broker: MosquittoBroker, journal: Journal) -> None:
     desk, state = make_desk(journal)
     async with (
-        Pos(broker, (f"{BASE}/response/#",)) as pos,
+        terminal(broker, (f"{BASE}/response/#",)) as pos,
         running(config(broker), journal, desk, state),
     ):
         await pos.send("catalog", {"id": "cat-1", "catalog": SMALL_CATALOG})
-        await until(lambda: bool(pos.on(f"{BASE}/response/cat-1")), "queued")
+        await eventually(lambda: bool(pos.on(f"{BASE}/response/cat-1")), what="queued", within=20.0)
         queued = pos.on(f"{BASE}/response/cat-1")[0].json()
         assert queued["status"] == "queued" and queued["catalog"]["products"] == 2
         (row,) = await outbox(journal)
         assert row.kind == "catalog" and row.params["catalog"] == SMALL_CATALOG
         await journal.finish_command(row, ok=True)
-        await until(lambda: len(pos.on(f"{BASE}/response/cat-1")) >= 2, "the final response")
+        await eventually(
+            lambda: len(pos.on(f"{BASE}/response/cat-1")) >= 2,
+            what="the final response",
+            within=20.0,
+        )
         assert pos.on(f"{BASE}/response/cat-1")[1].json()["status"] == "ok"
         # A bigger-than-command but within catalog limit push is accepted; a broken one is not.
         broken = json.loads(json.dumps(SMALL_CATALOG))
         broken["menus"][0]["menuSections"][0]["products"][0]["name"] = ""
         await pos.send("catalog", {"id": "cat-2", "catalog": broken})
-        await until(lambda: bool(pos.on(f"{BASE}/response/cat-2")), "the refusal")
+        await eventually(
+            lambda: bool(pos.on(f"{BASE}/response/cat-2")), what="the refusal", within=20.0
+        )
         refusal = pos.on(f"{BASE}/response/cat-2")[0].json()
         assert refusal["code"] == "BAD_CATALOG" and "products[0].name" in refusal["message"]
         assert len(await outbox(journal)) == 1
@@ -396,8 +322,10 @@ async def test_offline_on_clean_stop(broker: MosquittoBroker, journal: Journal) 
         pass
     assert state.get("bridge.mqtt") == "offline"
     # A terminal arriving later reads the retained status.
-    async with Pos(broker, (f"{BASE}/status",), client_id="late") as pos:
-        await until(lambda: bool(pos.on(f"{BASE}/status")), "the retained status")
+    async with terminal(broker, (f"{BASE}/status",), client_id="late") as pos:
+        await eventually(
+            lambda: bool(pos.on(f"{BASE}/status")), what="the retained status", within=20.0
+        )
         (status,) = pos.on(f"{BASE}/status")
         assert status.payload == b"offline" and status.retain
 
@@ -406,21 +334,22 @@ async def test_last_will_when_the_process_dies(
     broker: MosquittoBroker, journal: Journal, tmp_path: Path
 ) -> None:
     child = Path(__file__).parents[1] / "support" / "mqtt_bridge_child.py"
-    async with Pos(broker, (f"{BASE}/status",)) as pos:
+    async with terminal(broker, (f"{BASE}/status",)) as pos:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(child), str(broker.port), str(tmp_path / "child.sqlite3")
         )
         try:
-            await until(
+            await eventually(
                 lambda: [m.payload for m in pos.on(f"{BASE}/status")][-1:] == [b"online"],
-                "the child bridge online",
-                limit=30,
+                what="the child bridge online",
+                within=30,
             )
             os.kill(proc.pid, signal.SIGKILL)
             await asyncio.wait_for(proc.wait(), 10)
-            await until(
+            await eventually(
                 lambda: [m.payload for m in pos.on(f"{BASE}/status")][-1:] == [b"offline"],
-                "the last will",
+                what="the last will",
+                within=20.0,
             )
         finally:
             if proc.returncode is None:
@@ -437,7 +366,7 @@ async def test_a_burst_of_5000_commands_gets_5000_answers(
     desk, state = make_desk(journal)
     await desk.ingest(make_order(101), "test")
     cfg = config(broker, max_pending_commands=8)
-    async with Pos(broker, (f"{BASE}/response/#",)) as pos, running(cfg, journal, desk, state):
+    async with terminal(broker, (f"{BASE}/response/#",)) as pos, running(cfg, journal, desk, state):
         assert pos.client is not None
         ids = [f"b-{n}" for n in range(5000)]
         kinds = ["ping", "acknowledge", "reprint"]
@@ -458,7 +387,9 @@ async def test_a_burst_of_5000_commands_gets_5000_answers(
         def answered() -> dict[str, dict[str, Any]]:
             return {m.json()["id"]: m.json() for m in pos.messages}
 
-        await until(lambda: len(answered()) == len(ids), "an answer to every command", limit=120)
+        await eventually(
+            lambda: len(answered()) == len(ids), what="an answer to every command", within=120
+        )
     answers = answered()
     assert set(answers) == set(ids)
     statuses = {(a["status"], a.get("code", "")) for a in answers.values()}

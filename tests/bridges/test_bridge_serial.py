@@ -9,96 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import tty
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bridge_helpers import event_count, make_desk, make_order, outbox, until
+from bridge_helpers import event_count, make_desk, make_order, outbox
+from serial_terminal import Terminal
+from waiting import eventually
 
-from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
+from edged.bridges.framing import Frame, encode_frame
 from edged.bridges.serial import CURSOR, SerialBridge
 from edged.bridges.settings import SerialConfig
 from edged.flow.desk import OrderDesk
 from edged.journal.store import Journal
 from edged.state import BoxState
-
-Policy = Callable[[Frame], str]  # "ack" | "nak" | "ignore"
-
-
-class Terminal:
-    """The POS end of the line: a pty master, our own sequence numbers, a frame log."""
-
-    def __init__(self, link: Path, policy: Policy | None = None) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tmp = link.with_suffix(".new")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(os.ttyname(self.slave))
-        tmp.replace(link)
-        self.decoder = FrameDecoder(1 << 20)
-        self.frames: list[Frame] = []
-        self.errors: list[FrameError] = []
-        self.policy = policy or (lambda frame: "ack")
-        self.seq = 0
-        self.closed = False
-        os.set_blocking(self.master, False)
-        asyncio.get_running_loop().add_reader(self.master, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return  # EIO while nobody holds the other end open
-        for item in self.decoder.feed(data):
-            if isinstance(item, FrameError):
-                self.errors.append(item)
-                continue
-            self.frames.append(item)
-            if item.kind in "ERH":
-                action = self.policy(item)
-                if action == "ack":
-                    self.write(encode_frame(item.seq, "A"))
-                elif action == "nak":
-                    self.write(encode_frame(item.seq, "N", b"CHECKSUM"))
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.master, view)
-            except BlockingIOError:
-                continue
-            view = view[n:]
-
-    def command(self, body: Any, *, seq: int | None = None) -> int:
-        """Send a command frame; returns its sequence number."""
-        if seq is None:
-            self.seq = (self.seq + 1) % 256
-            seq = self.seq
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.write(encode_frame(seq, "C", escape_payload(payload)))
-        return seq
-
-    def of(self, kind: str) -> list[Frame]:
-        return [f for f in self.frames if f.kind == kind]
-
-    def json_of(self, kind: str) -> list[dict[str, Any]]:
-        return [json.loads(f.payload) for f in self.of(kind)]
-
-    def close(self) -> None:
-        """Pull the cable: both ends of the pty go away."""
-        if self.closed:
-            return
-        self.closed = True
-        asyncio.get_running_loop().remove_reader(self.master)
-        os.close(self.master)
-        os.close(self.slave)
 
 
 def config(link: Path, **overrides: Any) -> SerialConfig:
@@ -137,17 +62,23 @@ async def test_events_are_delivered_once_acknowledged(tmp_path: Path, journal: J
     term = Terminal(link)
     try:
         async with running(config(link), journal, desk, state) as bridge:
-            await until(lambda: state.get("bridge.serial") == "online", "hello acknowledged")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online",
+                what="hello acknowledged",
+                within=20.0,
+            )
             assert term.of("H")
             for i in (1, 2, 3):
                 await desk.ingest(make_order(i), "test")
-            await until(lambda: len(term.of("E")) >= 3, "three events")
+            await eventually(lambda: len(term.of("E")) >= 3, what="three events", within=20.0)
             events = term.json_of("E")
             assert [e["order_id"] for e in events] == [1, 2, 3]
             assert events[0]["order"]["lines"][0]["options"][0]["label"] == "Jamón Serrano"
             # Pure ASCII on the wire: non-ASCII travels as JSON escapes.
             assert b"\\u00f3n Serrano" in term.of("E")[0].payload
-            await until(lambda: bridge._cursor == journal.last_seq, "the cursor")
+            await eventually(
+                lambda: bridge._cursor == journal.last_seq, what="the cursor", within=20.0
+            )
             assert await journal.get_cursor(CURSOR) == journal.last_seq
             assert bridge.retransmits == 0 and term.errors == []
     finally:
@@ -163,20 +94,24 @@ async def test_commands_answered_once_per_id_and_per_frame(
     term = Terminal(link)
     try:
         async with running(config(link), journal, desk, state):
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             body = {"id": "s-1", "command": "accept", "order_id": 5}
             seq = term.command(body)
             term.command(body, seq=seq)  # our ACK "got lost": same frame again
             term.command(body)  # the POS retried the command itself: new frame, same id
-            await until(lambda: len(term.of("R")) >= 2, "two responses")
-            await until(lambda: len(term.of("A")) >= 3, "an ACK for each command frame")
+            await eventually(lambda: len(term.of("R")) >= 2, what="two responses", within=20.0)
+            await eventually(
+                lambda: len(term.of("A")) >= 3, what="an ACK for each command frame", within=20.0
+            )
             responses = term.json_of("R")
             assert [r["id"] for r in responses] == ["s-1", "s-1"]
             assert responses[0] == responses[1] and responses[0]["status"] == "queued"
             (row,) = await outbox(journal)
             assert row.source == "serial"
             await journal.finish_command(row, ok=True, order=make_order(5, "accepted"))
-            await until(lambda: len(term.of("R")) >= 3, "the final response")
+            await eventually(lambda: len(term.of("R")) >= 3, what="the final response", within=20.0)
             assert term.json_of("R")[2]["status"] == "ok"
     finally:
         term.close()
@@ -190,15 +125,17 @@ async def test_checksum_errors_are_naked_and_junk_is_ignored(
     term = Terminal(link)
     try:
         async with running(config(link), journal, desk, state) as bridge:
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             good = encode_frame(9, "C", b'{"id":"p1","command":"ping"}')
             broken = good.replace(b"ping", b"pong")  # payload changed, checksum not
             term.write(b"\x00\xff garbage \r\n\x1b[2J" + broken)
-            await until(lambda: bool(term.of("N")), "a NAK")
+            await eventually(lambda: bool(term.of("N")), what="a NAK", within=20.0)
             assert term.of("N")[0].payload == b"CHECKSUM"
             assert bridge.handler.handled == 0
             term.write(b"more junk" + good + b"\xfe\xfe")
-            await until(lambda: bool(term.of("R")), "the pong")
+            await eventually(lambda: bool(term.of("R")), what="the pong", within=20.0)
             assert term.json_of("R")[0]["status"] == "ok"
             assert len(term.of("N")) == 1  # junk between frames is not NAKed
             assert bridge.naks_sent == 1
@@ -220,9 +157,13 @@ async def test_nak_means_retransmit(tmp_path: Path, journal: Journal) -> None:
     term = Terminal(link, nak_each_event_once)
     try:
         async with running(config(link), journal, desk, state) as bridge:
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             await desk.ingest(make_order(1), "test")
-            await until(lambda: bridge._cursor == journal.last_seq, "delivery")
+            await eventually(
+                lambda: bridge._cursor == journal.last_seq, what="delivery", within=20.0
+            )
             first, second = term.of("E")
             assert first == second  # the same frame, same sequence number
             assert bridge.retransmits == 1
@@ -244,16 +185,22 @@ async def test_timeouts_retransmit_up_to_the_limit_then_reopen(
     cfg = config(link, ack_timeout=0.05, max_retries=2)
     try:
         async with running(cfg, journal, desk, state) as bridge:
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             await desk.ingest(make_order(1), "test")
             # 1 send + 2 retransmissions, then the line is reopened with a new hello.
-            await until(lambda: len(term.of("H")) >= 2, "the reopen")
+            await eventually(lambda: len(term.of("H")) >= 2, what="the reopen", within=20.0)
             second_hello = [i for i, f in enumerate(term.frames) if f.kind == "H"][1]
             copies = [f for f in term.frames[:second_hello] if f.kind == "E"]
             assert len(copies) == 3 and len({f.seq for f in copies}) == 1
             assert bridge._cursor < journal.last_seq  # not acknowledged: not delivered
             deaf["on"] = False
-            await until(lambda: bridge._cursor == journal.last_seq, "delivery after reopen")
+            await eventually(
+                lambda: bridge._cursor == journal.last_seq,
+                what="delivery after reopen",
+                within=20.0,
+            )
             assert bridge.reconnects >= 1
     finally:
         term.close()
@@ -266,20 +213,32 @@ async def test_cable_pulled_mid_frame_is_survived(tmp_path: Path, journal: Journ
     term = Terminal(link)
     try:
         async with running(config(link), journal, desk, state) as bridge:
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             body = {"id": "pull-1", "command": "cancel", "order_id": 5, "comment": "burnt"}
             frame = encode_frame(1, "C", json.dumps(body).encode())
             term.write(frame[: len(frame) // 2])  # half a frame, then the cable goes
             term.close()
-            await until(lambda: state.get("bridge.serial") == "offline", "the bridge to notice")
+            await eventually(
+                lambda: state.get("bridge.serial") == "offline",
+                what="the bridge to notice",
+                within=20.0,
+            )
             await desk.ingest(make_order(6), "test")  # happens while unplugged
             term = Terminal(link)  # plugged back in (new pty, same path)
-            await until(lambda: state.get("bridge.serial") == "online", "online again")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online again", within=20.0
+            )
             assert term.of("H")
-            await until(lambda: 6 in [e["order_id"] for e in term.json_of("E")], "missed event")
+            await eventually(
+                lambda: 6 in [e["order_id"] for e in term.json_of("E")],
+                what="missed event",
+                within=20.0,
+            )
             term.command(body)
             term.command(body)
-            await until(lambda: len(term.of("R")) >= 2, "answers")
+            await eventually(lambda: len(term.of("R")) >= 2, what="answers", within=20.0)
             assert len(await outbox(journal)) == 1
             assert bridge.reconnects >= 1
     finally:
@@ -295,14 +254,18 @@ async def test_hostile_frames_get_errors_and_change_nothing(
     term = Terminal(link)
     try:
         async with running(config(link), journal, desk, state):
-            await until(lambda: state.get("bridge.serial") == "online", "online")
+            await eventually(
+                lambda: state.get("bridge.serial") == "online", what="online", within=20.0
+            )
             before = await event_count(journal)
             term.command(b"this is not json")
             term.command({"id": "big", "command": "accept", "order_id": 5, "pad": "x" * 4000})
             term.command({"id": "typ", "command": "accept", "order_id": {"a": 1}})
             term.command({"id": "unk", "command": "open_drawer"})
             term.command({"id": "nocmd", "order_id": 5})
-            await until(lambda: len(term.of("R")) >= 5, "five error responses")
+            await eventually(
+                lambda: len(term.of("R")) >= 5, what="five error responses", within=20.0
+            )
             codes = [(r["id"], r["code"]) for r in term.json_of("R")]
             assert codes == [
                 (None, "BAD_JSON"),
@@ -313,10 +276,16 @@ async def test_hostile_frames_get_errors_and_change_nothing(
             ]
             # A frame longer than the line accepts is refused for good, not retried.
             term.write(encode_frame(50, "C", b"x" * 9000))
-            await until(lambda: any(f.payload == b"TOO_LARGE" for f in term.of("N")), "NAK")
+            await eventually(
+                lambda: any(f.payload == b"TOO_LARGE" for f in term.of("N")),
+                what="NAK",
+                within=20.0,
+            )
             # A frame type the box does not take.
             term.write(encode_frame(51, "E", b"{}"))
-            await until(lambda: any(f.payload == b"BAD_TYPE" for f in term.of("N")), "NAK")
+            await eventually(
+                lambda: any(f.payload == b"BAD_TYPE" for f in term.of("N")), what="NAK", within=20.0
+            )
             assert await event_count(journal) == before
             assert await outbox(journal) == []
     finally:

@@ -13,15 +13,14 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import pytest
-from bridge_helpers import make_desk, make_order, until
+from bridge_helpers import make_desk, make_order
 from broker import MosquittoBroker
 from hypothesis import given
 from hypothesis import strategies as st
 from mqtt_listener import Listener
+from waiting import eventually
 
 from edged import __version__
 from edged.bridges.homeassistant import DeviceInfo, HomeAssistant, ha_id
@@ -41,7 +40,7 @@ HA = "homeassistant"
 
 # <discovery_prefix>/<component>/[<node_id>/]<object_id>/config, ids in [a-zA-Z0-9_-].
 DISCOVERY_TOPIC = re.compile(
-    r"^homeassistant/(sensor|button|event)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$"
+    r"^homeassistant/(sensor|button|event|switch)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$"
 )
 # An entity id: <domain>.<object>, lower-case letters, digits and single underscores.
 ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
@@ -78,6 +77,21 @@ PLATFORM = {
         "required": {"command_topic"},
         "optional": {"command_topic": str, "payload_press": str, "device_class": str},
         "categories": {"config", "diagnostic"},
+    },
+    # switch.mqtt: on = the product is on sale.
+    "switch": {
+        "required": {"command_topic", "state_topic"},
+        "optional": {
+            "command_topic": str,
+            "state_topic": str,
+            "payload_on": str,
+            "payload_off": str,
+            "state_on": str,
+            "state_off": str,
+            "optimistic": bool,
+            "device_class": str,
+        },
+        "categories": {"config"},
     },
     "event": {
         "required": {"state_topic", "event_types"},
@@ -311,16 +325,6 @@ async def test_buttons_map_to_actions_and_retained_presses_are_ignored() -> None
 # -- against Mosquitto -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
-
-
 def bridge_config(broker: MosquittoBroker) -> MqttConfig:
     return MqttConfig(
         enabled=True,
@@ -351,7 +355,11 @@ async def running(
     )
     task = asyncio.create_task(bridge.run(), name="test-ha-bridge")
     try:
-        await until(lambda: state.get("bridge.mqtt") == "online" or task.done(), "bridge online")
+        await eventually(
+            lambda: state.get("bridge.mqtt") == "online" or task.done(),
+            what="bridge online",
+            within=20.0,
+        )
         assert not task.done(), task
         yield bridge
     finally:
@@ -379,33 +387,43 @@ async def test_discovery_states_and_retained_configs(
         running(broker, journal, desk, state, ["kitchen"]),
     ):
         wanted = set(discovery(("kitchen",)).messages())
-        await until(lambda: wanted <= ha.topics_seen(), "every discovery config")
+        await eventually(
+            lambda: wanted <= ha.topics_seen(), what="every discovery config", within=20.0
+        )
         for topic, payload in configs_of(ha).items():
             check_config(topic, json.loads(payload))
         # Retained: a Home Assistant that starts later finds them all.
         async with Listener(broker.host, broker.port, (f"{HA}/#",), client_id="late") as late:
-            await until(lambda: wanted <= late.topics_seen(), "retained configs")
+            await eventually(
+                lambda: wanted <= late.topics_seen(), what="retained configs", within=20.0
+            )
             assert all(m.retain for m in late.messages if m.topic in wanted)
-        await until(lambda: ha.last(f"{BASE}/status") is not None, "availability")
+        await eventually(
+            lambda: ha.last(f"{BASE}/status") is not None, what="availability", within=20.0
+        )
         assert ha.last(f"{BASE}/status").payload == b"online"  # type: ignore[union-attr]
         # State topics the entities read.
         await desk.ingest(make_order(12), "test")
-        await until(
+        await eventually(
             lambda: (
                 (m := ha.last(f"{BASE}/state/waiting_orders")) is not None and m.payload == b"1"
             ),
-            "waiting_orders = 1",
+            what="waiting_orders = 1",
+            within=20.0,
         )
         state.set("printer.kitchen", {"state": "paper_out", "detail": "no paper"})
-        await until(
+        await eventually(
             lambda: (
                 (m := ha.last(f"{BASE}/state/printer/kitchen")) is not None
                 and m.json()["state"] == "paper_out"
             ),
-            "printer state",
+            what="printer state",
+            within=20.0,
         )
         # The event entity's topic carries the new order.
-        await until(lambda: ha.last(f"{BASE}/events/order.new") is not None, "order.new")
+        await eventually(
+            lambda: ha.last(f"{BASE}/events/order.new") is not None, what="order.new", within=20.0
+        )
         assert ha.last(f"{BASE}/events/order.new").json()["order_id"] == 12  # type: ignore[union-attr]
 
 
@@ -419,21 +437,26 @@ async def test_a_removed_printer_is_cleared(broker: MosquittoBroker, journal: Jo
         Listener(broker.host, broker.port, (f"{HA}/#",)) as ha,
         running(broker, journal, desk, state, ["kitchen", "bar"]),
     ):
-        await until(lambda: bar <= ha.topics_seen(), "the bar printer's configs")
+        await eventually(
+            lambda: bar <= ha.topics_seen(), what="the bar printer's configs", within=20.0
+        )
     # The box restarts with the bar printer removed from its config.
     async with (
         Listener(broker.host, broker.port, (f"{HA}/#",), client_id="ha-2") as ha,
         running(broker, journal, desk, state, ["kitchen"]) as bridge,
     ):
-        await until(
+        await eventually(
             lambda: all((m := ha.last(t)) is not None and m.payload == b"" for t in bar),
-            "empty retained payloads for the bar printer",
+            what="empty retained payloads for the bar printer",
+            within=20.0,
         )
         assert bridge.homeassistant is not None and bridge.homeassistant.cleared == 2
     # Nothing of the bar printer is retained any more; the kitchen's is.
     async with Listener(broker.host, broker.port, (f"{HA}/#",), client_id="ha-3") as late:
         kitchen = f"{HA}/sensor/{NODE}/printer_kitchen/config"
-        await until(lambda: kitchen in late.topics_seen(), "the kitchen's retained config")
+        await eventually(
+            lambda: kitchen in late.topics_seen(), what="the kitchen's retained config", within=20.0
+        )
         assert not bar & late.topics_seen()
 
 
@@ -444,13 +467,17 @@ async def test_home_assistant_online_republishes(broker: MosquittoBroker, journa
         Listener(broker.host, broker.port, (f"{HA}/#", f"{BASE}/state/#")) as ha,
         running(broker, journal, desk, state, ["kitchen"]),
     ):
-        await until(lambda: len(ha.on(topic)) == 1, "the first config")
-        await until(lambda: ha.last(f"{BASE}/state/link") is not None, "the link state")
+        await eventually(lambda: len(ha.on(topic)) == 1, what="the first config", within=20.0)
+        await eventually(
+            lambda: ha.last(f"{BASE}/state/link") is not None, what="the link state", within=20.0
+        )
         states = len(ha.on(f"{BASE}/state/link"))
         await ha.publish(f"{HA}/status", b"offline")
         await ha.publish(f"{HA}/status", b"online")
-        await until(lambda: len(ha.on(topic)) == 2, "the config again")
-        await until(lambda: len(ha.on(f"{BASE}/state/link")) > states, "the state again")
+        await eventually(lambda: len(ha.on(topic)) == 2, what="the config again", within=20.0)
+        await eventually(
+            lambda: len(ha.on(f"{BASE}/state/link")) > states, what="the state again", within=20.0
+        )
         check_config(topic, ha.on(topic)[-1].json())
 
 
@@ -467,7 +494,9 @@ async def test_buttons_act_on_the_journal(broker: MosquittoBroker, journal: Jour
         await ha.publish(f"{BASE}/button/acknowledge", b"PRESS")
         await ha.publish(f"{BASE}/button/reprint_last", b"PRESS")
         await ha.publish(f"{BASE}/button/test_print/kitchen", b"PRESS")
-        await until(lambda: bridge.homeassistant.presses == 3, "three presses")  # type: ignore[union-attr]
+        await eventually(
+            lambda: bridge.homeassistant.presses == 3, what="three presses", within=20.0
+        )  # type: ignore[union-attr]
         events = await journal.read_events(after)
         acknowledged = sorted(e.order_id for e in events if e.kind == ev.ORDER_ACKNOWLEDGED)
         assert acknowledged == [31, 32]

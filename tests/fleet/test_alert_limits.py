@@ -21,10 +21,10 @@ import httpx
 import pytest
 from aiohttp import web
 from bridge_helpers import make_desk, make_order
-from conftest import eventually
 from harness import DaemonProcess, SimulatorProcess, write_config
 from test_alerts import Receiver, monitor, running
 from test_faults import new_order
+from waiting import eventually
 
 from edged.fleet import alert_text
 from edged.fleet.alerts import DeliveryError

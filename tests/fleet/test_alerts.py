@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from bridge_helpers import make_desk, make_order, until
-from broker import MosquittoBroker, free_port
+from bridge_helpers import make_desk, make_order
+from broker import MosquittoBroker
 from mqtt_listener import Listener
+from ports import free_port
+from waiting import eventually
 
 from edged.fleet.alerts import KV_KEY, STATE_KEY, AlertMonitor, DeliveryError
 from edged.fleet.identity import BoxIdentity
@@ -227,21 +229,25 @@ async def test_a_restart_neither_repeats_nor_loses_alerts(journal: Journal) -> N
     down.failing = DeliveryError("receiver down")
     await desk.ingest(make_order(21), "test")
     async with running(monitor(journal, state, [down], clock)) as first:
-        await until(lambda: bool(first.open), "the incident")
-        await until(lambda: down.attempts >= 2, "retries")
-        await until(lambda: first._saved == first._document(), "the state kept")
+        await eventually(lambda: bool(first.open), what="the incident", within=20.0)
+        await eventually(lambda: down.attempts >= 2, what="retries", within=20.0)
+        await eventually(
+            lambda: first._saved == first._document(), what="the state kept", within=20.0
+        )
     stored = json.loads(await journal.kv_get(KV_KEY) or "{}")
     assert [i["key"] for i in stored["open"]] == ["order_waiting:21"]
     assert len(stored["queues"]["memory"]) == 1
     up = Sink()
     async with running(monitor(journal, state, [up], clock)) as second:
-        await until(lambda: len(up.alerts) == 1, "the kept alert delivered")
+        await eventually(lambda: len(up.alerts) == 1, what="the kept alert delivered", within=20.0)
         await second.evaluate()
         assert up.states() == [("order_waiting:21", "open")]
         await desk.ingest(make_order(21, "accepted"), "test")
-        await until(lambda: len(up.alerts) == 2, "the resolved alert")
+        await eventually(lambda: len(up.alerts) == 2, what="the resolved alert", within=20.0)
         assert up.states()[1] == ("order_waiting:21", "resolved")
-        await until(lambda: second._saved == second._document(), "the state kept")
+        await eventually(
+            lambda: second._saved == second._document(), what="the state kept", within=20.0
+        )
     assert await journal.kv_get(KV_KEY) is None  # nothing open, nothing queued
 
 
@@ -253,8 +259,10 @@ async def test_a_refusing_sink_drops_and_the_others_go_on(journal: Journal) -> N
     bad.failing = DeliveryError("HTTP 404", retry=False)
     await desk.ingest(make_order(5), "test")
     async with running(monitor(journal, state, [bad, good], clock)) as mon:
-        await until(lambda: len(good.alerts) == 1, "the good sink")
-        await until(lambda: mon.couriers["bad"].dropped == 1, "the bad sink gave up")
+        await eventually(lambda: len(good.alerts) == 1, what="the good sink", within=20.0)
+        await eventually(
+            lambda: mon.couriers["bad"].dropped == 1, what="the bad sink gave up", within=20.0
+        )
         assert bad.attempts == 1
 
 
@@ -358,8 +366,12 @@ async def test_an_order_waiting_past_its_limit_reaches_webhook_and_fleet(
             try:
                 async with running(mon):
                     await desk.ingest(make_order(4912), "test")
-                    await until(lambda: len(receiver.accepted()) == 1, "the webhook alert")
-                    await until(lambda: len(central.messages) == 1, "the fleet alert")
+                    await eventually(
+                        lambda: len(receiver.accepted()) == 1, what="the webhook alert", within=20.0
+                    )
+                    await eventually(
+                        lambda: len(central.messages) == 1, what="the fleet alert", within=20.0
+                    )
                     # Two 503s, then taken: three posts of the same alert, one accepted.
                     assert [s for s, _, _ in receiver.posts] == [503, 503, 200]
                     assert {b["id"] for _, b, _ in receiver.posts} == {receiver.accepted()[0]["id"]}
@@ -368,8 +380,16 @@ async def test_an_order_waiting_past_its_limit_reaches_webhook_and_fleet(
                     assert opened == receiver.accepted()[0]
                     assert (opened["incident"], opened["state"]) == ("order_waiting:4912", "open")
                     await desk.ingest(make_order(4912, "accepted"), "test")
-                    await until(lambda: len(receiver.accepted()) == 2, "the resolved webhook")
-                    await until(lambda: len(central.messages) == 2, "the resolved fleet alert")
+                    await eventually(
+                        lambda: len(receiver.accepted()) == 2,
+                        what="the resolved webhook",
+                        within=20.0,
+                    )
+                    await eventually(
+                        lambda: len(central.messages) == 2,
+                        what="the resolved fleet alert",
+                        within=20.0,
+                    )
                     await mon.evaluate()
                     resolved = central.messages[1].json()
                     assert (resolved["incident"], resolved["state"]) == (

@@ -15,11 +15,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from bridge_helpers import make_desk, make_order, until
+from bridge_helpers import make_desk, make_order
 from broker import MosquittoBroker
-from harness import DaemonProcess, SimulatorProcess, app_config, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, app_config, sinqro_section
 from mqtt_listener import Listener
+from ports import free_port
 from test_faults import running_app
+from waiting import eventually
 
 from edged.configtools import dump_toml
 from edged.fleet.identity import BoxIdentity
@@ -81,6 +83,7 @@ async def test_the_info_document(tmp_path: Path, journal: Journal) -> None:
     assert info["system_uptime"] == 12345.7 and info["uptime"] >= 0
     assert info["soc_temperature"] == 48.3
     assert isinstance(info["storage_free"], int) and info["storage_free"] > 0
+    assert isinstance(info["storage_total"], int) and info["storage_total"] >= info["storage_free"]
     assert info["incidents"] == ["printer_down:kitchen"]
     # 0x50005: under-voltage and throttled now, both also "occurred".
     assert info["throttling"] == {
@@ -151,27 +154,38 @@ async def test_info_on_change_not_on_counters_and_offline_on_stop(
     try:
         async with Listener(broker.host, broker.port, (f"{base}/#",)) as central:
             async with fleet_running(link):
-                await until(lambda: len(central.on(f"{base}/info")) == 1, "the first info")
+                await eventually(
+                    lambda: len(central.on(f"{base}/info")) == 1, what="the first info", within=20.0
+                )
                 assert central.last(f"{base}/availability").payload == b"online"  # type: ignore[union-attr]
                 # Counters ride along with the periodic refresh: no message of their own.
                 await desk.ingest(make_order(1), "test")
                 state.set("panel.buzzer", "new_order")
                 # A state change is worth one.
                 state.set("printer.kitchen", {"state": "offline", "detail": ""})
-                await until(lambda: len(central.on(f"{base}/info")) == 2, "a second info")
+                await eventually(
+                    lambda: len(central.on(f"{base}/info")) == 2, what="a second info", within=20.0
+                )
                 info = central.on(f"{base}/info")[-1].json()
                 assert info["printers"] == {"kitchen": "offline"}
                 assert info["waiting_orders"] == 1  # fresh counters when it is sent
                 assert link.infos == 2
-            await until(
-                lambda: central.last(f"{base}/availability").payload == b"offline",  # type: ignore[union-attr]
-                "offline on a clean stop",
+            await eventually(
+                lambda: central.last(f"{base}/availability").payload == b"offline",
+                what="offline on a clean stop",
+                within=20.0,
             )
         # Retained: whoever subscribes later sees the last info and the availability.
         async with Listener(broker.host, broker.port, (f"{base}/#",), client_id="late") as late:
-            await until(lambda: late.last(f"{base}/info") is not None, "retained info")
+            await eventually(
+                lambda: late.last(f"{base}/info") is not None, what="retained info", within=20.0
+            )
             assert late.last(f"{base}/info").retain  # type: ignore[union-attr]
-            await until(lambda: late.last(f"{base}/availability") is not None, "availability")
+            await eventually(
+                lambda: late.last(f"{base}/availability") is not None,
+                what="availability",
+                within=20.0,
+            )
             assert late.last(f"{base}/availability").payload == b"offline"  # type: ignore[union-attr]
     finally:
         broker.kill()
@@ -247,33 +261,38 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
         async with Listener(central.host, central.port, ("edged/#",), client_id="hq") as hq:
             with DaemonProcess(config) as daemon:
                 await asyncio.to_thread(daemon.start)
-                await until(lambda: hq.last(f"edged/{BOX}/info") is not None, "info at HQ", 60)
+                await eventually(
+                    lambda: hq.last(f"edged/{BOX}/info") is not None, what="info at HQ", within=60
+                )
                 info = hq.last(f"edged/{BOX}/info").json()  # type: ignore[union-attr]
                 assert info["box_id"] == BOX and info["name"] == "edged"
                 assert info["selling_point"]["id"] == cloud.info()["sellingPointId"]
-                await until(
+                await eventually(
                     lambda: (
                         (m := hq.last(f"edged/{BOX}/availability")) is not None
                         and m.payload == b"online"
                     ),
-                    "online at HQ",
+                    what="online at HQ",
+                    within=20.0,
                 )
-                await until(
-                    lambda: hq.last(f"edged/{BOX}/info").json()["link"] == "online",  # type: ignore[union-attr]
-                    "the link online in the info",
-                    60,
+                await eventually(
+                    lambda: hq.last(f"edged/{BOX}/info").json()["link"] == "online",
+                    what="the link online in the info",
+                    within=60,
                 )
                 # The printer is off: one alert at HQ, the incident in the info and /health.
-                await until(lambda: hq.last(f"edged/{BOX}/alert") is not None, "an alert", 60)
+                await eventually(
+                    lambda: hq.last(f"edged/{BOX}/alert") is not None, what="an alert", within=60
+                )
                 alert = hq.last(f"edged/{BOX}/alert").json()  # type: ignore[union-attr]
                 assert (alert["incident"], alert["state"]) == ("printer_down:kitchen", "open")
-                await until(
+                await eventually(
                     lambda: (
                         hq.last(f"edged/{BOX}/info").json()["incidents"]  # type: ignore[union-attr]
                         == ["printer_down:kitchen"]
                     ),
-                    "the incident in the info",
-                    60,
+                    what="the incident in the info",
+                    within=60,
                 )
                 async with httpx.AsyncClient() as http:
                     health = (await http.get(f"http://127.0.0.1:{web_port}/health")).json()
@@ -281,10 +300,10 @@ async def test_a_box_reports_through_a_bridged_cluster_and_its_will_arrives(
                 assert [i["incident"] for i in health["incidents"]] == ["printer_down:kitchen"]
                 assert len(hq.on(f"edged/{BOX}/alert")) == 1
                 daemon.kill()
-                await until(
-                    lambda: hq.last(f"edged/{BOX}/availability").payload == b"offline",  # type: ignore[union-attr]
-                    "the last will at HQ",
-                    60,
+                await eventually(
+                    lambda: hq.last(f"edged/{BOX}/availability").payload == b"offline",
+                    what="the last will at HQ",
+                    within=60,
                 )
     finally:
         local.kill()
@@ -311,7 +330,9 @@ async def test_two_boxes_with_the_default_config_do_not_collide(
             with DaemonProcess(first) as box_a, DaemonProcess(second) as box_b:
                 await asyncio.to_thread(box_a.start)
                 await asyncio.to_thread(box_b.start)
-                await until(lambda: len(watch.topics_seen()) == 2, "two status topics", 60)
+                await eventually(
+                    lambda: len(watch.topics_seen()) == 2, what="two status topics", within=60
+                )
                 ids = sorted(t.split("/")[1] for t in watch.topics_seen())
                 assert "10000000aaaa0001" in ids and ids[0] != ids[1]
                 assert all(re.fullmatch(r"[a-z0-9]{16}", i) for i in ids)
@@ -356,15 +377,24 @@ async def test_the_fleet_link_switched_on_and_moved_live(tmp_path: Path, sim: Si
                 "fleet": "applied",
                 "alerts": "applied",
             }
-            await until(lambda: one.last(f"edged/{BOX}/info") is not None, "info on the first")
+            await eventually(
+                lambda: one.last(f"edged/{BOX}/info") is not None,
+                what="info on the first",
+                within=20.0,
+            )
             dropin.write_text(dump_toml({"fleet": {**fleet, "url": second.url}}), encoding="utf-8")
             result = await app.reload()
             assert result.parts["fleet"] == "applied"
-            await until(lambda: two.last(f"edged/{BOX}/info") is not None, "info on the second")
+            await eventually(
+                lambda: two.last(f"edged/{BOX}/info") is not None,
+                what="info on the second",
+                within=20.0,
+            )
             # The link left the first broker cleanly.
-            await until(
-                lambda: one.last(f"edged/{BOX}/availability").payload == b"offline",  # type: ignore[union-attr]
-                "offline on the first",
+            await eventually(
+                lambda: one.last(f"edged/{BOX}/availability").payload == b"offline",
+                what="offline on the first",
+                within=20.0,
             )
             assert app.part_health()["fleet"]["state"] == "running"
     finally:

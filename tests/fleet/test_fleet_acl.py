@@ -18,10 +18,9 @@ from pathlib import Path
 import aiomqtt
 import httpx
 import pytest
-from bridge_helpers import until
 from broker import MosquittoBroker
-from conftest import eventually
 from test_relay import RelayProcess
+from waiting import eventually
 
 from edged.configtools import dump_toml
 from edged.fleet.settings import FleetConfig
@@ -57,6 +56,8 @@ def notification(sp: int, order_id: int) -> str:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """The fleet broker as shipped (ACL, password file, no anonymous clients): in this
+    module it takes the place of conftest's anonymous one."""
     directory = tmp_path / "broker"
     directory.mkdir()
     passwd = directory / "fleet.passwd"
@@ -176,7 +177,11 @@ async def test_only_the_relay_user_publishes_notifications_and_a_box_reads_only_
             # The relay's user: box A gets its notification, box B does not.
             answer = await http.post(relay.url(), content=notification(SP_A, 5))
             assert answer.status_code == 200, answer.text
-            await until(lambda: len(box_a.frames) >= 1, "the relay's notification at box A")
+            await eventually(
+                lambda: len(box_a.frames) >= 1,
+                what="the relay's notification at box A",
+                within=20.0,
+            )
             assert [json.loads(f)["data"]["id"] for f in box_a.frames] == [5]
             # Box B's topic: box A cannot listen there (what the broker sends one client
             # keeps its order, so the first thing box A's spy hears is on its own topic).
@@ -186,7 +191,11 @@ async def test_only_the_relay_user_publishes_notifications_and_a_box_reads_only_
                 await spy.subscribe(topic_a, qos=1)
                 answer = await http.post(relay.url(), content=notification(SP_B, 6))
                 assert answer.status_code == 200, answer.text
-                await until(lambda: len(box_b.frames) >= 1, "the relay's notification at box B")
+                await eventually(
+                    lambda: len(box_b.frames) >= 1,
+                    what="the relay's notification at box B",
+                    within=20.0,
+                )
                 assert [json.loads(f)["data"]["id"] for f in box_b.frames] == [6]
                 answer = await http.post(relay.url(), content=notification(SP_A, 7))
                 assert answer.status_code == 200, answer.text

@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from bridge_helpers import make_desk, make_order, until
-from conftest import eventually, make_sinqro_config
+from bridge_helpers import make_desk, make_order
+from conftest import make_sinqro_config
 from mqtt_listener import Listener
 from nats_cluster import NatsCluster
 from test_alerts import monitor, running
 from test_fleet import fleet_running, kernel, telemetry
 from test_relay import RelayProcess, capture, relay_process
+from waiting import eventually
 
 from edged.fleet.link import FleetLink
 from edged.fleet.settings import FleetConfig
@@ -69,10 +70,10 @@ async def retained_on(cluster: NatsCluster, node: int) -> AsyncIterator[Listener
     for attempt in range(6):
         async with listener(cluster, node, topics, f"late-{node}-{attempt}") as late:
             try:
-                await until(
+                await eventually(
                     lambda: all(late.last(t) is not None for t in topics),
-                    f"retained on node {node}",
-                    limit=5.0,
+                    what=f"retained on node {node}",
+                    within=5.0,
                 )
             except AssertionError:
                 continue
@@ -110,13 +111,17 @@ async def test_a_box_keeps_its_alerts_and_info_across_the_kill_of_its_node(
         fleet_running(link),
         running(mon),
     ):
-        await until(lambda: link.connected, "the box on node 0")
-        await until(lambda: vendor.last(f"{BASE}/info") is not None, "the first info")
+        await eventually(lambda: link.connected, what="the box on node 0", within=20.0)
+        await eventually(
+            lambda: vendor.last(f"{BASE}/info") is not None, what="the first info", within=20.0
+        )
         for n, order_id in enumerate(orders):
             await desk.ingest(make_order(order_id), "test")
             if n == 4:
                 # Alerts are on their way: the box's node dies without a goodbye.
-                await until(lambda: link.alerts >= 3, "some alerts through node 0")
+                await eventually(
+                    lambda: link.alerts >= 3, what="some alerts through node 0", within=20.0
+                )
                 cluster.kill(0)
             await asyncio.sleep(0.05)  # spread the alerts over the outage
 
@@ -124,14 +129,15 @@ async def test_a_box_keeps_its_alerts_and_info_across_the_kill_of_its_node(
             return {m.json()["incident"] for m in vendor.on(f"{BASE}/alert")}
 
         wanted = {f"order_waiting:{order_id}" for order_id in orders}
-        await until(lambda: incidents() >= wanted, "every alert at the vendor", limit=30)
+        await eventually(lambda: incidents() >= wanted, what="every alert at the vendor", within=30)
         assert incidents() == wanted
         assert link.reconnects >= 1 and link.connected
         # A change after the switch is published through the new node.
         state.set("printer.kitchen", {"state": "paper_out", "detail": ""})
-        await until(
-            lambda: vendor.last(f"{BASE}/info").json()["printers"] == {"kitchen": "paper_out"},  # type: ignore[union-attr]
-            "the new info",
+        await eventually(
+            lambda: vendor.last(f"{BASE}/info").json()["printers"] == {"kitchen": "paper_out"},
+            what="the new info",
+            within=20.0,
         )
         # Retained on every live node: online and the latest info.
         for node in (1, 2):
@@ -153,7 +159,11 @@ async def test_a_box_keeps_its_alerts_and_info_across_the_kill_of_its_node(
     # A clean stop says offline, on every node.
     for node in (0, 1, 2):
         async with retained_on(cluster, node) as late:
-            await until(lambda: availability(late) == b"offline", f"offline on node {node}")
+            await eventually(
+                lambda: availability(late) == b"offline",
+                what=f"offline on node {node}",
+                within=20.0,
+            )
 
 
 def fleet_ls(cluster: NatsCluster) -> Any:
@@ -239,7 +249,9 @@ async def test_relayed_orders_survive_the_kill_of_the_relay_node_and_the_box_nod
     ):
         task = asyncio.create_task(link.run(), name="test-link")
         try:
-            await until(lambda: state.get("link") == "online", "the box subscribed")
+            await eventually(
+                lambda: state.get("link") == "online", what="the box subscribed", within=20.0
+            )
             for n in range(4):
                 await new_order(http)
                 if n == 1:
@@ -249,7 +261,9 @@ async def test_relayed_orders_survive_the_kill_of_the_relay_node_and_the_box_nod
                 await new_order(http)
                 if n == 1:
                     cluster.kill(1)  # the box's node
-            await until(lambda: subscription.reconnects >= 1, "the box on another node")
+            await eventually(
+                lambda: subscription.reconnects >= 1, what="the box on another node", within=20.0
+            )
 
             async def all_stored() -> bool:
                 return all([await journal.get_order(i) is not None for i in orders])
@@ -261,8 +275,12 @@ async def test_relayed_orders_survive_the_kill_of_the_relay_node_and_the_box_nod
                 seen = vendor.on(topic)
                 return {parse_notification(m.payload, max_bytes=1 << 20).order.id for m in seen}
 
-            await until(lambda: relayed() >= set(orders), "every relayed order", limit=30)
-            await until(lambda: subscription.messages >= 1, "relayed messages at the box")
+            await eventually(
+                lambda: relayed() >= set(orders), what="every relayed order", within=30
+            )
+            await eventually(
+                lambda: subscription.messages >= 1, what="relayed messages at the box", within=20.0
+            )
             assert state.get("link") == "online"
         finally:
             task.cancel()

@@ -8,16 +8,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-from bridge_helpers import until
 from broker import MosquittoBroker
-from conftest import eventually, make_sinqro_config
+from conftest import make_sinqro_config
 from test_relay import box
+from waiting import eventually
 
 from edged.flow import hints
 from edged.flow.desk import OrderDesk
@@ -30,16 +28,6 @@ from edged.simulator.server import Simulator
 from edged.sinqro.api import SinqroApi
 from edged.sinqro.models import parse_order
 from edged.state import BoxState
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 def notification(sim: Simulator, order: dict[str, Any], event: str = "new_order") -> str:
@@ -83,8 +71,14 @@ async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
         link.hints.min_interval = 3600.0
         forged = [notification(sim, dict(template, id=800000 + i)) for i in range(300)]
         await publish(broker, topic, forged)
-        await until(lambda: link.hints.received == 300, "the flood at the box")
-        await until(lambda: link.hints.rejected[hints.UNKNOWN_ORDER] == 1, "the first check")
+        await eventually(
+            lambda: link.hints.received == 300, what="the flood at the box", within=20.0
+        )
+        await eventually(
+            lambda: link.hints.rejected[hints.UNKNOWN_ORDER] == 1,
+            what="the first check",
+            within=20.0,
+        )
         assert order_gets(sim) == 1
         pending = link.hints.pending
         overflow = link.hints.rejected[hints.OVERFLOW]
@@ -101,7 +95,7 @@ async def test_a_flood_of_forged_hints_is_bounded_and_the_websocket_goes_on(
         # Paced again: every hint that waited is checked once, rejected, and the log says
         # so in a few lines, not one per forgery.
         link.hints.min_interval = 0.0
-        await until(lambda: link.hints.pending == 0, "the queue drained")
+        await eventually(lambda: link.hints.pending == 0, what="the queue drained", within=20.0)
         assert link.hints.rejected[hints.UNKNOWN_ORDER] == pending + 1
         assert order_gets(sim) == pending + 1
         assert link.hints.rejected[hints.OVERFLOW] == overflow
@@ -124,26 +118,32 @@ async def test_a_hint_sinqro_cannot_answer_waits_and_holds_back_no_other_order(
         sim.mute_notifications(False)
         sim.fail_order_get(int(stuck["id"]))
         await publish(broker, topic, [accepted(sim, stuck)])
-        await until(lambda: order_gets(sim, int(stuck["id"])) >= 2, "the GET retried")
+        await eventually(
+            lambda: order_gets(sim, int(stuck["id"])) >= 2, what="the GET retried", within=20.0
+        )
         # Not applied while Sinqro does not answer (a reconcile may still bring it: that is
         # Sinqro's word too).
         assert link.hints.applied == 0 and link.hints.pending == 1
         # Another order's hint and a websocket frame go through meanwhile.
         await publish(broker, topic, [accepted(sim, other)])
-        await until(lambda: link.hints.applied == 1, "the other order's hint")
+        await eventually(
+            lambda: link.hints.applied == 1, what="the other order's hint", within=20.0
+        )
         assert await journal.get_order(int(other["id"])) is not None
         by_websocket = sim.create_order("delivery")
         await eventually(lambda: journal.get_order(int(by_websocket["id"])), what="the frame")
         assert link.hints.pending == 1
         # An order of another selling point of the same user: Sinqro knows it, not ours.
         await publish(broker, topic, [notification(sim, elsewhere)])
-        await until(
-            lambda: link.hints.rejected[hints.OTHER_SELLING_POINT] == 1, "the other selling point"
+        await eventually(
+            lambda: link.hints.rejected[hints.OTHER_SELLING_POINT] == 1,
+            what="the other selling point",
+            within=20.0,
         )
         assert await journal.get_order(int(elsewhere["id"])) is None
         # Sinqro answers again: the waiting hint is applied.
         sim.fail_order_get(int(stuck["id"]), on=False)
-        await until(lambda: link.hints.applied == 2, "the retried hint")
+        await eventually(lambda: link.hints.applied == 2, what="the retried hint", within=20.0)
         stored = await journal.get_order(int(stuck["id"]))
         assert stored is not None and stored.status == "waiting_sp_validation"
         assert link.hints.rejected[hints.UNVERIFIED] == 0
@@ -180,7 +180,9 @@ async def test_a_final_status_sinqro_contradicts_on_a_get_is_corrected(
     try:
         await eventually(waiting, within=20, what="the order waiting again")
         # Corrected on Sinqro's answer to a direct GET, not on the active-orders list.
-        await until(lambda: link.reconciler.verified_reports >= 1, "the verify counted")
+        await eventually(
+            lambda: link.reconciler.verified_reports >= 1, what="the verify counted", within=20.0
+        )
         assert link.reconciler.stale_reports >= 1
         assert order_gets(sim, order_id) >= 1
         assert state.get("waiting_orders") == 1
@@ -218,7 +220,7 @@ async def test_a_late_websocket_frame_never_reopens_a_final_order_by_itself(
     )
     task = asyncio.create_task(link.run())
     try:
-        await until(lambda: link.websocket_up, "the websocket")
+        await eventually(lambda: link.websocket_up, what="the websocket", within=20.0)
 
         async def final() -> bool:
             stored = await journal.get_order(order_id)
@@ -232,7 +234,9 @@ async def test_a_late_websocket_frame_never_reopens_a_final_order_by_itself(
         stale = link.reconciler.stale_reports
         verified = link.reconciler.verified_reports
         assert sim.send_raw(notification(sim, order)) == 1
-        await until(lambda: link.reconciler.verified_reports > verified, "Sinqro's answer")
+        await eventually(
+            lambda: link.reconciler.verified_reports > verified, what="Sinqro's answer", within=20.0
+        )
         assert link.reconciler.stale_reports > stale
         assert order_gets(sim, order_id) > gets
         assert await final()

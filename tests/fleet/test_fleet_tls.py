@@ -8,8 +8,9 @@ import contextlib
 import subprocess
 from pathlib import Path
 
-from bridge_helpers import make_desk, until
+from bridge_helpers import make_desk
 from broker import MosquittoBroker
+from waiting import eventually
 
 from edged.fleet.identity import BoxIdentity
 from edged.fleet.link import FleetLink
@@ -85,7 +86,9 @@ async def connects(tmp_path: Path, journal: Journal, config: FleetConfig) -> Fle
     )
     task = asyncio.create_task(link.run())
     try:
-        await until(lambda: link.infos >= 1 or link.reconnects >= 2, "connected or refused", 30)
+        await eventually(
+            lambda: link.infos >= 1 or link.reconnects >= 2, what="connected or refused", within=30
+        )
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

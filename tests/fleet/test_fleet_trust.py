@@ -12,31 +12,21 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
-from bridge_helpers import until
-from broker import MosquittoBroker, free_port
-from conftest import eventually
+from broker import MosquittoBroker
 from harness import DaemonProcess, SimulatorProcess, write_config
+from ports import free_port
 from test_relay import RelayProcess
+from waiting import eventually
 
 BOX = "10000000babe0002"
 FORGED_ID = 990001
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture
@@ -130,10 +120,10 @@ async def test_forged_hints_change_nothing_and_genuine_ones_apply_after_a_get(
 
         with DaemonProcess(config) as daemon:
             await asyncio.to_thread(daemon.start)
-            await until(
+            await eventually(
                 lambda: "relay: subscribed to" in daemon.log_path.read_text(),
-                "the subscription",
-                30,
+                what="the subscription",
+                within=30,
             )
 
             async def reconciled() -> bool:
@@ -146,9 +136,11 @@ async def test_forged_hints_change_nothing_and_genuine_ones_apply_after_a_get(
             order = created.json()[0]
             order_id = int(order["id"])
             await webhook({"event": "new_order", "sellingPointId": sp, "data": order})
-            await until(lambda: status_of(journal, order_id) is not None, "the order", 30)
+            await eventually(
+                lambda: status_of(journal, order_id) is not None, what="the order", within=30
+            )
             assert status_of(journal, order_id) == "waiting_sp_validation"
-            await until(lambda: printed(order_id), "its ticket", 30)
+            await eventually(lambda: printed(order_id), what="its ticket", within=30)
 
             # A forged cancellation through the relay (the URL secret is all it takes).
             cancelled = with_status(order, "cancelled_by_client", True)
@@ -182,12 +174,16 @@ async def test_forged_hints_change_nothing_and_genuine_ones_apply_after_a_get(
             genuine = with_status(order, "cancelled_by_client", True)
             asked = gets(order_id, await requests())
             await webhook({"event": "order_status_changed", "sellingPointId": sp, "data": genuine})
-            await until(
-                lambda: status_of(journal, order_id) == "cancelled_by_client", "the change", 30
+            await eventually(
+                lambda: status_of(journal, order_id) == "cancelled_by_client",
+                what="the change",
+                within=30,
             )
             assert gets(order_id, await requests()) == asked + 1  # applied after the GET
             # Its cancellation slip prints now, and only now: the forgeries printed nothing.
-            await until(lambda: len(printed(order_id)) == 2, "the cancellation slip", 30)
+            await eventually(
+                lambda: len(printed(order_id)) == 2, what="the cancellation slip", within=30
+            )
             assert printed(FORGED_ID) == []
             assert await count("contradicted") == 2
             health = (await http.get(f"{box_web}/health")).json()

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from broker import MosquittoBroker, free_port
+from broker import MosquittoBroker
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,17 +11,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from bridge_helpers import until
-from broker import MosquittoBroker, free_port
-from conftest import eventually, make_sinqro_config
+from broker import MosquittoBroker
+from conftest import make_sinqro_config
 from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from mqtt_listener import Listener
+from ports import free_port
+from waiting import eventually
 
 from edged.configtools import ConfigError, dump_toml
 from edged.fleet.settings import FleetConfig
@@ -96,19 +97,6 @@ class RelayProcess:
                 self.proc.wait()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        if b.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(b.process.pid, signal.SIGCONT)
-        b.kill()
-
-
 @contextlib.asynccontextmanager
 async def relay_process(
     tmp_path: Path,
@@ -179,8 +167,10 @@ async def box(
     )
     task = asyncio.create_task(link.run(), name="test-link")
     try:
-        await until(
-            lambda: state.get("link") == "online" and link.reconciler.reconciles >= 1, "link up"
+        await eventually(
+            lambda: state.get("link") == "online" and link.reconciler.reconciles >= 1,
+            what="link up",
+            within=20.0,
         )
         yield link, state
     finally:
@@ -214,13 +204,19 @@ async def test_webhooks_reach_the_box_through_mosquitto(
         assert answer.status_code == 200, answer.text
         assert answer.json()["topic"] == f"edged/sellingPoints/{sim.selling_point_id}/notifications"
         hints = link.hints
-        await until(lambda: hints.applied + hints.known == 1, "the notification at the box")
+        await eventually(
+            lambda: hints.applied + hints.known == 1,
+            what="the notification at the box",
+            within=20.0,
+        )
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "waiting_sp_validation"
         # The same notification twice (Sinqro retrying) is still one order.
         again = await http.post(relay.url(), content=json.dumps(new_order))
         assert again.status_code == 200
-        await until(lambda: hints.applied + hints.known == 2, "the repeat at the box")
+        await eventually(
+            lambda: hints.applied + hints.known == 2, what="the repeat at the box", within=20.0
+        )
         assert hints.known >= 1  # the same status again: nothing to ask
         order_path = f"/pos-app/v1/orders/{order['id']}"
         asked = sum(1 for r in sim.requests if r["path"].endswith(order_path))
@@ -229,7 +225,11 @@ async def test_webhooks_reach_the_box_through_mosquitto(
         changed = notifications[-1]
         assert changed["event"] == "order_status_changed"
         assert (await http.post(relay.url(), content=json.dumps(changed))).status_code == 200
-        await until(lambda: hints.applied + hints.known == 3, "the status change at the box")
+        await eventually(
+            lambda: hints.applied + hints.known == 3,
+            what="the status change at the box",
+            within=20.0,
+        )
         assert sum(1 for r in sim.requests if r["path"].endswith(order_path)) == asked + 1
         stored = await journal.get_order(order["id"])
         assert stored is not None and stored.status == "cancelled_by_client"
@@ -289,7 +289,7 @@ async def test_2xx_only_after_the_broker_acknowledged(
         await eventually(lambda: journal.get_order(order["id"]), within=30, what="the order")
         # The order may come by the reconcile after the broker's restart too; the relay's
         # copy still arrives (the box's session kept it) and changes nothing.
-        await until(lambda: link.frames >= 1, "the relay's message at the box", 30)
+        await eventually(lambda: link.frames >= 1, what="the relay's message at the box", within=30)
         events = [e for e in await journal.read_events(0) if e.order_id == order["id"]]
         assert [e.kind for e in events] == [ev.ORDER_NEW]
 
@@ -321,7 +321,7 @@ async def test_each_endpoint_serves_only_its_own_selling_points(
         assert answer.status_code == 200, answer.text
         # The old single secret still works, for every selling point (documented as weaker).
         assert (await http.post(relay.url(SECRET), content=body)).status_code == 200
-        await until(lambda: len(watch.messages) == 2, "two publishes")
+        await eventually(lambda: len(watch.messages) == 2, what="two publishes", within=20.0)
         assert {m.topic for m in watch.messages} == {topic}
         health = (await http.get(f"{relay.root}/health")).json()
         assert health["published"] == 2 and health["refused"] == 1
@@ -385,10 +385,10 @@ async def test_the_daemon_takes_its_orders_from_the_relay(
             with DaemonProcess(config) as daemon:
                 await asyncio.to_thread(daemon.start)
                 # The box logs its subscription once the broker confirmed it (SUBACK).
-                await until(
+                await eventually(
                     lambda: "relay: subscribed to" in daemon.log_path.read_text(),
-                    "the subscription",
-                    30,
+                    what="the subscription",
+                    within=30,
                 )
 
                 # Once the reconcile that follows the subscription has asked for the active
@@ -406,14 +406,19 @@ async def test_the_daemon_takes_its_orders_from_the_relay(
                 answer = await http.post(relay.url(), json=webhook)
                 assert answer.status_code == 200, answer.text
                 journal = tmp_path / "state" / "edged.sqlite3"
-                await until(lambda: order_id in stored_ids(journal), "the order in the journal", 30)
+                await eventually(
+                    lambda: order_id in stored_ids(journal),
+                    what="the order in the journal",
+                    within=30,
+                )
                 # The journal commit comes just before the log line: wait for it too.
-                await until(
+                await eventually(
                     lambda: (
                         f"{order_id} (collection, " in daemon.log_path.read_text()
                         and "from relay" in daemon.log_path.read_text()
                     ),
-                    "the order logged as stored from the relay",
+                    what="the order logged as stored from the relay",
+                    within=20.0,
                 )
                 assert daemon.stop() == 0
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 from broker import MosquittoBroker
-from conftest import eventually
 from test_relay import SECRET, RelayProcess, capture
 from test_web_limits import Slowloris, file_limit
+from waiting import eventually
 
 from edged.simulator.server import Simulator
 

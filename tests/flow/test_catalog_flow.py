@@ -15,8 +15,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import eventually
 from loopfs import LoopFs, LoopFsUnavailable
+from waiting import eventually
 
 from edged.clock import FakeClock
 from edged.flow.catalog import CatalogKeeper

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually, make_sinqro_config
+from conftest import make_sinqro_config
+from waiting import eventually
 
 from edged.flow.desk import OrderDesk
 from edged.flow.intake import NotificationLink

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
+from waiting import eventually
 
 from edged.flow.desk import OrderDesk
 from edged.flow.outbox import OutboxSender, pick_action

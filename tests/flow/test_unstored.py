@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
+from waiting import eventually
 
 from edged.flow.desk import OrderDesk
 from edged.flow.settings import OrdersConfig

@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import pytest
 from escpos_decoder import decode
-from harness import SimulatorProcess, free_port
+from harness import SimulatorProcess
 from image_support import (
     LOCK,
     PYTHON,
@@ -52,6 +52,7 @@ from image_support import (
     unpack,
     wheelhouse,
 )
+from ports import free_port
 from printer_standin import TcpPrinter
 from vm import VM, build_disk, prepare_guest
 
@@ -437,6 +438,17 @@ def test_build_image_turns_a_debian_arm64_base_into_an_image(tmp_path: Path) -> 
     parts = layout["partitiontable"]["partitions"]
     assert len(parts) == 2
     assert parts[1]["size"] * 512 > 2048 * 2**20  # grown by IMAGE_GROW_MB
+    # The boot partition got the first-boot files (mounted, or through mtools on a host
+    # whose kernel has no FAT driver) and kept the base's cmdline.txt.
+    boot = f"{image}@@{parts[0]['start'] * 512}"
+    listing = subprocess.run(
+        ["mdir", "-b", "-i", boot, "::"], capture_output=True, text=True, check=True
+    ).stdout
+    assert {"::/user-data", "::/meta-data", "::/cmdline.txt"} <= set(listing.split()), listing
+    cmdline = subprocess.run(
+        ["mtype", "-i", boot, "::cmdline.txt"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "root=LABEL=rootfs" in cmdline
     rootpart = tmp_path / "root.ext4"
     subprocess.run(
         [

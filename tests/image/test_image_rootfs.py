@@ -51,6 +51,7 @@ from image_support import (
     signing_key,
     wheelhouse,
 )
+from ports import free_port
 
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
@@ -288,12 +289,6 @@ def _mdwe_supported() -> bool:
     return probe.stdout.strip() == "1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_daemon_starts_reports_ready_and_stops(rootfs: Rootfs) -> None:
     state = rootfs.path("/var/lib/edged/demo")
     state.mkdir()
@@ -309,9 +304,9 @@ def test_daemon_starts_reports_ready_and_stops(rootfs: Rootfs) -> None:
         "--state-dir",
         "/var/lib/edged/demo",
         "--web-port",
-        str(_free_port()),
+        str(free_port()),
         "--sim-port",
-        str(_free_port()),
+        str(free_port()),
         user=True,
     )
     mdwe = _mdwe_supported()
@@ -515,7 +510,7 @@ def shop(rootfs: Rootfs) -> Iterator[Shop]:
             f'base_url = "{info["baseUrl"]}"\nwebsocket_url = "{info["websocketUrl"]}"\n'
             "poll_interval = 1.0\nstatus_refresh_interval = 2.0\nreconnect_min = 0.1\n"
             "reconnect_max = 1.0\n"
-            f'[panel]\npin_factory = "mock"\n[web]\nport = {_free_port()}\n'
+            f'[panel]\npin_factory = "mock"\n[web]\nport = {free_port()}\n'
         )
         os.chown(dropin, 0, rootfs.gid)
         env = {"EDGED_SERVER_TOKEN": DEFAULT_SERVER_TOKEN, "EDGED_USER_TOKEN": DEFAULT_USER_TOKEN}

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from image_support import (
     require_tools,
     wheelhouse,
 )
+from ports import free_port
 
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN
 
@@ -58,12 +58,6 @@ def journal_refuses_writes(tree: Path) -> None:
         + '    raise JournalError("ci: the disk refuses writes")\n\n\n'
         + "JournalEngine.check = _ci_check  # type: ignore[method-assign]\n"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _container_init(nspawn: int) -> int | None:
@@ -156,7 +150,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     root = work / "rootfs"
     installed_rootfs(SUITE, root)
     uid, gid = (int(x) for x in _passwd(root, "edged"))
-    port = _free_port()
+    port = free_port()
     with SimulatorProcess(log_path=work / "sim.log") as sim:
         info = sim.info()
         dropin = root / "etc/edged/edged.toml.d/90-ci.toml"

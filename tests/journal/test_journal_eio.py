@@ -17,11 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
-from harness import app_config, free_port, printer
+from harness import app_config, printer
 from loopfs import LoopFs, LoopFsUnavailable
+from ports import free_port
 from printer_standin import TcpPrinter
 from test_faults import jobs_for, running_app
+from waiting import eventually
 
 from edged.journal.writer import JournalError
 from edged.simulator.server import Simulator

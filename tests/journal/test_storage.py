@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from card_rig import card_rig, settle
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from loopfs import LoopFs, LoopFsUnavailable
+from ports import free_port
+from waiting import eventually_blocking
 
 from edged.configtools import dump_toml
 from edged.flow.pairing import Pairing, save_pairing
@@ -29,6 +31,10 @@ from edged.journal.store import Journal
 from edged.simulator.server import DEFAULT_USER_TOKEN
 
 pytestmark = pytest.mark.slow
+
+
+# A daemon that is starting does not answer yet, and its journal may be mid-write.
+STARTING = (httpx.HTTPError, sqlite3.Error)
 
 
 def need_loop_devices() -> None:
@@ -86,17 +92,6 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def until(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, sqlite3.Error):
-            result = check()
-            if result:
-                return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
 def health(config: Path) -> dict[str, Any]:
     port = tomllib.loads(config.read_text(encoding="utf-8"))["web"]["port"]
     data: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
@@ -146,7 +141,12 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
     journal = tmp_path / "state" / "edged.sqlite3"
     with DaemonProcess(config, log_path=tmp_path / "first.log") as daemon:
         daemon.start()
-        until(lambda: len(rows(journal, "SELECT id FROM orders")) == 12, "the orders stored")
+        eventually_blocking(
+            lambda: len(rows(journal, "SELECT id FROM orders")) == 12,
+            what="the orders stored",
+            within=60.0,
+            ignoring=STARTING,
+        )
         # A first start is a quiet new journal.
         assert health(config)["journal_state"] == "ok"
         assert daemon.stop() == 0
@@ -170,10 +170,17 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
     rebuilt = damage is not damage_row
     with DaemonProcess(config, log_path=tmp_path / "second.log") as daemon:
         daemon.start()
-        until(lambda: health(config)["link"] == "online", "the link online with the kept pairing")
-        stored = until(
+        eventually_blocking(
+            lambda: health(config)["link"] == "online",
+            what="the link online with the kept pairing",
+            within=60.0,
+            ignoring=STARTING,
+        )
+        stored = eventually_blocking(
             lambda: sorted(r[0] for r in rows(journal, "SELECT id FROM orders")) == open_ids,
-            "every open order fetched again",
+            what="every open order fetched again",
+            within=60.0,
+            ignoring=STARTING,
         )
         assert stored
         state = health(config)
@@ -182,9 +189,11 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
         copies = list(journal.parent.glob("edged.damaged-*.sqlite3"))
         if rebuilt:
             tickets = tmp_path / "t2"
-            notice = until(
+            notice = eventually_blocking(
                 lambda: [p for p in tickets.glob("*-text.txt") if "JOURNAL" in p.read_text()],
-                "the printed notice",
+                what="the printed notice",
+                within=60.0,
+                ignoring=STARTING,
             )
             if damage is damage_missing:
                 assert copies == [] and "missing" in notice[0].read_text()
@@ -192,7 +201,12 @@ def test_damaged_journal_at_start_heals_refetches_warns_and_keeps_the_pairing(
                 assert len(copies) == 1, "the damaged journal is kept for diagnosis"
                 assert copies[0].name in notice[0].read_text()
             # They printed before the journal was lost: again, but never silently twice.
-            until(lambda: len(list(tickets.glob("*-reprint.txt"))) == 12, "12 tickets again")
+            eventually_blocking(
+                lambda: len(list(tickets.glob("*-reprint.txt"))) == 12,
+                what="12 tickets again",
+                within=60.0,
+                ignoring=STARTING,
+            )
             assert not list(tickets.glob("*-order.txt"))
             assert all("REPRINT" in p.read_text() for p in tickets.glob("*-reprint.txt"))
         else:
@@ -240,9 +254,19 @@ def test_io_errors_on_the_card_keep_the_box_up_and_health_says_so(
         journal = card.mountpoint / "state" / "edged.sqlite3"
         with DaemonProcess(config, log_path=tmp_path / "edged.log") as daemon:
             daemon.start()
-            until(lambda: health(config)["link"] == "online", "the link online")
+            eventually_blocking(
+                lambda: health(config)["link"] == "online",
+                what="the link online",
+                within=60.0,
+                ignoring=STARTING,
+            )
             first = httpx.post(f"{cloud.root}/_sim/orders", json={}, timeout=10).json()[0]["id"]
-            until(lambda: rows(journal, f"SELECT 1 FROM orders WHERE id = {first}"), "stored")
+            eventually_blocking(
+                lambda: rows(journal, f"SELECT 1 FROM orders WHERE id = {first}"),
+                what="stored",
+                within=60.0,
+                ignoring=STARTING,
+            )
             filler = backing / "filler"
             with contextlib.suppress(OSError), filler.open("wb") as fh:
                 while True:
@@ -254,7 +278,12 @@ def test_io_errors_on_the_card_keep_the_box_up_and_health_says_so(
                 time.sleep(0.2)
                 return health(config)["ok"] is False
 
-            until(order_then_look, "/health saying the journal fails", within=90)
+            eventually_blocking(
+                order_then_look,
+                what="/health saying the journal fails",
+                within=90,
+                ignoring=STARTING,
+            )
             state = health(config)
             assert state["journal_state"] == "failing"
             # The box stays up: the page answers, the link and the outbox keep running.

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
+from waiting import eventually
 
 from edged.clock import FakeClock
 from edged.flow.desk import OrderDesk
@@ -33,21 +34,6 @@ ACCEPT, CANCEL, BUZZER, LED = 5, 6, 18, 23
 
 def order(order_id: int, status: str = "waiting_sp_validation") -> Order:
     return parse_order({"id": order_id, "type": "delivery", "status": {"code": status}})
-
-
-async def until(condition: Callable[[], Any], *, limit: float = 5.0, what: str = "") -> Any:
-    """Poll ``condition`` (for work on the journal thread); bounded, not a timing check."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.002)
 
 
 @pytest.fixture
@@ -102,7 +88,7 @@ class Rig:
     async def start(self) -> None:
         self.task = asyncio.create_task(self.panel.run(), name="test-panel")
         await self.clock.settle()
-        await until(lambda: self.panel.snapshot()["running"], what="panel running")
+        await eventually(lambda: self.panel.snapshot()["running"], what="panel running")
         await self.sync()
 
     async def stop(self) -> None:
@@ -150,7 +136,7 @@ class Rig:
         await self.clock.advance(self.config.bounce_time)
 
     async def result(self) -> str:
-        last = await until(lambda: self.panel.last_press, what="press result")
+        last = await eventually(lambda: self.panel.last_press, what="press result")
         self.panel.last_press = None
         return str(last["result"])
 
@@ -274,7 +260,7 @@ async def test_orders_waiting_at_start_ring(factory: MockFactory, journal: Journ
     rig = Rig(factory, journal, PanelConfig(pin_factory="mock"), OrdersConfig())
     await rig.start()
     try:
-        await until(lambda: rig.panel.snapshot()["ringing"] == [7], what="ringing")
+        await eventually(lambda: rig.panel.snapshot()["ringing"] == [7], what="ringing")
         await rig.clock.settle()
         assert rig.buzzing
     finally:
@@ -289,7 +275,7 @@ async def test_short_accept_accepts_oldest_with_default_delay(make_rig: RigFacto
     await rig.add(1)
     await rig.add(2)
     await rig.press(ACCEPT, 0.3)
-    command = await until(rig.commands, what="a command")
+    command = await eventually(rig.commands, what="a command")
     [cmd] = command
     assert (cmd.kind, cmd.order_id, cmd.params, cmd.source) == (
         "accept",
@@ -312,7 +298,7 @@ async def test_long_accept_uses_long_press_delay(make_rig: RigFactory) -> None:
     assert "tick" in rig.buzzer_log, "a tick says: long enough, release now"
     rig.pin(ACCEPT).drive_high()
     await rig.clock.advance(0.05)
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     assert cmd.params == {"delay": 20}
     await rig.finish(cmd)
     assert await rig.result() == "accepted"
@@ -322,7 +308,7 @@ async def test_short_accept_with_default_delay(make_rig: RigFactory) -> None:
     rig = await make_rig(default_delay=10)
     await rig.add(1)
     await rig.press(ACCEPT, 0.5)
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     assert cmd.params == {"delay": 10}
 
 
@@ -342,7 +328,7 @@ async def test_long_cancel_cancels_oldest_with_the_comment(make_rig: RigFactory)
     await rig.add(1)
     await rig.add(2)
     await rig.press(CANCEL, 2.0)
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     assert (cmd.kind, cmd.order_id, cmd.params) == ("cancel", 1, {"comment": "Kitchen closed"})
     await rig.finish(cmd, status="cancelled_by_sp")
     assert await rig.result() == "cancelled"
@@ -378,7 +364,7 @@ async def test_bounce_is_one_press(make_rig: RigFactory) -> None:
         await rig.clock.advance(0.003)
     pin.drive_high()
     await rig.clock.advance(0.1)
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     await rig.finish(cmd)
     assert await rig.result() == "accepted"
     assert len(await rig.commands()) == 1
@@ -443,7 +429,7 @@ async def test_only_both_buttons_held_prove_access_and_a_press_for_an_order_neve
     await rig.add(2)
     await rig.sync()
     await rig.press(ACCEPT, 0.3)
-    [cmd] = await until(rig.commands, what="the accept")
+    [cmd] = await eventually(rig.commands, what="the accept")
     assert (cmd.kind, cmd.order_id) == ("accept", 1)
     await rig.finish(cmd)
     assert await rig.result() == "accepted"
@@ -476,7 +462,7 @@ async def test_sinqro_says_no_is_refused(make_rig: RigFactory) -> None:
     rig = await make_rig()
     await rig.add(1)
     await rig.press(ACCEPT, 0.2)
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     await rig.finish(cmd, ok=False)
     assert await rig.result() == "refused"
 
@@ -488,15 +474,15 @@ async def test_offline_press_is_queued_and_the_next_press_takes_the_next_order(
     await rig.add(1)
     await rig.add(2)
     await rig.press(ACCEPT, 0.2)
-    await until(rig.commands)
+    await eventually(rig.commands)
     while rig.panel.last_press is None:  # nobody answers: the wait runs out on the clock
         await rig.clock.advance(0.5)
         await asyncio.sleep(0.001)
     assert await rig.result() == "queued"
     assert "queued" in rig.buzzer_log
     await rig.press(ACCEPT, 0.2)
-    await until(lambda: rig.commands())
-    commands = await until(lambda: _two(rig))
+    await eventually(lambda: rig.commands())
+    commands = await eventually(lambda: _two(rig))
     assert [c.order_id for c in commands] == [1, 2]
 
 
@@ -549,15 +535,15 @@ async def test_edge_from_another_thread_reaches_the_loop(make_rig: RigFactory) -
         pin.drive_low() if level else pin.drive_high()
 
     await asyncio.to_thread(finger, True)
-    await until(lambda: seen)
+    await eventually(lambda: seen)
     await rig.clock.advance(0.3)
     await asyncio.to_thread(finger, False)
-    await until(lambda: len(seen) == 2)
+    await eventually(lambda: len(seen) == 2)
     await rig.clock.advance(0.1)
     assert driver[0] != loop_thread
     assert all(ident == loop_thread for ident, _, _ in seen)
     assert [(n, lv) for _, n, lv in seen] == [("accept", True), ("accept", False)]
-    await until(rig.commands)
+    await eventually(rig.commands)
 
 
 # -- virtual presses ----------------------------------------------------------------------------
@@ -571,7 +557,7 @@ async def test_virtual_press_drives_the_mock_pins(make_rig: RigFactory) -> None:
     press = asyncio.create_task(rig.panel.virtual_press("accept", 0.2))
     await rig.clock.advance(0.3)
     assert [s.state for s in pin.states] == [True, False, True], "the mock pin really moved"
-    [cmd] = await until(rig.commands)
+    [cmd] = await eventually(rig.commands)
     await rig.finish(cmd)
     assert await press == "accepted"
     press = asyncio.create_task(rig.panel.virtual_press("both", 0.3))
@@ -588,7 +574,7 @@ async def test_virtual_press_without_gpio(journal: Journal, factory: MockFactory
         assert rig.panel.snapshot()["buzzer"]["pattern"] == "new_order"
         press = asyncio.create_task(rig.panel.virtual_press("cancel", 2.5))
         await rig.clock.advance(2.6)
-        [cmd] = await until(rig.commands)
+        [cmd] = await eventually(rig.commands)
         assert cmd.kind == "cancel"
         await rig.finish(cmd, status="cancelled_by_sp")
         assert await press == "cancelled"
@@ -623,7 +609,7 @@ async def test_auto_accept_failure_rings_for_a_person(make_rig: RigFactory) -> N
     await rig.clock.advance(2.0)
     [cmd] = await rig.commands()
     await rig.finish(cmd, ok=False)
-    await until(lambda: rig.panel.snapshot()["ringing"] == [1])
+    await eventually(lambda: rig.panel.snapshot()["ringing"] == [1])
     await rig.clock.advance(6.0)
     assert "waiting" in rig.buzzer_log
 
@@ -720,7 +706,7 @@ async def test_led_table(make_rig: RigFactory) -> None:
     # Back down the table as things clear.
     cmd = await rig.desk.accept(1, None, source="web")
     await rig.finish(cmd)
-    await until(lambda: state.get("panel.led") == "printer_problem")
+    await eventually(lambda: state.get("panel.led") == "printer_problem")
     state.set("printer.kitchen", {"state": "online", "detail": ""})
     state.set("link", "online")
     assert await shows("online") == [(True, 80)]
@@ -755,7 +741,7 @@ async def test_terminal_panel_headless_prints_changes(make_rig: RigFactory) -> N
     try:
         await rig.clock.settle()
         await rig.add(1)
-        await until(lambda: "buzzer new order" in out.getvalue())
+        await eventually(lambda: "buzzer new order" in out.getvalue())
         assert "LED order waiting" in out.getvalue()
         assert stdin.read() == "aaaa"
         assert await rig.commands() == []
@@ -788,7 +774,7 @@ async def test_terminal_panel_speaks_the_box_language(
     try:
         await rig.clock.settle()
         await rig.add(1)
-        await until(lambda: expected in out.getvalue())
+        await eventually(lambda: expected in out.getvalue())
         assert "orders_waiting" not in out.getvalue()
         assert "new_order" not in out.getvalue()
         line = status_line(rig.panel.snapshot(), color=False, locale=Locale(language))
@@ -816,9 +802,9 @@ async def test_terminal_panel_keys_press_buttons_on_a_tty(make_rig: RigFactory) 
     try:
         await rig.clock.settle()
         os.write(master, b"C")  # long CANCEL
-        await until(lambda: not rig.pin(CANCEL).state, what="the key drove the pin")
+        await eventually(lambda: not rig.pin(CANCEL).state, what="the key drove the pin")
         await rig.clock.advance(rig.config.cancel_hold + 0.5)
-        [cmd] = await until(rig.commands)
+        [cmd] = await eventually(rig.commands)
         assert cmd.kind == "cancel"
         await rig.finish(cmd, status="cancelled_by_sp")
         screen = b""

@@ -5,7 +5,8 @@ dark gives the buttons back to their usual work."""
 
 from __future__ import annotations
 
-from test_panel import ACCEPT, CANCEL, Rig, RigFactory, factory, make_rig, order, until
+from test_panel import ACCEPT, CANCEL, Rig, RigFactory, factory, make_rig, order
+from waiting import eventually
 
 from edged.flow.station import DISPLAY_TIMEOUT, KitchenStation
 from edged.journal.store import Command
@@ -26,7 +27,7 @@ async def test_accept_bumps_cancel_moves_and_a_new_order_takes_the_buttons_back(
 
     # ACCEPT: the oldest tile (selected by default) goes to preparation, as a command.
     await rig.press(ACCEPT, 0.3)
-    [cmd] = await until(rig.commands, what="the bump")
+    [cmd] = await eventually(rig.commands, what="the bump")
     assert (cmd.kind, cmd.order_id, cmd.params["status"], cmd.source) == (
         "status",
         1,
@@ -41,7 +42,7 @@ async def test_accept_bumps_cancel_moves_and_a_new_order_takes_the_buttons_back(
     assert await rig.result() == "moved"
     assert station.selected == 2
     await rig.press(ACCEPT, 0.3)
-    commands = await until(lambda: _more(rig, 1), what="the second bump")
+    commands = await eventually(lambda: _more(rig, 1), what="the second bump")
     assert (commands[-1].order_id, commands[-1].params["status"]) == (2, "preparation")
     await rig.finish(commands[-1], status="preparation")
     assert await rig.result() == "bumped"
@@ -49,7 +50,7 @@ async def test_accept_bumps_cancel_moves_and_a_new_order_takes_the_buttons_back(
     # A new order waits: the buttons decide it first (an accept, not a bump).
     await rig.add(4)
     await rig.press(ACCEPT, 0.3)
-    commands = await until(lambda: _more(rig, 2), what="the accept")
+    commands = await eventually(lambda: _more(rig, 2), what="the accept")
     assert (commands[-1].kind, commands[-1].order_id) == ("accept", 4)
     await rig.finish(commands[-1])
     assert await rig.result() == "accepted"

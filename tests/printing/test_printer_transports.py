@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import eventually
 from escpos_decoder import decode
 from printer_standin import REPLIES, TcpPrinter
+from waiting import eventually
 
 from edged.printing import codepages
 from edged.printing.escpos import EncoderSettings, encode

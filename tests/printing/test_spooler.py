@@ -19,9 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import eventually
 from escpos_decoder import Decoded, decode
 from printer_standin import TcpPrinter
+from waiting import eventually
 
 from edged.config import BoxConfig
 from edged.journal import events as ev

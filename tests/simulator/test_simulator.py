@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
+from ports import free_port
+from waiting import eventually
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -369,12 +369,6 @@ async def test_generator_creates_orders(sim: Simulator) -> None:
     assert {o["sellingPoint"]["id"] for o in sim.orders()} == {sim.selling_point_id}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start_process(port: int, state: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -397,7 +391,7 @@ async def _start_process(port: int, state: Path) -> asyncio.subprocess.Process:
 
 
 async def test_separate_process_with_state_file(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     state = tmp_path / "sim.json"
     proc = await _start_process(port, state)
     try:

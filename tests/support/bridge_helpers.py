@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import time
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -35,15 +32,6 @@ def make_order(order_id: int, status: str = "waiting_sp_validation", **extra: An
 def make_desk(journal: Journal) -> tuple[OrderDesk, BoxState]:
     state = BoxState()
     return OrderDesk(journal, state, OrdersConfig()), state
-
-
-async def until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def outbox(journal: Journal) -> list[Any]:

@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import paho.mqtt.client as paho
 from broker import MosquittoBroker
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
 from loopfs import LoopFs
+from ports import free_port
 
 from edged.configtools import dump_toml
 from edged.journal.writer import LAZY_FLUSH

@@ -40,8 +40,10 @@ import aiomqtt
 import httpx
 from broker import MosquittoBroker
 from escpos_decoder import decode
-from harness import DaemonProcess, SimulatorProcess, free_port, sinqro_section
+from harness import DaemonProcess, SimulatorProcess, sinqro_section
+from ports import free_port
 from printer_standin import TcpPrinter
+from waiting import eventually_blocking
 
 from edged.bridges.framing import Frame, FrameDecoder, FrameError, encode_frame, escape_payload
 from edged.bridges.protocol import PUBLISHED_KINDS
@@ -338,18 +340,6 @@ def journal_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tup
         conn.close()
 
 
-def until(check: Callable[[], Any], within: float, what: str) -> Any:
-    """Poll ``check`` until truthy; fail naming ``what`` when the bound passes."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
 @dataclass
 class Report:
     kills: int = 0
@@ -414,10 +404,10 @@ class CrashRun:
         # Bridges start at the end of the journal the first time: let them take their
         # place before the first order, so every event is owed to the terminals.
         bridges = "SELECT seq FROM cursors WHERE consumer IN ('bridge.mqtt', 'bridge.serial')"
-        cursors = until(
+        cursors = eventually_blocking(
             lambda: rows if len(rows := journal_rows(self.journal, bridges)) == 2 else None,
-            20,
-            "the bridges' first cursors",
+            within=20,
+            what="the bridges' first cursors",
         )
         self.first_cursor = min(int(seq) for (seq,) in cursors)
 
@@ -534,32 +524,34 @@ class CrashRun:
             self._plan_stored_orders()
             return set(self.created) <= set(self.plans)
 
-        until(all_planned, limit, "every created order in the journal")
+        eventually_blocking(all_planned, within=limit, what="every created order in the journal")
         try:
-            until(lambda: not terminals.unanswered(), limit, "an answer to every command")
+            eventually_blocking(
+                lambda: not terminals.unanswered(), within=limit, what="an answer to every command"
+            )
         except AssertionError as exc:
             left = [(r.rid, r.channel, r.sends) for r in terminals.unanswered()]
             raise AssertionError(f"{exc}: {left[:20]}") from None
-        until(
+        eventually_blocking(
             lambda: (
                 journal_rows(
                     self.journal, "SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')"
                 )[0][0]
                 == 0
             ),
-            limit,
-            "the outbox to drain",
+            within=limit,
+            what="the outbox to drain",
         )
         spooled = (
             "SELECT (SELECT seq FROM cursors WHERE consumer = 'spooler')"
             " >= (SELECT MAX(seq) FROM events)"
         )
-        until(
+        eventually_blocking(
             lambda: journal_rows(self.journal, spooled)[0][0] == 1,
-            limit,
-            "the spooler to plan every event",
+            within=limit,
+            what="the spooler to plan every event",
         )
-        until(
+        eventually_blocking(
             lambda: (
                 journal_rows(
                     self.journal,
@@ -567,8 +559,8 @@ class CrashRun:
                 )[0][0]
                 == 0
             ),
-            limit,
-            "every print job to finish",
+            within=limit,
+            what="every print job to finish",
         )
         # The last deliveries: done when the checks that depend on them pass, or the bound
         # is reached (then check() reports what is missing).

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from ports import free_port
 
 from edged.configtools import dump_toml
 from edged.simulator.server import DEFAULT_SERVER_TOKEN, DEFAULT_USER_TOKEN, Simulator
@@ -104,12 +105,6 @@ def printer(name: str, uri: str, **overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class DaemonProcess:

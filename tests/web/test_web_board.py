@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import eventually
 from playwright.async_api import Page, expect
 from test_web_people import (
     DESKTOP,
@@ -30,6 +29,7 @@ from test_web_people import (
     running_box,
     sign_in_first_time,
 )
+from waiting import eventually
 
 from edged.simulator import cloud as cloud_module
 from edged.simulator.generate import build_order

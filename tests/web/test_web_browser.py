@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually, make_sinqro_config
+from conftest import make_sinqro_config
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from waiting import eventually
+from web_box import web_box
 
 from edged.config import Config, load_config, save_web_settings
 from edged.flow.desk import OrderDesk
@@ -170,16 +172,14 @@ async def running_box(sim: Simulator, tmp: Path) -> AsyncIterator[Box]:
         spooler=printer,
         panel=panel,
     )
-    server = WebServer(holder["config"].web, services, scrypt_n=2**12)
     tasks = [
         asyncio.create_task(link.run(), name="sinqro-link"),
         asyncio.create_task(sender.run(), name="outbox-sender"),
     ]
-    await server.start()
     try:
-        yield Box(server, journal, printer, panel)
+        async with web_box(holder["config"].web, services) as server:
+            yield Box(server, journal, printer, panel)
     finally:
-        await server.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

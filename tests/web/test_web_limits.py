@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
-from conftest import eventually
 from fuzzing import hostile
 from harness import SimulatorProcess
 from hypothesis import given
 from hypothesis import strategies as st
 from test_faults import Box, new_order, write_config
-from test_hostile_daemon import daemon, wait_for
+from test_hostile_daemon import daemon
+from waiting import eventually
 
 from edged.web.limits import (
     AcceptStormFilter,
@@ -233,7 +233,13 @@ async def test_slowloris_with_2000_connections_does_not_stop_orders_or_tickets(
     attacker_limit = file_limit(hard)
     attacker_limit.__enter__()
     try:
-        await wait_for(lambda: box.health()["link"] == "online", "the link online")
+        await eventually(
+            lambda: asyncio.to_thread(lambda: box.health()["link"] == "online"),
+            what="the link online",
+            within=30.0,
+            interval=0.05,
+            ignoring=(httpx.HTTPError,),
+        )
         port = int(box.web.rsplit(":", 1)[1])
         attack = Slowloris(port, 2000)
         attacker = asyncio.create_task(attack.run())
@@ -241,8 +247,12 @@ async def test_slowloris_with_2000_connections_does_not_stop_orders_or_tickets(
             await eventually(lambda: attack.opened >= 2000, within=120, what="2,000 connections")
             for _ in range(5):
                 order_id = await asyncio.to_thread(new_order, cloud)
-                await wait_for(
-                    lambda order_id=order_id: box.has_order(order_id), f"order {order_id}", 60
+                await eventually(
+                    lambda order_id=order_id: asyncio.to_thread(box.has_order, order_id),
+                    what=f"order {order_id}",
+                    within=60,
+                    interval=0.05,
+                    ignoring=(httpx.HTTPError,),
                 )
                 await eventually(
                     lambda order_id=order_id: any(tickets.glob(f"*-{order_id}-*.txt")),
@@ -252,7 +262,13 @@ async def test_slowloris_with_2000_connections_does_not_stop_orders_or_tickets(
             # The server pushed slow connections out rather than running out of descriptors.
             assert attack.dropped > 0
             # And the page still answers someone who sends a whole request.
-            await wait_for(lambda: box.health()["ok"], "the page answering", 60)
+            await eventually(
+                lambda: asyncio.to_thread(lambda: box.health()["ok"]),
+                what="the page answering",
+                within=60,
+                interval=0.05,
+                ignoring=(httpx.HTTPError,),
+            )
         finally:
             attack.stop()
             with contextlib.suppress(Exception):

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
-from harness import free_port
 from playwright.async_api import Browser, Page, async_playwright, expect
+from ports import free_port
+from waiting import eventually
 
 from edged.app import App
 from edged.config import load_config

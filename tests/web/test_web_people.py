@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import eventually
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from printer_standin import TcpPrinter
+from waiting import eventually
 
 from edged.app import App
 from edged.config import load_config
@@ -358,7 +358,19 @@ def english_phrases(language: str) -> list[str]:
 
 
 async def visible_text(page: Page) -> str:
-    return str(await page.evaluate("document.body.innerText"))
+    """The page's words, less what it marks ``translate="no"`` (config keys shown for
+    support, which are names, not language)."""
+    return str(
+        await page.evaluate(
+            """() => {
+                const hidden = [...document.querySelectorAll('[translate="no"]')];
+                hidden.forEach((e) => (e.dataset.was = e.style.display, e.style.display = "none"));
+                const text = document.body.innerText;
+                hidden.forEach((e) => (e.style.display = e.dataset.was));
+                return text;
+            }"""
+        )
+    )
 
 
 @pytest.mark.parametrize("language", ["es", "ca"])

@@ -15,32 +15,33 @@ from typing import Any
 
 import httpx
 import pytest
+from web_box import (
+    PASSWORD,
+    FakeClock,
+    FakeSpooler,
+    Settings,
+    csrf_of,
+    first_visit,
+    offline_services,
+    printed_code,
+    web_box,
+)
 
-from edged.config import Config, load_config, save_web_settings
 from edged.flow.desk import OrderDesk
 from edged.flow.pairing import Pairing
 from edged.journal import events as ev
 from edged.journal.store import Journal
 from edged.printing.jobs import MAX_REPRINTS_PER_ORDER
 from edged.sinqro.errors import SinqroError
-from edged.sinqro.models import OrderAction, SellingPoint, parse_order
+from edged.sinqro.models import SellingPoint, parse_order
 from edged.state import BoxState
 from edged.web.security import KV_ADMIN, KV_SETUP_CODE, AttemptLimiter
 from edged.web.server import PUBLIC_PATHS, WebServer
-from edged.web.services import LiveSpooler, WebServices
+from edged.web.services import LiveSpooler
 
-PASSWORD = "correct horse battery"
 USER_TOKEN = "USER-TOKEN-must-never-leak-7f3a"
 SERVER_TOKEN = "SERVER-TOKEN-must-never-leak-91bc"
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
-
-
-@dataclass
-class FakeClock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -53,29 +54,14 @@ class Box:
     config_path: Path
     clock: FakeClock
     printed: list[list[str]] = field(default_factory=list)
-    pairing: Pairing = field(default_factory=Pairing)
+
+    @property
+    def pairing(self) -> Pairing:
+        return self.server.services.pairing()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}"
-
-
-class FakeSpooler:
-    def __init__(self, box_printed: list[list[str]]) -> None:
-        self.printed = box_printed
-        self.tests: list[str] = []
-        self.reprints: list[tuple[int, str | None]] = []
-
-    async def request_text(
-        self, lines: list[str], *, source: str, qr: str = "", big: Sequence[int] = ()
-    ) -> None:
-        self.printed.append(lines)
-
-    def request_test_print(self, name: str, *, source: str) -> None:
-        self.tests.append(name)
-
-    def request_reprint(self, order_id: int, printer: str | None = None, *, source: str) -> None:
-        self.reprints.append((order_id, printer))
 
 
 @pytest.fixture
@@ -87,12 +73,12 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
         '[[printers]]\nname = "kitchen"\nuri = "virtual://kitchen"\n'
         '[web]\nhost = "127.0.0.1"\nport = 0\nmetrics_token = "scrape-me"\n'
     )
-    holder: dict[str, Config] = {"config": load_config(config_path)}
+    settings = Settings(config_path)
     journal = await Journal.open(tmp_path / "journal.sqlite3", watch_interval=0)
     state = BoxState()
-    desk = OrderDesk(journal, state, holder["config"].orders)
+    desk = OrderDesk(journal, state, settings.config.orders)
     clock = FakeClock()
-    box: Box
+    paired = Pairing()
 
     async def login(username: str, password: str) -> Sequence[SellingPoint]:
         if password != "sinqro-pw":
@@ -100,80 +86,43 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
         return [SellingPoint(1, "One", "Europe/Madrid"), SellingPoint(2, HOSTILE, "UTC")]
 
     async def choose(sp_id: int) -> None:
-        box.pairing = Pairing(USER_TOKEN, sp_id, "One" if sp_id == 1 else HOSTILE, "demo")
+        nonlocal paired
+        paired = Pairing(USER_TOKEN, sp_id, "One" if sp_id == 1 else HOSTILE, "demo")
 
     async def logout() -> None:
-        box.pairing = Pairing()
-
-    async def actions(order_id: int) -> Sequence[OrderAction]:
-        raise SinqroError("UNAVAILABLE", "offline in this test")
-
-    async def apply(changes: dict[str, Any]) -> Config:
-        new = await asyncio.to_thread(save_web_settings, holder["config"], changes)
-        holder["config"] = new
-        return new
+        nonlocal paired
+        paired = Pairing()
 
     printed: list[list[str]] = []
-    services = WebServices(
-        box_name="Test box",
-        journal=journal,
+    services = offline_services(
+        journal,
+        settings,
         state=state,
         desk=desk,
-        pairing=lambda: box.pairing,
+        box_name="Test box",
+        pairing=lambda: paired,
+        spooler=FakeSpooler(printed),
         login=login,
         choose_selling_point=choose,
         logout=logout,
-        order_actions=actions,
-        config=lambda: holder["config"],
-        apply_settings=apply,
-        spooler=FakeSpooler(printed),
     )
-    server = WebServer(
-        holder["config"].web,
-        services,
-        limiter=AttemptLimiter(clock=clock),
-        code_limiter=AttemptLimiter(clock=clock),
-        scrypt_n=2**12,
-    )
-    server.action_wait = 0.2  # no outbox sender here: commands stay queued
-    box = Box(server, journal, state, config_path, clock, printed)
-    await server.start()
     try:
-        yield box
+        async with web_box(
+            settings.config.web,
+            services,
+            limiter=AttemptLimiter(clock=clock),
+            code_limiter=AttemptLimiter(clock=clock),
+            # no outbox sender here: commands stay queued
+            action_wait=0.2,
+        ) as server:
+            yield Box(server, journal, state, config_path, clock, printed)
     finally:
-        await server.stop()
         await journal.close()
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
-
-
-def printed_code(box: Box) -> str:
-    text = "\n".join(box.printed[-1])
-    match = re.search(r"Setup code:\n(\w{4}-\w{4})", text)
-    assert match, text
-    return match.group(1)
 
 
 async def sign_in(box: Box, client: httpx.AsyncClient) -> str:
     """First visit: setup code from the printed ticket, then the password. Returns CSRF."""
-    page = await client.get("/setup")
-    response = await client.post(
-        "/setup",
-        data={
-            "csrf": csrf_of(page.text),
-            "code": printed_code(box).lower(),
-            "password": PASSWORD,
-            "confirm": PASSWORD,
-        },
-    )
-    assert response.status_code == 303, response.text
-    board = await client.get("/board")
-    assert board.status_code == 200
-    return csrf_of(board.text)
+    return await first_visit(client, printed_code(box.printed).lower())
 
 
 @pytest.fixture
@@ -217,7 +166,7 @@ def routes(box: Box) -> list[tuple[str, str]]:
 async def test_first_start_prints_a_setup_ticket_and_never_logs_the_code(
     box: Box, caplog: pytest.LogCaptureFixture
 ) -> None:
-    code = printed_code(box)
+    code = printed_code(box.printed)
     ticket = "\n".join(box.printed[-1])
     assert "Test box" in ticket and "http://" in ticket
     stored = await box.journal.kv_get(KV_SETUP_CODE)
@@ -225,7 +174,7 @@ async def test_first_start_prints_a_setup_ticket_and_never_logs_the_code(
     caplog.set_level(logging.INFO)
     await box.server.print_setup_ticket()
     assert "setup ticket printed" in caplog.text
-    new_code = printed_code(box)
+    new_code = printed_code(box.printed)
     assert new_code != code
     assert new_code not in caplog.text and new_code.replace("-", "") not in caplog.text
 
@@ -245,7 +194,7 @@ async def test_the_setup_ticket_names_the_wi_fi_hotspot_when_the_box_has_one(
 
 
 async def test_setup_code_sets_a_scrypt_password_once(box: Box, client: httpx.AsyncClient) -> None:
-    code = printed_code(box)
+    code = printed_code(box.printed)
     await sign_in(box, client)
     raw = await box.journal.kept_get(KV_ADMIN)
     assert raw is not None
@@ -278,7 +227,7 @@ async def test_session_cookie_is_httponly_strict_and_renewed_at_sign_in(
     assert "Secure" not in cookie_header  # plain HTTP here; Secure under TLS (next test)
     await sign_in(box, client)
     assert client.cookies.get("edged_session") not in (None, before)
-    box.server.tls = True
+    box.server.site.tls = True
     async with httpx.AsyncClient(base_url=box.url) as other:
         assert "Secure" in (await other.get("/login")).headers["set-cookie"]
 
@@ -393,7 +342,7 @@ async def test_60_concurrent_wrong_passwords_get_3_checks_and_the_owner_still_si
     statuses = sorted(r.status_code for r in answers)
     # Each attempt was counted before its scrypt check: only the free ones were checked.
     assert statuses == [401] * 3 + [429] * 57, statuses
-    assert box.server.limiter.failed == 3
+    assert box.server.site.limiter.failed == 3
     async with client_from(box, "127.0.0.3") as owner:
         token = csrf_of((await owner.get("/login")).text)
         signed = await owner.post("/login", data={"csrf": token, "password": PASSWORD})
@@ -430,10 +379,10 @@ async def test_wrong_setup_codes_are_throttled_until_a_fresh_code_is_printed(
 
     statuses = [(await try_code("AAAA-AAAA")).status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
-    assert (await try_code(printed_code(box))).status_code == 429
+    assert (await try_code(printed_code(box.printed))).status_code == 429
     # Holding both buttons prints a new code: proof of physical access beats the throttle.
     await box.server.print_setup_ticket()
-    assert (await try_code(printed_code(box))).status_code == 303
+    assert (await try_code(printed_code(box.printed))).status_code == 303
 
 
 async def test_password_guessing_never_blocks_the_setup_code(
@@ -444,7 +393,7 @@ async def test_password_guessing_never_blocks_the_setup_code(
         token = csrf_of((await someone.get("/login")).text)
         for _ in range(6):
             await someone.post("/login", data={"csrf": token, "password": "wrong"})
-        assert box.server.limiter.begin("127.0.0.2") > 0
+        assert box.server.site.limiter.begin("127.0.0.2") > 0
         await box.server.print_setup_ticket()
         setup = csrf_of((await someone.get("/setup")).text)
         new_password = "another long password"
@@ -452,7 +401,7 @@ async def test_password_guessing_never_blocks_the_setup_code(
             "/setup",
             data={
                 "csrf": setup,
-                "code": printed_code(box),
+                "code": printed_code(box.printed),
                 "password": new_password,
                 "confirm": new_password,
             },

@@ -39,6 +39,38 @@
     return { status: response.status, data };
   }
 
+  // -- "sold out" next to an item: the menu's outbox command, until closing ----------------
+
+  const soldOutSaid = new Map(); // "kind:id" -> what the change is at
+  function soldOutWords(change) {
+    if (change.state === "done") return t("{what}: done, Sinqro has it.", { what: t("Sold out") });
+    if (change.state === "queued") return t("{what}: queued, sent as soon as Sinqro answers.", { what: t("Sold out") });
+    if (change.state === "retrying") return t("{what}: not sent yet, trying again.", { what: t("Sold out") });
+    return t("{what}: refused by Sinqro: {reason}", { what: t("Sold out"), reason: change.message || change.code || "?" });
+  }
+  const soldOut = {
+    said: (item) => soldOutSaid.get(`${item.kind}:${item.id}`) || "",
+    async tap(item) {
+      const key = `${item.kind}:${item.id}`;
+      soldOutSaid.set(key, t("Sending…"));
+      render();
+      let { data } = await post("/api/menu/availability",
+        { kind: item.kind, id: item.id, available: false, until: "closing" });
+      if (!data.state) data = { ...data, state: "refused" };
+      while (data.command_id && (data.state === "queued" || data.state === "retrying")) {
+        soldOutSaid.set(key, soldOutWords(data));
+        render();
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        try {
+          const response = await fetch(`/api/menu/changes/${data.command_id}`, { credentials: "same-origin" });
+          if (response.ok) data = await response.json();
+        } catch (err) { /* the box is away: ask again */ }
+      }
+      soldOutSaid.set(key, soldOutWords(data));
+      render();
+    },
+  };
+
   // -- words for outcomes ------------------------------------------------------------------
 
   const REFUSALS = {
@@ -302,7 +334,7 @@
         if (event.key === "Enter" || event.key === " ") { event.preventDefault(); head.click(); }
       });
     }
-    drawFacts(node, order);
+    drawFacts(node, order, soldOut);
     $(".pending", node).textContent = pendingText(order);
     const last = resultFor(order);
     if (last) {
@@ -381,7 +413,8 @@
     // Everything a card is drawn from: the same signature draws the same card.
     const last = results.get(order.id);
     const { acknowledged, updated, ...drawn } = order; // not on the card
-    return JSON.stringify([drawn, last ? last.text : "", online, paired, compact, opened.has(order.id)]);
+    return JSON.stringify([drawn, last ? last.text : "", online, paired, compact, opened.has(order.id),
+      [...soldOutSaid]]);
   }
 
   function fill(container, orders, emptyText) {

@@ -25,10 +25,23 @@ window.edgedCards = (() => {
     return el("strong", { class: "allergy-mark", text: t("ALLERGY") });
   }
 
-  function addLines(list, lines) {
+  // soldOut (the board only): said(item) -> the change's words or "", tap(item) marks it.
+  function addLines(list, lines, soldOut) {
     const add = (line, depth) => {
       const text = `${line.quantity ? line.quantity + "× " : ""}${line.label}`;
       const item = el("li", { text, class: depth ? "child" : "" });
+      if (soldOut && line.item) {
+        const said = soldOut.said(line.item);
+        if (said) {
+          item.append(" ", el("small", { class: "sold-out-state", role: "status", text: said }));
+        } else {
+          const button = el("button", { type: "button", class: "sold-out", text: t("Sold out") });
+          button.dataset.kind = line.item.kind;
+          button.dataset.id = String(line.item.id);
+          button.addEventListener("click", () => soldOut.tap(line.item));
+          item.append(button);
+        }
+      }
       if (line.comment) {
         const note = el("span", { class: line.allergy ? "line-note allergy" : "line-note" });
         if (line.allergy) note.append(allergyMark(), " ");
@@ -47,7 +60,7 @@ window.edgedCards = (() => {
   }
 
   // What the card says about the order: everything but its buttons and outcomes.
-  function drawFacts(node, order) {
+  function drawFacts(node, order, soldOut) {
     $(".code", node).textContent = `#${order.code}`;
     $(".type", node).textContent = order.type_text;
     $(".where", node).textContent = order.table || order.consumer;
@@ -85,7 +98,7 @@ window.edgedCards = (() => {
       c.company ? t("Courier: {name}", { name: c.company }) : "",
       c.driver ? t("Driver: {name}", { name: c.driver }) : "",
     ].filter(Boolean).join(" · ")).join(" / ");
-    addLines($(".lines", node), order.lines);
+    addLines($(".lines", node), order.lines, soldOut);
     const note = $(".note", node);
     if (order.comment) {
       if (order.comment_allergy) { note.classList.add("allergy"); note.append(allergyMark(), " "); }

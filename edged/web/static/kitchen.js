@@ -13,6 +13,7 @@
   let clockSkew = 0; // box time minus this device's time, seconds
   let loading = null;
   let again = false;
+  const openRecall = new Set(); // recall rows opened, kept open across redraws
 
   async function post(url, body) {
     try {
@@ -107,10 +108,20 @@
     $("#all-day").replaceChildren(...data.all_day.map((row) => el("li", {},
       el("span", { class: "n", text: t("{count} x", { count: row.count }) }), " ",
       el("span", { class: "label", text: row.label }))));
-    $("#recall").replaceChildren(...data.recall.map((order) => el("li", {
-      "data-order-id": String(order.id),
-      text: `${order.code} · ${order.type_text} · ${order.status_text}`,
-    })));
+    // Recall: the last bumped, newest first; a tap shows what was on the tile again.
+    $("#recall").replaceChildren(...data.recall.map((order) => {
+      const items = el("ul", { class: "lines" });
+      addLines(items, order.lines);
+      const row = el("li", { "data-order-id": String(order.id) });
+      const details = el("details", { open: openRecall.has(order.id) },
+        el("summary", { text: `${order.code} · ${order.type_text} · ${order.status_text}` }),
+        items);
+      details.addEventListener("toggle", () => {
+        if (details.open) openRecall.add(order.id); else openRecall.delete(order.id);
+      });
+      row.append(details);
+      return row;
+    }));
   }
 
   function tick() {

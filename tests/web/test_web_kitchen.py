@@ -2,14 +2,17 @@
 daemon and the simulator. Tiles oldest first with their items and allergy marks, a timer
 red past its due time and amber close to it, the all-day counts, a bump bar's keys moving
 the selection and bumping (each bump reaching Sinqro once), the recall row, and a staff
-device signed in with the PIN reaching the display.
+device signed in with the PIN reaching the display. A full pass of 40 open orders worked
+with the panel's ACCEPT and CANCEL on gpiozero's mock pins.
 
 Screenshots land in ``artifacts/screenshots``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +20,11 @@ from typing import Any
 
 import pytest
 from conftest import eventually
+from gpiozero import Device
 from playwright.async_api import Page, expect
 from test_web_people import (
+    ACCEPT_PIN,
+    CANCEL_PIN,
     Box,
     browser,
     mock_pins,
@@ -80,6 +86,66 @@ async def accepted(box: Box, kind: str) -> dict[str, Any]:
 def status_posts(sim: Simulator, order_id: int) -> int:
     suffix = f"/orders/{order_id}/status"
     return sum(1 for r in sim.requests if r["method"] == "POST" and r["path"].endswith(suffix))
+
+
+def statuses_posted(sim: Simulator, order_id: int) -> list[str]:
+    """The statuses the box sent Sinqro for ``order_id``, in order (refused ones too)."""
+    return [
+        str(p["requested"])
+        for p in sim.posted_actions()
+        if p["orderId"] == order_id and p["kind"] == "status"
+    ]
+
+
+DISHES = ("Paella", "Croquetas", "Tortilla", "Pulpo")
+
+
+@pytest.fixture
+def varied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order from the simulator takes its dishes from a fixed rotation (quantities
+    1 to 3, an option line that all-day must not count), due in order 20 to 59 minutes on."""
+
+    made: list[int] = []
+
+    def build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        order = build_order(*args, **kwargs)
+        n = len(made)
+        made.append(n)
+        when = datetime.now(UTC) + timedelta(minutes=20 + n)
+        order["executionTime"] = order["preparationTime"] = stamp(when)
+        order["deliveries"] = []
+        order["comment"] = ALLERGY if n % 5 == 0 else ""
+        option = {"type": "PRODUCT_OPTION", "label": "Alioli", "quantity": 1}
+        order["orderLines"] = [
+            {
+                "type": "PRODUCT",
+                "label": DISHES[n % len(DISHES)],
+                "quantity": n % 3 + 1,
+                "childrenOrderLines": [{**option, "childrenOrderLines": []}],
+            },
+            {"type": "PRODUCT", "label": "Flan", "quantity": 1, "childrenOrderLines": []},
+        ]
+        return order
+
+    monkeypatch.setattr(cloud_module, "build_order", build)
+
+
+def counts(orders: list[dict[str, Any]]) -> list[str]:
+    """The all-day rows the pass must show for ``orders``: most first, then by name."""
+    total: Counter[str] = Counter()
+    for order in orders:
+        for line in order["orderLines"]:
+            total[line["label"]] += line["quantity"]
+    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0].casefold()))
+    return [f"{n} x {label}" for label, n in ranked]
+
+
+async def press(pin_number: int) -> None:
+    """A short press on a mock pin, held like a finger would (the gesture is a duration)."""
+    pin = Device.pin_factory.pin(pin_number)
+    pin.drive_low()
+    await asyncio.sleep(0.3)
+    pin.drive_high()
 
 
 async def tile_ids(page: Page) -> list[int]:
@@ -175,3 +241,56 @@ async def test_the_pass_oldest_first_timers_counts_bumps_by_key_recall_and_a_kit
             await expect(kds).to_have_url(re.compile(r"/board$"))
         finally:
             await screen.close()
+
+
+async def test_forty_orders_on_the_pass_bumped_to_ready_by_the_accept_pin(
+    sim: Simulator, tmp_path: Path, varied: None
+) -> None:
+    async with running_box(sim, tmp_path) as box, browser(PASS) as context:
+        page = await new_page(context)
+        await sign_in_first_time(box, page)
+        created = sim.create_orders(40, "collection")
+        journal, desk = box.app.journal, box.app.desk
+        for order in created:
+            await eventually(lambda o=order: journal.get_order(o["id"]), what="stored")
+        commands = [await desk.accept(o["id"], None, source="test") for o in created]
+        for command in commands:
+            assert (await desk.wait(command.id, 20)).state == "done"
+        ids = [o["id"] for o in created]
+        await page.goto(box.url + "/kitchen")
+        await expect(page.locator("#tiles .tile")).to_have_count(40)
+        assert await tile_ids(page) == ids, "oldest first"
+        await expect(page.locator("#tile-count")).to_have_text("40")
+        assert await page.locator("#all-day li").all_inner_texts() == counts(created)
+        await expect(page.locator("#tiles .note.allergy")).to_have_count(8)
+        first = page.locator(f".tile[data-order-id='{ids[0]}']")
+        await expect(first).to_have_class("tile selected")
+        await expect(first.locator(".lines li.child")).to_have_text("1× Alioli")
+        await shot(page, "kitchen-1920-forty")
+
+        # CANCEL moves the selection on; ACCEPT bumps the selected tile, twice: to
+        # preparation, then to ready, off the pass and into the recall row.
+        await press(CANCEL_PIN)
+        second = page.locator(f".tile[data-order-id='{ids[1]}']")
+        await expect(second).to_have_class("tile selected")
+        await press(ACCEPT_PIN)
+        await expect(second).to_have_attribute("data-status", "preparation")
+        await eventually(
+            lambda: sim.order(ids[1])["status"]["code"] == "preparation", what="preparation"
+        )
+        await press(ACCEPT_PIN)
+        await expect(second).to_have_count(0)
+        await expect(page.locator("#tiles .tile")).to_have_count(39)
+        await eventually(lambda: sim.order(ids[1])["status"]["code"] == "ready", what="ready")
+        assert statuses_posted(sim, ids[1]) == ["preparation", "ready"], "each status once"
+        assert all(statuses_posted(sim, i) == [] for i in ids if i != ids[1])
+        recalled = page.locator(f"#recall li[data-order-id='{ids[1]}']")
+        await expect(recalled).to_contain_text(created[1]["marketOrderCode"])
+        await recalled.locator("summary").click()
+        await expect(recalled.locator(".lines")).to_contain_text("Croquetas")
+        rest = [o for o in created if o["id"] != ids[1]]
+        assert await page.locator("#all-day li").all_inner_texts() == counts(rest)
+        # The selection went to a tile still on the pass; the oldest was never touched.
+        await expect(page.locator("#tiles .tile.selected")).to_have_count(1)
+        await expect(first).to_have_attribute("data-status", "accepted")
+        await shot(page, "kitchen-1920-forty-bumped")

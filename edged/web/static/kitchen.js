@@ -13,6 +13,7 @@
   let clockSkew = 0; // box time minus this device's time, seconds
   let loading = null;
   let again = false;
+  let shownSelection = null;
   const openRecall = new Set(); // recall rows opened, kept open across redraws
 
   async function post(url, body) {
@@ -105,6 +106,10 @@
     if (data.tiles.length) tiles.replaceChildren(...data.tiles.map(tile));
     else tiles.replaceChildren(el("p", { class: "empty", text: t("Nothing to prepare.") }));
     $("#tile-count").textContent = String(data.tiles.length);
+    // A selection moved by a key or a button past the screen's edge scrolls into sight.
+    const picked = tiles.querySelector(".tile.selected");
+    if (picked && data.selected !== shownSelection) picked.scrollIntoView({ block: "nearest" });
+    shownSelection = data.selected;
     $("#all-day").replaceChildren(...data.all_day.map((row) => el("li", {},
       el("span", { class: "n", text: t("{count} x", { count: row.count }) }), " ",
       el("span", { class: "label", text: row.label }))));

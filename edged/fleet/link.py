@@ -10,7 +10,7 @@ EMQX, HiveMQ or Mosquitto. Topics (``<prefix>`` is ``fleet.topic_prefix``):
 ``<prefix>/<box_id>/info``          the telemetry document, retained, on change and
                                     every ``info_interval`` seconds
 ``<prefix>/<box_id>/alert``         alerts (QoS 1, not retained), see edged/fleet/alerts.py
-``<prefix>/releases/manifest``      read, with ``fleet.updates``: the signed release
+``<prefix>/releaseManifest``        read, with ``fleet.updates``: the signed release
                                     manifest, retained (edged/fleet/updater.py)
 ==================================  ===================================================
 
@@ -31,6 +31,7 @@ from typing import Any
 import aiomqtt
 
 from edged import mqttstop
+from edged.fleet import manifest
 from edged.fleet.alerts import DeliveryError
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import Telemetry
@@ -80,7 +81,7 @@ class FleetLink:
         self.telemetry = telemetry
         self.wait_changed = wait_changed
         self.updater = updater
-        self.release_topic = f"{config.topic_prefix}/releases/manifest"
+        self.release_topic = f"{config.topic_prefix}/{manifest.TOPIC}"
         self.base = f"{config.topic_prefix}/{box_id}"
         self.client_id = config.client_id or box_id
         self.connected = False

@@ -1,6 +1,6 @@
 """The signed release manifest of a staged update (docs/fleet.md "Staged updates").
 
-The vendor publishes it, retained, on ``<prefix>/releases/manifest``: a JSON envelope
+The vendor publishes it, retained, on ``<prefix>/releaseManifest``: a JSON envelope
 ``{"manifest": "<the manifest document, as JSON text>", "signature": "<SSH signature>"}``.
 The signature covers the exact bytes of the ``manifest`` text, made with the bundles' own
 scheme (``ssh-keygen -Y sign``, namespace ``edged-update``, the keys of
@@ -12,6 +12,9 @@ Everything here is a claim until :func:`verify` said otherwise; :func:`parse` th
 every field (bounded sizes, types, ranges) and lists the keys it does not know, which are
 ignored. :func:`wave_of` picks a box's wave from its id alone, the same on the box and in
 the vendor's ``edged fleet rollout status``.
+
+The topic has an upper-case letter on purpose: a box id never has one, so no box's own tree
+(``<prefix>/<box id>/#``, all a box may write) can hold it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import UTC, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 
+TOPIC = "releaseManifest"  # under the fleet's topic prefix
 KIND = "edged-release"
 NAMESPACE = "edged-update"  # the bundles' (image/make-bundle, image/update-edged)
 MAX_MESSAGE_BYTES = 64 * 1024

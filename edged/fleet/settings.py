@@ -42,7 +42,7 @@ class FleetConfig(BrokerConfig):
         default=False,
         metadata=opt(
             doc="Staged updates: act on the signed release manifest of "
-            "<prefix>/releases/manifest (docs/fleet.md)"
+            "<prefix>/releaseManifest (docs/fleet.md)"
         ),
     )
     update_signers: str = field(

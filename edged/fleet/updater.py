@@ -1,7 +1,7 @@
 """Staged updates on the box: the release manifest read as a claim, the wave waited for,
 the bundle fetched, and the install handed to root (docs/fleet.md "Staged updates").
 
-The fleet link passes every message of ``<prefix>/releases/manifest`` to
+The fleet link passes every message of ``<prefix>/releaseManifest`` to
 :meth:`Updater.offer`. :meth:`Updater.run` checks it (:mod:`edged.fleet.manifest`: the
 signature against ``fleet.update_signers``, every field) and then, each ``update_recheck``
 seconds and whenever something changes, decides:

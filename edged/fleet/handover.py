@@ -139,8 +139,10 @@ def record(state_dir: Path, event: dict[str, Any]) -> None:
     as_owner: dict[str, Any] = {}
     if owner.st_uid != os.geteuid():
         as_owner = {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
+    # The system's Python, as update-edged uses: any user can run it.
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
     done = subprocess.run(
-        [sys.executable, "-I", "-c", code, str(state_dir / EVENTS), line],
+        [python, "-I", "-c", code, str(state_dir / EVENTS), line],
         cwd="/",
         check=False,
         capture_output=True,

@@ -209,6 +209,7 @@ class Updater:
         self._handed: str | None = None
         self._fetch_failures = 0
         self._next_fetch = 0.0
+        self.decisions = 0  # steps taken (for tests and metrics)
 
     async def _fetch(self, manifest: Manifest, target: Path) -> None:
         await fetch_bundle(
@@ -289,6 +290,7 @@ class Updater:
             self.report(status)
 
     async def _step(self) -> None:
+        self.decisions += 1
         m = self.manifest
         if m is None:
             self._set(None)

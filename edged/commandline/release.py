@@ -205,8 +205,17 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
             }
         )
     else:
-        say(_("Release {version}: {state}").format(version=manifest.version, state=_(state)))
-        heads = [_("wave"), _("boxes"), _("installed"), _("failed"), _("refused"), _("pending")]
+        word = _("halted") if state == "halted" else _("running")
+        say(_("Release {version}: {state}").format(version=manifest.version, state=word))
+        # Counts of boxes: the context keeps them apart from the same English words elsewhere.
+        heads = [
+            _("wave"),
+            _("boxes"),
+            locale.pgettext("boxes", "installed"),
+            locale.pgettext("boxes", "failed"),
+            locale.pgettext("boxes", "refused"),
+            locale.pgettext("boxes", "pending"),
+        ]
         rows = [[*heads, _("failure rate")]]
         for w in waves:
             counts = [w.boxes, w.installed, w.failed, w.refused, w.pending]

@@ -264,3 +264,23 @@ async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
             assert after["state"] == "halted" and after["halted"]["wave"] == 0
             assert after["waves"][1]["installed"] == 0
             assert after["waves"][1]["pending"] == len(second)
+            # For people: in their language, one line per wave.
+            words = await vendor(
+                "rollout", "status", "--language", "es", "--wait", "0.5", url=broker.url
+            )
+            assert words.returncode == 0, words.stderr
+            lines = words.stdout.splitlines()
+            assert lines[0] == "Versión 9.1.0: detenido"
+            assert lines[1].split() == [
+                "oleada",
+                "cajas",
+                "instaladas",
+                "fallidas",
+                "rechazadas",
+                "pendientes",
+                "tasa",
+                "de",
+                "fallos",
+            ]
+            assert lines[2].split()[:4] == ["0", str(len(first)), str(len(first) - 1), "1"]
+            assert "La oleada 0 ha superado el umbral de fallos (10%)." in lines

@@ -380,11 +380,27 @@ class Assembly:
             incidents=incidents,
             storage_path=cfg.state_dir,
         )
+        updater = None
+        if cfg.fleet.updates:
+            from edged import __version__
+            from edged.fleet.updater import Updater
+
+            updater = Updater(
+                cfg.fleet,
+                box_id=root.identity.box_id,
+                running_version=__version__,
+                state_dir=cfg.state_dir,
+                events=telemetry.events,
+                waiting_orders=lambda: int(root.state.get("waiting_orders", 0)),
+                timezone=lambda: self._selling_point()[2],
+                report=lambda status: root.state.set("fleet.rollout", status),
+            )
         return FleetLink(
             cfg.fleet,
             box_id=root.identity.box_id,
             telemetry=telemetry,
             wait_changed=root.state.wait_changed,
+            updater=updater,
         )
 
     def _build_alerts(self, cfg: Config) -> Runnable:

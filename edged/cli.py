@@ -180,7 +180,7 @@ def cmd_failure_led(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edged.commandline import catalog, checking, fleet, orders, status
+    from edged.commandline import catalog, checking, fleet, orders, release, status
     from edged.sinqro.models import SETTABLE_STATUSES
 
     def parser_for(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -260,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     p.add_argument("--port", type=int, default=9880, help="port to listen on (%(default)s)")
     p.set_defaults(func=fleet.cmd_exporter)
+    p = parser_for(
+        fleet_sub.add_parser("release", help="sign and publish a staged update's manifest")
+    )
+    release.add_release_arguments(p)
+    p.set_defaults(func=release.cmd_release)
+    p = parser_for(fleet_sub.add_parser("rollout", help="a staged update's progress"))
+    rollout_sub = p.add_subparsers(
+        dest="rollout_command", required=True, metavar="SUBCOMMAND", help="%(choices)s"
+    )
+    p = parser_for(rollout_sub.add_parser("status", help="per wave: installed, failed, pending"))
+    release.add_status_arguments(p)
+    p.set_defaults(func=release.cmd_rollout_status)
 
     p = with_config(command("box-id", "print this box's id (MQTT, fleet, host name)"))
     p.add_argument("-v", "--verbose", action="store_true", help="also where it came from")

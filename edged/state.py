@@ -31,6 +31,8 @@ Keys in use (values are JSON-friendly):
 ``journal.recovered``      ``{"at", "reason", "kept_as"}`` while ``recovered``, else ``None``
 ``journal.unstored``       codes of the orders the journal could not store yet (rung and printed
                            from memory, see :mod:`edged.journal.unstored`)
+``fleet.rollout``          the staged update's state on this box, or ``None``
+                           (:mod:`edged.fleet.updater`)
 =========================  =========================================================================
 
 Keys are typed (:data:`Key`): a fixed key is one of the :data:`FixedKey` literals, a
@@ -66,6 +68,7 @@ FixedKey = Literal[
     "journal.detail",
     "journal.recovered",
     "journal.unstored",
+    "fleet.rollout",
 ]
 PrinterKey = NewType("PrinterKey", str)
 PartKey = NewType("PartKey", str)

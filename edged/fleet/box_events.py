@@ -3,11 +3,12 @@ the last health window's result, from ``box-events.jsonl`` in the state director
 
 ``image/update-edged`` (root) appends one JSON object per line there (image/README.md:
 ``id``, ``time``, ``kind``, ``from``, ``to``, ``reason``, ``journal_restored``, ``health``,
-``forced``). The daemon's user can write that directory too, so the file is a claim: only
-its last :data:`TAIL_BYTES` are read (never the whole of a file that may have grown without
-bound), only regular files (a FIFO planted there must not stall the daemon), every line and
-field is checked and trimmed, and a line that is not an event is skipped and counted. The
-file is parsed again only when its size, time or inode changed; nothing is ever written.
+``forced``, and ``release``/``wave`` for a staged update). The daemon's user can write
+that directory too, so the file is a claim: only its last :data:`TAIL_BYTES` are read
+(never the whole of a file that may have grown without bound), only regular files (a FIFO
+planted there must not stall the daemon), every line and field is checked and trimmed, and
+a line that is not an event is skipped and counted. The file is parsed again only when its
+size, time or inode changed; nothing is ever written.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def _event(raw: dict[str, Any]) -> dict[str, Any] | None:
         event["journal_restored"] = raw.get("journal_restored") is True
     if isinstance(raw.get("forced"), str):
         event["forced"] = _text(raw["forced"])
+    # A staged update's (apply-fleet-update): which release, which wave.
+    if isinstance(raw.get("release"), str):
+        event["release"] = _text(raw["release"])
+    if isinstance(raw.get("wave"), int) and not isinstance(raw.get("wave"), bool):
+        event["wave"] = raw["wave"]
     return event
 
 

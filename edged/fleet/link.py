@@ -10,6 +10,8 @@ EMQX, HiveMQ or Mosquitto. Topics (``<prefix>`` is ``fleet.topic_prefix``):
 ``<prefix>/<box_id>/info``          the telemetry document, retained, on change and
                                     every ``info_interval`` seconds
 ``<prefix>/<box_id>/alert``         alerts (QoS 1, not retained), see edged/fleet/alerts.py
+``<prefix>/releaseManifest``        read, with ``fleet.updates``: the signed release
+                                    manifest, retained (edged/fleet/updater.py)
 ==================================  ===================================================
 
 The client id is the box id (``fleet.client_id`` overrides it), so a broker ACL of
@@ -29,9 +31,11 @@ from typing import Any
 import aiomqtt
 
 from edged import mqttstop
+from edged.fleet import manifest
 from edged.fleet.alerts import DeliveryError
 from edged.fleet.settings import FleetConfig
 from edged.fleet.telemetry import Telemetry
+from edged.fleet.updater import Updater
 from edged.mqttclient import Redial, make_client
 
 log = logging.getLogger(__name__)
@@ -40,10 +44,15 @@ log = logging.getLogger(__name__)
 RECHECK = 30.0
 
 
-async def _until_disconnected(client: aiomqtt.Client) -> None:
-    """Raise MqttError as soon as the connection drops (nothing is subscribed here)."""
-    async for _ in client.messages:
-        pass
+async def _until_disconnected(
+    client: aiomqtt.Client, topic: str, offer: Callable[[bytes], None] | None
+) -> None:
+    """Raise MqttError as soon as the connection drops; hand the release manifest's
+    messages to ``offer``."""
+    async for message in client.messages:
+        if offer is not None and message.topic.matches(topic):
+            payload = message.payload
+            offer(payload if isinstance(payload, bytes) else str(payload or "").encode())
 
 
 def _dumps(obj: Any) -> bytes:
@@ -62,13 +71,17 @@ class FleetLink:
         box_id: str,
         telemetry: Telemetry,
         wait_changed: Callable[[int, float], Awaitable[int]],
+        updater: Updater | None = None,
     ) -> None:
         """``wait_changed(version, timeout)`` returns when the live state moved past
-        ``version`` (BoxState.wait_changed): a change may be worth an info message."""
+        ``version`` (BoxState.wait_changed): a change may be worth an info message.
+        ``updater``: staged updates, fed from the release manifest's topic."""
         self.config = config
         self.box_id = box_id
         self.telemetry = telemetry
         self.wait_changed = wait_changed
+        self.updater = updater
+        self.release_topic = f"{config.topic_prefix}/{manifest.TOPIC}"
         self.base = f"{config.topic_prefix}/{box_id}"
         self.client_id = config.client_id or box_id
         self.connected = False
@@ -115,7 +128,15 @@ class FleetLink:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Stay connected until cancelled."""
+        """Stay connected (and act on releases, with an updater) until cancelled."""
+        if self.updater is None:
+            await self._stay_connected()
+            return
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.updater.run(), name="fleet-updates")
+            await self._stay_connected()
+
+    async def _stay_connected(self) -> None:
         redial = Redial(self.config)
         will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
         while True:
@@ -140,10 +161,14 @@ class FleetLink:
             self._client = client
             self.connected = True
             self._last_significant = None  # a new session gets a fresh info at once
+            offer = self.updater.offer if self.updater is not None else None
+            if offer is not None:
+                await client.subscribe(self.release_topic, qos=1)
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._report(client), name="fleet-info")
-                    group.create_task(_until_disconnected(client), name="fleet-watch")
+                    watch = _until_disconnected(client, self.release_topic, offer)
+                    group.create_task(watch, name="fleet-watch")
             except* aiomqtt.MqttError as errors:
                 raise errors.exceptions[0] from None
         except asyncio.CancelledError:

@@ -38,8 +38,34 @@ class FleetConfig(BrokerConfig):
         ),
     )
 
+    updates: bool = field(
+        default=False,
+        metadata=opt(
+            doc="Staged updates: act on the signed release manifest of "
+            "<prefix>/releaseManifest (docs/fleet.md)"
+        ),
+    )
+    update_signers: str = field(
+        default="/etc/edged/update-signers",
+        metadata=opt(doc="allowed_signers file of the release keys (the bundles' own)"),
+    )
+    update_ca_file: str = field(
+        default="",
+        metadata=opt(doc="PEM CA bundle for the bundle's https:// server; empty: system CAs"),
+    )
+    update_max_bytes: int = field(
+        default=268_435_456,
+        metadata=opt(minimum=1_048_576, maximum=536_870_912, doc="Largest bundle fetched"),
+    )
+    update_recheck: float = field(
+        default=30.0,
+        metadata=opt(minimum=0.01, maximum=3600, doc="Seconds between looks at wave and window"),
+    )
+
     def check(self) -> None:
         super().check()
+        if self.updates and not self.enabled:
+            raise ValueError("updates: needs the fleet connection (enabled = true)")
         if self.sinqro_notifications != "off" and not self.enabled:
             raise ValueError("sinqro_notifications: needs the fleet connection (enabled = true)")
         if self.info_min_interval > self.info_interval:

@@ -2,7 +2,8 @@
 
 Everything here is read, never written: the kernel's files (uptime, SoC temperature, the
 Raspberry Pi firmware's throttling flags), the disk, the journal's counts, update-edged's
-record (:mod:`edged.fleet.box_events`) and the live :class:`~edged.state.BoxState`.
+record (:mod:`edged.fleet.box_events`), the staged update's state
+(:mod:`edged.fleet.updater`, through ``fleet.rollout``) and the live :class:`~edged.state.BoxState`.
 :class:`Telemetry` builds one JSON-ready dict; :meth:`Telemetry.significant` is the part
 whose change is worth a message of its own.
 """
@@ -170,6 +171,7 @@ class Telemetry:
             "throttling": throttling(self.files),
             "incidents": self.incidents(),
             "updates": self.events.updates(),
+            "rollout": state.get("fleet.rollout"),
             "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         }
 
@@ -188,6 +190,7 @@ class Telemetry:
             # Only what is true now; the "occurred" bits stay set until a reboot.
             "throttling": {k: v for k, v in flags.items() if not k.endswith("_occurred")},
             "updates": self.events.updates(),
+            "rollout": state.get("fleet.rollout"),
         }
 
 

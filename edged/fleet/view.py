@@ -19,6 +19,7 @@ from typing import Any
 import aiomqtt
 
 from edged.decoding import PayloadError, decode_json
+from edged.fleet.manifest import TOPIC
 from edged.mqttclient import BrokerConfig, Redial, make_client
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,14 @@ class FleetView:
 
     boxes: dict[str, BoxView] = field(default_factory=dict)
     unreadable: int = 0
+    release: bytes | None = None  # the retained release manifest, when asked for
 
     def take(self, topic: str, payload: bytes, prefix: str) -> None:
-        """One retained message of ``<prefix>/<box>/info`` or ``.../availability``."""
+        """One retained message of ``<prefix>/<box>/info`` or ``.../availability`` (or the
+        release manifest's)."""
+        if topic == f"{prefix}/{TOPIC}":
+            self.release = payload or None
+            return
         rest = topic[len(prefix) + 1 :] if topic.startswith(prefix + "/") else ""
         box_id, _, leaf = rest.partition("/")
         if not box_id or leaf not in ("info", "availability"):
@@ -111,9 +117,11 @@ async def read_fleet(
     quiet: float = 1.0,
     limit: float = 10.0,
     client_id: str = "",
+    release: bool = False,
 ) -> FleetView:
     """Subscribe to the retained ``info`` and ``availability`` of ``box_id`` (``+``: every
-    box) and collect until ``quiet`` seconds pass without a new one (at most ``limit``).
+    box), and with ``release`` the release manifest, and collect until ``quiet`` seconds
+    pass without a new one (at most ``limit``).
 
     Each node of the config is tried in turn; raises :class:`aiomqtt.MqttError` when none
     takes the connection."""
@@ -126,11 +134,12 @@ async def read_fleet(
         node = redial.node
         try:
             async with make_client(config, identifier, node=node) as client:
-                for leaf in ("info", "availability"):
-                    granted = await client.subscribe(f"{prefix}/{box_id}/{leaf}", qos=1)
+                topics = [f"{prefix}/{box_id}/{leaf}" for leaf in ("info", "availability")]
+                for topic in topics + ([f"{prefix}/{TOPIC}"] if release else []):
+                    granted = await client.subscribe(topic, qos=1)
                     # A refused subscription (0x80 and up) would read as an empty fleet.
                     if any(_code(g) >= 0x80 for g in granted):
-                        raise aiomqtt.MqttError(f"subscription to {leaf} refused")
+                        raise aiomqtt.MqttError(f"subscription to {topic} refused")
                 await _collect(client, view, prefix, quiet, limit)
                 return view
         except aiomqtt.MqttError as exc:

@@ -1,6 +1,7 @@
 """The fleet broker's ACL as shipped (config/mosquitto-fleet.acl), in a real Mosquitto with a
 password file: only the relay's user publishes notifications, a box reads only its own
-selling point's topic and writes only its own tree.
+selling point's topic and writes only its own tree; only the release user publishes the
+release manifest, which every box reads.
 
 The box side is the real subscriber (:class:`RelaySubscription`), the relay side the real
 ``edged relay`` process logged in as the relay's user.
@@ -36,6 +37,7 @@ PASSWORDS = {
     BOX_B: "box-b-password",
     "edged-relay": "relay-password",
     "fleet-ops": "ops-password",
+    "edged-release": "release-password",
 }
 
 
@@ -212,3 +214,24 @@ async def test_only_the_relay_user_publishes_notifications_and_a_box_reads_only_
                 assert (str(first.topic), first.payload) == (f"edged/{BOX_A}/info", b"mine")
     finally:
         relay.stop()
+
+
+async def test_only_the_release_user_publishes_the_manifest_and_every_box_reads_it(
+    broker: MosquittoBroker,
+) -> None:
+    topic = "edged/releaseManifest"
+    forger = make_client(credentials(broker, BOX_A), f"{BOX_A}-forger")
+    async with forger:
+        # Retained: had the broker taken it, the reader would get it as it subscribes.
+        with contextlib.suppress(aiomqtt.MqttCodeError):
+            await forger.publish(topic, b"forged by a box", qos=1, retain=True)
+    reader = make_client(credentials(broker, BOX_B), f"{BOX_B}-reader")
+    async with reader:
+        await reader.subscribe(topic, qos=1)
+        await reader.subscribe(f"edged/{BOX_B}/info", qos=1)
+        client = make_client(credentials(broker, "edged-release"), "release-tool")
+        async with client:
+            await client.publish(topic, b"signed manifest", qos=1, retain=True)
+        # Box A's forgery never arrived; the release tool's message is the first one.
+        first = await anext(aiter(reader.messages))
+        assert (str(first.topic), first.payload) == (topic, b"signed manifest")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bridge_helpers import make_desk
 from broker import MosquittoBroker
+from pki import make_pki
 from waiting import eventually
 
 from edged.fleet.identity import BoxIdentity
@@ -19,32 +20,6 @@ from edged.fleet.telemetry import Telemetry
 from edged.journal.store import Journal
 
 BOX = "10000000c1e27001"
-EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(directory: Path) -> Path:
-    """A CA, a server certificate for localhost and a client certificate for the box."""
-    directory.mkdir()
-    openssl(
-        "req", "-x509", *EC_KEY, "-nodes", "-days", "2",
-        "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=fleet test CA", cwd=directory,
-    )  # fmt: skip
-    (directory / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, subject in (("server", "/CN=localhost"), ("client", f"/CN={BOX}")):
-        openssl(
-            "req", *EC_KEY, "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", subject, cwd=directory,
-        )  # fmt: skip
-        extra = ["-extfile", "server.ext"] if name == "server" else []
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *extra, cwd=directory,
-        )  # fmt: skip
-    return directory
 
 
 def password_file(path: Path, user: str, password: str) -> Path:

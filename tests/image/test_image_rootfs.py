@@ -173,6 +173,8 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
     for path in (
         "/usr/lib/systemd/system/edged.service",
         "/usr/lib/systemd/system/edged-failure.service",
+        "/usr/lib/systemd/system/edged-update.service",
+        "/usr/lib/systemd/system/edged-update.path",
         "/etc/systemd/system.conf.d/50-edged-watchdog.conf",
         "/usr/lib/systemd/system/edged-hostname.service",
         "/usr/lib/systemd/system/edged-provision.service",
@@ -191,6 +193,7 @@ def test_files_owners_and_modes(rootfs: Rootfs) -> None:
         "multi-user.target.wants/edged.service": "edged.service",
         "multi-user.target.wants/edged-provision.service": "edged-provision.service",
         "paths.target.wants/edged-provision.path": "edged-provision.path",
+        "paths.target.wants/edged-update.path": "edged-update.path",
         "sysinit.target.wants/edged-hostname.service": "edged-hostname.service",
     }
     for link, unit in wants.items():
@@ -212,6 +215,8 @@ def test_systemd_reads_the_units(rootfs: Rootfs) -> None:
         "edged-hostname.service",
         "edged-provision.service",
         "edged-provision.path",
+        "edged-update.service",
+        "edged-update.path",
     ]
     # The release's own systemd reads them (trixie's knows keys the host's does not).
     result = rootfs.chroot("systemd-analyze", "verify", "--man=no", *units, check=False)

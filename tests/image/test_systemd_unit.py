@@ -26,6 +26,8 @@ UNITS = (
     FIRSTBOOT / "edged-provision.service",
     FIRSTBOOT / "edged-provision.path",
     SYSTEMD / "edged-onboard.service",
+    SYSTEMD / "edged-update.service",
+    SYSTEMD / "edged-update.path",
 )
 
 

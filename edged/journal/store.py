@@ -218,21 +218,18 @@ class Journal(CatalogStore):
     async def recent_commands(self, limit: int = 100) -> list[Command]:
         return await self._commands("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
 
-    async def mark_sending(self, command_id: int) -> None:
-        """Record that a send is about to start (so a crash mid-send is detectable)."""
-        await self.transaction(
-            lambda tx: tx.execute(
-                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated = ?"
-                " WHERE id = ?",
-                (tx.now, command_id),
-            )
-        )
+    async def last_command_id(self) -> int:
+        """The largest id in the outbox (0 when empty); a newer command's is larger."""
+        rows = await self._query("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        return int(rows[0][0])
 
     async def requeue_command(self, command_id: int, error: str) -> None:
-        """Back to the queue after a transient failure (network down, 5xx)."""
+        """Back to the queue after a transient failure (network down, 5xx): an attempt
+        that may have gone out, counted."""
         await self.transaction(
             lambda tx: tx.execute(
-                "UPDATE outbox SET state = 'queued', error = ?, updated = ? WHERE id = ?",
+                "UPDATE outbox SET state = 'queued', error = ?, updated = ?,"
+                " attempts = attempts + 1 WHERE id = ?",
                 (error, tx.now, command_id),
             )
         )
@@ -245,9 +242,11 @@ class Journal(CatalogStore):
         order: OrderRecord | None = None,
         error_code: str | None = None,
         error: str | None = None,
+        sent: bool = False,
     ) -> dict[str, int]:
         """Close a command: state, its ``command.done``/``command.failed`` event and the
-        order Sinqro returned, all in one transaction.
+        order Sinqro returned, all in one transaction (``sent``: this outcome answered a
+        send, one more attempt).
 
         Returns the journal's counts as of that transaction, so a caller can publish them
         before anyone woken by the event looks (see :meth:`counts`).
@@ -255,8 +254,9 @@ class Journal(CatalogStore):
 
         def run(tx: Tx) -> dict[str, int]:
             tx.execute(
-                "UPDATE outbox SET state = ?, error_code = ?, error = ?, updated = ? WHERE id = ?",
-                ("done" if ok else "failed", error_code, error, tx.now, command.id),
+                "UPDATE outbox SET state = ?, error_code = ?, error = ?, updated = ?,"
+                " attempts = attempts + ? WHERE id = ?",
+                ("done" if ok else "failed", error_code, error, tx.now, int(sent), command.id),
             )
             if order is not None:
                 tx.upsert_order(order)

@@ -181,18 +181,45 @@ async def test_a_post_whose_answer_is_lost_is_checked_not_resent(
         assert final is not None and final.attempts == 1
 
 
+async def test_a_send_that_went_out_is_read_back_before_it_goes_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Sinqro applied the accept, then the box tripped over its own bug before recording
+    # anything: the journal shows no attempt, but this process knows it sent the command.
+    class TripsOnce(SinqroApi):
+        tripped = False
+
+        async def post_action(
+            self, order_id: int, token: str, *, cancellation_comment: str | None = None
+        ) -> Any:
+            answer = await super().post_action(
+                order_id, token, cancellation_comment=cancellation_comment
+            )
+            if not TripsOnce.tripped:
+                TripsOnce.tripped = True
+                raise RuntimeError("lost on the way back")
+            return answer
+
+    async with running_flow(sim, tmp_path / "j.sqlite3", api_class=TripsOnce) as flow:
+        order_id = await flow.new_order()
+        command = await flow.desk.accept(order_id, source="test")
+        assert (await flow.desk.wait(command.id, timeout=15)).state == "done"
+        assert TripsOnce.tripped
+        assert len(flow.posts(order_id)) == 1
+        assert flow.sim.order(order_id)["status"]["code"] == "accepted"
+
+
 async def test_after_a_crash_mid_send_the_sender_reads_the_order_first(
     sim: Simulator, tmp_path: Path
 ) -> None:
     path = tmp_path / "j.sqlite3"
-    # The previous process queued the accept, marked it sending and posted it, then died
-    # before recording the answer.
+    # The previous process queued the accept and posted it, then died before recording
+    # the answer: nothing in the journal says it was sent (no commit before a send).
     journal = await Journal.open(path)
     raw = sim.create_orders(1, "delivery")[0]
     order_id = int(raw["id"])
     await journal.upsert_order(parse_order(raw))
     command, _ = await journal.enqueue_command(order_id, "accept", {"delay": None}, source="t")
-    await journal.mark_sending(command.id)
     async with SinqroApi(sim.base_url, sim.server_token, sim.user_token) as api:
         accept = pick_action(await api.order_actions(order_id), "ACCEPT", None)
         assert accept is not None

@@ -124,11 +124,14 @@ async def test_outbox_key_applies_a_command_once(journal: Journal) -> None:
     two, again = await journal.enqueue_command(5, "accept", {}, source="mqtt", key="pos:42")
     assert created and not again and one.id == two.id
     assert len(await journal.pending_commands()) == 1
-    await journal.mark_sending(one.id)
+    assert await journal.last_command_id() == one.id
+    await journal.requeue_command(one.id, "timed out")
     pending = await journal.pending_commands()
-    assert pending[0].state == "sending" and pending[0].attempts == 1
-    await journal.finish_command(pending[0], ok=True, order=order(5, "accepted"))
+    assert pending[0].state == "queued" and pending[0].attempts == 1
+    await journal.finish_command(pending[0], ok=True, order=order(5, "accepted"), sent=True)
     assert await journal.pending_commands() == []
+    done = await journal.get_command(one.id)
+    assert done is not None and done.attempts == 2
     kinds = [e.kind for e in await journal.read_events(0)]
     assert kinds == [ev.ORDER_NEW, ev.COMMAND_QUEUED, ev.ORDER_STATUS, ev.COMMAND_DONE]
 

@@ -44,12 +44,17 @@ def find_nats_server() -> str:
     return found
 
 
-def mqtt_connack(host: str, port: int, timeout: float) -> bool:
+def mqtt_connack(
+    host: str, port: int, timeout: float, credentials: tuple[str, str] | None = None
+) -> bool:
     """Whether ``host:port`` answers an MQTT 3.1.1 CONNECT with an accepting CONNACK (NATS
     answers only once JetStream can hold the session: an open port is not enough)."""
     client_id = b"edged-probe-%d" % os.getpid()
-    variable = b"\x00\x04MQTT\x04\x02\x00\x0a"  # level 4, clean session, keepalive 10 s
+    flags = 0x02 | (0xC0 if credentials else 0)  # clean session (+ user name and password)
+    variable = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a"  # level 4, keepalive 10 s
     payload = len(client_id).to_bytes(2, "big") + client_id
+    for text in credentials or ():
+        payload += len(text).to_bytes(2, "big") + text.encode()
     body = variable + payload
     packet = b"\x10" + bytes([len(body)]) + body
     try:
@@ -79,10 +84,13 @@ class NatsCluster:
 
     host = "127.0.0.1"
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
+    def __init__(self, directory: Path, size: int = 3, *, extra: str = "") -> None:
+        """``extra``: more of every node's config (an ``authorization`` block: users and
+        their permissions; the readiness probe then logs in as ``probe`` / ``probe``)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.binary = find_nats_server()
+        self.credentials = ("probe", "probe") if extra else None
         self.nodes = [
             NatsNode(
                 name=f"n{i}",
@@ -111,7 +119,7 @@ class NatsCluster:
                 # lost keeps a quorum (by default NATS takes the peers it sees at the first
                 # connection, which may be two of three).
                 f"mqtt {{ listen: {self.host}:{node.mqtt_port}, "
-                f"stream_replicas: {len(self.nodes)} }}\n",
+                f"stream_replicas: {len(self.nodes)} }}\n" + extra,
                 encoding="utf-8",
             )
 
@@ -152,7 +160,7 @@ class NatsCluster:
                 node.process = None
                 log = node.log.read_text() if node.log.exists() else ""
                 raise RuntimeError(f"nats-server {node.name} exited at start: {err}{log[-2000:]}")
-            if mqtt_connack(self.host, node.mqtt_port, timeout=5.0):
+            if mqtt_connack(self.host, node.mqtt_port, timeout=5.0, credentials=self.credentials):
                 return
             time.sleep(0.1)
         log = node.log.read_text() if node.log.exists() else ""

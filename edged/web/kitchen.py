@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from edged.web.live import Live
     from edged.web.site import Site
 
-#: Paths a staff session may use besides the board's.
-KITCHEN_PATHS = frozenset({"/kitchen", "/api/kitchen", "/api/kitchen/select", "/api/kitchen/bump"})
 #: Minutes before the due time a tile turns amber (red once it is past).
 AMBER_MINUTES = 5
 BUMP_LABELS = {"preparation": N_("Start preparing"), "ready": N_("Ready")}

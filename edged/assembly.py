@@ -31,6 +31,7 @@ from edged.flow.desk import OrderDesk
 from edged.flow.intake import NotificationLink, PushSource
 from edged.flow.outbox import OutboxSender
 from edged.flow.pairing import Pairing
+from edged.flow.station import KitchenStation
 from edged.journal.store import Journal
 from edged.parts import PartSpec, Runnable
 from edged.sinqro.api import SinqroApi
@@ -113,6 +114,15 @@ class Assembly:
         # (removed printer, its backup): tickets the next spooler moves before it starts.
         self.printer_moves: list[tuple[str, str]] = []
         self._link_fleet: FleetConfig | None = None
+        self._kitchen: KitchenStation | None = None
+
+    @property
+    def kitchen(self) -> KitchenStation:
+        """The kitchen display's station: one per box, shared by the page and the panel
+        (both restart on saved settings; the selection stays)."""
+        if self._kitchen is None:
+            self._kitchen = KitchenStation(self.root.desk, self.root.journal)
+        return self._kitchen
 
     def plan_printer_moves(self, old: Config, new: Config) -> None:
         """Queued tickets of a printer ``new`` removes go to its backup when that one stays;
@@ -253,6 +263,8 @@ class Assembly:
         # hears of every other press (one that went to an order proves nothing).
         panel.on_access_press = self._access_press
         panel.on_press_result = self._press_result
+        # While a kitchen display is on, the buttons bump and select its tiles.
+        panel.kitchen = self.kitchen
         return panel
 
     def _access_press(self) -> bool:
@@ -328,6 +340,7 @@ class Assembly:
             panel=LivePanel(lambda: root.panel),
             metrics=self._page_metrics,
             demo=root.demo,
+            kitchen=self.kitchen,
         )
         return WebServer(cfg.web, services)
 

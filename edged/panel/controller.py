@@ -16,6 +16,10 @@ error      something broke (stuck button, journal error, setup hook failed)
 
 The buttons act on the oldest waiting order that has no decision on its way yet, so with
 the link down a second press decides the next order instead of queueing the same one twice.
+While a kitchen display is on (:attr:`Panel.kitchen`) and no order waits for a decision,
+the short presses work the display: ACCEPT bumps the selected tile (answered like a
+decision), CANCEL moves the selection (``bumped``, ``moved``); a new order takes the buttons
+back at once.
 
 Publishes ``panel.led`` and ``panel.buzzer`` in BoxState.
 """
@@ -33,6 +37,7 @@ from edged.clock import Clock, RealClock
 from edged.flow.desk import OrderDesk, Outcome
 from edged.flow.refusals import CommandRefused
 from edged.flow.settings import DEFAULT_CANCEL_COMMENT, OrdersConfig
+from edged.flow.station import KitchenStation
 from edged.i18n import Locale
 from edged.journal import events as ev
 from edged.journal.events import Event
@@ -62,6 +67,8 @@ RESULTS = (
     "proof",
     "ignored",
     "error",
+    "bumped",
+    "moved",
 )
 _LED_KEYS = ("link", "waiting_orders", "queued_commands", "journal")
 
@@ -95,6 +102,8 @@ class Panel:
         # the page can say that a press went to an order and proved nothing.
         self.on_press_result: Callable[[str, str], None] | None = None
         self._decided_code = ""
+        # The kitchen display's station (set by the assembly); see the module docstring.
+        self.kitchen: KitchenStation | None = None
         # The box's language: the default cancel comment goes out in it.
         self.language = "en"
         self.hardware = Hardware(config)
@@ -337,6 +346,8 @@ class Panel:
 
     async def _act(self, intent: Intent) -> str:
         try:
+            if intent in ("accept", "silence") and await self._kitchen_mode():
+                return await self._kitchen_press(intent == "accept")
             if intent == "accept":
                 return await self._decide_accept(self.orders.default_delay)
             if intent == "accept_long":
@@ -399,6 +410,25 @@ class Panel:
                 self.buzzer.answer("refused")
                 return "refused"
         return await self._answer(await self._outcome(command.id), "cancelled")
+
+    async def _kitchen_mode(self) -> bool:
+        """A kitchen display is on and no order waits for a decision (new orders first)."""
+        kitchen = self.kitchen
+        return kitchen is not None and kitchen.display_on and await self._target() is None
+
+    async def _kitchen_press(self, bump: bool) -> str:
+        assert self.kitchen is not None
+        if not bump:
+            moved = await self.kitchen.move(1)
+            self.buzzer.answer("confirm" if moved is not None else "refused")
+            return "moved" if moved is not None else "refused"
+        try:
+            command = await self.kitchen.bump(source=SOURCE)
+        except CommandRefused as exc:
+            log.info("panel: bump refused: %s", exc.message)
+            self.buzzer.answer("refused")
+            return "refused"
+        return await self._answer(await self._outcome(command.id), "bumped")
 
     async def _outcome(self, command_id: int) -> Outcome:
         """Sinqro's answer within ``command_wait`` (on the panel clock), else queued."""

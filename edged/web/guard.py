@@ -25,6 +25,7 @@ from aiohttp import web
 from edged.i18n import Locale
 from edged.journal.writer import JournalError
 from edged.web.http import Stop, harden, redirect, refusal, wants_json
+from edged.web.kitchen import KITCHEN_PATHS
 from edged.web.security import client_key, csrf_ok
 from edged.web.sessions import DEVICE_LIFETIME, Session, Sessions
 
@@ -48,6 +49,7 @@ STAFF_PATHS = frozenset(
     {"/", "/board", "/api/status", "/api/board", "/api/history", "/api/panel/press", "/events"}
     | {"/menu", "/api/menu"}
     | {"/logout"}
+    | KITCHEN_PATHS
 )
 STAFF_PREFIXES = ("/api/orders/", "/api/menu/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -12,6 +12,7 @@ over it, and routes; each area lives in its own module and registers its own rou
 * :mod:`~edged.web.setup`: printers and the other config sections;
 * :mod:`~edged.web.board_api`: the order board and the decisions taken on it;
 * :mod:`~edged.web.menu`: the menu, sold out and back on;
+* :mod:`~edged.web.kitchen`: the kitchen display and its bumps;
 * :mod:`~edged.web.live`: the server-sent event stream;
 * :mod:`~edged.web.health`: ``/health`` and ``/metrics``;
 * :mod:`~edged.web.limits`: the Host check, the connection cap and the request deadline.
@@ -35,6 +36,7 @@ from edged.web.board_api import Board
 from edged.web.guard import PUBLIC_PATHS
 from edged.web.health import Health
 from edged.web.http import MAX_BODY
+from edged.web.kitchen import Kitchen
 from edged.web.limits import GuardedSite, HostGuard, quiet_accept_storms, runner_options
 from edged.web.live import Live
 from edged.web.menu import Menu
@@ -79,6 +81,7 @@ class WebServer:
         self.setup = SetupPages(site, self.access)
         self.board = Board(site)
         self.menu = Menu(site.services, site.locale, site.pages, lambda: self.board.action_wait)
+        self.kitchen = Kitchen(site, self.board, self.live)
         self.health = Health(site, self.board, self.live)
         self.app = self._build_app()
 
@@ -123,7 +126,8 @@ class WebServer:
             client_max_size=MAX_BODY,
         )
         r = app.router
-        for area in (self.access, self.pairing, self.setup, self.board, self.menu, self.health):
+        areas = (self.access, self.pairing, self.setup, self.board, self.menu, self.kitchen)
+        for area in (*areas, self.health):
             area.routes(r)
         r.add_get("/events", self.live.events)
         static = Path(str(resources.files("edged.web").joinpath("static")))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from edged.config import Config
 from edged.flow.pairing import Pairing
+from edged.flow.station import KitchenStation
 from edged.journal.store import Command, Journal
 from edged.sinqro.models import OrderAction, SellingPoint
 from edged.state import BoxState
@@ -148,7 +149,9 @@ class WebServices:
       apply a partial TOML-shaped change (raises ``ConfigError`` naming the key);
     * ``metrics()``: extra samples for ``/metrics`` (outbox, spooler, link latencies...);
     * ``demo``: the demo shows the setup code in the log; never set it on a real box;
-    * ``mdns_name``: e.g. ``edged-1a2b.local``; ``None`` derives it from the host name.
+    * ``mdns_name``: e.g. ``edged-1a2b.local``; ``None`` derives it from the host name;
+    * ``kitchen``: the kitchen display's station, shared with the panel (``None``: the
+      page makes its own).
 
     The daemon's assembly (:mod:`edged.assembly`) builds it from the parts it holds, with
     :class:`LiveSpooler` and :class:`LivePanel` so the page follows restarted parts.
@@ -170,3 +173,4 @@ class WebServices:
     metrics: Callable[[], Sequence[Metric]] | None = None
     demo: bool = False
     mdns_name: str | None = None
+    kitchen: KitchenStation | None = None

@@ -230,3 +230,16 @@ def make_client(
         tls_context=tls_context(config),
         max_queued_incoming_messages=max_queued_incoming,
     )
+
+
+def suback_refused(granted: object) -> bool:
+    """Did a SUBACK refuse any topic? ``granted`` is what ``aiomqtt.Client.subscribe`` returns:
+    ints (3.1.1) or paho ReasonCodes (5); 0x80 and above is a refusal (a broker short of
+    resources, or one whose ACL says no, answers the SUBSCRIBE with it rather than closing)."""
+    codes = granted if isinstance(granted, (list, tuple)) else [granted]
+    return any(_code(g) >= 0x80 for g in codes)
+
+
+def _code(granted: object) -> int:
+    value = getattr(granted, "value", granted)
+    return value if isinstance(value, int) else 0x80

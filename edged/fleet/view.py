@@ -20,7 +20,7 @@ import aiomqtt
 
 from edged.decoding import PayloadError, decode_json
 from edged.fleet.manifest import TOPIC
-from edged.mqttclient import BrokerConfig, Redial, make_client
+from edged.mqttclient import BrokerConfig, Redial, make_client, suback_refused
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ async def read_fleet(
                 for topic in topics + ([f"{prefix}/{TOPIC}"] if release else []):
                     granted = await client.subscribe(topic, qos=1)
                     # A refused subscription (0x80 and up) would read as an empty fleet.
-                    if any(_code(g) >= 0x80 for g in granted):
+                    if suback_refused(granted):
                         raise aiomqtt.MqttError(f"subscription to {topic} refused")
                 await _collect(client, view, prefix, quiet, limit)
                 return view
@@ -148,12 +148,6 @@ async def read_fleet(
             redial.lost()
     assert failure is not None
     raise failure
-
-
-def _code(granted: object) -> int:
-    """A SUBACK code: an int (3.1.1) or a paho ReasonCode (5)."""
-    value = getattr(granted, "value", granted)
-    return value if isinstance(value, int) else 0x80
 
 
 async def _collect(

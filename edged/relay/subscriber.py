@@ -21,7 +21,7 @@ import aiomqtt
 
 from edged import mqttstop
 from edged.fleet.settings import FleetConfig
-from edged.mqttclient import Redial, make_client
+from edged.mqttclient import Redial, make_client, suback_refused
 from edged.relay.settings import notifications_topic
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ class RelaySubscription:
                 )
                 async with mqttstop.connection(client):
                     fresh = False
-                    await client.subscribe(topic, qos=1)
+                    granted = await client.subscribe(topic, qos=1)
+                    if suback_refused(granted):
+                        # Not subscribed: saying so (and reconciling once) would leave the
+                        # box deaf to the relay; reconnect with backoff and ask again.
+                        raise aiomqtt.MqttError(f"the broker refused the subscription ({granted})")
                     log.info("relay: subscribed to %s on %s", topic, node.where)
                     redial.connected()
                     sink.source_up(self.name)

@@ -75,15 +75,22 @@ def _broker(args: argparse.Namespace) -> BrokerConfig:
     )
 
 
+def broker_from(args: argparse.Namespace) -> BrokerConfig | None:
+    """The broker the command line names, or None once its error is said."""
+    try:
+        return _broker(args)
+    except ConfigError as exc:
+        complain(str(exc))
+        return None
+
+
 def _read(args: argparse.Namespace, box_id: str) -> FleetView | int:
     import aiomqtt
 
     from edged.fleet.view import read_fleet
 
-    try:
-        config = _broker(args)
-    except ConfigError as exc:
-        complain(str(exc))
+    config = broker_from(args)
+    if config is None:
         return EX_CONFIG
     try:
         return asyncio.run(read_fleet(config, box_id=box_id, quiet=args.wait))
@@ -191,10 +198,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     """Serve the fleet's Prometheus series until stopped."""
     from edged.fleet.exporter import serve
 
-    try:
-        config = _broker(args)
-    except ConfigError as exc:
-        complain(str(exc))
+    config = broker_from(args)
+    if config is None:
         return EX_CONFIG
     try:
         return asyncio.run(serve(config, args.host, args.port))

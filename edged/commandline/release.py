@@ -21,8 +21,7 @@ from edged.commandline.base import (
     dump_json,
     say,
 )
-from edged.commandline.fleet import _broker, add_broker_arguments
-from edged.configtools import ConfigError
+from edged.commandline.fleet import add_broker_arguments, broker_from
 from edged.i18n import Locale
 
 
@@ -108,10 +107,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     from edged.fleet.manifest import ManifestError, open_envelope, parse
     from edged.fleet.releases import publish, release_document, signed
 
-    try:
-        config = _broker(args)
-    except ConfigError as exc:
-        complain(str(exc))
+    config = broker_from(args)
+    if config is None:
         return EX_CONFIG
     waves = sorted(args.wave, key=lambda w: w[0])
     if waves and waves[-1][0] != 100:
@@ -159,10 +156,8 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     if args.halt and args.key is None:
         complain("edged fleet rollout status: --halt needs --key")
         return EX_REFUSED
-    try:
-        config = _broker(args)
-    except ConfigError as exc:
-        complain(str(exc))
+    config = broker_from(args)
+    if config is None:
         return EX_CONFIG
     try:
         view = asyncio.run(read_fleet(config, quiet=args.wait, release=True))
